@@ -1,0 +1,39 @@
+"""Shared fixtures. Real assets (the SmolLM2 tokenizer, MiniLM) come from the prepared cache:
+`make test` runs `zsg prepare` first; run it yourself before a bare `pytest`."""
+from __future__ import annotations
+
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def fixtures() -> Path:
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def smol_tokenizer():
+    from transformers import AutoTokenizer
+
+    from zsg_core.assets import asset_path
+
+    return AutoTokenizer.from_pretrained(asset_path("smollm2-135m"))
+
+
+@pytest.fixture
+def sdist(tmp_path: Path) -> Path:
+    """A tarball laid out like the bigbench sdist, holding the fixture tasks."""
+    path = tmp_path / "bigbench-1.0.0.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for f in sorted((FIXTURES / "benchmark_tasks").rglob("task.json")):
+            rel = f.relative_to(FIXTURES / "benchmark_tasks")
+            tar.add(f, arcname=f"bigbench-1.0.0/bigbench/benchmark_tasks/{rel}")
+    return path

@@ -1,0 +1,49 @@
+"""The command line as a user meets it."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from zsg_core.cli import main
+
+
+def test_prepare_list_shows_every_asset(capsys):
+    assert main(["prepare", "--list"]) == 0
+    out = capsys.readouterr().out
+    for name, license_ in [("bigbench", "Apache-2.0"), ("smollm2-135m", "Apache-2.0"), ("minilm-l6", "Apache-2.0"),
+                           ("gemma-270m", "Gemma Terms of Use")]:
+        row = next(line for line in out.splitlines() if line.startswith(name + " "))
+        assert license_ in row and " MB " in row and (" yes " in row or " no " in row)
+    assert "bigbench" in out and "yes" in next(line for line in out.splitlines() if line.startswith("bigbench"))
+
+
+def test_second_prepare_does_nothing_and_says_so():
+    proc = subprocess.run([sys.executable, "-m", "zsg_core.cli", "prepare"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 3 and all("cached, nothing to do" in line for line in lines)
+
+
+def test_unknown_asset_is_a_clear_error(capsys):
+    assert main(["prepare", "no-such-model"]) == 2
+    assert "unknown asset 'no-such-model'" in capsys.readouterr().err
+
+
+def test_split_refuses_to_overwrite(tmp_path, capsys):
+    (tmp_path / "keep.txt").write_text("mine")
+    try:
+        main(["split", "--out", str(tmp_path)])
+    except SystemExit as e:
+        assert "exists and is not empty; pass --force" in str(e)
+    else:
+        raise AssertionError("zsg split overwrote a non-empty folder")
+    assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_split_writes_the_default_split(tmp_path, capsys):
+    assert main(["split", "--out", str(tmp_path / "s")]) == 0
+    from zsg_core.data import load_jsonl
+
+    train, test = load_jsonl(tmp_path / "s" / "train.jsonl"), load_jsonl(tmp_path / "s" / "test.jsonl")
+    assert len({r.task for r in train}) >= 200 and len({r.task for r in test}) >= 30
+    assert (tmp_path / "s" / "report.csv").exists()

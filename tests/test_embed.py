@@ -1,0 +1,47 @@
+"""The MiniLM encoder: real embeddings, cached on disk so a second call encodes nothing."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from zsg_core.data import Record
+from zsg_core.embed import Encoder, embed_records, embed_text
+
+
+def _rec(q: str, a: str, *more: str) -> Record:
+    turns = [q, a, *more]
+    return Record(q[:8], "t", [{"role": ["user", "assistant"][i % 2], "content": c} for i, c in enumerate(turns)])
+
+
+def test_embed_text_modes():
+    r = _rec("Q1", "A1", "Q2", "A2")
+    assert embed_text(r, "all") == "Q1 A1 Q2 A2"
+    assert embed_text(r, "first-turn") == "Q1 A1"
+    with pytest.raises(ValueError, match="unknown embed text mode 'both'"):
+        embed_text(r, "both")
+
+
+def test_real_embeddings_and_cache(tmp_path):
+    texts = ["The cat sat on the mat.", "A kitten is sitting on a rug.", "Quarterly tax filing deadlines.",
+             "The cat sat on the mat."]
+    enc = Encoder(cache=tmp_path)
+    vecs = enc.encode(texts)
+    assert vecs.shape == (4, 384) and vecs.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    assert enc.n_encoded == 3  # the duplicate text is encoded once
+    assert vecs[0] @ vecs[1] > vecs[0] @ vecs[2] + 0.2  # a real encoder: paraphrase closer than noise
+    assert np.array_equal(vecs[0], vecs[3])
+    again = enc.encode(texts[::-1])
+    assert enc.n_encoded == 3 and np.array_equal(again, vecs[::-1])
+    fresh = Encoder(cache=tmp_path)  # a new process reads the on-disk cache
+    assert np.array_equal(fresh.encode(texts), vecs) and fresh.n_encoded == 0
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_embed_records_uses_the_mode(tmp_path):
+    enc = Encoder(cache=tmp_path)
+    r = _rec("How do I boil an egg?", "Put it in boiling water for 8 minutes.", "And fry it?", "Use a pan.")
+    both = embed_records([r, r], "all", enc)
+    first = embed_records([r], "first-turn", enc)
+    assert both.shape == (2, 384) and not np.allclose(both[0], first[0])
+    assert np.allclose(first[0], enc.encode(["How do I boil an egg? Put it in boiling water for 8 minutes."])[0])

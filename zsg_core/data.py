@@ -1,0 +1,358 @@
+"""The one record type zsg uses everywhere, and loaders for the formats people bring.
+
+A record is one instruction-tuning instance:
+    id          unique string
+    task        the task it belongs to (arrangements by task and per-task curves need it)
+    messages    [{"role": "user"|"assistant", "content": str}, ...]: the conversational format
+                that TRL and the Hugging Face chat templates use
+    references  optional: every acceptable answer (the response is the first)
+    source      optional: where it came from ("natural_instructions", "bigbench", "flan", ...)
+
+Loaders: Natural Instructions v1 and BIG-bench JSON tasks (from the bigbench sdist tarball or its
+extracted folder), Flan-mini JSON, NIV2 task files, JSONL of records, HF `datasets` folders.
+Bad input raises DataError naming the file, line or record and the offending value.
+"""
+from __future__ import annotations
+
+import json
+import re
+import tarfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+ROLES = ("user", "assistant")
+FLAN_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
+
+
+class DataError(ValueError):
+    """Input data is malformed, incomplete or inconsistent."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    id: str
+    task: str
+    messages: list[dict[str, str]]
+    references: list[str] | None = None
+    source: str | None = None
+
+    @property
+    def prompt(self) -> str:
+        """The first user turn."""
+        return self.messages[0]["content"]
+
+    @property
+    def response(self) -> str:
+        """The first assistant turn."""
+        return self.messages[1]["content"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def record_from_dict(d: Any, where: str) -> Record:
+    """Validate one record dict; `where` ("file.jsonl:12") goes into every error message."""
+    if not isinstance(d, dict):
+        raise DataError(f"{where}: a record must be a JSON object, got {type(d).__name__}")
+    name = f"{where} (id {d['id']!r})" if "id" in d else where
+    for key in ("id", "task", "messages"):
+        if key not in d:
+            raise DataError(f"{name}: missing field {key!r}")
+    unknown = set(d) - {"id", "task", "messages", "references", "source"}
+    if unknown:
+        raise DataError(f"{name}: unknown field(s) {sorted(unknown)}")
+    if not isinstance(d["id"], str) or not d["id"]:
+        raise DataError(f"{name}: 'id' must be a non-empty string, got {d['id']!r}")
+    if not isinstance(d["task"], str) or not d["task"].strip():
+        raise DataError(f"{name}: empty task name {d['task']!r}")
+    messages = _check_messages(d["messages"], name)
+    refs = d.get("references")
+    if refs is not None and (not isinstance(refs, list) or not all(isinstance(r, str) for r in refs)):
+        raise DataError(f"{name}: 'references' must be a list of strings, got {refs!r}")
+    source = d.get("source")
+    if source is not None and not isinstance(source, str):
+        raise DataError(f"{name}: 'source' must be a string, got {source!r}")
+    return Record(d["id"], d["task"], messages, refs, source)
+
+
+def _check_messages(messages: Any, name: str) -> list[dict[str, str]]:
+    if not isinstance(messages, list) or not messages:
+        raise DataError(f"{name}: 'messages' must be a non-empty list, got {messages!r:.80}")
+    out = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or "role" not in m or "content" not in m:
+            raise DataError(f"{name}: message {i} needs 'role' and 'content', got {m!r:.80}")
+        if m["role"] not in ROLES:
+            raise DataError(f"{name}: message {i} has unknown role {m['role']!r} (expected user or assistant)")
+        if not isinstance(m["content"], str):
+            raise DataError(f"{name}: message {i} content must be a string, got {type(m['content']).__name__}")
+        expected = ROLES[i % 2]
+        if m["role"] != expected:
+            raise DataError(f"{name}: message {i} has role {m['role']!r}, expected {expected!r} "
+                            "(turns alternate user, assistant, starting with user)")
+        out.append({"role": m["role"], "content": m["content"]})
+    if len(out) < 2:
+        raise DataError(f"{name}: needs at least one user and one assistant message")
+    if len(out) % 2:  # a trailing user turn has no answer to learn from; the paper drops it too
+        out = out[:-1]
+    return out
+
+
+def check_records(records: list[Record], where: str) -> list[Record]:
+    """A set of records must be non-empty and have unique ids."""
+    if not records:
+        raise DataError(f"{where}: no records")
+    seen: set[str] = set()
+    for r in records:
+        if r.id in seen:
+            raise DataError(f"{where}: duplicate id {r.id!r}")
+        seen.add(r.id)
+    return records
+
+
+def _conversation(prompt: str, response: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
+
+
+# ---------------------------------------------------------------------------------------------
+# JSONL records
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+    """Yield (line number, parsed object); a malformed line names the file and the line."""
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno}); "
+                                "the file may be truncated or not JSON Lines") from None
+
+
+def load_jsonl(path: str | Path) -> list[Record]:
+    path = Path(path)
+    return check_records([record_from_dict(obj, f"{path}:{n}") for n, obj in read_jsonl(path)], str(path))
+
+
+def write_jsonl(records: Iterable[Record | dict], path: str | Path) -> None:
+    from .util import atomic_file
+
+    with atomic_file(Path(path), "w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r.to_dict() if isinstance(r, Record) else r, ensure_ascii=False) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# Flan-mini: a JSON array (or JSON Lines) of {id, source, conversations: [{from, value}]}
+
+
+def _flan_record(d: Any, where: str) -> Record:
+    if not isinstance(d, dict):
+        raise DataError(f"{where}: a Flan-mini item must be an object, got {type(d).__name__}")
+    name = f"{where} (id {d['id']!r})" if "id" in d else where
+    for key in ("id", "source", "conversations"):
+        if key not in d:
+            raise DataError(f"{name}: missing field {key!r}")
+    conv = d["conversations"]
+    if not isinstance(conv, list):
+        raise DataError(f"{name}: 'conversations' must be a list")
+    messages = []
+    for i, turn in enumerate(conv):
+        if not isinstance(turn, dict) or "from" not in turn or "value" not in turn:
+            raise DataError(f"{name}: conversation turn {i} needs 'from' and 'value', got {turn!r:.80}")
+        if turn["from"] not in FLAN_ROLES:
+            raise DataError(f"{name}: conversation turn {i} has unknown role {turn['from']!r} "
+                            f"(expected one of {sorted(FLAN_ROLES)})")
+        messages.append({"role": FLAN_ROLES[turn["from"]], "content": turn["value"]})
+    return record_from_dict({"id": str(d["id"]), "task": d["source"], "messages": messages, "source": "flan"}, where)
+
+
+def load_flan_mini(path: str | Path) -> list[Record]:
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{e.lineno}: malformed JSON ({e.msg}); the file may be truncated") from None
+        pairs = [(f"{path}[{i}]", d) for i, d in enumerate(items)]
+    else:
+        pairs = [(f"{path}:{n}", d) for n, d in read_jsonl(path)]
+    return check_records([_flan_record(d, w) for w, d in pairs], str(path))
+
+
+# ---------------------------------------------------------------------------------------------
+# NIV2 task files: tasks/taskNNN_name.json with Definition, Positive Examples, Instances
+
+
+def niv2_prompt(definition: str, positives: list[dict], text: str, num_pos_examples: int = 2) -> str:
+    """The paper code's NIV2 prompt (process_ni_example): definition, up to 2 demos, the input."""
+    prompt = f"Definition: {definition.strip()}\n\n"
+    for k, ex in enumerate(positives[:num_pos_examples], 1):
+        prompt += f" Positive Example {k} -\nInput: {ex['input'].strip()}\nOutput: {ex['output'].strip()}\n\n"
+    return prompt + f"Now complete the following example -\nInput: {text.strip()}\nOutput: "
+
+
+def load_niv2_tasks(path: str | Path, num_pos_examples: int = 2) -> list[Record]:
+    """A NIV2 `tasks/` folder (every task*.json in it) or a single task file."""
+    path = Path(path)
+    files = sorted(path.glob("task*.json")) if path.is_dir() else [path]
+    if not files:
+        raise DataError(f"{path}: no task*.json files")
+    records = []
+    for f in files:
+        try:
+            task = json.loads(f.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise DataError(f"{f}:{e.lineno}: malformed JSON ({e.msg}); the file may be truncated") from None
+        for key in ("Definition", "Instances"):
+            if key not in task:
+                raise DataError(f"{f}: missing field {key!r}")
+        if not task["Instances"]:
+            raise DataError(f"{f}: empty task (no Instances)")
+        definition = task["Definition"][0] if isinstance(task["Definition"], list) else task["Definition"]
+        positives = task.get("Positive Examples", [])
+        for i, inst in enumerate(task["Instances"]):
+            where = f"{f} instance {i}"
+            for key in ("id", "input", "output"):
+                if key not in inst:
+                    raise DataError(f"{where}: missing field {key!r}")
+            outputs = inst["output"] if isinstance(inst["output"], list) else [inst["output"]]
+            if not outputs:
+                raise DataError(f"{where} (id {inst['id']!r}): empty 'output'")
+            prompt = niv2_prompt(definition, positives, inst["input"], num_pos_examples)
+            records.append(Record(str(inst["id"]), f.stem, _conversation(prompt, outputs[0]),
+                                  [str(o) for o in outputs], "niv2"))
+    return check_records(records, str(path))
+
+
+# ---------------------------------------------------------------------------------------------
+# BIG-bench JSON tasks and Natural Instructions v1, from the bigbench sdist
+
+
+def _iter_task_json(root: Path) -> Iterator[tuple[str, dict]]:
+    """(relative task folder, parsed task.json) from the sdist tarball or its extracted folder."""
+    if root.is_file():
+        with tarfile.open(root) as tar:
+            for m in tar:
+                if m.isfile() and m.name.endswith("/task.json") and "/benchmark_tasks/" in m.name:
+                    rel = m.name.split("/benchmark_tasks/", 1)[1][: -len("/task.json")]
+                    yield rel, _parse_json(tar.extractfile(m).read(), f"{root}:{m.name}")
+    else:
+        base = root / "benchmark_tasks" if (root / "benchmark_tasks").is_dir() else root
+        for f in sorted(base.rglob("task.json")):
+            yield str(f.parent.relative_to(base)), _parse_json(f.read_bytes(), str(f))
+
+
+def _parse_json(raw: bytes, where: str) -> dict:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{where}:{e.lineno}: malformed JSON ({e.msg}); the file may be truncated") from None
+
+
+def is_generative(task: dict) -> bool:
+    """Every example has a `target` and none is scored as multiple choice."""
+    ex = task.get("examples")
+    return bool(ex) and all("target" in e and "target_scores" not in e for e in ex)
+
+
+def _targets(target: Any) -> list[str]:
+    return [str(t) for t in target] if isinstance(target, list) else [str(target)]
+
+
+def load_bigbench(root: str | Path, only: Iterable[str] | None = None) -> list[Record]:
+    """Generative tasks of the bigbench sdist: BIG-bench JSON tasks and Natural Instructions v1.
+
+    Task names: `ni/subtask002_quoref_answer_generation`, `bb/list_functions/c001`. The prompt is
+    the task's definition/prefix (`task_prefix`, else its `description`) and the input; the
+    response is the first target and every target is kept as a reference. Examples whose first
+    target is empty are skipped (nothing to learn). `only` restricts to these task names.
+    """
+    root = Path(root)
+    wanted = set(only) if only is not None else None
+    records: list[Record] = []
+    for rel, task in _iter_task_json(root):
+        ni = rel.startswith("natural_instructions/")
+        name = ("ni/" + rel.split("/", 1)[1]) if ni else "bb/" + rel
+        if (wanted is not None and name not in wanted) or not is_generative(task):
+            continue
+        prefix = (task.get("task_prefix") or task.get("description") or "").strip()
+        for i, ex in enumerate(task["examples"]):
+            refs = _targets(ex["target"])
+            if not refs or not refs[0].strip():
+                continue
+            prompt = f"{prefix}\n\n{ex['input'].strip()}" if prefix else ex["input"].strip()
+            records.append(Record(f"{name}#{i}", name, _conversation(prompt, refs[0].strip()), refs,
+                                  "natural_instructions" if ni else "bigbench"))
+    if wanted is not None and (missing := wanted - {r.task for r in records}):
+        raise DataError(f"{root}: no generative task named {sorted(missing)[:5]}")
+    return check_records(records, str(root))
+
+
+_NI_ALIASES = {"miscellaenous": "misc", "miscellaneous": "misc", "essential": "essential_terms"}
+
+
+def task_family(task: str) -> str:
+    """The family a task belongs to: its source dataset (NI v1) or its BIG-bench parent task."""
+    if task.startswith("ni/"):
+        m = re.match(r"subtask\d+_([a-z]+)", task[3:])
+        word = m.group(1) if m else task[3:]
+        return "ni/" + _NI_ALIASES.get(word, word)
+    if task.startswith("bb/"):
+        return "/".join(task.split("/")[:2])
+    return task
+
+
+# ---------------------------------------------------------------------------------------------
+# Hugging Face datasets folders and the dispatcher
+
+
+def load_hf(path: str | Path, split: str = "train") -> list[Record]:
+    """A `save_to_disk` folder with record columns (id, task, messages) or Flan-mini columns."""
+    import datasets
+
+    ds = datasets.load_from_disk(str(path))
+    if isinstance(ds, datasets.DatasetDict):
+        if split not in ds:
+            raise DataError(f"{path}: no split {split!r} (splits: {list(ds)})")
+        ds = ds[split]
+    cols = set(ds.column_names)
+    if {"id", "task", "messages"} <= cols:
+        make = record_from_dict
+    elif {"id", "source", "conversations"} <= cols:
+        make = _flan_record
+    else:
+        raise DataError(f"{path}: columns {sorted(cols)} are neither records (id, task, messages) "
+                        "nor Flan-mini (id, source, conversations)")
+    rows = ({k: v for k, v in row.items() if v is not None} for row in ds)
+    return check_records([make(row, f"{path} row {i}") for i, row in enumerate(rows)], str(path))
+
+
+def load_records(path: str | Path) -> list[Record]:
+    """Load any supported format, recognised by its shape."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    if path.is_dir():
+        if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists() or (path / "state.json").exists():
+            return load_hf(path)
+        if (path / "benchmark_tasks").is_dir() or path.name == "benchmark_tasks":
+            return load_bigbench(path)
+        if any(path.glob("task*.json")):
+            return load_niv2_tasks(path)
+        raise DataError(f"{path}: a folder, but not an HF dataset, a NIV2 tasks folder or BIG-bench tasks")
+    if path.name.endswith((".tar.gz", ".tgz")):
+        return load_bigbench(path)
+    if path.suffix == ".jsonl":
+        return load_jsonl(path)
+    if path.suffix == ".json":
+        head = path.open(encoding="utf-8").read(4096).lstrip()
+        if head.startswith("{") and '"Instances"' in path.read_text(encoding="utf-8"):
+            return load_niv2_tasks(path)
+        return load_flan_mini(path)
+    raise DataError(f"{path}: unknown format (expected .jsonl, .json, a NIV2 tasks folder, an HF dataset "
+                    "folder or the bigbench sdist)")

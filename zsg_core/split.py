@@ -1,0 +1,227 @@
+"""The experimental split, as in the paper (paper.md section 3): held-out tasks never seen in training.
+
+1. The pool: generative tasks of Natural Instructions v1 and BIG-bench, with at most
+   `max_tasks_per_family` tasks from any one BIG-bench family (list_functions and
+   mult_data_wrangling have ~250 near-identical subtasks each and would otherwise dominate).
+2. Per task, a seeded sample of instances that fit in `max_len` tokens of the model's tokenizer:
+   instances are visited in a seeded random order and too-long ones are dropped and counted.
+3. A seeded partition of the usable tasks into training and held-out tasks, stratified by source
+   so that both NI v1 and BIG-bench have held-out tasks; <= `train_per_task` instances per
+   training task, <= `test_per_task` per held-out task.
+4. Training instances whose prompt or full text equals a held-out instance's are removed (the
+   BIG-bench families share inputs across subtasks), and `check_disjoint` proves the result.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections import defaultdict
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .data import DataError, Record, load_bigbench, load_jsonl, task_family, write_jsonl
+from .util import atomic_dir, cache_dir
+
+SPLIT_VERSION = 2  # bump when the split procedure changes, so cached splits are recomputed
+
+SOURCES_ORDER = ("natural_instructions", "bigbench")
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    seed: int = 0
+    test_tasks: int = 36  # held-out tasks (the paper: 225 of 1,825, ~12%)
+    train_per_task: int = 20  # as the paper (E2, E4, E5)
+    test_per_task: int = 5  # as the paper
+    max_len: int = 512  # tokens of prompt + response in the paper's format, model tokenizer
+    max_tasks_per_family: int = 40  # BIG-bench families only
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise DataError(f"split parameter {f.name} must be an integer, got {v!r}")
+            if f.name != "seed" and v < 1:
+                raise DataError(f"split parameter {f.name} must be at least 1, got {v}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SplitConfig":
+        known = {f.name for f in fields(cls)}
+        if unknown := set(d) - known:
+            raise DataError(f"unknown split parameter(s) {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+
+@dataclass
+class Split:
+    train: list[Record]
+    test: list[Record]
+    report: pd.DataFrame  # one row per pool task: side, available, examined, too_long, leak_removed, kept
+    config: SplitConfig
+
+    def summary(self) -> dict[str, Any]:
+        by_side = self.report[self.report.kept > 0].groupby("side")
+        return {
+            "config": asdict(self.config),
+            "train_tasks": int(by_side.size().get("train", 0)),
+            "test_tasks": int(by_side.size().get("test", 0)),
+            "train_instances": len(self.train),
+            "test_instances": len(self.test),
+            "dropped_too_long": int(self.report.too_long.sum()),
+            "removed_as_leaks": int(self.report.leak_removed.sum()),
+        }
+
+
+def cap_families(records: list[Record], max_tasks_per_family: int) -> list[Record]:
+    """Keep the first `max_tasks_per_family` tasks (by name) of each BIG-bench family."""
+    tasks_of: dict[str, set[str]] = defaultdict(set)
+    for r in records:
+        if r.source == "bigbench":
+            tasks_of[task_family(r.task)].add(r.task)
+    dropped = {t for ts in tasks_of.values() for t in sorted(ts)[max_tasks_per_family:]}
+    return [r for r in records if r.task not in dropped]
+
+
+def default_pool(max_tasks_per_family: int = SplitConfig.max_tasks_per_family, root: Path | None = None) -> list[Record]:
+    """The default task pool: generative NI v1 + BIG-bench tasks from the prepared bigbench asset."""
+    if root is None:
+        from .assets import asset_path
+
+        root = asset_path("bigbench")
+    return cap_families(load_bigbench(root), max_tasks_per_family)
+
+
+def _texts(r: Record) -> tuple[str, str]:
+    return r.prompt.strip(), "\n".join(m["content"].strip() for m in r.messages)
+
+
+def check_disjoint(train: list[Record], test: list[Record]) -> None:
+    """Raise DataError if any held-out task, id or instance text also appears on the training side."""
+    if not test:
+        raise DataError("the held-out set is empty")
+    if not train:
+        raise DataError("the training set is empty")
+    if shared := sorted({r.task for r in train} & {r.task for r in test}):
+        raise DataError(f"{len(shared)} held-out task(s) also in training, e.g. {shared[:3]}")
+    if shared := sorted({r.id for r in train} & {r.id for r in test}):
+        raise DataError(f"{len(shared)} id(s) on both sides, e.g. {shared[:3]}")
+    test_prompts, test_full = (set(x) for x in zip(*map(_texts, test)))
+    for r in train:
+        prompt, full = _texts(r)
+        if prompt in test_prompts or full in test_full:
+            raise DataError(f"training instance {r.id!r} (task {r.task!r}) repeats the text of a held-out "
+                            f"instance: {prompt[:80]!r}")
+
+
+EXAMINE_FACTOR = 20  # a task is given up after 20 x k visited instances fill fewer than k slots
+
+
+def _sample_task(records: list[Record], k: int, max_len: int, tokenizer, rng: random.Random) -> tuple[list[Record], int, int]:
+    """Up to k instances that fit in max_len, visited in seeded random order: (kept, examined, too_long).
+
+    At most EXAMINE_FACTOR * k instances are visited, which bounds the tokenizing work on tasks
+    whose instances are nearly all too long (a few NI v1 tasks carry 1k-token definitions).
+    """
+    from .prompt import encoded_length
+
+    order = list(range(len(records)))
+    rng.shuffle(order)
+    kept, examined = [], 0
+    for i in order[: EXAMINE_FACTOR * k]:
+        if len(kept) == k:
+            break
+        examined += 1
+        if tokenizer is None or encoded_length(records[i], tokenizer) <= max_len:
+            kept.append(records[i])
+    return kept, examined, examined - len(kept)
+
+
+def _stratified_test_tasks(tasks: list[str], source_of: dict[str, str], n: int, rng: random.Random) -> set[str]:
+    groups: dict[str, list[str]] = defaultdict(list)
+    for t in sorted(tasks):
+        groups[source_of[t]].append(t)
+    names = sorted(groups, key=lambda s: (SOURCES_ORDER.index(s) if s in SOURCES_ORDER else 99, s))
+    chosen: set[str] = set()
+    left = n
+    for i, s in enumerate(names):
+        share = left if i == len(names) - 1 else round(n * len(groups[s]) / len(tasks))
+        share = min(share, len(groups[s]))
+        chosen |= set(rng.sample(groups[s], share))
+        left -= share
+    return chosen
+
+
+def make_split(records: list[Record], config: SplitConfig = SplitConfig(), tokenizer=None) -> Split:
+    """Partition tasks into training and held-out, sample instances, filter by length, prove no leak.
+
+    Without a tokenizer no length filter is applied (the report says so by too_long = 0).
+    """
+    if not records:
+        raise DataError("the task pool is empty")
+    by_task: dict[str, list[Record]] = defaultdict(list)
+    for r in records:
+        by_task[r.task].append(r)
+    k = max(config.train_per_task, config.test_per_task)
+    rows, sample = [], {}
+    for task in sorted(by_task):
+        # One generator per task, seeded by (seed, task): a task's sample does not depend on
+        # which other tasks are in the pool.
+        kept, examined, too_long = _sample_task(by_task[task], k, config.max_len, tokenizer,
+                                                random.Random(f"{config.seed}:{task}"))
+        sample[task] = kept
+        rows.append({"task": task, "family": task_family(task), "source": by_task[task][0].source or "",
+                     "available": len(by_task[task]), "examined": examined, "too_long": too_long})
+    usable = [t for t in sample if sample[t]]
+    if config.test_tasks >= len(usable):
+        raise DataError(f"test_tasks={config.test_tasks} leaves no training task: only {len(usable)} tasks "
+                        f"have instances within max_len={config.max_len}")
+    source_of = {row["task"]: row["source"] for row in rows}
+    test_tasks = _stratified_test_tasks(usable, source_of, config.test_tasks, random.Random(config.seed))
+    test = [r for t in sorted(test_tasks) for r in sample[t][: config.test_per_task]]
+    test_prompts, test_full = (set(x) for x in zip(*map(_texts, test)))
+    train, removed = [], defaultdict(int)
+    for t in sorted(set(usable) - test_tasks):
+        for r in sample[t][: config.train_per_task]:
+            prompt, full = _texts(r)
+            if prompt in test_prompts or full in test_full:
+                removed[t] += 1
+            else:
+                train.append(r)
+    check_disjoint(train, test)
+    kept_count = defaultdict(int)
+    for r in train + test:
+        kept_count[r.task] += 1
+    for row in rows:
+        t = row["task"]
+        row["side"] = "test" if t in test_tasks else ("train" if sample[t] else "unused")
+        row["leak_removed"] = removed[t]
+        row["kept"] = kept_count[t]
+    return Split(train, test, pd.DataFrame(rows), config)
+
+
+def load_split(config: SplitConfig = SplitConfig(), model: str = "smollm2-135m") -> Split:
+    """The split of the default pool, measured with `model`'s tokenizer, cached on disk.
+
+    Computing it parses the whole bigbench sdist (~30 s); the cached copy loads in about a second.
+    """
+    from transformers import AutoTokenizer
+
+    from .assets import asset_path
+
+    key = json.dumps({"config": asdict(config), "model": model, "version": SPLIT_VERSION}, sort_keys=True)
+    folder = cache_dir() / "splits" / hashlib.sha1(key.encode()).hexdigest()[:16]
+    if not (folder / "summary.json").exists():
+        tokenizer = AutoTokenizer.from_pretrained(asset_path(model))
+        split = make_split(default_pool(config.max_tasks_per_family), config, tokenizer)
+        with atomic_dir(folder) as tmp:
+            write_jsonl(split.train, tmp / "train.jsonl")
+            write_jsonl(split.test, tmp / "test.jsonl")
+            split.report.to_csv(tmp / "report.csv", index=False)
+            (tmp / "summary.json").write_text(json.dumps({**split.summary(), "model": model}, indent=1))
+        return split
+    return Split(load_jsonl(folder / "train.jsonl"), load_jsonl(folder / "test.jsonl"),
+                 pd.read_csv(folder / "report.csv", keep_default_na=False), config)

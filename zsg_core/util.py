@@ -1,0 +1,88 @@
+"""Small shared helpers: the cache folder, atomic writes, progress bars.
+
+Everything zsg writes that must never look complete when it is not (assets, embeddings, run
+results) goes through `atomic_file` or `atomic_dir`: write to a temporary name beside the
+target, then `os.replace`, which is atomic on one filesystem.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Iterable, Iterator, TypeVar
+
+T = TypeVar("T")
+
+
+def cache_dir() -> Path:
+    """The folder for downloads, converted models and caches: `$ZSG_CACHE`, default ~/.cache/zsg."""
+    root = Path(os.environ.get("ZSG_CACHE") or Path.home() / ".cache" / "zsg").expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path, mode: str = "w", **kw) -> Iterator:
+    """Open a temporary file beside `path`; it replaces `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **kw) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: Path) -> Iterator[Path]:
+    """Yield an empty temporary folder; it becomes `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def in_notebook() -> bool:
+    return "ipykernel" in sys.modules
+
+
+def show_progress() -> bool:
+    """Progress bars on an interactive terminal; none in notebooks, logs or with TQDM_DISABLE set."""
+    return sys.stderr.isatty() and not in_notebook() and not os.environ.get("TQDM_DISABLE")
+
+
+def progress(iterable: Iterable[T], **kw) -> Iterable[T]:
+    if not show_progress():
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, **kw)
