@@ -51,14 +51,20 @@ class Record:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-def record_from_dict(d: Any, where: str) -> Record:
-    """Validate one record dict; `where` ("file.jsonl:12") goes into every error message."""
+def _require(d: Any, keys: tuple[str, ...], where: str) -> str:
+    """Check that `d` is an object with `keys`; return the name to use in later errors."""
     if not isinstance(d, dict):
-        raise DataError(f"{where}: a record must be a JSON object, got {type(d).__name__}")
+        raise DataError(f"{where}: expected a JSON object, got {type(d).__name__}")
     name = f"{where} (id {d['id']!r})" if "id" in d else where
-    for key in ("id", "task", "messages"):
+    for key in keys:
         if key not in d:
             raise DataError(f"{name}: missing field {key!r}")
+    return name
+
+
+def record_from_dict(d: Any, where: str) -> Record:
+    """Validate one record dict; `where` ("file.jsonl:12") goes into every error message."""
+    name = _require(d, ("id", "task", "messages"), where)
     unknown = set(d) - {"id", "task", "messages", "references", "source"}
     if unknown:
         raise DataError(f"{name}: unknown field(s) {sorted(unknown)}")
@@ -150,12 +156,7 @@ def write_jsonl(records: Iterable[Record | dict], path: str | Path) -> None:
 
 
 def _flan_record(d: Any, where: str) -> Record:
-    if not isinstance(d, dict):
-        raise DataError(f"{where}: a Flan-mini item must be an object, got {type(d).__name__}")
-    name = f"{where} (id {d['id']!r})" if "id" in d else where
-    for key in ("id", "source", "conversations"):
-        if key not in d:
-            raise DataError(f"{name}: missing field {key!r}")
+    name = _require(d, ("id", "source", "conversations"), where)
     conv = d["conversations"]
     if not isinstance(conv, list):
         raise DataError(f"{name}: 'conversations' must be a list")
