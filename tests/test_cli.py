@@ -47,3 +47,17 @@ def test_split_writes_the_default_split(tmp_path, capsys):
     train, test = load_jsonl(tmp_path / "s" / "train.jsonl"), load_jsonl(tmp_path / "s" / "test.jsonl")
     assert len({r.task for r in train}) >= 200 and len({r.task for r in test}) >= 30
     assert (tmp_path / "s" / "report.csv").exists()
+
+
+def test_embed_twice_encodes_nothing_the_second_time(tmp_path, fixtures):
+    import numpy as np
+
+    cmd = [sys.executable, "-m", "zsg_core.cli", "embed", str(fixtures / "flan_mini.json"), "--text", "first-turn"]
+    first = subprocess.run(cmd + ["--out", str(tmp_path / "a.npy")], capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    second = subprocess.run(cmd + ["--out", str(tmp_path / "b.npy")], capture_output=True, text=True)
+    assert "3 records" in second.stdout and "encoded 0 new texts" in second.stdout
+    a, b = np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy")
+    assert a.shape == (3, 384) and np.array_equal(a, b)
+    again = subprocess.run(cmd + ["--out", str(tmp_path / "b.npy")], capture_output=True, text=True)
+    assert again.returncode != 0 and "exists; pass --force" in again.stderr

@@ -9,6 +9,7 @@ something that looks finished. A second prepare finds the marker and does nothin
 """
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import subprocess
@@ -79,14 +80,20 @@ def _convert_bigbench(files: list[Path], out: Path) -> None:
 def _gguf_to_safetensors(gguf: Path, out: Path) -> None:
     """Dequantize a GGUF checkpoint with transformers and save a plain safetensors folder."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import modeling_gguf_pytorch_utils as gguf_reader
     from transformers.utils import logging as hf_logging
 
     from .util import show_progress
 
-    if not show_progress():
+    bar = gguf_reader.tqdm
+    if not show_progress():  # keep transformers' bars, and its GGUF reader's plain tqdm, out of logs
         hf_logging.disable_progress_bar()
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        gguf_reader.tqdm = functools.partial(bar, disable=True)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    finally:
+        gguf_reader.tqdm = bar
     # The dequantized weights are ordinary fp32 tensors; without this, save_pretrained would
     # record a GGUF quantization config that a plain folder cannot honour.
     model.hf_quantizer = None

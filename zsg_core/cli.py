@@ -3,6 +3,7 @@
     zsg prepare [NAME ...] [--force]   fetch, verify and convert assets (default: all but on-demand)
     zsg prepare --list                 each asset, its size, license and whether it is ready
     zsg split --out DIR [--seed S ...] the held-out split of the default pool as JSONL + report
+    zsg embed FILE --out X.npy         MiniLM embeddings of any supported data file, cached
 """
 from __future__ import annotations
 
@@ -50,6 +51,26 @@ def _split(args: argparse.Namespace) -> int:
     return 0
 
 
+def _embed(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .data import load_records
+    from .embed import Encoder, embed_records
+    from .util import atomic_file
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise SystemExit(f"zsg embed: {out} exists; pass --force to overwrite")
+    records = load_records(args.file)
+    encoder = Encoder()
+    vectors = embed_records(records, args.text, encoder)
+    with atomic_file(out, "wb") as f:
+        np.save(f, vectors)
+    print(f"{len(records)} records -> {out} {vectors.shape}: encoded {encoder.n_encoded} new texts, "
+          f"the rest came from the cache in {encoder.folder}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     parser = argparse.ArgumentParser(prog="zsg", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -70,6 +91,14 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=int, default=f.default)
     p.add_argument("--force", action="store_true", help="overwrite an existing output folder")
     p.set_defaults(func=_split)
+
+    p = sub.add_parser("embed", help="embed the records of a data file with MiniLM (cached)")
+    p.add_argument("file", help="JSONL records, Flan-mini JSON, NIV2 tasks, HF dataset folder")
+    p.add_argument("--out", required=True, help="output .npy (rows in record order)")
+    p.add_argument("--text", choices=["all", "first-turn"], default="all",
+                   help="all messages joined (paper: WSD) or first user + first response (paper: TMA)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.set_defaults(func=_embed)
 
     args = parser.parse_args(argv)
     from .assets import AssetError
