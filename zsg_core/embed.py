@@ -3,6 +3,8 @@
 The encoder runs at about 55-90 texts/s on 2 cores, so every text is encoded once per model,
 ever: vectors live in `$ZSG_CACHE/embeddings/<model>/` as .npz shards (sha1 of the text ->
 float32 vector), each written atomically. A second call for the same texts encodes nothing.
+Texts longer than the encoder's 256 word pieces are truncated by sentence-transformers, as they
+were in the paper (same model, same default).
 """
 from __future__ import annotations
 
