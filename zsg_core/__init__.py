@@ -1,6 +1,7 @@
 """zsg: how the arrangement of instruction-tuning data drives zero-shot generalization.
 
-Data flows one way: assets -> data -> split -> prompt -> embed -> (similarity -> arrange ->
-train/metrics -> runs -> plots -> book). Nothing lower imports anything higher.
+Data flows one way; nothing lower imports anything higher:
+    assets -> data -> split -> prompt -> embed -> similarity -> tma -> arrange
+    (-> train/metrics -> runs -> plots -> book)
 """
 __version__ = "0.1.0"

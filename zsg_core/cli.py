@@ -4,6 +4,8 @@
     zsg prepare --list                 each asset, its size, license and whether it is ready
     zsg split --out DIR [--seed S ...] the held-out split of the default pool as JSONL + report
     zsg embed FILE --out X.npy         MiniLM embeddings of any supported data file, cached
+    zsg arrange --train F --test F --method M --out F
+                                       order anyone's SFT data for a test set (every method of the paper)
 """
 from __future__ import annotations
 
@@ -71,6 +73,42 @@ def _embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _arrange(args: argparse.Namespace) -> int:
+    from .arrange import arrange_records
+    from .data import DataError, load_records, write_jsonl
+    from .split import check_disjoint
+    from .util import atomic_dir
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise SystemExit(f"zsg arrange: {out} exists; pass --force to overwrite")
+    train, test = load_records(args.train), load_records(args.test)
+    if not args.allow_overlap:
+        try:
+            check_disjoint(train, test)
+        except DataError as e:
+            raise DataError(f"{e}. The test set must be unseen; pass --allow-overlap to arrange anyway") from None
+    result = arrange_records(train, test, args.method, args.budget, args.seed, args.embed_text)
+    rows = []
+    for position, i in enumerate(result.order):
+        row = train[i].to_dict() | {"order": position}
+        if result.rounds is not None:
+            row["round_direction"], row["round"] = result.rounds[i]
+        rows.append(row)
+    if args.format == "hf":
+        import datasets
+
+        keys = list(dict.fromkeys(k for r in rows for k in r))
+        with atomic_dir(out) as tmp:
+            datasets.Dataset.from_list([{k: r.get(k) for k in keys} for r in rows]).save_to_disk(str(tmp))
+    else:
+        write_jsonl(rows, out)
+    print(json.dumps(result.summary(), indent=1))
+    print(f"wrote {len(rows)} arranged records to {out} ({args.format}); keep this order when training: "
+          "no shuffling (see README)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     parser = argparse.ArgumentParser(prog="zsg", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -100,13 +138,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.set_defaults(func=_embed)
 
+    from .arrange import METHODS
+
+    p = sub.add_parser("arrange", help="order training data for a test set (NFT, FFT, RT, coarse, TMA, ...)")
+    p.add_argument("--train", required=True, help="training data: JSONL records, Flan-mini JSON, NIV2 tasks, HF folder")
+    p.add_argument("--test", required=True, help="the (unseen) test set, any supported format")
+    p.add_argument("--method", required=True, choices=METHODS)
+    p.add_argument("--budget", type=int, default=None, help="tma-*: how many items to select (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="random, rt, tma-rt: the shuffle's seed")
+    p.add_argument("--embed-text", choices=["all", "first-turn"], default=None,
+                   help="text to embed (default: the paper's: all messages for WSD, first turn for TMA)")
+    p.add_argument("--out", required=True, help="output JSONL file, or folder with --format hf")
+    p.add_argument("--format", choices=["jsonl", "hf"], default="jsonl")
+    p.add_argument("--allow-overlap", action="store_true", help="arrange even if test tasks, ids or texts are in training")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.set_defaults(func=_arrange)
+
     args = parser.parse_args(argv)
     from .assets import AssetError
     from .data import DataError
+    from .similarity import SimilarityError
 
     try:
         return args.func(args)
-    except (AssetError, DataError) as e:
+    except (AssetError, DataError, SimilarityError) as e:
         print(f"zsg {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 ROLES = ("user", "assistant")
+ARRANGEMENT_FIELDS = {"order", "round", "round_direction"}  # written by `zsg arrange`; read back and ignored
 FLAN_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
 
 
@@ -65,7 +66,7 @@ def _require(d: Any, keys: tuple[str, ...], where: str) -> str:
 def record_from_dict(d: Any, where: str) -> Record:
     """Validate one record dict; `where` ("file.jsonl:12") goes into every error message."""
     name = _require(d, ("id", "task", "messages"), where)
-    unknown = set(d) - {"id", "task", "messages", "references", "source"}
+    unknown = set(d) - {"id", "task", "messages", "references", "source"} - ARRANGEMENT_FIELDS
     if unknown:
         raise DataError(f"{name}: unknown field(s) {sorted(unknown)}")
     if not isinstance(d["id"], str) or not d["id"]:

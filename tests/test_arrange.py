@@ -1,0 +1,191 @@
+"""Every ordering: hand-checkable cases, and properties against straightforward implementations."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import zsg_core.similarity as similarity_module
+import zsg_core.tma as tma_module
+from zsg_core.arrange import (apply, cluster, coarse, fft, nft, per_task_select, random_order, round_robin, rt,
+                              tma, tma_round_groups, tma_rounds)
+from zsg_core.similarity import SimilarityError, wsd
+
+
+def unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    x = rng.standard_normal((n, d))
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def paper_select(train: np.ndarray, test: np.ndarray, direction: str, budget: int | None) -> list[list[int]]:
+    """The paper code's select_min / select_max, written out: full matrix, per-round argmin/argmax."""
+    d = -(train @ test.T)
+    target = len(train) if budget is None else budget
+    rounds, picked = [], 0
+    while picked < target:
+        if direction == "min":
+            new = np.unique(d.argmin(axis=0))
+            d[new, :] = d.max() + 1
+        else:
+            new = np.unique(d.argmax(axis=0))
+            d[new, :] = d.min() - 1
+        rounds.append(new.tolist())
+        picked += len(new)
+    return rounds
+
+
+# --- E2 -------------------------------------------------------------------------------------
+
+def test_round_robin_and_cluster_by_hand():
+    tasks = ["a", "a", "b", "c", "b", "a"]
+    assert round_robin(tasks) == [0, 2, 3, 1, 4, 5]  # a0 b0 c0, a1 b1, a2
+    assert cluster(tasks) == [0, 1, 5, 2, 4, 3]  # a a a, b b, c
+    assert sorted(random_order(6, seed=1)) == list(range(6)) and random_order(6, 1) == random_order(6, 1)
+    assert random_order(6, 1) != random_order(6, 2)
+    with pytest.raises(SimilarityError, match="empty"):
+        round_robin([])
+
+
+# --- E4 -------------------------------------------------------------------------------------
+
+S = math.sqrt(0.5)
+TRAIN = np.array([[0.0, 1.0], [S, S], [1.0, 0.0], [-1.0, 0.0]])
+TEST = np.array([[1.0, 0.0], [0.8, 0.6]])
+
+
+def test_nft_fft_rt_by_hand():
+    # nearest to the test points first: (1,0), then the diagonal, then (0,1), then (-1,0)
+    assert nft(TRAIN, TEST) == [2, 1, 0, 3]
+    assert fft(TRAIN, TEST) == [3, 0, 1, 2]
+    assert sorted(rt(TRAIN, TEST, seed=0)) == [0, 1, 2, 3]
+    assert rt(TRAIN, TEST, seed=0) == rt(TRAIN, TEST, seed=0)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(1, 60), m=st.integers(1, 8), seed=st.integers(0, 10_000))
+def test_nft_fft_rt_properties(n, m, seed):
+    rng = np.random.default_rng(seed)
+    x, t = unit(rng, n, 6), unit(rng, m, 6)
+    order = nft(x, t)
+    assert sorted(order) == list(range(n))
+    assert fft(x, t) == order[::-1]
+    assert sorted(rt(x, t, seed)) == sorted(order)
+    w = wsd(x, t)
+    assert all(w[a] <= w[b] for a, b in zip(order, order[1:]))
+
+
+# --- E5 -------------------------------------------------------------------------------------
+
+def test_coarse_by_hand():
+    tasks = ["far", "near", "far", "near"]
+    train = np.array([[-1.0, 0.0], [1.0, 0.0], [0.0, -1.0], [S, S]])
+    test = np.array([[1.0, 0.0]])
+    assert coarse(train, test, tasks) == [1, 3, 0, 2]
+    assert coarse(train, test, tasks, direction="fft") == [0, 2, 1, 3]
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(2, 50), n_tasks=st.integers(1, 6), seed=st.integers(0, 10_000))
+def test_coarse_keeps_tasks_contiguous(n, n_tasks, seed):
+    rng = np.random.default_rng(seed)
+    x, t = unit(rng, n, 5), unit(rng, 3, 5)
+    tasks = [f"t{k}" for k in rng.integers(0, n_tasks, n)]
+    order = coarse(x, t, tasks)
+    assert sorted(order) == list(range(n))
+    seq = [tasks[i] for i in order]
+    blocks = [k for j, k in enumerate(seq) if j == 0 or seq[j - 1] != k]
+    assert len(blocks) == len(set(seq))  # each task appears as one block
+    for task in set(tasks):  # within a task, the given order
+        assert [i for i in order if tasks[i] == task] == [i for i in range(n) if tasks[i] == task]
+
+
+# --- E6 / Algorithm 1 --------------------------------------------------------------------------
+
+def test_tma_rounds_by_hand():
+    train = np.array([[1.0, 0.0], [0.0, 1.0], [S, S], [-1.0, 0.0]])
+    test = np.array([[1.0, 0.0], [0.0, 1.0]])
+    # round 1: x->0, y->1; round 2: both pick the diagonal 2 (deduped); round 3: 3
+    assert tma_rounds(train, test, "min") == [[0, 1], [2], [3]]
+    # farthest: x's is -x (3); y's are x and -x at distance 0, the lowest index (0) wins; then
+    # from {y, diagonal}: x's farthest is y (1), y's is the diagonal (2)
+    assert tma_rounds(train, test, "max") == [[0, 3], [1, 2]]
+    assert tma_rounds(train, test, "min", budget=1) == [[0, 1]]  # the last round is kept whole
+    assert tma_round_groups([[0, 1], [2], [3]], width=2) == [[0, 1, 2], [3]]
+
+
+def test_tma_layouts_by_hand():
+    rng = np.random.default_rng(3)
+    x, t = unit(rng, 40, 4), unit(rng, 3, 4)
+    near = [i for r in tma_rounds(x, t, "min", 10) for i in r]
+    far = [i for r in tma_rounds(x, t, "max", 10) for i in r]
+    expected = list(dict.fromkeys(near + far[::-1]))
+    assert tma(x, t, "nft", budget=20) == expected
+    assert tma(x, t, "fft", budget=20) == expected[::-1]
+    assert sorted(tma(x, t, "rt", budget=20, seed=4)) == sorted(expected)
+    assert tma(x, t, "min", budget=10) == near and tma(x, t, "max", budget=10) == far
+    assert sorted(tma(x, t, "nft")) == list(range(40))  # whole pool: every item once
+
+
+@pytest.mark.parametrize("mode", ["direct", "lists", "lists-dense-tail"])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(1, 300), m=st.integers(1, 12), dup=st.integers(0, 3), budget_frac=st.floats(0.05, 1.0),
+       whole=st.booleans(), direction=st.sampled_from(["min", "max"]), seed=st.integers(0, 10_000))
+def test_tma_rounds_equal_the_paper_algorithm(monkeypatch, mode, n, m, dup, budget_frac, whole, direction, seed):
+    monkeypatch.setattr(tma_module, "DIRECT_ELEMENTS", 1 << 30 if mode == "direct" else 0)
+    monkeypatch.setattr(tma_module, "DENSE_ELEMENTS", 1 << 30 if mode == "direct" else
+                        (0 if mode == "lists" else 64))
+    monkeypatch.setattr(similarity_module, "CHUNK_ELEMENTS", 97)  # many chunks, odd sizes
+    rng = np.random.default_rng(seed)
+    x = unit(rng, n, 5)
+    if dup:  # exact duplicates tie: the paper's argmin takes the lowest index
+        x = x[rng.integers(0, max(1, n // (2 * dup)), n)]
+    t = unit(rng, m, 5)
+    budget = None if whole else max(1, int(budget_frac * n))
+    ours = tma_rounds(x, t, direction, budget)
+    assert ours == paper_select(x, t, direction, budget)
+    flat = [i for r in ours for i in r]
+    assert len(flat) == len(set(flat))  # rounds are disjoint
+    assert all(1 <= len(r) <= m and r == sorted(r) for r in ours)  # <= M picks, ascending index
+    if budget is None:
+        assert sorted(flat) == list(range(n))
+
+
+def test_tma_errors():
+    x, t = unit(np.random.default_rng(0), 5, 3), unit(np.random.default_rng(1), 2, 3)
+    with pytest.raises(SimilarityError, match="budget 6 is larger than the training pool"):
+        tma_rounds(x, t, budget=6)
+    with pytest.raises(SimilarityError, match="unknown TMA direction 'near'"):
+        tma_rounds(x, t, "near")
+    with pytest.raises(SimilarityError, match="unknown TMA variant 'nearest'"):
+        tma(x, t, "nearest", budget=4)
+    with pytest.raises(SimilarityError, match="test set is empty"):
+        tma_rounds(x, np.zeros((0, 3)))
+    with pytest.raises(SimilarityError, match="no TMA rounds"):
+        tma_round_groups([])
+
+
+# --- E9 -------------------------------------------------------------------------------------
+
+def test_per_task_select():
+    rng = np.random.default_rng(2)
+    x, t = unit(rng, 30, 4), unit(rng, 3, 4)
+    tasks = ["a"] * 25 + ["b"] * 5
+    w = wsd(x, t)
+    polar = per_task_select(x, t, tasks, "polar", k=6)
+    a_ranked = sorted(range(25), key=lambda i: w[i])
+    assert set(polar) == set(a_ranked[:3] + a_ranked[-3:] + list(range(25, 30)))  # b (5 <= k) kept whole
+    assert [w[i] for i in polar] == sorted(w[i] for i in polar)  # then nearest first overall
+    uniform = per_task_select(x, t, tasks, "uniform", k=6)
+    assert set(uniform) == set(a_ranked[::4]) | set(range(25, 30))  # every floor(25/6)=4th: 7 of task a
+    assert len(per_task_select(x, t, tasks, "polar", k=4)) == 4 + 4  # both tasks cut to 2 + 2
+
+
+def test_apply_keeps_the_order_and_refuses_repeats():
+    assert apply(["a", "b", "c"], [2, 0, 1]) == ["c", "a", "b"]
+    with pytest.raises(SimilarityError, match="must not repeat"):
+        apply(["a", "b"], [0, 0])
+    with pytest.raises(SimilarityError, match="outside"):
+        apply(["a", "b"], [0, 2])

@@ -1,0 +1,109 @@
+"""`zsg arrange` on small data in the real formats, with the real MiniLM encoder."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from zsg_core.arrange import METHODS
+from zsg_core.cli import main
+from zsg_core.data import load_jsonl, load_records, write_jsonl, Record
+
+TOPICS = {
+    "cooking": ["How long do I boil an egg?", "What temperature bakes bread?", "How do I cook rice?",
+                "Can I freeze cooked pasta?"],
+    "maths": ["What is 12 times 7?", "What is the square root of 81?", "Is 17 a prime number?",
+              "What is 15 percent of 200?"],
+    "travel": ["Do I need a visa for Japan?", "What is the best time to visit Iceland?",
+               "How early should I arrive at the airport?", "Which train goes from Paris to Lyon?"],
+}
+
+
+def _records(pairs: list[tuple[str, str, str]]) -> list[Record]:
+    return [Record(f"{task}-{i}", task, [{"role": "user", "content": q}, {"role": "assistant", "content": a}])
+            for i, (task, q, a) in enumerate(pairs)]
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> tuple[Path, Path]:
+    train = _records([(t, q, "An answer about " + t) for t, qs in TOPICS.items() for q in qs])
+    test = [Record("held-1", "cooking-test", [{"role": "user", "content": "How do I fry an egg?"},
+                                              {"role": "assistant", "content": "Heat oil and crack the egg."}]),
+            Record("held-2", "maths-test", [{"role": "user", "content": "What is 9 times 8?"},
+                                            {"role": "assistant", "content": "72"}])]
+    write_jsonl(train, tmp_path / "train.jsonl")
+    write_jsonl(test, tmp_path / "test.jsonl")
+    return tmp_path / "train.jsonl", tmp_path / "test.jsonl"
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_writes_every_record_once(files, tmp_path, method, capsys):
+    train, test = files
+    out = tmp_path / f"{method}.jsonl"
+    assert main(["arrange", "--train", str(train), "--test", str(test), "--method", method, "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["order"] for r in rows] == list(range(12))
+    assert sorted(r["id"] for r in rows) == sorted(r.id for r in load_jsonl(train))
+    assert ("round" in rows[0]) == method.startswith("tma-")
+    summary = json.loads(capsys.readouterr().out.split("\nwrote")[0])
+    assert summary["instances"] == 12 and summary["method"] == method
+    assert [r.id for r in load_jsonl(out)] == [r["id"] for r in rows]  # the output loads back, in order
+
+
+def test_nft_puts_the_near_topics_first_and_fft_reverses_it(files, tmp_path, capsys):
+    train, test = files
+    summaries = {}
+    for method in ("nft", "fft"):
+        main(["arrange", "--train", str(train), "--test", str(test), "--method", method,
+              "--out", str(tmp_path / f"{method}.jsonl")])
+        summaries[method] = json.loads(capsys.readouterr().out.split("\nwrote")[0])
+    nft = [r.id for r in load_jsonl(tmp_path / "nft.jsonl")]
+    fft = [r.id for r in load_jsonl(tmp_path / "fft.jsonl")]
+    assert fft == nft[::-1]
+    assert all(not i.startswith("travel") for i in nft[:4])  # travel is far from eggs and times tables
+    first, last = "mean_nearest_distance_first_tenth", "mean_nearest_distance_last_tenth"
+    assert summaries["nft"][first] < summaries["nft"][last]
+    assert summaries["fft"][first] == summaries["nft"][last] and summaries["fft"][last] == summaries["nft"][first]
+
+
+def test_tma_rounds_and_hf_format(files, tmp_path, capsys):
+    train, test = files
+    out = tmp_path / "tma"
+    assert main(["arrange", "--train", str(train), "--test", str(test), "--method", "tma-min", "--budget", "4",
+                 "--out", str(out), "--format", "hf"]) == 0
+    records = load_records(out)
+    assert len(records) == 4  # two rounds of two picks
+    import datasets
+
+    ds = datasets.load_from_disk(str(out))
+    assert ds["order"] == [0, 1, 2, 3] and ds["round"] == [0, 0, 1, 1] and set(ds["round_direction"]) == {"min"}
+
+
+def test_overlap_is_refused_unless_allowed(files, tmp_path, capsys):
+    train, _ = files
+    leaky = tmp_path / "leaky.jsonl"
+    write_jsonl([load_jsonl(train)[0]], leaky)
+    assert main(["arrange", "--train", str(train), "--test", str(leaky), "--method", "nft",
+                 "--out", str(tmp_path / "o.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "also in training" in err and "--allow-overlap" in err and not (tmp_path / "o.jsonl").exists()
+    assert main(["arrange", "--train", str(train), "--test", str(leaky), "--method", "nft", "--allow-overlap",
+                 "--out", str(tmp_path / "o.jsonl")]) == 0
+
+
+def test_refusals(files, tmp_path, capsys):
+    train, test = files
+    out = tmp_path / "exists.jsonl"
+    out.write_text("keep me\n")
+    with pytest.raises(SystemExit, match="exists; pass --force"):
+        main(["arrange", "--train", str(train), "--test", str(test), "--method", "random", "--out", str(out)])
+    assert out.read_text() == "keep me\n"
+    assert main(["arrange", "--train", str(train), "--test", str(test), "--method", "nft", "--budget", "3",
+                 "--out", str(tmp_path / "x.jsonl")]) == 2
+    assert "--budget applies to the tma-* methods only" in capsys.readouterr().err
+    assert main(["arrange", "--train", str(train), "--test", str(test), "--method", "tma-min", "--budget", "99",
+                 "--out", str(tmp_path / "y.jsonl")]) == 2
+    assert "larger than the training pool" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["arrange", "--train", str(train), "--test", str(test), "--method", "nearest", "--out", "z"])

@@ -1,0 +1,112 @@
+"""Distances and measures on hand-checkable vectors."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from zsg_core.similarity import (SimilarityError, bigram_kl, check_embeddings, distance_matrix,
+                                 min_avg_distance, ot_cost, prefix_measures, wsd)
+
+S = math.sqrt(0.5)
+# three training points on the unit circle (x, y, diagonal), two test points (x and y axes)
+TRAIN = np.array([[1.0, 0.0], [0.0, 1.0], [S, S]])
+TEST = np.array([[1.0, 0.0], [0.0, 1.0]])
+
+
+def test_distance_matrix_cosine_and_euclidean():
+    d = distance_matrix(TRAIN, TEST)
+    assert np.allclose(d, [[-1, 0], [0, -1], [-S, -S]])
+    e = distance_matrix(TRAIN, TEST, "euclidean")
+    assert np.allclose(e, [[0, math.sqrt(2)], [math.sqrt(2), 0], [math.sqrt(2 - 2 * S)] * 2])
+    with pytest.raises(SimilarityError, match="unknown metric 'manhattan'"):
+        distance_matrix(TRAIN, TEST, "manhattan")
+
+
+def test_wsd_follows_the_paper_code():
+    md, ad = min_avg_distance(TRAIN, TEST)
+    assert np.allclose(md, [-1, -1, -S]) and np.allclose(ad, [-0.5, -0.5, -S])
+    w_avg = md.mean() / ad.mean()  # the code's data-dependent weight
+    assert np.allclose(wsd(TRAIN, TEST), md + w_avg * ad)
+    assert np.allclose(wsd(TRAIN, TEST, w_min=2.0, w_avg=0.0), 2 * md)
+
+
+def test_wsd_chunks_give_the_same_answer(monkeypatch):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1000, 16))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    t = x[:7]
+    full = wsd(x, t)
+    import zsg_core.similarity as sim
+
+    monkeypatch.setattr(sim, "CHUNK_ELEMENTS", 50)
+    assert np.allclose(wsd(x, t), full)
+
+
+@pytest.mark.parametrize("train, test, message", [
+    (np.zeros((0, 2)), TEST, "training set is empty"),
+    (TRAIN, np.zeros((0, 2)), "test set is empty"),
+    (TRAIN, np.ones((2, 3)) / math.sqrt(3), "dimension 2 but test has 3"),
+    (np.array([[np.nan, 1.0]]), TEST, r"train embeddings contain NaN or inf \(rows \[0\]\)"),
+    (np.array([[3.0, 4.0]]), TEST, "must be L2-normalised; row 0 has norm 5.0000"),
+    (np.array([1.0, 0.0]), TEST, r"must be 2-D"),
+    (np.array([[1, 0]]), TEST, "floating point"),
+])
+def test_bad_embeddings(train, test, message):
+    with pytest.raises(SimilarityError, match=message):
+        check_embeddings(train, test)
+
+
+def test_prefix_measures_by_hand():
+    table = prefix_measures(TRAIN, TEST, every=1)
+    v = table.pivot(index="seen", columns="measure", values="value")
+    assert list(v.index) == [1, 2, 3]
+    assert np.allclose(v["Cosine-Min"], [-1, -1, -1]) and np.allclose(v["Cosine-Max"], [0, 0, 0])
+    assert np.allclose(v["Cosine-Avg"], [-0.5, -0.5, (-1 - 1 - 2 * S) / 6])
+    # centroid of the first point vs the test centroid (S, S)/... : cos 45 degrees
+    assert np.isclose(v["Cosine-Centroid"][1], -S) and np.isclose(v["Cosine-Centroid"][2], -1)
+    assert np.allclose(v["Euclidean-Min"], 0) and np.allclose(v["Euclidean-Max"], math.sqrt(2))
+    assert np.isclose(v["Euclidean-Centroid"][2], 0)  # mean of x and y equals the test mean
+    assert np.isclose(v["Euclidean-Avg"][1], math.sqrt(2) / 2)
+    assert set(table.measure) == {"Cosine-Avg", "Cosine-Min", "Cosine-Max", "Cosine-Centroid", "Euclidean-Avg",
+                                  "Euclidean-Min", "Euclidean-Max", "Euclidean-Centroid"}
+    with pytest.raises(SimilarityError, match="every must be a positive integer"):
+        prefix_measures(TRAIN, TEST, every=0)
+
+
+def test_prefix_measures_equal_brute_force():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((50, 8))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    t = x[:4]
+    v = prefix_measures(x, t, every=7).pivot(index="seen", columns="measure", values="value")
+    for n in v.index:
+        d = -(x[:n] @ t.T)
+        assert np.isclose(v.loc[n, "Cosine-Avg"], d.mean()) and np.isclose(v.loc[n, "Cosine-Min"], d.min())
+        assert np.isclose(v.loc[n, "Euclidean-Avg"], np.sqrt(2 + 2 * d).mean())
+
+
+def test_bigram_kl_paper_quirk_and_proper():
+    train = ["a b c", "a b"]
+    test = ["a b", "b c"]
+    # after the first text: p = {ab: .5, bc: .5}, q = {ab: .5, bc: .5} -> KL 0 either way
+    # after both: p = {ab: 2/3, bc: 1/3}, q = {ab: .5, bc: .5}
+    paper = bigram_kl(train, test, every=1, weighting="paper").value.tolist()
+    proper = bigram_kl(train, test, every=1, weighting="proper").value.tolist()
+    p_ab, p_bc = 2 / 3, 1 / 3
+    kl = p_ab * math.log(p_ab / 0.5) + p_bc * math.log(p_bc / 0.5)
+    assert np.allclose(proper, [0, kl], atol=1e-8)
+    # the paper sums over the LIST of prefix + test bigrams: ab appears 2 + 1 times, bc 1 + 1
+    dup = 3 * p_ab * math.log(p_ab / 0.5) + 2 * p_bc * math.log(p_bc / 0.5)
+    assert np.allclose(paper, [0, dup], atol=1e-8)
+    with pytest.raises(SimilarityError, match="unknown weighting"):
+        bigram_kl(train, test, 1, weighting="set")
+
+
+def test_ot_cost_uniform_plan():
+    # two training points, two test points: the optimal plan matches each to its own copy
+    cost = ot_cost(TRAIN[:2], TEST)
+    assert np.allclose(cost, [0, 0])
+    cost = ot_cost(TRAIN, TEST[:1])  # everything moves to the single test point
+    assert np.allclose(cost, np.array([0, math.sqrt(2), math.sqrt(2 - 2 * S)]) / 3)

@@ -1,0 +1,215 @@
+"""Distances between training and test embeddings, and the measures built on them (paper.md 2.3, E3-E5, E9).
+
+All functions take L2-normalised embeddings, `train` (N x d) and `test` (M x d), as the paper's
+all-MiniLM-L6-v2 produces them. The distance is the paper's d(x, y) = -cos(x, y) in [-1, 1]:
+lower is more similar. Work is chunked over the training rows, so N can be Flan-mini's 1.3M
+without ever holding an N x M matrix (only `distance_matrix` returns one, on purpose).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Iterator, Literal, Sequence
+
+import numpy as np
+import pandas as pd
+
+CHUNK_ELEMENTS = 1 << 24  # ~16M scores (64 MB in float32) per chunk of the N x M product
+MAX_CHUNK_ROWS = 1 << 16  # and at most 64k training rows (96 MB at d=384) gathered at once
+
+
+class SimilarityError(ValueError):
+    """Embeddings of the wrong shape, with NaNs, not normalised, or empty."""
+
+
+def check_embeddings(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Validate a (train, test) pair: 2-D, same width, finite, unit rows, non-empty test set."""
+    train, test = np.asarray(train), np.asarray(test)
+    for name, a in (("train", train), ("test", test)):
+        if a.ndim != 2:
+            raise SimilarityError(f"{name} embeddings must be 2-D (rows x dim), got shape {a.shape}")
+        if not np.issubdtype(a.dtype, np.floating):
+            raise SimilarityError(f"{name} embeddings must be floating point, got {a.dtype}")
+    if test.shape[0] == 0:
+        raise SimilarityError("the test set is empty: nothing to measure similarity to")
+    if train.shape[0] == 0:
+        raise SimilarityError("the training set is empty: nothing to arrange")
+    if train.shape[1] != test.shape[1]:
+        raise SimilarityError(f"train has dimension {train.shape[1]} but test has {test.shape[1]}")
+    for name, a in (("train", train), ("test", test)):
+        norms = np.sqrt(np.einsum("ij,ij->i", a, a))  # one pass; NaN and inf propagate into it
+        if not np.isfinite(norms).all():
+            bad = np.flatnonzero(~np.isfinite(norms))
+            raise SimilarityError(f"{name} embeddings contain NaN or inf (rows {bad[:5].tolist()})")
+        if np.abs(norms - 1).max() > 1e-3:
+            i = int(np.abs(norms - 1).argmax())
+            raise SimilarityError(f"{name} embeddings must be L2-normalised; row {i} has norm {norms[i]:.4f}")
+    dtype = np.result_type(train.dtype, test.dtype, np.float32)
+    return train.astype(dtype, copy=False), test.astype(dtype, copy=False)
+
+
+def chunk_rows(n_cols: int) -> int:
+    """Rows per chunk: ~CHUNK_ELEMENTS scores, and never more than MAX_CHUNK_ROWS input rows (a
+    gathered chunk of training rows is a copy)."""
+    return max(1, min(CHUNK_ELEMENTS // max(n_cols, 1), MAX_CHUNK_ROWS))
+
+
+def chunks(n_rows: int, n_cols: int) -> Iterator[slice]:
+    """Row slices so that each chunk of an n_rows x n_cols product stays small."""
+    step = chunk_rows(n_cols)
+    for start in range(0, n_rows, step):
+        yield slice(start, min(start + step, n_rows))
+
+
+def distance_matrix(train: np.ndarray, test: np.ndarray, metric: Literal["cosine", "euclidean"] = "cosine") -> np.ndarray:
+    """The full N x M distance matrix: negative cosine, or Euclidean (= sqrt(2 + 2 d) on unit vectors)."""
+    train, test = check_embeddings(train, test)
+    d = -(train @ test.T)
+    if metric == "cosine":
+        return d
+    if metric == "euclidean":
+        return np.sqrt(np.clip(2 + 2 * d, 0, None))
+    raise SimilarityError(f"unknown metric {metric!r}; use 'cosine' or 'euclidean'")
+
+
+def min_avg_distance(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per training row: MD = min_j d(i, t_j) and AD = mean_j d(i, t_j), without an N x M matrix.
+
+    AD needs no matrix at all: the mean of the dot products is the dot product with the mean.
+    """
+    train, test = check_embeddings(train, test)
+    md = np.empty(len(train), dtype=train.dtype)
+    for s in chunks(len(train), len(test)):
+        md[s] = -(train[s] @ test.T).max(axis=1)
+    ad = -(train @ test.mean(axis=0))
+    return md, ad
+
+
+def wsd(train: np.ndarray, test: np.ndarray, w_min: float = 1.0, w_avg: float | None = None) -> np.ndarray:
+    """Weighted Similarity Distance per training row: w_min * MD + w_avg * AD (paper.md section 5).
+
+    `w_avg=None` follows the paper's code (split_data_job.py), not a tuned constant: w_avg =
+    mean(MD) / mean(AD), which rescales AD to the mean of MD. The paper's text only names generic
+    weights; its code fixes w_min = 1 and this w_avg.
+    """
+    md, ad = min_avg_distance(train, test)
+    if w_avg is None:
+        if ad.mean() == 0:
+            raise SimilarityError("mean(AD) is 0, so the paper's w_avg = mean(MD)/mean(AD) is undefined; pass w_avg")
+        w_avg = float(md.mean() / ad.mean())
+    return w_min * md + w_avg * ad
+
+
+MEASURES = ("Cosine-Avg", "Cosine-Min", "Cosine-Max", "Cosine-Centroid",
+            "Euclidean-Avg", "Euclidean-Min", "Euclidean-Max", "Euclidean-Centroid")
+
+
+def _prefix_ends(n: int, every: int) -> np.ndarray:
+    if not isinstance(every, (int, np.integer)) or every < 1:
+        raise SimilarityError(f"every must be a positive integer, got {every!r}")
+    return np.arange(every, n + 1, every)
+
+
+def prefix_measures(train_in_order: np.ndarray, test: np.ndarray, every: int) -> pd.DataFrame:
+    """E3's eight embedding measures of the training prefix seen so far against a test set.
+
+    For each prefix length n = every, 2*every, ... <= N (the paper: every 160 = 10 steps x 16):
+    Avg / Min / Max over all (prefix x test) pairs of the distance, and Centroid = the distance
+    between the prefix mean and the test mean (cosine: -cos of the means; euclidean: the norm of
+    their difference), for the negative-cosine and the Euclidean distance. One pass: running
+    min / max / sums of each training row's statistics. Returns a tidy table (seen, measure, value).
+    """
+    train, test = check_embeddings(train_in_order, test)
+    ends = _prefix_ends(len(train), every)
+    m = len(test)
+    row_min = np.empty(len(train))
+    row_max = np.empty(len(train))
+    row_sum_cos = np.empty(len(train))
+    row_sum_euc = np.empty(len(train))
+    for s in chunks(len(train), m):
+        d = -(train[s] @ test.T).astype(np.float64)
+        row_min[s], row_max[s] = d.min(axis=1), d.max(axis=1)
+        row_sum_cos[s] = d.sum(axis=1)
+        row_sum_euc[s] = np.sqrt(np.clip(2 + 2 * d, 0, None)).sum(axis=1)
+    cum_min = np.minimum.accumulate(row_min)[ends - 1]
+    cum_max = np.maximum.accumulate(row_max)[ends - 1]
+    pairs = ends * m
+    avg_cos = np.cumsum(row_sum_cos)[ends - 1] / pairs
+    avg_euc = np.cumsum(row_sum_euc)[ends - 1] / pairs
+    prefix_mean = np.cumsum(train.astype(np.float64), axis=0)[ends - 1] / ends[:, None]
+    test_mean = test.astype(np.float64).mean(axis=0)
+    cent_cos = -(prefix_mean @ test_mean) / (np.linalg.norm(prefix_mean, axis=1) * np.linalg.norm(test_mean))
+    cent_euc = np.linalg.norm(prefix_mean - test_mean, axis=1)
+    values = {
+        "Cosine-Avg": avg_cos, "Cosine-Min": cum_min, "Cosine-Max": cum_max, "Cosine-Centroid": cent_cos,
+        "Euclidean-Avg": avg_euc, "Euclidean-Min": np.sqrt(np.clip(2 + 2 * cum_min, 0, None)),
+        "Euclidean-Max": np.sqrt(np.clip(2 + 2 * cum_max, 0, None)), "Euclidean-Centroid": cent_euc,
+    }
+    return pd.DataFrame([{"seen": int(n), "measure": k, "value": float(v[i])}
+                         for k, v in values.items() for i, n in enumerate(ends)])
+
+
+def _bigrams(text: str) -> list[tuple[str, str]]:
+    tokens = text.split()
+    return list(zip(tokens, tokens[1:]))
+
+
+def bigram_kl(train_texts_in_order: Sequence[str], test_texts: Sequence[str], every: int,
+              weighting: Literal["paper", "proper"] = "paper") -> pd.DataFrame:
+    """E3's KL measure: KL(bigram distribution of the training prefix || that of the test texts).
+
+    Bigrams of whitespace tokens, within each text. p = prefix bigram frequencies, q = test bigram
+    frequencies, each term p(b) * log(clip(p(b) / (q(b) + 1e-10), 1e-10, inf)) as in the paper.
+
+    `weighting="paper"` reproduces the code's quirk (calculate_dataset_similarity_per_task_kl.py):
+    the sum runs over the LIST of all bigrams of prefix + test with duplicates kept, so each
+    distinct bigram's term is counted (prefix count + test count) times, which is why the paper's
+    values are in the thousands. `weighting="proper"` sums each distinct bigram once: the actual
+    KL divergence (terms with p(b) = 0 vanish either way).
+    """
+    if weighting not in ("paper", "proper"):
+        raise SimilarityError(f"unknown weighting {weighting!r}; use 'paper' or 'proper'")
+    if not test_texts:
+        raise SimilarityError("the test set is empty: nothing to measure similarity to")
+    ends = set(_prefix_ends(len(train_texts_in_order), every).tolist())
+    q_counts = Counter(b for t in test_texts for b in _bigrams(t))
+    q_total = sum(q_counts.values())
+    if q_total == 0:
+        raise SimilarityError("the test texts have no bigrams (every text is a single word or empty)")
+    p_counts: Counter = Counter()
+    rows = []
+    for n, text in enumerate(train_texts_in_order, 1):
+        p_counts.update(_bigrams(text))
+        if n in ends:
+            p_total = sum(p_counts.values())
+            kl = 0.0
+            if p_total:
+                b = list(p_counts)
+                c = np.fromiter((p_counts[x] for x in b), float, len(b))
+                qc = np.fromiter((q_counts.get(x, 0) for x in b), float, len(b))
+                p, q = c / p_total, qc / q_total
+                terms = p * np.log(np.clip(p / (q + 1e-10), 1e-10, None))
+                kl = float((terms * (c + qc)).sum() if weighting == "paper" else terms.sum())
+            rows.append({"seen": n, "measure": "KL", "value": kl})
+    return pd.DataFrame(rows, columns=["seen", "measure", "value"])
+
+
+OT_MAX_ELEMENTS = 50_000_000  # the exact EMD needs the dense N x M cost matrix and plan
+
+
+def ot_cost(train: np.ndarray, test: np.ndarray, p: int = 1) -> np.ndarray:
+    """Per-training-row transport cost under the exact uniform-to-uniform EMD plan (E9, `method="ot"`).
+
+    As the paper's pW_cal: cost C = Euclidean distance ** p (POT `ot.dist(metric="euclidean")`),
+    plan G = `ot.emd(uniform N, uniform M, C)`, result = row sums of G * C. Lower = cheaper to move
+    to the test set. Exact, so memory grows with N x M: refused above OT_MAX_ELEMENTS.
+    """
+    import ot
+
+    train, test = check_embeddings(train, test)
+    if len(train) * len(test) > OT_MAX_ELEMENTS:
+        raise SimilarityError(f"ot_cost needs a dense {len(train)} x {len(test)} plan, over {OT_MAX_ELEMENTS:,} "
+                              "entries; subsample the pool or use wsd")
+    x, y = train.astype(np.float64), test.astype(np.float64)
+    cost = ot.dist(x, y, metric="euclidean") ** p
+    plan = ot.emd(np.full(len(x), 1 / len(x)), np.full(len(y), 1 / len(y)), cost)
+    return (plan * cost).sum(axis=1)
