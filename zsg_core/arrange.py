@@ -241,7 +241,7 @@ def arrange_records(train: Sequence, test: Sequence, method: str, budget: int | 
     `embed_text` defaults to the paper's choice per method: all messages joined for the WSD
     methods (E4, E5), the first user turn and response for TMA (E6).
     """
-    from .embed import embed_records
+    from .embed import Encoder, embed_records
 
     if method not in METHODS:
         raise SimilarityError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -255,6 +255,7 @@ def arrange_records(train: Sequence, test: Sequence, method: str, budget: int | 
     if method == "cluster":
         return Arrangement(cluster(tasks), method)
     mode = embed_text or ("first-turn" if method.startswith("tma-") else "all")
+    encoder = encoder or Encoder()  # one encoder (one model load, one cache) for both sets
     x = embed_records(train, mode, encoder)
     t = embed_records(test, mode, encoder)
     nearest = min_avg_distance(x, t)[0]

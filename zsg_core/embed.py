@@ -58,6 +58,10 @@ class Encoder:
         if self._model is None:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+
+            if not show_progress():  # no weight-loading bars in logs and notebooks
+                hf_logging.disable_progress_bar()
 
             self._model = SentenceTransformer(str(self.model_path), device="cpu")
         return self._model
