@@ -189,3 +189,15 @@ def test_apply_keeps_the_order_and_refuses_repeats():
         apply(["a", "b"], [0, 0])
     with pytest.raises(SimilarityError, match="outside"):
         apply(["a", "b"], [0, 2])
+
+
+def test_tma_exact_ties_between_distinct_vectors(monkeypatch):
+    """Distinct training vectors all orthogonal to the test point tie exactly; a candidate list
+    then comes back empty and the whole tied group is taken, in index order, as argmin does."""
+    monkeypatch.setattr(tma_module, "DIRECT_ELEMENTS", 0)
+    monkeypatch.setattr(tma_module, "DENSE_ELEMENTS", 0)
+    angles = np.linspace(0, 3, 200)
+    train = np.stack([np.zeros(200), np.cos(angles), np.sin(angles)], axis=1)
+    test = np.array([[1.0, 0.0, 0.0]])
+    assert tma_rounds(train, test, "min", budget=10) == [[i] for i in range(10)]
+    assert tma_rounds(train, test, "min", budget=10) == paper_select(train, test, "min", 10)

@@ -26,7 +26,7 @@ from typing import Literal
 import numpy as np
 
 from .similarity import SimilarityError, check_embeddings, chunk_rows, chunks
-from .util import show_progress
+from .util import progress_bar
 
 DENSE_ELEMENTS = 1 << 20  # below this many remaining (item, test) pairs, sort the whole matrix
 DIRECT_ELEMENTS = 1 << 25  # up to this size (and few rounds), the paper's own loop is fastest
@@ -211,7 +211,7 @@ def tma_rounds(train: np.ndarray, test: np.ndarray, direction: Literal["min", "m
     picker = (_DirectPicker if n * m <= DIRECT_ELEMENTS and n <= 32 * m else _ListPicker)(vectors, queries, target)
     rounds: list[list[int]] = []
     picked = 0
-    bar = _bar(target, f"TMA {direction} rounds")
+    bar = progress_bar(target, f"TMA {direction} rounds")
     while picked < target:
         cur = picker.current()
         if cur is None:  # the pool is empty
@@ -286,11 +286,3 @@ class _ListPicker:
 
     def remove(self, items: np.ndarray) -> None:
         self.removed[items] = True
-
-
-def _bar(total: int, desc: str):
-    if not show_progress():
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="item")

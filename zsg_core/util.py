@@ -13,9 +13,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator, TypeVar
-
-T = TypeVar("T")
+from typing import Iterator
 
 
 def cache_dir() -> Path:
@@ -80,9 +78,10 @@ def show_progress() -> bool:
     return sys.stderr.isatty() and not in_notebook() and not os.environ.get("TQDM_DISABLE")
 
 
-def progress(iterable: Iterable[T], **kw) -> Iterable[T]:
+def progress_bar(total: int, desc: str, unit: str = "item"):
+    """A tqdm bar to `.update()` on an interactive terminal, else None."""
     if not show_progress():
-        return iterable
+        return None
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, **kw)
+    return tqdm(total=total, desc=desc, unit=unit)
