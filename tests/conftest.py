@@ -37,3 +37,16 @@ def sdist(tmp_path: Path) -> Path:
             rel = f.relative_to(FIXTURES / "benchmark_tasks")
             tar.add(f, arcname=f"bigbench-1.0.0/bigbench/benchmark_tasks/{rel}")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(smol_tokenizer):
+    """A tiny random-init Llama over the real SmolLM2 vocabulary: unit tests only."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(smol_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,
+                         bos_token_id=smol_tokenizer.bos_token_id, eos_token_id=smol_tokenizer.eos_token_id)
+    return LlamaForCausalLM(config).eval()

@@ -1,0 +1,93 @@
+"""Held-out loss, generation and scores, on a tiny random Llama and the real SmolLM2."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from zsg_core.data import Record
+from zsg_core.metrics import generate, heldout_loss, normalize_answer, reward_scores, rouge_em
+from zsg_core.prompt import IGNORE, encode
+
+
+def _rec(i: int, q: str, a: str, task: str = "t") -> Record:
+    return Record(f"r{i}", task, [{"role": "user", "content": q}, {"role": "assistant", "content": a}])
+
+
+RECORDS = [_rec(0, "Add 2 and 3.", "5"), _rec(1, "Write a long sentence about the sea and the sky above it.",
+                                             "The sea is wide and the sky is high above it all.", "u"),
+           _rec(2, "Name a colour.", "Blue"), _rec(3, "Reverse [1, 2, 3].", "[3, 2, 1]", "u")]
+
+
+def test_heldout_loss_is_the_per_instance_response_loss(tiny_llama, smol_tokenizer):
+    table = heldout_loss(tiny_llama, smol_tokenizer, RECORDS, batch_size=3)
+    assert list(table.id) == ["r0", "r1", "r2", "r3"] and list(table.task) == ["t", "u", "t", "u"]
+    for rec, row in zip(RECORDS, table.itertuples()):
+        ids, labels = encode(rec, smol_tokenizer)
+        # the model's own loss on one unpadded instance: mean CE over labelled tokens after the shift
+        ref = tiny_llama(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss.item()
+        assert row.loss == pytest.approx(ref, rel=1e-4)
+        assert row.tokens == sum(1 for l in labels[1:] if l != IGNORE)
+    one_by_one = heldout_loss(tiny_llama, smol_tokenizer, RECORDS, batch_size=1)
+    assert np.allclose(one_by_one.loss, table.loss, rtol=1e-4)  # padding changes nothing
+
+
+def test_real_model_loss_prefers_the_right_answer(smol_tokenizer):
+    from transformers import AutoModelForCausalLM
+
+    from zsg_core.assets import asset_path
+
+    model = AutoModelForCausalLM.from_pretrained(asset_path("smollm2-135m"))
+    right = _rec(0, "What is the capital of France?", "The capital of France is Paris.")
+    wrong = _rec(1, "What is the capital of France?", "The capital of France is Banana.")
+    losses = heldout_loss(model, smol_tokenizer, [right, wrong]).loss
+    assert losses[0] < losses[1]
+    prompts = ["What is the capital of France?", "Say the word 'hello'. Now say it in French, one word only."]
+    batched = generate(model, smol_tokenizer, prompts, max_new_tokens=12)
+    single = [generate(model, smol_tokenizer, [p], max_new_tokens=12)[0] for p in prompts]
+    assert "Paris" in batched[0] and batched == single  # left padding does not change greedy output
+
+
+def test_generation_is_reproducible_and_leaves_the_global_rng_alone(tiny_llama, smol_tokenizer):
+    prompts = ["Hello", "A longer prompt than the first one"]
+    g1 = generate(tiny_llama, smol_tokenizer, prompts, max_new_tokens=6)
+    assert g1 == generate(tiny_llama, smol_tokenizer, prompts, max_new_tokens=6)
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    s1 = generate(tiny_llama, smol_tokenizer, prompts, max_new_tokens=6, protocol="paper", seed=7)
+    assert torch.rand(1) == before  # the caller's random stream is untouched
+    assert s1 == generate(tiny_llama, smol_tokenizer, prompts, max_new_tokens=6, protocol="paper", seed=7)
+    with pytest.raises(ValueError, match="unknown generation protocol"):
+        generate(tiny_llama, smol_tokenizer, prompts, protocol="beam")
+
+
+def test_rouge_and_exact_match():
+    s = rouge_em("The cat sat.", ["the cat sat", "a dog"])
+    assert s == {"rouge1": 100.0, "rougeL": 100.0, "exact_match": 100.0}
+    s = rouge_em("runs fast", ["running fast"])  # Porter stemming: runs ~ running
+    assert s["rouge1"] == 100.0 and s["exact_match"] == 0.0
+    s = rouge_em("blue sky", ["green grass", "the blue sea"])  # the best reference counts
+    assert s["rouge1"] == pytest.approx(100 * 2 * (1 / 2) * (1 / 3) / (1 / 2 + 1 / 3))
+    assert normalize_answer("  The  Answer: 42! ") == "the answer 42"  # articles are kept
+    with pytest.raises(ValueError, match="at least one reference"):
+        rouge_em("x", [])
+
+
+def test_reward_scores_with_a_tiny_reward_model(tmp_path, smol_tokenizer):
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(smol_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=4, num_key_value_heads=4, num_labels=1,
+                         pad_token_id=smol_tokenizer.pad_token_id)
+    LlamaForSequenceClassification(config).save_pretrained(tmp_path / "rm")
+    smol_tokenizer.save_pretrained(tmp_path / "rm")
+    scores = reward_scores(str(tmp_path / "rm"), ["Q1", "A longer question"], ["yes", "a longer answer"])
+    assert scores.shape == (2,) and np.isfinite(scores).all() and scores[0] != scores[1]
+    again = reward_scores(str(tmp_path / "rm"), ["Q1", "A longer question"], ["yes", "a longer answer"])
+    assert np.allclose(scores, again)
+    alone = reward_scores(str(tmp_path / "rm"), ["Q1"], ["yes"], batch_size=1)
+    assert np.allclose(alone[0], scores[0], atol=1e-5)  # padding changes nothing
+    with pytest.raises(ValueError, match="2 prompts but 1 completions"):
+        reward_scores(str(tmp_path / "rm"), ["a", "b"], ["c"])
