@@ -174,3 +174,11 @@ def test_record_is_the_trl_conversational_format():
     r = Record("i", "t", [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}])
     assert r.to_dict() == {"id": "i", "task": "t", "messages": [{"role": "user", "content": "q"},
                                                                  {"role": "assistant", "content": "a"}]}
+
+
+def test_bigbench_example_without_input(tmp_path: Path):
+    d = tmp_path / "benchmark_tasks" / "noinput"
+    d.mkdir(parents=True)
+    (d / "task.json").write_text(json.dumps({"name": "x", "description": "d", "examples": [{"target": "y"}]}))
+    with pytest.raises(DataError, match="task 'bb/noinput' example 0 has no string 'input'"):
+        load_bigbench(tmp_path)

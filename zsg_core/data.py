@@ -284,6 +284,8 @@ def load_bigbench(root: str | Path, only: Iterable[str] | None = None) -> list[R
             continue
         prefix = (task.get("task_prefix") or task.get("description") or "").strip()
         for i, ex in enumerate(task["examples"]):
+            if not isinstance(ex.get("input"), str):
+                raise DataError(f"{root}: task {name!r} example {i} has no string 'input'")
             refs = _targets(ex["target"])
             if not refs or not refs[0].strip():
                 continue
