@@ -39,6 +39,8 @@ def test_task_family():
     assert task_family("ni/subtask047_misc_answering_science_questions") == "ni/misc"
     assert task_family("bb/list_functions/c001") == "bb/list_functions"
     assert task_family("bb/cryptonite") == "bb/cryptonite"
+    assert task_family("bb/simple_arithmetic_json_subtasks/one_digit_addition") == "bb/simple_arithmetic"
+    assert task_family("bb/simple_arithmetic_multiple_targets_json") == "bb/simple_arithmetic"
     assert task_family("anli/r3:0.1.0") == "anli/r3:0.1.0"
 
 

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from zsg_core.data import DataError, Record
+from zsg_core.data import DataError, Record, task_family
 from zsg_core.split import SplitConfig, cap_families, check_disjoint, load_split, make_split
 
 
@@ -109,3 +109,25 @@ def test_real_split_has_enough_tasks_and_no_leak():
     # the cached copy is the same split
     again = load_split(SplitConfig())
     assert [r.id for r in again.train] == [r.id for r in s.train] and again.test == s.test
+
+
+def test_family_blocked_split_holds_out_whole_families():
+    pool = _pool(30)  # 5 families of 6 tasks
+    s = make_split(pool, SplitConfig(seed=1, test_tasks=12, train_per_task=3, test_per_task=2, family_blocked=True))
+    test_families = {task_family(r.task) for r in s.test}
+    assert len(test_families) == 2 and len({r.task for r in s.test}) == 12
+    assert not test_families & {task_family(r.task) for r in s.train}
+    check_disjoint(s.train, s.test, by_family=True)
+    plain = make_split(pool, SplitConfig(seed=1, test_tasks=12, train_per_task=3, test_per_task=2))
+    with pytest.raises(DataError, match=r"famil\(ies\) also in training"):
+        check_disjoint(plain.train, plain.test, by_family=True)
+    with pytest.raises(DataError, match="family_blocked must be true or false"):
+        SplitConfig(family_blocked=1)
+
+
+def test_real_family_blocked_split():
+    s = load_split(SplitConfig(family_blocked=True))
+    summary = s.summary()
+    assert summary["train_tasks"] >= 200 and summary["test_tasks"] >= 30
+    assert {r.source for r in s.test} == {"natural_instructions", "bigbench"}
+    check_disjoint(s.train, s.test, by_family=True)

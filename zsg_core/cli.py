@@ -126,7 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="folder for train.jsonl, test.jsonl, report.csv")
     p.add_argument("--model", default="smollm2-135m", help="asset whose tokenizer measures max_len")
     for f in fields(SplitConfig):
-        p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=int, default=f.default)
+        if f.type in (bool, "bool"):
+            p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, action="store_true")
+        else:
+            p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=int, default=f.default)
     p.add_argument("--force", action="store_true", help="overwrite an existing output folder")
     p.set_defaults(func=_split)
 

@@ -298,6 +298,8 @@ def load_bigbench(root: str | Path, only: Iterable[str] | None = None) -> list[R
 
 
 _NI_ALIASES = {"miscellaenous": "misc", "miscellaneous": "misc", "essential": "essential_terms"}
+# BIG-bench parent tasks that are one family under several names (they share inputs)
+_BB_SIBLINGS = [("simple_arithmetic", "simple_arithmetic"), ("semantic_parsing", "semantic_parsing")]
 
 
 def task_family(task: str) -> str:
@@ -307,7 +309,8 @@ def task_family(task: str) -> str:
         word = m.group(1) if m else task[3:]
         return "ni/" + _NI_ALIASES.get(word, word)
     if task.startswith("bb/"):
-        return "/".join(task.split("/")[:2])
+        parent = task.split("/")[1]
+        return "bb/" + next((group for prefix, group in _BB_SIBLINGS if parent.startswith(prefix)), parent)
     return task
 
 

@@ -26,7 +26,7 @@ import pandas as pd
 from .data import DataError, Record, load_bigbench, load_jsonl, task_family, write_jsonl
 from .util import atomic_dir, cache_dir
 
-SPLIT_VERSION = 2  # bump when the split procedure changes, so cached splits are recomputed
+SPLIT_VERSION = 4  # bump when the split procedure changes, so cached splits are recomputed
 
 SOURCES_ORDER = ("natural_instructions", "bigbench")
 
@@ -39,10 +39,15 @@ class SplitConfig:
     test_per_task: int = 5  # as the paper
     max_len: int = 512  # tokens of prompt + response in the paper's format, model tokenizer
     max_tasks_per_family: int = 40  # BIG-bench families only
+    family_blocked: bool = False  # hold out whole families: no held-out task has a training sibling
 
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
+            if f.name == "family_blocked":
+                if not isinstance(v, bool):
+                    raise DataError(f"split parameter family_blocked must be true or false, got {v!r}")
+                continue
             if not isinstance(v, int) or isinstance(v, bool):
                 raise DataError(f"split parameter {f.name} must be an integer, got {v!r}")
             if f.name != "seed" and v < 1:
@@ -99,14 +104,17 @@ def _texts(r: Record) -> tuple[str, str]:
     return r.prompt.strip(), "\n".join(m["content"].strip() for m in r.messages)
 
 
-def check_disjoint(train: list[Record], test: list[Record]) -> None:
-    """Raise DataError if any held-out task, id or instance text also appears on the training side."""
+def check_disjoint(train: list[Record], test: list[Record], by_family: bool = False) -> None:
+    """Raise DataError if any held-out task (with `by_family`, any task family), id or instance
+    text also appears on the training side."""
     if not test:
         raise DataError("the held-out set is empty")
     if not train:
         raise DataError("the training set is empty")
     if shared := sorted({r.task for r in train} & {r.task for r in test}):
         raise DataError(f"{len(shared)} held-out task(s) also in training, e.g. {shared[:3]}")
+    if by_family and (shared := sorted({task_family(r.task) for r in train} & {task_family(r.task) for r in test})):
+        raise DataError(f"{len(shared)} held-out task famil(ies) also in training, e.g. {shared[:3]}")
     if shared := sorted({r.id for r in train} & {r.id for r in test}):
         raise DataError(f"{len(shared)} id(s) on both sides, e.g. {shared[:3]}")
     test_prompts, test_full = (set(x) for x in zip(*map(_texts, test)))
@@ -140,7 +148,11 @@ def _sample_task(records: list[Record], k: int, max_len: int, tokenizer, rng: ra
     return kept, examined, examined - len(kept)
 
 
-def _stratified_test_tasks(tasks: list[str], source_of: dict[str, str], n: int, rng: random.Random) -> set[str]:
+def _stratified_test_tasks(tasks: list[str], source_of: dict[str, str], n: int, rng: random.Random,
+                           by_family: bool = False) -> set[str]:
+    """About n held-out tasks, each source contributing in proportion to its size. With
+    `by_family`, whole families are drawn (in seeded order, each taken if it still fits in its
+    source's share), so no held-out task keeps a sibling on the training side."""
     groups: dict[str, list[str]] = defaultdict(list)
     for t in sorted(tasks):
         groups[source_of[t]].append(t)
@@ -150,8 +162,19 @@ def _stratified_test_tasks(tasks: list[str], source_of: dict[str, str], n: int, 
     for i, s in enumerate(names):
         share = left if i == len(names) - 1 else round(n * len(groups[s]) / len(tasks))
         share = min(share, len(groups[s]))
-        chosen |= set(rng.sample(groups[s], share))
-        left -= share
+        if by_family:
+            families: dict[str, list[str]] = defaultdict(list)
+            for t in groups[s]:
+                families[task_family(t)].append(t)
+            picked: list[str] = []
+            for fam in rng.sample(sorted(families), len(families)):
+                if len(picked) + len(families[fam]) <= share:
+                    picked += families[fam]
+            chosen |= set(picked)
+            left -= len(picked)
+        else:
+            chosen |= set(rng.sample(groups[s], share))
+            left -= share
     return chosen
 
 
@@ -180,7 +203,8 @@ def make_split(records: list[Record], config: SplitConfig = SplitConfig(), token
         raise DataError(f"test_tasks={config.test_tasks} leaves no training task: only {len(usable)} tasks "
                         f"have instances within max_len={config.max_len}")
     source_of = {row["task"]: row["source"] for row in rows}
-    test_tasks = _stratified_test_tasks(usable, source_of, config.test_tasks, random.Random(config.seed))
+    test_tasks = _stratified_test_tasks(usable, source_of, config.test_tasks, random.Random(config.seed),
+                                        config.family_blocked)
     test = [r for t in sorted(test_tasks) for r in sample[t][: config.test_per_task]]
     test_prompts, test_full = (set(x) for x in zip(*map(_texts, test)))
     train, removed = [], defaultdict(int)
@@ -191,7 +215,7 @@ def make_split(records: list[Record], config: SplitConfig = SplitConfig(), token
                 removed[t] += 1
             else:
                 train.append(r)
-    check_disjoint(train, test)
+    check_disjoint(train, test, by_family=config.family_blocked)
     kept_count = defaultdict(int)
     for r in train + test:
         kept_count[r.task] += 1
