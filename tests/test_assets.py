@@ -104,6 +104,30 @@ def test_failed_conversion_leaves_nothing_that_looks_complete(local_index, monke
         assets.asset_path("fake")
 
 
+def test_concurrent_prepares_convert_once(local_index, monkeypatch):
+    """Two processes (here threads, each with its own lock file handle) asking at once: one
+    converts, the other waits and finds it ready."""
+    import threading
+
+    conversions: list[int] = []
+
+    def slow_convert(files, out):
+        conversions.append(1)
+        threading.Event().wait(0.5)
+        _extract_payload(files, out)
+
+    _register(monkeypatch, _sha(local_index), convert=slow_convert)
+    logs: list[list[str]] = [[], []]
+    threads = [threading.Thread(target=assets.prepare, args=("fake",), kwargs={"log": logs[k].append})
+               for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(conversions) == 1 and assets.is_ready("fake")
+    assert any("prepared meanwhile by another process" in line for log in logs for line in log)
+
+
 def test_unknown_asset():
     with pytest.raises(AssetError, match=r"unknown asset 'gpt-5'.*bigbench"):
         assets.prepare("gpt-5")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .util import atomic_dir, cache_dir, sha256_file
+from .util import atomic_dir, cache_dir, file_lock, sha256_file
 
 CONVERTER_VERSION = 1  # bump when a conversion changes, so cached folders are rebuilt
 
@@ -275,6 +275,15 @@ def prepare(name: str, force: bool = False, log: Callable[[str], None] = print) 
     if is_ready(name) and not force:
         log(f"{name}: ready at {asset.path} (cached, nothing to do)")
         return asset.path
+    with file_lock(asset.path):  # another process may be preparing it right now
+        if is_ready(name) and not force:
+            log(f"{name}: ready at {asset.path} (prepared meanwhile by another process)")
+            return asset.path
+        return _build(asset, log)
+
+
+def _build(asset: Asset, log: Callable[[str], None]) -> Path:
+    name = asset.name
     files = [_fetch(asset, dl, log) for dl in asset.downloads]
     log(f"{name}: converting into {asset.path}")
     try:

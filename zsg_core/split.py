@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from .data import DataError, Record, load_bigbench, load_jsonl, task_family, write_jsonl
-from .util import atomic_dir, cache_dir
+from .util import atomic_dir, cache_dir, file_lock
 
 SPLIT_VERSION = 4  # bump when the split procedure changes, so cached splits are recomputed
 
@@ -238,14 +238,15 @@ def load_split(config: SplitConfig = SplitConfig(), model: str = "smollm2-135m")
 
     key = json.dumps({"config": asdict(config), "model": model, "version": SPLIT_VERSION}, sort_keys=True)
     folder = cache_dir() / "splits" / hashlib.sha1(key.encode()).hexdigest()[:16]
-    if not (folder / "summary.json").exists():
-        tokenizer = AutoTokenizer.from_pretrained(asset_path(model))
-        split = make_split(default_pool(config.max_tasks_per_family), config, tokenizer)
-        with atomic_dir(folder) as tmp:
-            write_jsonl(split.train, tmp / "train.jsonl")
-            write_jsonl(split.test, tmp / "test.jsonl")
-            split.report.to_csv(tmp / "report.csv", index=False)
-            (tmp / "summary.json").write_text(json.dumps({**split.summary(), "model": model}, indent=1))
-        return split
+    with file_lock(folder):  # two notebooks asking at once compute it once
+        if not (folder / "summary.json").exists():
+            tokenizer = AutoTokenizer.from_pretrained(asset_path(model))
+            split = make_split(default_pool(config.max_tasks_per_family), config, tokenizer)
+            with atomic_dir(folder) as tmp:
+                write_jsonl(split.train, tmp / "train.jsonl")
+                write_jsonl(split.test, tmp / "test.jsonl")
+                split.report.to_csv(tmp / "report.csv", index=False)
+                (tmp / "summary.json").write_text(json.dumps({**split.summary(), "model": model}, indent=1))
+            return split
     return Split(load_jsonl(folder / "train.jsonl"), load_jsonl(folder / "test.jsonl"),
                  pd.read_csv(folder / "report.csv", keep_default_na=False), config)

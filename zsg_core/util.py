@@ -69,6 +69,22 @@ def atomic_dir(path: Path) -> Iterator[Path]:
         raise
 
 
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on `<path>.lock` (flock): one process at a time builds a cached thing, and
+    the others then find it ready instead of building it again or removing it under a reader."""
+    lock = Path(str(path) + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    import fcntl
+
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def in_notebook() -> bool:
     return "ipykernel" in sys.modules
 
