@@ -1,17 +1,82 @@
-"""The book builds with Jupyter Book 1, warnings as errors, from the repository root."""
+"""The book pipeline: profiles, parameters, execution; and the HTML build (warnings as errors)."""
 from __future__ import annotations
 
 import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
+import pytest
+
+from zsg_core import book
+
 ROOT = Path(__file__).resolve().parents[1]
+
+TINY = '''# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Tiny
+
+# %% tags=["parameters"]
+x = 1
+
+# %%
+print(x * 2)
+'''
+
+
+@pytest.fixture
+def tiny_book(tmp_path, monkeypatch):
+    (tmp_path / "book").mkdir()
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "book" / "01_tiny.py").write_text(TINY)
+    monkeypatch.setattr(book, "BOOK", tmp_path / "book")
+    monkeypatch.setattr(book, "PROFILES", tmp_path / "profiles")
+    monkeypatch.setattr(book, "FIGURES", tmp_path / "book" / "figures")
+    monkeypatch.setattr(book, "ROOT", tmp_path)
+    return tmp_path
+
+
+def test_a_chapter_runs_with_the_profile_and_hides_the_injected_cell(tiny_book):
+    (tiny_book / "profiles" / "p.yaml").write_text("x: 21\n")
+    [nb_path] = book.run("p", log=lambda s: None)
+    nb = nbformat.read(nb_path, as_version=4)
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and "hide-input" in injected[0].metadata.tags and "x = 21" in injected[0].source
+    outputs = [o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert "42\n" in outputs
+
+
+def test_profile_errors(tiny_book):
+    (tiny_book / "profiles" / "bad.yaml").write_text("x: 1\ny: 2\n")
+    with pytest.raises(book.BookError, match=r"sets parameter\(s\) \['y'\] that no chapter declares"):
+        book.run("bad", log=lambda s: None)
+    with pytest.raises(book.BookError, match="no profile 'nope' \\(profiles: bad\\)"):
+        book.run("nope", log=lambda s: None)
+
+
+def test_the_real_profiles_only_set_declared_parameters(tmp_path):
+    declared = set().union(*(book.declared_parameters(book.convert(src, tmp_path / (src.stem + ".ipynb")))
+                             for src in book.chapter_sources()))
+    for name in ("smoke", "cpu", "gpu"):
+        assert set(book.load_profile(name)) <= declared, name
 
 
 def test_book_builds_without_warnings(tmp_path):
+    missing = [s for s in book.chapter_sources() if not s.with_suffix(".ipynb").exists()]
+    if missing:
+        pytest.skip(f"chapters not executed yet ({missing[0].name}): `make test` runs them first")
     jb = Path(sys.executable).with_name("jupyter-book")
     proc = subprocess.run([str(jb), "build", str(ROOT), "--all", "-W", "-n", "--keep-going",
                            "--path-output", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    index = (tmp_path / "_build" / "html" / "book" / "intro.html").read_text()
-    assert "Data arrangement and zero-shot generalization" in index
+    html = tmp_path / "_build" / "html" / "book"
+    assert "Data arrangement and zero-shot generalization" in (html / "intro.html").read_text()
+    data = (html / "01_data.html").read_text()
+    assert "The default split has" in data and "Traceback" not in data  # computed outputs are there

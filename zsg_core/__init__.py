@@ -1,7 +1,12 @@
 """zsg: how the arrangement of instruction-tuning data drives zero-shot generalization.
 
 Data flows one way; nothing lower imports anything higher:
-    assets -> data -> split -> prompt -> embed -> similarity -> tma -> arrange
-    (-> train/metrics -> runs -> plots -> book)
+    assets -> data -> split -> prompt -> embed -> similarity -> tma -> arrange -> metrics
+    (-> train -> runs) -> plots -> book
 """
+import warnings
+
+# tqdm.auto warns at import inside a kernel without ipywidgets; zsg shows no bars there anyway
+warnings.filterwarnings("ignore", message="IProgress not found")
+
 __version__ = "0.1.0"

@@ -1,0 +1,200 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # The data: tasks, the held-out split, and how close held-out instances sit to training
+#
+# The paper trains on many instruction tasks and measures loss on tasks it never trained on.
+# This chapter builds that setting from the real data we have: generative tasks of
+# **Natural Instructions v1** and **BIG-bench**, split by task into training and held-out sets
+# (`zsg_core.split`), then looks at them through the paper's own sentence encoder
+# (all-MiniLM-L6-v2): a UMAP map of training and held-out instances, and the nearest training
+# neighbours of a few held-out instances. The question that matters for every later chapter:
+# *how similar is the nearest training instance to a held-out one, and is that similarity a
+# sibling task in disguise?* So the same numbers are computed for the family-blocked split too,
+# where no held-out task shares a family with any training task.
+#
+# Rerun with other parameters: `papermill book/01_data.ipynb out.ipynb -p split_seed 1 -p max_len 256`.
+#
+# | parameter | meaning |
+# |---|---|
+# | `model` | asset whose tokenizer measures `max_len` |
+# | `split_seed` | seed of the task partition and the instance sample |
+# | `test_tasks`, `train_per_task`, `test_per_task` | held-out tasks; instances per task |
+# | `max_len` | longest instance kept, in tokens of the paper's format |
+# | `umap_seed`, `examples` | the map's seed; how many held-out instances to show neighbours for |
+
+# %% tags=["parameters"]
+model = "smollm2-135m"
+split_seed = 0
+test_tasks = 36
+train_per_task = 20
+test_per_task = 5
+max_len = 512
+umap_seed = 0
+examples = 3
+
+# %%
+import numpy as np
+import pandas as pd
+import matplotlib.pyplot as plt
+import seaborn as sns
+from IPython.display import Markdown, display
+
+from zsg_core.data import task_family
+from zsg_core.embed import Encoder, embed_records
+from zsg_core.plots import save, use_style
+from zsg_core.split import SplitConfig, load_split
+
+use_style()
+config = dict(seed=split_seed, test_tasks=test_tasks, train_per_task=train_per_task,
+              test_per_task=test_per_task, max_len=max_len)
+split = load_split(SplitConfig(**config), model)
+blocked = load_split(SplitConfig(**config, family_blocked=True), model)
+pd.DataFrame({"default split": split.summary(), "family-blocked": blocked.summary()}).drop("config")
+
+# %% [markdown]
+# ## The split
+#
+# Tasks per side and source, with the instances kept and those dropped because the prompt and
+# response did not fit in `max_len` tokens.
+
+# %%
+report = split.report
+(report.groupby(["side", "source"])
+       .agg(tasks=("task", "size"), families=("family", "nunique"), instances=("kept", "sum"),
+            too_long=("too_long", "sum"))
+       .reset_index())
+
+# %% [markdown]
+# The largest families on each side (BIG-bench families are capped at 40 tasks in the pool):
+
+# %%
+families = (report[report.kept > 0].groupby(["family", "side"]).size().unstack(fill_value=0)
+            .sort_values("train", ascending=False))
+families.head(12)
+
+# %%
+from transformers import AutoTokenizer
+from zsg_core.assets import asset_path
+from zsg_core.prompt import encoded_length
+
+tokenizer = AutoTokenizer.from_pretrained(asset_path(model))
+lengths = pd.DataFrame([{"side": side, "source": r.source, "tokens": encoded_length(r, tokenizer)}
+                        for side, records in (("train", split.train), ("held-out", split.test)) for r in records])
+fig, ax = plt.subplots(figsize=(7, 3.2))
+sns.histplot(lengths, x="tokens", hue="source", multiple="stack", bins=40, ax=ax)
+ax.set(xlabel="tokens per instance (prompt + response, paper format)", ylabel="instances",
+       title="Instance lengths")
+save(fig, "01_lengths")
+plt.show()
+
+# %% [markdown]
+# ## A map of the embeddings
+#
+# Every instance embedded as the paper does for its similarity arrangements (all messages
+# joined), then projected to 2-D with UMAP. Training instances are coloured by family (the ten
+# largest, the rest grey); held-out instances are black crosses.
+
+# %%
+import umap
+
+encoder = Encoder()
+train_vecs = embed_records(split.train, "all", encoder)
+test_vecs = embed_records(split.test, "all", encoder)
+xy = umap.UMAP(n_neighbors=15, min_dist=0.1, metric="cosine", random_state=umap_seed).fit_transform(
+    np.vstack([train_vecs, test_vecs]))
+train_family = pd.Series([task_family(r.task) for r in split.train])
+top = train_family.value_counts().index[:10]
+fig, ax = plt.subplots(figsize=(8, 6))
+other = ~train_family.isin(top).to_numpy()
+ax.scatter(*xy[: len(train_vecs)][other].T, s=4, c="#cccccc", label="other families")
+palette = sns.color_palette("tab10", len(top))
+for colour, fam in zip(palette, top):
+    sel = (train_family == fam).to_numpy()
+    ax.scatter(*xy[: len(train_vecs)][sel].T, s=5, color=colour, label=fam)
+ax.scatter(*xy[len(train_vecs):].T, s=22, marker="x", c="black", linewidths=1, label="held-out")
+ax.set(xticks=[], yticks=[], title="UMAP of MiniLM embeddings: training (by family) and held-out instances")
+ax.legend(fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1, 0.5))
+save(fig, "01_umap")
+plt.show()
+
+# %% [markdown]
+# ## Nearest training neighbours
+#
+# For a few held-out instances, the three most similar training instances (cosine similarity of
+# the embeddings). The paper's similarity arrangements put such neighbours first.
+
+# %%
+sims = test_vecs @ train_vecs.T
+rng = np.random.default_rng(umap_seed)
+
+
+def snippet(text: str, n: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else "..." + text[-n:]
+
+
+def escaped(text: str) -> str:
+    return "".join("\\" + c if c in "\\`*_[]<>#|" else c for c in text)
+
+
+for i in rng.choice(len(split.test), size=min(examples, len(split.test)), replace=False):
+    display(Markdown(f"**Held-out** `{split.test[i].task}`: {escaped(snippet(split.test[i].prompt, 160))}"))
+    display(pd.DataFrame([{"cosine": round(float(sims[i, j]), 3), "training task": split.train[j].task,
+                           "training prompt (end)": snippet(split.train[j].prompt, 70)}
+                          for j in np.argsort(-sims[i])[:3]]))
+
+# %% [markdown]
+# ## How much of that closeness is a sibling task?
+#
+# For each held-out instance: the cosine similarity of its nearest training instance, and whether
+# that neighbour comes from the same task family. The same for the family-blocked split.
+
+# %%
+def nearest(split_):
+    t = embed_records(split_.test, "all", encoder)
+    x = embed_records(split_.train, "all", encoder)
+    s = t @ x.T
+    j = s.argmax(axis=1)
+    return pd.DataFrame({"task": [r.task for r in split_.test], "nearest cosine": s.max(axis=1),
+                         "same family": [task_family(split_.train[k].task) == task_family(r.task)
+                                         for k, r in zip(j, split_.test)]})
+
+
+near = {"default split": nearest(split), "family-blocked": nearest(blocked)}
+both = pd.concat([d.assign(split=name) for name, d in near.items()])
+fig, ax = plt.subplots(figsize=(7, 3.2))
+sns.histplot(both, x="nearest cosine", hue="split", bins=30, element="step", stat="density", common_norm=False, ax=ax)
+ax.set(title="Similarity of each held-out instance to its nearest training instance")
+save(fig, "01_nearest")
+plt.show()
+both.groupby("split").agg(median_nearest_cosine=("nearest cosine", "median"),
+                          share_nearest_in_same_family=("same family", "mean")).round(3)
+
+# %% [markdown]
+# ## What we saw
+
+# %% tags=["hide-input"]
+d, b = near["default split"], near["family-blocked"]
+s = split.summary()
+display(Markdown(
+    f"- The default split has **{s['train_tasks']} training tasks** ({s['train_instances']:,} instances) and "
+    f"**{s['test_tasks']} held-out tasks** ({s['test_instances']} instances); "
+    f"{s['dropped_too_long']:,} sampled instances were longer than {max_len} tokens and were dropped, and "
+    f"{s['removed_as_leaks']} training instances that repeated a held-out prompt were removed.\n"
+    f"- For **{d['same family'].mean():.0%}** of held-out instances the nearest training instance comes from a "
+    f"sibling task of the same family (median nearest cosine {d['nearest cosine'].median():.2f}). "
+    f"In the family-blocked split that share is {b['same family'].mean():.0%} and the median nearest cosine "
+    f"is {b['nearest cosine'].median():.2f}.\n"
+    f"- So a nearest-first arrangement on the default split can lean on sibling tasks; the family-blocked "
+    f"split takes them away."))
