@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 
 # Measured wall time of the book's execution per profile (set-up excluded), printed first:
 # the first run embeds every instance (~21 texts/s); reruns reuse the caches.
-BOOK_TIME_cpu   := about 5 minutes the first time (about 1 once cached)
+BOOK_TIME_cpu   := about 4 minutes the first time (about 1 once cached)
 BOOK_TIME_smoke := about 2 minutes the first time (under 1 once cached)
 BOOK_TIME_gpu   := not measured on this machine
 
