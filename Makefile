@@ -13,13 +13,12 @@ BOOK_TIME_cpu   := about 4 minutes the first time (about 1 once cached)
 BOOK_TIME_smoke := about 2 minutes the first time (under 1 once cached)
 BOOK_TIME_gpu   := not measured on this machine
 
-.PHONY: book test venv prepare chapters html clean
+.PHONY: book test venv prepare chapters clean
 
 book:
 	@echo "make book PROFILE=$(PROFILE): about 3 minutes of set-up on a fresh machine (none once done), then the book $(BOOK_TIME_$(PROFILE)) on 2 cores"
 	@$(MAKE) --no-print-directory prepare
-	@$(MAKE) --no-print-directory chapters html
-	@echo "the book is at $(CURDIR)/_build/html/index.html"
+	@$(BIN)/python -m zsg_core.book --profile $(PROFILE) --html
 
 # The tests, then every chapter executed on the smoke profile and checked by nbval (no cell
 # errors); tests/test_book.py builds the HTML from those notebooks.
@@ -39,12 +38,10 @@ prepare: venv
 	$(BIN)/zsg prepare
 
 # Each chapter source book/NN_name.py (jupytext py:percent) -> notebook -> executed by papermill
-# with the profile's parameters (zsg_core/book.py). Chapters share finished work through the caches.
+# with the profile's parameters, then Jupyter Book (zsg_core/book.py). Chapters share finished
+# work through the caches, so a rerun redoes only what is missing.
 chapters: venv
 	$(BIN)/python -m zsg_core.book --profile $(PROFILE)
-
-html: venv
-	$(BIN)/jupyter-book build . --all -W -n --keep-going
 
 clean:
 	rm -rf _build book/*.ipynb

@@ -38,7 +38,6 @@ def tiny_book(tmp_path, monkeypatch):
     (tmp_path / "book" / "01_tiny.py").write_text(TINY)
     monkeypatch.setattr(book, "BOOK", tmp_path / "book")
     monkeypatch.setattr(book, "PROFILES", tmp_path / "profiles")
-    monkeypatch.setattr(book, "FIGURES", tmp_path / "book" / "figures")
     monkeypatch.setattr(book, "ROOT", tmp_path)
     return tmp_path
 

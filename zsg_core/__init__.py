@@ -1,7 +1,7 @@
 """zsg: how the arrangement of instruction-tuning data drives zero-shot generalization.
 
 Data flows one way; nothing lower imports anything higher:
-    assets -> data -> split -> prompt -> embed -> similarity -> tma -> arrange -> metrics
+    assets -> data -> prompt -> split -> embed -> similarity -> tma -> arrange -> metrics
     (-> train -> runs) -> plots -> book
 """
 import warnings

@@ -12,7 +12,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from .similarity import SimilarityError, check_embeddings, min_avg_distance, wsd
+from .similarity import SimilarityError, check_embeddings, combine_wsd, min_avg_distance, wsd
 from .tma import tma_rounds
 
 __all__ = ["random_order", "round_robin", "cluster", "nft", "fft", "rt", "coarse", "tma_rounds", "tma",
@@ -70,18 +70,26 @@ def cluster(tasks: Sequence[str]) -> list[int]:
 def nft(train: np.ndarray, test: np.ndarray) -> list[int]:
     """E4 nearest-first: ascending Weighted Similarity Distance (w_min = 1, the code's w_avg),
     ties by index (a stable sort)."""
-    return np.argsort(wsd(train, test), kind="stable").tolist()
+    return _wsd_order(wsd(train, test), "nft")
 
 
 def fft(train: np.ndarray, test: np.ndarray) -> list[int]:
     """E4 farthest-first: the exact reverse of `nft` (sft_job.py reverses the NFT file)."""
-    return nft(train, test)[::-1]
+    return _wsd_order(wsd(train, test), "fft")
 
 
 def rt(train: np.ndarray, test: np.ndarray, seed: int = 0) -> list[int]:
     """E4 random: a seeded shuffle of the NFT list (sft_job.py reshuffles the NFT rows), so it
     holds exactly the same instances as NFT and FFT."""
-    return _seeded_shuffle(nft(train, test), seed)
+    return _wsd_order(wsd(train, test), "rt", seed)
+
+
+def _wsd_order(score: np.ndarray, direction: str, seed: int = 0) -> list[int]:
+    """The one definition of E4's three orders, from per-item WSD scores."""
+    order = np.argsort(score, kind="stable").tolist()
+    if direction == "fft":
+        return order[::-1]
+    return _seeded_shuffle(order, seed) if direction == "rt" else order
 
 
 def coarse(train: np.ndarray, test: np.ndarray, tasks: Sequence[str],
@@ -258,10 +266,10 @@ def arrange_records(train: Sequence, test: Sequence, method: str, budget: int | 
     encoder = encoder or Encoder()  # one encoder (one model load, one cache) for both sets
     x = embed_records(train, mode, encoder)
     t = embed_records(test, mode, encoder)
-    nearest = min_avg_distance(x, t)[0]
+    md, ad = min_avg_distance(x, t)  # one pass serves the WSD orders and the summary
     if method.startswith("tma-"):
         order, rounds = tma_layout(x, t, method[4:], budget, seed)
-        return Arrangement(order, method, rounds, nearest)
-    order = {"nft": lambda: nft(x, t), "fft": lambda: fft(x, t), "rt": lambda: rt(x, t, seed),
-             "coarse": lambda: coarse(x, t, tasks)}[method]()
-    return Arrangement(order, method, None, nearest)
+        return Arrangement(order, method, rounds, md)
+    if method == "coarse":
+        return Arrangement(coarse(x, t, tasks), method, None, md)
+    return Arrangement(_wsd_order(combine_wsd(md, ad), method, seed), method, None, md)

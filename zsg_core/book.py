@@ -20,7 +20,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
 PROFILES = ROOT / "profiles"
-FIGURES = BOOK / "figures"
 
 
 class BookError(RuntimeError):
@@ -83,7 +82,6 @@ def run(profile: str = "cpu", log=print) -> list[Path]:
     unknown = set(params) - set().union(*declared.values()) if declared else set(params)
     if unknown:
         raise BookError(f"profile {profile!r} sets parameter(s) {sorted(unknown)} that no chapter declares")
-    FIGURES.mkdir(exist_ok=True)
     for nb in notebooks:
         start = time.perf_counter()
         log(f"executing {nb.relative_to(ROOT)} (profile {profile})")

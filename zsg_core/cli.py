@@ -36,7 +36,6 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _split(args: argparse.Namespace) -> int:
-    from .data import write_jsonl
     from .split import SplitConfig, load_split
 
     config = SplitConfig(**{f.name: getattr(args, f.name) for f in fields(SplitConfig)})
@@ -45,9 +44,7 @@ def _split(args: argparse.Namespace) -> int:
         raise SystemExit(f"zsg split: {out} exists and is not empty; pass --force to overwrite")
     split = load_split(config, args.model)
     out.mkdir(parents=True, exist_ok=True)
-    write_jsonl(split.train, out / "train.jsonl")
-    write_jsonl(split.test, out / "test.jsonl")
-    split.report.to_csv(out / "report.csv", index=False)
+    split.save(out)
     print(json.dumps(split.summary(), indent=1))
     print(f"wrote {out}/train.jsonl, test.jsonl, report.csv")
     return 0

@@ -357,9 +357,8 @@ def load_records(path: str | Path) -> list[Record]:
     if path.suffix == ".jsonl":
         return load_jsonl(path)
     if path.suffix == ".json":
-        head = path.open(encoding="utf-8").read(4096).lstrip()
-        if head.startswith("{") and '"Instances"' in path.read_text(encoding="utf-8"):
-            return load_niv2_tasks(path)
-        return load_flan_mini(path)
+        with open(path, encoding="utf-8") as f:
+            head = f.read(1 << 16)  # a NIV2 task file names its Definition near the top; never read all
+        return load_niv2_tasks(path) if '"Definition"' in head and head.lstrip().startswith("{") else load_flan_mini(path)
     raise DataError(f"{path}: unknown format (expected .jsonl, .json, a NIV2 tasks folder, an HF dataset "
                     "folder or the bigbench sdist)")

@@ -6,6 +6,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import seaborn as sns
 
+FIGURES = Path(__file__).resolve().parents[1] / "book" / "figures"  # beside the chapters, not the cwd
+
 # the paper's draw scripts' colours, in their order (paper.md section 7)
 PAPER_COLORS = ["#82B0D2", "#FFBE7A", "#FA7F6F", "#8ECFC9", "#BEB8DC"]
 
@@ -16,9 +18,7 @@ def use_style() -> None:
 
 
 def save(fig: plt.Figure, name: str) -> Path:
-    """Save `fig` as book/figures/<name>.png (the folder the book pipeline creates) and return it."""
-    from .book import FIGURES
-
+    """Save `fig` as book/figures/<name>.png and return the path."""
     FIGURES.mkdir(parents=True, exist_ok=True)
     path = FIGURES / f"{name}.png"
     fig.savefig(path)

@@ -91,7 +91,11 @@ def wsd(train: np.ndarray, test: np.ndarray, w_min: float = 1.0, w_avg: float | 
     mean(MD) / mean(AD), which rescales AD to the mean of MD. The paper's text only names generic
     weights; its code fixes w_min = 1 and this w_avg.
     """
-    md, ad = min_avg_distance(train, test)
+    return combine_wsd(*min_avg_distance(train, test), w_min, w_avg)
+
+
+def combine_wsd(md: np.ndarray, ad: np.ndarray, w_min: float = 1.0, w_avg: float | None = None) -> np.ndarray:
+    """`wsd` from already computed MD and AD (see `min_avg_distance`)."""
     if w_avg is None:
         if ad.mean() == 0:
             raise SimilarityError("mean(AD) is 0, so the paper's w_avg = mean(MD)/mean(AD) is undefined; pass w_avg")

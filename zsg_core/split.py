@@ -80,6 +80,12 @@ class Split:
             "removed_as_leaks": int(self.report.leak_removed.sum()),
         }
 
+    def save(self, folder: Path) -> None:
+        """train.jsonl, test.jsonl and the per-task report.csv in `folder`."""
+        write_jsonl(self.train, folder / "train.jsonl")
+        write_jsonl(self.test, folder / "test.jsonl")
+        self.report.to_csv(folder / "report.csv", index=False)
+
 
 def cap_families(records: list[Record], max_tasks_per_family: int) -> list[Record]:
     """Keep the first `max_tasks_per_family` tasks (by name) of each BIG-bench family."""
@@ -104,6 +110,17 @@ def _texts(r: Record) -> tuple[str, str]:
     return r.prompt.strip(), "\n".join(m["content"].strip() for m in r.messages)
 
 
+def _held_out_texts(test: list[Record]) -> tuple[set[str], set[str]]:
+    prompts, full = zip(*map(_texts, test))
+    return set(prompts), set(full)
+
+
+def _repeats(r: Record, held: tuple[set[str], set[str]]) -> bool:
+    """Does a training record repeat a held-out prompt or a whole held-out instance?"""
+    prompt, full = _texts(r)
+    return prompt in held[0] or full in held[1]
+
+
 def check_disjoint(train: list[Record], test: list[Record], by_family: bool = False) -> None:
     """Raise DataError if any held-out task (with `by_family`, any task family), id or instance
     text also appears on the training side."""
@@ -117,10 +134,10 @@ def check_disjoint(train: list[Record], test: list[Record], by_family: bool = Fa
         raise DataError(f"{len(shared)} held-out task famil(ies) also in training, e.g. {shared[:3]}")
     if shared := sorted({r.id for r in train} & {r.id for r in test}):
         raise DataError(f"{len(shared)} id(s) on both sides, e.g. {shared[:3]}")
-    test_prompts, test_full = (set(x) for x in zip(*map(_texts, test)))
+    held = _held_out_texts(test)
     for r in train:
-        prompt, full = _texts(r)
-        if prompt in test_prompts or full in test_full:
+        if _repeats(r, held):
+            prompt = _texts(r)[0]
             raise DataError(f"training instance {r.id!r} (task {r.task!r}) repeats the text of a held-out "
                             f"instance: {prompt[:80]!r}")
 
@@ -206,12 +223,11 @@ def make_split(records: list[Record], config: SplitConfig = SplitConfig(), token
     test_tasks = _stratified_test_tasks(usable, source_of, config.test_tasks, random.Random(config.seed),
                                         config.family_blocked)
     test = [r for t in sorted(test_tasks) for r in sample[t][: config.test_per_task]]
-    test_prompts, test_full = (set(x) for x in zip(*map(_texts, test)))
+    held = _held_out_texts(test)
     train, removed = [], defaultdict(int)
     for t in sorted(set(usable) - test_tasks):
         for r in sample[t][: config.train_per_task]:
-            prompt, full = _texts(r)
-            if prompt in test_prompts or full in test_full:
+            if _repeats(r, held):
                 removed[t] += 1
             else:
                 train.append(r)
@@ -243,9 +259,7 @@ def load_split(config: SplitConfig = SplitConfig(), model: str = "smollm2-135m")
             tokenizer = AutoTokenizer.from_pretrained(asset_path(model))
             split = make_split(default_pool(config.max_tasks_per_family), config, tokenizer)
             with atomic_dir(folder) as tmp:
-                write_jsonl(split.train, tmp / "train.jsonl")
-                write_jsonl(split.test, tmp / "test.jsonl")
-                split.report.to_csv(tmp / "report.csv", index=False)
+                split.save(tmp)
                 (tmp / "summary.json").write_text(json.dumps({**split.summary(), "model": model}, indent=1))
             return split
     return Split(load_jsonl(folder / "train.jsonl"), load_jsonl(folder / "test.jsonl"),

@@ -63,9 +63,10 @@ def _candidate_lists(train: np.ndarray, rows: np.ndarray, queries: np.ndarray, k
         cand_q, cand_v, cand_i = [q[keep]], [v[keep]], [i[keep]]
         buffered = int(keep.sum())
 
+    contiguous = len(rows) > 0 and rows[-1] - rows[0] == len(rows) - 1  # slices, not gathered copies
     for lo in range(0, len(rows), step):
         idx = rows[lo: lo + step]
-        block = train[lo + rows[0]: lo + rows[0] + len(idx)] if _contiguous(rows) else train[idx]
+        block = train[idx[0]: idx[-1] + 1] if contiguous else train[idx]
         sc = queries @ block.T
         if lo == 0 and len(idx) >= k:  # seed the thresholds: the k-th best of a sample of the chunk
             sample = sc[:, : min(len(idx), max(16 * k, 4096))]
@@ -85,10 +86,6 @@ def _candidate_lists(train: np.ndarray, rows: np.ndarray, queries: np.ndarray, k
     q, i = q[order], i[order]
     bounds = np.searchsorted(q, np.arange(s + 1))
     return [i[bounds[j]: bounds[j + 1]] for j in range(s)]
-
-
-def _contiguous(rows: np.ndarray) -> bool:
-    return len(rows) > 0 and rows[-1] - rows[0] == len(rows) - 1
 
 
 def _top_group(train: np.ndarray, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
@@ -147,6 +144,13 @@ class _Pointers:
         return live.sum(axis=1)
 
 
+def _by_first_occurrence(first: np.ndarray, inverse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique's groups renumbered in order of first occurrence: (first row of each, group of each row)."""
+    rank = np.empty(len(first), np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    return np.sort(first), rank[inverse.ravel()]
+
+
 def _duplicate_groups(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Group identical rows: (representative row of each group, ascending by first occurrence;
     all row indices ordered by group, then index; start of each group in that order).
@@ -166,17 +170,10 @@ def _duplicate_groups(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     with np.errstate(over="ignore"):
         for s in chunks(len(raw), len(mult)):
             h[s] = (np.ascontiguousarray(words[s]).view(np.uint64) * mult).sum(axis=1)
-    _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
-    rank = np.empty(len(first), np.int64)
-    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
-    group = rank[inverse]
-    reps = np.sort(first)
+    reps, group = _by_first_occurrence(*np.unique(h, return_index=True, return_inverse=True)[1:])
     copies = np.flatnonzero(reps[group] != np.arange(len(raw)))  # rows grouped under another row
-    if len(copies) and not np.array_equal(raw[reps[group[copies]]], raw[copies]):
-        _, first, inverse = np.unique(raw, axis=0, return_index=True, return_inverse=True)  # a collision
-        rank = np.empty(len(first), np.int64)
-        rank[np.argsort(first, kind="stable")] = np.arange(len(first))
-        group, reps = rank[inverse.ravel()], np.sort(first)
+    if len(copies) and not np.array_equal(raw[reps[group[copies]]], raw[copies]):  # a hash collision
+        reps, group = _by_first_occurrence(*np.unique(raw, axis=0, return_index=True, return_inverse=True)[1:])
     order = np.argsort(group, kind="stable")
     start = np.searchsorted(group[order], np.arange(len(reps) + 1))
     return reps, order, start
@@ -253,14 +250,7 @@ class _ListPicker:
         self.removed = np.zeros(n + 1, dtype=bool)  # index n is the list-end sentinel, never removed
         self.pointers = _Pointers(n, m)
         self.k = min(n, max(32, 2 * -(-target // m) + 16))  # enough for the expected rounds
-        self._fill(np.arange(n))
-
-    def _fill(self, alive: np.ndarray) -> None:
-        everyone = np.arange(len(self.queries))
-        if len(alive) * len(self.queries) <= DENSE_ELEMENTS:  # small: sort everything, once
-            self.pointers.set(everyone, _sorted_lists(self.vectors, alive, self.queries))
-        else:
-            self.pointers.set(everyone, _candidate_lists(self.vectors, alive, self.queries, self.k))
+        self.pointers.set(np.arange(m), _candidate_lists(vectors, np.arange(n), queries, self.k))
 
     def current(self) -> np.ndarray | None:
         while True:
@@ -271,8 +261,8 @@ class _ListPicker:
             alive = np.flatnonzero(~self.removed[: self.n])
             if len(alive) == 0:
                 return None
-            if len(alive) * len(self.queries) <= DENSE_ELEMENTS:
-                self._fill(alive)
+            if len(alive) * len(self.queries) <= DENSE_ELEMENTS:  # small now: sort it all, once
+                self.pointers.set(np.arange(len(self.queries)), _sorted_lists(self.vectors, alive, self.queries))
                 continue
             # refill the lists that ran out and those about to: twice as deep, but never much deeper
             # than the rounds left can use (~len(alive)/m rounds), which bounds the lists' memory
