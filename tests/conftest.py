@@ -50,3 +50,19 @@ def tiny_llama(smol_tokenizer):
                          num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,
                          bos_token_id=smol_tokenizer.bos_token_id, eos_token_id=smol_tokenizer.eos_token_id)
     return LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_reward_model(smol_tokenizer, tmp_path_factory) -> Path:
+    """A folder holding a tiny random-init sequence classifier with one label: unit tests only."""
+    import torch
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(smol_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=4, num_key_value_heads=4, num_labels=1,
+                         pad_token_id=smol_tokenizer.pad_token_id)
+    folder = tmp_path_factory.mktemp("rm")
+    LlamaForSequenceClassification(config).save_pretrained(folder)
+    smol_tokenizer.save_pretrained(folder)
+    return folder

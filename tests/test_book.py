@@ -54,17 +54,21 @@ def test_a_chapter_runs_with_the_profile_and_hides_the_injected_cell(tiny_book):
 
 def test_profile_errors(tiny_book):
     (tiny_book / "profiles" / "bad.yaml").write_text("x: 1\ny: 2\n")
-    with pytest.raises(book.BookError, match=r"sets parameter\(s\) \['y'\] that no chapter declares"):
+    with pytest.raises(book.BookError, match=r"sets parameter\(s\) \['y'\] that no chapter or run declares"):
         book.run("bad", log=lambda s: None)
     with pytest.raises(book.BookError, match="no profile 'nope' \\(profiles: bad\\)"):
         book.run("nope", log=lambda s: None)
 
 
 def test_the_real_profiles_only_set_declared_parameters(tmp_path):
+    from zsg_core.runs import RUN_PARAMS, SPLIT_PARAMS, TRAIN_PARAMS, run_config
+
     declared = set().union(*(book.declared_parameters(book.convert(src, tmp_path / (src.stem + ".ipynb")))
                              for src in book.chapter_sources()))
     for name in ("smoke", "cpu", "gpu"):
-        assert set(book.load_profile(name)) <= declared, name
+        profile = book.load_profile(name)
+        assert set(profile) <= declared | set(SPLIT_PARAMS) | RUN_PARAMS | TRAIN_PARAMS, name
+        run_config(**{k: v for k, v in profile.items() if k in set(SPLIT_PARAMS) | RUN_PARAMS | TRAIN_PARAMS})
 
 
 def test_book_builds_without_warnings(tmp_path):

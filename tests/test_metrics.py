@@ -7,6 +7,7 @@ import torch
 
 from zsg_core.data import Record
 from zsg_core.metrics import generate, heldout_loss, normalize_answer, reward_scores, rouge_em
+from zsg_core.model import TunedLM
 from zsg_core.prompt import IGNORE, encode
 
 
@@ -19,32 +20,27 @@ RECORDS = [_rec(0, "Add 2 and 3.", "5"), _rec(1, "Write a long sentence about th
            _rec(2, "Name a colour.", "Blue"), _rec(3, "Reverse [1, 2, 3].", "[3, 2, 1]", "u")]
 
 
-def test_heldout_loss_is_the_per_instance_response_loss(tiny_llama, smol_tokenizer):
-    table = heldout_loss(tiny_llama, smol_tokenizer, RECORDS, batch_size=3)
+def test_heldout_loss_is_the_per_instance_response_loss(smol_tokenizer, tmp_path):
+    lm = TunedLM("tiny-llama", autocast=False, hidden_cache=tmp_path)
+    table = heldout_loss(lm, RECORDS)
     assert list(table.id) == ["r0", "r1", "r2", "r3"] and list(table.task) == ["t", "u", "t", "u"]
     for rec, row in zip(RECORDS, table.itertuples()):
         ids, labels = encode(rec, smol_tokenizer)
         # the model's own loss on one unpadded instance: mean CE over labelled tokens after the shift
-        ref = tiny_llama(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss.item()
+        ref = lm.model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss.item()
         assert row.loss == pytest.approx(ref, rel=1e-4)
         assert row.tokens == sum(1 for l in labels[1:] if l != IGNORE)
-    one_by_one = heldout_loss(tiny_llama, smol_tokenizer, RECORDS, batch_size=1)
-    assert np.allclose(one_by_one.loss, table.loss, rtol=1e-4)  # padding changes nothing
 
 
-def test_real_model_loss_prefers_the_right_answer(smol_tokenizer):
-    from transformers import AutoModelForCausalLM
-
-    from zsg_core.assets import asset_path
-
-    model = AutoModelForCausalLM.from_pretrained(asset_path("smollm2-135m"))
+def test_real_model_loss_prefers_the_right_answer(tmp_path):
+    lm = TunedLM("smollm2-135m", hidden_cache=tmp_path)
     right = _rec(0, "What is the capital of France?", "The capital of France is Paris.")
     wrong = _rec(1, "What is the capital of France?", "The capital of France is Banana.")
-    losses = heldout_loss(model, smol_tokenizer, [right, wrong]).loss
+    losses = heldout_loss(lm, [right, wrong]).loss
     assert losses[0] < losses[1]
     prompts = ["What is the capital of France?", "Say the word 'hello'. Now say it in French, one word only."]
-    batched = generate(model, smol_tokenizer, prompts, max_new_tokens=12)
-    single = [generate(model, smol_tokenizer, [p], max_new_tokens=12)[0] for p in prompts]
+    batched = generate(lm.model, lm.tokenizer, prompts, max_new_tokens=12)
+    single = [generate(lm.model, lm.tokenizer, [p], max_new_tokens=12)[0] for p in prompts]
     assert "Paris" in batched[0] and batched == single  # left padding does not change greedy output
 
 
@@ -74,20 +70,13 @@ def test_rouge_and_exact_match():
         rouge_em("x", [])
 
 
-def test_reward_scores_with_a_tiny_reward_model(tmp_path, smol_tokenizer):
-    from transformers import LlamaConfig, LlamaForSequenceClassification
-
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(smol_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=4, num_key_value_heads=4, num_labels=1,
-                         pad_token_id=smol_tokenizer.pad_token_id)
-    LlamaForSequenceClassification(config).save_pretrained(tmp_path / "rm")
-    smol_tokenizer.save_pretrained(tmp_path / "rm")
-    scores = reward_scores(str(tmp_path / "rm"), ["Q1", "A longer question"], ["yes", "a longer answer"])
+def test_reward_scores_with_a_tiny_reward_model(tiny_reward_model):
+    rm = tiny_reward_model
+    scores = reward_scores(str(rm), ["Q1", "A longer question"], ["yes", "a longer answer"])
     assert scores.shape == (2,) and np.isfinite(scores).all() and scores[0] != scores[1]
-    again = reward_scores(str(tmp_path / "rm"), ["Q1", "A longer question"], ["yes", "a longer answer"])
+    again = reward_scores(str(rm), ["Q1", "A longer question"], ["yes", "a longer answer"])
     assert np.allclose(scores, again)
-    alone = reward_scores(str(tmp_path / "rm"), ["Q1"], ["yes"], batch_size=1)
+    alone = reward_scores(str(rm), ["Q1"], ["yes"], batch_size=1)
     assert np.allclose(alone[0], scores[0], atol=1e-5)  # padding changes nothing
     with pytest.raises(ValueError, match="2 prompts but 1 completions"):
-        reward_scores(str(tmp_path / "rm"), ["a", "b"], ["c"])
+        reward_scores(str(rm), ["a", "b"], ["c"])

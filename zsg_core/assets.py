@@ -306,3 +306,30 @@ def listing() -> list[dict]:
          "ready": is_ready(a.name), "default": a.default, "path": str(a.path), "description": a.description}
         for a in ASSETS.values()
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Models by name.
+
+TINY_MODELS = ("tiny-llama",)  # random-init from a config (zsg_core.model), for smoke runs and tests only
+
+
+def model_path(name: str) -> Path:
+    """Folder holding the tokenizer (and weights) of a model: a prepared asset's name, a tiny
+    test model (which borrows the SmolLM2 tokenizer), or a local Hugging Face model folder."""
+    if name in TINY_MODELS:
+        return asset_path("smollm2-135m")
+    if name in ASSETS:
+        return asset_path(name)
+    path = Path(name).expanduser()
+    if (path / "config.json").exists():
+        return path
+    models = ", ".join(a for a in ASSETS if a not in ("bigbench", "minilm-l6"))
+    raise AssetError(f"model {name!r} is neither a prepared asset ({models}), a tiny test model "
+                     f"({', '.join(TINY_MODELS)}) nor a folder with a config.json")
+
+
+def load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model_path(name))

@@ -4,9 +4,10 @@
 
 Chapter sources are `book/NN_name.py` (jupytext py:percent, a cell tagged `parameters`). Each is
 converted to `book/NN_name.ipynb` and executed in place by papermill, in its own kernel, with the
-profile's parameters that the chapter declares; a profile key that no chapter declares is an
-error. The injected-parameters cell is tagged `hide-input`. Chapters share work through the
-caches (assets, splits, embeddings), so a rerun redoes only what is missing. Paths come from
+profile's parameters that the chapter declares; a profile key that is neither a chapter's nor a
+run's parameter (`zsg train --profile`) is an error. The injected-parameters cell is tagged
+`hide-input`. Chapters share work through the caches (assets, splits, embeddings, runs), so a
+rerun redoes only what is missing. Paths come from
 the package, never from the caller's working directory.
 """
 from __future__ import annotations
@@ -79,9 +80,12 @@ def run(profile: str = "cpu", log=print) -> list[Path]:
     params = load_profile(profile)
     notebooks = [convert(src) for src in chapter_sources()]
     declared = {nb: declared_parameters(nb) for nb in notebooks}
-    unknown = set(params) - set().union(*declared.values()) if declared else set(params)
+    from .runs import RUN_PARAMS, SPLIT_PARAMS, TRAIN_PARAMS
+
+    # a key must mean something: a parameter of some chapter, or of a run (`zsg train --profile`)
+    unknown = set(params) - set().union(*declared.values(), SPLIT_PARAMS, RUN_PARAMS, TRAIN_PARAMS)
     if unknown:
-        raise BookError(f"profile {profile!r} sets parameter(s) {sorted(unknown)} that no chapter declares")
+        raise BookError(f"profile {profile!r} sets parameter(s) {sorted(unknown)} that no chapter or run declares")
     for nb in notebooks:
         start = time.perf_counter()
         log(f"executing {nb.relative_to(ROOT)} (profile {profile})")

@@ -6,6 +6,8 @@
     zsg embed FILE --out X.npy         MiniLM embeddings of any supported data file, cached
     zsg arrange --train F --test F --method M --out F
                                        order anyone's SFT data for a test set (every method of the paper)
+    zsg train [--profile cpu] [--arrangement nft] [--set lr=3e-4 ...]
+                                       one run: train in the arranged order, evaluate densely, store
 """
 from __future__ import annotations
 
@@ -106,6 +108,54 @@ def _arrange(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_value(text: str):
+    """A --set value: a number (1e-4 included, which YAML would read as a string), else YAML."""
+    import yaml
+
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return yaml.safe_load(text)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .book import load_profile
+    from .runs import SPLIT_PARAMS, RUN_PARAMS, TRAIN_PARAMS, RunConfig, run, run_config, runs_dir
+
+    if args.config:
+        config = RunConfig.from_dict(json.loads(Path(args.config).read_text()))
+        if args.set or args.arrangement or args.seed is not None:
+            raise SystemExit("zsg train: --config is a whole run; do not combine it with other parameters")
+    else:
+        run_names = set(SPLIT_PARAMS) | RUN_PARAMS | TRAIN_PARAMS
+        params = {k: v for k, v in load_profile(args.profile).items() if k in run_names}  # chapter-only keys aside
+        if args.arrangement:
+            params["arrangement"] = args.arrangement
+        if args.seed is not None:
+            params["seed"] = args.seed
+        for item in args.set:
+            name, sep, value = item.partition("=")
+            if not sep:
+                raise SystemExit(f"zsg train: --set takes name=value, got {item!r}")
+            params[name.strip()] = _parse_value(value)
+        config = run_config(**params)
+    folder = runs_dir() / config.key()
+    if args.print_config:
+        print(json.dumps({"key": config.key(), "folder": str(folder), "config": config.to_dict()}, indent=1))
+        return 0
+    print(f"run {config.key()}: {config.model}, {config.arrangement}, lr {config.train.lr:g}, "
+          f"batch {config.train.batch_size}, frozen layers {config.train.frozen_layers}", flush=True)
+    result = run(config)
+    loss = result.mean_loss()
+    if len(loss):
+        print(f"held-out loss: {loss.iloc[0]:.4f} at step {loss.index[0]}, {loss.iloc[-1]:.4f} at step {loss.index[-1]}")
+    print(f"wall {result.manifest['wall_seconds']:.0f} s, {result.manifest['train_tokens_per_s']:.0f} training tokens/s")
+    print(f"results: {result.folder}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     parser = argparse.ArgumentParser(prog="zsg", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -154,14 +204,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.set_defaults(func=_arrange)
 
+    p = sub.add_parser("train", help="one run: fine-tune in an arranged order, evaluate densely, store the results")
+    p.add_argument("--profile", default="cpu", help="profiles/<name>.yaml: smoke, cpu (default), gpu")
+    p.add_argument("--arrangement", choices=METHODS, default=None, help="the order (default: the profile's, else random)")
+    p.add_argument("--seed", type=int, default=None, help="training seed")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="any run parameter, e.g. lr=3e-4, max_steps=40, eval_steps=[0,5,10] (repeatable)")
+    p.add_argument("--config", help="a stored run's config.json: rerun exactly that")
+    p.add_argument("--print-config", action="store_true", help="print the config and its folder, train nothing")
+    p.set_defaults(func=_train)
+
     args = parser.parse_args(argv)
     from .assets import AssetError
+    from .model import ModelError
     from .data import DataError
     from .similarity import SimilarityError
 
     try:
         return args.func(args)
-    except (AssetError, DataError, SimilarityError) as e:
+    except (AssetError, DataError, ModelError, SimilarityError) as e:
         print(f"zsg {args.command}: error: {e}", file=sys.stderr)
         return 2
 

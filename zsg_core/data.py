@@ -30,6 +30,16 @@ class DataError(ValueError):
     """Input data is malformed, incomplete or inconsistent."""
 
 
+def from_known_fields(cls, d: dict, what: str):
+    """`cls(**d)` for a dataclass, with an error naming any key that is not one of its fields."""
+    from dataclasses import fields
+
+    known = {f.name for f in fields(cls)}
+    if unknown := set(d) - known:
+        raise DataError(f"unknown {what} parameter(s) {sorted(unknown)}; known: {sorted(known)}")
+    return cls(**d)
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
     id: str

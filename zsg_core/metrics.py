@@ -2,8 +2,7 @@
 
 - `heldout_loss`: teacher-forced mean cross-entropy over each instance's response tokens + EOS,
   in the training format (`prompt.encode`), one row per instance with its task, so the micro
-  average and per-task curves come from the same table. Batches are sorted by length and padded
-  only to their longest item.
+  average and per-task curves come from the same table.
 - `generate`: greedy decoding (deterministic), or the paper's sampled protocol (nucleus p=0.9,
   temperature 0.9, repetition penalty 1.2) to show where its checkpoint-to-checkpoint noise came
   from.
@@ -17,14 +16,17 @@ from __future__ import annotations
 
 import re
 import string
-from typing import Literal, Sequence
+from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
 from .data import Record
-from .prompt import IGNORE, encode, encode_prompt
+from .prompt import encode_prompt
+
+if TYPE_CHECKING:
+    from .model import TunedLM
 
 
 def _pad_batch(rows: list[list[int]], pad_id: int, side: Literal["left", "right"] = "right") -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,32 +44,16 @@ def _pad_id(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
-@torch.no_grad()
-def heldout_loss(model, tokenizer, records: Sequence[Record], max_len: int | None = None,
-                 batch_size: int = 16) -> pd.DataFrame:
-    """Per-instance held-out loss: columns id, task, loss (mean CE over response + EOS), tokens."""
-    encoded = [encode(r, tokenizer, max_len) for r in records]
-    order = sorted(range(len(records)), key=lambda i: len(encoded[i][0]))  # similar lengths together
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    losses = np.empty(len(records))
-    counts = np.empty(len(records), dtype=np.int64)
-    for start in range(0, len(order), batch_size):
-        batch = order[start: start + batch_size]
-        ids, mask = _pad_batch([encoded[i][0] for i in batch], _pad_id(tokenizer))
-        labels, _ = _pad_batch([encoded[i][1] for i in batch], IGNORE)
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-        shift_logits, shift_labels = logits[:, :-1], labels[:, 1:].to(device)
-        token_loss = torch.nn.functional.cross_entropy(shift_logits.transpose(1, 2), shift_labels,
-                                                       ignore_index=IGNORE, reduction="none")
-        n = (shift_labels != IGNORE).sum(dim=1)
-        per_instance = token_loss.sum(dim=1) / n.clamp(min=1)
-        for j, i in enumerate(batch):
-            losses[i], counts[i] = float(per_instance[j]), int(n[j])
-    model.train(was_training)
+def heldout_loss(lm: "TunedLM", records: Sequence[Record], items: Sequence | None = None) -> pd.DataFrame:
+    """Per-instance held-out loss: columns id, task, loss (mean CE over response + EOS), tokens.
+
+    Each instance runs alone with no padding (see zsg_core.model), so its loss never depends on
+    what it was batched with. `items` are `lm.items(records)` when the caller already has them.
+    """
+    items = lm.items(records) if items is None else items
+    losses = lm.item_losses(items)
     return pd.DataFrame({"id": [r.id for r in records], "task": [r.task for r in records],
-                         "loss": losses, "tokens": counts})
+                         "loss": [l for l, _ in losses], "tokens": [n for _, n in losses]})
 
 
 @torch.no_grad()

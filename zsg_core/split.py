@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from .data import DataError, Record, load_bigbench, load_jsonl, task_family, write_jsonl
+from .data import DataError, Record, from_known_fields, load_bigbench, load_jsonl, task_family, write_jsonl
 from .util import atomic_dir, cache_dir, file_lock
 
 SPLIT_VERSION = 4  # bump when the split procedure changes, so cached splits are recomputed
@@ -55,10 +55,7 @@ class SplitConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SplitConfig":
-        known = {f.name for f in fields(cls)}
-        if unknown := set(d) - known:
-            raise DataError(f"unknown split parameter(s) {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
+        return from_known_fields(cls, d, "split")
 
 
 @dataclass
@@ -248,19 +245,18 @@ def load_split(config: SplitConfig = SplitConfig(), model: str = "smollm2-135m")
 
     Computing it parses the whole bigbench sdist (~30 s); the cached copy loads in about a second.
     """
-    from transformers import AutoTokenizer
+    from .assets import TINY_MODELS, load_tokenizer
 
-    from .assets import asset_path
-
-    key = json.dumps({"config": asdict(config), "model": model, "version": SPLIT_VERSION}, sort_keys=True)
+    tokens_of = "smollm2-135m" if model in TINY_MODELS else model  # tiny models share SmolLM2's tokenizer
+    key = json.dumps({"config": asdict(config), "model": tokens_of, "version": SPLIT_VERSION}, sort_keys=True)
     folder = cache_dir() / "splits" / hashlib.sha1(key.encode()).hexdigest()[:16]
     with file_lock(folder):  # two notebooks asking at once compute it once
         if not (folder / "summary.json").exists():
-            tokenizer = AutoTokenizer.from_pretrained(asset_path(model))
+            tokenizer = load_tokenizer(model)
             split = make_split(default_pool(config.max_tasks_per_family), config, tokenizer)
             with atomic_dir(folder) as tmp:
                 split.save(tmp)
-                (tmp / "summary.json").write_text(json.dumps({**split.summary(), "model": model}, indent=1))
+                (tmp / "summary.json").write_text(json.dumps({**split.summary(), "model": tokens_of}, indent=1))
             return split
     return Split(load_jsonl(folder / "train.jsonl"), load_jsonl(folder / "test.jsonl"),
                  pd.read_csv(folder / "report.csv", keep_default_na=False), config)

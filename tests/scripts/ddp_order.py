@@ -1,0 +1,45 @@
+"""Run under `torchrun --nproc_per_node 2`: train a tiny model on a known list and record, on each
+process, the token ids its model actually received in training mode (tests/test_train.py)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from zsg_core.data import Record
+from zsg_core.model import TunedLM
+from zsg_core.train import TrainConfig, train
+
+
+def records(n: int) -> list[Record]:
+    return [Record(f"r{i:03d}", f"t{i % 5}", [{"role": "user", "content": f"Item {i}: repeat the number {i}."},
+                                             {"role": "assistant", "content": f"{i}"}]) for i in range(n)]
+
+
+def main(out: Path, frozen: int) -> None:
+    from zsg_core.train import process_state
+
+    state = process_state()
+    items = records(40)
+    lm = TunedLM("tiny-llama", frozen_layers=frozen, hidden_cache=out / "hidden")
+    by_ids = {tuple(it.ids.tolist()): it.id for it in lm.items(items)}
+    seen: list[str] = []
+
+    def record(module, args):
+        if module.training and frozen == 0:
+            seen.append(by_ids[tuple(args[0].tolist())])
+
+    lm.loss.register_forward_pre_hook(record)
+    if frozen:  # the input is the cached hidden state: identify it by the labels instead
+        by_labels = {tuple(it.labels.tolist()): it.id for it in lm.items(items)}
+        lm.loss.register_forward_pre_hook(lambda m, a: seen.append(by_labels[tuple(a[1].tolist())]) if m.training else None)
+    result = train(lm, items, items[:4], TrainConfig(lr=1e-3, batch_size=4, max_steps=7, eval_steps=(0, 7)),
+                   log=lambda s: None)
+    (out / f"rank{state.process_index}.json").write_text(json.dumps(seen))
+    if state.is_main_process:
+        result.batches.to_json(out / "batches.json", orient="records")
+        result.eval_loss.to_json(out / "eval.json", orient="records")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), int(sys.argv[2]))

@@ -1,0 +1,106 @@
+"""The run store: content-addressed, complete-or-not, killed runs resumed, determinism, the CLI.
+On the smoke profile's split (tiny random-init Llama over the real data)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from zsg_core.data import DataError
+from zsg_core.runs import RunConfig, is_complete, load, run, run_config
+
+SMOKE = dict(model="tiny-llama", train_per_task=4, test_per_task=2, max_len=256, batch_size=4, lr=1e-3,
+             frozen_layers=2)
+QUIET = dict(log=lambda s: None)
+
+
+def _config(**over) -> RunConfig:
+    return run_config(**{**SMOKE, "arrangement": "random", "max_steps": 6, "checkpoint_every": 2, **over})
+
+
+def test_a_complete_run_is_read_back_not_redone(tmp_path):
+    config = _config()
+    first = run(config, root=tmp_path, **QUIET)
+    assert is_complete(first.folder) and first.folder.name == config.key()
+    assert sorted(p.name for p in first.folder.iterdir()) == sorted(
+        ["batches.parquet", "complete", "config.json", "eval_loss.parquet", "generations.parquet",
+         "manifest.json", "train_log.parquet"])  # no checkpoint left behind
+
+    def never(step):
+        raise AssertionError("a complete run must not train again")
+
+    again = run(config, root=tmp_path, on_step=never, **QUIET)
+    assert again.eval_loss.equals(first.eval_loss)
+    assert RunConfig.from_dict(json.loads((first.folder / "config.json").read_text())) == config
+    m = first.manifest
+    assert m["steps"] == 6 and m["wall_seconds"] > 0 and m["versions"]["torch"] and m["train_tokens_per_s"] > 0
+
+
+def test_same_config_twice_gives_identical_losses(tmp_path):
+    a = run(_config(), root=tmp_path / "a", **QUIET)
+    b = run(_config(), root=tmp_path / "b", **QUIET)
+    assert a.eval_loss.equals(b.eval_loss) and a.train_log.loss.equals(b.train_log.loss)
+
+
+def test_order_changes_the_key_and_the_results(tmp_path):
+    a, b = _config(arrangement="nft"), _config(arrangement="fft")
+    assert a.key() != b.key()
+    ra, rb = run(a, root=tmp_path, **QUIET), run(b, root=tmp_path, **QUIET)
+    assert list(ra.batches.id) != list(rb.batches.id)
+    assert set(ra.eval_loss.id) == set(rb.eval_loss.id)  # the same held-out set
+
+
+def _kill_at(config: RunConfig, root: Path, step: int) -> subprocess.CompletedProcess:
+    code = (f"import os, json; from zsg_core.runs import RunConfig, run; "
+            f"c = RunConfig.from_dict(json.loads({json.dumps(json.dumps(config.to_dict()))})); "
+            f"run(c, root=__import__('pathlib').Path({str(root)!r}), log=lambda s: None, "
+            f"on_step=lambda s: s == {step} and os.kill(os.getpid(), 9))")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TQDM_DISABLE": "1"})
+
+
+@pytest.mark.parametrize("kill_step, resumes_from", [(5, 4), (1, None)])
+def test_a_killed_run_is_never_complete_and_is_finished_by_the_next_call(tmp_path, kill_step, resumes_from):
+    config = _config()
+    proc = _kill_at(config, tmp_path, kill_step)
+    assert proc.returncode == -signal.SIGKILL
+    folder = tmp_path / config.key()
+    assert folder.exists() and not is_complete(folder)
+    with pytest.raises(DataError, match="not a complete run"):
+        load(folder)
+    assert (folder / "state.pt").exists() == (resumes_from is not None)
+    messages: list[str] = []
+    finished = run(config, root=tmp_path, log=messages.append)
+    assert is_complete(folder)
+    assert any(f"resuming from step {resumes_from}" in m for m in messages) == (resumes_from is not None)
+    uninterrupted = run(config, root=tmp_path / "clean", **QUIET)
+    assert finished.eval_loss.equals(uninterrupted.eval_loss)
+    assert finished.batches.equals(uninterrupted.batches)
+
+
+def test_run_parameters_are_validated_by_name():
+    with pytest.raises(DataError, match="unknown run parameter 'learning_rate'"):
+        run_config(learning_rate=1e-4)
+    with pytest.raises(DataError, match="arrangement 'sorted'"):
+        run_config(arrangement="sorted")
+    with pytest.raises(DataError, match="max_len must be an integer"):
+        run_config(max_len="long")
+    with pytest.raises(DataError, match="unknown run parameter"):
+        RunConfig.from_dict({"modle": "x"})
+
+
+def test_cli_train_runs_and_reports(tmp_path):
+    env = {**os.environ, "ZSG_RUNS": str(tmp_path), "TQDM_DISABLE": "1"}
+    zsg = Path(sys.executable).with_name("zsg")
+    args = [str(zsg), "train", "--profile", "smoke", "--arrangement", "cluster", "--set", "max_steps=3",
+            "--set", "eval_steps=[0,3]"]
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "held-out loss:" in proc.stdout and f"results: {tmp_path}" in proc.stdout
+    bad = subprocess.run(args[:2] + ["--set", "lr=-1"], capture_output=True, text=True, env=env, timeout=300)
+    assert bad.returncode == 2 and "lr must be positive" in bad.stderr

@@ -1,0 +1,145 @@
+"""Order-preserving training: the batches the model actually received, on one process and two;
+the paper's optimiser schedule; resuming; validation of the training parameters."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from zsg_core.data import DataError
+from zsg_core.model import TunedLM
+from zsg_core.train import TrainConfig, dense_schedule, plan, train
+
+sys.path.insert(0, str(Path(__file__).parent / "scripts"))
+from ddp_order import records  # noqa: E402
+
+SCRIPTS = Path(__file__).parent / "scripts"
+QUIET = dict(log=lambda s: None)
+
+
+@pytest.mark.parametrize("frozen", [0, 2])
+def test_batches_the_model_received_are_the_arranged_list_in_order(frozen, tmp_path):
+    items = records(30)
+    arranged = items[::-1][:5] + items[5:25][::-1] + items[:5]  # any order: it must be kept exactly
+    lm = TunedLM("tiny-llama", frozen_layers=frozen, hidden_cache=tmp_path)
+    by_labels = {tuple(it.labels.tolist()): it.id for it in lm.items(items)}
+    seen: list[str] = []
+    lm.loss.register_forward_pre_hook(lambda m, a: seen.append(by_labels[tuple(a[1].tolist())]) if m.training else None)
+    result = train(lm, arranged, items[:3], TrainConfig(lr=1e-3, batch_size=4, max_steps=6), **QUIET)
+    expected = [r.id for r in arranged[:24]]
+    assert seen == expected  # what went through the model, item by item
+    assert list(result.batches.id) == expected  # and what the run recorded
+    assert list(result.batches.step) == [k // 4 + 1 for k in range(24)]
+
+
+def test_two_processes_take_contiguous_halves_of_each_global_batch(tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    for frozen in (0, 2):
+        out = tmp_path / f"f{frozen}"
+        out.mkdir()
+        proc = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", str(29500 + frozen),
+                               str(SCRIPTS / "ddp_order.py"), str(out), str(frozen)],
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        ids = [r.id for r in records(40)][:28]  # 7 steps x global batch 4
+        rank0, rank1 = (json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1))
+        assert rank0 == [i for k in range(7) for i in ids[4 * k: 4 * k + 2]]
+        assert rank1 == [i for k in range(7) for i in ids[4 * k + 2: 4 * k + 4]]
+        batches = json.loads((out / "batches.json").read_text())
+        assert [b["id"] for b in batches] == ids  # gathered in rank order: global batch k = items [4k, 4k+4)
+        assert {e["step"] for e in json.loads((out / "eval.json").read_text())} == {0, 7}
+
+
+def test_schedule_is_the_papers_cosine_to_a_tenth(tmp_path):
+    items = records(40)
+    lm = TunedLM("tiny-llama", hidden_cache=tmp_path)
+    result = train(lm, items, items[:2], TrainConfig(lr=2e-3, batch_size=4, max_steps=6, eval_steps=()), **QUIET)
+    horizon = 10  # the whole epoch, although only 6 steps run (as the paper)
+    for step, lr in zip(result.train_log.step, result.train_log.lr):
+        t = step - 1  # the lr used by step k was set after k - 1 updates
+        assert lr == pytest.approx(2e-3 * (0.1 + 0.45 * (1 + math.cos(math.pi * t / horizon))))
+    assert result.stats["epoch_steps"] == horizon
+
+
+def test_frozen_layers_do_not_move_and_trained_ones_do(tmp_path):
+    items = records(16)
+    lm = TunedLM("tiny-llama", frozen_layers=2, hidden_cache=tmp_path)
+    before = {n: p.detach().clone() for n, p in lm.model.named_parameters()}
+    train(lm, items, items[:2], TrainConfig(lr=1e-2, batch_size=4, max_steps=3), **QUIET)
+    for n, p in lm.model.named_parameters():
+        moved = not torch.equal(before[n], p)
+        assert moved == p.requires_grad, n
+        assert moved == any(f"layers.{i}." in n for i in (2, 3)), n
+
+
+def test_resumed_training_equals_uninterrupted(tmp_path):
+    items = records(40)
+    config = TrainConfig(lr=1e-3, batch_size=4, max_steps=8, checkpoint_every=3)
+    full = train(TunedLM("tiny-llama", frozen_layers=1, hidden_cache=tmp_path), items, items[:4], config, **QUIET)
+
+    class Killed(Exception):
+        pass
+
+    def die(step: int) -> None:
+        if step == 7:
+            raise Killed
+
+    work = tmp_path / "work"
+    with pytest.raises(Killed):
+        train(TunedLM("tiny-llama", frozen_layers=1, hidden_cache=tmp_path), items, items[:4], config,
+              workdir=work, on_step=die, **QUIET)
+    assert torch.load(work / "state.pt", weights_only=False)["step"] == 6  # the last checkpoint
+    resumed = train(TunedLM("tiny-llama", frozen_layers=1, hidden_cache=tmp_path), items, items[:4], config,
+                    workdir=work, **QUIET)
+    assert resumed.eval_loss.equals(full.eval_loss)
+    assert resumed.batches.equals(full.batches)
+    assert list(resumed.train_log.loss) == list(full.train_log.loss)
+
+
+def test_generations_and_reward_scores_at_chosen_steps(tmp_path, tiny_reward_model):
+    items = records(16)
+    base = dict(lr=1e-3, batch_size=4, max_steps=2, eval_steps=(), generate_steps=(0, 2), max_new_tokens=3,
+                generate_per_task=1)
+    plain = train(TunedLM("tiny-llama", hidden_cache=tmp_path), items, items[:6], TrainConfig(**base), **QUIET)
+    g = plain.generations
+    assert list(g.step.unique()) == [0, 2] and len(g) == 2 * 5  # one per task (5 tasks among 6 items)
+    assert g.reward.isna().all()  # no reward model given: no number stands in for one
+    assert g[["rouge1", "rougeL", "exact_match"]].notna().all().all()
+    scored = train(TunedLM("tiny-llama", hidden_cache=tmp_path), items, items[:6],
+                   TrainConfig(**base, reward_model=str(tiny_reward_model)), **QUIET)
+    assert scored.generations.reward.notna().all()
+    sampled = train(TunedLM("tiny-llama", hidden_cache=tmp_path), items, items[:6],
+                    TrainConfig(**base, generate_protocol="paper"), **QUIET).generations
+    assert sampled.groupby("step").size().tolist() == [5, 5] and set(sampled.protocol) == {"paper"}
+
+
+def test_plan_and_parameters_are_checked():
+    assert dense_schedule(30) == (0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 25, 30)
+    assert plan(10, TrainConfig(batch_size=4)) == (3, 3, dense_schedule(3))
+    assert plan(10, TrainConfig(batch_size=4), world_size=2)[1] == 2  # the partial batch is dropped
+    with pytest.raises(DataError, match="empty"):
+        plan(0, TrainConfig())
+    with pytest.raises(DataError, match="more than one epoch"):
+        plan(10, TrainConfig(batch_size=4, max_steps=4))
+    with pytest.raises(DataError, match="eval_steps asks for step 9"):
+        plan(40, TrainConfig(batch_size=4, max_steps=5, eval_steps=(0, 9)))
+    with pytest.raises(DataError, match="not divisible"):
+        plan(40, TrainConfig(batch_size=3), world_size=2)
+    with pytest.raises(DataError, match="unknown training parameter"):
+        TrainConfig.from_dict({"learning_rate": 1e-4})
+    with pytest.raises(DataError, match="lr"):
+        TrainConfig(lr="fast")
+    with pytest.raises(DataError, match="batch_size"):
+        TrainConfig(batch_size=0)
+    with pytest.raises(DataError, match="eval_steps"):
+        TrainConfig(eval_steps=(0, -1))
+    with pytest.raises(DataError, match="precision"):
+        TrainConfig(precision="fp8")
