@@ -20,7 +20,7 @@ QUIET = dict(log=lambda s: None)
 
 
 def _config(**over) -> RunConfig:
-    return run_config(**{**SMOKE, "arrangement": "random", "max_steps": 6, "checkpoint_every": 2, **over})
+    return run_config(**{**SMOKE, "arrangement": "random", "max_steps": 6, **over})
 
 
 def test_a_complete_run_is_read_back_not_redone(tmp_path):
@@ -58,7 +58,7 @@ def test_order_changes_the_key_and_the_results(tmp_path):
 def _kill_at(config: RunConfig, root: Path, step: int) -> subprocess.CompletedProcess:
     code = (f"import os, json; from zsg_core.runs import RunConfig, run; "
             f"c = RunConfig.from_dict(json.loads({json.dumps(json.dumps(config.to_dict()))})); "
-            f"run(c, root=__import__('pathlib').Path({str(root)!r}), log=lambda s: None, "
+            f"run(c, root=__import__('pathlib').Path({str(root)!r}), log=lambda s: None, checkpoint_every=2, "
             f"on_step=lambda s: s == {step} and os.kill(os.getpid(), 9))")
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "TQDM_DISABLE": "1"})
@@ -75,7 +75,7 @@ def test_a_killed_run_is_never_complete_and_is_finished_by_the_next_call(tmp_pat
         load(folder)
     assert (folder / "state.pt").exists() == (resumes_from is not None)
     messages: list[str] = []
-    finished = run(config, root=tmp_path, log=messages.append)
+    finished = run(config, root=tmp_path, log=messages.append, checkpoint_every=2)
     assert is_complete(folder)
     assert any(f"resuming from step {resumes_from}" in m for m in messages) == (resumes_from is not None)
     uninterrupted = run(config, root=tmp_path / "clean", **QUIET)
@@ -102,5 +102,15 @@ def test_cli_train_runs_and_reports(tmp_path):
     proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "held-out loss:" in proc.stdout and f"results: {tmp_path}" in proc.stdout
+    shown = subprocess.run(args + ["--print-config"], capture_output=True, text=True, env=env, timeout=300)
+    printed = json.loads(shown.stdout)
+    assert (tmp_path / printed["key"] / "complete").exists()  # the run just made is the one it names
+    config_file = tmp_path / printed["key"] / "config.json"
+    again = subprocess.run([str(zsg), "train", "--config", str(config_file)], capture_output=True, text=True,
+                           env=env, timeout=300)
+    assert again.returncode == 0 and f"results: {tmp_path / printed['key']}" in again.stdout
     bad = subprocess.run(args[:2] + ["--set", "lr=-1"], capture_output=True, text=True, env=env, timeout=300)
     assert bad.returncode == 2 and "lr must be positive" in bad.stderr
+    typo = subprocess.run(args[:2] + ["--set", "learning_rate=1e-4"], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert typo.returncode == 2 and "unknown run parameter 'learning_rate'" in typo.stderr

@@ -82,7 +82,7 @@ def test_frozen_layers_do_not_move_and_trained_ones_do(tmp_path):
 
 def test_resumed_training_equals_uninterrupted(tmp_path):
     items = records(40)
-    config = TrainConfig(lr=1e-3, batch_size=4, max_steps=8, checkpoint_every=3)
+    config = TrainConfig(lr=1e-3, batch_size=4, max_steps=8)
     full = train(TunedLM("tiny-llama", frozen_layers=1, hidden_cache=tmp_path), items, items[:4], config, **QUIET)
 
     class Killed(Exception):
@@ -95,10 +95,10 @@ def test_resumed_training_equals_uninterrupted(tmp_path):
     work = tmp_path / "work"
     with pytest.raises(Killed):
         train(TunedLM("tiny-llama", frozen_layers=1, hidden_cache=tmp_path), items, items[:4], config,
-              workdir=work, on_step=die, **QUIET)
+              workdir=work, on_step=die, checkpoint_every=3, **QUIET)
     assert torch.load(work / "state.pt", weights_only=False)["step"] == 6  # the last checkpoint
     resumed = train(TunedLM("tiny-llama", frozen_layers=1, hidden_cache=tmp_path), items, items[:4], config,
-                    workdir=work, **QUIET)
+                    workdir=work, checkpoint_every=3, **QUIET)
     assert resumed.eval_loss.equals(full.eval_loss)
     assert resumed.batches.equals(full.batches)
     assert list(resumed.train_log.loss) == list(full.train_log.loss)

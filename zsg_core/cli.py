@@ -145,9 +145,15 @@ def _train(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps({"key": config.key(), "folder": str(folder), "config": config.to_dict()}, indent=1))
         return 0
-    print(f"run {config.key()}: {config.model}, {config.arrangement}, lr {config.train.lr:g}, "
-          f"batch {config.train.batch_size}, frozen layers {config.train.frozen_layers}", flush=True)
-    result = run(config)
+    from .model import process_state
+
+    main = process_state().is_main_process  # under torchrun, one process speaks
+    say = print if main else (lambda *a, **k: None)
+    say(f"run {config.key()}: {config.model}, {config.arrangement}, lr {config.train.lr:g}, "
+        f"batch {config.train.batch_size}, frozen layers {config.train.frozen_layers}", flush=True)
+    result = run(config, log=say)
+    if not main:
+        return 0
     loss = result.mean_loss()
     if len(loss):
         print(f"held-out loss: {loss.iloc[0]:.4f} at step {loss.index[0]}, {loss.iloc[-1]:.4f} at step {loss.index[-1]}")

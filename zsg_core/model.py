@@ -38,6 +38,15 @@ class ModelError(ValueError):
     """A model or an architecture that cannot be used this way."""
 
 
+def process_state():
+    """This process's place among the training processes (torchrun / accelerate launch set them)
+    and its device. On a machine without a GPU the processes talk over gloo; accelerate only does
+    that when told it runs on CPU."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
 def load_model(name: str, seed: int = 0) -> tuple[nn.Module, object]:
     """(model in fp32, tokenizer). Tiny models are random-init from `seed`; real ones pretrained."""
     from transformers import AutoModelForCausalLM, LlamaConfig
@@ -155,6 +164,7 @@ class TunedLM:
                  autocast: bool = True, hidden_cache: Path | None = None):
         self.name, self.max_len, self.autocast = name, max_len, autocast
         self.model, self.tokenizer = load_model(name, seed)
+        self.model.to(process_state().device)  # this process's GPU under torchrun, else the CPU
         self.frozen_layers = frozen_layers
         self.loss = ResponseLoss(self.model, frozen_layers)
         decoder = _decoder(self.model)

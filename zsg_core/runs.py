@@ -77,7 +77,15 @@ class RunConfig:
         return from_known_fields(cls, d, "run")
 
     def key(self) -> str:
-        text = json.dumps({"config": self.to_dict(), "version": RUN_VERSION}, sort_keys=True)
+        """Hash of the config (and, for a model given as a folder, of its weight files' names, sizes
+        and times: the same path with new weights is a new run; assets are pinned by sha256)."""
+        from .assets import ASSETS, TINY_MODELS
+
+        identity: dict[str, Any] = {"config": self.to_dict(), "version": RUN_VERSION}
+        if self.model not in ASSETS and self.model not in TINY_MODELS:
+            identity["weights"] = [(p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                                   for p in sorted(Path(self.model).expanduser().glob("*.safetensors"))]
+        text = json.dumps(identity, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -142,13 +150,16 @@ def load(folder: Path) -> RunResult:
     return RunResult(config, folder, json.loads((folder / "manifest.json").read_text()), **tables)
 
 
-def _git_commit() -> str | None:
+def _git_state() -> dict[str, Any]:
+    """The code's commit, and whether the working tree had uncommitted changes."""
     root = Path(__file__).resolve().parents[1]
     try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or None
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+        return {"git_commit": head.stdout.strip() or None, "git_dirty": bool(dirty.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
-        return None
+        return {"git_commit": None, "git_dirty": None}
 
 
 def _versions() -> dict[str, str]:
@@ -175,9 +186,9 @@ def arranged_training_list(config: RunConfig, split=None) -> tuple[list, list, d
 
 
 def run(config: RunConfig, log: Callable[[str], None] = print, on_step: Callable[[int], None] | None = None,
-        root: Path | None = None) -> RunResult:
+        root: Path | None = None, checkpoint_every: int = 25) -> RunResult:
     """The results of `config`: read back if complete, else trained (resuming if interrupted)."""
-    from .train import process_state
+    from .model import process_state
 
     folder = (root or runs_dir()) / config.key()
     if is_complete(folder):
@@ -187,10 +198,10 @@ def run(config: RunConfig, log: Callable[[str], None] = print, on_step: Callable
     with lock:
         if is_complete(folder):  # another process finished it while we waited
             return load(folder)
-        return _train_and_store(config, folder, state, log, on_step)
+        return _train_and_store(config, folder, state, log, on_step, checkpoint_every)
 
 
-def _train_and_store(config: RunConfig, folder: Path, state, log, on_step) -> RunResult:
+def _train_and_store(config: RunConfig, folder: Path, state, log, on_step, checkpoint_every: int) -> RunResult:
     from .model import TunedLM
     from .train import train
 
@@ -202,14 +213,15 @@ def _train_and_store(config: RunConfig, folder: Path, state, log, on_step) -> Ru
     started, t0 = datetime.datetime.now(datetime.timezone.utc), time.perf_counter()
     arranged, test, summary = arranged_training_list(config)
     lm = TunedLM(config.model, config.train.frozen_layers, config.split.max_len, seed=config.train.seed)
-    result = train(lm, arranged, test, config.train, workdir=folder, log=log, on_step=on_step)
+    result = train(lm, arranged, test, config.train, workdir=folder, log=log, on_step=on_step,
+                   checkpoint_every=checkpoint_every)
     if not main:
         state.wait_for_everyone()
         return load(folder)
     for t in TABLES:
         with atomic_file(folder / f"{t}.parquet", "wb") as f:
             getattr(result, t).to_parquet(f, index=False)
-    manifest = {"key": config.key(), "run_version": RUN_VERSION, "versions": _versions(), "git_commit": _git_commit(),
+    manifest = {"key": config.key(), "run_version": RUN_VERSION, "versions": _versions(), **_git_state(),
                 "started": started.isoformat(timespec="seconds"),
                 "ended": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "wall_seconds": round(time.perf_counter() - t0, 2), "cpu_count": os.cpu_count(),

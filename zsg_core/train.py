@@ -36,7 +36,7 @@ import torch
 
 from .data import DataError, Record, from_known_fields
 from .metrics import generate, heldout_loss, reward_scores, rouge_em
-from .model import Item, TunedLM
+from .model import Item, TunedLM, process_state
 from .util import atomic_file, progress_bar
 
 BETAS = (0.9, 0.95)
@@ -67,13 +67,12 @@ class TrainConfig:
     reward_model: str | None = None  # a local AutoModelForSequenceClassification folder; none ships here
     seed: int = 0
     precision: str = "bf16"  # bf16 autocast over fp32 master weights, or "fp32"
-    checkpoint_every: int = 25
 
     def __post_init__(self) -> None:
         kinds = {"lr": float, "batch_size": int, "max_steps": (int, type(None)), "frozen_layers": int,
                  "reward_model": (str, type(None)),
                  "generate_protocol": str, "generate_per_task": int, "max_new_tokens": int, "seed": int,
-                 "precision": str, "checkpoint_every": int}
+                 "precision": str}
         for name, kind in kinds.items():
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, kind if name != "lr" else (int, float)):
@@ -86,7 +85,7 @@ class TrainConfig:
             if not isinstance(v, (list, tuple)) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in v):
                 raise DataError(f"training parameter {name} must be a list of steps >= 0, got {v!r}")
             object.__setattr__(self, name, tuple(sorted(set(v))))
-        for name in ("batch_size", "generate_per_task", "max_new_tokens", "checkpoint_every"):
+        for name in ("batch_size", "generate_per_task", "max_new_tokens"):
             if getattr(self, name) < 1:
                 raise DataError(f"training parameter {name} must be at least 1, got {getattr(self, name)}")
         if not self.lr > 0:
@@ -121,15 +120,6 @@ class TrainResult:
 
 
 TABLES = ("train_log", "eval_loss", "generations", "batches")
-
-
-def process_state():
-    """This process's place among the training processes (torchrun / accelerate launch sets them).
-    On a machine without a GPU the processes talk over gloo; accelerate only does that when told
-    it runs on CPU."""
-    from accelerate import PartialState
-
-    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def plan(n_items: int, config: TrainConfig, world_size: int = 1) -> tuple[int, int, tuple[int, ...]]:
@@ -188,11 +178,12 @@ def _eval_rows(lm: TunedLM, test_items: Sequence[Item], test: Sequence[Record], 
 
 def train(lm: TunedLM, arranged: Sequence[Record], test: Sequence[Record], config: TrainConfig,
           workdir: Path | None = None, log: Callable[[str], None] = print,
-          on_step: Callable[[int], None] | None = None) -> TrainResult:
+          on_step: Callable[[int], None] | None = None, checkpoint_every: int = 25) -> TrainResult:
     """Fine-tune `lm` on `arranged` in its order; evaluate on `test` at the chosen steps.
 
-    `workdir` holds the resumable state (none: no checkpoints). `on_step(step)` is called after
-    each optimizer step (tests use it to interrupt a run).
+    `workdir` holds the resumable state, written every `checkpoint_every` steps (no workdir: no
+    checkpoints; how often is bookkeeping, not part of the run's identity). `on_step(step)` is
+    called after each optimizer step (tests use it to interrupt a run).
     """
     from accelerate import Accelerator
     from accelerate.utils import gather_object
@@ -227,6 +218,8 @@ def train(lm: TunedLM, arranged: Sequence[Record], test: Sequence[Record], confi
 
     tables: dict[str, list[dict]] = {t: [] for t in TABLES}
     start_step = 0
+    train_seconds, train_tokens, eval_seconds = 0.0, 0, 0.0  # this call's (a resumed run: since resuming)
+    t1 = time.perf_counter()
     state_path = workdir / "state.pt" if workdir is not None else None
     if state_path is not None and state_path.exists():
         state = torch.load(state_path, weights_only=False)
@@ -242,12 +235,12 @@ def train(lm: TunedLM, arranged: Sequence[Record], test: Sequence[Record], confi
         tables["eval_loss"] += _eval_rows(lm, test_items, test, 0)
     if start_step == 0 and 0 in config.generate_steps and accelerator.is_main_process:
         tables["generations"] += _generations(lm, test, config, 0)
+    eval_seconds += time.perf_counter() - t1
 
     lm.model.train()
     bar = progress_bar(steps, "training", unit="step") if accelerator.is_main_process else None
     if bar is not None:
         bar.update(start_step)
-    train_seconds, train_tokens = 0.0, 0
     batches = accelerator.skip_first_batches(loader, start_step) if start_step else loader
     for step, batch in enumerate(batches, start=start_step + 1):
         if step > steps:
@@ -269,34 +262,37 @@ def train(lm: TunedLM, arranged: Sequence[Record], test: Sequence[Record], confi
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        train_seconds += time.perf_counter() - t0
         n_tokens = sum(len(it.ids) for it in batch_items)
-        train_tokens += n_tokens
         # one (ids, loss sum, labels, tokens) per process, in rank order: rank r held slice r of batch k
         parts = gather_object([([it.id for it in batch_items], total, n_labels, n_tokens)])
         if accelerator.is_main_process:
             ids = [i for part in parts for i in part[0]]
             tables["batches"] += [{"step": step, "position": p, "id": i} for p, i in enumerate(ids)]
+            step_seconds = time.perf_counter() - t0
             tables["train_log"].append({"step": step, "lr": lr,
                                         "loss": sum(p[1] for p in parts) / sum(p[2] for p in parts),
-                                        "tokens": sum(p[3] for p in parts), "seconds": time.perf_counter() - t0})
+                                        "tokens": sum(p[3] for p in parts), "seconds": step_seconds})
+            train_seconds += step_seconds
+            train_tokens += tables["train_log"][-1]["tokens"]
+            t1 = time.perf_counter()
             if step in eval_steps:
                 tables["eval_loss"] += _eval_rows(lm, test_items, test, step)
             if step in config.generate_steps:
                 tables["generations"] += _generations(lm, test, config, step)
+            eval_seconds += time.perf_counter() - t1
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{tables['train_log'][-1]['loss']:.3f}")
-            if state_path is not None and step % config.checkpoint_every == 0 and step < steps:
+            if state_path is not None and step % checkpoint_every == 0 and step < steps:
                 _save_state(state_path, lm, optimizer, scheduler, tables, step)
         accelerator.wait_for_everyone()
         if on_step is not None:
             on_step(step)
     if bar is not None:
         bar.close()
-    stats = {"train_seconds": train_seconds, "train_tokens": train_tokens,
-             "train_tokens_per_s": train_tokens / train_seconds if train_seconds else float("nan"),
-             "steps": steps, "epoch_steps": epoch, "processes": world}
+    stats = {"train_seconds": round(train_seconds, 2), "train_tokens": train_tokens,
+             "train_tokens_per_s": round(train_tokens / train_seconds, 1) if train_seconds else None,
+             "eval_seconds": round(eval_seconds, 2), "steps": steps, "epoch_steps": epoch, "processes": world}
     return TrainResult(**{t: pd.DataFrame(tables[t], columns=_COLUMNS[t]) for t in TABLES}, stats=stats)
 
 

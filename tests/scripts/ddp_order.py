@@ -17,7 +17,7 @@ def records(n: int) -> list[Record]:
 
 
 def main(out: Path, frozen: int) -> None:
-    from zsg_core.train import process_state
+    from zsg_core.model import process_state
 
     state = process_state()
     items = records(40)
