@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from zsg_core.book import load_profile
 from zsg_core.runs import SPLIT_PARAMS, RUN_PARAMS, TRAIN_PARAMS, run, run_config
@@ -25,7 +26,7 @@ def main() -> None:
     params = {k: v for k, v in load_profile(args.profile).items() if k in names}
     rows = []
     for lr in (float(x) for x in args.lrs.split(",")):
-        result = run(run_config(**{**params, "arrangement": "random", "lr": lr}))
+        result = run(run_config(**{**params, "arrangement": "random", "lr": lr}), log=lambda m: print(m, file=sys.stderr))
         loss = result.mean_loss()
         rows.append({"lr": lr, "heldout_loss": {int(s): round(float(v), 4) for s, v in loss.items()},
                      "final_train_loss_last5": round(float(result.train_log.loss.tail(5).mean()), 4),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 import pandas as pd
 
@@ -42,7 +43,8 @@ def main() -> None:
             continue
         curves = {}
         for arrangement, seed in [("nft", 0), ("fft", 0)] + [("rt", s) for s in (rt_seeds if name == "fast" else rt_seeds[:1])]:
-            result = run(run_config(**{**setup, "arrangement": arrangement, "arrangement_seed": seed}))
+            config = run_config(**{**setup, "arrangement": arrangement, "arrangement_seed": seed})
+            result = run(config, log=lambda m: print(m, file=sys.stderr))
             curves[f"{arrangement}{'' if arrangement != 'rt' else f'_seed{seed}'}"] = result.mean_loss()
         table = pd.DataFrame(curves)
         rt = table[[c for c in table if c.startswith("rt")]]

@@ -4,8 +4,9 @@ A decoder-only LM is `embed -> layers[0..L) -> norm -> lm_head`. With `frozen_la
 the embeddings and layers [0, F) never change, so their output for an instance (the residual
 stream after layer F-1) is a fixed function of its tokens: it is computed once, stored on disk
 (`$ZSG_CACHE/hidden/`, fp16) and shared by every arrangement and every evaluation of the same
-model. Each step then runs only layers [F, L), the final norm and the LM head. Two more savings,
-exact for any F:
+model. Each step then runs only layers [F, L), the final norm and the LM head; only layers
+[F, L) are trained (the final norm and the head, tied to the embeddings in SmolLM2, stay as they
+are). With F = 0 every parameter is trained, as in the paper. Two more savings, exact for any F:
 
 - items are run one at a time with no padding (gradients accumulate over the batch; the loss is
   the batch's mean over labelled tokens, as in one padded forward), which on this CPU is faster
