@@ -27,7 +27,7 @@
 #
 # | parameter | meaning |
 # |---|---|
-# | `model` | asset whose tokenizer measures `max_len` |
+# | `model` | the model whose tokenizer measures `max_len` (an asset, `tiny-llama`, or an HF folder) |
 # | `split_seed` | seed of the task partition and the instance sample |
 # | `test_tasks`, `train_per_task`, `test_per_task` | held-out tasks; instances per task |
 # | `max_len` | longest instance kept, in tokens of the paper's format |
@@ -84,11 +84,10 @@ families = (report[report.kept > 0].groupby(["family", "side"]).size().unstack(f
 families.head(12)
 
 # %%
-from transformers import AutoTokenizer
-from zsg_core.assets import asset_path
+from zsg_core.assets import load_tokenizer
 from zsg_core.prompt import encoded_length
 
-tokenizer = AutoTokenizer.from_pretrained(asset_path(model))
+tokenizer = load_tokenizer(model)
 lengths = pd.DataFrame([{"side": side, "source": r.source, "tokens": encoded_length(r, tokenizer)}
                         for side, records in (("train", split.train), ("held-out", split.test)) for r in records])
 fig, ax = plt.subplots(figsize=(7, 3.2))
