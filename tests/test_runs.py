@@ -94,11 +94,19 @@ def test_run_parameters_are_validated_by_name():
         RunConfig.from_dict({"modle": "x"})
 
 
+def test_a_fixed_order_ignores_its_seed_and_a_shuffle_does_not():
+    assert _config(arrangement="cluster", arrangement_seed=3).key() == _config(arrangement="cluster").key()
+    assert _config(arrangement="random", arrangement_seed=3).key() != _config(arrangement="random").key()
+    # likewise, generation settings only count when something is generated
+    assert _config(generate_protocol="both", max_new_tokens=5).key() == _config().key()
+    assert _config(generate_steps=[0], max_new_tokens=5).key() != _config(generate_steps=[0]).key()
+
+
 def test_cli_train_runs_and_reports(tmp_path):
     env = {**os.environ, "ZSG_RUNS": str(tmp_path), "TQDM_DISABLE": "1"}
     zsg = Path(sys.executable).with_name("zsg")
     args = [str(zsg), "train", "--profile", "smoke", "--arrangement", "cluster", "--set", "max_steps=3",
-            "--set", "eval_steps=[0,3]"]
+            "--set", "eval_steps=[0,3]", "--set", "generate_steps=[]"]
     proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "held-out loss:" in proc.stdout and f"results: {tmp_path}" in proc.stdout

@@ -104,6 +104,19 @@ def test_resumed_training_equals_uninterrupted(tmp_path):
     assert list(resumed.train_log.loss) == list(full.train_log.loss)
 
 
+def test_an_unreadable_checkpoint_starts_the_run_over(tmp_path):
+    items = records(16)
+    config = TrainConfig(lr=1e-3, batch_size=4, max_steps=3)
+    clean = train(TunedLM("tiny-llama", hidden_cache=tmp_path), items, items[:2], config, **QUIET)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "state.pt").write_bytes(b"not a checkpoint")
+    messages: list[str] = []
+    again = train(TunedLM("tiny-llama", hidden_cache=tmp_path), items, items[:2], config, workdir=work,
+                  log=messages.append)
+    assert any("unreadable" in m for m in messages) and again.eval_loss.equals(clean.eval_loss)
+
+
 def test_generations_and_reward_scores_at_chosen_steps(tmp_path, tiny_reward_model):
     items = records(16)
     base = dict(lr=1e-3, batch_size=4, max_steps=2, eval_steps=(), generate_steps=(0, 2), max_new_tokens=3,
@@ -119,6 +132,21 @@ def test_generations_and_reward_scores_at_chosen_steps(tmp_path, tiny_reward_mod
     sampled = train(TunedLM("tiny-llama", hidden_cache=tmp_path), items, items[:6],
                     TrainConfig(**base, generate_protocol="paper"), **QUIET).generations
     assert sampled.groupby("step").size().tolist() == [5, 5] and set(sampled.protocol) == {"paper"}
+    both = train(TunedLM("tiny-llama", hidden_cache=tmp_path), items, items[:6],
+                 TrainConfig(**base, generate_protocol="both"), **QUIET).generations
+    assert both.groupby(["step", "protocol"]).size().tolist() == [5, 5, 5, 5]
+    greedy = both[both.protocol == "greedy"].reset_index(drop=True)
+    assert greedy.prediction.tolist() == g.prediction.tolist()  # sampling first or not, greedy is the same
+
+
+def test_generating_does_not_change_training(tmp_path):
+    """Runs with and without generation share one trajectory: a chapter may compare them."""
+    items = records(16)
+    base = dict(lr=1e-3, batch_size=4, max_steps=3, eval_steps=(0, 3), max_new_tokens=3, generate_per_task=1)
+    quiet = train(TunedLM("tiny-llama", hidden_cache=tmp_path), items, items[:6], TrainConfig(**base), **QUIET)
+    talking = train(TunedLM("tiny-llama", hidden_cache=tmp_path), items, items[:6],
+                    TrainConfig(**base, generate_steps=(0, 1, 3), generate_protocol="both"), **QUIET)
+    assert talking.eval_loss.equals(quiet.eval_loss) and list(talking.train_log.loss) == list(quiet.train_log.loss)
 
 
 def test_plan_and_parameters_are_checked():

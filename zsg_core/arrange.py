@@ -219,6 +219,7 @@ def apply(items: Sequence, order: Sequence[int]) -> list:
 
 METHODS = ("random", "round-robin", "cluster", "nft", "fft", "rt", "coarse",
            "tma-nft", "tma-fft", "tma-rt", "tma-min", "tma-max")
+SEEDED = {"random", "rt", "tma-rt"}  # the orders that a seed changes; every other one is fixed by its data
 NEEDS_EMBEDDINGS = {"nft", "fft", "rt", "coarse", "tma-nft", "tma-fft", "tma-rt", "tma-min", "tma-max"}
 
 

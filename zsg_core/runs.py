@@ -50,7 +50,7 @@ class RunConfig:
     train: TrainConfig = TrainConfig()
 
     def __post_init__(self) -> None:
-        from .arrange import METHODS
+        from .arrange import METHODS, SEEDED
 
         if not isinstance(self.model, str) or not self.model:
             raise DataError(f"run parameter model must be a model name or folder, got {self.model!r}")
@@ -58,6 +58,8 @@ class RunConfig:
             raise DataError(f"run parameter arrangement {self.arrangement!r} is unknown; choose one of {', '.join(METHODS)}")
         if not isinstance(self.arrangement_seed, int) or isinstance(self.arrangement_seed, bool):
             raise DataError(f"run parameter arrangement_seed must be an integer, got {self.arrangement_seed!r}")
+        if self.arrangement not in SEEDED:  # a fixed order: its seed is no part of its identity (one run, not n)
+            object.__setattr__(self, "arrangement_seed", 0)
         if self.budget is not None and (not isinstance(self.budget, int) or self.budget < 1):
             raise DataError(f"run parameter budget must be a positive integer or null, got {self.budget!r}")
         if self.embed_text not in (None, "all", "first-turn"):

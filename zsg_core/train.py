@@ -61,7 +61,7 @@ class TrainConfig:
     frozen_layers: int = 0  # 0: full fine-tuning (the paper); F: layers [0, F) frozen and cached
     eval_steps: tuple[int, ...] | None = None  # None: dense_schedule(steps)
     generate_steps: tuple[int, ...] = ()
-    generate_protocol: str = "greedy"  # or "paper": nucleus sampling on a fresh subset per step
+    generate_protocol: str = "greedy"  # "paper": nucleus sampling on a fresh subset per step; "both"
     generate_per_task: int = 2
     max_new_tokens: int = 64
     reward_model: str | None = None  # a local AutoModelForSequenceClassification folder; none ships here
@@ -94,10 +94,15 @@ class TrainConfig:
             raise DataError(f"training parameter max_steps must be at least 1, got {self.max_steps}")
         if self.frozen_layers < 0:
             raise DataError(f"training parameter frozen_layers must be >= 0, got {self.frozen_layers}")
-        if self.generate_protocol not in ("greedy", "paper"):
-            raise DataError(f"training parameter generate_protocol must be 'greedy' or 'paper', got {self.generate_protocol!r}")
+        if self.generate_protocol not in ("greedy", "paper", "both"):
+            raise DataError(f"training parameter generate_protocol must be 'greedy', 'paper' or 'both', "
+                            f"got {self.generate_protocol!r}")
         if self.precision not in ("bf16", "fp32"):
             raise DataError(f"training parameter precision must be 'bf16' or 'fp32', got {self.precision!r}")
+        if not self.generate_steps:  # nothing is generated: how it would be is no part of the run's identity
+            for f in fields(self):
+                if f.name in ("generate_protocol", "generate_per_task", "max_new_tokens", "reward_model"):
+                    object.__setattr__(self, f.name, f.default)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
@@ -144,31 +149,32 @@ def plan(n_items: int, config: TrainConfig, world_size: int = 1) -> tuple[int, i
     return steps, epoch, evals
 
 
-def _generation_subset(test: Sequence[Record], config: TrainConfig, step: int) -> list[int]:
+def _generation_subset(test: Sequence[Record], config: TrainConfig, step: int, protocol: str) -> list[int]:
     """Greedy: the first `generate_per_task` instances of each task, the same at every step.
     Paper: a fresh random subset of that size at every step, as gen_on_*.py did."""
     by_task: dict[str, list[int]] = {}
     for i, r in enumerate(test):
         by_task.setdefault(r.task, []).append(i)
-    if config.generate_protocol == "greedy":
+    if protocol == "greedy":
         return [i for idx in by_task.values() for i in idx[: config.generate_per_task]]
     rng = random.Random(config.seed * 100_003 + step)
     return sorted(rng.sample(range(len(test)), min(len(test), config.generate_per_task * len(by_task))))
 
 
 def _generations(lm: TunedLM, test: Sequence[Record], config: TrainConfig, step: int) -> list[dict]:
-    chosen = [test[i] for i in _generation_subset(test, config, step)]
-    prompts = [r.messages[0]["content"] for r in chosen]
-    with lm.precision():
-        preds = generate(lm.model, lm.tokenizer, prompts, config.max_new_tokens, config.generate_protocol,
-                         seed=config.seed * 100_003 + step)
-    # No reward model ships on a registry: without one the column is empty, never a stand-in number.
-    rewards = reward_scores(config.reward_model, prompts, preds) if config.reward_model else [None] * len(preds)
     rows = []
-    for r, pred, reward in zip(chosen, preds, rewards):
-        refs = list(r.references or ()) or [r.messages[1]["content"]]
-        rows.append({"step": step, "protocol": config.generate_protocol, "id": r.id, "task": r.task,
-                     "prediction": pred, **rouge_em(pred, refs), "reward": None if reward is None else float(reward)})
+    for protocol in ("greedy", "paper") if config.generate_protocol == "both" else (config.generate_protocol,):
+        chosen = [test[i] for i in _generation_subset(test, config, step, protocol)]
+        prompts = [r.messages[0]["content"] for r in chosen]
+        with lm.precision():
+            preds = generate(lm.model, lm.tokenizer, prompts, config.max_new_tokens, protocol,
+                             seed=config.seed * 100_003 + step)
+        # No reward model ships on a registry: without one the column is empty, never a stand-in number.
+        rewards = reward_scores(config.reward_model, prompts, preds) if config.reward_model else [None] * len(preds)
+        for r, pred, reward in zip(chosen, preds, rewards):
+            refs = list(r.references or ()) or [r.messages[1]["content"]]
+            rows.append({"step": step, "protocol": protocol, "id": r.id, "task": r.task, "prediction": pred,
+                         **rouge_em(pred, refs), "reward": None if reward is None else float(reward)})
     return rows
 
 
@@ -221,8 +227,8 @@ def train(lm: TunedLM, arranged: Sequence[Record], test: Sequence[Record], confi
     train_seconds, train_tokens, eval_seconds = 0.0, 0, 0.0  # this call's (a resumed run: since resuming)
     t1 = time.perf_counter()
     state_path = workdir / "state.pt" if workdir is not None else None
-    if state_path is not None and state_path.exists():
-        state = torch.load(state_path, weights_only=False)
+    state = _load_state(state_path, log) if state_path is not None else None
+    if state is not None:
         names = dict(lm.model.named_parameters())
         with torch.no_grad():
             for name, value in state["weights"].items():
@@ -302,6 +308,18 @@ _COLUMNS = {
     "generations": ["step", "protocol", "id", "task", "prediction", "rouge1", "rougeL", "exact_match", "reward"],
     "batches": ["step", "position", "id"],
 }
+
+
+def _load_state(path: Path, log: Callable[[str], None]) -> dict | None:
+    """The checkpoint to resume from; None (start over) if there is none or it cannot be read."""
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, weights_only=False)
+    except Exception as e:  # written atomically, so only outside damage gets here
+        log(f"checkpoint {path} is unreadable ({type(e).__name__}); starting this run over")
+        path.unlink()
+        return None
 
 
 def _save_state(path: Path, lm: TunedLM, optimizer, scheduler, tables: dict, step: int) -> None:

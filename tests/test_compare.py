@@ -1,0 +1,139 @@
+"""compare: grids of runs, tidy curves, intervals, gaps, verdicts, curve shapes; predict: E3's
+prefix measures from the received batches, window changes and predictive power."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from zsg_core import compare, predict
+from zsg_core.data import DataError, Record
+from zsg_core.embed import Encoder
+
+SMOKE = dict(model="tiny-llama", train_per_task=4, test_per_task=2, max_len=256, batch_size=4, lr=1e-3,
+             frozen_layers=2, max_steps=4, eval_steps=[0, 2, 4])
+
+
+def test_run_params_keeps_only_run_parameters():
+    assert compare.run_params({"lr": 1e-3, "seeds": [0], "n_boot": 9, "model": "m"}) == {"lr": 1e-3, "model": "m"}
+
+
+def test_a_grid_runs_each_config_once_and_curves_are_tidy(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZSG_RUNS", str(tmp_path))
+    lines: list[str] = []
+    results = compare.run_arrangements(SMOKE, {"cluster": {"arrangement": "cluster"}, "random": {"arrangement": "random"}},
+                                       seeds=[0, 1], log=lines.append)
+    assert sorted(results) == [("cluster", 0), ("random", 0), ("random", 1)]  # a fixed order: one run
+    assert len(list(tmp_path.glob("*/complete"))) == 3
+    curves = compare.loss_curves(results)
+    assert list(curves.columns) == ["label", "seed", "step", "loss"] and sorted(curves.step.unique()) == [0, 2, 4]
+    r = results[("random", 1)]
+    assert np.allclose(curves[(curves.label == "random") & (curves.seed == 1)].loss, r.mean_loss().to_numpy())
+    # all orders start from the same weights on the same test set
+    assert curves[curves.step == 0].loss.nunique() == 1
+    groups = {t: "even" if i % 2 else "odd" for i, t in enumerate(sorted(r.eval_loss.task.unique()))}
+    by_group = compare.loss_curves(results, groups=groups)
+    assert set(by_group.group) == {"even", "odd"}
+    with pytest.raises(DataError, match="no group"):
+        compare.loss_curves(results, groups={})
+    tasks = compare.task_curves(results)
+    assert set(tasks.task) == set(r.eval_loss.task)
+    with pytest.raises(DataError, match="seed_param"):
+        compare.run_arrangements(SMOKE, {}, seed_param="seed")
+    with pytest.raises(DataError, match="unknown run parameter"):
+        compare.run_arrangements({**SMOKE, "learning_rate": 1}, {"r": {"arrangement": "random"}})
+
+
+def test_interval_and_gap_paired_and_unpaired():
+    mean, lo, hi = compare.interval([1.0, 2.0, 3.0])
+    assert mean == 2.0 and lo < 2.0 < hi and math.isclose(hi - 2.0, 4.303 * 1 / math.sqrt(3), rel_tol=1e-3)
+    assert all(math.isnan(x) for x in compare.interval([5.0])[1:])
+    rows = []
+    for seed, shift, wobble in [(0, 0.10, 0.01), (1, 0.12, -0.02), (2, 0.11, 0.0)]:
+        rows += [{"label": "a", "seed": seed, "step": s, "loss": 2 - s / 10 + shift + wobble} for s in (0, 5)]
+        rows += [{"label": "b", "seed": seed, "step": s, "loss": 2 - s / 10 + wobble} for s in (0, 5)]
+    rows += [{"label": "fixed", "seed": 0, "step": s, "loss": 1.0} for s in (0, 5)]
+    curves = pd.DataFrame(rows)
+    paired = compare.gap(curves, "a", "b")
+    assert np.allclose(paired["diff"], 0.11) and (paired.lo > 0).all()
+    unpaired = compare.gap(curves, "fixed", "b")
+    assert unpaired.n_a.tolist() == [1, 1] and (unpaired.hi < 0).all()  # b is above 1.0 at both steps
+    assert compare.verdict(*paired.iloc[0][["diff", "lo", "hi"]], expect=">") == "as claimed"
+    assert compare.verdict(*paired.iloc[0][["diff", "lo", "hi"]], expect="<") == "opposite"
+    assert compare.verdict(0.1, -0.1, 0.3, expect="<") == "no clear difference"
+    assert compare.verdict(0.1, float("nan"), float("nan"), expect="<") == "no clear difference"
+    with pytest.raises(DataError, match="no curve"):
+        compare.gap(curves, "a", "c")
+
+
+def test_change_step_and_jitter():
+    steps = [0, 2, 4, 6, 8, 10]
+    falling = [4.0, 2.0, 1.4, 1.05, 1.0, 0.95]
+    assert compare.plateau(steps, falling) == pytest.approx(1.0)
+    assert compare.change_step(steps, falling, 0.8) == 4  # (4 - 1.4) / 3 = 0.87
+    rising = [0, 30, 38, 40, 40, 40]
+    assert compare.change_step(steps, rising, 0.8) == 4
+    assert compare.change_step(steps, [1, 1, 1, 1]) is None
+    smooth = compare.jitter(steps, falling, after=4)
+    noisy = compare.jitter(steps, [4.0, 2.0, 1.4, 0.6, 1.4, 0.95], after=4)
+    assert 0 < smooth < noisy
+    assert math.isnan(compare.jitter(steps, [1, 1, 1, 1, 1, 1], after=0))
+
+
+def _record(i: int, task: str, text: str) -> Record:
+    return Record(id=f"{task}-{i}", task=task, messages=[{"role": "user", "content": text},
+                                                         {"role": "assistant", "content": "yes it is"}])
+
+
+def test_prefix_table_measures_what_was_received(tmp_path):
+    encoder = Encoder(cache=tmp_path)  # the real MiniLM, on a few texts
+    topics = ["cats", "tax law", "chess openings", "rain", "poems", "bridges"]
+    train = [_record(i, f"t{i % 3}", f"a note about {topics[i % 6]}, number {i}") for i in range(12)]
+    test = {"x": [_record(0, "x", "held out text about cats"), _record(1, "x", "another held out one")]}
+    by_id = {r.id: r for r in train}
+    ids = [r.id for r in train]
+    table = predict.prefix_table(ids, by_id, test, steps=[0, 1, 2, 3], batch_size=4, encoder=encoder)
+    assert sorted(table.step.unique()) == [1, 2, 3]
+    assert set(table.measure) == set(predict.ALL_MEASURES)
+    cmin = table[table.measure == "Cosine-Min"].sort_values("step").value.to_numpy()
+    cmax = table[table.measure == "Cosine-Max"].sort_values("step").value.to_numpy()
+    assert (np.diff(cmin) <= 0).all() and (np.diff(cmax) >= 0).all()  # running min / max over a growing prefix
+    # the same ids in another order give another prefix, hence other values at step 1
+    other = predict.prefix_table(ids[::-1], by_id, test, steps=[1, 3], batch_size=4, encoder=encoder)
+    a = table[(table.step == 1) & (table.measure == "Cosine-Avg")].value.item()
+    b = other[(other.step == 1) & (other.measure == "Cosine-Avg")].value.item()
+    assert a != pytest.approx(b)
+    c = table[(table.step == 3) & (table.measure == "Cosine-Avg")].value.item()
+    d = other[(other.step == 3) & (other.measure == "Cosine-Avg")].value.item()
+    assert c == pytest.approx(d)  # the whole list seen: order no longer matters
+    with pytest.raises(DataError, match="past the"):
+        predict.prefix_table(ids, by_id, test, steps=[4], batch_size=4, encoder=encoder)
+    with pytest.raises(DataError, match="not training records"):
+        predict.prefix_table(["nope"] + ids, by_id, test, steps=[1], batch_size=4, encoder=encoder)
+
+
+def test_a_measure_that_drives_the_loss_is_found_and_noise_is_not():
+    rng = np.random.default_rng(0)
+    rows_loss, rows_measure = [], []
+    for label in ("a", "b"):
+        for t in range(12):
+            level, driver, noise = 3.0, 0.0, 0.0
+            for step in range(1, 11):
+                d = rng.standard_normal()
+                driver += d
+                noise += rng.standard_normal()
+                level += 0.5 * d + 0.1 * rng.standard_normal()  # the loss moves with the driver
+                rows_loss.append({"label": label, "task": f"t{t}", "step": step, "loss": level})
+                rows_measure += [{"label": label, "task": f"t{t}", "step": step, "measure": "driver", "value": driver},
+                                 {"label": label, "task": f"t{t}", "step": step, "measure": "unrelated", "value": noise}]
+    changes = predict.window_changes(pd.DataFrame(rows_loss), pd.DataFrame(rows_measure))
+    assert set(changes.measure) == {"driver", "unrelated", predict.NULL_MEASURE}
+    assert len(changes[changes.measure == "driver"]) == 2 * 12 * 9
+    power = predict.predictive_power(changes, n_boot=100).set_index("measure")
+    assert power.loc["driver", "within_lo"] > 0.5
+    assert power.loc["unrelated", "within_lo"] < 0 < power.loc["unrelated", "within_hi"]
+    assert power.index[0] == "driver"
+    with pytest.raises(DataError, match="columns"):
+        predict.window_changes(pd.DataFrame(rows_loss).drop(columns="task"), pd.DataFrame(rows_measure))

@@ -1,0 +1,171 @@
+"""Comparisons of arrangements: the runs behind a figure, their curves as tidy tables, intervals
+over seeds, and the shape statistics the chapters report.
+
+    results = run_arrangements(params, {"NFT": {"arrangement": "nft"}, "RT": {"arrangement": "rt"}},
+                               seeds=[0, 1, 2])
+    curves = loss_curves(results)          # label, seed, step, loss (micro average over test instances)
+    gaps = gap(curves, "NFT", "RT")        # step, diff, lo, hi, n: NFT - RT with a 95% interval
+
+This is the layer between the run store (`runs`) and the figures (`plots`): it never trains
+anything itself, and every number it returns is computed from stored runs.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .data import DataError
+from .runs import RUN_PARAMS, SPLIT_PARAMS, TRAIN_PARAMS, RunResult, run, run_config
+
+RUN_PARAM_NAMES = frozenset(SPLIT_PARAMS) | RUN_PARAMS | TRAIN_PARAMS
+SEED_PARAMS = ("arrangement_seed", "split_seed")
+
+
+def run_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The run parameters among a chapter's parameters (the rest belong to the chapter)."""
+    return {k: v for k, v in params.items() if k in RUN_PARAM_NAMES}
+
+
+def run_arrangements(params: Mapping[str, Any], variants: Mapping[str, Mapping[str, Any]],
+                     seeds: Sequence[int] = (0,), seed_param: str = "arrangement_seed",
+                     log: Callable[[str], None] = print) -> dict[tuple[str, int], RunResult]:
+    """Run (or read back) every variant x seed: `params` shared, each variant's overrides on top.
+
+    `seed_param` is what the seeds vary: the shuffle of the seeded orders (`arrangement_seed`)
+    or the task split itself (`split_seed`). A variant the seed does not change (a fixed order
+    under arrangement seeds) is one run, reported under the first seed.
+    """
+    if seed_param not in SEED_PARAMS:
+        raise DataError(f"seed_param must be one of {SEED_PARAMS}, got {seed_param!r}")
+    if not seeds:
+        raise DataError("no seeds given: a comparison needs at least one run per variant")
+    out: dict[tuple[str, int], RunResult] = {}
+    for label, over in variants.items():
+        seen: set[str] = set()
+        for seed in seeds:
+            config = run_config(**{**params, **over, seed_param: seed})
+            if config.key() in seen:
+                continue
+            seen.add(config.key())
+            log(f"{label} ({seed_param} {seed}): run {config.key()}")
+            out[(label, seed)] = run(config, log=lambda m: None)
+    return out
+
+
+def loss_curves(results: Mapping[tuple[str, int], RunResult], groups: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Held-out loss per label, seed and step: the micro average over test instances.
+    With `groups` (task -> group name, e.g. its source), one curve per group as well (column `group`)."""
+    frames = []
+    for (label, seed), result in results.items():
+        table = result.eval_loss
+        if groups is not None:
+            table = table.assign(group=table.task.map(groups))
+            if table.group.isna().any():
+                raise DataError(f"no group for test task(s) {sorted(set(table.task[table.group.isna()]))[:3]}")
+            curve = table.groupby(["group", "step"]).loss.mean().reset_index()
+        else:
+            curve = table.groupby("step").loss.mean().reset_index()
+        frames.append(curve.assign(label=label, seed=seed))
+    cols = ["label", "seed"] + (["group"] if groups is not None else []) + ["step", "loss"]
+    return pd.concat(frames, ignore_index=True)[cols]
+
+
+def task_curves(results: Mapping[tuple[str, int], RunResult]) -> pd.DataFrame:
+    """Per-task held-out loss: label, seed, task, step, loss."""
+    frames = [r.eval_loss.groupby(["task", "step"]).loss.mean().reset_index().assign(label=label, seed=seed)
+              for (label, seed), r in results.items()]
+    return pd.concat(frames, ignore_index=True)[["label", "seed", "task", "step", "loss"]]
+
+
+def interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, lower, upper): a Student-t interval over independent runs; NaN bounds for one run."""
+    from scipy import stats
+
+    x = np.asarray(values, dtype=float)
+    if len(x) == 0:
+        raise DataError("an interval needs at least one value")
+    mean = float(x.mean())
+    if len(x) < 2:
+        return mean, float("nan"), float("nan")
+    half = float(stats.t.ppf((1 + level) / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
+    return mean, mean - half, mean + half
+
+
+def gap(curves: pd.DataFrame, a: str, b: str, value: str = "loss", level: float = 0.95) -> pd.DataFrame:
+    """a - b per step with a `level` interval over seeds.
+
+    Same seeds on both sides: paired differences. Otherwise (e.g. a fixed order against a
+    shuffled one) the difference of means with Welch's interval, a side with one run counting
+    as exact. Columns: step, diff, lo, hi, n_a, n_b.
+    """
+    from scipy import stats
+
+    for label in (a, b):
+        if label not in set(curves.label):
+            raise DataError(f"no curve labelled {label!r}; have {sorted(set(curves.label))}")
+    wide = {lab: curves[curves.label == lab].pivot_table(index="step", columns="seed", values=value)
+            for lab in (a, b)}
+    steps = wide[a].index.intersection(wide[b].index)
+    rows = []
+    for s in steps:
+        xa, xb = wide[a].loc[s].dropna(), wide[b].loc[s].dropna()
+        if list(xa.index) == list(xb.index) and len(xa) > 1:
+            diff, lo, hi = interval((xa - xb).to_numpy(), level)
+        else:
+            diff = float(xa.mean() - xb.mean())
+            va = xa.var(ddof=1) / len(xa) if len(xa) > 1 else 0.0
+            vb = xb.var(ddof=1) / len(xb) if len(xb) > 1 else 0.0
+            se = np.sqrt(va + vb)
+            if se == 0 or (len(xa) < 2 and len(xb) < 2):
+                lo = hi = float("nan")
+            else:  # Welch-Satterthwaite degrees of freedom
+                dof = (va + vb) ** 2 / sum(v ** 2 / (n - 1) for v, n in ((va, len(xa)), (vb, len(xb))) if n > 1)
+                half = float(stats.t.ppf((1 + level) / 2, dof) * se)
+                lo, hi = diff - half, diff + half
+        rows.append({"step": int(s), "diff": diff, "lo": lo, "hi": hi, "n_a": len(xa), "n_b": len(xb)})
+    return pd.DataFrame(rows, columns=["step", "diff", "lo", "hi", "n_a", "n_b"])
+
+
+def verdict(diff: float, lo: float, hi: float, expect: str) -> str:
+    """'as claimed' when the whole interval has the claimed sign, 'opposite' when it has the other,
+    'no clear difference' when it straddles 0 (or no interval exists: one run each)."""
+    if expect not in ("<", ">"):
+        raise DataError(f"expect is '<' (a below b) or '>', got {expect!r}")
+    if np.isnan(lo) or np.isnan(hi) or lo <= 0 <= hi:
+        return "no clear difference"
+    below = hi < 0
+    return "as claimed" if below == (expect == "<") else "opposite"
+
+
+# -- the shape of one curve ----------------------------------------------------------------------
+
+def plateau(steps: Sequence[int], values: Sequence[float], tail: int = 3) -> float:
+    """The level a curve settles at: the mean of its last `tail` checkpoints."""
+    v = np.asarray(values, dtype=float)
+    if len(v) < 2:
+        raise DataError("a curve needs at least two checkpoints")
+    return float(v[-min(tail, len(v) - 1):].mean())
+
+
+def change_step(steps: Sequence[int], values: Sequence[float], fraction: float = 0.8, tail: int = 3) -> int | None:
+    """The first step by which `fraction` of the curve's whole change (step 0 to its plateau) has
+    happened, for a falling loss or a rising score alike; None when the curve does not move."""
+    s, v = np.asarray(steps), np.asarray(values, dtype=float)
+    total = plateau(s, v, tail) - v[0]
+    if total == 0 or not np.isfinite(total):
+        return None
+    done = (v - v[0]) / total >= fraction
+    return int(s[np.argmax(done)]) if done.any() else None
+
+
+def jitter(steps: Sequence[int], values: Sequence[float], after: int, tail: int = 3) -> float:
+    """Checkpoint-to-checkpoint noise after `after`: the mean |change| between consecutive
+    checkpoints, as a fraction of the curve's whole change (comparable across metrics and scales)."""
+    s, v = np.asarray(steps), np.asarray(values, dtype=float)
+    total = abs(plateau(s, v, tail) - v[0])
+    late = v[s >= after]
+    if len(late) < 2 or total == 0:
+        return float("nan")
+    return float(np.abs(np.diff(late)).mean() / total)

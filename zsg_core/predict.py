@@ -1,0 +1,147 @@
+"""Does a similarity measure of the training prefix predict the held-out loss change? (E3, quantified)
+
+The paper plots, for one task at a time, nine measures of "how similar is what the model has
+seen so far to this test task" next to the task's loss, and reads off by eye that Min and Avg
+track it. This module asks the same across every test task, order and evaluation window:
+
+    measures = prefix_table(order_ids, records_by_id, test_by_task, steps, batch_size, encoder)
+    changes = window_changes(task_loss, measures)         # per (order, task, window): d measure, d loss
+    power = predictive_power(changes)                     # Spearman rho per measure, 95% bootstrap CI
+
+Two correlations per measure. "pooled": across all (order, task, window) units; it rewards any
+measure that moves with training time, since nearly every loss falls early. "within-window": the
+rank correlation across (order, task) units inside one window, averaged over windows; it asks
+whether, at the same point of training, the tasks whose measure moved most are the ones whose loss
+fell most. Intervals: a bootstrap over test tasks (every unit of a task goes in or out together).
+A "Random (null)" measure of pure noise is scored the same way, to show what chance looks like.
+A positive rho means the measure predicts: a prefix that got closer to a task (the distance fell)
+goes with a loss that fell.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .data import DataError, Record
+from .embed import Encoder, embed_records, embed_text
+from .similarity import MEASURES, bigram_kl, prefix_measures
+
+WSD_MEASURE = "WSD (Min + w Avg)"
+NULL_MEASURE = "Random (null)"
+
+
+def prefix_table(order_ids: Sequence[str], records_by_id: Mapping[str, Record], test_by_task: Mapping[str, Sequence[Record]],
+                 steps: Sequence[int], batch_size: int, encoder: Encoder | None = None, kl: bool = True,
+                 text: str = "first-turn") -> pd.DataFrame:
+    """Every E3 measure of the prefix seen after each step in `steps` (> 0), per test task.
+
+    `order_ids` are the training ids in the order the model received them (a run's `batches`
+    table, so the prefix is what it actually saw). Text as the paper's E3 scripts: first user turn
+    and response. Columns: task, step, measure, value. Adds the WSD-style combination of Cosine-Min
+    and Cosine-Avg (w = mean Min / mean Avg over the table, the paper's w_avg rule).
+    """
+    steps = sorted(s for s in steps if s > 0)
+    if not steps:
+        raise DataError("prefix measures need at least one step after step 0")
+    if steps[-1] * batch_size > len(order_ids):
+        raise DataError(f"step {steps[-1]} x batch {batch_size} is past the {len(order_ids)} ids received")
+    missing = [i for i in order_ids if i not in records_by_id]
+    if missing:
+        raise DataError(f"{len(missing)} received ids are not training records, e.g. {missing[:3]}")
+    seen = [records_by_id[i] for i in order_ids[: steps[-1] * batch_size]]
+    encoder = encoder or Encoder()
+    train_vecs = embed_records(seen, text, encoder)
+    train_texts = [embed_text(r, text) for r in seen]
+    wanted = {s * batch_size: s for s in steps}
+    frames = []
+    for task, records in test_by_task.items():
+        test_vecs = embed_records(list(records), text, encoder)
+        table = prefix_measures(train_vecs, test_vecs, batch_size)
+        if kl:
+            table = pd.concat([table, bigram_kl(train_texts, [embed_text(r, text) for r in records], batch_size)])
+        table = table[table.seen.isin(wanted)]
+        frames.append(table.assign(task=task, step=table.seen.map(wanted)))
+    out = pd.concat(frames, ignore_index=True)[["task", "step", "measure", "value"]]
+    mins, avgs = (out[out.measure == m].set_index(["task", "step"]).value for m in ("Cosine-Min", "Cosine-Avg"))
+    w = float(mins.mean() / avgs.mean())
+    combined = (mins + w * avgs).rename("value").reset_index().assign(measure=WSD_MEASURE)
+    return pd.concat([out, combined[out.columns]], ignore_index=True)
+
+
+def window_changes(task_loss: pd.DataFrame, measures: pd.DataFrame, null_seed: int = 0) -> pd.DataFrame:
+    """Changes over each window between consecutive evaluated steps (both > 0).
+
+    `task_loss`: label, task, step, loss. `measures`: label, task, step, measure, value.
+    Returns label, task, start, end, measure, d_measure, d_loss; plus the null measure.
+    """
+    for name, table, cols in (("task_loss", task_loss, {"label", "task", "step", "loss"}),
+                              ("measures", measures, {"label", "task", "step", "measure", "value"})):
+        if not cols <= set(table.columns):
+            raise DataError(f"{name} needs columns {sorted(cols)}, has {sorted(table.columns)}")
+    keys = ["label", "task"]
+    loss = task_loss[task_loss.step > 0].sort_values(keys + ["step"])
+    loss = loss.assign(start=loss.groupby(keys).step.shift(), d_loss=loss.groupby(keys).loss.diff()).dropna()
+    m = measures.sort_values(keys + ["measure", "step"])
+    g = m.groupby(keys + ["measure"])
+    m = m.assign(start=g.step.shift(), d_measure=g.value.diff()).dropna()
+    out = m.merge(loss[keys + ["start", "step", "d_loss"]], on=keys + ["start", "step"])
+    out = out.rename(columns={"step": "end"})[keys + ["start", "end", "measure", "d_measure", "d_loss"]]
+    if out.empty:
+        raise DataError("no window has both a loss and a measure change: the steps do not overlap")
+    null = out[out.measure == out.measure.iloc[0]].assign(measure=NULL_MEASURE)
+    null["d_measure"] = np.random.default_rng(null_seed).standard_normal(len(null))
+    out = pd.concat([out, null], ignore_index=True)
+    out["start"] = out.start.astype(int)
+    return out
+
+
+def _rank(x: np.ndarray) -> np.ndarray:
+    from scipy.stats import rankdata
+
+    return rankdata(x)
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+    if len(x) < 3:
+        return float("nan")
+    rx, ry = _rank(x), _rank(y)
+    if rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def _both(window: np.ndarray, d_measure: np.ndarray, d_loss: np.ndarray) -> tuple[float, float]:
+    """(pooled rho, mean over windows of the within-window rho)."""
+    pooled = _spearman(d_measure, d_loss)
+    within = [_spearman(d_measure[window == w], d_loss[window == w]) for w in np.unique(window)]
+    within = [r for r in within if np.isfinite(r)]
+    return pooled, float(np.mean(within)) if within else float("nan")
+
+
+def predictive_power(changes: pd.DataFrame, n_boot: int = 300, seed: int = 0) -> pd.DataFrame:
+    """Per measure: Spearman rho of d_measure vs d_loss, pooled and within-window, each with a 95%
+    bootstrap interval over test tasks. Sorted by the within-window rho, best first."""
+    tasks = np.array(sorted(changes.task.unique()))
+    if len(tasks) < 2:
+        raise DataError("predictive power needs at least two test tasks")
+    rng = np.random.default_rng(seed)
+    draws = [rng.integers(0, len(tasks), size=len(tasks)) for _ in range(n_boot)]
+    rows = []
+    for measure, table in changes.groupby("measure"):
+        window = table.start.to_numpy() * 1_000_003 + table.end.to_numpy()
+        dm, dl = table.d_measure.to_numpy(float), table.d_loss.to_numpy(float)
+        task_rows = [np.flatnonzero(table.task.to_numpy() == t) for t in tasks]
+        pooled, within = _both(window, dm, dl)
+        boot = []
+        for draw in draws:
+            idx = np.concatenate([task_rows[t] for t in draw])
+            boot.append(_both(window[idx], dm[idx], dl[idx]))
+        lo, hi = np.nanpercentile(np.array(boot), [2.5, 97.5], axis=0)
+        rows.append({"measure": measure, "rho_within": within, "within_lo": lo[1], "within_hi": hi[1],
+                     "rho_pooled": pooled, "pooled_lo": lo[0], "pooled_hi": hi[0], "units": len(table)})
+    return pd.DataFrame(rows).sort_values("rho_within", ascending=False, ignore_index=True)
+
+
+ALL_MEASURES = (*MEASURES, "KL", WSD_MEASURE)
