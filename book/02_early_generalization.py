@@ -54,8 +54,8 @@ frozen_layers = 26
 seeds = [0, 1, 2]
 generate_steps = [0, 4, 10, 20, 40, 60]
 generate_protocol = "both"
-generate_per_task = 2
-max_new_tokens = 32
+generate_per_task = 1
+max_new_tokens = 24
 reward_model = None
 
 # %%
@@ -64,6 +64,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from zsg_core import compare
+from zsg_core.data import SOURCE_NAMES
 from zsg_core.plots import band_plot, save, use_style
 from zsg_core.split import SplitConfig, load_split
 
@@ -71,7 +72,7 @@ use_style()
 params = compare.run_params(globals())  # every parameter above that a run takes
 split = load_split(SplitConfig(seed=split_seed, test_tasks=test_tasks, train_per_task=train_per_task,
                                test_per_task=test_per_task, max_len=max_len), model)
-source = {r.task: r.source for r in split.test}
+source = {r.task: SOURCE_NAMES.get(r.source, r.source) for r in split.test}
 results = compare.run_arrangements(params, {"random": {"arrangement": "random"}}, seeds)
 curves = compare.loss_curves(results)
 by_source = compare.loss_curves(results, groups=source)
@@ -201,26 +202,30 @@ moved = summary.dropna(subset=["jitter_mean"])
 still = summary[summary.jitter_mean.isna()]
 rank = list(moved.metric + " (" + moved.protocol + ")")
 epoch = next(iter(results.values())).manifest["epoch_steps"]
-display(Markdown(
-    f"- Held-out loss fell from **{start:.2f}** at step 0 to **{end:.2f}** at step {curves.step.max()} "
-    f"(mean over {len(seeds)} shuffles); {(start - early) / (start - end):.0%} of that fall had happened by step "
-    f"{first_eval}, and 80% of it by step {loss_row.step_80:.0f} (median over shuffles) of a "
-    f"{max_steps}-step run, that is {loss_row.step_80 / epoch:.1%} of one epoch ({epoch} steps; the paper: about "
-    f"20 of 1,800 steps, ~1%).\n"
-    f"- Jitter after the change (mean |checkpoint-to-checkpoint change| / whole change), lowest first: "
-    + "; ".join(f"{m} {j:.2f}" for m, j in zip(rank, moved.jitter_mean))
-    + (f"; not moving at all: {', '.join(still.metric + ' (' + still.protocol + ')')}" if len(still) else "") + ".\n"
-    f"- Held-out loss is {'the least' if rank and rank[0].startswith('held-out loss') else 'not the least'} noisy "
-    f"indicator here; "
-    + (f"the paper's sampled protocol is "
-       f"{'noisier' if paper_rows.jitter_mean.mean() > greedy.jitter_mean.mean() else 'not noisier'} than greedy "
-       f"decoding on fixed prompts (mean jitter {paper_rows.jitter_mean.mean():.2f} vs {greedy.jitter_mean.mean():.2f}).\n"
-       if paper_rows.jitter_mean.notna().any() and greedy.jitter_mean.notna().any()
-       else "the two generation protocols cannot be compared: their scores did not move.\n")
-    f"- Per held-out task: {(kinds.kind == 'rapid').sum()} of {len(kinds)} tasks made 80% of their drop by step "
-    f"{rapid_by} (rapid), {(kinds.kind == 'gradual').sum()} did not (gradual, including "
-    f"{(kinds.fall <= 0).sum()} whose loss did not fall at all).\n"
-    f"- Verdict on claim 1 (early generalization): "
-    f"**{'reproduced' if end < start and loss_row.step_80 <= 0.1 * epoch else 'not reproduced'}** at this scale "
-    f"(criterion: 80% of the held-out loss drop within the first 10% of an epoch). Verdict on claim 2 (loss is the "
-    f"steadiest indicator): **{'reproduced' if rank and rank[0].startswith('held-out loss') else 'not reproduced'}**."))
+verdict_1 = "reproduced" if end < start and loss_row.step_80 <= 0.1 * epoch else "not reproduced"
+verdict_2 = "reproduced" if rank and rank[0].startswith("held-out loss") else "not reproduced"
+if paper_rows.jitter_mean.notna().any() and greedy.jitter_mean.notna().any():
+    noisier = "noisier" if paper_rows.jitter_mean.mean() > greedy.jitter_mean.mean() else "not noisier"
+    protocols = (f"the paper's sampled protocol is {noisier} than greedy decoding on fixed prompts (mean jitter "
+                 f"{paper_rows.jitter_mean.mean():.2f} vs {greedy.jitter_mean.mean():.2f}).")
+else:
+    protocols = "the two generation protocols cannot be compared: their scores did not move."
+jitters = "; ".join(f"{m} {j:.2f}" for m, j in zip(rank, moved.jitter_mean))
+if len(still):
+    jitters += "; not moving at all: " + ", ".join(still.metric + " (" + still.protocol + ")")
+lines = [
+    f"Held-out loss fell from **{start:.2f}** at step 0 to **{end:.2f}** at step {curves.step.max()} (mean over "
+    f"{len(seeds)} shuffles); {(start - early) / (start - end):.0%} of that fall had happened by step {first_eval}, "
+    f"and 80% of it by step {loss_row.step_80:.0f} (median over shuffles) of a {max_steps}-step run, that is "
+    f"{loss_row.step_80 / epoch:.1%} of one epoch ({epoch} steps; the paper: about 20 of 1,800 steps, ~1%).",
+    f"Jitter after the change (mean |checkpoint-to-checkpoint change| / whole change), lowest first: {jitters}.",
+    f"Held-out loss is {'the least' if verdict_2 == 'reproduced' else 'not the least'} noisy indicator here; "
+    + protocols,
+    f"Per held-out task: {(kinds.kind == 'rapid').sum()} of {len(kinds)} tasks made 80% of their drop by step "
+    f"{rapid_by} (rapid), {(kinds.kind == 'gradual').sum()} did not (gradual, including {(kinds.fall <= 0).sum()} "
+    f"whose loss did not fall at all).",
+    f"Verdict on claim 1 (early generalization): **{verdict_1}** at this scale (criterion: 80% of the held-out "
+    f"loss drop within the first 10% of an epoch). Verdict on claim 2 (loss is the steadiest indicator): "
+    f"**{verdict_2}**.",
+]
+display(Markdown("\n".join("- " + line for line in lines)))

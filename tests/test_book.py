@@ -1,6 +1,7 @@
 """The book pipeline: profiles, parameters, execution; and the HTML build (warnings as errors)."""
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -71,6 +72,18 @@ def test_the_real_profiles_only_set_declared_parameters(tmp_path):
         run_config(**{k: v for k, v in profile.items() if k in set(SPLIT_PARAMS) | RUN_PARAMS | TRAIN_PARAMS})
 
 
+def test_chapter_defaults_are_the_cpu_profile(tmp_path):
+    """A chapter opened in JupyterLab, or run by papermill with no -p, runs the default profile."""
+    import papermill
+
+    cpu = book.load_profile("cpu")
+    for src in book.chapter_sources():
+        declared = papermill.inspect_notebook(str(book.convert(src, tmp_path / (src.stem + ".ipynb"))))
+        for name, value in cpu.items():
+            if name in declared:
+                assert ast.literal_eval(declared[name]["default"]) == value, f"{src.name}: {name}"
+
+
 def test_book_builds_without_warnings(tmp_path):
     missing = [s for s in book.chapter_sources() if not s.with_suffix(".ipynb").exists()]
     if missing:
@@ -83,3 +96,7 @@ def test_book_builds_without_warnings(tmp_path):
     assert "Data arrangement and zero-shot generalization" in (html / "intro.html").read_text()
     data = (html / "01_data.html").read_text()
     assert "The default split has" in data and "Traceback" not in data  # computed outputs are there
+    early = (html / "02_early_generalization.html").read_text()
+    assert "Verdict on claim 1" in early and "Traceback" not in early
+    perm = (html / "03_permutations.html").read_text()
+    assert "Verdict on E2" in perm and "Traceback" not in perm

@@ -137,3 +137,18 @@ def test_a_measure_that_drives_the_loss_is_found_and_noise_is_not():
     assert power.index[0] == "driver"
     with pytest.raises(DataError, match="columns"):
         predict.window_changes(pd.DataFrame(rows_loss).drop(columns="task"), pd.DataFrame(rows_measure))
+
+
+def test_coincidence_keeps_each_windows_own_rate():
+    tasks = [f"t{i}" for i in range(20)]
+    # the measure moves for every task in window 2 and for task i only in window 10 + i
+    moved = pd.DataFrame([{"task": t, "step": s, "moved": s == 2 or s == 10 + i}
+                          for i, t in enumerate(tasks) for s in [2] + list(range(10, 30))])
+    early = pd.DataFrame({"task": tasks, "step": 2})  # events all in the window where everything moved
+    r = predict.coincidence(early, moved)
+    assert r["hits"] == 20 and r["expected"] == 20 and r["p"] > 0.5  # no evidence: chance gives the same
+    aligned = pd.DataFrame({"task": tasks, "step": [10 + i for i in range(20)]})
+    r = predict.coincidence(aligned, moved)
+    assert r["hits"] == 20 and r["expected"] == pytest.approx(1.0) and r["p"] < 0.01
+    with pytest.raises(DataError, match="no measure change"):
+        predict.coincidence(pd.DataFrame({"task": ["t0"], "step": [99]}), moved)

@@ -312,6 +312,9 @@ _NI_ALIASES = {"miscellaenous": "misc", "miscellaneous": "misc", "essential": "e
 _BB_SIBLINGS = [("simple_arithmetic", "simple_arithmetic"), ("semantic_parsing", "semantic_parsing")]
 
 
+SOURCE_NAMES = {"natural_instructions": "Natural Instructions v1", "bigbench": "BIG-bench"}  # for figures
+
+
 def task_family(task: str) -> str:
     """The family a task belongs to: its source dataset (NI v1) or its BIG-bench parent task."""
     if task.startswith("ni/"):

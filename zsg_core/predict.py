@@ -144,4 +144,31 @@ def predictive_power(changes: pd.DataFrame, n_boot: int = 300, seed: int = 0) ->
     return pd.DataFrame(rows).sort_values("rho_within", ascending=False, ignore_index=True)
 
 
+def coincidence(events: pd.DataFrame, moved: pd.DataFrame, n_perm: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Do events (one window per task: columns task, step = the window's end) fall in windows where a
+    measure moved (columns task, step, moved: bool) more often than chance?
+
+    Chance keeps each window's own rate: under the null, each event's flag is that of a random task
+    in the same window, so a measure that moves mostly early and events that happen mostly early
+    do not count as a coincidence. Returns hits, expected hits under chance, and the one-sided p.
+    """
+    if not {"task", "step"} <= set(events.columns) or not {"task", "step", "moved"} <= set(moved.columns):
+        raise DataError("events need columns task, step; moved needs task, step, moved")
+    flags = moved.set_index(["task", "step"]).moved.astype(bool)
+    keys = list(zip(events.task, events.step))
+    absent = [k for k in keys if k not in flags.index]
+    if absent:
+        raise DataError(f"no measure change for event window(s) {absent[:3]}")
+    hits = int(sum(flags[k] for k in keys))
+    by_step = {step: g.droplevel("step") for step, g in flags.groupby(level="step")}
+    rng = np.random.default_rng(seed)
+    null = np.zeros(n_perm)
+    for _, step in keys:
+        window = by_step[step].to_numpy()
+        null += window[rng.integers(len(window), size=n_perm)]
+    expected = float(sum(by_step[s].mean() for _, s in keys))
+    return {"hits": hits, "events": len(keys), "expected": expected,
+            "p": float((1 + (null >= hits).sum()) / (1 + n_perm))}
+
+
 ALL_MEASURES = (*MEASURES, "KL", WSD_MEASURE)
