@@ -40,7 +40,7 @@ def main() -> None:
 
     names = set(SPLIT_PARAMS) | RUN_PARAMS | TRAIN_PARAMS
     params = {k: v for k, v in load_profile(args.profile).items() if k in names}
-    params.update(arrangement="random", max_steps=args.steps, eval_steps=[])
+    params.update(arrangement="random", max_steps=args.steps, eval_steps=[], generate_steps=[])
     if args.frozen_layers is not None:
         params["frozen_layers"] = args.frozen_layers
     config = run_config(**params)
