@@ -63,12 +63,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from zsg_core import compare
+from zsg_core import compare, plots
 from zsg_core.data import SOURCE_NAMES
-from zsg_core.plots import band_plot, save, use_style
 from zsg_core.split import SplitConfig, load_split
 
-use_style()
+plots.use_style()
 params = compare.run_params(globals())  # every parameter above that a run takes
 split = load_split(SplitConfig(seed=split_seed, test_tasks=test_tasks, train_per_task=train_per_task,
                                test_per_task=test_per_task, max_len=max_len), model)
@@ -85,11 +84,11 @@ by_source = compare.loss_curves(results, groups=source)
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), sharey=False)
-band_plot(curves, axes[0], title="all held-out tasks")
+plots.band_plot(curves, axes[0], title="all held-out tasks")
 for ax, (group, table) in zip(axes[1:], by_source.groupby("group")):
-    band_plot(table, ax, title=f"{group} held-out tasks")
+    plots.band_plot(table, ax, title=f"{group} held-out tasks")
 fig.suptitle(f"Held-out loss, random order, {len(seeds)} shuffles ({model})")
-save(fig, "02_heldout_loss")
+plots.save(fig, "02_heldout_loss")
 plt.show()
 
 # %% [markdown]
@@ -101,17 +100,9 @@ plt.show()
 # Scores are the maximum over an instance's references, x100, averaged over instances.
 
 # %%
-gens = pd.concat([r.generations.assign(seed=seed) for (_, seed), r in results.items()], ignore_index=True)
-metric_names = {"rouge1": "ROUGE-1", "rougeL": "ROUGE-L", "exact_match": "Exact match"}
-scores = (gens.groupby(["protocol", "seed", "step"])[list(metric_names)].mean().reset_index()
-          .melt(id_vars=["protocol", "seed", "step"], var_name="metric", value_name="score"))
-scores["metric"] = scores.metric.map(metric_names)
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), sharey=True)
-for ax, protocol in zip(axes, ["greedy", "paper"]):
-    band_plot(scores[scores.protocol == protocol], ax, y="score", hue="metric",
-              title={"greedy": "greedy, fixed prompts", "paper": "paper: sampled, fresh subset"}[protocol])
-fig.suptitle("Generation metrics on held-out tasks")
-save(fig, "02_generation_metrics")
+scores = compare.generation_scores(results)
+fig = plots.generation_panels(scores)
+plots.save(fig, "02_generation_metrics")
 plt.show()
 
 # %% [markdown]
@@ -124,21 +115,7 @@ plt.show()
 # generation steps too, so the two are compared on the same checkpoints.
 
 # %%
-rows = []
-for seed in seeds:
-    loss = curves[curves.seed == seed]
-    when = compare.change_step(loss.step, loss.loss)
-    on_gen_steps = loss[loss.step.isin(generate_steps)]
-    rows.append({"metric": "held-out loss", "protocol": "teacher-forced", "seed": seed, "80% of change by step": when,
-                 "jitter": compare.jitter(on_gen_steps.step, on_gen_steps.loss, after=when or 0)})
-    for (protocol, metric), table in scores[scores.seed == seed].groupby(["protocol", "metric"]):
-        when = compare.change_step(table.step, table.score)
-        rows.append({"metric": metric, "protocol": protocol, "seed": seed, "80% of change by step": when,
-                     "jitter": compare.jitter(table.step, table.score, after=when or 0)})
-shape = pd.DataFrame(rows)
-summary = (shape.groupby(["metric", "protocol"])
-           .agg(step_80=("80% of change by step", "median"), jitter_mean=("jitter", "mean"))
-           .reset_index().sort_values("jitter_mean"))
+summary = compare.metric_shapes(curves, scores)
 summary
 
 # %% [markdown]
@@ -149,8 +126,8 @@ summary
 
 # %%
 if reward_model:
-    rewards = gens.dropna(subset=["reward"]).groupby(["protocol", "step"]).reward.mean().unstack(0)
-    display(rewards)
+    gens = pd.concat([r.generations for r in results.values()])
+    display(gens.dropna(subset=["reward"]).groupby(["protocol", "step"]).reward.mean().unstack(0))
 else:
     display(Markdown("*No reward model was given (`reward_model = None`): no reward scores in this run.*"))
 
@@ -162,31 +139,13 @@ else:
 # the rest "gradual". The five tasks of each kind with the largest drop, per source.
 
 # %%
-per_task = compare.task_curves(results).groupby(["task", "step"]).loss.mean().reset_index()
+task_mean = compare.task_curves(results).groupby(["task", "step"]).loss.mean().reset_index()
 rapid_by = max(1, max_steps // 6)
-kinds = []
-for task, table in per_task.groupby("task"):
-    when = compare.change_step(table.step, table.loss)
-    drop = table.loss.iloc[0] - compare.plateau(table.step, table.loss)
-    kinds.append({"task": task, "source": source[task], "80% of drop by step": when, "fall": drop,
-                  "kind": "rapid" if drop > 0 and when is not None and when <= rapid_by else "gradual"})
-kinds = pd.DataFrame(kinds)
-fig, axes = plt.subplots(2, 2, figsize=(11, 6.5), sharex=True)
-for i, src in enumerate(sorted(kinds.source.unique())[:2]):
-    for j, kind in enumerate(["rapid", "gradual"]):
-        ax = axes[j, i]
-        chosen = kinds[(kinds.source == src) & (kinds.kind == kind)].nlargest(5, "fall").task
-        for task in chosen:
-            t = per_task[per_task.task == task]
-            ax.plot(t.step, t.loss / t.loss.iloc[0], marker=".", label=task[:38])
-        ax.set(title=f"{kind.capitalize()} decline, {src}", xlabel="step", ylabel="loss / step-0 loss")
-        if len(chosen):
-            ax.legend(fontsize=6)
-        else:
-            ax.text(0.5, 0.5, f"no {kind} task", transform=ax.transAxes, ha="center", color="grey")
-save(fig, "02_rapid_gradual")
+kinds = compare.decline_kinds(task_mean, source, rapid_by)
+fig = plots.decline_panels(task_mean, kinds)
+plots.save(fig, "02_rapid_gradual")
 plt.show()
-kinds.groupby(["source", "kind"]).size().unstack(fill_value=0)
+kinds.groupby(["group", "kind"]).size().unstack(fill_value=0)
 
 # %% [markdown]
 # ## What we saw

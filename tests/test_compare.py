@@ -152,3 +152,37 @@ def test_coincidence_keeps_each_windows_own_rate():
     assert r["hits"] == 20 and r["expected"] == pytest.approx(1.0) and r["p"] < 0.01
     with pytest.raises(DataError, match="no measure change"):
         predict.coincidence(pd.DataFrame({"task": ["t0"], "step": [99]}), moved)
+
+
+def _task_table(curves_by_label: dict[str, dict[str, list[float]]], steps: list[int]) -> pd.DataFrame:
+    return pd.DataFrame([{"label": label, "seed": 0, "task": task, "step": s, "loss": v}
+                         for label, tasks in curves_by_label.items() for task, values in tasks.items()
+                         for s, v in zip(steps, values)])
+
+
+def test_sudden_drops_are_measured_against_the_baseline_order():
+    steps = [0, 2, 4, 6]
+    table = _task_table({"cluster": {"a": [3, 2.9, 2.8, 1.0], "b": [3, 2.0, 1.5, 1.4]},
+                         "random": {"a": [3, 2.5, 2.0, 1.8], "b": [3, 2.0, 1.5, 1.4]}}, steps)
+    drops = compare.sudden_drops(table, "cluster", "random").set_index("task")
+    assert drops.loc["a", "start"] == 4 and drops.loc["a", "step"] == 6
+    assert drops.loc["a", "excess"] == pytest.approx(1.8 - 0.2)
+    assert drops.loc["b", "excess"] == pytest.approx(0.0)  # same curve: nothing sudden
+    assert drops.index[0] == "a" and (drops.start > 0).all()  # the window from step 0 is never counted
+
+
+def test_decline_kinds_and_metric_shapes():
+    steps = [0, 2, 4, 6, 8, 10]
+    task_mean = pd.DataFrame([{"task": t, "step": s, "loss": v} for t, values in
+                              {"fast": [4, 1.5, 1.1, 1.0, 1.0, 1.0], "slow": [4, 3.6, 3.2, 2.6, 2.1, 2.0],
+                               "flat": [2, 2.1, 2.2, 2.3, 2.3, 2.3]}.items() for s, v in zip(steps, values)])
+    kinds = compare.decline_kinds(task_mean, {"fast": "A", "slow": "B", "flat": "B"}, rapid_by=4).set_index("task")
+    assert kinds.kind.to_dict() == {"fast": "rapid", "slow": "gradual", "flat": "gradual"}
+    assert kinds.loc["flat", "fall"] < 0 and kinds.loc["fast", "group"] == "A"
+    curves = pd.DataFrame([{"label": "r", "seed": 0, "step": s, "loss": v}
+                           for s, v in zip(steps, [4, 2, 1.5, 1.4, 1.4, 1.4])])
+    scores = pd.DataFrame([{"protocol": "greedy", "metric": "ROUGE-1", "seed": 0, "step": s, "score": v}
+                           for s, v in zip([0, 4, 10], [5, 30, 12])])
+    shapes = compare.metric_shapes(curves, scores).set_index("metric")
+    assert shapes.index[0] == "held-out loss"  # the steadiest here
+    assert shapes.loc["ROUGE-1", "jitter_mean"] > shapes.loc["held-out loss", "jitter_mean"]

@@ -13,6 +13,7 @@ the package, never from the caller's working directory.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -78,6 +79,7 @@ def run(profile: str = "cpu", log=print) -> list[Path]:
     import papermill
 
     params = load_profile(profile)
+    os.environ.setdefault("TQDM_DISABLE", "1")  # the kernels inherit it: no progress bars in the pages
     notebooks = [convert(src) for src in chapter_sources()]
     declared = {nb: declared_parameters(nb) for nb in notebooks}
     from .runs import RUN_PARAMS, SPLIT_PARAMS, TRAIN_PARAMS

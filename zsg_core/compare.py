@@ -169,3 +169,66 @@ def jitter(steps: Sequence[int], values: Sequence[float], after: int, tail: int 
     if len(late) < 2 or total == 0:
         return float("nan")
     return float(np.abs(np.diff(late)).mean() / total)
+
+
+# -- what a chapter reads off a set of runs --------------------------------------------------------
+
+METRIC_NAMES = {"rouge1": "ROUGE-1", "rougeL": "ROUGE-L", "exact_match": "Exact match"}
+
+
+def generation_scores(results: Mapping[tuple[str, int], RunResult]) -> pd.DataFrame:
+    """Mean generation metric per label, protocol, seed and step: label, protocol, seed, step, metric, score."""
+    frames = [r.generations.assign(label=label, seed=seed) for (label, seed), r in results.items()]
+    gens = pd.concat(frames, ignore_index=True)
+    if gens.empty:
+        raise DataError("these runs generated nothing: give them generate_steps")
+    keys = ["label", "protocol", "seed", "step"]
+    scores = gens.groupby(keys)[list(METRIC_NAMES)].mean().reset_index().melt(
+        id_vars=keys, var_name="metric", value_name="score")
+    return scores.assign(metric=scores.metric.map(METRIC_NAMES))
+
+
+def metric_shapes(curves: pd.DataFrame, scores: pd.DataFrame, fraction: float = 0.8) -> pd.DataFrame:
+    """For held-out loss and each generation metric and protocol: the step by which `fraction` of
+    the change happened (median over seeds) and the jitter after it (mean over seeds), least
+    jittery first. Loss jitter is measured on the generation steps only, so all are compared on
+    the same checkpoints."""
+    rows = []
+    generation_steps = set(scores.step)
+    for seed, loss in curves.groupby("seed"):
+        when = change_step(loss.step, loss.loss, fraction)
+        same = loss[loss.step.isin(generation_steps)]
+        rows.append({"metric": "held-out loss", "protocol": "teacher-forced", "seed": seed, "step": when,
+                     "jitter": jitter(same.step, same.loss, after=when or 0)})
+    for (protocol, metric, seed), table in scores.groupby(["protocol", "metric", "seed"]):
+        when = change_step(table.step, table.score, fraction)
+        rows.append({"metric": metric, "protocol": protocol, "seed": seed, "step": when,
+                     "jitter": jitter(table.step, table.score, after=when or 0)})
+    shape = pd.DataFrame(rows)
+    return (shape.groupby(["metric", "protocol"]).agg(step_80=("step", "median"), jitter_mean=("jitter", "mean"))
+            .reset_index().sort_values("jitter_mean", ignore_index=True))
+
+
+def decline_kinds(task_mean: pd.DataFrame, groups: Mapping[str, str], rapid_by: int) -> pd.DataFrame:
+    """Per task (task_mean: task, step, loss): its fall from step 0 to its plateau, the step by
+    which 80% of it happened, and its kind: 'rapid' if that step is <= rapid_by, else 'gradual'."""
+    rows = []
+    for task, table in task_mean.sort_values(["task", "step"]).groupby("task"):
+        when = change_step(table.step, table.loss)
+        fall = float(table.loss.iloc[0] - plateau(table.step, table.loss))
+        rows.append({"task": task, "group": groups[task], "step_80": when, "fall": fall,
+                     "kind": "rapid" if fall > 0 and when is not None and when <= rapid_by else "gradual"})
+    return pd.DataFrame(rows)
+
+
+def sudden_drops(task_curves_: pd.DataFrame, order: str, baseline: str) -> pd.DataFrame:
+    """Each task's most sudden window under `order`: how much more its loss fell there than under
+    `baseline` (mean over seeds) between the same two evaluations, from the first evaluation after
+    step 0 on. Columns task, start, step (the window's end), excess; largest excess first."""
+    mean = task_curves_.groupby(["label", "task", "step"]).loss.mean().reset_index().sort_values(["label", "task", "step"])
+    g = mean.groupby(["label", "task"])
+    mean = mean.assign(fall=-g.loss.diff(), start=g.step.shift()).dropna()
+    falls = mean.pivot_table(index=["task", "start", "step"], columns="label", values="fall").reset_index()
+    falls = falls[falls.start > 0].assign(excess=lambda f: f[order] - f[baseline])
+    return (falls.sort_values("excess", ascending=False).drop_duplicates("task")
+            [["task", "start", "step", "excess"]].reset_index(drop=True))
