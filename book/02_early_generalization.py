@@ -177,6 +177,10 @@ lines = [
     f"{len(seeds)} shuffles); {(start - early) / (start - end):.0%} of that fall had happened by step {first_eval}, "
     f"and 80% of it by step {loss_row.step_80:.0f} (median over shuffles) of a {max_steps}-step run, that is "
     f"{loss_row.step_80 / epoch:.1%} of one epoch ({epoch} steps; the paper: about 20 of 1,800 steps, ~1%).",
+    "By source (mean over shuffles), 80% of the held-out loss drop happened by step: "
+    + "; ".join(f"{group} {compare.change_step(t.step, t.loss)} (from {t.loss.iloc[0]:.2f} to {t.loss.iloc[-1]:.2f})"
+                for group, t in by_source.groupby(["group", "step"]).loss.mean().reset_index().groupby("group"))
+    + ".",
     f"Jitter after the change (mean |checkpoint-to-checkpoint change| / whole change), lowest first: {jitters}.",
     f"Held-out loss is {'the least' if verdict_2 == 'reproduced' else 'not the least'} noisy indicator here; "
     + protocols,
