@@ -13,7 +13,7 @@ export TQDM_DISABLE := 1
 # the first run embeds every instance (~21 texts/s) and trains ~5 runs of 60 steps (E1's three with
 # generation at 6 steps); reruns read every run back from the run store.
 BOOK_TIME_cpu   := about 32 minutes the first time (about 3 once its runs are stored)
-BOOK_TIME_smoke := about 5 minutes the first time (about 1 once its runs are stored)
+BOOK_TIME_smoke := about 3 minutes the first time (under 1 once its runs are stored)
 BOOK_TIME_gpu   := not measured on this machine
 
 .PHONY: book test venv prepare chapters clean
