@@ -6,8 +6,6 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 PROFILE ?= cpu
 export HF_HUB_OFFLINE := 1
-# no progress bars in executed notebooks
-export TQDM_DISABLE := 1
 
 # Measured wall time of the book's execution per profile (set-up excluded), printed first:
 # the first run embeds every instance (~21 texts/s) and trains ~5 runs of 60 steps (E1's three with

@@ -65,12 +65,12 @@ from IPython.display import Markdown, display
 
 from zsg_core import compare, plots
 from zsg_core.data import SOURCE_NAMES
-from zsg_core.split import SplitConfig, load_split
+from zsg_core.runs import run_config
+from zsg_core.split import load_split
 
 plots.use_style()
 params = compare.run_params(globals())  # every parameter above that a run takes
-split = load_split(SplitConfig(seed=split_seed, test_tasks=test_tasks, train_per_task=train_per_task,
-                               test_per_task=test_per_task, max_len=max_len), model)
+split = load_split(run_config(**params).split, model)  # the runs' own split
 source = {r.task: SOURCE_NAMES.get(r.source, r.source) for r in split.test}
 results = compare.run_arrangements(params, {"random": {"arrangement": "random"}}, seeds)
 curves = compare.loss_curves(results)

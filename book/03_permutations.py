@@ -59,13 +59,11 @@ n_boot = 300
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
 from IPython.display import Markdown, display
 
 from zsg_core import compare, plots, predict
-from zsg_core.embed import Encoder
-from zsg_core.split import SplitConfig, load_split
+from zsg_core.runs import run_config
+from zsg_core.split import load_split
 
 plots.use_style()
 params = compare.run_params(globals())
@@ -74,8 +72,7 @@ ORDERS = ["round-robin", "random", "cluster"]
 results = compare.run_arrangements(params, {"round-robin": {"arrangement": "round-robin", **quiet},
                                             "cluster": {"arrangement": "cluster", **quiet},
                                             "random": {"arrangement": "random"}}, seeds)
-split = load_split(SplitConfig(seed=split_seed, test_tasks=test_tasks, train_per_task=train_per_task,
-                               test_per_task=test_per_task, max_len=max_len), model)
+split = load_split(run_config(**params).split, model)  # the runs' own split
 curves = compare.loss_curves(results)
 per_task = compare.task_curves(results)
 
@@ -120,18 +117,8 @@ sharpest
 # table `measures` holds every task).
 
 # %%
-encoder = Encoder()
-by_id = {r.id: r for r in split.train}
-test_by_task: dict[str, list] = {}
-for r in split.test:
-    test_by_task.setdefault(r.task, []).append(r)
-eval_steps = sorted(curves.step.unique())
-tables = []
-for (label, seed), result in results.items():
-    received = result.batches.sort_values(["step", "position"]).id.tolist()
-    tables.append(predict.prefix_table(received, by_id, test_by_task, eval_steps, batch_size, encoder)
-                  .assign(label=label, seed=seed))
-measures = pd.concat(tables, ignore_index=True)
+received = {key: r.batches.sort_values(["step", "position"]).id.tolist() for key, r in results.items()}
+measures = predict.prefix_table(received, {r.id: r for r in split.train}, split.test, curves.step.unique(), batch_size)
 
 focus = sharpest.task.iloc[0]
 for rank, task in enumerate(sharpest.task):
@@ -160,9 +147,7 @@ plt.show()
 # random measure shows what chance looks like.
 
 # %%
-task_loss = per_task[per_task.step > 0]
-changes = predict.window_changes(task_loss.assign(label=task_loss.label + "/" + task_loss.seed.astype(str)),
-                                 measures.assign(label=measures.label + "/" + measures.seed.astype(str)))
+changes = predict.window_changes(per_task, measures)
 power = predict.predictive_power(changes, n_boot=n_boot)
 fig = plots.rho_forest(power)
 plots.save(fig, "03_predictive_power")
@@ -174,17 +159,15 @@ power.round(3)
 
 # %% tags=["hide-input"]
 last = curves[curves.step == curves.step.max()].groupby("label").loss.mean()
-mid_steps = [s for s in eval_steps if 0 < s <= max_steps // 2]
+mid_steps = [s for s in curves.step.unique() if 0 < s <= max_steps // 2]
 early = curves[curves.step.isin(mid_steps)].groupby("label").loss.mean()
 null = power[power.measure == predict.NULL_MEASURE].iloc[0]
 real = power[power.measure != predict.NULL_MEASURE]
 best = real.iloc[0]
 min_avg = power.set_index("measure").loc[["Cosine-Min", "Cosine-Avg", predict.WSD_MEASURE], "rho_within"]
 # did each task's most sudden cluster-order window coincide with a step of the closest-pair distance?
-cmin = measures[(measures.label == "cluster") & (measures.measure == "Cosine-Min")].sort_values(["task", "step"])
-cmin = cmin.assign(d=cmin.groupby("task").value.diff(), start=cmin.groupby("task").step.shift()).dropna()
-sudden = drops[drops.excess > 0]
-together = predict.coincidence(sudden, cmin.assign(moved=cmin.d < 0))
+cmin = changes[(changes.label == "cluster") & (changes.measure == "Cosine-Min")]
+together = predict.coincidence(drops[drops.excess > 0], cmin.assign(step=cmin.end, moved=cmin.d_measure < 0))
 predicts = real[real.within_lo > 0].measure.tolist()  # interval wholly above 0: better than chance
 min_or_avg = {"Cosine-Min", "Euclidean-Min", "Cosine-Avg", "Euclidean-Avg", predict.WSD_MEASURE}
 close = real[real.measure.isin(min_or_avg) & (real.within_hi >= best.within_lo)].measure.tolist()

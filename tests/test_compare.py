@@ -1,4 +1,4 @@
-"""compare: grids of runs, tidy curves, intervals, gaps, verdicts, curve shapes; predict: E3's
+"""compare: grids of runs, tidy curves, intervals, gaps, curve shapes; predict: E3's
 prefix measures from the received batches, window changes and predictive power."""
 from __future__ import annotations
 
@@ -60,10 +60,6 @@ def test_interval_and_gap_paired_and_unpaired():
     assert np.allclose(paired["diff"], 0.11) and (paired.lo > 0).all()
     unpaired = compare.gap(curves, "fixed", "b")
     assert unpaired.n_a.tolist() == [1, 1] and (unpaired.hi < 0).all()  # b is above 1.0 at both steps
-    assert compare.verdict(*paired.iloc[0][["diff", "lo", "hi"]], expect=">") == "as claimed"
-    assert compare.verdict(*paired.iloc[0][["diff", "lo", "hi"]], expect="<") == "opposite"
-    assert compare.verdict(0.1, -0.1, 0.3, expect="<") == "no clear difference"
-    assert compare.verdict(0.1, float("nan"), float("nan"), expect="<") == "no clear difference"
     with pytest.raises(DataError, match="no curve"):
         compare.gap(curves, "a", "c")
 
@@ -91,27 +87,27 @@ def test_prefix_table_measures_what_was_received(tmp_path):
     encoder = Encoder(cache=tmp_path)  # the real MiniLM, on a few texts
     topics = ["cats", "tax law", "chess openings", "rain", "poems", "bridges"]
     train = [_record(i, f"t{i % 3}", f"a note about {topics[i % 6]}, number {i}") for i in range(12)]
-    test = {"x": [_record(0, "x", "held out text about cats"), _record(1, "x", "another held out one")]}
+    test = [_record(0, "x", "held out text about cats"), _record(1, "x", "another held out one")]
     by_id = {r.id: r for r in train}
     ids = [r.id for r in train]
-    table = predict.prefix_table(ids, by_id, test, steps=[0, 1, 2, 3], batch_size=4, encoder=encoder)
-    assert sorted(table.step.unique()) == [1, 2, 3]
+    table = predict.prefix_table({("fwd", 0): ids, ("rev", 0): ids[::-1]}, by_id, test, steps=[0, 1, 2, 3],
+                                 batch_size=4, encoder=encoder)
+    assert sorted(table.step.unique()) == [1, 2, 3] and set(table.label) == {"fwd", "rev"}
     assert set(table.measure) == set(predict.ALL_MEASURES)
-    cmin = table[table.measure == "Cosine-Min"].sort_values("step").value.to_numpy()
-    cmax = table[table.measure == "Cosine-Max"].sort_values("step").value.to_numpy()
+    fwd = table[table.label == "fwd"]
+    cmin = fwd[fwd.measure == "Cosine-Min"].sort_values("step").value.to_numpy()
+    cmax = fwd[fwd.measure == "Cosine-Max"].sort_values("step").value.to_numpy()
     assert (np.diff(cmin) <= 0).all() and (np.diff(cmax) >= 0).all()  # running min / max over a growing prefix
-    # the same ids in another order give another prefix, hence other values at step 1
-    other = predict.prefix_table(ids[::-1], by_id, test, steps=[1, 3], batch_size=4, encoder=encoder)
-    a = table[(table.step == 1) & (table.measure == "Cosine-Avg")].value.item()
-    b = other[(other.step == 1) & (other.measure == "Cosine-Avg")].value.item()
-    assert a != pytest.approx(b)
-    c = table[(table.step == 3) & (table.measure == "Cosine-Avg")].value.item()
-    d = other[(other.step == 3) & (other.measure == "Cosine-Avg")].value.item()
-    assert c == pytest.approx(d)  # the whole list seen: order no longer matters
+
+    def avg(label: str, step: int) -> float:
+        return table[(table.label == label) & (table.step == step) & (table.measure == "Cosine-Avg")].value.item()
+
+    assert avg("fwd", 1) != pytest.approx(avg("rev", 1))  # another order: another prefix at step 1
+    assert avg("fwd", 3) == pytest.approx(avg("rev", 3))  # the whole list seen: order no longer matters
     with pytest.raises(DataError, match="past the"):
-        predict.prefix_table(ids, by_id, test, steps=[4], batch_size=4, encoder=encoder)
+        predict.prefix_table({("a", 0): ids}, by_id, test, steps=[4], batch_size=4, encoder=encoder)
     with pytest.raises(DataError, match="not training records"):
-        predict.prefix_table(["nope"] + ids, by_id, test, steps=[1], batch_size=4, encoder=encoder)
+        predict.prefix_table({("a", 0): ["nope"] + ids}, by_id, test, steps=[1], batch_size=4, encoder=encoder)
 
 
 def test_a_measure_that_drives_the_loss_is_found_and_noise_is_not():
@@ -125,9 +121,10 @@ def test_a_measure_that_drives_the_loss_is_found_and_noise_is_not():
                 driver += d
                 noise += rng.standard_normal()
                 level += 0.5 * d + 0.1 * rng.standard_normal()  # the loss moves with the driver
-                rows_loss.append({"label": label, "task": f"t{t}", "step": step, "loss": level})
-                rows_measure += [{"label": label, "task": f"t{t}", "step": step, "measure": "driver", "value": driver},
-                                 {"label": label, "task": f"t{t}", "step": step, "measure": "unrelated", "value": noise}]
+                unit = {"label": label, "seed": 0, "task": f"t{t}", "step": step}
+                rows_loss.append({**unit, "loss": level})
+                rows_measure += [{**unit, "measure": "driver", "value": driver},
+                                 {**unit, "measure": "unrelated", "value": noise}]
     changes = predict.window_changes(pd.DataFrame(rows_loss), pd.DataFrame(rows_measure))
     assert set(changes.measure) == {"driver", "unrelated", predict.NULL_MEASURE}
     assert len(changes[changes.measure == "driver"]) == 2 * 12 * 9

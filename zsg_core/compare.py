@@ -55,26 +55,25 @@ def run_arrangements(params: Mapping[str, Any], variants: Mapping[str, Mapping[s
 
 
 def loss_curves(results: Mapping[tuple[str, int], RunResult], groups: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """Held-out loss per label, seed and step: the micro average over test instances.
-    With `groups` (task -> group name, e.g. its source), one curve per group as well (column `group`)."""
+    """Held-out loss per label, seed and step: the micro average over test instances (`mean_loss`).
+    With `groups` (task -> group name, e.g. its source), one curve per group instead (column `group`)."""
     frames = []
     for (label, seed), result in results.items():
-        table = result.eval_loss
-        if groups is not None:
-            table = table.assign(group=table.task.map(groups))
+        if groups is None:
+            curve = result.mean_loss().rename("loss").reset_index()
+        else:
+            table = result.eval_loss.assign(group=result.eval_loss.task.map(groups))
             if table.group.isna().any():
                 raise DataError(f"no group for test task(s) {sorted(set(table.task[table.group.isna()]))[:3]}")
             curve = table.groupby(["group", "step"]).loss.mean().reset_index()
-        else:
-            curve = table.groupby("step").loss.mean().reset_index()
         frames.append(curve.assign(label=label, seed=seed))
     cols = ["label", "seed"] + (["group"] if groups is not None else []) + ["step", "loss"]
     return pd.concat(frames, ignore_index=True)[cols]
 
 
 def task_curves(results: Mapping[tuple[str, int], RunResult]) -> pd.DataFrame:
-    """Per-task held-out loss: label, seed, task, step, loss."""
-    frames = [r.eval_loss.groupby(["task", "step"]).loss.mean().reset_index().assign(label=label, seed=seed)
+    """Per-task held-out loss (`task_loss`), tidy: label, seed, task, step, loss."""
+    frames = [r.task_loss().stack().rename("loss").reset_index().assign(label=label, seed=seed)
               for (label, seed), r in results.items()]
     return pd.concat(frames, ignore_index=True)[["label", "seed", "task", "step", "loss"]]
 
@@ -126,17 +125,6 @@ def gap(curves: pd.DataFrame, a: str, b: str, value: str = "loss", level: float 
                 lo, hi = diff - half, diff + half
         rows.append({"step": int(s), "diff": diff, "lo": lo, "hi": hi, "n_a": len(xa), "n_b": len(xb)})
     return pd.DataFrame(rows, columns=["step", "diff", "lo", "hi", "n_a", "n_b"])
-
-
-def verdict(diff: float, lo: float, hi: float, expect: str) -> str:
-    """'as claimed' when the whole interval has the claimed sign, 'opposite' when it has the other,
-    'no clear difference' when it straddles 0 (or no interval exists: one run each)."""
-    if expect not in ("<", ">"):
-        raise DataError(f"expect is '<' (a below b) or '>', got {expect!r}")
-    if np.isnan(lo) or np.isnan(hi) or lo <= 0 <= hi:
-        return "no clear difference"
-    below = hi < 0
-    return "as claimed" if below == (expect == "<") else "opposite"
 
 
 # -- the shape of one curve ----------------------------------------------------------------------

@@ -4,8 +4,8 @@ The paper plots, for one task at a time, nine measures of "how similar is what t
 seen so far to this test task" next to the task's loss, and reads off by eye that Min and Avg
 track it. This module asks the same across every test task, order and evaluation window:
 
-    measures = prefix_table(order_ids, records_by_id, test_by_task, steps, batch_size, encoder)
-    changes = window_changes(task_loss, measures)         # per (order, task, window): d measure, d loss
+    measures = prefix_table({(label, seed): received_ids}, records_by_id, test, steps, batch_size)
+    changes = window_changes(task_loss, measures)         # per (run, task, window): d measure, d loss
     power = predictive_power(changes)                     # Spearman rho per measure, 95% bootstrap CI
 
 Two correlations per measure. "pooled": across all (order, task, window) units; it rewards any
@@ -30,41 +30,53 @@ from .similarity import MEASURES, bigram_kl, prefix_measures
 
 WSD_MEASURE = "WSD (Min + w Avg)"
 NULL_MEASURE = "Random (null)"
+ALL_MEASURES = (*MEASURES, "KL", WSD_MEASURE)
 
 
-def prefix_table(order_ids: Sequence[str], records_by_id: Mapping[str, Record], test_by_task: Mapping[str, Sequence[Record]],
-                 steps: Sequence[int], batch_size: int, encoder: Encoder | None = None, kl: bool = True,
-                 text: str = "first-turn") -> pd.DataFrame:
-    """Every E3 measure of the prefix seen after each step in `steps` (> 0), per test task.
+def prefix_table(received: Mapping[tuple[str, int], Sequence[str]], records_by_id: Mapping[str, Record],
+                 test: Sequence[Record], steps: Sequence[int], batch_size: int, encoder: Encoder | None = None,
+                 kl: bool = True, text: str = "first-turn") -> pd.DataFrame:
+    """Every E3 measure of the prefix seen after each step in `steps` (> 0), per run and test task.
 
-    `order_ids` are the training ids in the order the model received them (a run's `batches`
-    table, so the prefix is what it actually saw). Text as the paper's E3 scripts: first user turn
-    and response. Columns: task, step, measure, value. Adds the WSD-style combination of Cosine-Min
-    and Cosine-Avg (w = mean Min / mean Avg over the table, the paper's w_avg rule).
+    `received` maps a run's (label, seed) to the training ids in the order the model received
+    them (its `batches` table, so the prefix is what it actually saw). Text as the paper's E3
+    scripts: first user turn and response. The held-out side is embedded once for all runs.
+    Columns: label, seed, task, step, measure, value. Adds the WSD-style combination of Cosine-Min
+    and Cosine-Avg with one weight for the whole table (w = mean Min / mean Avg, the paper's w_avg
+    rule), so the combination is on one scale across runs.
     """
     steps = sorted(s for s in steps if s > 0)
     if not steps:
         raise DataError("prefix measures need at least one step after step 0")
-    if steps[-1] * batch_size > len(order_ids):
-        raise DataError(f"step {steps[-1]} x batch {batch_size} is past the {len(order_ids)} ids received")
-    missing = [i for i in order_ids if i not in records_by_id]
-    if missing:
-        raise DataError(f"{len(missing)} received ids are not training records, e.g. {missing[:3]}")
-    seen = [records_by_id[i] for i in order_ids[: steps[-1] * batch_size]]
+    if not test:
+        raise DataError("the held-out set is empty: nothing to measure similarity to")
     encoder = encoder or Encoder()
-    train_vecs = embed_records(seen, text, encoder)
-    train_texts = [embed_text(r, text) for r in seen]
+    by_task: dict[str, list[int]] = {}
+    for i, r in enumerate(test):
+        by_task.setdefault(r.task, []).append(i)
+    test_vecs = embed_records(list(test), text, encoder)
+    test_texts = [embed_text(r, text) for r in test]
     wanted = {s * batch_size: s for s in steps}
     frames = []
-    for task, records in test_by_task.items():
-        test_vecs = embed_records(list(records), text, encoder)
-        table = prefix_measures(train_vecs, test_vecs, batch_size)
-        if kl:
-            table = pd.concat([table, bigram_kl(train_texts, [embed_text(r, text) for r in records], batch_size)])
-        table = table[table.seen.isin(wanted)]
-        frames.append(table.assign(task=task, step=table.seen.map(wanted)))
-    out = pd.concat(frames, ignore_index=True)[["task", "step", "measure", "value"]]
-    mins, avgs = (out[out.measure == m].set_index(["task", "step"]).value for m in ("Cosine-Min", "Cosine-Avg"))
+    for (label, seed), order_ids in received.items():
+        if steps[-1] * batch_size > len(order_ids):
+            raise DataError(f"{label}/{seed}: step {steps[-1]} x batch {batch_size} is past the "
+                            f"{len(order_ids)} ids received")
+        missing = [i for i in order_ids if i not in records_by_id]
+        if missing:
+            raise DataError(f"{label}/{seed}: {len(missing)} received ids are not training records, e.g. {missing[:3]}")
+        seen = [records_by_id[i] for i in order_ids[: steps[-1] * batch_size]]
+        train_vecs = embed_records(seen, text, encoder)
+        train_texts = [embed_text(r, text) for r in seen]
+        for task, rows in by_task.items():
+            table = prefix_measures(train_vecs, test_vecs[rows], batch_size)
+            if kl:
+                table = pd.concat([table, bigram_kl(train_texts, [test_texts[i] for i in rows], batch_size)])
+            table = table[table.seen.isin(wanted)]
+            frames.append(table.assign(label=label, seed=seed, task=task, step=table.seen.map(wanted)))
+    keys = ["label", "seed", "task", "step"]
+    out = pd.concat(frames, ignore_index=True)[keys + ["measure", "value"]]
+    mins, avgs = (out[out.measure == m].set_index(keys).value for m in ("Cosine-Min", "Cosine-Avg"))
     w = float(mins.mean() / avgs.mean())
     combined = (mins + w * avgs).rename("value").reset_index().assign(measure=WSD_MEASURE)
     return pd.concat([out, combined[out.columns]], ignore_index=True)
@@ -73,14 +85,15 @@ def prefix_table(order_ids: Sequence[str], records_by_id: Mapping[str, Record], 
 def window_changes(task_loss: pd.DataFrame, measures: pd.DataFrame, null_seed: int = 0) -> pd.DataFrame:
     """Changes over each window between consecutive evaluated steps (both > 0).
 
-    `task_loss`: label, task, step, loss. `measures`: label, task, step, measure, value.
-    Returns label, task, start, end, measure, d_measure, d_loss; plus the null measure.
+    `task_loss`: label, seed, task, step, loss (`compare.task_curves`). `measures`: label, seed,
+    task, step, measure, value (`prefix_table`). Returns label, seed, task, start, end, measure,
+    d_measure, d_loss; plus the null measure.
     """
-    for name, table, cols in (("task_loss", task_loss, {"label", "task", "step", "loss"}),
-                              ("measures", measures, {"label", "task", "step", "measure", "value"})):
+    keys = ["label", "seed", "task"]
+    for name, table, cols in (("task_loss", task_loss, {*keys, "step", "loss"}),
+                              ("measures", measures, {*keys, "step", "measure", "value"})):
         if not cols <= set(table.columns):
             raise DataError(f"{name} needs columns {sorted(cols)}, has {sorted(table.columns)}")
-    keys = ["label", "task"]
     loss = task_loss[task_loss.step > 0].sort_values(keys + ["step"])
     loss = loss.assign(start=loss.groupby(keys).step.shift(), d_loss=loss.groupby(keys).loss.diff()).dropna()
     m = measures.sort_values(keys + ["measure", "step"])
@@ -97,16 +110,12 @@ def window_changes(task_loss: pd.DataFrame, measures: pd.DataFrame, null_seed: i
     return out
 
 
-def _rank(x: np.ndarray) -> np.ndarray:
+def _spearman(x: np.ndarray, y: np.ndarray) -> float:
     from scipy.stats import rankdata
 
-    return rankdata(x)
-
-
-def _spearman(x: np.ndarray, y: np.ndarray) -> float:
     if len(x) < 3:
         return float("nan")
-    rx, ry = _rank(x), _rank(y)
+    rx, ry = rankdata(x), rankdata(y)
     if rx.std() == 0 or ry.std() == 0:
         return float("nan")
     return float(np.corrcoef(rx, ry)[0, 1])
@@ -169,6 +178,3 @@ def coincidence(events: pd.DataFrame, moved: pd.DataFrame, n_perm: int = 2000, s
     expected = float(sum(by_step[s].mean() for _, s in keys))
     return {"hits": hits, "events": len(keys), "expected": expected,
             "p": float((1 + (null >= hits).sum()) / (1 + n_perm))}
-
-
-ALL_MEASURES = (*MEASURES, "KL", WSD_MEASURE)

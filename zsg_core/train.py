@@ -100,9 +100,8 @@ class TrainConfig:
         if self.precision not in ("bf16", "fp32"):
             raise DataError(f"training parameter precision must be 'bf16' or 'fp32', got {self.precision!r}")
         if not self.generate_steps:  # nothing is generated: how it would be is no part of the run's identity
-            for f in fields(self):
-                if f.name in ("generate_protocol", "generate_per_task", "max_new_tokens", "reward_model"):
-                    object.__setattr__(self, f.name, f.default)
+            for name in ("generate_protocol", "generate_per_task", "max_new_tokens", "reward_model"):
+                object.__setattr__(self, name, self.__dataclass_fields__[name].default)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
