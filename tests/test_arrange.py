@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 import zsg_core.similarity as similarity_module
 import zsg_core.tma as tma_module
-from zsg_core.arrange import (apply, cluster, coarse, fft, nft, per_task_select, random_order, round_robin, rt,
+from zsg_core.arrange import (apply, cluster, coarse, fft, nft, ot, per_task_select, random_order, round_robin, rt,
+                              tma_round_range,
                               tma, tma_round_groups, tma_rounds)
 from zsg_core.similarity import SimilarityError, wsd
 
@@ -201,3 +202,23 @@ def test_tma_exact_ties_between_distinct_vectors(monkeypatch):
     test = np.array([[1.0, 0.0, 0.0]])
     assert tma_rounds(train, test, "min", budget=10) == [[i] for i in range(10)]
     assert tma_rounds(train, test, "min", budget=10) == paper_select(train, test, "min", 10)
+
+
+def test_round_range_is_the_rounds_it_names():
+    rng = np.random.default_rng(5)
+    x, t = unit(rng, 60, 4), unit(rng, 4, 4)
+    rounds = tma_rounds(x, t, "min")
+    order, labels = tma_round_range(x, t, 2, 4)
+    assert order == rounds[2] + rounds[3]
+    assert {labels[i] for i in rounds[2]} == {("min", 2)} and {labels[i] for i in rounds[3]} == {("min", 3)}
+    with pytest.raises(SimilarityError, match="only"):
+        tma_round_range(x, t, len(rounds), len(rounds) + 2)
+
+
+def test_ot_order_is_the_transport_cost_ascending():
+    # two test points; the pool's copies of them cost nothing to move, the far point costs most
+    test = np.array([[1.0, 0.0], [0.0, 1.0]])
+    train = np.array([[-1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [S, S]])
+    order = ot(train, test)
+    assert order[-1] == 0 and sorted(order) == [0, 1, 2, 3]
+    assert set(order[:2]) == {1, 2}

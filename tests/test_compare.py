@@ -38,6 +38,19 @@ def test_a_grid_runs_each_config_once_and_curves_are_tidy(tmp_path, monkeypatch)
     assert set(by_group.group) == {"even", "odd"}
     with pytest.raises(DataError, match="no group"):
         compare.loss_curves(results, groups={})
+    # what a run received, with tasks and families from its own split
+    from zsg_core.data import task_family
+    from zsg_core.split import load_split
+
+    split = load_split(r.config.split, r.config.model)
+    got = compare.received(r)
+    assert got.id.tolist() == r.batches.id.tolist()
+    task_of = {x.id: x.task for x in split.train}
+    assert (got.task == got.id.map(task_of)).all()
+    held = {task_family(x.task) for x in split.test}
+    first_two = got[got.step <= 2]
+    assert compare.sibling_share(r, 2) == pytest.approx(first_two.task.map(task_family).isin(held).mean())
+    assert compare.epoch_steps(r) == -(-len(split.train) // 4)
     tasks = compare.task_curves(results)
     assert set(tasks.task) == set(r.eval_loss.task)
     with pytest.raises(DataError, match="seed_param"):

@@ -69,3 +69,12 @@ def test_batched_evaluation_equals_one_by_one(tmp_path):
         batched, single = lm.item_losses(items, batch_size=4), lm.item_losses(items, batch_size=1)
         assert [n for _, n in batched] == [n for _, n in single]
         assert np.allclose([l for l, _ in batched], [l for l, _ in single], atol=1e-4)
+
+
+def test_the_split_check_computes_its_own_bottom_and_ignores_the_cache(tmp_path):
+    """A cached entry was computed under bf16 autocast; the check of the cut must not depend on it."""
+    lm = TunedLM("tiny-llama", frozen_layers=2, hidden_cache=tmp_path)  # autocast on, as in training
+    item = lm.items(RECORDS)[1]
+    lm.cache_bottom([item])
+    lm._hidden[item.key] = torch.zeros_like(lm._hidden[item.key])  # a cache entry far from the truth
+    assert lm.check_split(item) < 0.01

@@ -122,3 +122,14 @@ def test_cli_train_runs_and_reports(tmp_path):
     typo = subprocess.run(args[:2] + ["--set", "learning_rate=1e-4"], capture_output=True, text=True, env=env,
                           timeout=300)
     assert typo.returncode == 2 and "unknown run parameter 'learning_rate'" in typo.stderr
+
+
+def test_round_ranges_are_validated_and_named_only_when_set():
+    assert "rounds" not in _config().to_dict()  # runs stored before the field existed keep their keys
+    c = _config(arrangement="tma-min", rounds=[0, 2])
+    assert c.rounds == (0, 2) and c.to_dict()["rounds"] == [0, 2] and c.key() != _config(arrangement="tma-min").key()
+    assert RunConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c  # survives config.json
+    with pytest.raises(DataError, match="rounds applies to arrangement tma-min or tma-max"):
+        _config(arrangement="nft", rounds=[0, 2])
+    with pytest.raises(DataError, match=r"\[first, end\)"):
+        _config(arrangement="tma-min", rounds=[3, 3])

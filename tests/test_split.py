@@ -131,3 +131,25 @@ def test_real_family_blocked_split():
     assert summary["train_tasks"] >= 200 and summary["test_tasks"] >= 30
     assert {r.source for r in s.test} == {"natural_instructions", "bigbench"}
     check_disjoint(s.train, s.test, by_family=True)
+
+
+def test_instance_hold_out_draws_instances_without_regard_to_tasks():
+    cfg = SplitConfig(seed=1, test_tasks=5, train_per_task=10, test_per_task=4, held_out="instances")
+    s = make_split(_pool(), cfg)
+    assert len(s.test) == 5 * 4 and len(s.train) == 30 * 10 - 20  # every sampled instance on one side
+    assert not {r.id for r in s.train} & {r.id for r in s.test}
+    assert len({r.task for r in s.test}) > 5  # drawn across tasks, not 5 whole tasks
+    assert {r.task for r in s.test} <= {r.task for r in s.train}  # held-out tasks also train: by design
+    assert set(s.report.side) <= {"train", "train+test"}
+    assert make_split(_pool(), cfg).test == s.test
+    with pytest.raises(DataError, match="exclude each other"):
+        SplitConfig(held_out="instances", family_blocked=True)
+    with pytest.raises(DataError, match="held_out must be one of"):
+        SplitConfig(held_out="families")
+    with pytest.raises(DataError, match="pool of"):
+        make_split(_pool(3, 4), SplitConfig(test_tasks=10, train_per_task=4, test_per_task=2, held_out="instances"))
+
+
+def test_a_field_added_later_names_a_split_only_when_set():
+    assert "held_out" not in SplitConfig().identity()  # splits and runs stored before it keep their names
+    assert SplitConfig(held_out="instances").identity()["held_out"] == "instances"

@@ -12,10 +12,10 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from .similarity import SimilarityError, check_embeddings, combine_wsd, min_avg_distance, wsd
+from .similarity import SimilarityError, check_embeddings, combine_wsd, min_avg_distance, ot_cost, wsd
 from .tma import tma_rounds
 
-__all__ = ["random_order", "round_robin", "cluster", "nft", "fft", "rt", "coarse", "tma_rounds", "tma",
+__all__ = ["random_order", "round_robin", "cluster", "nft", "fft", "rt", "ot", "coarse", "tma_rounds", "tma",
            "tma_layout", "tma_round_groups", "per_task_select", "apply", "METHODS", "arrange_records"]
 
 
@@ -82,6 +82,13 @@ def rt(train: np.ndarray, test: np.ndarray, seed: int = 0) -> list[int]:
     """E4 random: a seeded shuffle of the NFT list (sft_job.py reshuffles the NFT rows), so it
     holds exactly the same instances as NFT and FFT."""
     return _wsd_order(wsd(train, test), "rt", seed)
+
+
+def ot(train: np.ndarray, test: np.ndarray) -> list[int]:
+    """E9 `method="ot"`: ascending per-item transport cost to the test set under the exact
+    uniform EMD plan (`similarity.ot_cost`, p = 1), ties by index. Items the plan moves little
+    mass from cost ~0 and come first, so this is "cheapest to move first", not nearest first."""
+    return np.argsort(ot_cost(train, test), kind="stable").tolist()
 
 
 def _wsd_order(score: np.ndarray, direction: str, seed: int = 0) -> list[int]:
@@ -166,6 +173,19 @@ def tma_layout(train: np.ndarray, test: np.ndarray, variant: str = "nft", budget
     return base, {i: label[i] for i in base}
 
 
+def tma_round_range(train: np.ndarray, test: np.ndarray, first: int, end: int,
+                    direction: Literal["min", "max"] = "min") -> tuple[list[int], dict[int, tuple[str, int]]]:
+    """E8: the items that rounds [first, end) of Algorithm 1 over the whole pool pick, in round
+    order, with each item's round. The paper trains on each such group separately."""
+    rounds = tma_rounds(train, test, direction, None)
+    if not 0 <= first < end:
+        raise SimilarityError(f"rounds must be [first, end) with 0 <= first < end, got [{first}, {end})")
+    if first >= len(rounds):
+        raise SimilarityError(f"rounds [{first}, {end}) asked for, but the pool gives only {len(rounds)} rounds")
+    picked = rounds[first:end]
+    return [i for r in picked for i in r], {i: (direction, first + k) for k, r in enumerate(picked) for i in r}
+
+
 def tma_round_groups(rounds: Sequence[Sequence[int]], width: int = 5) -> list[list[int]]:
     """E8: the items of rounds [0, width), [width, 2 width), ... as separate training sets, each
     in round order (the paper does not say; its figure is consistent with round order)."""
@@ -217,10 +237,10 @@ def apply(items: Sequence, order: Sequence[int]) -> list:
 # ---------------------------------------------------------------------------------------------
 # Records in, arranged records out: what `zsg arrange` runs.
 
-METHODS = ("random", "round-robin", "cluster", "nft", "fft", "rt", "coarse",
+METHODS = ("random", "round-robin", "cluster", "nft", "fft", "rt", "ot", "coarse",
            "tma-nft", "tma-fft", "tma-rt", "tma-min", "tma-max")
 SEEDED = {"random", "rt", "tma-rt"}  # the orders that a seed changes; every other one is fixed by its data
-NEEDS_EMBEDDINGS = {"nft", "fft", "rt", "coarse", "tma-nft", "tma-fft", "tma-rt", "tma-min", "tma-max"}
+NEEDS_EMBEDDINGS = {"nft", "fft", "rt", "ot", "coarse", "tma-nft", "tma-fft", "tma-rt", "tma-min", "tma-max"}
 
 
 @dataclass
@@ -244,11 +264,12 @@ class Arrangement:
 
 
 def arrange_records(train: Sequence, test: Sequence, method: str, budget: int | None = None, seed: int = 0,
-                    embed_text: str | None = None, encoder=None) -> Arrangement:
+                    embed_text: str | None = None, encoder=None, rounds: tuple[int, int] | None = None) -> Arrangement:
     """Order training records for a test set with any method of the paper.
 
     `embed_text` defaults to the paper's choice per method: all messages joined for the WSD
-    methods (E4, E5), the first user turn and response for TMA (E6).
+    methods (E4, E5, OT), the first user turn and response for TMA (E6). `rounds=(a, b)` with
+    tma-min / tma-max keeps only what rounds [a, b) over the whole pool pick (E8).
     """
     from .embed import Encoder, embed_records
 
@@ -256,6 +277,8 @@ def arrange_records(train: Sequence, test: Sequence, method: str, budget: int | 
         raise SimilarityError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if budget is not None and not method.startswith("tma-"):
         raise SimilarityError(f"--budget applies to the tma-* methods only, not {method!r}")
+    if rounds is not None and (method not in ("tma-min", "tma-max") or budget is not None):
+        raise SimilarityError("--rounds applies to tma-min and tma-max without a budget")
     tasks = [r.task for r in train]
     if method == "random":
         return Arrangement(random_order(len(train), seed), method)
@@ -268,9 +291,14 @@ def arrange_records(train: Sequence, test: Sequence, method: str, budget: int | 
     x = embed_records(train, mode, encoder)
     t = embed_records(test, mode, encoder)
     md, ad = min_avg_distance(x, t)  # one pass serves the WSD orders and the summary
+    if rounds is not None:
+        order, labels = tma_round_range(x, t, rounds[0], rounds[1], method[4:])
+        return Arrangement(order, method, labels, md)
     if method.startswith("tma-"):
-        order, rounds = tma_layout(x, t, method[4:], budget, seed)
-        return Arrangement(order, method, rounds, md)
+        order, labels = tma_layout(x, t, method[4:], budget, seed)
+        return Arrangement(order, method, labels, md)
+    if method == "ot":
+        return Arrangement(ot(x, t), method, None, md)
     if method == "coarse":
         return Arrangement(coarse(x, t, tasks), method, None, md)
     return Arrangement(_wsd_order(combine_wsd(md, ad), method, seed), method, None, md)

@@ -87,7 +87,8 @@ def _arrange(args: argparse.Namespace) -> int:
             check_disjoint(train, test)
         except DataError as e:
             raise DataError(f"{e}. The test set must be unseen; pass --allow-overlap to arrange anyway") from None
-    result = arrange_records(train, test, args.method, args.budget, args.seed, args.embed_text)
+    result = arrange_records(train, test, args.method, args.budget, args.seed, args.embed_text,
+                             rounds=tuple(args.rounds) if args.rounds else None)
     rows = []
     for position, i in enumerate(result.order):
         row = train[i].to_dict() | {"order": position}
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="convert again even if ready")
     p.set_defaults(func=_prepare)
 
-    from .split import SplitConfig
+    from .split import HELD_OUT, SplitConfig
 
     p = sub.add_parser("split", help="write the held-out split of the default task pool")
     p.add_argument("--out", required=True, help="folder for train.jsonl, test.jsonl, report.csv")
@@ -181,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     for f in fields(SplitConfig):
         if f.type in (bool, "bool"):
             p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, action="store_true")
+        elif f.name == "held_out":
+            p.add_argument("--held-out", choices=HELD_OUT, default=f.default,
+                           help="tasks: held-out tasks (the paper); instances: random instances, task-free (E7)")
         else:
             p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=int, default=f.default)
     p.add_argument("--force", action="store_true", help="overwrite an existing output folder")
@@ -202,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--method", required=True, choices=METHODS)
     p.add_argument("--budget", type=int, default=None, help="tma-*: how many items to select (default: all)")
     p.add_argument("--seed", type=int, default=0, help="random, rt, tma-rt: the shuffle's seed")
+    p.add_argument("--rounds", type=int, nargs=2, metavar=("FIRST", "END"), default=None,
+                   help="tma-min, tma-max: keep only what rounds [FIRST, END) over the whole pool pick (E8)")
     p.add_argument("--embed-text", choices=["all", "first-turn"], default=None,
                    help="text to embed (default: the paper's: all messages for WSD, first turn for TMA)")
     p.add_argument("--out", required=True, help="output JSONL file, or folder with --format hf")

@@ -220,3 +220,48 @@ def sudden_drops(task_curves_: pd.DataFrame, order: str, baseline: str) -> pd.Da
     falls = falls[falls.start > 0].assign(excess=lambda f: f[order] - f[baseline])
     return (falls.sort_values("excess", ascending=False).drop_duplicates("task")
             [["task", "start", "step", "excess"]].reset_index(drop=True))
+
+
+def gaps(curves: pd.DataFrame, pairs: Sequence[tuple[str, str]], level: float = 0.95) -> pd.DataFrame:
+    """`gap` for several (a, b) pairs, tidy, with a column `comparison` = "a - b"."""
+    return pd.concat([gap(curves, a, b, level=level).assign(comparison=f"{a} - {b}") for a, b in pairs],
+                     ignore_index=True)
+
+
+def gap_at(gaps_: pd.DataFrame, step: int, comparison: str) -> tuple[float, float, float]:
+    """(diff, lo, hi) of one comparison of a `gaps` table at one step."""
+    row = gaps_[(gaps_.step == step) & (gaps_.comparison == comparison)]
+    if len(row) != 1:
+        raise DataError(f"no single {comparison!r} row at step {step}")
+    return tuple(float(row.iloc[0][c]) for c in ("diff", "lo", "hi"))
+
+
+def epoch_steps(result: RunResult) -> int:
+    """Steps in one epoch over the run's whole arranged list (the cosine schedule's length)."""
+    return -(-int(result.manifest["train_instances"]) // result.config.train.batch_size)
+
+
+def received(result: RunResult) -> pd.DataFrame:
+    """The run's `batches` (step, position, id) with each instance's task, its family, and whether
+    that family also has a held-out task (`sibling`), from the run's own split."""
+    from .data import task_family
+    from .split import load_split
+
+    split = load_split(result.config.split, result.config.model)
+    held = {task_family(r.task) for r in split.test}
+    task = {r.id: r.task for r in split.train}
+    out = result.batches.assign(task=result.batches.id.map(task))
+    if out.task.isna().any():
+        raise DataError(f"run {result.folder.name} received ids its split does not have, e.g. {out.id[out.task.isna()].iloc[0]!r}")
+    family = out.task.map(task_family)
+    return out.assign(family=family, sibling=family.isin(held))
+
+
+def sibling_share(result: RunResult, upto_step: int) -> float:
+    """The fraction of the instances a run received in its first `upto_step` steps whose task
+    family also has a held-out task: how much of what it saw early was a sibling of the test."""
+    seen = received(result)
+    seen = seen[seen.step <= upto_step]
+    if seen.empty:
+        raise DataError(f"the run received nothing by step {upto_step}")
+    return float(seen.sibling.mean())

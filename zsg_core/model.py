@@ -259,18 +259,23 @@ class TunedLM:
 
     @torch.no_grad()
     def check_split(self, item: Item, tolerance: float = 0.01) -> float:
-        """|loss through the cached bottom + top - loss of the whole model| on one item, in fp32 (bf16
-        autocast alone moves a single instance's loss by ~0.05); an error above `tolerance`. The
-        fp16 storage of the cut costs ~1e-3."""
+        """|loss through bottom + top - loss of the whole model| on one item, both in fp32 with the
+        cut stored in fp16 as the cache stores it (~1e-3); an error above `tolerance` means the
+        architecture does not fit the cut. The bottom is computed afresh here, not read from the
+        cache: a cached entry was computed under bf16 autocast, which alone moves one instance's
+        loss by up to ~0.05 and would make this check depend on which item it got."""
         if not self.frozen_layers:
             return 0.0
-        autocast, self.autocast = self.autocast, False
+        was_training = self.model.training
+        self.model.eval()
         try:
-            split_loss = self.item_losses([item])[0][0]
-            total, n = ResponseLoss(self.model, 0)(item.ids.to(self.device), item.labels.to(self.device))
+            ids, labels = item.ids.to(self.device), item.labels.to(self.device)
+            cut = self.bottom(input_ids=ids[None], use_cache=False).last_hidden_state[0].to(torch.float16)
+            split_total, split_n = self.loss(cut.to(torch.float32), labels)
+            total, n = ResponseLoss(self.model, 0)(ids, labels)
         finally:
-            self.autocast = autocast
-        gap = abs(split_loss - float(total) / max(int(n), 1))
+            self.model.train(was_training)
+        gap = abs(float(split_total) / max(int(split_n), 1) - float(total) / max(int(n), 1))
         if gap > tolerance:
             raise ModelError(f"{self.name}: bottom/top split changes the loss by {gap:.4f} (> {tolerance}); this "
                              f"architecture does not fit the frozen-bottom cache, use frozen_layers=0")

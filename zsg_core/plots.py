@@ -135,3 +135,46 @@ def rho_forest(power: pd.DataFrame) -> plt.Figure:
                title="within each window" if kind == "within" else "pooled over all windows")
     axes[0].invert_yaxis()
     return fig
+
+
+def gap_plot(gaps: pd.DataFrame, ax: plt.Axes, title: str = "", hue: str = "comparison") -> None:
+    """Differences of held-out loss per step (columns step, diff, lo, hi, and `hue`), each with
+    its 95% interval shaded (none for a single run); below 0 = the first order is ahead."""
+    for colour, (name, g) in zip(PAPER_COLORS, gaps.groupby(hue, sort=False)):
+        g = g.sort_values("step")
+        ax.plot(g.step, g["diff"], marker="o", markersize=3, color=colour, label=name)
+        ax.fill_between(g.step, g.lo, g.hi, color=colour, alpha=0.25, lw=0)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set(title=title, xlabel="step", ylabel="difference in held-out loss")
+    ax.legend(fontsize=8, title=None)
+
+
+def split_and_blocked(gap_split: pd.DataFrame, gap_blocked: pd.DataFrame, n_splits: int,
+                      mark: int | None = None) -> plt.Figure:
+    """Two `gap_plot`s side by side: over random task splits, and on the family-blocked split;
+    `mark` draws a dotted vertical line at that step on both."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), sharey=True)
+    gap_plot(gap_split, axes[0], title=f"Random task split ({n_splits} splits)")
+    gap_plot(gap_blocked, axes[1], title="Family-blocked split (RT shuffles)")
+    if mark is not None:
+        for ax in axes:
+            ax.axvline(mark, ls=":", color="grey")
+    return fig
+
+
+def rounds_map(points: pd.DataFrame, groups: list[str]) -> plt.Figure:
+    """A 2-d (UMAP) picture of the pool around the held-out points (columns x, y, kind): held-out
+    instances as black crosses, training instances coloured by the group of rounds that picked
+    them (`groups`, earliest first), the rest of the pool in light grey."""
+    fig, ax = plt.subplots(figsize=(7.5, 6))
+    rest = points[points.kind == "not picked"]
+    ax.scatter(rest.x, rest.y, s=3, color="#dddddd", label="not picked", rasterized=True)
+    cmap = plt.get_cmap("viridis", max(len(groups), 2))
+    for i, kind in enumerate(groups):
+        g = points[points.kind == kind]
+        ax.scatter(g.x, g.y, s=6, color=cmap(i), label=kind, rasterized=True)
+    test = points[points.kind == "held-out"]
+    ax.scatter(test.x, test.y, s=22, marker="x", color="black", label="held-out", linewidths=1)
+    ax.set(xticks=[], yticks=[], title="Which training instances each group of TMA rounds picked (UMAP of MiniLM)")
+    ax.legend(fontsize=7, markerscale=2, loc="best")
+    return fig

@@ -25,7 +25,7 @@ import os
 import platform
 import subprocess
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -48,6 +48,7 @@ class RunConfig:
     budget: int | None = None  # tma-*: instances to select
     embed_text: str | None = None  # None: the paper's choice per method
     train: TrainConfig = TrainConfig()
+    rounds: tuple[int, int] | None = None  # tma-min/tma-max: train on rounds [a, b) only (E8)
 
     def __post_init__(self) -> None:
         from .arrange import METHODS, SEEDED
@@ -62,12 +63,24 @@ class RunConfig:
             object.__setattr__(self, "arrangement_seed", 0)
         if self.budget is not None and (not isinstance(self.budget, int) or self.budget < 1):
             raise DataError(f"run parameter budget must be a positive integer or null, got {self.budget!r}")
+        if self.rounds is not None:
+            r = self.rounds
+            if (not isinstance(r, (list, tuple)) or len(r) != 2 or not all(isinstance(i, int) and not isinstance(i, bool) for i in r)
+                    or not 0 <= r[0] < r[1]):
+                raise DataError(f"run parameter rounds must be [first, end) with 0 <= first < end, got {r!r}")
+            if self.arrangement not in ("tma-min", "tma-max") or self.budget is not None:
+                raise DataError("run parameter rounds applies to arrangement tma-min or tma-max without a budget")
+            object.__setattr__(self, "rounds", tuple(r))
         if self.embed_text not in (None, "all", "first-turn"):
             raise DataError(f"run parameter embed_text must be 'all', 'first-turn' or null, got {self.embed_text!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
-        return {**d, "split": asdict(self.split), "train": self.train.to_dict()}
+        if d["rounds"] is None:  # added after runs were stored: part of the identity only when set
+            del d["rounds"]
+        else:
+            d["rounds"] = list(d["rounds"])
+        return {**d, "split": self.split.identity(), "train": self.train.to_dict()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
@@ -93,8 +106,9 @@ class RunConfig:
 
 # Flat parameter names (profiles, papermill parameters, the CLI) -> where they live in a RunConfig.
 SPLIT_PARAMS = {"split_seed": "seed", "test_tasks": "test_tasks", "train_per_task": "train_per_task",
-                "test_per_task": "test_per_task", "max_len": "max_len", "family_blocked": "family_blocked"}
-RUN_PARAMS = {"model", "arrangement", "arrangement_seed", "budget", "embed_text"}
+                "test_per_task": "test_per_task", "max_len": "max_len", "family_blocked": "family_blocked",
+                "held_out": "held_out"}
+RUN_PARAMS = {"model", "arrangement", "arrangement_seed", "budget", "embed_text", "rounds"}
 TRAIN_PARAMS = {f.name for f in fields(TrainConfig)}
 
 
@@ -183,7 +197,7 @@ def arranged_training_list(config: RunConfig, split=None) -> tuple[list, list, d
 
     split = split or load_split(config.split, config.model)
     arrangement = arrange_records(split.train, split.test, config.arrangement, config.budget,
-                                  config.arrangement_seed, config.embed_text)
+                                  config.arrangement_seed, config.embed_text, rounds=config.rounds)
     return apply(split.train, arrangement.order), split.test, arrangement.summary()
 
 

@@ -10,6 +10,11 @@
    training task, <= `test_per_task` per held-out task.
 4. Training instances whose prompt or full text equals a held-out instance's are removed (the
    BIG-bench families share inputs across subtasks), and `check_disjoint` proves the result.
+
+`held_out="instances"` is the task-free variant (E7's analog): no task is held out; instead
+`test_tasks x test_per_task` instances are drawn at random from the whole sampled pool without
+regard to their tasks, and every other sampled instance trains. Held-out tasks then do appear in
+training (that is the point: it is an instance-level, not a task-level, hold-out).
 """
 from __future__ import annotations
 
@@ -40,6 +45,7 @@ class SplitConfig:
     max_len: int = 512  # tokens of prompt + response in the paper's format, model tokenizer
     max_tasks_per_family: int = 40  # BIG-bench families only
     family_blocked: bool = False  # hold out whole families: no held-out task has a training sibling
+    held_out: str = "tasks"  # "tasks" (the paper's zero-shot split) or "instances" (task-free, E7)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -48,14 +54,35 @@ class SplitConfig:
                 if not isinstance(v, bool):
                     raise DataError(f"split parameter family_blocked must be true or false, got {v!r}")
                 continue
+            if f.name == "held_out":
+                if v not in HELD_OUT:
+                    raise DataError(f"split parameter held_out must be one of {', '.join(HELD_OUT)}, got {v!r}")
+                continue
             if not isinstance(v, int) or isinstance(v, bool):
                 raise DataError(f"split parameter {f.name} must be an integer, got {v!r}")
             if f.name != "seed" and v < 1:
                 raise DataError(f"split parameter {f.name} must be at least 1, got {v}")
 
+        if self.held_out == "instances" and self.family_blocked:
+            raise DataError("split parameters held_out='instances' and family_blocked exclude each other: "
+                            "an instance-level hold-out keeps every task on the training side")
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SplitConfig":
         return from_known_fields(cls, d, "split")
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that name this split (cache folders, run keys). Fields added after splits and
+        runs were first stored count only when set, so adding one does not orphan the stores."""
+        d = asdict(self)
+        for name, default in LATE_DEFAULTS.items():
+            if d[name] == default:
+                del d[name]
+        return d
+
+
+HELD_OUT = ("tasks", "instances")
+LATE_DEFAULTS = {"held_out": "tasks"}  # field -> default that is left out of `identity`
 
 
 @dataclass
@@ -66,11 +93,10 @@ class Split:
     config: SplitConfig
 
     def summary(self) -> dict[str, Any]:
-        by_side = self.report[self.report.kept > 0].groupby("side")
         return {
             "config": asdict(self.config),
-            "train_tasks": int(by_side.size().get("train", 0)),
-            "test_tasks": int(by_side.size().get("test", 0)),
+            "train_tasks": len({r.task for r in self.train}),
+            "test_tasks": len({r.task for r in self.test}),
             "train_instances": len(self.train),
             "test_instances": len(self.test),
             "dropped_too_long": int(self.report.too_long.sum()),
@@ -118,14 +144,15 @@ def _repeats(r: Record, held: tuple[set[str], set[str]]) -> bool:
     return prompt in held[0] or full in held[1]
 
 
-def check_disjoint(train: list[Record], test: list[Record], by_family: bool = False) -> None:
+def check_disjoint(train: list[Record], test: list[Record], by_family: bool = False, by_task: bool = True) -> None:
     """Raise DataError if any held-out task (with `by_family`, any task family), id or instance
-    text also appears on the training side."""
+    text also appears on the training side. `by_task=False` (an instance-level hold-out) checks
+    ids and texts only."""
     if not test:
         raise DataError("the held-out set is empty")
     if not train:
         raise DataError("the training set is empty")
-    if shared := sorted({r.task for r in train} & {r.task for r in test}):
+    if by_task and (shared := sorted({r.task for r in train} & {r.task for r in test})):
         raise DataError(f"{len(shared)} held-out task(s) also in training, e.g. {shared[:3]}")
     if by_family and (shared := sorted({task_family(r.task) for r in train} & {task_family(r.task) for r in test})):
         raise DataError(f"{len(shared)} held-out task famil(ies) also in training, e.g. {shared[:3]}")
@@ -192,6 +219,18 @@ def _stratified_test_tasks(tasks: list[str], source_of: dict[str, str], n: int, 
     return chosen
 
 
+def _instance_hold_out(sample: dict[str, list[Record]], usable: list[str],
+                       config: SplitConfig) -> tuple[list[Record], list[Record]]:
+    """(held-out, training candidates) of the task-free variant: `test_tasks x test_per_task`
+    instances drawn at random from every task's sample, tasks never consulted in the draw."""
+    pool = [r for t in sorted(usable) for r in sample[t][: config.train_per_task]]
+    n = config.test_tasks * config.test_per_task
+    if n >= len(pool):
+        raise DataError(f"held_out='instances' asks for {n} held-out instances from a pool of {len(pool)}")
+    chosen = set(random.Random(f"{config.seed}:instances").sample(range(len(pool)), n))
+    return [pool[i] for i in sorted(chosen)], [r for i, r in enumerate(pool) if i not in chosen]
+
+
 def make_split(records: list[Record], config: SplitConfig = SplitConfig(), tokenizer=None) -> Split:
     """Partition tasks into training and held-out, sample instances, filter by length, prove no leak.
 
@@ -213,28 +252,35 @@ def make_split(records: list[Record], config: SplitConfig = SplitConfig(), token
         rows.append({"task": task, "family": task_family(task), "source": by_task[task][0].source or "",
                      "available": len(by_task[task]), "examined": examined, "too_long": too_long})
     usable = [t for t in sample if sample[t]]
-    if config.test_tasks >= len(usable):
+    if config.held_out == "tasks" and config.test_tasks >= len(usable):
         raise DataError(f"test_tasks={config.test_tasks} leaves no training task: only {len(usable)} tasks "
                         f"have instances within max_len={config.max_len}")
-    source_of = {row["task"]: row["source"] for row in rows}
-    test_tasks = _stratified_test_tasks(usable, source_of, config.test_tasks, random.Random(config.seed),
-                                        config.family_blocked)
-    test = [r for t in sorted(test_tasks) for r in sample[t][: config.test_per_task]]
+    if config.held_out == "instances":
+        test, candidates = _instance_hold_out(sample, usable, config)
+        test_tasks: set[str] = set()
+    else:
+        source_of = {row["task"]: row["source"] for row in rows}
+        test_tasks = _stratified_test_tasks(usable, source_of, config.test_tasks, random.Random(config.seed),
+                                            config.family_blocked)
+        test = [r for t in sorted(test_tasks) for r in sample[t][: config.test_per_task]]
+        candidates = [r for t in sorted(set(usable) - test_tasks) for r in sample[t][: config.train_per_task]]
     held = _held_out_texts(test)
     train, removed = [], defaultdict(int)
-    for t in sorted(set(usable) - test_tasks):
-        for r in sample[t][: config.train_per_task]:
-            if _repeats(r, held):
-                removed[t] += 1
-            else:
-                train.append(r)
-    check_disjoint(train, test, by_family=config.family_blocked)
-    kept_count = defaultdict(int)
+    for r in candidates:
+        if _repeats(r, held):
+            removed[r.task] += 1
+        else:
+            train.append(r)
+    check_disjoint(train, test, by_family=config.family_blocked, by_task=config.held_out == "tasks")
+    kept_count, tested = defaultdict(int), {r.task for r in test}
     for r in train + test:
         kept_count[r.task] += 1
     for row in rows:
         t = row["task"]
-        row["side"] = "test" if t in test_tasks else ("train" if sample[t] else "unused")
+        if config.held_out == "instances":
+            row["side"] = ("train+test" if t in tested else "train") if sample[t] else "unused"
+        else:
+            row["side"] = "test" if t in test_tasks else ("train" if sample[t] else "unused")
         row["leak_removed"] = removed[t]
         row["kept"] = kept_count[t]
     return Split(train, test, pd.DataFrame(rows), config)
@@ -248,7 +294,7 @@ def load_split(config: SplitConfig = SplitConfig(), model: str = "smollm2-135m")
     from .assets import TINY_MODELS, load_tokenizer
 
     tokens_of = "smollm2-135m" if model in TINY_MODELS else model  # tiny models share SmolLM2's tokenizer
-    key = json.dumps({"config": asdict(config), "model": tokens_of, "version": SPLIT_VERSION}, sort_keys=True)
+    key = json.dumps({"config": config.identity(), "model": tokens_of, "version": SPLIT_VERSION}, sort_keys=True)
     folder = cache_dir() / "splits" / hashlib.sha1(key.encode()).hexdigest()[:16]
     with file_lock(folder):  # two notebooks asking at once compute it once
         if not (folder / "summary.json").exists():

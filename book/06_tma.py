@@ -1,0 +1,212 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Test-centric Multi-turn Arrangement and its rounds (E6, E8)
+#
+# TMA builds the training list around the held-out points instead of scoring each instance once:
+# in **round** k, every held-out instance picks its nearest training instance not yet taken
+# (cosine over MiniLM embeddings of the first turn), so each round brings one more layer of
+# neighbours of *every* test point. The paper's five arrangements, all over the same selection:
+#
+# - **MIN**: the nearest rounds; **MAX**: the same with the farthest instance per test point;
+# - **NFT**: the nearest rounds for half the budget, then the farthest rounds *reversed* (so it
+#   runs from moderately far to farthest); **FFT**: the exact reverse of NFT (farthest first, the
+#   near half arriving mid-run); **RT**: NFT's list shuffled.
+#
+# The selection is as many instances as the run trains on (`max_steps x batch_size`), so every
+# run makes one pass over it, as the paper made one pass over its 30k. The paper reports NFT < RT <
+# FFT, NFT's loss still falling while RT's flattens, and FFT's loss dropping once it reaches the
+# near half. Then (E8) it trains from scratch on the instances of rounds [0, 5), [5, 10), ...
+# separately: earlier rounds, lower loss.
+#
+# Rerun with other parameters, for example:
+# `papermill book/06_tma.ipynb out.ipynb -p round_starts "[0,5,10,15]"`.
+#
+# | parameter | meaning |
+# |---|---|
+# | `model`, split and training parameters | as in chapter 2 (`split_seed` is unused here: `split_seeds` says which splits) |
+# | `split_seeds` | task splits NFT / FFT / RT are repeated on; MIN, MAX, the family-blocked split and the rounds use the first |
+# | `seeds` | RT shuffles on the family-blocked split |
+# | `tma_budget` | instances TMA selects (None: `max_steps x batch_size`, one pass per run) |
+# | `round_width`, `round_starts` | E8: one run on the instances of TMA rounds [s, s + round_width) for each start s |
+
+# %% tags=["parameters"]
+model = "smollm2-135m"
+split_seed = 0
+test_tasks = 36
+train_per_task = 20
+test_per_task = 5
+max_len = 512
+lr = 3.0e-4
+batch_size = 8
+max_steps = 60
+frozen_layers = 26
+seeds = [0, 1, 2]
+split_seeds = [0, 1, 2]
+tma_budget = None
+round_width = 5
+round_starts = [0, 10, 20]
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from IPython.display import Markdown, display
+
+from zsg_core import compare, experiments, findings, plots
+from zsg_core.arrange import arrange_records
+from zsg_core.embed import Encoder, embed_records
+from zsg_core.runs import run_config
+from zsg_core.split import load_split
+from zsg_core.tma import tma_rounds
+
+plots.use_style()
+params = compare.run_params(globals())
+runs = experiments.tma(params, split_seeds, seeds, tma_budget)
+first = split_seeds[0]
+budget = experiments.tma_budget(params, tma_budget)
+split = load_split(run_config(**{**params, "split_seed": first}).split, model)
+ORDERS = ["NFT", "RT", "FFT", "MIN", "MAX"]
+on_first = {k: v for k, v in runs["by_split"].items() if k[1] == first} | runs["extremes"]
+curves_first = compare.loss_curves(on_first)
+curves_split = compare.loss_curves(runs["by_split"])
+curves_blocked = compare.loss_curves(runs["blocked"])
+# where the FFT layout's near half (the nearest rounds) begins: its first item picked by a min round
+fft_layout = arrange_records(split.train, split.test, "tma-fft", budget)
+near_start = next(p for p, i in enumerate(fft_layout.order) if fft_layout.rounds[i][0] == "min")
+near_step = near_start // batch_size + 1
+
+# %% [markdown]
+# ## The five arrangements (first split)
+#
+# The dotted line marks the step at which FFT's list reaches its near half.
+
+# %%
+fig, ax = plt.subplots(figsize=(7.5, 3.8))
+plots.band_plot(curves_first, ax, order=ORDERS, title=f"TMA, {budget} instances, split {first}")
+ax.axvline(near_step, ls=":", color="grey")
+plots.save(fig, "06_tma_orders")
+plt.show()
+curves_first.groupby(["label", "step"]).loss.mean().unstack(0)[ORDERS].round(3).T
+
+# %% [markdown]
+# ## The gaps, over task splits and on the family-blocked split
+#
+# As in chapter 4: NFT - RT and FFT - RT paired by split with a 95% t-interval over splits (left),
+# and on the family-blocked split with a Welch interval over RT's shuffles (right).
+
+# %%
+pairs = [("NFT", "RT"), ("FFT", "RT")]
+gap_split = compare.gaps(curves_split, pairs)
+gap_blocked = compare.gaps(curves_blocked, pairs)
+fig = plots.split_and_blocked(gap_split, gap_blocked, len(split_seeds), mark=near_step)
+plots.save(fig, "06_tma_gaps")
+plt.show()
+gap_split.pivot_table(index="comparison", columns="step", values="diff").round(3)
+
+# %% [markdown]
+# ## Rounds (E8): training on one group of rounds at a time
+#
+# TMA's min rounds over the whole pool, grouped; one run from the base model on each group's
+# instances, in round order.
+
+# %%
+groups = experiments.round_groups({**params, "split_seed": first}, round_width, round_starts)
+labels = [experiments.round_label(s, round_width) for s in round_starts]
+curves_rounds = compare.loss_curves(groups)
+fig, ax = plt.subplots(figsize=(7.5, 3.8))
+plots.band_plot(curves_rounds, ax, order=labels, title="One run per group of TMA rounds")
+plots.save(fig, "06_rounds")
+plt.show()
+sizes = pd.Series({label: int(r.manifest["train_instances"]) for (label, _), r in groups.items()}, name="instances")
+curves_rounds.groupby(["label", "step"]).loss.mean().unstack(0)[labels].round(3).T.join(sizes)
+
+# %% [markdown]
+# ## Where the rounds reach, in a picture
+#
+# UMAP of the MiniLM embeddings (first turn, cosine) of the whole training pool and the held-out
+# instances (crosses): the instances each group of rounds picked are coloured, the rest grey. Early
+# rounds should sit on top of the crosses, later ones further out.
+
+# %%
+import umap
+
+encoder = Encoder()
+x = embed_records(split.train, "first-turn", encoder)
+t = embed_records(split.test, "first-turn", encoder)
+rounds = tma_rounds(x, t, "min", None)
+kind = np.full(len(x), "not picked", dtype=object)
+for s, label in zip(round_starts, labels):
+    for r in rounds[s: s + round_width]:
+        kind[r] = label
+xy = umap.UMAP(n_neighbors=15, metric="cosine", random_state=0).fit_transform(np.vstack([x, t]))
+points = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "kind": list(kind) + ["held-out"] * len(t)})
+fig = plots.rounds_map(points, labels)
+plots.save(fig, "06_rounds_umap")
+plt.show()
+
+# %% [markdown]
+# ## What we saw
+
+# %% tags=["hide-input"]
+epoch = compare.epoch_steps(on_first[("NFT", first)])
+steps = sorted(gap_split.step.unique())
+paper = findings.PAPER["E6"]
+point = findings.relative_step(paper["step"] / paper["epoch"], epoch, steps)
+near, far = (compare.gap_at(gap_split, point, c) for c in ("NFT - RT", "FFT - RT"))
+verdict = findings.order_verdict(near, far)
+b_near, b_far = (compare.gap_at(gap_blocked, point, c) for c in ("NFT - RT", "FFT - RT"))
+blocked_verdict = findings.order_verdict(b_near, b_far)
+mean_first = curves_first.groupby(["label", "step"]).loss.mean().unstack(0)
+# FFT against MAX before and after the near half: the paper saw FFT hidden under MAX, then falling away
+before = [s for s in mean_first.index if 0 < s < near_step]
+after = [s for s in mean_first.index if s >= near_step]
+fft_max_before = float((mean_first.FFT - mean_first.MAX).loc[before].mean())
+fft_max_after = float((mean_first.FFT - mean_first.MAX).loc[after].mean())
+# does NFT keep falling while RT flattens? the fall over the last third of the run
+third = [s for s in mean_first.index if s >= 2 * max_steps // 3]
+late_fall = (mean_first.loc[third[0]] - mean_first.loc[third[-1]])
+final = curves_rounds[curves_rounds.step == curves_rounds.step.max()].set_index("label").loss.reindex(labels)
+monotone = bool(np.all(np.diff(final.to_numpy()) > 0))
+rounds_verdict = "reproduced" if monotone else ("partly" if final.iloc[0] == final.min() else "not reproduced")
+lines = [
+    f"One pass over the {on_first[('NFT', first)].manifest['train_instances']}-instance selection (budget {budget}; "
+    f"Algorithm 1 keeps each round whole) is {epoch} steps; the paper's step {paper['step']} of "
+    f"{paper['epoch']:,} is step {point} here. Paper: {paper['text']}.",
+    f"At step {point}, over {len(split_seeds)} splits: NFT - RT {findings.fmt(*near)}, FFT - RT {findings.fmt(*far)}. "
+    f"Verdict on NFT < RT < FFT: **{verdict}**.",
+    f"Family-blocked split, step {point}: NFT - RT {findings.fmt(*b_near)}, FFT - RT {findings.fmt(*b_far)} "
+    f"(intervals over RT shuffles). Verdict there: **{blocked_verdict}**.",
+    f"FFT reaches its near half at step {near_step}. FFT - MAX averaged {fft_max_before:+.3f} before it and "
+    f"{fft_max_after:+.3f} from then on (first split).",
+    "Loss fall over the last third of the run (first split): "
+    + ", ".join(f"{o} {late_fall[o]:.3f}" for o in ORDERS) + ".",
+    f"Rounds (E8), loss at step {curves_rounds.step.max()}: "
+    + ", ".join(f"{k} {v:.3f}" for k, v in final.items())
+    + f". Earlier rounds, lower loss, in order: **{rounds_verdict}** (one run per group). "
+    f"Paper: {findings.PAPER['E8']['text']}.",
+]
+display(Markdown("\n".join("- " + line for line in lines)))
+relative = f"step {point} of {max_steps} ({point / epoch:.0%} of the epoch)"
+findings.record("06_tma", params, [
+    findings.Finding("E6", "TMA nearest-first lowers held-out loss: NFT < RT < FFT (claim 5)", paper["text"],
+                     f"NFT - RT {findings.fmt(*near)}; FFT - RT {findings.fmt(*far)}", *near, relative, verdict),
+    findings.Finding("E6+", "Beyond the paper: TMA with no sibling task in training (family-blocked split)", "not studied",
+                     f"NFT - RT {findings.fmt(*b_near)}; FFT - RT {findings.fmt(*b_far)} (intervals over RT shuffles)",
+                     *b_near, relative, blocked_verdict),
+    findings.Finding("E8", "Data from earlier TMA rounds gives lower held-out loss", findings.PAPER["E8"]["text"],
+                     ", ".join(f"{k} {v:.3f}" for k, v in final.items()) + " (one run each)",
+                     float(final.iloc[0] - final.iloc[-1]), float("nan"), float("nan"),
+                     f"step {curves_rounds.step.max()} (end of each run)", rounds_verdict),
+], pd.concat([gap_split.assign(experiment="E6", setting="random split"),
+              gap_blocked.assign(experiment="E6", setting="family-blocked")]))
