@@ -107,7 +107,8 @@ gap_split.pivot_table(index="comparison", columns="step", values="diff").round(3
 # BIG-bench groups near-identical subtasks into families (`list_functions/c001` ... `c250`). With
 # held-out tasks drawn at random, a held-out task often keeps siblings in training, and
 # nearest-first puts them first. The share of instances received in the first `sibling_steps`
-# steps whose family also has a held-out task:
+# steps whose family also has a held-out task (RT's share is the pool's own, as RT is a random
+# sample of it):
 
 # %%
 sibling = pd.DataFrame([{"order": label, "split seed": seed, "split": "random",

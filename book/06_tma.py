@@ -93,7 +93,7 @@ near_step = near_start // batch_size + 1
 
 # %%
 fig, ax = plt.subplots(figsize=(7.5, 3.8))
-plots.band_plot(curves_first, ax, order=ORDERS, title=f"TMA, {budget} instances, split {first}")
+plots.band_plot(curves_first, ax, order=ORDERS, title=f"TMA (budget {budget}), split {first}")
 ax.axvline(near_step, ls=":", color="grey")
 plots.save(fig, "06_tma_orders")
 plt.show()

@@ -100,3 +100,8 @@ def test_book_builds_without_warnings(tmp_path):
     assert "Verdict on claim 1" in early and "Traceback" not in early
     perm = (html / "03_permutations.html").read_text()
     assert "Verdict on E2" in perm and "Traceback" not in perm
+    for name, text in [("04_similarity", "Verdict on NFT &lt; RT &lt; FFT at this scale"),
+                       ("05_granularity", "Verdict on fine &lt; coarse"), ("06_tma", "Rounds (E8)"),
+                       ("07_task_free", "task-free analog"), ("08_findings", "findings:")]:
+        page = (html / f"{name}.html").read_text()
+        assert text in page and "Traceback" not in page, name

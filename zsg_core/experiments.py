@@ -58,10 +58,17 @@ def similarity(params: Mapping[str, Any], split_seeds: Sequence[int], seeds: Seq
             "blocked": run_arrangements({**first, "family_blocked": True}, WSD_ORDERS, seeds, log=log)}
 
 
-def granularity(params: Mapping[str, Any], split_seeds: Sequence[int], log: Callable[[str], None] = print) -> Runs:
-    """E5: coarse (task-centroid WSD, tasks contiguous) vs fine (= E4's NFT), both nearest first."""
+def granularity(params: Mapping[str, Any], split_seeds: Sequence[int], long_steps: int | None = None,
+                log: Callable[[str], None] = print) -> dict[str, Runs]:
+    """E5: coarse (task-centroid WSD, tasks contiguous) vs fine (= E4's NFT), both nearest first,
+    over split seeds; with `long_steps`, the pair again on the first split for that many steps
+    (the paper's curves cross late in its window)."""
     orders = {"fine": WSD_ORDERS["NFT"], "coarse": {"arrangement": "coarse"}}
-    return run_arrangements(_quiet(params), orders, split_seeds, "split_seed", log)
+    out = {"by_split": run_arrangements(_quiet(params), orders, split_seeds, "split_seed", log)}
+    if long_steps:
+        longer = {**_quiet(params), "split_seed": split_seeds[0], "max_steps": long_steps}
+        out["long"] = run_arrangements(longer, orders, log=log)
+    return out
 
 
 def tma(params: Mapping[str, Any], split_seeds: Sequence[int], seeds: Sequence[int], budget: int | None = None,
