@@ -268,6 +268,7 @@ class TunedLM:
             return 0.0
         was_training = self.model.training
         self.model.eval()
+        self.loss.eval()  # a check, not a training step: hooks and counters on the loss see eval mode
         try:
             ids, labels = item.ids.to(self.device), item.labels.to(self.device)
             cut = self.bottom(input_ids=ids[None], use_cache=False).last_hidden_state[0].to(torch.float16)
@@ -275,6 +276,7 @@ class TunedLM:
             total, n = ResponseLoss(self.model, 0)(ids, labels)
         finally:
             self.model.train(was_training)
+            self.loss.train(was_training)
         gap = abs(float(split_total) / max(int(split_n), 1) - float(total) / max(int(n), 1))
         if gap > tolerance:
             raise ModelError(f"{self.name}: bottom/top split changes the loss by {gap:.4f} (> {tolerance}); this "
