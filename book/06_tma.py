@@ -118,7 +118,8 @@ gap_split.pivot_table(index="comparison", columns="step", values="diff").round(3
 # ## Rounds (E8): training on one group of rounds at a time
 #
 # TMA's min rounds over the whole pool, grouped; one run from the base model on each group's
-# instances, in round order.
+# instances, in round order, for `max_steps` steps or the group's whole epoch if it is shorter
+# (later rounds pick fewer new instances). The groups are compared at their last common step.
 
 # %%
 groups = experiments.round_groups({**params, "split_seed": first}, round_width, round_starts)
@@ -176,7 +177,8 @@ fft_max_after = float((mean_first.FFT - mean_first.MAX).loc[after].mean())
 # does NFT keep falling while RT flattens? the fall over the last third of the run
 third = [s for s in mean_first.index if s >= 2 * max_steps // 3]
 late_fall = (mean_first.loc[third[0]] - mean_first.loc[third[-1]])
-final = curves_rounds[curves_rounds.step == curves_rounds.step.max()].set_index("label").loss.reindex(labels)
+common = int(curves_rounds.groupby("label").step.max().min())
+final = curves_rounds[curves_rounds.step == common].set_index("label").loss.reindex(labels)
 monotone = bool(np.all(np.diff(final.to_numpy()) > 0))
 rounds_verdict = "reproduced" if monotone else ("partly" if final.iloc[0] == final.min() else "not reproduced")
 lines = [
@@ -191,7 +193,7 @@ lines = [
     f"{fft_max_after:+.3f} from then on (first split).",
     "Loss fall over the last third of the run (first split): "
     + ", ".join(f"{o} {late_fall[o]:.3f}" for o in ORDERS) + ".",
-    f"Rounds (E8), loss at step {curves_rounds.step.max()}: "
+    f"Rounds (E8), loss at step {common}, the last step all groups reached: "
     + ", ".join(f"{k} {v:.3f}" for k, v in final.items())
     + f". Earlier rounds, lower loss, in order: **{rounds_verdict}** (one run per group). "
     f"Paper: {findings.PAPER['E8']['text']}.",
@@ -207,6 +209,6 @@ findings.record("06_tma", params, [
     findings.Finding("E8", "Data from earlier TMA rounds gives lower held-out loss", findings.PAPER["E8"]["text"],
                      ", ".join(f"{k} {v:.3f}" for k, v in final.items()) + " (one run each)",
                      float(final.iloc[0] - final.iloc[-1]), float("nan"), float("nan"),
-                     f"step {curves_rounds.step.max()} (end of each run)", rounds_verdict),
+                     f"step {common} (the last step every group reached)", rounds_verdict),
 ], pd.concat([gap_split.assign(experiment="E6", setting="random split"),
               gap_blocked.assign(experiment="E6", setting="family-blocked")]))

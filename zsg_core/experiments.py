@@ -87,8 +87,20 @@ def tma(params: Mapping[str, Any], split_seeds: Sequence[int], seeds: Sequence[i
 def round_groups(params: Mapping[str, Any], width: int, starts: Sequence[int],
                  log: Callable[[str], None] = print) -> Runs:
     """E8: one run per group of TMA (min) rounds [s, s + width) over the whole pool for each start
-    s, each from the base model, in round order."""
-    variants = {round_label(s, width): {"arrangement": "tma-min", "rounds": [s, s + width]} for s in starts}
+    s, each from the base model, in round order, for `max_steps` steps or the group's whole epoch
+    when it is shorter (a group holds at most one instance per held-out point per round)."""
+    from .arrange import arrange_records
+    from .runs import run_config
+    from .split import load_split
+
+    config = run_config(**_quiet(params))
+    split = load_split(config.split, config.model)
+    variants = {}
+    for s in starts:
+        size = len(arrange_records(split.train, split.test, "tma-min", rounds=(s, s + width)).order)
+        epoch = -(-size // config.train.batch_size)
+        steps = epoch if config.train.max_steps is None else min(config.train.max_steps, epoch)
+        variants[round_label(s, width)] = {"arrangement": "tma-min", "rounds": [s, s + width], "max_steps": steps}
     return run_arrangements(_quiet(params), variants, log=log)
 
 
