@@ -51,7 +51,7 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from zsg_core.data import task_family
-from zsg_core.embed import Encoder, embed_records
+from zsg_core.embed import Encoder, embed_records, map_2d
 from zsg_core.plots import save, use_style
 from zsg_core.split import SplitConfig, load_split
 
@@ -105,13 +105,10 @@ plt.show()
 # largest, the rest grey); held-out instances are black crosses.
 
 # %%
-import umap
-
 encoder = Encoder()
 train_vecs = embed_records(split.train, "all", encoder)
 test_vecs = embed_records(split.test, "all", encoder)
-xy = umap.UMAP(n_neighbors=15, min_dist=0.1, metric="cosine", random_state=umap_seed).fit_transform(
-    np.vstack([train_vecs, test_vecs]))
+xy = map_2d(np.vstack([train_vecs, test_vecs]), seed=umap_seed)
 train_family = pd.Series([task_family(r.task) for r in split.train])
 top = train_family.value_counts().index[:10]
 fig, ax = plt.subplots(figsize=(8, 6))

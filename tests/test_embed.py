@@ -45,3 +45,18 @@ def test_embed_records_uses_the_mode(tmp_path):
     first = embed_records([r], "first-turn", enc)
     assert both.shape == (2, 384) and not np.allclose(both[0], first[0])
     assert np.allclose(first[0], enc.encode(["How do I boil an egg? Put it in boiling water for 8 minutes."])[0])
+
+
+def test_the_2d_map_is_cached_and_a_damaged_copy_is_recomputed(tmp_path, monkeypatch):
+    import numpy as np
+
+    from zsg_core.embed import map_2d
+
+    monkeypatch.setenv("ZSG_CACHE", str(tmp_path))
+    x = np.random.default_rng(0).standard_normal((60, 8)).astype(np.float32)
+    first = map_2d(x, n_neighbors=5)
+    stored = list((tmp_path / "maps").glob("*.npy"))
+    assert first.shape == (60, 2) and len(stored) == 1
+    assert np.array_equal(map_2d(x, n_neighbors=5), first)  # read back
+    stored[0].write_bytes(b"junk")
+    assert np.allclose(map_2d(x, n_neighbors=5), first)  # recomputed, same seed, same map

@@ -91,3 +91,29 @@ class Encoder:
 def embed_records(records: Sequence[Record], mode: EmbedText = "all", encoder: Encoder | None = None) -> np.ndarray:
     """Embeddings of records in order (see `embed_text` for the modes)."""
     return (encoder or Encoder()).encode([embed_text(r, mode) for r in records])
+
+
+def map_2d(vectors: np.ndarray, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1) -> np.ndarray:
+    """UMAP (cosine) of `vectors` to 2-D, seeded, cached in `$ZSG_CACHE/maps/` by a hash of the
+    vectors and the settings: a pool is mapped once (tens of seconds on 2 cores), then loaded."""
+    import hashlib
+    import json
+
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    settings = json.dumps({"seed": seed, "n_neighbors": n_neighbors, "min_dist": min_dist, "shape": vectors.shape})
+    key = hashlib.sha256(vectors.tobytes() + settings.encode()).hexdigest()[:20]
+    path = cache_dir() / "maps" / f"{key}.npy"
+    if path.exists():
+        try:
+            xy = np.load(path)
+            if xy.shape == (len(vectors), 2):
+                return xy
+        except (OSError, ValueError):  # a damaged file is recomputed, never trusted
+            pass
+    import umap
+
+    xy = umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, metric="cosine", random_state=seed).fit_transform(vectors)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path, "wb") as f:
+        np.save(f, xy)
+    return xy

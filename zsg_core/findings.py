@@ -99,7 +99,7 @@ def shared_params(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def record(chapter: str, params: Mapping[str, Any], findings: Sequence[Finding],
-           curves: pd.DataFrame | None = None) -> Path:
+           curves: pd.DataFrame | None = None) -> None:
     """Store a chapter's findings (and the tidy gap curves behind them) for chapter 8."""
     FINDINGS.mkdir(parents=True, exist_ok=True)
     path = FINDINGS / f"{chapter}.json"
@@ -107,7 +107,6 @@ def record(chapter: str, params: Mapping[str, Any], findings: Sequence[Finding],
             "curves": [] if curves is None else json.loads(curves.to_json(orient="records"))}
     with atomic_file(path) as f:
         json.dump(body, f, indent=1, allow_nan=True)
-    return path
 
 
 def collect(params: Mapping[str, Any], chapters: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
