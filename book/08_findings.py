@@ -56,7 +56,7 @@ table, curves = findings.collect(params, CHAPTERS)
 
 # %%
 shown = table[["experiment", "claim", "paper", "measured", "point", "verdict"]]
-display(Markdown(shown.to_markdown(index=False)))
+shown.style.hide(axis="index").set_properties(**{"text-align": "left", "vertical-align": "top"})
 
 # %% [markdown]
 # ## The headline comparisons side by side
@@ -96,8 +96,8 @@ if fast and fast["lr"] == lr and fast["frozen_layers"] == frozen_layers:
     tried = pd.concat({f"{name} (frozen {s['frozen_layers']}, lr {s['lr']:g})":
                        pd.DataFrame({"NFT - RT": s["nft_minus_rt"], "FFT - RT": s["fft_minus_rt"]}).astype(float)
                        for name, s in check["setups"].items()}, axis=1)
-    tried.index = tried.index.astype(int)
-    display(tried.sort_index().round(3).T)
+    tried.index = tried.index.astype(int).rename("step")
+    display(tried.sort_index().style.format(precision=3, na_rep=""))
 else:
     tried = None
     display(Markdown("No investigation is stored for these parameters (run `benchmarks/ordering_check.py`)."))
