@@ -93,9 +93,8 @@ curves_first.groupby(["label", "step"]).loss.mean().unstack(0)[ORDERS].round(3).
 # a Welch interval over shuffles only (order noise, not split noise).
 
 # %%
-pairs = [("NFT", "RT"), ("FFT", "RT")]
-gap_split = compare.gaps(curves_split, pairs)
-gap_blocked = compare.gaps(curves_blocked, pairs)
+gap_split = compare.gaps(curves_split, findings.ORDER_PAIRS)
+gap_blocked = compare.gaps(curves_blocked, findings.ORDER_PAIRS)
 fig = plots.split_and_blocked(gap_split, gap_blocked, len(split_seeds))
 plots.save(fig, "04_gaps")
 plt.show()
@@ -136,18 +135,16 @@ epoch = compare.epoch_steps(some_run)
 steps = sorted(gap_split.step.unique())
 paper = findings.PAPER["E4"]
 point = findings.relative_step(paper["step"] / paper["epoch"], epoch, steps)
-near, far = (compare.gap_at(gap_split, point, c) for c in ("NFT - RT", "FFT - RT"))
-verdict = findings.order_verdict(near, far)
+near, far, verdict = findings.order_effects(gap_split, point)
 early = [s for s in steps if 0 < s <= max_steps // 2]
 mean_early = gap_split[gap_split.step.isin(early)].groupby("comparison")["diff"].mean()
-b_near, b_far = (compare.gap_at(gap_blocked, point, c) for c in ("NFT - RT", "FFT - RT"))
+b_near, b_far, blocked_verdict = findings.order_effects(gap_blocked, point)
 b_early = gap_blocked[gap_blocked.step.isin(early)].groupby("comparison")["diff"].mean()
 rt_spread = curves_first[curves_first.label == "RT"].groupby("step").loss.agg(lambda x: x.max() - x.min())
 spread_at = float(rt_spread.loc[point])
 ot_gap = compare.gap(curves_first, "OT", "RT")
 ot_at = ot_gap.set_index("step").loc[point]
 share = sibling.groupby("order")["sibling share"].mean()
-blocked_verdict = findings.order_verdict(b_near, b_far)
 lines = [
     f"One epoch over the {some_run.manifest['train_instances']:,}-instance training list is {epoch} steps; the paper's reading "
     f"point (step {paper['step']} of {paper['epoch']:,}) is step {point} here. Paper: {paper['text']}.",

@@ -106,9 +106,8 @@ curves_first.groupby(["label", "step"]).loss.mean().unstack(0)[ORDERS].round(3).
 # and on the family-blocked split with a Welch interval over RT's shuffles (right).
 
 # %%
-pairs = [("NFT", "RT"), ("FFT", "RT")]
-gap_split = compare.gaps(curves_split, pairs)
-gap_blocked = compare.gaps(curves_blocked, pairs)
+gap_split = compare.gaps(curves_split, findings.ORDER_PAIRS)
+gap_blocked = compare.gaps(curves_blocked, findings.ORDER_PAIRS)
 fig = plots.split_and_blocked(gap_split, gap_blocked, len(split_seeds), mark=near_step)
 plots.save(fig, "06_tma_gaps")
 plt.show()
@@ -162,11 +161,9 @@ epoch = compare.epoch_steps(on_first[("NFT", first)])
 steps = sorted(gap_split.step.unique())
 paper = findings.PAPER["E6"]
 point = findings.relative_step(paper["step"] / paper["epoch"], epoch, steps)
-near, far = (compare.gap_at(gap_split, point, c) for c in ("NFT - RT", "FFT - RT"))
-verdict = findings.order_verdict(near, far)
+near, far, verdict = findings.order_effects(gap_split, point)
 mean_gap = gap_split[gap_split.step > 0].groupby("comparison")["diff"].mean()
-b_near, b_far = (compare.gap_at(gap_blocked, point, c) for c in ("NFT - RT", "FFT - RT"))
-blocked_verdict = findings.order_verdict(b_near, b_far)
+b_near, b_far, blocked_verdict = findings.order_effects(gap_blocked, point)
 mean_first = curves_first.groupby(["label", "step"]).loss.mean().unstack(0)
 # FFT against MAX before and after the near half: the paper saw FFT hidden under MAX, then falling away
 before = [s for s in mean_first.index if 0 < s < near_step]

@@ -63,7 +63,7 @@ params = compare.run_params(globals())
 runs = experiments.task_free(params, seeds)
 split = load_split(run_config(**params, held_out="instances").split, model)
 curves = compare.loss_curves(runs)
-gap = compare.gaps(curves, [("NFT", "RT"), ("FFT", "RT")])
+gap = compare.gaps(curves, findings.ORDER_PAIRS)
 summary = split.summary()
 pd.Series({k: v for k, v in summary.items() if k != "config"}, name="instance-level hold-out")
 
@@ -105,8 +105,7 @@ epoch = compare.epoch_steps(next(iter(runs.values())))
 mean_gap = gap[gap.step > 0].groupby("comparison")["diff"].mean()
 below = gap[(gap.comparison == "NFT - RT") & (gap.step > 0)]
 last = steps[-1]
-near, far = (compare.gap_at(gap, last, c) for c in ("NFT - RT", "FFT - RT"))
-verdict = findings.order_verdict(near, far)
+near, far, verdict = findings.order_effects(gap, last)
 with_sibling = sum(r.task in train_tasks for r in split.test) / len(split.test)
 lines = [
     f"{len(split.test)} held-out instances from {summary['test_tasks']} tasks; {with_sibling:.0%} of them have "

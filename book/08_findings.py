@@ -87,9 +87,10 @@ plt.show()
 
 # %%
 import json
-from pathlib import Path
 
-stored = Path("../benchmarks/results/ordering_cpu.json")
+from zsg_core.book import ROOT
+
+stored = ROOT / "benchmarks" / "results" / "ordering_cpu.json"
 check = json.loads(stored.read_text()) if stored.exists() else None
 fast = check["setups"]["fast"] if check else None
 if fast and fast["lr"] == lr and fast["frozen_layers"] == frozen_layers:

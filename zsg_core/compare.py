@@ -11,6 +11,7 @@ anything itself, and every number it returns is computed from stored runs.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -241,15 +242,22 @@ def epoch_steps(result: RunResult) -> int:
     return -(-int(result.manifest["train_instances"]) // result.config.train.batch_size)
 
 
+@functools.lru_cache(maxsize=8)
+def _split_index(split_config, model: str) -> tuple[dict[str, str], frozenset[str]]:
+    """(training id -> task, held-out families) of a split: runs on the same split share one load."""
+    from .data import task_family
+    from .split import load_split
+
+    split = load_split(split_config, model)
+    return {r.id: r.task for r in split.train}, frozenset(task_family(r.task) for r in split.test)
+
+
 def received(result: RunResult) -> pd.DataFrame:
     """The run's `batches` (step, position, id) with each instance's task, its family, and whether
     that family also has a held-out task (`sibling`), from the run's own split."""
     from .data import task_family
-    from .split import load_split
 
-    split = load_split(result.config.split, result.config.model)
-    held = {task_family(r.task) for r in split.test}
-    task = {r.id: r.task for r in split.train}
+    task, held = _split_index(result.config.split, result.config.model)
     out = result.batches.assign(task=result.batches.id.map(task))
     if out.task.isna().any():
         raise DataError(f"run {result.folder.name} received ids its split does not have, e.g. {out.id[out.task.isna()].iloc[0]!r}")

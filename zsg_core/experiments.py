@@ -95,9 +95,10 @@ def round_groups(params: Mapping[str, Any], width: int, starts: Sequence[int],
 
     config = run_config(**_quiet(params))
     split = load_split(config.split, config.model)
+    picked_in = [r for _, r in arrange_records(split.train, split.test, "tma-min").rounds.values()]
     variants = {}
     for s in starts:
-        size = len(arrange_records(split.train, split.test, "tma-min", rounds=(s, s + width)).order)
+        size = sum(s <= r < s + width for r in picked_in)
         epoch = -(-size // config.train.batch_size)
         steps = epoch if config.train.max_steps is None else min(config.train.max_steps, epoch)
         variants[round_label(s, width)] = {"arrangement": "tma-min", "rounds": [s, s + width], "max_steps": steps}

@@ -67,6 +67,17 @@ def relative_step(fraction: float, epoch_steps: int, steps: Sequence[int]) -> in
     return int(min(steps, key=lambda s: (abs(s - target), s)))
 
 
+ORDER_PAIRS = [("NFT", "RT"), ("FFT", "RT")]  # the order claim NFT < RT < FFT, as two gaps
+
+
+def order_effects(gaps: pd.DataFrame, step: int) -> tuple[tuple[float, float, float], tuple[float, float, float], str]:
+    """(NFT - RT, FFT - RT, verdict) at `step` of a `compare.gaps(curves, ORDER_PAIRS)` table."""
+    from .compare import gap_at
+
+    near, far = (gap_at(gaps, step, f"{a} - {b}") for a, b in ORDER_PAIRS)
+    return near, far, order_verdict(near, far)
+
+
 def order_verdict(near: tuple[float, float, float], far: tuple[float, float, float]) -> str:
     """NFT < RT < FFT from (diff, lo, hi) of NFT - RT and FFT - RT: 'reproduced' when both
     intervals exclude 0 in the claimed direction, 'partly' when one does, 'not reproduced' when an

@@ -34,7 +34,7 @@ import pandas as pd
 from .data import DataError, from_known_fields
 from .split import SplitConfig
 from .train import TABLES, TrainConfig
-from .util import atomic_file, cache_dir, file_lock
+from .util import atomic_file, cache_dir, file_lock, without_late_defaults
 
 RUN_VERSION = 1  # bump when training or evaluation changes what a config produces
 
@@ -75,10 +75,8 @@ class RunConfig:
             raise DataError(f"run parameter embed_text must be 'all', 'first-turn' or null, got {self.embed_text!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
-        if d["rounds"] is None:  # added after runs were stored: part of the identity only when set
-            del d["rounds"]
-        else:
+        d = without_late_defaults({f.name: getattr(self, f.name) for f in fields(self)}, {"rounds": None})
+        if "rounds" in d:
             d["rounds"] = list(d["rounds"])
         return {**d, "split": self.split.identity(), "train": self.train.to_dict()}
 

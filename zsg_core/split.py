@@ -29,7 +29,7 @@ from typing import Any
 import pandas as pd
 
 from .data import DataError, Record, from_known_fields, load_bigbench, load_jsonl, task_family, write_jsonl
-from .util import atomic_dir, cache_dir, file_lock
+from .util import atomic_dir, cache_dir, file_lock, without_late_defaults
 
 SPLIT_VERSION = 4  # bump when the split procedure changes, so cached splits are recomputed
 
@@ -74,11 +74,7 @@ class SplitConfig:
     def identity(self) -> dict[str, Any]:
         """The fields that name this split (cache folders, run keys). Fields added after splits and
         runs were first stored count only when set, so adding one does not orphan the stores."""
-        d = asdict(self)
-        for name, default in LATE_DEFAULTS.items():
-            if d[name] == default:
-                del d[name]
-        return d
+        return without_late_defaults(asdict(self), LATE_DEFAULTS)
 
 
 HELD_OUT = ("tasks", "instances")

@@ -101,3 +101,9 @@ def progress_bar(total: int, desc: str, unit: str = "item"):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit=unit)
+
+
+def without_late_defaults(d: dict, late_defaults: dict) -> dict:
+    """`d` without the fields that were added after results were stored and still hold their
+    default: such a field names a result only when set, so adding it orphans nothing."""
+    return {k: v for k, v in d.items() if not (k in late_defaults and v == late_defaults[k])}
