@@ -17,16 +17,18 @@ BOOK_TIME_gpu   := not measured on this machine
 
 .PHONY: book test venv prepare chapters clean
 
+# Everything a build writes (executed notebooks, figures, findings, HTML) is in _build/$(PROFILE)/.
 book:
 	@echo "make book PROFILE=$(PROFILE): about 3 minutes of set-up on a fresh machine (none once done), then the book $(BOOK_TIME_$(PROFILE)) on 2 cores"
 	@$(MAKE) --no-print-directory prepare
 	@$(BIN)/python -m zsg_core.book --profile $(PROFILE) --html
 
-# The tests, then every chapter executed on the smoke profile and checked by nbval (no cell
-# errors); tests/test_book.py builds the HTML from those notebooks.
+# Every chapter executed on the smoke profile, then the tests and those notebooks checked by nbval
+# (no cell errors; their kernels write into the smoke build, never the cpu one);
+# tests/test_book.py builds the HTML from those notebooks.
 test: prepare
 	$(BIN)/python -m zsg_core.book --profile smoke
-	$(BIN)/python -m pytest tests book/[0-9]*.ipynb --nbval-lax
+	ZSG_BUILD=$(CURDIR)/_build/smoke $(BIN)/python -m pytest tests _build/smoke/book/[0-9]*.ipynb --nbval-lax
 
 venv: $(VENV)/.installed
 
@@ -39,11 +41,11 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 prepare: venv
 	$(BIN)/zsg prepare
 
-# Each chapter source book/NN_name.py (jupytext py:percent) -> notebook -> executed by papermill
-# with the profile's parameters, then Jupyter Book (zsg_core/book.py). Chapters share finished
+# Each chapter source book/NN_name.py (jupytext py:percent) -> _build/$(PROFILE)/book/NN_name.ipynb
+# -> executed by papermill with the profile's parameters, then Jupyter Book (zsg_core/book.py). Chapters share finished
 # work through the caches, so a rerun redoes only what is missing.
 chapters: venv
 	$(BIN)/python -m zsg_core.book --profile $(PROFILE)
 
 clean:
-	rm -rf _build book/*.ipynb
+	rm -rf _build

@@ -29,7 +29,7 @@ def main() -> None:
     from zsg_core.book import load_profile
     from zsg_core.metrics import heldout_loss
     from zsg_core.model import TunedLM
-    from zsg_core.runs import RUN_PARAMS, SPLIT_PARAMS, TRAIN_PARAMS, arranged_training_list, run_config
+    from zsg_core.runs import arranged_training_list, run_config, run_params
     from zsg_core.train import BETAS, EPS, GRAD_CLIP, TrainConfig, train
 
     parser = argparse.ArgumentParser()
@@ -38,8 +38,7 @@ def main() -> None:
     parser.add_argument("--frozen-layers", type=int, default=None)
     args = parser.parse_args()
 
-    names = set(SPLIT_PARAMS) | RUN_PARAMS | TRAIN_PARAMS
-    params = {k: v for k, v in load_profile(args.profile).items() if k in names}
+    params = run_params(load_profile(args.profile))
     params.update(arrangement="random", max_steps=args.steps, eval_steps=[], generate_steps=[])
     if args.frozen_layers is not None:
         params["frozen_layers"] = args.frozen_layers

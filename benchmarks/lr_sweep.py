@@ -14,7 +14,8 @@ import json
 import sys
 
 from zsg_core.book import load_profile
-from zsg_core.runs import SPLIT_PARAMS, RUN_PARAMS, TRAIN_PARAMS, run, run_config
+from zsg_core.experiments import run_arrangements
+from zsg_core.runs import run_params
 
 
 def main() -> None:
@@ -22,11 +23,13 @@ def main() -> None:
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--lrs", default="3e-5,1e-4,3e-4,1e-3")
     args = parser.parse_args()
-    names = set(SPLIT_PARAMS) | RUN_PARAMS | TRAIN_PARAMS
-    params = {k: v for k, v in load_profile(args.profile).items() if k in names}
+    params = run_params(load_profile(args.profile))
+    lrs = [float(x) for x in args.lrs.split(",")]
+    results = run_arrangements(params, {f"lr {lr:g}": {"arrangement": "random", "lr": lr} for lr in lrs},
+                               log=lambda m: print(m, file=sys.stderr))
     rows = []
-    for lr in (float(x) for x in args.lrs.split(",")):
-        result = run(run_config(**{**params, "arrangement": "random", "lr": lr}), log=lambda m: print(m, file=sys.stderr))
+    for lr in lrs:
+        result = results[(f"lr {lr:g}", 0)]
         loss = result.mean_loss()
         rows.append({"lr": lr, "heldout_loss": {int(s): round(float(v), 4) for s, v in loss.items()},
                      "final_train_loss_last5": round(float(result.train_log.loss.tail(5).mean()), 4),

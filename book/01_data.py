@@ -53,13 +53,12 @@ from IPython.display import Markdown, display
 from zsg_core.data import task_family
 from zsg_core.embed import Encoder, embed_records, map_2d
 from zsg_core.plots import save, use_style
-from zsg_core.split import SplitConfig, load_split
+from zsg_core.runs import run_config, run_params, run_split
 
 use_style()
-config = dict(seed=split_seed, test_tasks=test_tasks, train_per_task=train_per_task,
-              test_per_task=test_per_task, max_len=max_len)
-split = load_split(SplitConfig(**config), model)
-blocked = load_split(SplitConfig(**config, family_blocked=True), model)
+params = run_params(globals())  # the split parameters above (and the model, whose tokenizer measures length)
+split = run_split(run_config(**params))
+blocked = run_split(run_config(**params, family_blocked=True))
 pd.DataFrame({"default split": split.summary(), "family-blocked": blocked.summary()}).drop("config")
 
 # %% [markdown]

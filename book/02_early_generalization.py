@@ -28,14 +28,14 @@
 # panels.
 #
 # Rerun with other parameters, for example:
-# `papermill book/02_early_generalization.ipynb out.ipynb -p seeds "[0,1,2,3]" -p model gemma-270m`.
+# `papermill book/02_early_generalization.ipynb out.ipynb -p arrangement_seeds "[0,1,2,3]" -p model gemma-270m`.
 #
 # | parameter | meaning |
 # |---|---|
 # | `model` | an asset (`smollm2-135m`, `gemma-270m`), `tiny-llama` (smoke tests), or an HF causal-LM folder |
 # | `split_seed`, `test_tasks`, `train_per_task`, `test_per_task`, `max_len` | the task split (chapter 1) |
 # | `lr`, `batch_size`, `max_steps`, `frozen_layers` | training: the paper's AdamW and cosine schedule; `max_steps` of the one-epoch schedule; the bottom `frozen_layers` are frozen and cached |
-# | `seeds` | shuffles of the random order, one run each |
+# | `arrangement_seeds` | shuffles of the random order, one run each |
 # | `generate_steps`, `generate_per_task`, `max_new_tokens` | when to generate, for how many instances per held-out task, how long |
 # | `generate_protocol` | `greedy`, the paper's sampled protocol (`paper`), or `both` |
 # | `reward_model` | a local reward-model folder (sequence classification, one logit); none ships, so by default none runs |
@@ -51,7 +51,7 @@ lr = 3.0e-4
 batch_size = 8
 max_steps = 60
 frozen_layers = 26
-seeds = [0, 1, 2]
+arrangement_seeds = [0, 1, 2]
 generate_steps = [0, 4, 10, 20, 40, 60]
 generate_protocol = "both"
 generate_per_task = 1
@@ -63,16 +63,15 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from zsg_core import compare, findings, plots
+from zsg_core import compare, experiments, findings, plots, stats
 from zsg_core.data import SOURCE_NAMES
-from zsg_core.runs import run_config
-from zsg_core.split import load_split
+from zsg_core.runs import run_params, run_split
 
 plots.use_style()
-params = compare.run_params(globals())  # every parameter above that a run takes
-split = load_split(run_config(**params).split, model)  # the runs' own split
+params = run_params(globals())  # every parameter above that a run takes
+results = experiments.early_generalization(params, arrangement_seeds)
+split = run_split(next(iter(results.values())).config)  # the runs' own split
 source = {r.task: SOURCE_NAMES.get(r.source, r.source) for r in split.test}
-results = compare.run_arrangements(params, {"random": {"arrangement": "random"}}, seeds)
 curves = compare.loss_curves(results)
 by_source = compare.loss_curves(results, groups=source)
 
@@ -87,7 +86,7 @@ fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), sharey=False)
 plots.band_plot(curves, axes[0], title="all held-out tasks")
 for ax, (group, table) in zip(axes[1:], by_source.groupby("group")):
     plots.band_plot(table, ax, title=f"{group} held-out tasks")
-fig.suptitle(f"Held-out loss, random order, {len(seeds)} shuffles ({model})")
+fig.suptitle(f"Held-out loss, random order, {len(arrangement_seeds)} shuffles ({model})")
 plots.save(fig, "02_heldout_loss")
 plt.show()
 
@@ -174,7 +173,7 @@ if len(still):
     jitters += "; not moving at all: " + ", ".join(still.metric + " (" + still.protocol + ")")
 lines = [
     f"Held-out loss fell from **{start:.2f}** at step 0 to **{end:.2f}** at step {curves.step.max()} (mean over "
-    f"{len(seeds)} shuffles); {(start - early) / (start - end):.0%} of that fall had happened by step {first_eval}, "
+    f"{len(arrangement_seeds)} shuffles); {(start - early) / (start - end):.0%} of that fall had happened by step {first_eval}, "
     f"and 80% of it by step {loss_row.step_80:.0f} (median over shuffles) of a {max_steps}-step run, that is "
     f"{loss_row.step_80 / epoch:.1%} of one epoch ({epoch} steps; the paper: about 20 of 1,800 steps, ~1%).",
     "By source (mean over shuffles), 80% of the held-out loss drop happened by step: "
@@ -192,7 +191,7 @@ lines = [
     f"**{verdict_2}**.",
 ]
 display(Markdown("\n".join("- " + line for line in lines)))
-by_seed = compare.interval([compare.change_step(c.step, c.loss) / epoch for _, c in curves.groupby("seed")])
+by_seed = stats.interval([compare.change_step(c.step, c.loss) / epoch for _, c in curves.groupby("seed")])
 findings.record("02_early_generalization", params, [
     findings.Finding("E1", "Zero-shot generalization appears very early in instruction tuning (claim 1)",
                      findings.PAPER["E1"]["text"],

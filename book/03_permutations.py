@@ -27,12 +27,12 @@
 # over the same window, and does it do better than chance?
 #
 # Rerun with other parameters, for example:
-# `papermill book/03_permutations.ipynb out.ipynb -p seeds "[0,1,2]" -p model gemma-270m`.
+# `papermill book/03_permutations.ipynb out.ipynb -p arrangement_seeds "[0,1,2]" -p model gemma-270m`.
 #
 # | parameter | meaning |
 # |---|---|
 # | `model`, split and training parameters | as in chapter 2; the random-order runs are chapter 2's runs, read back from the run store |
-# | `seeds` | shuffles of the random order (round-robin and cluster are fixed orders: one run each) |
+# | `arrangement_seeds` | shuffles of the random order (round-robin and cluster are fixed orders: one run each) |
 # | `generate_steps`, `generate_protocol`, `generate_per_task`, `max_new_tokens`, `reward_model` | chapter 2's generation settings, so its random runs are reused here rather than trained again (generating does not change training) |
 # | `sudden_tasks` | how many held-out tasks with the sharpest cluster-order drop to show |
 # | `n_boot` | bootstrap resamples (over held-out tasks) for the intervals |
@@ -48,7 +48,7 @@ lr = 3.0e-4
 batch_size = 8
 max_steps = 60
 frozen_layers = 26
-seeds = [0, 1, 2]
+arrangement_seeds = [0, 1, 2]
 generate_steps = [0, 4, 10, 20, 40, 60]
 generate_protocol = "both"
 generate_per_task = 1
@@ -61,18 +61,14 @@ n_boot = 300
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-from zsg_core import compare, findings, plots, predict
-from zsg_core.runs import run_config
-from zsg_core.split import load_split
+from zsg_core import compare, experiments, findings, plots, predict
+from zsg_core.runs import run_params, run_split
 
 plots.use_style()
-params = compare.run_params(globals())
-quiet = {"generate_steps": []}
+params = run_params(globals())
 ORDERS = ["round-robin", "random", "cluster"]
-results = compare.run_arrangements(params, {"round-robin": {"arrangement": "round-robin", **quiet},
-                                            "cluster": {"arrangement": "cluster", **quiet},
-                                            "random": {"arrangement": "random"}}, seeds)
-split = load_split(run_config(**params).split, model)  # the runs' own split
+results = experiments.permutations(params, arrangement_seeds)
+split = run_split(next(iter(results.values())).config)  # the runs' own split
 curves = compare.loss_curves(results)
 per_task = compare.task_curves(results)
 

@@ -34,7 +34,7 @@
 # |---|---|
 # | `model`, split and training parameters | as in chapter 2 (`split_seed` is unused here: `split_seeds` says which splits) |
 # | `split_seeds` | task splits the comparison is repeated on; the first also carries the shuffles, OT and the family-blocked split |
-# | `seeds` | RT shuffles on the first split |
+# | `arrangement_seeds` | RT shuffles on the first split |
 # | `sibling_steps` | the early window (steps) over which the share of sibling-family instances is counted |
 
 # %% tags=["parameters"]
@@ -48,7 +48,7 @@ lr = 3.0e-4
 batch_size = 8
 max_steps = 60
 frozen_layers = 26
-seeds = [0, 1, 2]
+arrangement_seeds = [0, 1, 2]
 split_seeds = [0, 1, 2]
 sibling_steps = 20
 
@@ -57,11 +57,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from zsg_core import compare, experiments, findings, plots
+from zsg_core import compare, experiments, findings, plots, stats
+from zsg_core.runs import run_params
 
 plots.use_style()
-params = compare.run_params(globals())
-runs = experiments.similarity(params, split_seeds, seeds)
+params = run_params(globals())
+runs = experiments.similarity(params, split_seeds, arrangement_seeds)
 first = split_seeds[0]
 ORDERS = ["NFT", "RT", "FFT", "OT"]
 # the first split: NFT, FFT, the RT shuffles and OT, one curve each (RT as a band over shuffles)
@@ -93,8 +94,8 @@ curves_first.groupby(["label", "step"]).loss.mean().unstack(0)[ORDERS].round(3).
 # a Welch interval over shuffles only (order noise, not split noise).
 
 # %%
-gap_split = compare.gaps(curves_split, findings.ORDER_PAIRS)
-gap_blocked = compare.gaps(curves_blocked, findings.ORDER_PAIRS)
+gap_split = stats.gaps(curves_split, findings.ORDER_PAIRS)
+gap_blocked = stats.gaps(curves_blocked, findings.ORDER_PAIRS)
 fig = plots.split_and_blocked(gap_split, gap_blocked, len(split_seeds))
 plots.save(fig, "04_gaps")
 plt.show()
@@ -142,7 +143,7 @@ b_near, b_far, blocked_verdict = findings.order_effects(gap_blocked, point)
 b_early = gap_blocked[gap_blocked.step.isin(early)].groupby("comparison")["diff"].mean()
 rt_spread = curves_first[curves_first.label == "RT"].groupby("step").loss.agg(lambda x: x.max() - x.min())
 spread_at = float(rt_spread.loc[point])
-ot_gap = compare.gap(curves_first, "OT", "RT")
+ot_gap = stats.gap(curves_first, "OT", "RT")
 ot_at = ot_gap.set_index("step").loc[point]
 share = sibling.groupby("order")["sibling share"].mean()
 lines = [

@@ -50,14 +50,15 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from zsg_core import compare, experiments, findings, plots
+from zsg_core import compare, experiments, findings, plots, stats
+from zsg_core.runs import run_params
 
 plots.use_style()
-params = compare.run_params(globals())
+params = run_params(globals())
 grains = experiments.granularity(params, split_seeds, long_steps)
 runs = grains["by_split"]
 curves = compare.loss_curves(runs)
-gap = compare.gaps(curves, [("fine", "coarse")])
+gap = stats.gaps(curves, [("fine", "coarse")])
 
 # %% [markdown]
 # ## Held-out loss, fine vs coarse
@@ -87,7 +88,7 @@ if "long" in grains:
     plots.band_plot(curves_long, ax, order=["fine", "coarse"], title=f"Split {split_seeds[0]}, {long_steps} steps")
     plots.save(fig, "05_granularity_long")
     plt.show()
-    long_gap = compare.gaps(curves_long, [("fine", "coarse")])
+    long_gap = stats.gaps(curves_long, [("fine", "coarse")])
     display(long_gap.set_index("step")[["diff"]].T.round(3))
 
 # %% [markdown]
@@ -111,7 +112,7 @@ epoch = compare.epoch_steps(next(iter(runs.values())))
 paper = findings.PAPER["E5"]
 steps = sorted(gap.step.unique())
 last = steps[-1]
-at_last = compare.gap_at(gap, last, "fine - coarse")
+at_last = stats.gap_at(gap, last, "fine - coarse")
 first_half = [s for s in steps if 0 < s <= max_steps // 2]
 early_mean = gap[gap.step.isin(first_half)]["diff"].mean()
 mean_gap = gap.set_index("step")["diff"]

@@ -23,8 +23,9 @@
 #   runs from moderately far to farthest); **FFT**: the exact reverse of NFT (farthest first, the
 #   near half arriving mid-run); **RT**: NFT's list shuffled.
 #
-# The selection is as many instances as the run trains on (`max_steps x batch_size`), so every
-# run makes one pass over it, as the paper made one pass over its 30k. The paper reports NFT < RT <
+# The selection is `tma_budget` instances; the profiles size it to what a run trains on
+# (`max_steps x batch_size`), so every run makes one pass over it, as the paper made one pass over
+# its 30k. The paper reports NFT < RT <
 # FFT, NFT's loss still falling while RT's flattens, and FFT's loss dropping once it reaches the
 # near half. Then (E8) it trains from scratch on the instances of rounds [0, 5), [5, 10), ...
 # separately: earlier rounds, lower loss.
@@ -36,8 +37,8 @@
 # |---|---|
 # | `model`, split and training parameters | as in chapter 2 (`split_seed` is unused here: `split_seeds` says which splits) |
 # | `split_seeds` | task splits NFT / FFT / RT are repeated on; MIN, MAX, the family-blocked split and the rounds use the first |
-# | `seeds` | RT shuffles on the family-blocked split |
-# | `tma_budget` | instances TMA selects (None: `max_steps x batch_size`, one pass per run) |
+# | `arrangement_seeds` | RT shuffles on the family-blocked split |
+# | `tma_budget` | instances TMA selects (None: Algorithm 1 over the whole pool) |
 # | `round_width`, `round_starts` | E8: one run on the instances of TMA rounds [s, s + round_width) for each start s |
 
 # %% tags=["parameters"]
@@ -51,9 +52,9 @@ lr = 3.0e-4
 batch_size = 8
 max_steps = 60
 frozen_layers = 26
-seeds = [0, 1, 2]
+arrangement_seeds = [0, 1, 2]
 split_seeds = [0, 1, 2]
-tma_budget = None
+tma_budget = 480
 round_width = 5
 round_starts = [0, 10, 20]
 
@@ -63,26 +64,24 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from zsg_core import compare, experiments, findings, plots
+from zsg_core import compare, experiments, findings, plots, stats
 from zsg_core.arrange import arrange_records
 from zsg_core.embed import Encoder, embed_records, map_2d
-from zsg_core.runs import run_config
-from zsg_core.split import load_split
+from zsg_core.runs import run_params, run_split
 from zsg_core.tma import tma_rounds
 
 plots.use_style()
-params = compare.run_params(globals())
-runs = experiments.tma(params, split_seeds, seeds, tma_budget)
+params = run_params(globals())
+runs = experiments.tma(params, split_seeds, arrangement_seeds)
 first = split_seeds[0]
-budget = experiments.tma_budget(params, tma_budget)
-split = load_split(run_config(**{**params, "split_seed": first}).split, model)
+split = run_split(runs["by_split"][("NFT", first)].config)
 ORDERS = ["NFT", "RT", "FFT", "MIN", "MAX"]
 on_first = {k: v for k, v in runs["by_split"].items() if k[1] == first} | runs["extremes"]
 curves_first = compare.loss_curves(on_first)
 curves_split = compare.loss_curves(runs["by_split"])
 curves_blocked = compare.loss_curves(runs["blocked"])
 # where the FFT layout's near half (the nearest rounds) begins: its first item picked by a min round
-fft_layout = arrange_records(split.train, split.test, "tma-fft", budget)
+fft_layout = arrange_records(split.train, split.test, "tma-fft", tma_budget)
 near_start = next(p for p, i in enumerate(fft_layout.order) if fft_layout.rounds[i][0] == "min")
 near_step = near_start // batch_size + 1
 
@@ -93,7 +92,7 @@ near_step = near_start // batch_size + 1
 
 # %%
 fig, ax = plt.subplots(figsize=(7.5, 3.8))
-plots.band_plot(curves_first, ax, order=ORDERS, title=f"TMA (budget {budget}), split {first}")
+plots.band_plot(curves_first, ax, order=ORDERS, title=f"TMA (budget {tma_budget}), split {first}")
 ax.axvline(near_step, ls=":", color="grey")
 plots.save(fig, "06_tma_orders")
 plt.show()
@@ -106,8 +105,8 @@ curves_first.groupby(["label", "step"]).loss.mean().unstack(0)[ORDERS].round(3).
 # and on the family-blocked split with a Welch interval over RT's shuffles (right).
 
 # %%
-gap_split = compare.gaps(curves_split, findings.ORDER_PAIRS)
-gap_blocked = compare.gaps(curves_blocked, findings.ORDER_PAIRS)
+gap_split = stats.gaps(curves_split, findings.ORDER_PAIRS)
+gap_blocked = stats.gaps(curves_blocked, findings.ORDER_PAIRS)
 fig = plots.split_and_blocked(gap_split, gap_blocked, len(split_seeds), mark=near_step)
 plots.save(fig, "06_tma_gaps")
 plt.show()
@@ -178,7 +177,7 @@ final = curves_rounds[curves_rounds.step == common].set_index("label").loss.rein
 monotone = bool(np.all(np.diff(final.to_numpy()) > 0))
 rounds_verdict = "reproduced" if monotone else ("partly" if final.iloc[0] == final.min() else "not reproduced")
 lines = [
-    f"One pass over the {on_first[('NFT', first)].manifest['train_instances']}-instance selection (budget {budget}; "
+    f"One pass over the {on_first[('NFT', first)].manifest['train_instances']}-instance selection (budget {tma_budget}; "
     f"Algorithm 1 keeps each round whole) is {epoch} steps; the paper's step {paper['step']} of "
     f"{paper['epoch']:,} is step {point} here. Paper: {paper['text']}.",
     f"At step {point}, over {len(split_seeds)} splits: NFT - RT {findings.fmt(*near)}, FFT - RT {findings.fmt(*far)}. "

@@ -34,7 +34,7 @@
 # | parameter | meaning |
 # |---|---|
 # | `model`, split and training parameters | as in chapter 2; `split_seed` seeds the instance draw |
-# | `seeds` | RT shuffles |
+# | `arrangement_seeds` | RT shuffles |
 
 # %% tags=["parameters"]
 model = "smollm2-135m"
@@ -47,23 +47,22 @@ lr = 3.0e-4
 batch_size = 8
 max_steps = 60
 frozen_layers = 26
-seeds = [0, 1, 2]
+arrangement_seeds = [0, 1, 2]
 
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from zsg_core import compare, experiments, findings, plots
-from zsg_core.runs import run_config
-from zsg_core.split import load_split
+from zsg_core import compare, experiments, findings, plots, stats
+from zsg_core.runs import run_params, run_split
 
 plots.use_style()
-params = compare.run_params(globals())
-runs = experiments.task_free(params, seeds)
-split = load_split(run_config(**params, held_out="instances").split, model)
+params = run_params(globals())
+runs = experiments.task_free(params, arrangement_seeds)
+split = run_split(next(iter(runs.values())).config)  # the runs' own split
 curves = compare.loss_curves(runs)
-gap = compare.gaps(curves, findings.ORDER_PAIRS)
+gap = stats.gaps(curves, findings.ORDER_PAIRS)
 summary = split.summary()
 pd.Series({k: v for k, v in summary.items() if k != "config"}, name="instance-level hold-out")
 

@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 import zsg_core.similarity as similarity_module
 import zsg_core.tma as tma_module
-from zsg_core.arrange import (apply, cluster, coarse, fft, nft, ot, per_task_select, random_order, round_robin, rt,
+from zsg_core.arrange import (apply, cluster, coarse, fft, nft, ot, random_order, round_robin, rt,
                               tma_round_range,
-                              tma, tma_round_groups, tma_rounds)
+                              tma, tma_rounds)
 from zsg_core.similarity import SimilarityError, wsd
 
 
@@ -114,7 +114,6 @@ def test_tma_rounds_by_hand():
     # from {y, diagonal}: x's farthest is y (1), y's is the diagonal (2)
     assert tma_rounds(train, test, "max") == [[0, 3], [1, 2]]
     assert tma_rounds(train, test, "min", budget=1) == [[0, 1]]  # the last round is kept whole
-    assert tma_round_groups([[0, 1], [2], [3]], width=2) == [[0, 1, 2], [3]]
 
 
 def test_tma_layouts_by_hand():
@@ -164,24 +163,6 @@ def test_tma_errors():
         tma(x, t, "nearest", budget=4)
     with pytest.raises(SimilarityError, match="test set is empty"):
         tma_rounds(x, np.zeros((0, 3)))
-    with pytest.raises(SimilarityError, match="no TMA rounds"):
-        tma_round_groups([])
-
-
-# --- E9 -------------------------------------------------------------------------------------
-
-def test_per_task_select():
-    rng = np.random.default_rng(2)
-    x, t = unit(rng, 30, 4), unit(rng, 3, 4)
-    tasks = ["a"] * 25 + ["b"] * 5
-    w = wsd(x, t)
-    polar = per_task_select(x, t, tasks, "polar", k=6)
-    a_ranked = sorted(range(25), key=lambda i: w[i])
-    assert set(polar) == set(a_ranked[:3] + a_ranked[-3:] + list(range(25, 30)))  # b (5 <= k) kept whole
-    assert [w[i] for i in polar] == sorted(w[i] for i in polar)  # then nearest first overall
-    uniform = per_task_select(x, t, tasks, "uniform", k=6)
-    assert set(uniform) == set(a_ranked[::4]) | set(range(25, 30))  # every floor(25/6)=4th: 7 of task a
-    assert len(per_task_select(x, t, tasks, "polar", k=4)) == 4 + 4  # both tasks cut to 2 + 2
 
 
 def test_apply_keeps_the_order_and_refuses_repeats():
@@ -222,3 +203,61 @@ def test_ot_order_is_the_transport_cost_ascending():
     order = ot(train, test)
     assert order[-1] == 0 and sorted(order) == [0, 1, 2, 3]
     assert set(order[:2]) == {1, 2}
+
+
+# --- the method registry -------------------------------------------------------------------
+
+def _records(n_per_task: int = 3) -> tuple[list, list]:
+    from zsg_core.data import Record
+
+    def rec(i, task, text):
+        return Record(f"{task}-{i}", task, [{"role": "user", "content": text}, {"role": "assistant", "content": "ok"}])
+    train = [rec(i, t, f"{t} question {i}") for t in ("a", "b") for i in range(n_per_task)]
+    return train, [rec(0, "held", "a question")]
+
+
+def test_a_method_is_one_function_and_one_entry(monkeypatch, capsys):
+    """Adding a method to METHODS is all it takes: runs accept it, `arrange_records` calls it, the
+    CLI offers it, and its declaration decides which parameters apply."""
+    from zsg_core import arrange
+    from zsg_core.cli import main
+    from zsg_core.data import DataError
+    from zsg_core.runs import run_config
+
+    calls = []
+
+    def backwards(a: arrange.Inputs):
+        calls.append(a)
+        return list(range(len(a.tasks)))[::-1], None
+
+    m = arrange.Method("backwards", backwards, "test: the list reversed", features=False, seeded=True)
+    monkeypatch.setitem(arrange.METHODS, "backwards", m)
+    train, test = _records()
+    got = arrange.arrange_records(train, test, "backwards", arrangement_seed=7)
+    assert got.order == [5, 4, 3, 2, 1, 0] and calls[-1].seed == 7 and calls[-1].train is None  # no embedding asked for
+    assert run_config(arrangement="backwards", arrangement_seed=3).arrangement_seed == 3  # seeded, so kept
+    with pytest.raises(DataError, match="run parameter rounds applies to tma-min, tma-max"):
+        run_config(arrangement="backwards", rounds=[0, 1])
+    with pytest.raises(SimilarityError, match="tma_budget applies to the tma-. methods only, not 'backwards'"):
+        arrange.check_method("backwards", tma_budget=3)
+    with pytest.raises(SystemExit) as e:
+        main(["arrange", "--help"])
+    assert e.value.code == 0 and "backwards    test: the list reversed" in capsys.readouterr().out
+
+
+def test_the_declaration_decides_what_applies():
+    from zsg_core import arrange
+
+    assert {n for n, m in arrange.METHODS.items() if m.seeded} == {"random", "rt", "tma-rt"}
+    assert {n for n, m in arrange.METHODS.items() if m.takes_rounds} == {"tma-min", "tma-max"}
+    assert {n for n, m in arrange.METHODS.items() if not m.features} == {"random", "round-robin", "cluster"}
+    assert all(m.embed_text == ("first-turn" if n.startswith("tma-") else "all") for n, m in arrange.METHODS.items())
+    with pytest.raises(SimilarityError, match="unknown arrangement method 'nearest'; choose one of random"):
+        arrange.check_method("nearest")
+    with pytest.raises(SimilarityError, match="rounds applies to tma-min, tma-max without a tma_budget, not 'tma-min' with"):
+        arrange.check_method("tma-min", tma_budget=4, rounds=(0, 1))
+    with pytest.raises(SimilarityError, match="tma_budget must be a positive integer"):
+        arrange.check_method("tma-nft", tma_budget=0)
+    with pytest.raises(SimilarityError, match="embed_text applies to the methods that embed"):
+        arrange.check_method("cluster", embed_text="all")
+    assert arrange.check_method("tma-max", rounds=[1, 3]).name == "tma-max"

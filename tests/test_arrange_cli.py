@@ -37,7 +37,7 @@ def files(tmp_path: Path) -> tuple[Path, Path]:
     return tmp_path / "train.jsonl", tmp_path / "test.jsonl"
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", list(METHODS))
 def test_every_method_writes_every_record_once(files, tmp_path, method, capsys):
     train, test = files
     out = tmp_path / f"{method}.jsonl"
@@ -70,7 +70,7 @@ def test_nft_puts_the_near_topics_first_and_fft_reverses_it(files, tmp_path, cap
 def test_tma_rounds_and_hf_format(files, tmp_path, capsys):
     train, test = files
     out = tmp_path / "tma"
-    assert main(["arrange", "--train", str(train), "--test", str(test), "--method", "tma-min", "--budget", "4",
+    assert main(["arrange", "--train", str(train), "--test", str(test), "--method", "tma-min", "--tma-budget", "4",
                  "--out", str(out), "--format", "hf"]) == 0
     records = load_records(out)
     assert len(records) == 4  # two rounds of two picks
@@ -87,7 +87,7 @@ def test_overlap_is_refused_unless_allowed(files, tmp_path, capsys):
     assert main(["arrange", "--train", str(train), "--test", str(leaky), "--method", "nft",
                  "--out", str(tmp_path / "o.jsonl")]) == 2
     err = capsys.readouterr().err
-    assert "also in training" in err and "--allow-overlap" in err and not (tmp_path / "o.jsonl").exists()
+    assert "also in training" in err and "set allow_overlap" in err and not (tmp_path / "o.jsonl").exists()
     assert main(["arrange", "--train", str(train), "--test", str(leaky), "--method", "nft", "--allow-overlap",
                  "--out", str(tmp_path / "o.jsonl")]) == 0
 
@@ -96,14 +96,33 @@ def test_refusals(files, tmp_path, capsys):
     train, test = files
     out = tmp_path / "exists.jsonl"
     out.write_text("keep me\n")
-    with pytest.raises(SystemExit, match="exists; pass --force"):
-        main(["arrange", "--train", str(train), "--test", str(test), "--method", "random", "--out", str(out)])
+    assert main(["arrange", "--train", str(train), "--test", str(test), "--method", "random", "--out", str(out)]) == 2
+    assert "exists; set force to overwrite it" in capsys.readouterr().err
     assert out.read_text() == "keep me\n"
-    assert main(["arrange", "--train", str(train), "--test", str(test), "--method", "nft", "--budget", "3",
+    assert main(["arrange", "--train", str(train), "--test", str(test), "--method", "nft", "--tma-budget", "3",
                  "--out", str(tmp_path / "x.jsonl")]) == 2
-    assert "--budget applies to the tma-* methods only" in capsys.readouterr().err
-    assert main(["arrange", "--train", str(train), "--test", str(test), "--method", "tma-min", "--budget", "99",
+    assert "tma_budget applies to the tma-* methods only" in capsys.readouterr().err
+    assert main(["arrange", "--train", str(train), "--test", str(test), "--method", "tma-min", "--tma-budget", "99",
                  "--out", str(tmp_path / "y.jsonl")]) == 2
     assert "larger than the training pool" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["arrange", "--train", str(train), "--test", str(test), "--method", "nearest", "--out", "z"])
+
+
+def test_the_library_writes_the_file_the_cli_writes(files, tmp_path, capsys):
+    """`zsg arrange` only parses flags: `export.write_arranged` makes the same file from Python."""
+    from zsg_core.arrange import arrange_records
+    from zsg_core.export import write_arranged
+
+    train, test = files
+    by_cli = tmp_path / "cli.jsonl"
+    assert main(["arrange", "--train", str(train), "--test", str(test), "--method", "tma-rt", "--tma-budget", "6",
+                 "--arrangement-seed", "3", "--out", str(by_cli)]) == 0
+    records = load_records(train)
+    arrangement = arrange_records(records, load_records(test), "tma-rt", tma_budget=6, arrangement_seed=3)
+    by_library = write_arranged(records, arrangement, tmp_path / "lib.jsonl")
+    assert by_library.read_text() == by_cli.read_text()
+    with pytest.raises(Exception, match="exists; set force"):
+        write_arranged(records, arrangement, by_cli)
+    with pytest.raises(Exception, match="unknown output format 'csv'"):
+        write_arranged(records, arrangement, tmp_path / "x.csv", fmt="csv")

@@ -34,18 +34,26 @@ print(x * 2)
 
 @pytest.fixture
 def tiny_book(tmp_path, monkeypatch):
+    from zsg_core import util
+
     (tmp_path / "book").mkdir()
     (tmp_path / "profiles").mkdir()
     (tmp_path / "book" / "01_tiny.py").write_text(TINY)
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/01_tiny\n")
     monkeypatch.setattr(book, "BOOK", tmp_path / "book")
     monkeypatch.setattr(book, "PROFILES", tmp_path / "profiles")
     monkeypatch.setattr(book, "ROOT", tmp_path)
+    monkeypatch.setattr(util, "BUILD_ROOT", tmp_path / "_build")
+    monkeypatch.setenv("ZSG_BUILD", "")  # records the caller's value: book.run sets it, teardown restores it
+    monkeypatch.delenv("ZSG_BUILD")
     return tmp_path
 
 
 def test_a_chapter_runs_with_the_profile_and_hides_the_injected_cell(tiny_book):
     (tiny_book / "profiles" / "p.yaml").write_text("x: 21\n")
     [nb_path] = book.run("p", log=lambda s: None)
+    assert nb_path == tiny_book / "_build" / "p" / "book" / "01_tiny.ipynb"  # build output, not the source tree
+    assert sorted(p.name for p in (tiny_book / "book").iterdir()) == ["01_tiny.py"]
     nb = nbformat.read(nb_path, as_version=4)
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and "hide-input" in injected[0].metadata.tags and "x = 21" in injected[0].source
@@ -61,15 +69,53 @@ def test_profile_errors(tiny_book):
         book.run("nope", log=lambda s: None)
 
 
+def test_the_chapter_order_is_the_toc(tiny_book):
+    (tiny_book / "book" / "02_second.py").write_text(TINY.replace("# # Tiny", "# # Second")
+                                                 + "\n# %%\nif False:\n    findings.record()\n")
+    (tiny_book / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n"
+                                        "  - file: book/02_second\n  - file: book/01_tiny\n")
+    assert book.chapters() == ["02_second", "01_tiny"]  # the toc's order, not the file names'
+    assert book.recording_chapters() == ["02_second"]
+    (tiny_book / "profiles" / "p.yaml").write_text("x: 1\n")
+    assert [nb.stem for nb in book.run("p", log=lambda s: None)] == ["02_second", "01_tiny"]
+    (tiny_book / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/03_gone\n")
+    with pytest.raises(book.BookError, match="no chapter source book/03_gone.py"):
+        book.chapters()
+
+
+def test_each_profile_builds_into_its_own_folder(tiny_book):
+    from zsg_core import plots
+    import matplotlib.pyplot as plt
+
+    for name in ("p", "q"):
+        (tiny_book / "profiles" / f"{name}.yaml").write_text("x: 1\n")
+        book.run(name, log=lambda s: None)
+        fig, ax = plt.subplots()
+        ax.set_title(name)
+        assert plots.save(fig, "figure") == tiny_book / "_build" / name / "figures" / "figure.png"  # as a kernel would
+        plt.close(fig)
+    assert (tiny_book / "_build" / "p" / "figures" / "figure.png").read_bytes() != \
+        (tiny_book / "_build" / "q" / "figures" / "figure.png").read_bytes()
+
+
+def test_the_real_toc_lists_every_chapter_source_and_the_intro_names_them_in_order():
+    names = book.chapters()
+    assert sorted(names) == sorted(p.stem for p in book.BOOK.glob("[0-9][0-9]_*.py"))
+    intro = (book.BOOK / "intro.md").read_text()
+    assert [intro.index(f"(`{n}`") for n in names] == sorted(intro.index(f"(`{n}`") for n in names)
+    assert names[-1] == "08_findings" and "08_findings" not in book.recording_chapters()
+
+
 def test_the_real_profiles_only_set_declared_parameters(tmp_path):
-    from zsg_core.runs import RUN_PARAMS, SPLIT_PARAMS, TRAIN_PARAMS, run_config
+    from zsg_core.runs import PARAMETERS, run_config, run_params
 
     declared = set().union(*(book.declared_parameters(book.convert(src, tmp_path / (src.stem + ".ipynb")))
                              for src in book.chapter_sources()))
     for name in ("smoke", "cpu", "gpu"):
         profile = book.load_profile(name)
-        assert set(profile) <= declared | set(SPLIT_PARAMS) | RUN_PARAMS | TRAIN_PARAMS, name
-        run_config(**{k: v for k, v in profile.items() if k in set(SPLIT_PARAMS) | RUN_PARAMS | TRAIN_PARAMS})
+        assert set(profile) <= declared | set(PARAMETERS), name
+        assert "tma_budget" in profile, name  # the TMA selection is its own parameter in every profile
+        run_config(**run_params(profile))
 
 
 def test_chapter_defaults_are_the_cpu_profile(tmp_path):
@@ -84,15 +130,17 @@ def test_chapter_defaults_are_the_cpu_profile(tmp_path):
                 assert ast.literal_eval(declared[name]["default"]) == value, f"{src.name}: {name}"
 
 
-def test_book_builds_without_warnings(tmp_path):
-    missing = [s for s in book.chapter_sources() if not s.with_suffix(".ipynb").exists()]
+def test_book_builds_without_warnings():
+    built = book.build_dir("smoke") / "book"
+    missing = [n for n in book.chapters() if not (built / f"{n}.ipynb").exists()]
     if missing:
-        pytest.skip(f"chapters not executed yet ({missing[0].name}): `make test` runs them first")
-    jb = Path(sys.executable).with_name("jupyter-book")
-    proc = subprocess.run([str(jb), "build", str(ROOT), "--all", "-W", "-n", "--keep-going",
-                           "--path-output", str(tmp_path)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    html = tmp_path / "_build" / "html" / "book"
+        pytest.skip(f"chapters not executed yet ({missing[0]}): `make test` runs them first")
+    try:
+        index = book.build_html("smoke")
+    except subprocess.CalledProcessError as e:
+        pytest.fail(f"jupyter-book failed: {e}")
+    html = index.parent / "book"
+    assert list((book.build_dir("smoke") / "figures").glob("*.png"))  # figures went to the build folder
     assert "Data arrangement and zero-shot generalization" in (html / "intro.html").read_text()
     data = (html / "01_data.html").read_text()
     assert "The default split has" in data and "Traceback" not in data  # computed outputs are there

@@ -1,4 +1,4 @@
-"""compare: grids of runs, tidy curves, intervals, gaps, curve shapes; predict: E3's
+"""experiments: grids of runs; compare: tidy curves, curve shapes; stats: intervals, gaps; predict: E3's
 prefix measures from the received batches, window changes and predictive power."""
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from zsg_core import compare, predict
+from zsg_core import compare, experiments, predict, stats
+from zsg_core.runs import run_params
 from zsg_core.data import DataError, Record
 from zsg_core.embed import Encoder
 
@@ -17,13 +18,14 @@ SMOKE = dict(model="tiny-llama", train_per_task=4, test_per_task=2, max_len=256,
 
 
 def test_run_params_keeps_only_run_parameters():
-    assert compare.run_params({"lr": 1e-3, "seeds": [0], "n_boot": 9, "model": "m"}) == {"lr": 1e-3, "model": "m"}
+    assert run_params({"lr": 1e-3, "arrangement_seeds": [0], "n_boot": 9, "model": "m", "tma_budget": 4}) == \
+        {"lr": 1e-3, "model": "m", "tma_budget": 4}
 
 
 def test_a_grid_runs_each_config_once_and_curves_are_tidy(tmp_path, monkeypatch):
     monkeypatch.setenv("ZSG_RUNS", str(tmp_path))
     lines: list[str] = []
-    results = compare.run_arrangements(SMOKE, {"cluster": {"arrangement": "cluster"}, "random": {"arrangement": "random"}},
+    results = experiments.run_arrangements(SMOKE, {"cluster": {"arrangement": "cluster"}, "random": {"arrangement": "random"}},
                                        seeds=[0, 1], log=lines.append)
     assert sorted(results) == [("cluster", 0), ("random", 0), ("random", 1)]  # a fixed order: one run
     assert len(list(tmp_path.glob("*/complete"))) == 3
@@ -54,27 +56,31 @@ def test_a_grid_runs_each_config_once_and_curves_are_tidy(tmp_path, monkeypatch)
     tasks = compare.task_curves(results)
     assert set(tasks.task) == set(r.eval_loss.task)
     with pytest.raises(DataError, match="seed_param"):
-        compare.run_arrangements(SMOKE, {}, seed_param="seed")
+        experiments.run_arrangements(SMOKE, {}, seed_param="seed")
     with pytest.raises(DataError, match="unknown run parameter"):
-        compare.run_arrangements({**SMOKE, "learning_rate": 1}, {"r": {"arrangement": "random"}})
+        experiments.run_arrangements({**SMOKE, "learning_rate": 1}, {"r": {"arrangement": "random"}})
+    # train=False reads the store and never trains: what is stored comes back, the rest is left out
+    again = experiments.run_arrangements(SMOKE, {"random": {"arrangement": "random"}}, seeds=[1, 5], train=False)
+    assert list(again) == [("random", 1)] and again[("random", 1)].folder == results[("random", 1)].folder
+    assert len(list(tmp_path.glob("*/complete"))) == 3
 
 
 def test_interval_and_gap_paired_and_unpaired():
-    mean, lo, hi = compare.interval([1.0, 2.0, 3.0])
+    mean, lo, hi = stats.interval([1.0, 2.0, 3.0])
     assert mean == 2.0 and lo < 2.0 < hi and math.isclose(hi - 2.0, 4.303 * 1 / math.sqrt(3), rel_tol=1e-3)
-    assert all(math.isnan(x) for x in compare.interval([5.0])[1:])
+    assert all(math.isnan(x) for x in stats.interval([5.0])[1:])
     rows = []
     for seed, shift, wobble in [(0, 0.10, 0.01), (1, 0.12, -0.02), (2, 0.11, 0.0)]:
         rows += [{"label": "a", "seed": seed, "step": s, "loss": 2 - s / 10 + shift + wobble} for s in (0, 5)]
         rows += [{"label": "b", "seed": seed, "step": s, "loss": 2 - s / 10 + wobble} for s in (0, 5)]
     rows += [{"label": "fixed", "seed": 0, "step": s, "loss": 1.0} for s in (0, 5)]
     curves = pd.DataFrame(rows)
-    paired = compare.gap(curves, "a", "b")
+    paired = stats.gap(curves, "a", "b")
     assert np.allclose(paired["diff"], 0.11) and (paired.lo > 0).all()
-    unpaired = compare.gap(curves, "fixed", "b")
+    unpaired = stats.gap(curves, "fixed", "b")
     assert unpaired.n_a.tolist() == [1, 1] and (unpaired.hi < 0).all()  # b is above 1.0 at both steps
     with pytest.raises(DataError, match="no curve"):
-        compare.gap(curves, "a", "c")
+        stats.gap(curves, "a", "c")
 
 
 def test_change_step_and_jitter():

@@ -37,8 +37,8 @@ def test_relative_step():
 
 
 def test_records_are_collected_and_other_parameters_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(findings, "FINDINGS", tmp_path)
-    params = {"model": "m", "lr": 1e-3, "seeds": [0]}
+    monkeypatch.setenv("ZSG_BUILD", str(tmp_path))
+    params = {"model": "m", "lr": 1e-3, "arrangement_seeds": [0]}
     row = findings.Finding("E4", "claim", "paper", "ours", -0.1, -0.2, 0.0, "step 30", "inconclusive")
     curve = pd.DataFrame({"step": [0, 10], "diff": [0.0, -0.1], "lo": [NAN, -0.2], "hi": [NAN, 0.0],
                           "comparison": "NFT - RT", "experiment": "E4", "setting": "s"})
@@ -50,6 +50,7 @@ def test_records_are_collected_and_other_parameters_refused(tmp_path, monkeypatc
         findings.collect({**params, "lr": 1e-4}, ["04_x"])
     with pytest.raises(DataError, match="execute it first"):
         findings.collect(params, ["05_y"])
-    (tmp_path / "04_x.json").write_text('{"chapter": "04_x", "par')  # a truncated record
+    assert (tmp_path / "findings" / "04_x.json").exists()  # under the build folder, never the source tree
+    (tmp_path / "findings" / "04_x.json").write_text('{"chapter": "04_x", "par')  # a truncated record
     with pytest.raises(DataError, match="not readable JSON"):
         findings.collect(params, ["04_x"])

@@ -86,12 +86,31 @@ def test_a_killed_run_is_never_complete_and_is_finished_by_the_next_call(tmp_pat
 def test_run_parameters_are_validated_by_name():
     with pytest.raises(DataError, match="unknown run parameter 'learning_rate'"):
         run_config(learning_rate=1e-4)
-    with pytest.raises(DataError, match="arrangement 'sorted'"):
+    with pytest.raises(DataError, match="unknown arrangement method 'sorted'"):
         run_config(arrangement="sorted")
     with pytest.raises(DataError, match="max_len must be an integer"):
         run_config(max_len="long")
     with pytest.raises(DataError, match="unknown run parameter"):
         RunConfig.from_dict({"modle": "x"})
+
+
+def test_run_parameters_are_declared_once_and_defaults_say_why_they_differ():
+    """One flat namespace over the three configs; each default that differs from the default
+    profile carries its reason, and a flat config round-trips."""
+    from zsg_core.book import load_profile
+    from zsg_core.runs import PARAMETERS, flat_params, run_params
+
+    cpu = run_params(load_profile("cpu"))
+    def same(a, b):
+        return list(a) == list(b) if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) else a == b
+    differs = {n for n, v in cpu.items() if not same(PARAMETERS[n].default, v)}
+    assert differs and all(PARAMETERS[n].why for n in differs), sorted(n for n in differs if not PARAMETERS[n].why)
+    assert {"split_seed", "train_seed", "arrangement_seed", "tma_budget"} <= set(PARAMETERS)
+    assert "seed" not in PARAMETERS and "budget" not in PARAMETERS  # each seed and size named for what it is
+    c = run_config(**cpu, arrangement="tma-rt", arrangement_seed=2)
+    assert run_config(**flat_params(c)) == c and c.budget == cpu["tma_budget"]
+    # a profile's tma_budget cannot change an order that selects nothing: no part of its identity
+    assert run_config(**cpu, arrangement="nft").key() == run_config(**{**cpu, "tma_budget": None}, arrangement="nft").key()
 
 
 def test_a_fixed_order_ignores_its_seed_and_a_shuffle_does_not():
@@ -129,7 +148,7 @@ def test_round_ranges_are_validated_and_named_only_when_set():
     c = _config(arrangement="tma-min", rounds=[0, 2])
     assert c.rounds == (0, 2) and c.to_dict()["rounds"] == [0, 2] and c.key() != _config(arrangement="tma-min").key()
     assert RunConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c  # survives config.json
-    with pytest.raises(DataError, match="rounds applies to arrangement tma-min or tma-max"):
+    with pytest.raises(DataError, match="rounds applies to tma-min, tma-max without a tma_budget, not 'nft'"):
         _config(arrangement="nft", rounds=[0, 2])
     with pytest.raises(DataError, match=r"\[first, end\)"):
         _config(arrangement="tma-min", rounds=[3, 3])

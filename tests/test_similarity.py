@@ -6,22 +6,13 @@ import math
 import numpy as np
 import pytest
 
-from zsg_core.similarity import (SimilarityError, bigram_kl, check_embeddings, distance_matrix,
+from zsg_core.similarity import (SimilarityError, bigram_kl, check_embeddings,
                                  min_avg_distance, ot_cost, prefix_measures, wsd)
 
 S = math.sqrt(0.5)
 # three training points on the unit circle (x, y, diagonal), two test points (x and y axes)
 TRAIN = np.array([[1.0, 0.0], [0.0, 1.0], [S, S]])
 TEST = np.array([[1.0, 0.0], [0.0, 1.0]])
-
-
-def test_distance_matrix_cosine_and_euclidean():
-    d = distance_matrix(TRAIN, TEST)
-    assert np.allclose(d, [[-1, 0], [0, -1], [-S, -S]])
-    e = distance_matrix(TRAIN, TEST, "euclidean")
-    assert np.allclose(e, [[0, math.sqrt(2)], [math.sqrt(2), 0], [math.sqrt(2 - 2 * S)] * 2])
-    with pytest.raises(SimilarityError, match="unknown metric 'manhattan'"):
-        distance_matrix(TRAIN, TEST, "manhattan")
 
 
 def test_wsd_follows_the_paper_code():

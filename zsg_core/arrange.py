@@ -7,8 +7,8 @@ the docstring says so.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
-from typing import Literal, Sequence
+from dataclasses import dataclass, replace
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 
@@ -16,7 +16,7 @@ from .similarity import SimilarityError, check_embeddings, combine_wsd, min_avg_
 from .tma import tma_rounds
 
 __all__ = ["random_order", "round_robin", "cluster", "nft", "fft", "rt", "ot", "coarse", "tma_rounds", "tma",
-           "tma_layout", "tma_round_groups", "per_task_select", "apply", "METHODS", "arrange_records"]
+           "tma_layout", "tma_round_range", "apply", "Method", "METHODS", "check_method", "arrange_records"]
 
 
 def _check_tasks(tasks: Sequence[str], n: int | None = None) -> list[str]:
@@ -186,45 +186,6 @@ def tma_round_range(train: np.ndarray, test: np.ndarray, first: int, end: int,
     return [i for r in picked for i in r], {i: (direction, first + k) for k, r in enumerate(picked) for i in r}
 
 
-def tma_round_groups(rounds: Sequence[Sequence[int]], width: int = 5) -> list[list[int]]:
-    """E8: the items of rounds [0, width), [width, 2 width), ... as separate training sets, each
-    in round order (the paper does not say; its figure is consistent with round order)."""
-    if width < 1:
-        raise SimilarityError(f"width must be at least 1, got {width}")
-    if not rounds:
-        raise SimilarityError("no TMA rounds to group")
-    return [[i for r in rounds[g: g + width] for i in r] for g in range(0, len(rounds), width)]
-
-
-def per_task_select(train: np.ndarray, test: np.ndarray, tasks: Sequence[str],
-                    mode: Literal["polar", "uniform"] = "polar", k: int = 20) -> list[int]:
-    """E9 (choose_flan_per_task_job.py): within each task, rank instances by WSD to the test set;
-    "polar" keeps the k/2 nearest and k/2 farthest, "uniform" every floor(n/k)-th (which can keep
-    more than k, as in the code). Tasks with at most k instances are kept whole. The union is
-    then ordered globally by WSD, nearest first."""
-    train, test = check_embeddings(train, test)
-    tasks = _check_tasks(tasks, len(train))
-    if mode not in ("polar", "uniform"):
-        raise SimilarityError(f"unknown mode {mode!r}; use 'polar' or 'uniform'")
-    if k < 2:
-        raise SimilarityError(f"k must be at least 2, got {k}")
-    score = wsd(train, test)
-    members: dict[str, list[int]] = {}
-    for i, t in enumerate(tasks):
-        members.setdefault(t, []).append(i)
-    chosen: list[int] = []
-    for idx in members.values():
-        ranked = [idx[j] for j in np.argsort(score[idx], kind="stable")]
-        if len(ranked) <= k:
-            chosen += ranked
-        elif mode == "polar":
-            chosen += ranked[: k // 2] + ranked[len(ranked) - (k - k // 2):]
-        else:
-            chosen += ranked[:: len(ranked) // k]
-    chosen = sorted(set(chosen))
-    return [chosen[j] for j in np.argsort(score[chosen], kind="stable")]
-
-
 def apply(items: Sequence, order: Sequence[int]) -> list:
     """The arranged list: items[order[0]], items[order[1]], ... (each index at most once)."""
     if len(set(order)) != len(order):
@@ -235,12 +196,105 @@ def apply(items: Sequence, order: Sequence[int]) -> list:
 
 
 # ---------------------------------------------------------------------------------------------
-# Records in, arranged records out: what `zsg arrange` runs.
+# Records in, arranged records out: what runs and `zsg arrange` call.
+#
+# A method is declared once, in METHODS: its name, what it needs and one function. The CLI's
+# choices, `RunConfig`'s validation and `arrange_records` all read that declaration, so adding a
+# method is one function plus one entry.
 
-METHODS = ("random", "round-robin", "cluster", "nft", "fft", "rt", "ot", "coarse",
-           "tma-nft", "tma-fft", "tma-rt", "tma-min", "tma-max")
-SEEDED = {"random", "rt", "tma-rt"}  # the orders that a seed changes; every other one is fixed by its data
-NEEDS_EMBEDDINGS = {"nft", "fft", "rt", "ot", "coarse", "tma-nft", "tma-fft", "tma-rt", "tma-min", "tma-max"}
+
+@dataclass(frozen=True)
+class Inputs:
+    """What a method's function may use: the training tasks, and (for a method with `features`)
+    the embeddings of both sides with each training item's min / avg distance to the test set."""
+    tasks: list[str]
+    seed: int = 0
+    tma_budget: int | None = None
+    rounds: tuple[int, int] | None = None
+    train: np.ndarray | None = None
+    test: np.ndarray | None = None
+    min_distance: np.ndarray | None = None
+    avg_distance: np.ndarray | None = None
+
+
+Order = tuple[list[int], dict[int, tuple[str, int]] | None]  # positions, and TMA's item -> (direction, round)
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    order: Callable[[Inputs], Order]
+    help: str  # one line: the paper's experiment and what the order is
+    features: bool = True  # needs embeddings of both sides
+    seeded: bool = False  # `seed` changes the order (else it is fixed by the data: one run, not n)
+    takes_tma_budget: bool = False  # selects `tma_budget` items
+    takes_rounds: bool = False  # can keep only rounds [a, b) of the whole pool (E8)
+
+    @property
+    def embed_text(self) -> str:
+        """The paper's text to embed: first user turn + response for TMA (E6), all messages else."""
+        return "first-turn" if self.takes_tma_budget else "all"
+
+
+def _tma_method(variant: str) -> Callable[[Inputs], Order]:
+    def order(a: Inputs) -> Order:
+        if a.rounds is not None:
+            return tma_round_range(a.train, a.test, a.rounds[0], a.rounds[1], variant)
+        return tma_layout(a.train, a.test, variant, a.tma_budget, a.seed)
+    return order
+
+
+_TMA_HELP = {"nft": "min rounds for half the budget, then the reversed max rounds (the paper's min-max file)",
+             "fft": "the exact reverse of tma-nft", "rt": "tma-nft's list shuffled",
+             "min": "the nearest rounds only", "max": "the farthest rounds only"}
+
+METHODS: dict[str, Method] = {m.name: m for m in [
+    Method("random", lambda a: (random_order(len(a.tasks), a.seed), None), "E2: a seeded shuffle",
+           features=False, seeded=True),
+    Method("round-robin", lambda a: (round_robin(a.tasks), None), "E2: one instance of every task per sweep",
+           features=False),
+    Method("cluster", lambda a: (cluster(a.tasks), None), "E2: each task's instances contiguous", features=False),
+    Method("nft", lambda a: (_wsd_order(combine_wsd(a.min_distance, a.avg_distance), "nft"), None),
+           "E4: nearest first by Weighted Similarity Distance"),
+    Method("fft", lambda a: (_wsd_order(combine_wsd(a.min_distance, a.avg_distance), "fft"), None),
+           "E4: farthest first (the reverse of nft)"),
+    Method("rt", lambda a: (_wsd_order(combine_wsd(a.min_distance, a.avg_distance), "rt", a.seed), None),
+           "E4: nft's list shuffled", seeded=True),
+    Method("ot", lambda a: (ot(a.train, a.test), None), "E9: cheapest to move to the test set first (optimal transport)"),
+    Method("coarse", lambda a: (coarse(a.train, a.test, a.tasks), None), "E5: whole tasks, nearest centroid first"),
+    *[Method(f"tma-{v}", _tma_method(v), f"E6: Test-centric Multi-turn Arrangement, {_TMA_HELP[v]}",
+             seeded=v == "rt", takes_tma_budget=True, takes_rounds=v in ("min", "max"))
+      for v in ("nft", "fft", "rt", "min", "max")],
+]}
+
+EMBED_TEXT = ("all", "first-turn")
+
+
+def check_method(method: str, tma_budget: int | None = None, rounds: Sequence[int] | None = None,
+                 embed_text: str | None = None) -> Method:
+    """The declared method, once its parameters are known to apply to it (the one place these
+    rules live: runs, the CLI and `arrange_records` all call it)."""
+    if method not in METHODS:
+        raise SimilarityError(f"unknown arrangement method {method!r}; choose one of {', '.join(METHODS)}")
+    m = METHODS[method]
+    if tma_budget is not None:
+        if not m.takes_tma_budget:
+            raise SimilarityError(f"tma_budget applies to the tma-* methods only, not {method!r}")
+        if not isinstance(tma_budget, (int, np.integer)) or isinstance(tma_budget, bool) or tma_budget < 1:
+            raise SimilarityError(f"tma_budget must be a positive integer or None, got {tma_budget!r}")
+    if rounds is not None:
+        if not m.takes_rounds or tma_budget is not None:
+            takers = ", ".join(n for n, x in METHODS.items() if x.takes_rounds)
+            raise SimilarityError(f"rounds applies to {takers} without a tma_budget, not {method!r}"
+                                  + (" with a tma_budget" if m.takes_rounds else ""))
+        if (not isinstance(rounds, (list, tuple)) or len(rounds) != 2
+                or not all(isinstance(i, int) and not isinstance(i, bool) for i in rounds) or not 0 <= rounds[0] < rounds[1]):
+            raise SimilarityError(f"rounds must be [first, end) with 0 <= first < end, got {rounds!r}")
+    if embed_text is not None and embed_text not in EMBED_TEXT:
+        raise SimilarityError(f"embed_text must be one of {', '.join(EMBED_TEXT)} or None, got {embed_text!r}")
+    if not m.features and embed_text is not None:
+        raise SimilarityError(f"embed_text applies to the methods that embed, not {method!r}")
+    return m
 
 
 @dataclass
@@ -263,42 +317,23 @@ class Arrangement:
         return out
 
 
-def arrange_records(train: Sequence, test: Sequence, method: str, budget: int | None = None, seed: int = 0,
+def arrange_records(train: Sequence, test: Sequence, method: str, tma_budget: int | None = None, arrangement_seed: int = 0,
                     embed_text: str | None = None, encoder=None, rounds: tuple[int, int] | None = None) -> Arrangement:
-    """Order training records for a test set with any method of the paper.
+    """Order training records for a test set with any method in METHODS.
 
-    `embed_text` defaults to the paper's choice per method: all messages joined for the WSD
-    methods (E4, E5, OT), the first user turn and response for TMA (E6). `rounds=(a, b)` with
-    tma-min / tma-max keeps only what rounds [a, b) over the whole pool pick (E8).
+    `embed_text` defaults to the paper's choice per method (`Method.embed_text`). `rounds=(a, b)`
+    with tma-min / tma-max keeps only what rounds [a, b) over the whole pool pick (E8).
     """
+    m = check_method(method, tma_budget, rounds, embed_text)
+    inputs = Inputs(tasks=_check_tasks([r.task for r in train]), seed=arrangement_seed, tma_budget=tma_budget,
+                    rounds=tuple(rounds) if rounds is not None else None)
+    if not m.features:
+        return Arrangement(m.order(inputs)[0], method)
     from .embed import Encoder, embed_records
 
-    if method not in METHODS:
-        raise SimilarityError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    if budget is not None and not method.startswith("tma-"):
-        raise SimilarityError(f"--budget applies to the tma-* methods only, not {method!r}")
-    if rounds is not None and (method not in ("tma-min", "tma-max") or budget is not None):
-        raise SimilarityError("--rounds applies to tma-min and tma-max without a budget")
-    tasks = [r.task for r in train]
-    if method == "random":
-        return Arrangement(random_order(len(train), seed), method)
-    if method == "round-robin":
-        return Arrangement(round_robin(tasks), method)
-    if method == "cluster":
-        return Arrangement(cluster(tasks), method)
-    mode = embed_text or ("first-turn" if method.startswith("tma-") else "all")
+    mode = embed_text or m.embed_text
     encoder = encoder or Encoder()  # one encoder (one model load, one cache) for both sets
-    x = embed_records(train, mode, encoder)
-    t = embed_records(test, mode, encoder)
+    x, t = embed_records(train, mode, encoder), embed_records(test, mode, encoder)
     md, ad = min_avg_distance(x, t)  # one pass serves the WSD orders and the summary
-    if rounds is not None:
-        order, labels = tma_round_range(x, t, rounds[0], rounds[1], method[4:])
-        return Arrangement(order, method, labels, md)
-    if method.startswith("tma-"):
-        order, labels = tma_layout(x, t, method[4:], budget, seed)
-        return Arrangement(order, method, labels, md)
-    if method == "ot":
-        return Arrangement(ot(x, t), method, None, md)
-    if method == "coarse":
-        return Arrangement(coarse(x, t, tasks), method, None, md)
-    return Arrangement(_wsd_order(combine_wsd(md, ad), method, seed), method, None, md)
+    order, labels = m.order(replace(inputs, train=x, test=t, min_distance=md, avg_distance=ad))
+    return Arrangement(order, method, labels, md)

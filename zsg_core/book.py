@@ -2,22 +2,32 @@
 
     python -m zsg_core.book [--profile cpu] [--html]       (what `make book` runs)
 
-Chapter sources are `book/NN_name.py` (jupytext py:percent, a cell tagged `parameters`). Each is
-converted to `book/NN_name.ipynb` and executed in place by papermill, in its own kernel, with the
-profile's parameters that the chapter declares; a profile key that is neither a chapter's nor a
-run's parameter (`zsg train --profile`) is an error. The injected-parameters cell is tagged
-`hide-input`. Chapters share work through the caches (assets, splits, embeddings, runs), so a
-rerun redoes only what is missing. Paths come from
-the package, never from the caller's working directory.
+The chapters and their order are `_toc.yml`'s, read here, by the findings chapter and by the
+tests. Each chapter source `book/NN_name.py` (jupytext py:percent, a cell tagged `parameters`) is
+converted to a notebook in the profile's build folder and executed there by papermill, in its own
+kernel, with the profile's parameters that the chapter declares; a profile key that is neither a
+chapter's nor a run's parameter (`runs.PARAMETERS`) is an error. The injected-parameters cell is
+tagged `hide-input`.
+
+Everything a build writes lives in `_build/<profile>/` (`build_dir`): the executed notebooks
+under `book/`, the figures under `figures/`, the findings records under `findings/`, and the
+HTML under `_build/html/`. So a smoke build never overwrites a cpu build's figures, and the source
+tree holds sources only. Kernels find the folder in `$ZSG_BUILD`, which the runner sets; a chapter
+run by hand (JupyterLab, papermill) writes into the default profile's folder unless `ZSG_BUILD`
+names another. Chapters share work through the caches (assets, splits, embeddings, runs), so a
+rerun redoes only what is missing.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from .util import BUILD_ENV, DEFAULT_PROFILE, build_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
@@ -28,8 +38,28 @@ class BookError(RuntimeError):
     """A profile or a chapter is wrong, or a chapter failed to execute."""
 
 
+def chapters() -> list[str]:
+    """The chapters' names in reading order, as `_toc.yml` lists them (its root page aside)."""
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    names = []
+    for entry in toc.get("chapters", []):
+        path = Path(entry["file"])
+        if path.parent != Path(BOOK.name) or not (BOOK / f"{path.name}.py").exists():
+            raise BookError(f"_toc.yml lists {entry['file']!r}, but there is no chapter source {BOOK.name}/{path.name}.py")
+        names.append(path.name)
+    return names
+
+
 def chapter_sources() -> list[Path]:
-    return sorted(BOOK.glob("[0-9][0-9]_*.py"))
+    return [BOOK / f"{name}.py" for name in chapters()]
+
+
+def recording_chapters() -> list[str]:
+    """The chapters that record findings for the findings table (their source calls
+    `findings.record`), in reading order."""
+    return [src.stem for src in chapter_sources() if "findings.record(" in src.read_text()]
 
 
 def load_profile(name: str) -> dict:
@@ -45,11 +75,11 @@ def load_profile(name: str) -> dict:
     return params
 
 
-def convert(source: Path, notebook: Path | None = None) -> Path:
-    """book/NN_name.py (py:percent) -> book/NN_name.ipynb (or `notebook`)."""
+def convert(source: Path, notebook: Path) -> Path:
+    """book/NN_name.py (py:percent) -> `notebook`."""
     import jupytext
 
-    notebook = notebook or source.with_suffix(".ipynb")
+    notebook.parent.mkdir(parents=True, exist_ok=True)
     jupytext.write(jupytext.read(source), notebook)
     return notebook
 
@@ -74,26 +104,28 @@ def _hide_injected(notebook: Path) -> None:
     nbformat.write(nb, notebook)
 
 
-def run(profile: str = "cpu", log=print) -> list[Path]:
+def run(profile: str = DEFAULT_PROFILE, log=print) -> list[Path]:
     """Convert and execute every chapter with the profile's parameters; return the notebooks."""
     import papermill
 
-    params = load_profile(profile)
-    os.environ.setdefault("TQDM_DISABLE", "1")  # the kernels inherit it: no progress bars in the pages
-    notebooks = [convert(src) for src in chapter_sources()]
-    declared = {nb: declared_parameters(nb) for nb in notebooks}
-    from .runs import RUN_PARAMS, SPLIT_PARAMS, TRAIN_PARAMS
+    from .runs import PARAMETERS
 
+    params = load_profile(profile)
+    build = build_dir(profile)
+    os.environ[BUILD_ENV] = str(build)  # the kernels inherit it: figures and findings go there
+    os.environ.setdefault("TQDM_DISABLE", "1")  # likewise: no progress bars in the pages
+    notebooks = [convert(src, build / BOOK.name / f"{src.stem}.ipynb") for src in chapter_sources()]
+    declared = {nb: declared_parameters(nb) for nb in notebooks}
     # a key must mean something: a parameter of some chapter, or of a run (`zsg train --profile`)
-    unknown = set(params) - set().union(*declared.values(), SPLIT_PARAMS, RUN_PARAMS, TRAIN_PARAMS)
+    unknown = set(params) - set().union(*declared.values(), PARAMETERS)
     if unknown:
         raise BookError(f"profile {profile!r} sets parameter(s) {sorted(unknown)} that no chapter or run declares")
     for nb in notebooks:
         start = time.perf_counter()
-        log(f"executing {nb.relative_to(ROOT)} (profile {profile})")
+        log(f"executing {nb.stem} (profile {profile}) in {nb.parent}")
         try:
             papermill.execute_notebook(str(nb), str(nb), parameters={k: v for k, v in params.items() if k in declared[nb]},
-                                       cwd=str(BOOK), kernel_name="python3", progress_bar=False)
+                                       cwd=str(nb.parent), kernel_name="python3", progress_bar=False)
         except papermill.PapermillExecutionError as e:
             raise BookError(f"{nb.name} failed in cell {e.exec_count}: {e.ename}: {e.evalue}") from None
         _hide_injected(nb)
@@ -101,22 +133,33 @@ def run(profile: str = "cpu", log=print) -> list[Path]:
     return notebooks
 
 
-def build_html() -> Path:
+def build_html(profile: str = DEFAULT_PROFILE) -> Path:
+    """Render the profile's executed notebooks with Jupyter Book (warnings are errors); the HTML's
+    index. The book's configuration, table of contents and prose pages are copied beside them."""
+    build = build_dir(profile)
+    missing = [name for name in chapters() if not (build / BOOK.name / f"{name}.ipynb").exists()]
+    if missing:
+        raise BookError(f"chapter {missing[0]} has not been executed for profile {profile!r}: "
+                        f"run `python -m zsg_core.book --profile {profile}` first")
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy2(ROOT / name, build / name)
+    for page in BOOK.glob("*.md"):
+        shutil.copy2(page, build / BOOK.name / page.name)
     jb = Path(sys.executable).with_name("jupyter-book")
-    subprocess.run([str(jb), "build", str(ROOT), "--all", "-W", "-n", "--keep-going"], check=True)
-    return ROOT / "_build" / "html" / "index.html"
+    subprocess.run([str(jb), "build", str(build), "--all", "-W", "-n", "--keep-going"], check=True)
+    return build / "_build" / "html" / "index.html"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m zsg_core.book", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", default="cpu", help="profiles/<name>.yaml (smoke, cpu, gpu)")
+    parser.add_argument("--profile", default=DEFAULT_PROFILE, help="profiles/<name>.yaml (smoke, cpu, gpu)")
     parser.add_argument("--html", action="store_true", help="also build the HTML with Jupyter Book")
     args = parser.parse_args(argv)
     try:
         run(args.profile)
         if args.html:
-            print(f"the book is at {build_html()}")
+            print(f"the book is at {build_html(args.profile)}")
     except BookError as e:
         print(f"book: error: {e}", file=sys.stderr)
         return 2

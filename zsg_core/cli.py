@@ -2,7 +2,7 @@
 
     zsg prepare [NAME ...] [--force]   fetch, verify and convert assets (default: all but on-demand)
     zsg prepare --list                 each asset, its size, license and whether it is ready
-    zsg split --out DIR [--seed S ...] the held-out split of the default pool as JSONL + report
+    zsg split --out DIR [--split-seed S ...] the held-out split of the default pool as JSONL + report
     zsg embed FILE --out X.npy         MiniLM embeddings of any supported data file, cached
     zsg arrange --train F --test F --method M --out F
                                        order anyone's SFT data for a test set (every method of the paper)
@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 
@@ -38,9 +37,10 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _split(args: argparse.Namespace) -> int:
-    from .split import SplitConfig, load_split
+    from .runs import PARAMETERS, run_config
+    from .split import load_split
 
-    config = SplitConfig(**{f.name: getattr(args, f.name) for f in fields(SplitConfig)})
+    config = run_config(model=args.model, **{n: getattr(args, n) for n, p in PARAMETERS.items() if p.section == "split"}).split
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.force:
         raise SystemExit(f"zsg split: {out} exists and is not empty; pass --force to overwrite")
@@ -73,39 +73,14 @@ def _embed(args: argparse.Namespace) -> int:
 
 
 def _arrange(args: argparse.Namespace) -> int:
-    from .arrange import arrange_records
-    from .data import DataError, load_records, write_jsonl
-    from .split import check_disjoint
-    from .util import atomic_dir
+    from .export import arrange_file
 
-    out = Path(args.out)
-    if out.exists() and not args.force:
-        raise SystemExit(f"zsg arrange: {out} exists; pass --force to overwrite")
-    train, test = load_records(args.train), load_records(args.test)
-    if not args.allow_overlap:
-        try:
-            check_disjoint(train, test)
-        except DataError as e:
-            raise DataError(f"{e}. The test set must be unseen; pass --allow-overlap to arrange anyway") from None
-    result = arrange_records(train, test, args.method, args.budget, args.seed, args.embed_text,
-                             rounds=tuple(args.rounds) if args.rounds else None)
-    rows = []
-    for position, i in enumerate(result.order):
-        row = train[i].to_dict() | {"order": position}
-        if result.rounds is not None:
-            row["round_direction"], row["round"] = result.rounds[i]
-        rows.append(row)
-    if args.format == "hf":
-        import datasets
-
-        keys = list(dict.fromkeys(k for r in rows for k in r))
-        with atomic_dir(out) as tmp:
-            datasets.Dataset.from_list([{k: r.get(k) for k in keys} for r in rows]).save_to_disk(str(tmp))
-    else:
-        write_jsonl(rows, out)
-    print(json.dumps(result.summary(), indent=1))
-    print(f"wrote {len(rows)} arranged records to {out} ({args.format}); keep this order when training: "
-          "no shuffling (see README)")
+    arrangement = arrange_file(args.train, args.test, args.out, args.method, args.tma_budget, args.arrangement_seed,
+                               tuple(args.rounds) if args.rounds else None, args.embed_text, args.format,
+                               args.allow_overlap, args.force)
+    print(json.dumps(arrangement.summary(), indent=1))
+    print(f"wrote {len(arrangement.order)} arranged records to {args.out} ({args.format}); keep this order when "
+          "training: no shuffling (see README)")
     return 0
 
 
@@ -123,19 +98,18 @@ def _parse_value(text: str):
 
 def _train(args: argparse.Namespace) -> int:
     from .book import load_profile
-    from .runs import SPLIT_PARAMS, RUN_PARAMS, TRAIN_PARAMS, RunConfig, run, run_config, runs_dir
+    from .runs import RunConfig, run, run_config, run_params, runs_dir
 
     if args.config:
         config = RunConfig.from_dict(json.loads(Path(args.config).read_text()))
-        if args.set or args.arrangement or args.seed is not None:
+        if args.set or args.arrangement or args.train_seed is not None:
             raise SystemExit("zsg train: --config is a whole run; do not combine it with other parameters")
     else:
-        run_names = set(SPLIT_PARAMS) | RUN_PARAMS | TRAIN_PARAMS
-        params = {k: v for k, v in load_profile(args.profile).items() if k in run_names}  # chapter-only keys aside
+        params = run_params(load_profile(args.profile))  # the chapters' own keys aside
         if args.arrangement:
             params["arrangement"] = args.arrangement
-        if args.seed is not None:
-            params["seed"] = args.seed
+        if args.train_seed is not None:
+            params["train_seed"] = args.train_seed
         for item in args.set:
             name, sep, value = item.partition("=")
             if not sep:
@@ -174,19 +148,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="convert again even if ready")
     p.set_defaults(func=_prepare)
 
-    from .split import HELD_OUT, SplitConfig
+    from .runs import PARAMETERS
+    from .split import HELD_OUT
 
     p = sub.add_parser("split", help="write the held-out split of the default task pool")
     p.add_argument("--out", required=True, help="folder for train.jsonl, test.jsonl, report.csv")
-    p.add_argument("--model", default="smollm2-135m", help="asset whose tokenizer measures max_len")
-    for f in fields(SplitConfig):
-        if f.type in (bool, "bool"):
-            p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, action="store_true")
-        elif f.name == "held_out":
-            p.add_argument("--held-out", choices=HELD_OUT, default=f.default,
+    p.add_argument("--model", default=PARAMETERS["model"].default, help="asset whose tokenizer measures max_len")
+    for param in (p_ for p_ in PARAMETERS.values() if p_.section == "split"):  # --split-seed, --test-tasks, ...
+        flag = "--" + param.name.replace("_", "-")
+        if isinstance(param.default, bool):
+            p.add_argument(flag, dest=param.name, action="store_true")
+        elif param.name == "held_out":
+            p.add_argument(flag, dest=param.name, choices=HELD_OUT, default=param.default,
                            help="tasks: held-out tasks (the paper); instances: random instances, task-free (E7)")
         else:
-            p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=int, default=f.default)
+            p.add_argument(flag, dest=param.name, type=int, default=param.default)
     p.add_argument("--force", action="store_true", help="overwrite an existing output folder")
     p.set_defaults(func=_split)
 
@@ -198,30 +174,36 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.set_defaults(func=_embed)
 
-    from .arrange import METHODS
+    from .arrange import EMBED_TEXT, METHODS
+    from .export import FORMATS
 
-    p = sub.add_parser("arrange", help="order training data for a test set (NFT, FFT, RT, coarse, TMA, ...)")
+    p = sub.add_parser("arrange", help="order training data for a test set (NFT, FFT, RT, coarse, TMA, ...)",
+                       epilog="methods:\n" + "\n".join(f"  {m.name:<12} {m.help}" for m in METHODS.values()),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--train", required=True, help="training data: JSONL records, Flan-mini JSON, NIV2 tasks, HF folder")
     p.add_argument("--test", required=True, help="the (unseen) test set, any supported format")
-    p.add_argument("--method", required=True, choices=METHODS)
-    p.add_argument("--budget", type=int, default=None, help="tma-*: how many items to select (default: all)")
-    p.add_argument("--seed", type=int, default=0, help="random, rt, tma-rt: the shuffle's seed")
+    p.add_argument("--method", required=True, choices=list(METHODS))
+    p.add_argument("--tma-budget", type=int, default=None, help="tma-*: how many items to select (default: all)")
+    p.add_argument("--arrangement-seed", type=int, default=0,
+                   help=", ".join(n for n, m in METHODS.items() if m.seeded) + ": the shuffle's seed")
     p.add_argument("--rounds", type=int, nargs=2, metavar=("FIRST", "END"), default=None,
-                   help="tma-min, tma-max: keep only what rounds [FIRST, END) over the whole pool pick (E8)")
-    p.add_argument("--embed-text", choices=["all", "first-turn"], default=None,
+                   help=", ".join(n for n, m in METHODS.items() if m.takes_rounds)
+                   + ": keep only what rounds [FIRST, END) over the whole pool pick (E8)")
+    p.add_argument("--embed-text", choices=EMBED_TEXT, default=None,
                    help="text to embed (default: the paper's: all messages for WSD, first turn for TMA)")
     p.add_argument("--out", required=True, help="output JSONL file, or folder with --format hf")
-    p.add_argument("--format", choices=["jsonl", "hf"], default="jsonl")
+    p.add_argument("--format", choices=FORMATS, default="jsonl")
     p.add_argument("--allow-overlap", action="store_true", help="arrange even if test tasks, ids or texts are in training")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.set_defaults(func=_arrange)
 
     p = sub.add_parser("train", help="one run: fine-tune in an arranged order, evaluate densely, store the results")
     p.add_argument("--profile", default="cpu", help="profiles/<name>.yaml: smoke, cpu (default), gpu")
-    p.add_argument("--arrangement", choices=METHODS, default=None, help="the order (default: the profile's, else random)")
-    p.add_argument("--seed", type=int, default=None, help="training seed")
+    p.add_argument("--arrangement", choices=list(METHODS), default=None, help="the order (default: the profile's, else random)")
+    p.add_argument("--train-seed", type=int, default=None, help="the training seed (the run parameter train_seed)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                   help="any run parameter, e.g. lr=3e-4, max_steps=40, eval_steps=[0,5,10] (repeatable)")
+                   help="any run parameter, e.g. lr=3e-4, max_steps=40, eval_steps=[0,5,10] (repeatable); "
+                   "names: " + ", ".join(PARAMETERS))
     p.add_argument("--config", help="a stored run's config.json: rerun exactly that")
     p.add_argument("--print-config", action="store_true", help="print the config and its folder, train nothing")
     p.set_defaults(func=_train)

@@ -1,58 +1,22 @@
-"""Comparisons of arrangements: the runs behind a figure, their curves as tidy tables, intervals
-over seeds, and the shape statistics the chapters report.
+"""What the chapters read off stored runs: their curves as tidy tables, the shape of a curve, and
+the per-chapter summaries built on them (E1's metric shapes and declines, E2's sudden drops,
+what a run received and how much of it was a sibling of the held-out tasks).
 
-    results = run_arrangements(params, {"NFT": {"arrangement": "nft"}, "RT": {"arrangement": "rt"}},
-                               seeds=[0, 1, 2])
-    curves = loss_curves(results)          # label, seed, step, loss (micro average over test instances)
-    gaps = gap(curves, "NFT", "RT")        # step, diff, lo, hi, n: NFT - RT with a 95% interval
+    curves = loss_curves(results)   # label, seed, step, loss (micro average over test instances)
 
-This is the layer between the run store (`runs`) and the figures (`plots`): it never trains
-anything itself, and every number it returns is computed from stored runs.
+The layer between the run store (`runs`, launched by `experiments`) and the figures (`plots`);
+intervals and gaps are `stats`. It never trains anything, and every number it returns is
+computed from stored runs.
 """
 from __future__ import annotations
 
-import functools
-from typing import Any, Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .data import DataError
-from .runs import RUN_PARAMS, SPLIT_PARAMS, TRAIN_PARAMS, RunResult, run, run_config
-
-RUN_PARAM_NAMES = frozenset(SPLIT_PARAMS) | RUN_PARAMS | TRAIN_PARAMS
-SEED_PARAMS = ("arrangement_seed", "split_seed")
-
-
-def run_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The run parameters among a chapter's parameters (the rest belong to the chapter)."""
-    return {k: v for k, v in params.items() if k in RUN_PARAM_NAMES}
-
-
-def run_arrangements(params: Mapping[str, Any], variants: Mapping[str, Mapping[str, Any]],
-                     seeds: Sequence[int] = (0,), seed_param: str = "arrangement_seed",
-                     log: Callable[[str], None] = print) -> dict[tuple[str, int], RunResult]:
-    """Run (or read back) every variant x seed: `params` shared, each variant's overrides on top.
-
-    `seed_param` is what the seeds vary: the shuffle of the seeded orders (`arrangement_seed`)
-    or the task split itself (`split_seed`). A variant the seed does not change (a fixed order
-    under arrangement seeds) is one run, reported under the first seed.
-    """
-    if seed_param not in SEED_PARAMS:
-        raise DataError(f"seed_param must be one of {SEED_PARAMS}, got {seed_param!r}")
-    if not seeds:
-        raise DataError("no seeds given: a comparison needs at least one run per variant")
-    out: dict[tuple[str, int], RunResult] = {}
-    for label, over in variants.items():
-        seen: set[str] = set()
-        for seed in seeds:
-            config = run_config(**{**params, **over, seed_param: seed})
-            if config.key() in seen:
-                continue
-            seen.add(config.key())
-            log(f"{label} ({seed_param} {seed}): run {config.key()}")
-            out[(label, seed)] = run(config, log=lambda m: None)
-    return out
+from .runs import RunResult, run_split
 
 
 def loss_curves(results: Mapping[tuple[str, int], RunResult], groups: Mapping[str, str] | None = None) -> pd.DataFrame:
@@ -77,55 +41,6 @@ def task_curves(results: Mapping[tuple[str, int], RunResult]) -> pd.DataFrame:
     frames = [r.task_loss().stack().rename("loss").reset_index().assign(label=label, seed=seed)
               for (label, seed), r in results.items()]
     return pd.concat(frames, ignore_index=True)[["label", "seed", "task", "step", "loss"]]
-
-
-def interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
-    """(mean, lower, upper): a Student-t interval over independent runs; NaN bounds for one run."""
-    from scipy import stats
-
-    x = np.asarray(values, dtype=float)
-    if len(x) == 0:
-        raise DataError("an interval needs at least one value")
-    mean = float(x.mean())
-    if len(x) < 2:
-        return mean, float("nan"), float("nan")
-    half = float(stats.t.ppf((1 + level) / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
-    return mean, mean - half, mean + half
-
-
-def gap(curves: pd.DataFrame, a: str, b: str, value: str = "loss", level: float = 0.95) -> pd.DataFrame:
-    """a - b per step with a `level` interval over seeds.
-
-    Same seeds on both sides: paired differences. Otherwise (e.g. a fixed order against a
-    shuffled one) the difference of means with Welch's interval, a side with one run counting
-    as exact. Columns: step, diff, lo, hi, n_a, n_b.
-    """
-    from scipy import stats
-
-    for label in (a, b):
-        if label not in set(curves.label):
-            raise DataError(f"no curve labelled {label!r}; have {sorted(set(curves.label))}")
-    wide = {lab: curves[curves.label == lab].pivot_table(index="step", columns="seed", values=value)
-            for lab in (a, b)}
-    steps = wide[a].index.intersection(wide[b].index)
-    rows = []
-    for s in steps:
-        xa, xb = wide[a].loc[s].dropna(), wide[b].loc[s].dropna()
-        if list(xa.index) == list(xb.index) and len(xa) > 1:
-            diff, lo, hi = interval((xa - xb).to_numpy(), level)
-        else:
-            diff = float(xa.mean() - xb.mean())
-            va = xa.var(ddof=1) / len(xa) if len(xa) > 1 else 0.0
-            vb = xb.var(ddof=1) / len(xb) if len(xb) > 1 else 0.0
-            se = np.sqrt(va + vb)
-            if se == 0 or (len(xa) < 2 and len(xb) < 2):
-                lo = hi = float("nan")
-            else:  # Welch-Satterthwaite degrees of freedom
-                dof = (va + vb) ** 2 / sum(v ** 2 / (n - 1) for v, n in ((va, len(xa)), (vb, len(xb))) if n > 1)
-                half = float(stats.t.ppf((1 + level) / 2, dof) * se)
-                lo, hi = diff - half, diff + half
-        rows.append({"step": int(s), "diff": diff, "lo": lo, "hi": hi, "n_a": len(xa), "n_b": len(xb)})
-    return pd.DataFrame(rows, columns=["step", "diff", "lo", "hi", "n_a", "n_b"])
 
 
 # -- the shape of one curve ----------------------------------------------------------------------
@@ -223,33 +138,20 @@ def sudden_drops(task_curves_: pd.DataFrame, order: str, baseline: str) -> pd.Da
             [["task", "start", "step", "excess"]].reset_index(drop=True))
 
 
-def gaps(curves: pd.DataFrame, pairs: Sequence[tuple[str, str]], level: float = 0.95) -> pd.DataFrame:
-    """`gap` for several (a, b) pairs, tidy, with a column `comparison` = "a - b"."""
-    return pd.concat([gap(curves, a, b, level=level).assign(comparison=f"{a} - {b}") for a, b in pairs],
-                     ignore_index=True)
-
-
-def gap_at(gaps_: pd.DataFrame, step: int, comparison: str) -> tuple[float, float, float]:
-    """(diff, lo, hi) of one comparison of a `gaps` table at one step."""
-    row = gaps_[(gaps_.step == step) & (gaps_.comparison == comparison)]
-    if len(row) != 1:
-        raise DataError(f"no single {comparison!r} row at step {step}")
-    return tuple(float(row.iloc[0][c]) for c in ("diff", "lo", "hi"))
-
-
 def epoch_steps(result: RunResult) -> int:
     """Steps in one epoch over the run's whole arranged list (the cosine schedule's length)."""
     return -(-int(result.manifest["train_instances"]) // result.config.train.batch_size)
 
 
-@functools.lru_cache(maxsize=8)
-def _split_index(split_config, model: str) -> tuple[dict[str, str], frozenset[str]]:
-    """(training id -> task, held-out families) of a split: runs on the same split share one load."""
-    from .data import task_family
-    from .split import load_split
-
-    split = load_split(split_config, model)
-    return {r.id: r.task for r in split.train}, frozenset(task_family(r.task) for r in split.test)
+def ordering_gaps(setups: Mapping[str, Mapping[tuple[str, int], RunResult]]) -> pd.DataFrame:
+    """NFT - RT and FFT - RT (RT: the mean over its shuffles) per step, one column pair per set-up
+    (`experiments.ordering_check`): steps x (set-up, "NFT - RT" | "FFT - RT")."""
+    out = {}
+    for setup, results in setups.items():
+        mean = loss_curves(results).groupby(["label", "step"]).loss.mean().unstack(0)
+        for order in ("NFT", "FFT"):
+            out[(setup, f"{order} - RT")] = mean[order] - mean["RT"]
+    return pd.DataFrame(out).rename_axis("step")
 
 
 def received(result: RunResult) -> pd.DataFrame:
@@ -257,7 +159,9 @@ def received(result: RunResult) -> pd.DataFrame:
     that family also has a held-out task (`sibling`), from the run's own split."""
     from .data import task_family
 
-    task, held = _split_index(result.config.split, result.config.model)
+    split = run_split(result.config)
+    task = {r.id: r.task for r in split.train}
+    held = {task_family(r.task) for r in split.test}
     out = result.batches.assign(task=result.batches.id.map(task))
     if out.task.isna().any():
         raise DataError(f"run {result.folder.name} received ids its split does not have, e.g. {out.id[out.task.isna()].iloc[0]!r}")

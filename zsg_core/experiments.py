@@ -1,68 +1,100 @@
-"""The runs behind each of the book's part-2 experiments (paper.md E4-E8), defined once.
+"""Every run the book trains, launched from here: each chapter's groups of runs, defined once.
 
-A chapter and the findings table call the same function, so both see the same runs (read back
-from the run store after the first time). Every function returns groups of runs keyed
-(label, seed), as `compare.run_arrangements` does:
+A chapter, the findings table and the benchmarks call the same function, so all see the same runs
+(read back from the run store after the first time). Each group is keyed (label, seed):
 
-    by_split   the headline comparison over task-split seeds (each split its own held-out tasks)
-    shuffles   RT's shuffle seeds on the first split (the spread that order alone makes)
-    blocked    the same comparison on a family-blocked split (no held-out task has a sibling),
-               RT over its shuffle seeds
+    runs = run_arrangements(params, {"NFT": {"arrangement": "nft"}, "RT": {"arrangement": "rt"}},
+                            seeds=[0, 1, 2])          # params: flat run parameters (runs.PARAMETERS)
 
-Nothing here generates text: these chapters compare held-out loss only, so `generate_steps` is
-always empty and the runs are shared with `benchmarks/ordering_check.py`.
+    early_generalization  E1: random order over arrangement seeds, generating text
+    permutations          E2, E3: round-robin, cluster and random
+    similarity            E4 (+ E9's OT order, the family-blocked split)
+    granularity           E5: coarse vs fine, and the pair trained longer
+    tma, round_groups     E6 and E8
+    task_free             E7's analog: a random-instance hold-out
+    ordering_check        E4's orders with and without the cpu profile's speed-ups (full fine-tuning)
+
+Only chapter 2 and 3's random runs generate text: every other group compares held-out loss, so
+its runs carry no `generate_steps` (and are shared between chapters and the benchmarks).
 """
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
 
-from .compare import run_arrangements
 from .data import DataError
-from .runs import RunResult
+from .runs import RunResult, run, run_config, run_split, stored
 
 Runs = dict[tuple[str, int], RunResult]
+Log = Callable[[str], None]
 
+SEED_PARAMS = ("arrangement_seed", "split_seed")
 QUIET = {"generate_steps": []}
 WSD_ORDERS = {"NFT": {"arrangement": "nft"}, "FFT": {"arrangement": "fft"}, "RT": {"arrangement": "rt"}}
 
 
-def tma_budget(params: Mapping[str, Any], budget: int | None = None) -> int:
-    """How many instances TMA selects: `budget`, else as many as the trained steps consume, so each
-    run makes one pass over its selection (the paper: one epoch over its 30k) and the FFT layout
-    reaches its near half mid-run."""
-    if budget is not None:
-        return int(budget)
-    if params.get("max_steps") is None:
-        raise DataError("TMA needs a budget: set tma_budget, or max_steps (budget = max_steps x batch_size)")
-    return int(params["max_steps"]) * int(params["batch_size"])
+def run_arrangements(params: Mapping[str, Any], variants: Mapping[str, Mapping[str, Any]],
+                     seeds: Sequence[int] = (0,), seed_param: str = "arrangement_seed", log: Log = print,
+                     train: bool = True) -> Runs:
+    """Run (or read back) every variant x seed: `params` shared, each variant's overrides on top.
 
-
-def tma_orders(budget: int | None) -> dict[str, dict[str, Any]]:
-    return {label: {"arrangement": f"tma-{label.lower()}", "budget": budget}
-            for label in ("NFT", "FFT", "RT", "MIN", "MAX")}
+    `seed_param` is what the seeds vary: the shuffle of the seeded orders (`arrangement_seed`)
+    or the task split itself (`split_seed`). A variant the seed does not change (a fixed order
+    under arrangement seeds) is one run, reported under the first seed. With `train=False`,
+    only what is stored already comes back (a variant x seed not yet run is left out).
+    """
+    if seed_param not in SEED_PARAMS:
+        raise DataError(f"seed_param must be one of {SEED_PARAMS}, got {seed_param!r}")
+    if not seeds:
+        raise DataError("no seeds given: a comparison needs at least one run per variant")
+    out: Runs = {}
+    for label, over in variants.items():
+        seen: set[str] = set()
+        for seed in seeds:
+            config = run_config(**{**params, **over, seed_param: seed})
+            if config.key() in seen:
+                continue
+            seen.add(config.key())
+            log(f"{label} ({seed_param} {seed}): run {config.key()}")
+            result = run(config, log=lambda m: None) if train else stored(config)
+            if result is not None:
+                out[(label, seed)] = result
+    return out
 
 
 def _quiet(params: Mapping[str, Any]) -> dict[str, Any]:
     return {**params, **QUIET}
 
 
-def similarity(params: Mapping[str, Any], split_seeds: Sequence[int], seeds: Sequence[int],
-               log: Callable[[str], None] = print) -> dict[str, Runs]:
+def early_generalization(params: Mapping[str, Any], arrangement_seeds: Sequence[int], log: Log = print) -> Runs:
+    """E1: random order over `arrangement_seeds`, generating at the profile's `generate_steps`."""
+    return run_arrangements(params, {"random": {"arrangement": "random"}}, arrangement_seeds, log=log)
+
+
+def permutations(params: Mapping[str, Any], arrangement_seeds: Sequence[int], log: Log = print) -> Runs:
+    """E2 and E3: round-robin and cluster (fixed orders: one run each, no generation) and random
+    over `arrangement_seeds` (chapter 2's runs, with their generations)."""
+    return run_arrangements(params, {"round-robin": {"arrangement": "round-robin", **QUIET},
+                                     "cluster": {"arrangement": "cluster", **QUIET},
+                                     "random": {"arrangement": "random"}}, arrangement_seeds, log=log)
+
+
+def similarity(params: Mapping[str, Any], split_seeds: Sequence[int], arrangement_seeds: Sequence[int],
+               log: Log = print) -> dict[str, Runs]:
     """E4: NFT / FFT / RT by WSD over split seeds, RT's shuffles, the OT order (E9) on the first
     split, and the family-blocked split."""
     p = _quiet(params)
     first = {**p, "split_seed": split_seeds[0]}
     return {"by_split": run_arrangements(p, WSD_ORDERS, split_seeds, "split_seed", log),
-            "shuffles": run_arrangements(first, {"RT": WSD_ORDERS["RT"]}, seeds, log=log),
+            "shuffles": run_arrangements(first, {"RT": WSD_ORDERS["RT"]}, arrangement_seeds, log=log),
             "ot": run_arrangements(first, {"OT": {"arrangement": "ot"}}, log=log),
-            "blocked": run_arrangements({**first, "family_blocked": True}, WSD_ORDERS, seeds, log=log)}
+            "blocked": run_arrangements({**first, "family_blocked": True}, WSD_ORDERS, arrangement_seeds, log=log)}
 
 
 def granularity(params: Mapping[str, Any], split_seeds: Sequence[int], long_steps: int | None = None,
-                log: Callable[[str], None] = print) -> dict[str, Runs]:
+                log: Log = print) -> dict[str, Runs]:
     """E5: coarse (task-centroid WSD, tasks contiguous) vs fine (= E4's NFT), both nearest first,
-    over split seeds; with `long_steps`, the pair again on the first split for that many steps
-    (the paper's curves cross late in its window)."""
+    over split seeds; with `long_steps`, the pair again on the first split, trained for
+    `long_steps` steps (the paper's curves cross late in its window)."""
     orders = {"fine": WSD_ORDERS["NFT"], "coarse": {"arrangement": "coarse"}}
     out = {"by_split": run_arrangements(_quiet(params), orders, split_seeds, "split_seed", log)}
     if long_steps:
@@ -71,30 +103,39 @@ def granularity(params: Mapping[str, Any], split_seeds: Sequence[int], long_step
     return out
 
 
-def tma(params: Mapping[str, Any], split_seeds: Sequence[int], seeds: Sequence[int], budget: int | None = None,
-        log: Callable[[str], None] = print) -> dict[str, Runs]:
+TMA_LABELS = ("NFT", "FFT", "RT", "MIN", "MAX")
+
+
+def tma_orders(labels: Sequence[str] = TMA_LABELS) -> dict[str, dict[str, Any]]:
+    """The TMA layouts by label; each selects the run's `tma_budget` instances."""
+    return {label: {"arrangement": f"tma-{label.lower()}"} for label in labels}
+
+
+def tma(params: Mapping[str, Any], split_seeds: Sequence[int], arrangement_seeds: Sequence[int],
+        log: Log = print) -> dict[str, Runs]:
     """E6: TMA NFT / FFT / RT over split seeds; MIN and MAX on the first split; NFT / FFT and RT's
-    shuffles on the family-blocked split. All select `tma_budget(params, budget)` instances."""
+    shuffles on the family-blocked split. All select `params["tma_budget"]` instances."""
     p = _quiet(params)
     first = {**p, "split_seed": split_seeds[0]}
-    orders = tma_orders(tma_budget(params, budget))
-    main = {k: orders[k] for k in ("NFT", "FFT", "RT")}
+    main = tma_orders(("NFT", "FFT", "RT"))
     return {"by_split": run_arrangements(p, main, split_seeds, "split_seed", log),
-            "extremes": run_arrangements(first, {k: orders[k] for k in ("MIN", "MAX")}, log=log),
-            "blocked": run_arrangements({**first, "family_blocked": True}, main, seeds, log=log)}
+            "extremes": run_arrangements(first, tma_orders(("MIN", "MAX")), log=log),
+            "blocked": run_arrangements({**first, "family_blocked": True}, main, arrangement_seeds, log=log)}
 
 
-def round_groups(params: Mapping[str, Any], width: int, starts: Sequence[int],
-                 log: Callable[[str], None] = print) -> Runs:
+def round_label(start: int, width: int) -> str:
+    return f"rounds {start}-{start + width - 1}"
+
+
+def round_groups(params: Mapping[str, Any], width: int, starts: Sequence[int], log: Log = print) -> Runs:
     """E8: one run per group of TMA (min) rounds [s, s + width) over the whole pool for each start
-    s, each from the base model, in round order, for `max_steps` steps or the group's whole epoch
-    when it is shorter (a group holds at most one instance per held-out point per round)."""
+    s, each from the base model, in round order. A group trains `max_steps` steps, or its whole
+    epoch when that is shorter (a group holds at most one instance per held-out point per round)."""
     from .arrange import arrange_records
-    from .runs import run_config
-    from .split import load_split
 
-    config = run_config(**_quiet(params))
-    split = load_split(config.split, config.model)
+    p = {**_quiet(params), "tma_budget": None}  # rounds are Algorithm 1 over the whole pool
+    config = run_config(**p, arrangement="tma-min")
+    split = run_split(config)
     picked_in = [r for _, r in arrange_records(split.train, split.test, "tma-min").rounds.values()]
     variants = {}
     for s in starts:
@@ -102,15 +143,24 @@ def round_groups(params: Mapping[str, Any], width: int, starts: Sequence[int],
         epoch = -(-size // config.train.batch_size)
         steps = epoch if config.train.max_steps is None else min(config.train.max_steps, epoch)
         variants[round_label(s, width)] = {"arrangement": "tma-min", "rounds": [s, s + width], "max_steps": steps}
-    return run_arrangements(_quiet(params), variants, log=log)
+    return run_arrangements(p, variants, log=log)
 
 
-def round_label(start: int, width: int) -> str:
-    return f"rounds {start}-{start + width - 1}"
-
-
-def task_free(params: Mapping[str, Any], seeds: Sequence[int], log: Callable[[str], None] = print) -> Runs:
+def task_free(params: Mapping[str, Any], arrangement_seeds: Sequence[int], log: Log = print) -> Runs:
     """E7's analog: held-out instances drawn at random (tasks never consulted), TMA over the whole
-    pool (the paper's assumed build), NFT / FFT fixed and RT over `seeds`."""
-    p = {**_quiet(params), "held_out": "instances"}
-    return run_arrangements(p, {k: v for k, v in tma_orders(None).items() if k in ("NFT", "FFT", "RT")}, seeds, log=log)
+    pool (the paper's assumed build), NFT / FFT fixed and RT over `arrangement_seeds`."""
+    p = {**_quiet(params), "held_out": "instances", "tma_budget": None}
+    return run_arrangements(p, tma_orders(("NFT", "FFT", "RT")), arrangement_seeds, log=log)
+
+
+def ordering_check(params: Mapping[str, Any], full_lr: float, arrangement_seeds: Sequence[int],
+                   log: Log = print, train: bool = True) -> dict[str, Runs]:
+    """E4's NFT / FFT / RT on the first split twice: with the profile's set-up ("fast") and with
+    every weight trained at `full_lr` ("full", the paper's set-up, evaluated every 10 steps as it
+    costs ~10x more per step). RT over `arrangement_seeds` in the fast set-up, the first in the
+    full one. With `train=False`, only the stored runs (see `run_arrangements`)."""
+    steps = params.get("max_steps") or 60
+    full = {**_quiet(params), "frozen_layers": 0, "lr": full_lr,
+            "eval_steps": sorted({0, 5, *range(10, steps + 1, 10), steps})}
+    return {"fast": run_arrangements(_quiet(params), WSD_ORDERS, arrangement_seeds, log=log, train=train),
+            "full": run_arrangements(full, WSD_ORDERS, arrangement_seeds[:1], log=log, train=train)}

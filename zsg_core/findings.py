@@ -1,7 +1,8 @@
 """The findings table: each claim of the paper, the paper's number, ours with a 95% interval, a verdict.
 
 Each chapter computes its findings from its runs and `record`s them (with the curves behind them)
-in book/_findings/<chapter>.json; chapter 8 `collect`s them into one table. A record carries the
+in <build folder>/findings/<chapter>.json (`util.build_dir`: one per profile); the findings
+chapter `collect`s them into one table. A record carries the
 parameters it was computed with, and `collect` refuses records made with other ones, so a table
 never mixes profiles.
 
@@ -21,9 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .data import DataError
-from .util import atomic_file
-
-FINDINGS = Path(__file__).resolve().parents[1] / "book" / "_findings"
+from .util import atomic_file, build_dir
 
 # What the paper's figures show (paper.md section 4, [F]); steps are the paper's, epochs its own.
 PAPER = {
@@ -71,8 +70,8 @@ ORDER_PAIRS = [("NFT", "RT"), ("FFT", "RT")]  # the order claim NFT < RT < FFT, 
 
 
 def order_effects(gaps: pd.DataFrame, step: int) -> tuple[tuple[float, float, float], tuple[float, float, float], str]:
-    """(NFT - RT, FFT - RT, verdict) at `step` of a `compare.gaps(curves, ORDER_PAIRS)` table."""
-    from .compare import gap_at
+    """(NFT - RT, FFT - RT, verdict) at `step` of a `stats.gaps(curves, ORDER_PAIRS)` table."""
+    from .stats import gap_at
 
     near, far = (gap_at(gaps, step, f"{a} - {b}") for a, b in ORDER_PAIRS)
     return near, far, order_verdict(near, far)
@@ -109,11 +108,14 @@ def shared_params(params: Mapping[str, Any]) -> dict[str, Any]:
     return {k: params[k] for k in SHARED if k in params}
 
 
+def findings_dir() -> Path:
+    return build_dir() / "findings"
+
+
 def record(chapter: str, params: Mapping[str, Any], findings: Sequence[Finding],
            curves: pd.DataFrame | None = None) -> None:
     """Store a chapter's findings (and the tidy gap curves behind them) for chapter 8."""
-    FINDINGS.mkdir(parents=True, exist_ok=True)
-    path = FINDINGS / f"{chapter}.json"
+    path = findings_dir() / f"{chapter}.json"
     body = {"chapter": chapter, "params": shared_params(params), "findings": [asdict(f) for f in findings],
             "curves": [] if curves is None else json.loads(curves.to_json(orient="records"))}
     with atomic_file(path) as f:
@@ -125,7 +127,7 @@ def collect(params: Mapping[str, Any], chapters: Sequence[str]) -> tuple[pd.Data
     want = shared_params(params)
     tables, curves = [], []
     for chapter in chapters:
-        path = FINDINGS / f"{chapter}.json"
+        path = findings_dir() / f"{chapter}.json"
         if not path.exists():
             raise DataError(f"no findings from chapter {chapter}: execute it first (make book runs every chapter)")
         try:

@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-FIGURES = Path(__file__).resolve().parents[1] / "book" / "figures"  # beside the chapters, not the cwd
+from .util import atomic_file, build_dir
 
 # the paper's draw scripts' colours, in their order (paper.md section 7)
 PAPER_COLORS = ["#82B0D2", "#FFBE7A", "#FA7F6F", "#8ECFC9", "#BEB8DC"]
@@ -20,10 +20,11 @@ def use_style() -> None:
 
 
 def save(fig: plt.Figure, name: str) -> Path:
-    """Save `fig` as book/figures/<name>.png and return the path."""
-    FIGURES.mkdir(parents=True, exist_ok=True)
-    path = FIGURES / f"{name}.png"
-    fig.savefig(path)
+    """Save `fig` as <build folder>/figures/<name>.png (`util.build_dir`: per profile) and return the path."""
+    path = build_dir() / "figures" / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path, "wb") as f:
+        fig.savefig(f, format="png")
     return path
 
 

@@ -19,15 +19,16 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import hashlib
 import json
 import os
 import platform
 import subprocess
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import pandas as pd
 
@@ -43,36 +44,35 @@ RUN_VERSION = 1  # bump when training or evaluation changes what a config produc
 class RunConfig:
     model: str = "smollm2-135m"
     split: SplitConfig = SplitConfig()
-    arrangement: str = "random"  # any zsg_core.arrange.METHODS
-    arrangement_seed: int = 0  # the shuffle of random / rt / tma-rt
-    budget: int | None = None  # tma-*: instances to select
+    arrangement: str = "random"  # a name in zsg_core.arrange.METHODS
+    arrangement_seed: int = 0  # the shuffle of the seeded methods (random / rt / tma-rt)
+    budget: int | None = field(default=None, metadata={  # flat name tma_budget: instances TMA selects
+        "why": "None selects the whole pool (Algorithm 1 as written); a profile sizes the selection for its runs"})
     embed_text: str | None = None  # None: the paper's choice per method
     train: TrainConfig = TrainConfig()
     rounds: tuple[int, int] | None = None  # tma-min/tma-max: train on rounds [a, b) only (E8)
 
     def __post_init__(self) -> None:
-        from .arrange import METHODS, SEEDED
+        from .arrange import check_method
+        from .similarity import SimilarityError
 
         if not isinstance(self.model, str) or not self.model:
             raise DataError(f"run parameter model must be a model name or folder, got {self.model!r}")
-        if self.arrangement not in METHODS:
-            raise DataError(f"run parameter arrangement {self.arrangement!r} is unknown; choose one of {', '.join(METHODS)}")
         if not isinstance(self.arrangement_seed, int) or isinstance(self.arrangement_seed, bool):
             raise DataError(f"run parameter arrangement_seed must be an integer, got {self.arrangement_seed!r}")
-        if self.arrangement not in SEEDED:  # a fixed order: its seed is no part of its identity (one run, not n)
-            object.__setattr__(self, "arrangement_seed", 0)
-        if self.budget is not None and (not isinstance(self.budget, int) or self.budget < 1):
-            raise DataError(f"run parameter budget must be a positive integer or null, got {self.budget!r}")
+        try:
+            method = check_method(self.arrangement)
+            # A parameter that cannot change this run is no part of its identity: a fixed order's
+            # seed (one run, not n), and a profile's tma_budget for an order that selects nothing.
+            if not method.seeded:
+                object.__setattr__(self, "arrangement_seed", 0)
+            if not method.takes_tma_budget:
+                object.__setattr__(self, "budget", None)
+            check_method(self.arrangement, self.budget, self.rounds, self.embed_text)
+        except SimilarityError as e:
+            raise DataError(f"run parameter {e}") from None
         if self.rounds is not None:
-            r = self.rounds
-            if (not isinstance(r, (list, tuple)) or len(r) != 2 or not all(isinstance(i, int) and not isinstance(i, bool) for i in r)
-                    or not 0 <= r[0] < r[1]):
-                raise DataError(f"run parameter rounds must be [first, end) with 0 <= first < end, got {r!r}")
-            if self.arrangement not in ("tma-min", "tma-max") or self.budget is not None:
-                raise DataError("run parameter rounds applies to arrangement tma-min or tma-max without a budget")
-            object.__setattr__(self, "rounds", tuple(r))
-        if self.embed_text not in (None, "all", "first-turn"):
-            raise DataError(f"run parameter embed_text must be 'all', 'first-turn' or null, got {self.embed_text!r}")
+            object.__setattr__(self, "rounds", tuple(self.rounds))
 
     def to_dict(self) -> dict[str, Any]:
         d = without_late_defaults({f.name: getattr(self, f.name) for f in fields(self)}, {"rounds": None})
@@ -102,28 +102,74 @@ class RunConfig:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-# Flat parameter names (profiles, papermill parameters, the CLI) -> where they live in a RunConfig.
-SPLIT_PARAMS = {"split_seed": "seed", "test_tasks": "test_tasks", "train_per_task": "train_per_task",
-                "test_per_task": "test_per_task", "max_len": "max_len", "family_blocked": "family_blocked",
-                "held_out": "held_out"}
-RUN_PARAMS = {"model", "arrangement", "arrangement_seed", "budget", "embed_text", "rounds"}
-TRAIN_PARAMS = {f.name for f in fields(TrainConfig)}
+# -- the run parameters: one flat namespace over the three configs ---------------------------------
+# Profiles, papermill parameters, `zsg train --set` and `run_config` all name a run's parameters by
+# these flat names. Types, defaults and validation live on the config fields (`SplitConfig`,
+# `TrainConfig`, `RunConfig`); a default that differs from the default profile says why in its
+# field's metadata ("why"; tests/test_runs.py holds every such default to it).
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str  # the flat name
+    section: str  # "split", "train" or "run": the config that holds it
+    field: str  # its field there
+    default: Any
+    why: str | None  # why the default differs from the default profile's value, if it does
+
+
+# Flat names that differ from their field's: each seed is named for what it seeds, and the TMA
+# selection size for what it selects. Fields keep their names, so stored runs keep their keys.
+RENAMED = {("split", "seed"): "split_seed", ("train", "seed"): "train_seed", ("run", "budget"): "tma_budget"}
+
+
+def _declare() -> dict[str, Parameter]:
+    out: dict[str, Parameter] = {}
+    for section, cls in (("split", SplitConfig), ("train", TrainConfig), ("run", RunConfig)):
+        for f in fields(cls):
+            if f.name in ("split", "train"):  # RunConfig's nested configs: their fields are listed above
+                continue
+            name = RENAMED.get((section, f.name), f.name)
+            assert name not in out, f"run parameter {name} is declared twice"
+            out[name] = Parameter(name, section, f.name, f.default, f.metadata.get("why"))
+    return out
+
+
+PARAMETERS: dict[str, Parameter] = _declare()
+
+
+def run_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The run parameters among `params` (a profile, a chapter's globals); the rest are not a run's."""
+    return {k: v for k, v in params.items() if k in PARAMETERS}
 
 
 def run_config(**params: Any) -> RunConfig:
     """A RunConfig from flat parameters (a profile plus overrides); an unknown name is an error."""
-    split, train, top = {}, {}, {}
+    nested: dict[str, dict[str, Any]] = {"split": {}, "train": {}, "run": {}}
     for name, value in params.items():
-        if name in SPLIT_PARAMS:
-            split[SPLIT_PARAMS[name]] = value
-        elif name in TRAIN_PARAMS:
-            train[name] = value
-        elif name in RUN_PARAMS:
-            top[name] = value
-        else:
-            known = sorted(set(SPLIT_PARAMS) | RUN_PARAMS | TRAIN_PARAMS)
-            raise DataError(f"unknown run parameter {name!r}; known: {', '.join(known)}")
-    return RunConfig(split=SplitConfig(**split), train=TrainConfig.from_dict(train), **top)
+        if name not in PARAMETERS:
+            raise DataError(f"unknown run parameter {name!r}; known: {', '.join(sorted(PARAMETERS))}")
+        p = PARAMETERS[name]
+        nested[p.section][p.field] = value
+    return RunConfig(split=SplitConfig(**nested["split"]), train=TrainConfig.from_dict(nested["train"]), **nested["run"])
+
+
+def flat_params(config: RunConfig) -> dict[str, Any]:
+    """The flat parameters of a config: `run_config(**flat_params(c)) == c`."""
+    holders = {"split": config.split, "train": config.train, "run": config}
+    return {name: getattr(holders[p.section], p.field) for name, p in PARAMETERS.items()}
+
+
+def run_split(config: RunConfig):
+    """The held-out split a run trains and evaluates on (`split.load_split`, cached on disk; runs
+    on the same split share one load per process)."""
+    return _load_split(config.split, config.model)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_split(split: SplitConfig, model: str):
+    from .split import load_split
+
+    return load_split(split, model)
 
 
 def runs_dir() -> Path:
@@ -191,12 +237,17 @@ def _versions() -> dict[str, str]:
 def arranged_training_list(config: RunConfig, split=None) -> tuple[list, list, dict]:
     """(arranged training records, test records, arrangement summary) of a run."""
     from .arrange import apply, arrange_records
-    from .split import load_split
 
-    split = split or load_split(config.split, config.model)
+    split = split or run_split(config)
     arrangement = arrange_records(split.train, split.test, config.arrangement, config.budget,
                                   config.arrangement_seed, config.embed_text, rounds=config.rounds)
     return apply(split.train, arrangement.order), split.test, arrangement.summary()
+
+
+def stored(config: RunConfig, root: Path | None = None) -> RunResult | None:
+    """The stored results of `config` if it has run to completion, else None (never trains)."""
+    folder = (root or runs_dir()) / config.key()
+    return load(folder) if is_complete(folder) else None
 
 
 def run(config: RunConfig, log: Callable[[str], None] = print, on_step: Callable[[int], None] | None = None,

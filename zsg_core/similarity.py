@@ -3,7 +3,7 @@
 All functions take L2-normalised embeddings, `train` (N x d) and `test` (M x d), as the paper's
 all-MiniLM-L6-v2 produces them. The distance is the paper's d(x, y) = -cos(x, y) in [-1, 1]:
 lower is more similar. Work is chunked over the training rows, so N can be Flan-mini's 1.3M
-without ever holding an N x M matrix (only `distance_matrix` returns one, on purpose).
+without ever holding an N x M matrix.
 """
 from __future__ import annotations
 
@@ -58,17 +58,6 @@ def chunks(n_rows: int, n_cols: int) -> Iterator[slice]:
     step = chunk_rows(n_cols)
     for start in range(0, n_rows, step):
         yield slice(start, min(start + step, n_rows))
-
-
-def distance_matrix(train: np.ndarray, test: np.ndarray, metric: Literal["cosine", "euclidean"] = "cosine") -> np.ndarray:
-    """The full N x M distance matrix: negative cosine, or Euclidean (= sqrt(2 + 2 d) on unit vectors)."""
-    train, test = check_embeddings(train, test)
-    d = -(train @ test.T)
-    if metric == "cosine":
-        return d
-    if metric == "euclidean":
-        return np.sqrt(np.clip(2 + 2 * d, 0, None))
-    raise SimilarityError(f"unknown metric {metric!r}; use 'cosine' or 'euclidean'")
 
 
 def min_avg_distance(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -55,17 +55,23 @@ def dense_schedule(max_steps: int) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    lr: float = 1e-4
+    # A default that differs from the default profile (profiles/cpu.yaml) says why, in "why".
+    lr: float = field(default=1e-4, metadata={"why": "a model-agnostic start; the cpu profile's 3e-4 was swept "
+                                               "for 4 trained layers of SmolLM2 (benchmarks/results/lr_sweep_cpu.json)"})
     batch_size: int = 8
-    max_steps: int | None = None  # train the first max_steps steps of the epoch; None: all of it
-    frozen_layers: int = 0  # 0: full fine-tuning (the paper); F: layers [0, F) frozen and cached
+    max_steps: int | None = field(default=None, metadata={  # train the first max_steps steps of the epoch
+        "why": "None trains the whole epoch, as the paper; the cpu profile stops early to fit 2 cores"})
+    frozen_layers: int = field(default=0, metadata={  # F: layers [0, F) frozen and their outputs cached
+        "why": "0 is full fine-tuning, as the paper; the cpu profile freezes 26 of SmolLM2's 30 layers for speed"})
     eval_steps: tuple[int, ...] | None = None  # None: dense_schedule(steps)
-    generate_steps: tuple[int, ...] = ()
-    generate_protocol: str = "greedy"  # "paper": nucleus sampling on a fresh subset per step; "both"
-    generate_per_task: int = 2
-    max_new_tokens: int = 64
+    generate_steps: tuple[int, ...] = field(default=(), metadata={
+        "why": "generation is slow and only chapter 2 reads it, so a run generates only when asked"})
+    generate_protocol: str = field(default="greedy", metadata={  # "paper": nucleus sampling on a fresh subset; "both"
+        "why": "greedy is deterministic; the cpu profile adds the paper's sampled protocol for chapter 2"})
+    generate_per_task: int = field(default=2, metadata={"why": "the cpu profile generates 1 per task to fit 2 cores"})
+    max_new_tokens: int = field(default=64, metadata={"why": "the cpu profile caps answers at 24 tokens to fit 2 cores"})
     reward_model: str | None = None  # a local AutoModelForSequenceClassification folder; none ships here
-    seed: int = 0
+    seed: int = 0  # flat name train_seed: the model's initial weights (random-init models), sampling
     precision: str = "bf16"  # bf16 autocast over fp32 master weights, or "fp32"
 
     def __post_init__(self) -> None:

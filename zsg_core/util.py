@@ -1,4 +1,4 @@
-"""Small shared helpers: the cache folder, atomic writes, progress bars.
+"""Small shared helpers: the cache and build folders, atomic writes, progress bars.
 
 Everything zsg writes that must never look complete when it is not (assets, embeddings, run
 results) goes through `atomic_file` or `atomic_dir`: write to a temporary name beside the
@@ -21,6 +21,20 @@ def cache_dir() -> Path:
     root = Path(os.environ.get("ZSG_CACHE") or Path.home() / ".cache" / "zsg").expanduser()
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+DEFAULT_PROFILE = "cpu"  # profiles/cpu.yaml: what `make book` runs
+BUILD_ENV = "ZSG_BUILD"
+BUILD_ROOT = Path(__file__).resolve().parents[1] / "_build"  # in the repository, ignored by git
+
+
+def build_dir(profile: str | None = None) -> Path:
+    """Where a book build writes (executed notebooks, figures, findings): `_build/<profile>` in the
+    repository; without a profile, `$ZSG_BUILD` (the book runner sets it for its kernels), else the
+    default profile's folder."""
+    if profile is None and os.environ.get(BUILD_ENV):
+        return Path(os.environ[BUILD_ENV])
+    return BUILD_ROOT / (profile or DEFAULT_PROFILE)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
