@@ -53,7 +53,7 @@ from zsg_core.runs import run_params
 
 plots.use_style()
 params = run_params(globals())
-table, curves = findings.collect(params, book.recording_chapters())  # every chapter that records, in _toc.yml order
+table, curves = findings.collect(params, book.recording_chapters())  # in _toc.yml order
 
 # %% [markdown]
 # ## The table

@@ -54,3 +54,9 @@ def test_records_are_collected_and_other_parameters_refused(tmp_path, monkeypatc
     (tmp_path / "findings" / "04_x.json").write_text('{"chapter": "04_x", "par')  # a truncated record
     with pytest.raises(DataError, match="not readable JSON"):
         findings.collect(params, ["04_x"])
+
+
+def test_the_shared_parameters_are_run_parameters():
+    from zsg_core.runs import PARAMETERS
+
+    assert set(findings.SHARED) <= set(PARAMETERS)

@@ -131,6 +131,7 @@ def test_cli_train_runs_and_reports(tmp_path):
     assert "held-out loss:" in proc.stdout and f"results: {tmp_path}" in proc.stdout
     shown = subprocess.run(args + ["--print-config"], capture_output=True, text=True, env=env, timeout=300)
     printed = json.loads(shown.stdout)
+    assert printed["params"]["max_steps"] == 3 and printed["params"]["arrangement"] == "cluster"  # flat names
     assert (tmp_path / printed["key"] / "complete").exists()  # the run just made is the one it names
     config_file = tmp_path / printed["key"] / "config.json"
     again = subprocess.run([str(zsg), "train", "--config", str(config_file)], capture_output=True, text=True,

@@ -98,7 +98,7 @@ def _parse_value(text: str):
 
 def _train(args: argparse.Namespace) -> int:
     from .book import load_profile
-    from .runs import RunConfig, run, run_config, run_params, runs_dir
+    from .runs import RunConfig, flat_params, run, run_config, run_params, runs_dir
 
     if args.config:
         config = RunConfig.from_dict(json.loads(Path(args.config).read_text()))
@@ -118,7 +118,8 @@ def _train(args: argparse.Namespace) -> int:
         config = run_config(**params)
     folder = runs_dir() / config.key()
     if args.print_config:
-        print(json.dumps({"key": config.key(), "folder": str(folder), "config": config.to_dict()}, indent=1))
+        print(json.dumps({"key": config.key(), "folder": str(folder), "params": flat_params(config),
+                          "config": config.to_dict()}, indent=1))
         return 0
     from .model import process_state
 

@@ -161,6 +161,6 @@ def ordering_check(params: Mapping[str, Any], full_lr: float, arrangement_seeds:
     full one. With `train=False`, only the stored runs (see `run_arrangements`)."""
     steps = params.get("max_steps") or 60
     full = {**_quiet(params), "frozen_layers": 0, "lr": full_lr,
-            "eval_steps": sorted({0, 5, *range(10, steps + 1, 10), steps})}
+            "eval_steps": sorted(s for s in {0, 5, *range(10, steps + 1, 10), steps} if s <= steps)}
     return {"fast": run_arrangements(_quiet(params), WSD_ORDERS, arrangement_seeds, log=log, train=train),
             "full": run_arrangements(full, WSD_ORDERS, arrangement_seeds[:1], log=log, train=train)}
