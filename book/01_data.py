@@ -43,7 +43,7 @@ max_len = 512
 umap_seed = 0
 examples = 3
 
-# %%
+# %% tags=["hide-cell"]
 import numpy as np
 import pandas as pd
 import matplotlib.pyplot as plt
@@ -56,9 +56,13 @@ from zsg_core.plots import save, use_style
 from zsg_core.runs import run_config, run_params, run_split
 
 use_style()
+
+# %%
 params = run_params(globals())  # the split parameters above (and the model, whose tokenizer measures length)
 split = run_split(run_config(**params))
 blocked = run_split(run_config(**params, family_blocked=True))
+
+# %%
 pd.DataFrame({"default split": split.summary(), "family-blocked": blocked.summary()}).drop("config")
 
 # %% [markdown]

@@ -58,7 +58,7 @@ generate_per_task = 1
 max_new_tokens = 24
 reward_model = None
 
-# %%
+# %% tags=["hide-cell"]
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
@@ -68,6 +68,8 @@ from zsg_core.data import SOURCE_NAMES
 from zsg_core.runs import run_params, run_split
 
 plots.use_style()
+
+# %% tags=["hide-output"]
 params = run_params(globals())  # every parameter above that a run takes
 results = experiments.early_generalization(params, arrangement_seeds)
 split = run_split(next(iter(results.values())).config)  # the runs' own split

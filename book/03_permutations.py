@@ -57,7 +57,7 @@ reward_model = None
 sudden_tasks = 3
 n_boot = 300
 
-# %%
+# %% tags=["hide-cell"]
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
@@ -65,6 +65,8 @@ from zsg_core import compare, experiments, findings, plots, predict
 from zsg_core.runs import run_params, run_split
 
 plots.use_style()
+
+# %% tags=["hide-output"]
 params = run_params(globals())
 ORDERS = ["round-robin", "random", "cluster"]
 results = experiments.permutations(params, arrangement_seeds)

@@ -52,7 +52,7 @@ arrangement_seeds = [0, 1, 2]
 split_seeds = [0, 1, 2]
 sibling_steps = 20
 
-# %%
+# %% tags=["hide-cell"]
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
@@ -61,6 +61,8 @@ from zsg_core import compare, experiments, findings, plots, stats
 from zsg_core.runs import run_params
 
 plots.use_style()
+
+# %% tags=["hide-output"]
 params = run_params(globals())
 runs = experiments.similarity(params, split_seeds, arrangement_seeds)
 first = split_seeds[0]

@@ -45,7 +45,7 @@ frozen_layers = 26
 split_seeds = [0, 1, 2]
 long_steps = 180
 
-# %%
+# %% tags=["hide-cell"]
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
@@ -54,6 +54,8 @@ from zsg_core import compare, experiments, findings, plots, stats
 from zsg_core.runs import run_params
 
 plots.use_style()
+
+# %% tags=["hide-output"]
 params = run_params(globals())
 grains = experiments.granularity(params, split_seeds, long_steps)
 runs = grains["by_split"]

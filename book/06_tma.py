@@ -58,7 +58,7 @@ tma_budget = 480
 round_width = 5
 round_starts = [0, 10, 20]
 
-# %%
+# %% tags=["hide-cell"]
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -71,6 +71,8 @@ from zsg_core.runs import run_params, run_split
 from zsg_core.tma import tma_rounds
 
 plots.use_style()
+
+# %% tags=["hide-output"]
 params = run_params(globals())
 runs = experiments.tma(params, split_seeds, arrangement_seeds)
 first = split_seeds[0]

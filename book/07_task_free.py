@@ -49,7 +49,7 @@ max_steps = 60
 frozen_layers = 26
 arrangement_seeds = [0, 1, 2]
 
-# %%
+# %% tags=["hide-cell"]
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
@@ -58,12 +58,16 @@ from zsg_core import compare, experiments, findings, plots, stats
 from zsg_core.runs import run_params, run_split
 
 plots.use_style()
+
+# %% tags=["hide-output"]
 params = run_params(globals())
 runs = experiments.task_free(params, arrangement_seeds)
 split = run_split(next(iter(runs.values())).config)  # the runs' own split
 curves = compare.loss_curves(runs)
 gap = stats.gaps(curves, findings.ORDER_PAIRS)
 summary = split.summary()
+
+# %%
 pd.Series({k: v for k, v in summary.items() if k != "config"}, name="instance-level hold-out")
 
 # %% [markdown]

@@ -43,7 +43,7 @@ frozen_layers = 26
 arrangement_seeds = [0, 1, 2]
 full_finetune_lr = 2.0e-5
 
-# %%
+# %% tags=["hide-cell"]
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
@@ -52,6 +52,8 @@ from zsg_core import book, compare, experiments, findings, plots
 from zsg_core.runs import run_params
 
 plots.use_style()
+
+# %% tags=["hide-output"]
 params = run_params(globals())
 table, curves = findings.collect(params, book.recording_chapters())  # in _toc.yml order
 

@@ -236,7 +236,7 @@ def test_a_method_is_one_function_and_one_entry(monkeypatch, capsys):
     got = arrange.arrange_records(train, test, "backwards", arrangement_seed=7)
     assert got.order == [5, 4, 3, 2, 1, 0] and calls[-1].seed == 7 and calls[-1].train is None  # no embedding asked for
     assert run_config(arrangement="backwards", arrangement_seed=3).arrangement_seed == 3  # seeded, so kept
-    with pytest.raises(DataError, match="run parameter rounds applies to tma-min, tma-max"):
+    with pytest.raises(DataError, match="run parameters: rounds applies to tma-min, tma-max"):
         run_config(arrangement="backwards", rounds=[0, 1])
     with pytest.raises(SimilarityError, match="tma_budget applies to the tma-. methods only, not 'backwards'"):
         arrange.check_method("backwards", tma_budget=3)

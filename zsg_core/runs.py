@@ -70,7 +70,7 @@ class RunConfig:
                 object.__setattr__(self, "budget", None)
             check_method(self.arrangement, self.budget, self.rounds, self.embed_text)
         except SimilarityError as e:
-            raise DataError(f"run parameter {e}") from None
+            raise DataError(f"run parameters: {e}") from None
         if self.rounds is not None:
             object.__setattr__(self, "rounds", tuple(self.rounds))
 
