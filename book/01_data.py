@@ -23,7 +23,7 @@
 # sibling task in disguise?* So the same numbers are computed for the family-blocked split too,
 # where no held-out task shares a family with any training task.
 #
-# Rerun with other parameters: `papermill book/01_data.ipynb out.ipynb -p split_seed 1 -p max_len 256`.
+# Rerun with other parameters: `papermill _build/cpu/book/01_data.ipynb out.ipynb -p split_seed 1 -p max_len 256`.
 #
 # | parameter | meaning |
 # |---|---|

@@ -28,7 +28,7 @@
 # panels.
 #
 # Rerun with other parameters, for example:
-# `papermill book/02_early_generalization.ipynb out.ipynb -p arrangement_seeds "[0,1,2,3]" -p model gemma-270m`.
+# `papermill _build/cpu/book/02_early_generalization.ipynb out.ipynb -p arrangement_seeds "[0,1,2,3]" -p model gemma-270m`.
 #
 # | parameter | meaning |
 # |---|---|

@@ -27,7 +27,7 @@
 # over the same window, and does it do better than chance?
 #
 # Rerun with other parameters, for example:
-# `papermill book/03_permutations.ipynb out.ipynb -p arrangement_seeds "[0,1,2]" -p model gemma-270m`.
+# `papermill _build/cpu/book/03_permutations.ipynb out.ipynb -p arrangement_seeds "[0,1,2]" -p model gemma-270m`.
 #
 # | parameter | meaning |
 # |---|---|

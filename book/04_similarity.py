@@ -28,7 +28,7 @@
 #   in training, and a count of how much of what each order saw early was such a sibling.
 #
 # Rerun with other parameters, for example:
-# `papermill book/04_similarity.ipynb out.ipynb -p split_seeds "[0,1,2,3]" -p lr 1e-4`.
+# `papermill _build/cpu/book/04_similarity.ipynb out.ipynb -p split_seeds "[0,1,2,3]" -p lr 1e-4`.
 #
 # | parameter | meaning |
 # |---|---|

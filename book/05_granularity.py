@@ -23,7 +23,7 @@
 # The fine runs are chapter 4's NFT runs, read back from the run store.
 #
 # Rerun with other parameters, for example:
-# `papermill book/05_granularity.ipynb out.ipynb -p split_seeds "[0,1,2,3]"`.
+# `papermill _build/cpu/book/05_granularity.ipynb out.ipynb -p split_seeds "[0,1,2,3]"`.
 #
 # | parameter | meaning |
 # |---|---|

@@ -31,7 +31,7 @@
 # separately: earlier rounds, lower loss.
 #
 # Rerun with other parameters, for example:
-# `papermill book/06_tma.ipynb out.ipynb -p round_starts "[0,5,10,15]"`.
+# `papermill _build/cpu/book/06_tma.ipynb out.ipynb -p round_starts "[0,5,10,15]"`.
 #
 # | parameter | meaning |
 # |---|---|
