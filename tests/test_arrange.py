@@ -236,10 +236,10 @@ def test_a_method_is_one_function_and_one_entry(monkeypatch, capsys):
     got = arrange.arrange_records(train, test, "backwards", arrangement_seed=7)
     assert got.order == [5, 4, 3, 2, 1, 0] and calls[-1].seed == 7 and calls[-1].train is None  # no embedding asked for
     assert run_config(arrangement="backwards", arrangement_seed=3).arrangement_seed == 3  # seeded, so kept
-    with pytest.raises(DataError, match="run parameters: rounds applies to tma-min, tma-max"):
+    with pytest.raises(DataError, match="run parameters: rounds applies to tma-min, tma-max only, not 'backwards'"):
         run_config(arrangement="backwards", rounds=[0, 1])
     with pytest.raises(SimilarityError, match="tma_budget applies to the tma-. methods only, not 'backwards'"):
-        arrange.check_method("backwards", tma_budget=3)
+        arrange.get_method("backwards").check(tma_budget=3)
     with pytest.raises(SystemExit) as e:
         main(["arrange", "--help"])
     assert e.value.code == 0 and "backwards    test: the list reversed" in capsys.readouterr().out
@@ -253,11 +253,13 @@ def test_the_declaration_decides_what_applies():
     assert {n for n, m in arrange.METHODS.items() if not m.features} == {"random", "round-robin", "cluster"}
     assert all(m.embed_text == ("first-turn" if n.startswith("tma-") else "all") for n, m in arrange.METHODS.items())
     with pytest.raises(SimilarityError, match="unknown arrangement method 'nearest'; choose one of random"):
-        arrange.check_method("nearest")
-    with pytest.raises(SimilarityError, match="rounds applies to tma-min, tma-max without a tma_budget, not 'tma-min' with"):
-        arrange.check_method("tma-min", tma_budget=4, rounds=(0, 1))
+        arrange.get_method("nearest")
+    with pytest.raises(SimilarityError, match="rounds and tma_budget exclude each other"):
+        arrange.get_method("tma-min").check(tma_budget=4, rounds=(0, 1))
+    with pytest.raises(SimilarityError, match=r"rounds must be \[first, end\)"):
+        arrange.get_method("tma-min").check(rounds=(3, 3))
     with pytest.raises(SimilarityError, match="tma_budget must be a positive integer"):
-        arrange.check_method("tma-nft", tma_budget=0)
+        arrange.get_method("tma-nft").check(tma_budget=0)
     with pytest.raises(SimilarityError, match="embed_text applies to the methods that embed"):
-        arrange.check_method("cluster", embed_text="all")
-    assert arrange.check_method("tma-max", rounds=[1, 3]).name == "tma-max"
+        arrange.get_method("cluster").check(embed_text="all")
+    arrange.get_method("tma-max").check(rounds=[1, 3])  # accepted

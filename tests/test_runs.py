@@ -149,7 +149,7 @@ def test_round_ranges_are_validated_and_named_only_when_set():
     c = _config(arrangement="tma-min", rounds=[0, 2])
     assert c.rounds == (0, 2) and c.to_dict()["rounds"] == [0, 2] and c.key() != _config(arrangement="tma-min").key()
     assert RunConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c  # survives config.json
-    with pytest.raises(DataError, match="rounds applies to tma-min, tma-max without a tma_budget, not 'nft'"):
+    with pytest.raises(DataError, match="rounds applies to tma-min, tma-max only, not 'nft'"):
         _config(arrangement="nft", rounds=[0, 2])
     with pytest.raises(DataError, match=r"\[first, end\)"):
         _config(arrangement="tma-min", rounds=[3, 3])

@@ -16,7 +16,7 @@ from .similarity import SimilarityError, check_embeddings, combine_wsd, min_avg_
 from .tma import tma_rounds
 
 __all__ = ["random_order", "round_robin", "cluster", "nft", "fft", "rt", "ot", "coarse", "tma_rounds", "tma",
-           "tma_layout", "tma_round_range", "apply", "Method", "METHODS", "check_method", "arrange_records"]
+           "tma_layout", "tma_round_range", "apply", "Method", "METHODS", "get_method", "arrange_records"]
 
 
 def _check_tasks(tasks: Sequence[str], n: int | None = None) -> list[str]:
@@ -229,11 +229,37 @@ class Method:
     seeded: bool = False  # `seed` changes the order (else it is fixed by the data: one run, not n)
     takes_tma_budget: bool = False  # selects `tma_budget` items
     takes_rounds: bool = False  # can keep only rounds [a, b) of the whole pool (E8)
+    embed_text: str = "all"  # the paper's text to embed: all messages (WSD), or the first turn (TMA)
 
-    @property
-    def embed_text(self) -> str:
-        """The paper's text to embed: first user turn + response for TMA (E6), all messages else."""
-        return "first-turn" if self.takes_tma_budget else "all"
+    def check(self, tma_budget: int | None = None, rounds: Sequence[int] | None = None,
+              embed_text: str | None = None) -> None:
+        """Refuse a parameter this method does not take, or a malformed one (the one place these
+        rules live: runs and `arrange_records` call it, the CLI's choices come from METHODS)."""
+        if tma_budget is not None:
+            if not self.takes_tma_budget:
+                raise SimilarityError(f"tma_budget applies to the tma-* methods only, not {self.name!r}")
+            if not isinstance(tma_budget, (int, np.integer)) or isinstance(tma_budget, bool) or tma_budget < 1:
+                raise SimilarityError(f"tma_budget must be a positive integer or None, got {tma_budget!r}")
+        if rounds is not None:
+            if not self.takes_rounds:
+                takers = ", ".join(n for n, m in METHODS.items() if m.takes_rounds)
+                raise SimilarityError(f"rounds applies to {takers} only, not {self.name!r}")
+            if tma_budget is not None:
+                raise SimilarityError("rounds and tma_budget exclude each other: rounds are Algorithm 1 over the whole pool")
+            if (not isinstance(rounds, (list, tuple)) or len(rounds) != 2 or not all(
+                    isinstance(i, int) and not isinstance(i, bool) for i in rounds) or not 0 <= rounds[0] < rounds[1]):
+                raise SimilarityError(f"rounds must be [first, end) with 0 <= first < end, got {rounds!r}")
+        if embed_text is not None:
+            if embed_text not in EMBED_TEXT:
+                raise SimilarityError(f"embed_text must be one of {', '.join(EMBED_TEXT)} or None, got {embed_text!r}")
+            if not self.features:
+                raise SimilarityError(f"embed_text applies to the methods that embed, not {self.name!r}")
+
+
+def _wsd_method(direction: str) -> Callable[[Inputs], Order]:
+    def order(a: Inputs) -> Order:
+        return _wsd_order(combine_wsd(a.min_distance, a.avg_distance), direction, a.seed), None
+    return order
 
 
 def _tma_method(variant: str) -> Callable[[Inputs], Order]:
@@ -254,47 +280,24 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("round-robin", lambda a: (round_robin(a.tasks), None), "E2: one instance of every task per sweep",
            features=False),
     Method("cluster", lambda a: (cluster(a.tasks), None), "E2: each task's instances contiguous", features=False),
-    Method("nft", lambda a: (_wsd_order(combine_wsd(a.min_distance, a.avg_distance), "nft"), None),
-           "E4: nearest first by Weighted Similarity Distance"),
-    Method("fft", lambda a: (_wsd_order(combine_wsd(a.min_distance, a.avg_distance), "fft"), None),
-           "E4: farthest first (the reverse of nft)"),
-    Method("rt", lambda a: (_wsd_order(combine_wsd(a.min_distance, a.avg_distance), "rt", a.seed), None),
-           "E4: nft's list shuffled", seeded=True),
+    Method("nft", _wsd_method("nft"), "E4: nearest first by Weighted Similarity Distance"),
+    Method("fft", _wsd_method("fft"), "E4: farthest first (the reverse of nft)"),
+    Method("rt", _wsd_method("rt"), "E4: nft's list shuffled", seeded=True),
     Method("ot", lambda a: (ot(a.train, a.test), None), "E9: cheapest to move to the test set first (optimal transport)"),
     Method("coarse", lambda a: (coarse(a.train, a.test, a.tasks), None), "E5: whole tasks, nearest centroid first"),
     *[Method(f"tma-{v}", _tma_method(v), f"E6: Test-centric Multi-turn Arrangement, {_TMA_HELP[v]}",
-             seeded=v == "rt", takes_tma_budget=True, takes_rounds=v in ("min", "max"))
+             seeded=v == "rt", takes_tma_budget=True, takes_rounds=v in ("min", "max"), embed_text="first-turn")
       for v in ("nft", "fft", "rt", "min", "max")],
 ]}
 
 EMBED_TEXT = ("all", "first-turn")
 
 
-def check_method(method: str, tma_budget: int | None = None, rounds: Sequence[int] | None = None,
-                 embed_text: str | None = None) -> Method:
-    """The declared method, once its parameters are known to apply to it (the one place these
-    rules live: runs, the CLI and `arrange_records` all call it)."""
-    if method not in METHODS:
-        raise SimilarityError(f"unknown arrangement method {method!r}; choose one of {', '.join(METHODS)}")
-    m = METHODS[method]
-    if tma_budget is not None:
-        if not m.takes_tma_budget:
-            raise SimilarityError(f"tma_budget applies to the tma-* methods only, not {method!r}")
-        if not isinstance(tma_budget, (int, np.integer)) or isinstance(tma_budget, bool) or tma_budget < 1:
-            raise SimilarityError(f"tma_budget must be a positive integer or None, got {tma_budget!r}")
-    if rounds is not None:
-        if not m.takes_rounds or tma_budget is not None:
-            takers = ", ".join(n for n, x in METHODS.items() if x.takes_rounds)
-            raise SimilarityError(f"rounds applies to {takers} without a tma_budget, not {method!r}"
-                                  + (" with a tma_budget" if m.takes_rounds else ""))
-        if (not isinstance(rounds, (list, tuple)) or len(rounds) != 2
-                or not all(isinstance(i, int) and not isinstance(i, bool) for i in rounds) or not 0 <= rounds[0] < rounds[1]):
-            raise SimilarityError(f"rounds must be [first, end) with 0 <= first < end, got {rounds!r}")
-    if embed_text is not None and embed_text not in EMBED_TEXT:
-        raise SimilarityError(f"embed_text must be one of {', '.join(EMBED_TEXT)} or None, got {embed_text!r}")
-    if not m.features and embed_text is not None:
-        raise SimilarityError(f"embed_text applies to the methods that embed, not {method!r}")
-    return m
+def get_method(name: str) -> Method:
+    """The declared method called `name`."""
+    if name not in METHODS:
+        raise SimilarityError(f"unknown arrangement method {name!r}; choose one of {', '.join(METHODS)}")
+    return METHODS[name]
 
 
 @dataclass
@@ -324,7 +327,8 @@ def arrange_records(train: Sequence, test: Sequence, method: str, tma_budget: in
     `embed_text` defaults to the paper's choice per method (`Method.embed_text`). `rounds=(a, b)`
     with tma-min / tma-max keeps only what rounds [a, b) over the whole pool pick (E8).
     """
-    m = check_method(method, tma_budget, rounds, embed_text)
+    m = get_method(method)
+    m.check(tma_budget, rounds, embed_text)
     inputs = Inputs(tasks=_check_tasks([r.task for r in train]), seed=arrangement_seed, tma_budget=tma_budget,
                     rounds=tuple(rounds) if rounds is not None else None)
     if not m.features:

@@ -10,13 +10,15 @@ computed from stored runs.
 """
 from __future__ import annotations
 
+import functools
 from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .data import DataError
-from .runs import RunResult, run_split
+from .runs import RunConfig, RunResult, run_split
+from .split import SplitConfig
 
 
 def loss_curves(results: Mapping[tuple[str, int], RunResult], groups: Mapping[str, str] | None = None) -> pd.DataFrame:
@@ -154,14 +156,22 @@ def ordering_gaps(setups: Mapping[str, Mapping[tuple[str, int], RunResult]]) -> 
     return pd.DataFrame(out).rename_axis("step")
 
 
+@functools.lru_cache(maxsize=8)
+def _split_index(split: SplitConfig, model: str) -> tuple[dict[str, str], frozenset[str]]:
+    """(training id -> task, held-out families) of a split, built once per process: every run on
+    the split shares it (chapters ask for many runs' received tables)."""
+    from .data import task_family
+
+    loaded = run_split(RunConfig(model=model, split=split))
+    return {r.id: r.task for r in loaded.train}, frozenset(task_family(r.task) for r in loaded.test)
+
+
 def received(result: RunResult) -> pd.DataFrame:
     """The run's `batches` (step, position, id) with each instance's task, its family, and whether
     that family also has a held-out task (`sibling`), from the run's own split."""
     from .data import task_family
 
-    split = run_split(result.config)
-    task = {r.id: r.task for r in split.train}
-    held = {task_family(r.task) for r in split.test}
+    task, held = _split_index(result.config.split, result.config.model)
     out = result.batches.assign(task=result.batches.id.map(task))
     if out.task.isna().any():
         raise DataError(f"run {result.folder.name} received ids its split does not have, e.g. {out.id[out.task.isna()].iloc[0]!r}")

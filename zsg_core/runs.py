@@ -53,7 +53,7 @@ class RunConfig:
     rounds: tuple[int, int] | None = None  # tma-min/tma-max: train on rounds [a, b) only (E8)
 
     def __post_init__(self) -> None:
-        from .arrange import check_method
+        from .arrange import get_method
         from .similarity import SimilarityError
 
         if not isinstance(self.model, str) or not self.model:
@@ -61,14 +61,14 @@ class RunConfig:
         if not isinstance(self.arrangement_seed, int) or isinstance(self.arrangement_seed, bool):
             raise DataError(f"run parameter arrangement_seed must be an integer, got {self.arrangement_seed!r}")
         try:
-            method = check_method(self.arrangement)
+            method = get_method(self.arrangement)
             # A parameter that cannot change this run is no part of its identity: a fixed order's
             # seed (one run, not n), and a profile's tma_budget for an order that selects nothing.
             if not method.seeded:
                 object.__setattr__(self, "arrangement_seed", 0)
             if not method.takes_tma_budget:
                 object.__setattr__(self, "budget", None)
-            check_method(self.arrangement, self.budget, self.rounds, self.embed_text)
+            method.check(self.budget, self.rounds, self.embed_text)
         except SimilarityError as e:
             raise DataError(f"run parameters: {e}") from None
         if self.rounds is not None:
