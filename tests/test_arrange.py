@@ -258,7 +258,7 @@ def test_the_declaration_decides_what_applies():
         arrange.get_method("tma-min").check(tma_budget=4, rounds=(0, 1))
     with pytest.raises(SimilarityError, match=r"rounds must be \[first, end\)"):
         arrange.get_method("tma-min").check(rounds=(3, 3))
-    with pytest.raises(SimilarityError, match="tma_budget must be a positive integer"):
+    with pytest.raises(SimilarityError, match="tma_budget of tma-nft must be an integer >= 2"):
         arrange.get_method("tma-nft").check(tma_budget=0)
     with pytest.raises(SimilarityError, match="embed_text applies to the methods that embed"):
         arrange.get_method("cluster").check(embed_text="all")

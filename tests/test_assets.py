@@ -61,7 +61,7 @@ def test_prepare_fetches_verifies_converts_once(local_index, monkeypatch):
     monkeypatch.setattr(assets, "_fetch", lambda *a, **k: pytest.fail("a second prepare must not fetch"))
     lines.clear()
     assert assets.prepare("fake", log=lines.append) == a.path
-    assert lines == [f"fake: ready at {a.path} (cached, nothing to do)"]
+    assert lines == [f"fake: ready at {a.path} (verified, nothing to do)"]
 
 
 def test_wrong_checksum_is_one_clear_error(local_index, monkeypatch):

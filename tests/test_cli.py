@@ -21,7 +21,7 @@ def test_second_prepare_does_nothing_and_says_so():
     proc = subprocess.run([sys.executable, "-m", "zsg_core.cli", "prepare"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
-    assert len(lines) == 3 and all("cached, nothing to do" in line for line in lines)
+    assert len(lines) == 3 and all("verified, nothing to do" in line for line in lines)
 
 
 def test_unknown_asset_is_a_clear_error(capsys):
@@ -31,12 +31,8 @@ def test_unknown_asset_is_a_clear_error(capsys):
 
 def test_split_refuses_to_overwrite(tmp_path, capsys):
     (tmp_path / "keep.txt").write_text("mine")
-    try:
-        main(["split", "--out", str(tmp_path)])
-    except SystemExit as e:
-        assert "exists and is not empty; pass --force" in str(e)
-    else:
-        raise AssertionError("zsg split overwrote a non-empty folder")
+    assert main(["split", "--out", str(tmp_path)]) == 2
+    assert "exists and is not empty; pass --force" in capsys.readouterr().err
     assert (tmp_path / "keep.txt").read_text() == "mine"
 
 

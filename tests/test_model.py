@@ -25,7 +25,7 @@ def test_frozen_bottom_plus_top_is_the_whole_model(frozen, tmp_path):
     split_lm = TunedLM("tiny-llama", frozen_layers=frozen, autocast=False, hidden_cache=tmp_path)
     split = heldout_loss(split_lm, RECORDS)
     assert np.allclose(split.loss, whole.loss, atol=2e-3)  # fp16 storage of the cut
-    assert len(list((tmp_path).rglob("*.pt"))) == len(RECORDS)  # one file per instance
+    assert len(list((tmp_path).rglob("*.safetensors"))) == len(RECORDS)  # one file per instance
     trained = {n for n, p in split_lm.model.named_parameters() if p.requires_grad}
     assert trained and all(any(f"layers.{i}." in n for i in range(frozen, 4)) for n in trained)
     again = TunedLM("tiny-llama", frozen_layers=frozen, autocast=False, hidden_cache=tmp_path)
@@ -37,14 +37,24 @@ def test_full_finetuning_trains_every_parameter(tmp_path):
     assert all(p.requires_grad for p in lm.model.parameters())
 
 
-def test_damaged_cache_file_is_recomputed(tmp_path):
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_damaged_cache_file_is_named_dropped_and_recomputed(tmp_path, damage):
+    """A truncated entry, or one byte flipped in its values (which a plain tensor file would serve
+    silently), is named, removed and computed again to the same values."""
     lm = TunedLM("tiny-llama", frozen_layers=2, autocast=False, hidden_cache=tmp_path)
     items = lm.items(RECORDS)
     lm.cache_bottom(items)
-    victim = next(tmp_path.rglob("*.pt"))
-    victim.write_bytes(b"truncated")
+    victim = sorted(tmp_path.rglob("*.safetensors"))[0]
+    good = victim.read_bytes()
+    if damage == "truncate":
+        victim.write_bytes(good[: len(good) // 2])
+    else:
+        victim.write_bytes(good[:-5] + bytes([good[-5] ^ 0x01]) + good[-4:])
     fresh = TunedLM("tiny-llama", frozen_layers=2, autocast=False, hidden_cache=tmp_path)
-    assert fresh.cache_bottom(fresh.items(RECORDS)) == 1
+    messages: list[str] = []
+    assert fresh.cache_bottom(fresh.items(RECORDS), log=messages.append) == 1
+    assert len(messages) == 1 and f"frozen-layer cache entry {victim} is damaged" in messages[0]
+    assert victim.read_bytes() == good
 
 
 def test_bad_models_are_named(tmp_path):

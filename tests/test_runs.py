@@ -73,7 +73,7 @@ def test_a_killed_run_is_never_complete_and_is_finished_by_the_next_call(tmp_pat
     assert folder.exists() and not is_complete(folder)
     with pytest.raises(DataError, match="not a complete run"):
         load(folder)
-    assert (folder / "state.pt").exists() == (resumes_from is not None)
+    assert (folder / "state").exists() == (resumes_from is not None)
     messages: list[str] = []
     finished = run(config, root=tmp_path, log=messages.append, checkpoint_every=2)
     assert is_complete(folder)
@@ -137,6 +137,7 @@ def test_cli_train_runs_and_reports(tmp_path):
     again = subprocess.run([str(zsg), "train", "--config", str(config_file)], capture_output=True, text=True,
                            env=env, timeout=300)
     assert again.returncode == 0 and f"results: {tmp_path / printed['key']}" in again.stdout
+    assert "served from the run store (trained " in again.stdout  # not shown as if it had just trained
     bad = subprocess.run(args[:2] + ["--set", "lr=-1"], capture_output=True, text=True, env=env, timeout=300)
     assert bad.returncode == 2 and "lr must be positive" in bad.stderr
     typo = subprocess.run(args[:2] + ["--set", "learning_rate=1e-4"], capture_output=True, text=True, env=env,

@@ -96,7 +96,7 @@ def test_resumed_training_equals_uninterrupted(tmp_path):
     with pytest.raises(Killed):
         train(TunedLM("tiny-llama", frozen_layers=1, hidden_cache=tmp_path), items, items[:4], config,
               workdir=work, on_step=die, checkpoint_every=3, **QUIET)
-    assert torch.load(work / "state.pt", weights_only=False)["step"] == 6  # the last checkpoint
+    assert json.loads((work / "state" / "state.json").read_text())["step"] == 6  # the last checkpoint
     resumed = train(TunedLM("tiny-llama", frozen_layers=1, hidden_cache=tmp_path), items, items[:4], config,
                     workdir=work, checkpoint_every=3, **QUIET)
     assert resumed.eval_loss.equals(full.eval_loss)
@@ -109,12 +109,40 @@ def test_an_unreadable_checkpoint_starts_the_run_over(tmp_path):
     config = TrainConfig(lr=1e-3, batch_size=4, max_steps=3)
     clean = train(TunedLM("tiny-llama", hidden_cache=tmp_path), items, items[:2], config, **QUIET)
     work = tmp_path / "work"
-    work.mkdir()
-    (work / "state.pt").write_bytes(b"not a checkpoint")
+    (work / "state").mkdir(parents=True)
+    (work / "state" / "state.json").write_text('{"step": 2, "tables"')  # truncated
     messages: list[str] = []
     again = train(TunedLM("tiny-llama", hidden_cache=tmp_path), items, items[:2], config, workdir=work,
                   log=messages.append)
-    assert any("unreadable" in m for m in messages) and again.eval_loss.equals(clean.eval_loss)
+    assert any(f"checkpoint {work / 'state'} is unreadable" in m for m in messages)
+    assert again.eval_loss.equals(clean.eval_loss)
+
+
+class _Planted:
+    """What a hostile user would leave in a shared run store: a pickle that runs code when loaded."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "code ran"))
+
+
+def test_a_planted_pickle_checkpoint_is_never_loaded(tmp_path):
+    """A resumable state is data only (safetensors + JSON); an old-style state.pt, here a pickle that
+    would write a file when unpickled, is removed unread and the run starts over."""
+    items = records(16)
+    config = TrainConfig(lr=1e-3, batch_size=4, max_steps=3)
+    clean = train(TunedLM("tiny-llama", hidden_cache=tmp_path), items, items[:2], config, **QUIET)
+    work, marker = tmp_path / "work", tmp_path / "pwned"
+    work.mkdir()
+    torch.save({"step": 2, "payload": _Planted(marker)}, work / "state.pt")
+    messages: list[str] = []
+    again = train(TunedLM("tiny-llama", hidden_cache=tmp_path), items, items[:2], config, workdir=work,
+                  log=messages.append)
+    assert not marker.exists()  # nothing was executed
+    assert not (work / "state.pt").exists() and any("pickle checkpoint" in m for m in messages)
+    assert again.eval_loss.equals(clean.eval_loss)
 
 
 def test_generations_and_reward_scores_at_chosen_steps(tmp_path, tiny_reward_model):

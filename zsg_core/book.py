@@ -31,7 +31,7 @@ from .util import BUILD_ENV, DEFAULT_PROFILE, build_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
-PROFILES = ROOT / "profiles"
+PROFILES = Path(__file__).resolve().parent / "profiles"  # package data: a wheel ships them
 
 
 class BookError(RuntimeError):
@@ -153,7 +153,7 @@ def build_html(profile: str = DEFAULT_PROFILE) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m zsg_core.book", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", default=DEFAULT_PROFILE, help="profiles/<name>.yaml (smoke, cpu, gpu)")
+    parser.add_argument("--profile", default=DEFAULT_PROFILE, help="zsg_core/profiles/<name>.yaml (smoke, cpu, gpu)")
     parser.add_argument("--html", action="store_true", help="also build the HTML with Jupyter Book")
     args = parser.parse_args(argv)
     try:

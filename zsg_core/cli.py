@@ -23,11 +23,13 @@ def _prepare(args: argparse.Namespace) -> int:
 
     if args.list:
         rows = assets.listing()
-        print(f"{'asset':<14} {'download':>9}  {'ready':<5}  {'license':<19} description")
+        print(f"{'asset':<14} {'download':>9}  {'ready':<7}  {'license':<19} description")
         for r in rows:
             extra = "" if r["default"] else " [on demand: zsg prepare " + r["name"] + "]"
-            print(f"{r['name']:<14} {r['size_mb']:>6.0f} MB  {'yes' if r['ready'] else 'no':<5}  "
-                  f"{r['license']:<19} {r['description']}{extra}")
+            status = "yes" if r["ready"] else "DAMAGED" if r["damaged"] else "no"
+            print(f"{r['name']:<14} {r['size_mb']:>6.0f} MB  {status:<7}  {r['license']:<19} {r['description']}{extra}")
+            if r["damaged"]:
+                print(f"  damaged since conversion: {', '.join(r['damaged'])}; run `zsg prepare {r['name']}`")
         print(f"cache: {assets.cache_dir()}")
         return 0
     names = args.names or [n for n, a in assets.ASSETS.items() if a.default]
@@ -41,9 +43,16 @@ def _split(args: argparse.Namespace) -> int:
     from .split import load_split
 
     config = run_config(model=args.model, **{n: getattr(args, n) for n, p in PARAMETERS.items() if p.section == "split"}).split
+    from .data import DataError
+    from .export import check_writable
+
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out} is a file; --out is a folder for train.jsonl, test.jsonl and report.csv")
     if out.exists() and any(out.iterdir()) and not args.force:
-        raise SystemExit(f"zsg split: {out} exists and is not empty; pass --force to overwrite")
+        raise DataError(f"{out} exists and is not empty; pass --force to overwrite its train.jsonl, test.jsonl "
+                        "and report.csv")
+    check_writable(out / "train.jsonl")
     split = load_split(config, args.model)
     out.mkdir(parents=True, exist_ok=True)
     split.save(out)
@@ -59,9 +68,15 @@ def _embed(args: argparse.Namespace) -> int:
     from .embed import Encoder, embed_records
     from .util import atomic_file
 
+    from .data import DataError
+    from .export import check_writable
+
     out = Path(args.out)
     if out.exists() and not args.force:
-        raise SystemExit(f"zsg embed: {out} exists; pass --force to overwrite")
+        raise DataError(f"{out} exists; pass --force to overwrite")
+    if out.is_dir():
+        raise DataError(f"{out} is a folder; --out is the .npy file to write")
+    check_writable(out)
     records = load_records(args.file)
     encoder = Encoder()
     vectors = embed_records(records, args.text, encoder)
@@ -133,7 +148,12 @@ def _train(args: argparse.Namespace) -> int:
     loss = result.mean_loss()
     if len(loss):
         print(f"held-out loss: {loss.iloc[0]:.4f} at step {loss.index[0]}, {loss.iloc[-1]:.4f} at step {loss.index[-1]}")
-    print(f"wall {result.manifest['wall_seconds']:.0f} s, {result.manifest['train_tokens_per_s']:.0f} training tokens/s")
+    m = result.manifest
+    if result.from_store:  # nothing was trained now: say when it was, not as if it just happened
+        print(f"served from the run store (trained {m['started']} to {m['ended']}: wall {m['wall_seconds']:.0f} s, "
+              f"{m['train_tokens_per_s']:.0f} training tokens/s then)")
+    else:
+        print(f"wall {m['wall_seconds']:.0f} s, {m['train_tokens_per_s']:.0f} training tokens/s")
     print(f"results: {result.folder}")
     return 0
 
@@ -199,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_arrange)
 
     p = sub.add_parser("train", help="one run: fine-tune in an arranged order, evaluate densely, store the results")
-    p.add_argument("--profile", default="cpu", help="profiles/<name>.yaml: smoke, cpu (default), gpu")
+    p.add_argument("--profile", default="cpu", help="zsg_core/profiles/<name>.yaml: smoke, cpu (default), gpu")
     p.add_argument("--arrangement", choices=list(METHODS), default=None, help="the order (default: the profile's, else random)")
     p.add_argument("--train-seed", type=int, default=None, help="the training seed (the run parameter train_seed)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
@@ -211,14 +231,21 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     from .assets import AssetError
-    from .model import ModelError
+    from .book import BookError
     from .data import DataError
+    from .model import ModelError
     from .similarity import SimilarityError
 
+    # Exit codes (README): 0 done; 2 a problem with the input, a parameter, an asset or the
+    # filesystem, told in one line; 1 a bug (a traceback); argparse's usage errors are 2 too.
     try:
         return args.func(args)
-    except (AssetError, DataError, ModelError, SimilarityError) as e:
+    except (AssetError, BookError, DataError, ModelError, SimilarityError) as e:
         print(f"zsg {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a folder that cannot be written, a file that cannot be read, a full disk
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"zsg {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
 
 

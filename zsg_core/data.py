@@ -62,6 +62,34 @@ class Record:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
+def _utf8_fault(raw: bytes, e: UnicodeDecodeError, path: Path, first_line: int = 1) -> DataError:
+    """The error for bytes that are not UTF-8: file, line and column of the first bad byte."""
+    line = first_line + raw.count(b"\n", 0, e.start)
+    column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+    return DataError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column {column}); "
+                     "save the file as UTF-8")
+
+
+def read_text(path: Path) -> str:
+    """A text file as UTF-8 (a leading byte-order mark is allowed and dropped); anything else is a
+    DataError naming the file, the line and the byte."""
+    raw = Path(path).read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise _utf8_fault(raw, e, path) from None
+
+
+def _check_text(value: Any, name: str, what: str) -> None:
+    """A string that can be written back as UTF-8: JSON may carry a lone surrogate ("\\ud800"),
+    which is no character and would fail later, in a tokenizer or a writer."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise DataError(f"{name}: {what} holds a lone surrogate (\\u{ord(value[e.start]):04x} at character {e.start}), "
+                        "which is not valid Unicode") from None
+
+
 def _require(d: Any, keys: tuple[str, ...], where: str) -> str:
     """Check that `d` is an object with `keys`; return the name to use in later errors."""
     if not isinstance(d, dict):
@@ -83,10 +111,14 @@ def record_from_dict(d: Any, where: str) -> Record:
         raise DataError(f"{name}: 'id' must be a non-empty string, got {d['id']!r}")
     if not isinstance(d["task"], str) or not d["task"].strip():
         raise DataError(f"{name}: empty task name {d['task']!r}")
+    _check_text(d["id"], name, "'id'")
+    _check_text(d["task"], name, "'task'")
     messages = _check_messages(d["messages"], name)
     refs = d.get("references")
     if refs is not None and (not isinstance(refs, list) or not all(isinstance(r, str) for r in refs)):
         raise DataError(f"{name}: 'references' must be a list of strings, got {refs!r}")
+    for k, ref in enumerate(refs or ()):
+        _check_text(ref, name, f"reference {k}")
     source = d.get("source")
     if source is not None and not isinstance(source, str):
         raise DataError(f"{name}: 'source' must be a string, got {source!r}")
@@ -104,6 +136,7 @@ def _check_messages(messages: Any, name: str) -> list[dict[str, str]]:
             raise DataError(f"{name}: message {i} has unknown role {m['role']!r} (expected user or assistant)")
         if not isinstance(m["content"], str):
             raise DataError(f"{name}: message {i} content must be a string, got {type(m['content']).__name__}")
+        _check_text(m["content"], name, f"message {i} content")
         expected = ROLES[i % 2]
         if m["role"] != expected:
             raise DataError(f"{name}: message {i} has role {m['role']!r}, expected {expected!r} "
@@ -137,9 +170,14 @@ def _conversation(prompt: str, response: str) -> list[dict[str, str]]:
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
-    """Yield (line number, parsed object); a malformed line names the file and the line."""
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    """Yield (line number, parsed object); a malformed line names the file and the line. Lines
+    are UTF-8 (a byte-order mark at the start is allowed and dropped)."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise _utf8_fault(raw, e, path, lineno) from None
             if not line.strip():
                 continue
             try:
@@ -184,7 +222,7 @@ def _flan_record(d: Any, where: str) -> Record:
 
 def load_flan_mini(path: str | Path) -> list[Record]:
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)
     if text.lstrip().startswith("["):
         try:
             items = json.loads(text)
@@ -217,7 +255,7 @@ def load_niv2_tasks(path: str | Path, num_pos_examples: int = 2) -> list[Record]
     records = []
     for f in files:
         try:
-            task = json.loads(f.read_text(encoding="utf-8"))
+            task = json.loads(read_text(f))
         except json.JSONDecodeError as e:
             raise DataError(f"{f}:{e.lineno}: malformed JSON ({e.msg}); the file may be truncated") from None
         for key in ("Definition", "Instances"):
@@ -370,7 +408,7 @@ def load_records(path: str | Path) -> list[Record]:
     if path.suffix == ".jsonl":
         return load_jsonl(path)
     if path.suffix == ".json":
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig", errors="replace") as f:  # decoding errors: the loader names them
             head = f.read(1 << 16)  # a NIV2 task file names its Definition near the top; never read all
         return load_niv2_tasks(path) if '"Definition"' in head and head.lstrip().startswith("{") else load_flan_mini(path)
     raise DataError(f"{path}: unknown format (expected .jsonl, .json, a NIV2 tasks folder, an HF dataset "

@@ -1,17 +1,21 @@
 """Sentence embeddings with the paper's encoder (all-MiniLM-L6-v2), cached on disk by text hash.
 
 The encoder runs at about 55-90 texts/s on 2 cores, so every text is encoded once per model,
-ever: vectors live in `$ZSG_CACHE/embeddings/<model>/` as .npz shards (sha1 of the text ->
-float32 vector), each written atomically. A second call for the same texts encodes nothing.
+ever: vectors live in `$ZSG_CACHE/embeddings/<model>-<checksum of its weights>/` as .npz shards
+(sha1 of the text -> float32 vector), each written atomically. A second call for the same texts
+encodes nothing; vectors from other weights (a repaired or replaced asset) are never served. A
+damaged shard (zip CRCs, shapes and values are checked) is named, removed, and its texts encoded
+again.
 Texts longer than the encoder's 256 word pieces are truncated by sentence-transformers, as they
 were in the paper (same model, same default).
 """
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 
@@ -34,13 +38,15 @@ def embed_text(record: Record, mode: EmbedText = "all") -> str:
 class Encoder:
     """A cached sentence encoder. `n_encoded` counts texts the model actually encoded."""
 
-    def __init__(self, model: str = "minilm-l6", batch_size: int = 64, cache: Path | None = None):
-        from .assets import CONVERTER_VERSION, asset_path
+    def __init__(self, model: str = "minilm-l6", batch_size: int = 64, cache: Path | None = None,
+                 log: Callable[[str], None] | None = None):
+        from .assets import asset_path, content_id
 
         self.model_name = model
-        self.model_path = asset_path(model)
+        self.model_path = asset_path(model)  # verified against its recorded checksums
         self.batch_size = batch_size
-        self.folder = (cache or cache_dir() / "embeddings") / f"{model}-v{CONVERTER_VERSION}"
+        self.folder = (cache or cache_dir() / "embeddings") / f"{model}-{content_id(model)[:16]}"
+        self.log = log or (lambda message: print(message, file=sys.stderr))
         self.folder.mkdir(parents=True, exist_ok=True)
         self._model = None
         self._vectors: dict[str, np.ndarray] = {}
@@ -50,8 +56,14 @@ class Encoder:
     def _load_shards(self) -> None:
         for f in sorted(self.folder.glob("shard-*.npz")):
             if f.name not in self._loaded_shards:
-                with np.load(f) as z:
-                    self._vectors.update(zip(z["keys"].tolist(), z["vectors"]))
+                try:
+                    keys, vectors = _read_shard(f)
+                except Exception as e:  # damaged: never trusted, its texts are encoded again
+                    self.log(f"embedding cache shard {f} is damaged ({type(e).__name__}: {e}); removed it, "
+                             "its texts will be encoded again")
+                    f.unlink(missing_ok=True)
+                    continue
+                self._vectors.update(zip(keys, vectors))
                 self._loaded_shards.add(f.name)
 
     def _st(self):
@@ -86,6 +98,17 @@ class Encoder:
         if not keys:
             return np.zeros((0, 0), dtype=np.float32)
         return np.stack([self._vectors[k] for k in keys])
+
+
+def _read_shard(path: Path) -> tuple[list[str], np.ndarray]:
+    """A shard's (text hashes, vectors); the zip's CRCs catch changed bytes, the rest is checked."""
+    with np.load(path) as z:  # no pickle: np.load refuses object arrays by default
+        keys, vectors = z["keys"].tolist(), z["vectors"]
+    if vectors.ndim != 2 or len(keys) != len(vectors) or vectors.dtype != np.float32:
+        raise ValueError(f"keys {len(keys)} and vectors {vectors.shape} {vectors.dtype} do not match")
+    if not np.isfinite(vectors).all():
+        raise ValueError("non-finite values")
+    return keys, vectors
 
 
 def embed_records(records: Sequence[Record], mode: EmbedText = "all", encoder: Encoder | None = None) -> np.ndarray:

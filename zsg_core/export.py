@@ -6,8 +6,10 @@
     arrange_file("train.jsonl", "test.jsonl", "arranged.jsonl", "nft")   # load, check, arrange, write
 
 Each row is the record (`Record.to_dict`) plus `order` (its position in training) and, for TMA,
-`round_direction` and `round` (the round that picked it). The file is written atomically: it
-appears whole or not at all, and an existing one is replaced only with `force`.
+`round_direction` and `round` (the round that picked it). The output is written atomically: it
+appears whole or not at all. An existing one is replaced only with `force`, and only if it is a
+previous output of the same kind (a JSONL file; a folder zsg wrote, marked by `HF_MARKER`), so a
+mistyped `--out` never deletes anything the user made.
 """
 from __future__ import annotations
 
@@ -31,21 +33,70 @@ def arranged_rows(train: Sequence[Record], arrangement: Arrangement) -> list[dic
     return rows
 
 
-def _check_out(out: Path, fmt: str, force: bool) -> None:
+HF_MARKER = "zsg_arranged.json"  # inside every HF folder zsg writes: what `force` may replace
+
+
+def check_out(out: str | Path, fmt: str = "jsonl", force: bool = False, inputs: Sequence[str | Path] = ()) -> Path:
+    """Refuse, before any work, an output that cannot or must not be written: an unknown format, one
+    of the `inputs`, an existing path without `force`, with `force` anything but a previous output
+    of the same kind (a JSONL file; a folder holding zsg's HF marker), or an unwritable folder."""
+    import os
+
+    out = Path(out)
     if fmt not in FORMATS:
         raise DataError(f"unknown output format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    if out.exists() and not force:
-        raise DataError(f"{out} exists; set force to overwrite it")
+    for given in inputs:
+        if out.exists() and Path(given).exists() and os.path.samefile(out, given):
+            raise DataError(f"{out}: the output would overwrite the input {given}; choose another output")
+    if out.exists():
+        if not force:
+            raise DataError(f"{out} exists; set force to overwrite it")
+        if fmt == "jsonl" and not (out.is_file() and _is_jsonl(out)):
+            raise DataError(f"{out} is {'a folder' if out.is_dir() else 'not a JSON Lines file'}; force replaces only "
+                            "a previous JSONL output. Choose another output, or remove it yourself")
+        if fmt == "hf" and not (out.is_dir() and (out / HF_MARKER).is_file()):
+            raise DataError(f"{out} is not a dataset folder written by zsg (no {HF_MARKER}); force replaces only "
+                            "zsg's own output, never anything else. Choose another output, or remove it yourself")
+    check_writable(out)
+    return out
+
+
+def check_writable(out: str | Path) -> None:
+    """Refuse an output whose folder (or nearest existing ancestor) this process cannot write in,
+    before the work that would produce it."""
+    import os
+
+    folder = Path(out).resolve().parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise DataError(f"{out}: cannot write in {folder} (permission denied)")
+
+
+def _is_jsonl(path: Path) -> bool:
+    """Empty, or its first non-blank line is a JSON object: what a JSONL output looks like."""
+    import json
+
+    try:
+        with open(path, "rb") as f:
+            for line in f:
+                if line.strip():
+                    return isinstance(json.loads(line), dict)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def write_arranged(train: Sequence[Record], arrangement: Arrangement, out: str | Path, fmt: str = "jsonl",
                    force: bool = False) -> Path:
     """Write the arranged records to `out`: JSON Lines, or with fmt="hf" a Hugging Face
-    `save_to_disk` folder. Returns `out`."""
+    `save_to_disk` folder. Returns `out`. With `force`, a previous output of the same kind is
+    replaced atomically (readers see the old one or the new one); nothing else is ever replaced."""
+    import json
+
     from .util import atomic_dir
 
-    out = Path(out)
-    _check_out(out, fmt, force)
+    out = check_out(out, fmt, force)
     rows = arranged_rows(train, arrangement)
     if fmt == "hf":
         import datasets
@@ -53,6 +104,7 @@ def write_arranged(train: Sequence[Record], arrangement: Arrangement, out: str |
         keys = list(dict.fromkeys(k for r in rows for k in r))
         with atomic_dir(out) as tmp:
             datasets.Dataset.from_list([{k: r.get(k) for k in keys} for r in rows]).save_to_disk(str(tmp))
+            (tmp / HF_MARKER).write_text(json.dumps(arrangement.summary(), indent=1))
     else:
         write_jsonl(rows, out)
     return out
@@ -65,7 +117,7 @@ def arrange_file(train: str | Path, test: str | Path, out: str | Path, method: s
     tasks, ids or texts) unless `allow_overlap`, arrange with `method` and write `out`."""
     from .split import check_disjoint
 
-    _check_out(Path(out), fmt, force)  # before any work
+    check_out(out, fmt, force, inputs=(train, test))  # before any work
     train_records, test_records = load_records(train), load_records(test)
     if not allow_overlap:
         try:

@@ -74,10 +74,14 @@ def fingerprint(name: str, model: nn.Module) -> str:
         for p in model.state_dict().values():
             h.update(p.detach().float().numpy().tobytes())
         return h.hexdigest()
+    from .assets import ASSETS, file_sha256
+
     files = sorted(model_path(name).glob("*.safetensors"))
     if not files:
         raise ModelError(f"{model_path(name)} has no .safetensors weights")
-    return hashlib.sha256("".join(sha256_file(f) for f in files).encode()).hexdigest()
+    # a prepared asset's files were verified against the sha256 recorded at conversion: use those
+    digests = [file_sha256(name, f.name) if name in ASSETS else sha256_file(f) for f in files]
+    return hashlib.sha256("".join(digests).encode()).hexdigest()
 
 
 def _decoder(model: nn.Module) -> nn.Module:
@@ -101,6 +105,30 @@ def _view(decoder: nn.Module, layers: slice, final_norm: bool) -> nn.Module:
     if not final_norm:
         view.norm = nn.Identity()
     return view
+
+
+def _tensor_sha256(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.contiguous().view(torch.uint8).numpy().tobytes()).hexdigest()
+
+
+def _write_hidden(path: Path, hidden: torch.Tensor) -> None:
+    from safetensors.torch import save
+
+    with atomic_file(path, "wb") as f:
+        f.write(save({"hidden": hidden}, metadata={"sha256": _tensor_sha256(hidden)}))
+
+
+def _read_hidden(path: Path, length: int) -> torch.Tensor:
+    """A cached bottom output, checked against the checksum it was stored with and its length."""
+    from safetensors import safe_open
+
+    with safe_open(path, "pt") as f:
+        want, hidden = (f.metadata() or {}).get("sha256"), f.get_tensor("hidden")
+    if want is None or _tensor_sha256(hidden) != want:
+        raise ValueError("its values do not match the sha256 stored with them")
+    if hidden.dim() != 2 or hidden.shape[0] != length:
+        raise ValueError(f"shape {tuple(hidden.shape)} does not fit an instance of {length} tokens")
+    return hidden
 
 
 class ResponseLoss(nn.Module):
@@ -201,27 +229,29 @@ class TunedLM:
     # -- the frozen bottom's outputs -----------------------------------------------------------
 
     @torch.no_grad()
-    def cache_bottom(self, items: Sequence[Item], progress=None) -> int:
+    def cache_bottom(self, items: Sequence[Item], progress=None, log=print) -> int:
         """Compute and store the bottom outputs the cache lacks; returns how many were computed.
-        Each item is computed alone, so its cached value never depends on what it was run with."""
+        Each item is computed alone, so its cached value never depends on what it was run with.
+        Entries are safetensors files carrying the sha256 of their values: a damaged one is
+        named through `log`, dropped and computed again, never used."""
         if not self.frozen_layers:
             return 0
         done = 0
         for item in items:
             if item.key in self._hidden:
                 continue
-            path = self.cache_folder / f"{item.key}.pt"
+            path = self.cache_folder / f"{item.key}.safetensors"
             if path.exists():
                 try:
-                    self._hidden[item.key] = torch.load(path)
+                    self._hidden[item.key] = _read_hidden(path, len(item.ids))
                     continue
-                except Exception:  # a damaged file is recomputed, never trusted
+                except Exception as e:  # a damaged file is recomputed, never trusted
+                    log(f"frozen-layer cache entry {path} is damaged ({e}); removed it, computing it again")
                     path.unlink(missing_ok=True)
             with self.precision():
                 hidden = self.bottom(input_ids=item.ids[None].to(self.device), use_cache=False).last_hidden_state[0]
-            self._hidden[item.key] = hidden.to(torch.float16).cpu()
-            with atomic_file(path, "wb") as f:
-                torch.save(self._hidden[item.key], f)
+            self._hidden[item.key] = hidden.to(torch.float16).cpu().contiguous()
+            _write_hidden(path, self._hidden[item.key])
             done += 1
             if progress is not None:
                 progress.update(1)

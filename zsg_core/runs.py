@@ -6,14 +6,16 @@ A run is everything that determines its numbers: the model, the data split, the 
 the training parameters (`RunConfig`). Its folder is `$ZSG_RUNS/<hash of the config>/` (default `$ZSG_CACHE/runs`):
 
     config.json      the config, written first
-    state.pt         resumable training state while it runs (removed at the end)
+    state/           resumable training state while it runs (safetensors + JSON; removed at the end)
     train_log.parquet  eval_loss.parquet  generations.parquet  batches.parquet
-    manifest.json    versions, git commit, start/end, wall seconds, tokens/s
+    manifest.json    versions, git commit, start/end, wall seconds, tokens/s, each table's sha256
     complete         written last: only a folder with this marker is a result
 
 Every file is written under a temporary name and renamed. A run killed half-way has no `complete`
 marker: the next `run` resumes it from its last checkpoint (or from scratch) and never reports it
 as done. Two processes asking for the same run at once: one trains, the other waits and reads.
+A complete run is served only if its tables still match the sha256 its manifest recorded: a
+damaged one (a flipped byte, a truncated file) is named, its results removed and the run redone.
 """
 from __future__ import annotations
 
@@ -24,9 +26,10 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -186,6 +189,7 @@ class RunResult:
     eval_loss: pd.DataFrame
     generations: pd.DataFrame
     batches: pd.DataFrame
+    from_store: bool = False  # read back from the run store by this call, not trained by it
 
     def mean_loss(self) -> pd.Series:
         """Held-out loss averaged over all test instances (the paper's micro average), per step."""
@@ -200,14 +204,63 @@ def is_complete(folder: Path) -> bool:
     return (folder / "complete").exists()
 
 
+class DamagedRun(DataError):
+    """A complete run whose stored files no longer match what was recorded when it finished."""
+
+
+def _manifest(folder: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        if not isinstance(manifest, dict):
+            raise ValueError("not a JSON object")
+        return manifest
+    except (OSError, ValueError) as e:
+        raise DamagedRun(f"run {folder}: manifest.json is unreadable ({e})") from None
+
+
+def verify(folder: Path) -> dict[str, Any]:
+    """The manifest of a complete run whose tables match their recorded sha256; DamagedRun naming
+    each damaged file otherwise. (A run stored before checksums were recorded is sealed now, if its
+    tables can be read: from then on it is checked like any other.)"""
+    from .util import damaged_files, file_digests
+
+    manifest = _manifest(folder)
+    names = [f"{t}.parquet" for t in TABLES]
+    recorded = manifest.get("sha256")
+    if recorded is None:
+        for name in names:
+            try:
+                pd.read_parquet(folder / name)
+            except Exception as e:
+                raise DamagedRun(f"run {folder}: {name} is unreadable ({type(e).__name__})") from None
+        manifest["sha256"] = file_digests(folder, names)
+        with atomic_file(folder / "manifest.json") as f:
+            json.dump(manifest, f, indent=1)
+        return manifest
+    if bad := damaged_files(folder, {n: recorded[n] for n in names if n in recorded}) + \
+            [f"{n} (no checksum recorded)" for n in names if n not in recorded]:
+        raise DamagedRun(f"run {folder}: {', '.join(bad)}")
+    return manifest
+
+
 def load(folder: Path) -> RunResult:
-    """The stored results of a complete run."""
+    """The stored results of a complete run, verified against the checksums it recorded
+    (DamagedRun names what is wrong)."""
     folder = Path(folder)
     if not is_complete(folder):
         raise DataError(f"{folder} is not a complete run (no 'complete' marker)")
+    manifest = verify(folder)
     config = RunConfig.from_dict(json.loads((folder / "config.json").read_text()))
     tables = {t: pd.read_parquet(folder / f"{t}.parquet") for t in TABLES}
-    return RunResult(config, folder, json.loads((folder / "manifest.json").read_text()), **tables)
+    return RunResult(config, folder, manifest, **tables)
+
+
+def _discard(folder: Path, damage: DamagedRun, log: Callable[[str], None]) -> None:
+    """Withdraw a damaged run: the marker first (so it is never served), then its results."""
+    log(f"{damage}; removed its results and running it again")
+    (folder / "complete").unlink(missing_ok=True)
+    for name in [f"{t}.parquet" for t in TABLES] + ["manifest.json"]:
+        (folder / name).unlink(missing_ok=True)
 
 
 def _git_state() -> dict[str, Any]:
@@ -244,31 +297,47 @@ def arranged_training_list(config: RunConfig, split=None) -> tuple[list, list, d
     return apply(split.train, arrangement.order), split.test, arrangement.summary()
 
 
-def stored(config: RunConfig, root: Path | None = None) -> RunResult | None:
-    """The stored results of `config` if it has run to completion, else None (never trains)."""
+def stored(config: RunConfig, root: Path | None = None, log: Callable[[str], None] = print) -> RunResult | None:
+    """The stored results of `config` if it has run to completion and is intact, else None (never
+    trains; a damaged run is reported through `log` and left for `run` to redo)."""
     folder = (root or runs_dir()) / config.key()
-    return load(folder) if is_complete(folder) else None
+    if not is_complete(folder):
+        return None
+    try:
+        return load(folder)
+    except DamagedRun as e:
+        log(f"{e}; not served (run it again to redo it)")
+        return None
 
 
 def run(config: RunConfig, log: Callable[[str], None] = print, on_step: Callable[[int], None] | None = None,
         root: Path | None = None, checkpoint_every: int = 25) -> RunResult:
-    """The results of `config`: read back if complete, else trained (resuming if interrupted)."""
+    """The results of `config`: read back if complete and intact (`RunResult.from_store` is then
+    True), else trained (resuming if interrupted; a damaged run is redone from scratch)."""
     from .model import process_state
 
     folder = (root or runs_dir()) / config.key()
-    if is_complete(folder):
-        return load(folder)
     state = process_state()
+    if is_complete(folder):
+        try:
+            return replace(load(folder), from_store=True)
+        except DamagedRun:
+            pass  # redone below, under the lock
     lock = file_lock(folder) if state.is_main_process else contextlib.nullcontext()
     with lock:
-        if is_complete(folder):  # another process finished it while we waited
-            return load(folder)
+        if is_complete(folder):  # finished by another process while we waited, or damaged
+            try:
+                return replace(load(folder), from_store=True)
+            except DamagedRun as e:
+                if state.is_main_process:  # the others train along with it
+                    _discard(folder, e, log)
         return _train_and_store(config, folder, state, log, on_step, checkpoint_every)
 
 
 def _train_and_store(config: RunConfig, folder: Path, state, log, on_step, checkpoint_every: int) -> RunResult:
     from .model import TunedLM
-    from .train import train
+    from .train import STATE, train
+    from .util import file_digests
 
     main = state.is_main_process
     if main:
@@ -292,11 +361,12 @@ def _train_and_store(config: RunConfig, folder: Path, state, log, on_step, check
                 "wall_seconds": round(time.perf_counter() - t0, 2), "cpu_count": os.cpu_count(),
                 "model_fingerprint": lm.fingerprint, "arrangement": summary,
                 "train_instances": len(arranged), **{k: v for k, v in result.stats.items()}}
+    manifest["sha256"] = file_digests(folder, [f"{t}.parquet" for t in TABLES])
     with atomic_file(folder / "manifest.json") as f:
         json.dump(manifest, f, indent=1)
     with atomic_file(folder / "complete") as f:
         f.write(manifest["ended"] + "\n")
-    (folder / "state.pt").unlink(missing_ok=True)
+    shutil.rmtree(folder / STATE, ignore_errors=True)
     state.wait_for_everyone()
     log(f"run {config.key()} complete: {folder}")
     return load(folder)

@@ -17,12 +17,14 @@ does not produce per-instance tables. `accelerate` still does the distributed pa
 group, DDP wrapping, the sequential sampler's sharding, gathering.
 
 Resuming: every `checkpoint_every` steps the trainable weights, optimizer, scheduler and the
-tables so far are written atomically to `workdir/state.pt`; `train` continues from it when it
+tables so far are written atomically to `workdir/state/` (safetensors and JSON: no pickle, so a
+planted file in a shared run store can never run code); `train` continues from it when it
 exists, and a resumed run gives the same numbers as an uninterrupted one (tested).
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import random
 import time
@@ -55,7 +57,7 @@ def dense_schedule(max_steps: int) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    # A default that differs from the default profile (profiles/cpu.yaml) says why, in "why".
+    # A default that differs from the default profile (zsg_core/profiles/cpu.yaml) says why, in "why".
     lr: float = field(default=1e-4, metadata={"why": "a model-agnostic start; the cpu profile's 3e-4 was swept "
                                                "for 4 trained layers of SmolLM2 (benchmarks/results/lr_sweep_cpu.json)"})
     batch_size: int = 8
@@ -212,12 +214,12 @@ def train(lm: TunedLM, arranged: Sequence[Record], test: Sequence[Record], confi
         raise DataError("the held-out set is empty")
     if accelerator.is_main_process:  # compute the frozen bottom's outputs once, then share them
         bar = progress_bar(len(items) + len(test_items), "frozen layers (cached once)")
-        computed = lm.cache_bottom(list(items) + list(test_items), bar)
+        computed = lm.cache_bottom(list(items) + list(test_items), bar, log=log)
         if computed:
             log(f"cached the frozen layers' outputs of {computed} new instances")
         lm.check_split(test_items[0])
     accelerator.wait_for_everyone()
-    lm.cache_bottom(list(items) + list(test_items))
+    lm.cache_bottom(list(items) + list(test_items), log=log)
 
     params = lm.trainable_parameters()
     optimizer = torch.optim.AdamW(params, lr=config.lr, betas=BETAS, eps=EPS, weight_decay=WEIGHT_DECAY)
@@ -231,7 +233,7 @@ def train(lm: TunedLM, arranged: Sequence[Record], test: Sequence[Record], confi
     start_step = 0
     train_seconds, train_tokens, eval_seconds = 0.0, 0, 0.0  # this call's (a resumed run: since resuming)
     t1 = time.perf_counter()
-    state_path = workdir / "state.pt" if workdir is not None else None
+    state_path = workdir / STATE if workdir is not None else None
     state = _load_state(state_path, log) if state_path is not None else None
     if state is not None:
         names = dict(lm.model.named_parameters())
@@ -315,20 +317,50 @@ _COLUMNS = {
 }
 
 
-def _load_state(path: Path, log: Callable[[str], None]) -> dict | None:
-    """The checkpoint to resume from; None (start over) if there is none or it cannot be read."""
-    if not path.exists():
+STATE = "state"  # the resumable state's folder in a run's workdir
+
+
+def _load_state(folder: Path, log: Callable[[str], None]) -> dict | None:
+    """The checkpoint to resume from; None (start over) if there is none or it cannot be read.
+    Only data formats are read (safetensors, JSON): nothing in a run store is ever executed."""
+    from safetensors.torch import load_file
+
+    legacy = folder.parent / "state.pt"  # an older zsg's pickled checkpoint: never unpickled
+    if legacy.exists():
+        log(f"ignoring {legacy} (a pickle checkpoint, which zsg no longer loads); removed it")
+        legacy.unlink()
+    if not folder.exists():
         return None
     try:
-        return torch.load(path, weights_only=False)
+        meta = json.loads((folder / "state.json").read_text())
+        optimizer = load_file(folder / "optimizer.safetensors")
+        state: dict[int, dict[str, Any]] = {}
+        for key, value in optimizer.items():
+            index, name = key.split("/", 1)
+            state.setdefault(int(index), {})[name] = value
+        return {"step": meta["step"], "weights": load_file(folder / "weights.safetensors"),
+                "optimizer": {"state": state, "param_groups": meta["param_groups"]},
+                "scheduler": meta["scheduler"], "tables": meta["tables"]}
     except Exception as e:  # written atomically, so only outside damage gets here
-        log(f"checkpoint {path} is unreadable ({type(e).__name__}); starting this run over")
-        path.unlink()
+        log(f"checkpoint {folder} is unreadable ({type(e).__name__}: {e}); removed it, starting this run over")
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
         return None
 
 
-def _save_state(path: Path, lm: TunedLM, optimizer, scheduler, tables: dict, step: int) -> None:
-    weights = {n: p.detach().clone() for n, p in lm.model.named_parameters() if p.requires_grad}
-    with atomic_file(path, "wb") as f:
-        torch.save({"step": step, "weights": weights, "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "tables": tables}, f)
+def _save_state(folder: Path, lm: TunedLM, optimizer, scheduler, tables: dict, step: int) -> None:
+    """The trainable weights and the optimizer's tensors as safetensors, the rest as JSON, in one
+    folder that appears whole or not at all."""
+    from safetensors.torch import save_file
+
+    from .util import atomic_dir
+
+    weights = {n: p.detach().contiguous() for n, p in lm.model.named_parameters() if p.requires_grad}
+    opt = optimizer.state_dict()
+    tensors = {f"{i}/{name}": v.contiguous() for i, s in opt["state"].items() for name, v in s.items()}
+    with atomic_dir(folder) as tmp:
+        save_file(weights, tmp / "weights.safetensors")
+        save_file(tensors, tmp / "optimizer.safetensors")
+        (tmp / "state.json").write_text(json.dumps({"step": step, "param_groups": opt["param_groups"],
+                                                    "scheduler": scheduler.state_dict(), "tables": tables}))

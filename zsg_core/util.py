@@ -1,8 +1,10 @@
 """Small shared helpers: the cache and build folders, atomic writes, progress bars.
 
 Everything zsg writes that must never look complete when it is not (assets, embeddings, run
-results) goes through `atomic_file` or `atomic_dir`: write to a temporary name beside the
-target, then `os.replace`, which is atomic on one filesystem.
+results, arranged data) goes through `atomic_file` or `atomic_dir`: write to a temporary name
+beside the target, then `os.replace` (a file) or an atomic swap (a folder, `replace_dir`). What
+they write has the mode an ordinary file would have. Finished things record their files'
+sha256 (`file_digests`), so that damage is found later (`damaged_files`) and never served.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ def cache_dir() -> Path:
     return root
 
 
-DEFAULT_PROFILE = "cpu"  # profiles/cpu.yaml: what `make book` runs
+DEFAULT_PROFILE = "cpu"  # zsg_core/profiles/cpu.yaml: what `make book` runs
 BUILD_ENV = "ZSG_BUILD"
 BUILD_ROOT = Path(__file__).resolve().parents[1] / "_build"  # in the repository, ignored by git
 
@@ -49,9 +51,31 @@ def text_hash(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
+def umask() -> int:
+    """The process's umask, read without changing it where the system allows (Linux)."""
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        with open("/proc/self/status") as f:
+            return int(next(line for line in f if line.startswith("Umask:")).split()[1], 8)
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def _ordinary_mode(path: Path, tmp: Path, is_dir: bool) -> None:
+    """Give `tmp` the mode an ordinary `open`/`mkdir` would (0666/0777 less the umask), or the mode
+    of the `path` it replaces: mkstemp/mkdtemp make private 0600/0700 files, which another user or
+    a training job under another account could not read."""
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except OSError:
+        mode = (0o777 if is_dir else 0o666) & ~umask()
+    os.chmod(tmp, mode)
+
+
 @contextlib.contextmanager
 def atomic_file(path: Path, mode: str = "w", **kw) -> Iterator:
-    """Open a temporary file beside `path`; it replaces `path` only if the block succeeds."""
+    """Open a temporary file beside `path`; it replaces `path` only if the block succeeds. The new
+    file keeps the mode of the one it replaces (else the umask's)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -60,6 +84,7 @@ def atomic_file(path: Path, mode: str = "w", **kw) -> Iterator:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        _ordinary_mode(path, Path(tmp), is_dir=False)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -67,20 +92,104 @@ def atomic_file(path: Path, mode: str = "w", **kw) -> Iterator:
         raise
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one atomic step (Linux renameat2 RENAME_EXCHANGE, macOS
+    renamex_np RENAME_SWAP). False where the system cannot."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        if sys.platform.startswith("linux") and hasattr(libc, "renameat2"):
+            at_fdcwd, rename_exchange = -100, 2
+            rc = libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+        elif sys.platform == "darwin" and hasattr(libc, "renamex_np"):
+            rc = libc.renamex_np(os.fsencode(a), os.fsencode(b), 0x2)
+        else:
+            return False
+    except (OSError, AttributeError):
+        return False
+    if rc != 0:
+        err = ctypes.get_errno()
+        if err in (22, 38, 95):  # EINVAL / ENOSYS / EOPNOTSUPP: this filesystem cannot swap
+            return False
+        raise OSError(err, os.strerror(err), str(b))
+    return True
+
+
+def replace_dir(new: Path, path: Path) -> None:
+    """Make the folder `new` be `path`. Readers see the old folder or the new one, never none: an
+    existing `path` is swapped with `new` in one atomic step, and only then is the old content
+    (now at `new`) removed. Callers decide whether `path` may be replaced at all."""
+    import errno
+
+    for attempt in range(3):
+        try:
+            os.rename(new, path)  # no folder there yet (or an empty one): a plain atomic rename
+            return
+        except OSError as e:
+            if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+        try:
+            swapped = _exchange(new, path)
+        except FileNotFoundError:  # removed meanwhile: rename again
+            continue
+        if swapped:
+            shutil.rmtree(new, ignore_errors=True)
+            return
+        # No atomic swap on this system: move the old folder aside, then rename (a brief moment
+        # without one).
+        aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+        os.rename(path, aside / "old")
+        os.rename(new, path)
+        shutil.rmtree(aside, ignore_errors=True)
+        return
+    raise OSError(f"could not replace {path}: it keeps changing under this process")
+
+
 @contextlib.contextmanager
 def atomic_dir(path: Path) -> Iterator[Path]:
-    """Yield an empty temporary folder; it becomes `path` only if the block succeeds."""
+    """Yield an empty temporary folder; it becomes `path` only if the block succeeds, replacing an
+    existing `path` atomically (`replace_dir`). The folder gets the mode an ordinary mkdir would."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
+        _ordinary_mode(path, tmp, is_dir=True)
         yield tmp
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def file_digests(folder: Path, names: list[str] | None = None) -> dict[str, dict]:
+    """{relative name: {"sha256", "size"}} of the files in `folder` (or of `names` in it): what a
+    finished thing records about itself, so that later damage is found (`damaged_files`)."""
+    folder = Path(folder)
+    paths = [folder / n for n in names] if names is not None else \
+        sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    return {p.relative_to(folder).as_posix(): {"sha256": sha256_file(p), "size": p.stat().st_size,
+                                               "mtime_ns": p.stat().st_mtime_ns} for p in paths}
+
+
+def damaged_files(folder: Path, recorded: dict[str, dict], full: bool = True) -> list[str]:
+    """The recorded files of `folder` that are missing, changed in size or changed in content, each
+    as "name (what is wrong)". With `full` every file is read; without, only those whose size or
+    modification time differs from the record (cheap: a file nobody touched is not read)."""
+    out = []
+    for name, want in recorded.items():
+        p = Path(folder) / name
+        try:
+            size = p.stat().st_size
+        except OSError:
+            out.append(f"{name} (missing)")
+            continue
+        if size != want["size"]:
+            out.append(f"{name} (size {size}, recorded {want['size']})")
+        elif (full or p.stat().st_mtime_ns != want.get("mtime_ns")) and sha256_file(p) != want["sha256"]:
+            out.append(f"{name} (sha256 differs from the one recorded)")
+    return out
 
 
 @contextlib.contextmanager
