@@ -55,8 +55,12 @@ def test_the_2d_map_is_cached_and_a_damaged_copy_is_recomputed(tmp_path, monkeyp
     monkeypatch.setenv("ZSG_CACHE", str(tmp_path))
     x = np.random.default_rng(0).standard_normal((60, 8)).astype(np.float32)
     first = map_2d(x, n_neighbors=5)
-    stored = list((tmp_path / "maps").glob("*.npy"))
+    stored = list((tmp_path / "maps").glob("*.npz"))
     assert first.shape == (60, 2) and len(stored) == 1
     assert np.array_equal(map_2d(x, n_neighbors=5), first)  # read back
     stored[0].write_bytes(b"junk")
     assert np.allclose(map_2d(x, n_neighbors=5), first)  # recomputed, same seed, same map
+    raw = bytearray(stored[0].read_bytes())
+    raw[len(raw) // 3] ^= 0x01  # one flipped byte inside the stored values: the zip's CRC finds it
+    stored[0].write_bytes(bytes(raw))
+    assert np.allclose(map_2d(x, n_neighbors=5), first)

@@ -312,9 +312,15 @@ def test_embeddings_are_keyed_by_the_weights_and_a_damaged_shard_is_recomputed(t
 def test_a_wheel_installs_and_runs_prepare_arrange_and_train(data, tmp_path):
     """`pip wheel .` and an install elsewhere: the profiles ship as package data, so `zsg train
     --profile smoke` works from the installed copy (not from this checkout)."""
-    root = Path(__file__).resolve().parents[1]
+    import shutil
+
+    root, source = Path(__file__).resolve().parents[1], tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):  # a copy: setuptools builds inside the source tree
+        shutil.copy2(root / name, source / name)
+    shutil.copytree(root / "zsg_core", source / "zsg_core", ignore=shutil.ignore_patterns("__pycache__"))
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                            "-w", str(tmp_path / "dist"), str(root)], capture_output=True, text=True, timeout=300)
+                            "-w", str(tmp_path / "dist"), str(source)], capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stderr[-2000:]
     wheel = next((tmp_path / "dist").glob("zsg-*.whl"))
     assert {"zsg_core/profiles/cpu.yaml", "zsg_core/profiles/smoke.yaml"} <= set(zipfile.ZipFile(wheel).namelist())
@@ -346,3 +352,32 @@ def test_run_results_are_data_not_code(tiny_run):
     kinds = {p.suffix for p in result.folder.iterdir()}
     assert kinds <= {".parquet", ".json", ""}, kinds
     assert pd.read_parquet(result.folder / "batches.parquet").equals(result.batches)
+
+
+def test_a_damaged_cached_split_is_named_and_computed_again(tmp_path, monkeypatch):
+    import shutil
+
+    from zsg_core import split as split_module
+    from zsg_core.split import SplitConfig, load_split
+
+    config = SplitConfig(test_tasks=8, train_per_task=2, test_per_task=1, max_len=128)
+    real = load_split(config, "tiny-llama")  # from the shared cache (made by the smoke book or computed now)
+    monkeypatch.setattr(split_module, "cache_dir", lambda: tmp_path)
+    made: list[int] = []
+
+    def make_split(*args, **kwargs):
+        made.append(1)
+        return real
+
+    monkeypatch.setattr(split_module, "make_split", make_split)
+    monkeypatch.setattr(split_module, "default_pool", lambda *a: [])
+    load_split(config, "tiny-llama", log=lambda m: None)  # cached in tmp_path
+    folder = next(p for p in (tmp_path / "splits").iterdir() if p.is_dir())
+    assert made == [1] and json.loads((folder / "summary.json").read_text())["files"]["train.jsonl"]["sha256"]
+    assert load_split(config, "tiny-llama").train == real.train and made == [1]  # read back
+    _flip(folder / "train.jsonl", 40)
+    said: list[str] = []
+    again = load_split(config, "tiny-llama", log=said.append)
+    assert made == [1, 1] and again.train == real.train
+    assert len(said) == 1 and f"cached split {folder} is damaged (train.jsonl (sha256 differs" in said[0]
+    shutil.rmtree(folder)

@@ -116,7 +116,14 @@ def _train(args: argparse.Namespace) -> int:
     from .runs import RunConfig, flat_params, run, run_config, run_params, runs_dir
 
     if args.config:
-        config = RunConfig.from_dict(json.loads(Path(args.config).read_text()))
+        from .data import DataError, read_text
+
+        try:
+            config = RunConfig.from_dict(json.loads(read_text(Path(args.config))))
+        except json.JSONDecodeError as e:
+            raise DataError(f"{args.config}:{e.lineno}: malformed JSON ({e.msg}); expected a run's config.json") from None
+        except TypeError as e:  # not an object, or a section that is not one
+            raise DataError(f"{args.config}: not a run's config.json ({e})") from None
         if args.set or args.arrangement or args.train_seed is not None:
             raise SystemExit("zsg train: --config is a whole run; do not combine it with other parameters")
     else:

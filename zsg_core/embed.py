@@ -125,18 +125,19 @@ def map_2d(vectors: np.ndarray, seed: int = 0, n_neighbors: int = 15, min_dist: 
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     settings = json.dumps({"seed": seed, "n_neighbors": n_neighbors, "min_dist": min_dist, "shape": vectors.shape})
     key = hashlib.sha256(vectors.tobytes() + settings.encode()).hexdigest()[:20]
-    path = cache_dir() / "maps" / f"{key}.npy"
+    path = cache_dir() / "maps" / f"{key}.npz"  # .npz: the zip's CRC finds a changed byte
     if path.exists():
         try:
-            xy = np.load(path)
+            with np.load(path) as z:
+                xy = z["xy"]
             if xy.shape == (len(vectors), 2):
                 return xy
-        except (OSError, ValueError):  # a damaged file is recomputed, never trusted
+        except Exception:  # a damaged file is recomputed, never trusted
             pass
     import umap
 
     xy = umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, metric="cosine", random_state=seed).fit_transform(vectors)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(path, "wb") as f:
-        np.save(f, xy)
+        np.savez(f, xy=xy)
     return xy

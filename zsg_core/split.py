@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import shutil
 from collections import defaultdict
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import Any
 import pandas as pd
 
 from .data import DataError, Record, from_known_fields, load_bigbench, load_jsonl, task_family, write_jsonl
-from .util import atomic_dir, cache_dir, file_lock, without_late_defaults
+from .util import atomic_dir, atomic_file, cache_dir, file_lock, without_late_defaults
 
 SPLIT_VERSION = 4  # bump when the split procedure changes, so cached splits are recomputed
 
@@ -282,23 +283,41 @@ def make_split(records: list[Record], config: SplitConfig = SplitConfig(), token
     return Split(train, test, pd.DataFrame(rows), config)
 
 
-def load_split(config: SplitConfig = SplitConfig(), model: str = "smollm2-135m") -> Split:
+def load_split(config: SplitConfig = SplitConfig(), model: str = "smollm2-135m",
+               log=print) -> Split:
     """The split of the default pool, measured with `model`'s tokenizer, cached on disk.
 
     Computing it parses the whole bigbench sdist (~30 s); the cached copy loads in about a second.
+    The cached files' sha256 are recorded in its summary.json: a damaged copy is named through
+    `log`, removed and computed again.
     """
     from .assets import TINY_MODELS, load_tokenizer
+    from .util import damaged_files, file_digests
 
     tokens_of = "smollm2-135m" if model in TINY_MODELS else model  # tiny models share SmolLM2's tokenizer
     key = json.dumps({"config": config.identity(), "model": tokens_of, "version": SPLIT_VERSION}, sort_keys=True)
     folder = cache_dir() / "splits" / hashlib.sha1(key.encode()).hexdigest()[:16]
+    names = ["train.jsonl", "test.jsonl", "report.csv"]
     with file_lock(folder):  # two notebooks asking at once compute it once
-        if not (folder / "summary.json").exists():
-            tokenizer = load_tokenizer(model)
-            split = make_split(default_pool(config.max_tasks_per_family), config, tokenizer)
-            with atomic_dir(folder) as tmp:
-                split.save(tmp)
-                (tmp / "summary.json").write_text(json.dumps({**split.summary(), "model": tokens_of}, indent=1))
-            return split
-    return Split(load_jsonl(folder / "train.jsonl"), load_jsonl(folder / "test.jsonl"),
-                 pd.read_csv(folder / "report.csv", keep_default_na=False), config)
+        if (folder / "summary.json").exists():
+            try:
+                summary = json.loads((folder / "summary.json").read_text())
+                recorded = summary.get("files")
+                if recorded is not None and (bad := damaged_files(folder, recorded)):
+                    raise DataError(", ".join(bad))
+                split = Split(load_jsonl(folder / "train.jsonl"), load_jsonl(folder / "test.jsonl"),
+                              pd.read_csv(folder / "report.csv", keep_default_na=False), config)
+                if recorded is None:  # cached before checksums were recorded: seal it now
+                    with atomic_file(folder / "summary.json") as f:
+                        json.dump({**summary, "files": file_digests(folder, names)}, f, indent=1)
+                return split
+            except Exception as e:  # damaged: never used
+                log(f"cached split {folder} is damaged ({e}); removed it, computing it again")
+                shutil.rmtree(folder, ignore_errors=True)
+        tokenizer = load_tokenizer(model)
+        split = make_split(default_pool(config.max_tasks_per_family), config, tokenizer)
+        with atomic_dir(folder) as tmp:
+            split.save(tmp)
+            summary = {**split.summary(), "model": tokens_of, "files": file_digests(tmp, names)}
+            (tmp / "summary.json").write_text(json.dumps(summary, indent=1))
+        return split
