@@ -220,21 +220,26 @@ def _flip(path: Path, at: int | None = None) -> None:
     path.write_bytes(bytes(raw))
 
 
-@pytest.mark.parametrize("damage", ["flip", "truncate"])
-def test_a_damaged_run_is_named_redone_and_never_served(tiny_run, damage):
+@pytest.mark.parametrize("name, damage, named", [
+    ("eval_loss.parquet", "flip", r"eval_loss.parquet \(sha256 differs"),
+    ("eval_loss.parquet", "truncate", r"eval_loss.parquet \(size \d+, recorded \d+"),
+    ("config.json", "flip", r"config.json \(sha256 differs"),
+    ("manifest.json", "truncate", r"manifest.json is unreadable"),
+])
+def test_a_damaged_run_is_named_redone_and_never_served(tiny_run, name, damage, named):
     config, first = tiny_run
-    victim = first.folder / "eval_loss.parquet"
+    victim = first.folder / name
     if damage == "flip":
-        _flip(victim)
+        _flip(victim, victim.read_bytes().find(b'"lr": ') + 7 if name == "config.json" else None)
     else:
         victim.write_bytes(victim.read_bytes()[:100])
-    with pytest.raises(DamagedRun, match=r"eval_loss.parquet \((sha256 differs|size \d+, recorded \d+)"):
+    with pytest.raises(DamagedRun, match=named):
         load(first.folder)
     said: list[str] = []
     assert stored(config, log=said.append) is None and "not served" in said[0]
     messages: list[str] = []
     again = run(config, log=messages.append)
-    assert any("eval_loss.parquet" in m and "running it again" in m for m in messages)
+    assert any(name in m and "running it again" in m for m in messages), messages
     assert not again.from_store and again.eval_loss.equals(first.eval_loss)  # redone, the same numbers
     assert run(config, **QUIET).from_store
 
@@ -381,3 +386,37 @@ def test_a_damaged_cached_split_is_named_and_computed_again(tmp_path, monkeypatc
     assert made == [1, 1] and again.train == real.train
     assert len(said) == 1 and f"cached split {folder} is damaged (train.jsonl (sha256 differs" in said[0]
     shutil.rmtree(folder)
+
+
+@pytest.mark.parametrize("victim", ["weights.safetensors", "state.json", "checksums.json"])
+def test_a_damaged_checkpoint_is_never_resumed_from(tmp_path, victim):
+    """One flipped byte anywhere in a checkpoint (a weight, a logged loss in the tables so far, the
+    checksums themselves) and the run starts over instead of resuming from wrong numbers."""
+    from zsg_core.model import TunedLM
+    from zsg_core.train import TrainConfig, train
+
+    items, config = _records(24), TrainConfig(lr=1e-3, batch_size=4, max_steps=5)
+    clean = train(TunedLM("tiny-llama", frozen_layers=1, hidden_cache=tmp_path), items, items[:4], config, **QUIET)
+
+    class Killed(Exception):
+        pass
+
+    def die(step: int) -> None:
+        if step == 4:
+            raise Killed
+
+    work = tmp_path / "work"
+    with pytest.raises(Killed):
+        train(TunedLM("tiny-llama", frozen_layers=1, hidden_cache=tmp_path), items, items[:4], config, workdir=work,
+              on_step=die, checkpoint_every=2, **QUIET)
+    path = work / "state" / victim
+    raw = path.read_bytes()
+    at = raw.rfind(b'"loss": 1') + 10 if victim == "state.json" else len(raw) - 3 if victim != "checksums.json" \
+        else raw.find(b'"sha256": "') + 12
+    _flip(path, at)
+    messages: list[str] = []
+    again = train(TunedLM("tiny-llama", frozen_layers=1, hidden_cache=tmp_path), items, items[:4], config,
+                  workdir=work, log=messages.append, checkpoint_every=2)
+    assert any(f"checkpoint {work / 'state'} is damaged or unreadable" in m for m in messages), messages
+    assert not any("resuming" in m for m in messages)
+    assert again.eval_loss.equals(clean.eval_loss) and list(again.train_log.loss) == list(clean.train_log.loss)

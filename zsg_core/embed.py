@@ -130,10 +130,11 @@ def map_2d(vectors: np.ndarray, seed: int = 0, n_neighbors: int = 15, min_dist: 
         try:
             with np.load(path) as z:
                 xy = z["xy"]
-            if xy.shape == (len(vectors), 2):
-                return xy
-        except Exception:  # a damaged file is recomputed, never trusted
-            pass
+            if xy.shape != (len(vectors), 2):
+                raise ValueError(f"shape {xy.shape}, expected {(len(vectors), 2)}")
+            return xy
+        except Exception as e:  # a damaged file is recomputed, never trusted
+            print(f"2-D map cache {path} is damaged ({type(e).__name__}: {e}); computing it again", file=sys.stderr)
     import umap
 
     xy = umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, metric="cosine", random_state=seed).fit_transform(vectors)

@@ -25,7 +25,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -229,7 +229,7 @@ class TunedLM:
     # -- the frozen bottom's outputs -----------------------------------------------------------
 
     @torch.no_grad()
-    def cache_bottom(self, items: Sequence[Item], progress=None, log=print) -> int:
+    def cache_bottom(self, items: Sequence[Item], progress=None, log: Callable[[str], None] = print) -> int:
         """Compute and store the bottom outputs the cache lacks; returns how many were computed.
         Each item is computed alone, so its cached value never depends on what it was run with.
         Entries are safetensors files carrying the sha256 of their values: a damaged one is

@@ -8,14 +8,16 @@ the training parameters (`RunConfig`). Its folder is `$ZSG_RUNS/<hash of the con
     config.json      the config, written first
     state/           resumable training state while it runs (safetensors + JSON; removed at the end)
     train_log.parquet  eval_loss.parquet  generations.parquet  batches.parquet
-    manifest.json    versions, git commit, start/end, wall seconds, tokens/s, each table's sha256
+    manifest.json    versions, git commit, start/end, wall seconds, tokens/s, the sha256 of
+                     config.json and of each table
     complete         written last: only a folder with this marker is a result
 
 Every file is written under a temporary name and renamed. A run killed half-way has no `complete`
 marker: the next `run` resumes it from its last checkpoint (or from scratch) and never reports it
 as done. Two processes asking for the same run at once: one trains, the other waits and reads.
-A complete run is served only if its tables still match the sha256 its manifest recorded: a
-damaged one (a flipped byte, a truncated file) is named, its results removed and the run redone.
+A complete run is served only if its config and tables still match the sha256 its manifest
+recorded: a damaged one (a flipped byte, a truncated file) is named, its results removed and the
+run redone.
 """
 from __future__ import annotations
 
@@ -204,6 +206,9 @@ def is_complete(folder: Path) -> bool:
     return (folder / "complete").exists()
 
 
+CHECKED = ["config.json"] + [f"{t}.parquet" for t in TABLES]  # what a manifest's sha256 covers
+
+
 class DamagedRun(DataError):
     """A complete run whose stored files no longer match what was recorded when it finished."""
 
@@ -225,12 +230,13 @@ def verify(folder: Path) -> dict[str, Any]:
     from .util import damaged_files, file_digests
 
     manifest = _manifest(folder)
-    names = [f"{t}.parquet" for t in TABLES]
+    names = CHECKED
     recorded = manifest.get("sha256")
     if recorded is None:
         for name in names:
             try:
-                pd.read_parquet(folder / name)
+                pd.read_parquet(folder / name) if name.endswith(".parquet") else \
+                    RunConfig.from_dict(json.loads((folder / name).read_text()))
             except Exception as e:
                 raise DamagedRun(f"run {folder}: {name} is unreadable ({type(e).__name__})") from None
         manifest["sha256"] = file_digests(folder, names)
@@ -361,7 +367,7 @@ def _train_and_store(config: RunConfig, folder: Path, state, log, on_step, check
                 "wall_seconds": round(time.perf_counter() - t0, 2), "cpu_count": os.cpu_count(),
                 "model_fingerprint": lm.fingerprint, "arrangement": summary,
                 "train_instances": len(arranged), **{k: v for k, v in result.stats.items()}}
-    manifest["sha256"] = file_digests(folder, [f"{t}.parquet" for t in TABLES])
+    manifest["sha256"] = file_digests(folder, CHECKED)
     with atomic_file(folder / "manifest.json") as f:
         json.dump(manifest, f, indent=1)
     with atomic_file(folder / "complete") as f:

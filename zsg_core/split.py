@@ -25,7 +25,7 @@ import shutil
 from collections import defaultdict
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
@@ -284,7 +284,7 @@ def make_split(records: list[Record], config: SplitConfig = SplitConfig(), token
 
 
 def load_split(config: SplitConfig = SplitConfig(), model: str = "smollm2-135m",
-               log=print) -> Split:
+               log: Callable[[str], None] = print) -> Split:
     """The split of the default pool, measured with `model`'s tokenizer, cached on disk.
 
     Computing it parses the whole bigbench sdist (~30 s); the cached copy loads in about a second.

@@ -27,6 +27,7 @@ import contextlib
 import json
 import math
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,7 +40,7 @@ import torch
 from .data import DataError, Record, from_known_fields
 from .metrics import generate, heldout_loss, reward_scores, rouge_em
 from .model import Item, TunedLM, process_state
-from .util import atomic_file, progress_bar
+from .util import atomic_dir, damaged_files, file_digests, progress_bar
 
 BETAS = (0.9, 0.95)
 EPS = 1e-5
@@ -318,11 +319,13 @@ _COLUMNS = {
 
 
 STATE = "state"  # the resumable state's folder in a run's workdir
+_STATE_FILES = ["weights.safetensors", "optimizer.safetensors", "state.json"]  # checksums.json covers them
 
 
 def _load_state(folder: Path, log: Callable[[str], None]) -> dict | None:
-    """The checkpoint to resume from; None (start over) if there is none or it cannot be read.
-    Only data formats are read (safetensors, JSON): nothing in a run store is ever executed."""
+    """The checkpoint to resume from; None (start over) if there is none, it cannot be read or a
+    file no longer matches the sha256 recorded with it. Only data formats are read (safetensors,
+    JSON): nothing in a run store is ever executed."""
     from safetensors.torch import load_file
 
     legacy = folder.parent / "state.pt"  # an older zsg's pickled checkpoint: never unpickled
@@ -332,6 +335,9 @@ def _load_state(folder: Path, log: Callable[[str], None]) -> dict | None:
     if not folder.exists():
         return None
     try:
+        recorded = json.loads((folder / "checksums.json").read_text())
+        if bad := damaged_files(folder, recorded) + [n for n in _STATE_FILES if n not in recorded]:
+            raise ValueError(f"{', '.join(bad)} do not match the checksums recorded with them")
         meta = json.loads((folder / "state.json").read_text())
         optimizer = load_file(folder / "optimizer.safetensors")
         state: dict[int, dict[str, Any]] = {}
@@ -342,9 +348,7 @@ def _load_state(folder: Path, log: Callable[[str], None]) -> dict | None:
                 "optimizer": {"state": state, "param_groups": meta["param_groups"]},
                 "scheduler": meta["scheduler"], "tables": meta["tables"]}
     except Exception as e:  # written atomically, so only outside damage gets here
-        log(f"checkpoint {folder} is unreadable ({type(e).__name__}: {e}); removed it, starting this run over")
-        import shutil
-
+        log(f"checkpoint {folder} is damaged or unreadable ({type(e).__name__}: {e}); removed it, starting this run over")
         shutil.rmtree(folder, ignore_errors=True)
         return None
 
@@ -354,8 +358,6 @@ def _save_state(folder: Path, lm: TunedLM, optimizer, scheduler, tables: dict, s
     folder that appears whole or not at all."""
     from safetensors.torch import save_file
 
-    from .util import atomic_dir
-
     weights = {n: p.detach().contiguous() for n, p in lm.model.named_parameters() if p.requires_grad}
     opt = optimizer.state_dict()
     tensors = {f"{i}/{name}": v.contiguous() for i, s in opt["state"].items() for name, v in s.items()}
@@ -364,3 +366,4 @@ def _save_state(folder: Path, lm: TunedLM, optimizer, scheduler, tables: dict, s
         save_file(tensors, tmp / "optimizer.safetensors")
         (tmp / "state.json").write_text(json.dumps({"step": step, "param_groups": opt["param_groups"],
                                                     "scheduler": scheduler.state_dict(), "tables": tables}))
+        (tmp / "checksums.json").write_text(json.dumps(file_digests(tmp, _STATE_FILES)))
