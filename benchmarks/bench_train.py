@@ -30,7 +30,7 @@ def main() -> None:
     from zsg_core.metrics import heldout_loss
     from zsg_core.model import TunedLM
     from zsg_core.runs import arranged_training_list, run_config, run_params
-    from zsg_core.train import BETAS, EPS, GRAD_CLIP, TrainConfig, train
+    from zsg_core.train import BETAS, EPS, GRAD_CLIP, train
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--profile", default="cpu")

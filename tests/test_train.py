@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -80,22 +79,27 @@ def test_frozen_layers_do_not_move_and_trained_ones_do(tmp_path):
         assert moved == any(f"layers.{i}." in n for i in (2, 3)), n
 
 
+class Killed(Exception):
+    pass
+
+
+def _interrupted(items, config: TrainConfig, work: Path, kill_step: int, checkpoint_every: int, cache: Path) -> None:
+    """Train until just after step `kill_step`, as a killed process would, leaving its checkpoint."""
+    def die(step: int) -> None:
+        if step == kill_step:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(TunedLM("tiny-llama", frozen_layers=1, hidden_cache=cache), items, items[:4], config,
+              workdir=work, on_step=die, checkpoint_every=checkpoint_every, **QUIET)
+
+
 def test_resumed_training_equals_uninterrupted(tmp_path):
     items = records(40)
     config = TrainConfig(lr=1e-3, batch_size=4, max_steps=8)
     full = train(TunedLM("tiny-llama", frozen_layers=1, hidden_cache=tmp_path), items, items[:4], config, **QUIET)
-
-    class Killed(Exception):
-        pass
-
-    def die(step: int) -> None:
-        if step == 7:
-            raise Killed
-
     work = tmp_path / "work"
-    with pytest.raises(Killed):
-        train(TunedLM("tiny-llama", frozen_layers=1, hidden_cache=tmp_path), items, items[:4], config,
-              workdir=work, on_step=die, checkpoint_every=3, **QUIET)
+    _interrupted(items, config, work, kill_step=7, checkpoint_every=3, cache=tmp_path)
     assert json.loads((work / "state" / "state.json").read_text())["step"] == 6  # the last checkpoint
     resumed = train(TunedLM("tiny-llama", frozen_layers=1, hidden_cache=tmp_path), items, items[:4], config,
                     workdir=work, checkpoint_every=3, **QUIET)
@@ -143,6 +147,28 @@ def test_a_planted_pickle_checkpoint_is_never_loaded(tmp_path):
     assert not marker.exists()  # nothing was executed
     assert not (work / "state.pt").exists() and any("pickle checkpoint" in m for m in messages)
     assert again.eval_loss.equals(clean.eval_loss)
+
+
+@pytest.mark.parametrize("victim", ["weights.safetensors", "state.json", "checksums.json"])
+def test_a_damaged_checkpoint_is_never_resumed_from(tmp_path, victim):
+    """One flipped byte anywhere in a checkpoint (a weight, a logged loss in the tables so far, the
+    checksums themselves) and the run starts over instead of resuming from wrong numbers."""
+    items, config = records(24), TrainConfig(lr=1e-3, batch_size=4, max_steps=5)
+    clean = train(TunedLM("tiny-llama", frozen_layers=1, hidden_cache=tmp_path), items, items[:4], config, **QUIET)
+    work = tmp_path / "work"
+    _interrupted(items, config, work, kill_step=4, checkpoint_every=2, cache=tmp_path)
+    path = work / "state" / victim
+    raw = bytearray(path.read_bytes())
+    at = {"weights.safetensors": len(raw) - 3, "state.json": raw.rfind(b'"loss": ') + 9,
+          "checksums.json": raw.find(b'"sha256": "') + 12}[victim]
+    raw[at] ^= 0x01
+    path.write_bytes(bytes(raw))
+    messages: list[str] = []
+    again = train(TunedLM("tiny-llama", frozen_layers=1, hidden_cache=tmp_path), items, items[:4], config,
+                  workdir=work, log=messages.append, checkpoint_every=2)
+    assert any(f"checkpoint {work / 'state'} is damaged or unreadable" in m for m in messages), messages
+    assert not any("resuming" in m for m in messages)
+    assert again.eval_loss.equals(clean.eval_loss) and list(again.train_log.loss) == list(clean.train_log.loss)
 
 
 def test_generations_and_reward_scores_at_chosen_steps(tmp_path, tiny_reward_model):
