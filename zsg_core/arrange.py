@@ -247,7 +247,7 @@ class Method:
                                       f"or None, got {tma_budget!r}")
             if pool_size is not None and tma_budget > pool_size:
                 raise SimilarityError(f"tma_budget {tma_budget} is larger than the training pool ({pool_size} "
-                                      "instances); choose at most that many, or None for the whole pool")
+                                      "instances); choose at most that many, or leave it unset to arrange the whole pool")
         if rounds is not None:
             if not self.takes_rounds:
                 takers = ", ".join(n for n, m in METHODS.items() if m.takes_rounds)
