@@ -224,27 +224,28 @@ def _manifest(folder: Path) -> dict[str, Any]:
 
 
 def verify(folder: Path) -> dict[str, Any]:
-    """The manifest of a complete run whose tables match their recorded sha256; DamagedRun naming
-    each damaged file otherwise. (A run stored before checksums were recorded is sealed now, if its
-    tables can be read: from then on it is checked like any other.)"""
+    """The manifest of a complete run whose config and tables match their recorded sha256;
+    DamagedRun naming each damaged file otherwise. (A run stored before checksums were recorded is
+    sealed now, if its files can be read and the store can be written: from then on it is checked
+    like any other.)"""
     from .util import damaged_files, file_digests
 
     manifest = _manifest(folder)
-    names = CHECKED
     recorded = manifest.get("sha256")
     if recorded is None:
-        for name in names:
+        for name in CHECKED:
             try:
                 pd.read_parquet(folder / name) if name.endswith(".parquet") else \
                     RunConfig.from_dict(json.loads((folder / name).read_text()))
             except Exception as e:
                 raise DamagedRun(f"run {folder}: {name} is unreadable ({type(e).__name__})") from None
-        manifest["sha256"] = file_digests(folder, names)
-        with atomic_file(folder / "manifest.json") as f:
-            json.dump(manifest, f, indent=1)
+        manifest["sha256"] = file_digests(folder, CHECKED)
+        with contextlib.suppress(OSError):  # a store shared read-only stays unsealed, still readable
+            with atomic_file(folder / "manifest.json") as f:
+                json.dump(manifest, f, indent=1)
         return manifest
-    if bad := damaged_files(folder, {n: recorded[n] for n in names if n in recorded}) + \
-            [f"{n} (no checksum recorded)" for n in names if n not in recorded]:
+    if bad := damaged_files(folder, {n: recorded[n] for n in CHECKED if n in recorded}) + \
+            [f"{n} (no checksum recorded)" for n in CHECKED if n not in recorded]:
         raise DamagedRun(f"run {folder}: {', '.join(bad)}")
     return manifest
 
