@@ -160,6 +160,18 @@ def test_an_unwritable_output_is_refused_before_any_work(data, tmp_path, capsys,
     _one_line_error(capsys, "cannot write in")
 
 
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_folder_is_refused_before_any_work(data, tmp_path, capsys):
+    blocked = tmp_path / "readonly"
+    blocked.mkdir()
+    blocked.chmod(0o555)
+    try:
+        assert _arrange(data, blocked / "out.jsonl") == 2
+        _one_line_error(capsys, f"cannot write in {blocked} (permission denied)")
+    finally:
+        blocked.chmod(0o755)
+
+
 # -- inputs: one line naming the file, the line and the fault; exit code 2 ----------------------
 
 def _line(i: int, content: str = "hello") -> str:
