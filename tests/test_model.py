@@ -81,10 +81,26 @@ def test_batched_evaluation_equals_one_by_one(tmp_path):
         assert np.allclose([l for l, _ in batched], [l for l, _ in single], atol=1e-4)
 
 
+def test_outputs_under_bf16_and_fp32_are_cached_apart(tmp_path):
+    """The same instance's bottom output differs between bf16 autocast and fp32: each precision
+    has its own folder and entries, and switching precision never serves the other's values."""
+    lm = TunedLM("tiny-llama", frozen_layers=2, hidden_cache=tmp_path)
+    item = lm.items(RECORDS)[:1]
+    assert lm.cache_bottom(item) == 1 and lm.cache_folder.name.endswith("-f2-bf16")
+    bf16 = lm.inputs(item[0])
+    lm.autocast = False
+    assert lm.cache_folder.name.endswith("-f2-fp32") and lm.cache_bottom(item) == 1  # computed, not reused
+    fp32 = lm.inputs(item[0])
+    assert not torch.equal(bf16, fp32)
+    fresh = TunedLM("tiny-llama", frozen_layers=2, autocast=False, hidden_cache=tmp_path)
+    assert fresh.cache_bottom(item) == 0 and torch.equal(fresh.inputs(item[0]), fp32)
+
+
 def test_the_split_check_computes_its_own_bottom_and_ignores_the_cache(tmp_path):
     """A cached entry was computed under bf16 autocast; the check of the cut must not depend on it."""
     lm = TunedLM("tiny-llama", frozen_layers=2, hidden_cache=tmp_path)  # autocast on, as in training
     item = lm.items(RECORDS)[1]
     lm.cache_bottom([item])
-    lm._hidden[item.key] = torch.zeros_like(lm._hidden[item.key])  # a cache entry far from the truth
+    entry = ("bf16", item.key)
+    lm._hidden[entry] = torch.zeros_like(lm._hidden[entry])  # a cache entry far from the truth
     assert lm.check_split(item) < 0.01

@@ -3,8 +3,8 @@
 A decoder-only LM is `embed -> layers[0..L) -> norm -> lm_head`. With `frozen_layers = F > 0`,
 the embeddings and layers [0, F) never change, so their output for an instance (the residual
 stream after layer F-1) is a fixed function of its tokens: it is computed once, stored on disk
-(`$ZSG_CACHE/hidden/`, fp16) and shared by every arrangement and every evaluation of the same
-model. Each step then runs only layers [F, L), the final norm and the LM head; only layers
+(`$ZSG_CACHE/hidden/<weights>-f<F>-<precision>/`, fp16, with a checksum) and shared by every
+arrangement and every evaluation of the same model under the same precision. Each step then runs only layers [F, L), the final norm and the LM head; only layers
 [F, L) are trained (the final norm and the head, tied to the embeddings in SmolLM2, stay as they
 are). With F = 0 every parameter is trained, as in the paper. Two more savings, exact for any F:
 
@@ -204,8 +204,19 @@ class TunedLM:
         for p in self.model.parameters():
             p.requires_grad_(id(p) in trained)
         self.fingerprint = fingerprint(name, self.model)
-        self._hidden: dict[str, torch.Tensor] = {}
-        self.cache_folder = (hidden_cache or cache_dir() / "hidden") / f"{self.fingerprint[:16]}-f{frozen_layers}"
+        self._hidden: dict[tuple[str, str], torch.Tensor] = {}  # (precision, item key) -> bottom output
+        self._hidden_root = hidden_cache or cache_dir() / "hidden"
+
+    @property
+    def precision_name(self) -> str:
+        return "bf16" if self.autocast else "fp32"
+
+    @property
+    def cache_folder(self) -> Path:
+        """Where the bottom outputs live: one folder per starting weights, cut and precision. An
+        output computed under bf16 autocast differs from the fp32 one (enough to move one
+        instance's loss by up to ~0.05), so the two are never mixed."""
+        return self._hidden_root / f"{self.fingerprint[:16]}-f{self.frozen_layers}-{self.precision_name}"
 
     def precision(self):
         return torch.autocast("cpu" if self.device.type == "cpu" else self.device.type, dtype=torch.bfloat16,
@@ -238,20 +249,21 @@ class TunedLM:
             return 0
         done = 0
         for item in items:
-            if item.key in self._hidden:
+            entry = (self.precision_name, item.key)
+            if entry in self._hidden:
                 continue
             path = self.cache_folder / f"{item.key}.safetensors"
             if path.exists():
                 try:
-                    self._hidden[item.key] = _read_hidden(path, len(item.ids))
+                    self._hidden[entry] = _read_hidden(path, len(item.ids))
                     continue
                 except Exception as e:  # a damaged file is recomputed, never trusted
                     log(f"frozen-layer cache entry {path} is damaged ({e}); removed it, computing it again")
                     path.unlink(missing_ok=True)
             with self.precision():
                 hidden = self.bottom(input_ids=item.ids[None].to(self.device), use_cache=False).last_hidden_state[0]
-            self._hidden[item.key] = hidden.to(torch.float16).cpu().contiguous()
-            _write_hidden(path, self._hidden[item.key])
+            self._hidden[entry] = hidden.to(torch.float16).cpu().contiguous()
+            _write_hidden(path, self._hidden[entry])
             done += 1
             if progress is not None:
                 progress.update(1)
@@ -260,9 +272,10 @@ class TunedLM:
     def inputs(self, item: Item) -> torch.Tensor:
         if not self.frozen_layers:
             return item.ids.to(self.device)
-        if item.key not in self._hidden:
+        entry = (self.precision_name, item.key)
+        if entry not in self._hidden:
             self.cache_bottom([item])
-        return self._hidden[item.key].to(self.device, torch.float32)
+        return self._hidden[entry].to(self.device, torch.float32)
 
     # -- evaluation ------------------------------------------------------------------------------
 
