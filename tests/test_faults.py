@@ -157,7 +157,7 @@ def test_an_unwritable_output_is_refused_before_any_work(data, tmp_path, capsys,
     _one_line_error(capsys, f"cannot write in {blocked} (permission denied)")
     (tmp_path / "file").write_text("x")
     assert _arrange(data, tmp_path / "file" / "out.jsonl") == 2  # its "folder" is a file
-    _one_line_error(capsys, "cannot write in")
+    _one_line_error(capsys, f"cannot write in {tmp_path / 'file'} (a file, not a folder)")
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into read-only folders")

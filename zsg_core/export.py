@@ -69,7 +69,9 @@ def check_writable(out: str | Path) -> None:
     folder = Path(out).resolve().parent
     while not folder.exists():
         folder = folder.parent
-    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+    if not folder.is_dir():
+        raise DataError(f"{out}: cannot write in {folder} (a file, not a folder)")
+    if not os.access(folder, os.W_OK | os.X_OK):
         raise DataError(f"{out}: cannot write in {folder} (permission denied)")
 
 

@@ -9,6 +9,7 @@ sha256 (`file_digests`), so that damage is found later (`damaged_files`) and nev
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import shutil
@@ -94,27 +95,36 @@ def atomic_file(path: Path, mode: str = "w", **kw) -> Iterator:
 
 def _exchange(a: Path, b: Path) -> bool:
     """Swap two existing paths in one atomic step (Linux renameat2 RENAME_EXCHANGE, macOS
-    renamex_np RENAME_SWAP). False where the system cannot."""
+    renamex_np RENAME_SWAP). False where the system or the filesystem cannot."""
+    import ctypes
+    import errno
+
+    libc = _libc()
+    if libc is not None and sys.platform.startswith("linux") and hasattr(libc, "renameat2"):
+        at_fdcwd, rename_exchange = -100, 2
+        rc = libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    elif libc is not None and sys.platform == "darwin" and hasattr(libc, "renamex_np"):
+        rename_swap = 2
+        rc = libc.renamex_np(os.fsencode(a), os.fsencode(b), rename_swap)
+    else:
+        return False
+    if rc != 0:
+        err = ctypes.get_errno()
+        if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # this filesystem cannot swap
+            return False
+        raise OSError(err, os.strerror(err), str(b))
+    return True
+
+
+@functools.lru_cache(maxsize=1)
+def _libc():
     import ctypes
     import ctypes.util
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        if sys.platform.startswith("linux") and hasattr(libc, "renameat2"):
-            at_fdcwd, rename_exchange = -100, 2
-            rc = libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
-        elif sys.platform == "darwin" and hasattr(libc, "renamex_np"):
-            rc = libc.renamex_np(os.fsencode(a), os.fsencode(b), 0x2)
-        else:
-            return False
-    except (OSError, AttributeError):
-        return False
-    if rc != 0:
-        err = ctypes.get_errno()
-        if err in (22, 38, 95):  # EINVAL / ENOSYS / EOPNOTSUPP: this filesystem cannot swap
-            return False
-        raise OSError(err, os.strerror(err), str(b))
-    return True
+        return ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+    except OSError:
+        return None
 
 
 def replace_dir(new: Path, path: Path) -> None:
@@ -123,7 +133,7 @@ def replace_dir(new: Path, path: Path) -> None:
     (now at `new`) removed. Callers decide whether `path` may be replaced at all."""
     import errno
 
-    for attempt in range(3):
+    for _ in range(3):
         try:
             os.rename(new, path)  # no folder there yet (or an empty one): a plain atomic rename
             return
@@ -164,8 +174,8 @@ def atomic_dir(path: Path) -> Iterator[Path]:
 
 
 def file_digests(folder: Path, names: list[str] | None = None) -> dict[str, dict]:
-    """{relative name: {"sha256", "size"}} of the files in `folder` (or of `names` in it): what a
-    finished thing records about itself, so that later damage is found (`damaged_files`)."""
+    """{relative name: {"sha256", "size", "mtime_ns"}} of the files in `folder` (or of `names` in
+    it): what a finished thing records about itself, so that later damage is found (`damaged_files`)."""
     folder = Path(folder)
     paths = [folder / n for n in names] if names is not None else \
         sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
