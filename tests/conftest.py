@@ -19,6 +19,19 @@ def fixtures() -> Path:
     return FIXTURES
 
 
+def _flip_byte(path: Path, at: int | None = None) -> None:
+    """Flip one bit of byte `at` (default: the middle; negative counts from the end), as a disk
+    or a careless hand would: the size stays the same, only a checksum can tell."""
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2 if at is None else at] ^= 0x01
+    path.write_bytes(bytes(raw))
+
+
+@pytest.fixture(scope="session")
+def flip_byte():
+    return _flip_byte
+
+
 @pytest.fixture(scope="session")
 def smol_tokenizer():
     from transformers import AutoTokenizer

@@ -56,4 +56,10 @@ def test_embed_twice_encodes_nothing_the_second_time(tmp_path, fixtures):
     a, b = np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy")
     assert a.shape == (3, 384) and np.array_equal(a, b)
     again = subprocess.run(cmd + ["--out", str(tmp_path / "b.npy")], capture_output=True, text=True)
-    assert again.returncode != 0 and "exists; pass --force" in again.stderr
+    assert again.returncode == 2 and "exists; set force to overwrite it" in again.stderr
+    forced = subprocess.run(cmd + ["--out", str(tmp_path / "b.npy"), "--force"], capture_output=True, text=True)
+    assert forced.returncode == 0 and np.array_equal(np.load(tmp_path / "b.npy"), a)  # its own output: replaced
+    (tmp_path / "notes.txt").write_text("mine")
+    refused = subprocess.run(cmd + ["--out", str(tmp_path / "notes.txt"), "--force"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "is not a .npy array file" in refused.stderr
+    assert (tmp_path / "notes.txt").read_text() == "mine"

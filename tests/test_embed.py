@@ -47,7 +47,7 @@ def test_embed_records_uses_the_mode(tmp_path):
     assert np.allclose(first[0], enc.encode(["How do I boil an egg? Put it in boiling water for 8 minutes."])[0])
 
 
-def test_the_2d_map_is_cached_and_a_damaged_copy_is_recomputed(tmp_path, monkeypatch):
+def test_the_2d_map_is_cached_and_a_damaged_copy_is_recomputed(tmp_path, monkeypatch, flip_byte):
     import numpy as np
 
     from zsg_core.embed import map_2d
@@ -60,7 +60,5 @@ def test_the_2d_map_is_cached_and_a_damaged_copy_is_recomputed(tmp_path, monkeyp
     assert np.array_equal(map_2d(x, n_neighbors=5), first)  # read back
     stored[0].write_bytes(b"junk")
     assert np.allclose(map_2d(x, n_neighbors=5), first)  # recomputed, same seed, same map
-    raw = bytearray(stored[0].read_bytes())
-    raw[len(raw) // 3] ^= 0x01  # one flipped byte inside the stored values: the zip's CRC finds it
-    stored[0].write_bytes(bytes(raw))
+    flip_byte(stored[0], len(stored[0].read_bytes()) // 3)  # inside the stored values: the zip's CRC finds it
     assert np.allclose(map_2d(x, n_neighbors=5), first)

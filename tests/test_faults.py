@@ -70,7 +70,7 @@ def test_force_never_deletes_what_zsg_did_not_write(data, tmp_path, capsys, monk
     _one_line_error(capsys, ". is not a dataset folder written by zsg")
     assert (project / "notes.txt").exists()
     assert _arrange(data, project, "--force") == 2  # a JSONL output onto a folder
-    _one_line_error(capsys, "is a folder; force replaces only a previous JSONL output")
+    _one_line_error(capsys, f"{project} is not a JSON Lines file; force replaces only a previous output of that kind")
     (tmp_path / "paper.pdf").write_bytes(b"%PDF-1.7 binary")
     assert _arrange(data, tmp_path / "paper.pdf", "--force") == 2
     _one_line_error(capsys, "is not a JSON Lines file")
@@ -225,24 +225,17 @@ def tiny_run(tmp_path, monkeypatch):
     return config, run(config, **QUIET)
 
 
-def _flip(path: Path, at: int | None = None) -> None:
-    raw = bytearray(path.read_bytes())
-    at = len(raw) // 2 if at is None else at
-    raw[at] ^= 0x01
-    path.write_bytes(bytes(raw))
-
-
 @pytest.mark.parametrize("name, damage, named", [
     ("eval_loss.parquet", "flip", r"eval_loss.parquet \(sha256 differs"),
     ("eval_loss.parquet", "truncate", r"eval_loss.parquet \(size \d+, recorded \d+"),
     ("config.json", "flip", r"config.json \(sha256 differs"),
     ("manifest.json", "truncate", r"manifest.json is unreadable"),
 ])
-def test_a_damaged_run_is_named_redone_and_never_served(tiny_run, name, damage, named):
+def test_a_damaged_run_is_named_redone_and_never_served(tiny_run, name, damage, named, flip_byte):
     config, first = tiny_run
     victim = first.folder / name
     if damage == "flip":
-        _flip(victim, victim.read_bytes().find(b'"lr": ') + 7 if name == "config.json" else None)
+        flip_byte(victim, victim.read_bytes().find(b'"lr": ') + 7 if name == "config.json" else None)
     else:
         victim.write_bytes(victim.read_bytes()[:100])
     with pytest.raises(DamagedRun, match=named):
@@ -256,21 +249,21 @@ def test_a_damaged_run_is_named_redone_and_never_served(tiny_run, name, damage, 
     assert run(config, **QUIET).from_store
 
 
-def test_a_run_stored_before_checksums_is_sealed_then_checked(tiny_run):
+def test_a_run_stored_before_checksums_is_sealed_then_checked(tiny_run, flip_byte):
     config, first = tiny_run
     manifest = json.loads((first.folder / "manifest.json").read_text())
-    del manifest["sha256"]
+    del manifest["files"]
     (first.folder / "manifest.json").write_text(json.dumps(manifest))
     assert load(first.folder).eval_loss.equals(first.eval_loss)
-    assert "sha256" in json.loads((first.folder / "manifest.json").read_text())  # sealed
-    _flip(first.folder / "batches.parquet")
+    assert "files" in json.loads((first.folder / "manifest.json").read_text())  # sealed
+    flip_byte(first.folder / "batches.parquet")
     with pytest.raises(DamagedRun, match="batches.parquet"):
         load(first.folder)
 
 
 # -- assets and caches: damage is found, named, and never used ---------------------------------
 
-def test_a_damaged_asset_is_reported_refused_and_rebuilt(tmp_path, monkeypatch):
+def test_a_damaged_asset_is_reported_refused_and_rebuilt(tmp_path, monkeypatch, flip_byte):
     from zsg_core.assets import Asset, AssetError, Download
 
     monkeypatch.setenv("ZSG_CACHE", str(tmp_path / "cache"))
@@ -292,9 +285,8 @@ def test_a_damaged_asset_is_reported_refused_and_rebuilt(tmp_path, monkeypatch):
     monkeypatch.setitem(assets.ASSETS, "fake", Asset("fake", "test", "MIT", (Download(
         "zsgfake==1.0", wheel.name, hashlib.sha256(wheel.read_bytes()).hexdigest(), 1),), convert))
     path = assets.prepare("fake", **QUIET)
-    good, first_id = (path / "weights.bin").read_bytes(), assets.content_id("fake")
-    assets._verified.cache_clear()
-    _flip(path / "weights.bin")  # same size: only the checksum can tell
+    good, first_id = (path / "weights.bin").read_bytes(), assets.content_id("fake")  # verified once
+    flip_byte(path / "weights.bin")  # same size, after this process verified it: only the record can tell
     row = next(r for r in assets.listing() if r["name"] == "fake")
     assert not row["ready"] and row["damaged"] == ["weights.bin (sha256 differs from the one recorded)"]
     with pytest.raises(AssetError, match=r"asset 'fake' is damaged: weights.bin \(sha256 differs.*zsg prepare fake"):
@@ -305,7 +297,7 @@ def test_a_damaged_asset_is_reported_refused_and_rebuilt(tmp_path, monkeypatch):
     assert (path / "weights.bin").read_bytes() == good and assets.content_id("fake") == first_id
 
 
-def test_embeddings_are_keyed_by_the_weights_and_a_damaged_shard_is_recomputed(tmp_path):
+def test_embeddings_are_keyed_by_the_weights_and_a_damaged_shard_is_recomputed(tmp_path, flip_byte):
     from zsg_core.assets import content_id
     from zsg_core.embed import Encoder
 
@@ -316,7 +308,7 @@ def test_embeddings_are_keyed_by_the_weights_and_a_damaged_shard_is_recomputed(t
     shard = next(encoder.folder.glob("shard-*.npz"))
     with zipfile.ZipFile(shard) as z:
         offset = z.getinfo("vectors.npy").header_offset + 200  # inside the stored vectors
-    _flip(shard, offset)
+    flip_byte(shard, offset)
     said: list[str] = []
     fresh = Encoder(cache=tmp_path, log=said.append)
     again = fresh.encode(texts)
@@ -371,7 +363,7 @@ def test_run_results_are_data_not_code(tiny_run):
     assert pd.read_parquet(result.folder / "batches.parquet").equals(result.batches)
 
 
-def test_a_damaged_cached_split_is_named_and_computed_again(tmp_path, monkeypatch):
+def test_a_damaged_cached_split_is_named_and_computed_again(tmp_path, monkeypatch, flip_byte):
     import shutil
 
     from zsg_core import split as split_module
@@ -392,10 +384,19 @@ def test_a_damaged_cached_split_is_named_and_computed_again(tmp_path, monkeypatc
     folder = next(p for p in (tmp_path / "splits").iterdir() if p.is_dir())
     assert made == [1] and json.loads((folder / "summary.json").read_text())["files"]["train.jsonl"]["sha256"]
     assert load_split(config, "tiny-llama").train == real.train and made == [1]  # read back
-    _flip(folder / "train.jsonl", 40)
+    flip_byte(folder / "train.jsonl", 40)
     said: list[str] = []
     again = load_split(config, "tiny-llama", log=said.append)
     assert made == [1, 1] and again.train == real.train
     assert len(said) == 1 and f"cached split {folder} is damaged (train.jsonl (sha256 differs" in said[0]
     shutil.rmtree(folder)
 
+
+
+def test_a_lone_surrogate_in_a_niv2_task_is_named(tmp_path):
+    task = {"Definition": ["Answer."], "Positive Examples": [], "Instances": [
+        {"id": "a", "input": "fine", "output": ["ok"]}, {"id": "b", "input": "bad \ud800", "output": ["ok"]}]}
+    path = tmp_path / "task001_x.json"
+    path.write_text(json.dumps(task))
+    with pytest.raises(DataError, match=rf"{path} instance 1 \(id 'b'\): message 0 content holds a lone surrogate"):
+        load_records(path)

@@ -38,7 +38,7 @@ def test_full_finetuning_trains_every_parameter(tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip"])
-def test_damaged_cache_file_is_named_dropped_and_recomputed(tmp_path, damage):
+def test_damaged_cache_file_is_named_dropped_and_recomputed(tmp_path, damage, flip_byte):
     """A truncated entry, or one byte flipped in its values (which a plain tensor file would serve
     silently), is named, removed and computed again to the same values."""
     lm = TunedLM("tiny-llama", frozen_layers=2, autocast=False, hidden_cache=tmp_path)
@@ -49,7 +49,7 @@ def test_damaged_cache_file_is_named_dropped_and_recomputed(tmp_path, damage):
     if damage == "truncate":
         victim.write_bytes(good[: len(good) // 2])
     else:
-        victim.write_bytes(good[:-5] + bytes([good[-5] ^ 0x01]) + good[-4:])
+        flip_byte(victim, -5)  # inside the stored values
     fresh = TunedLM("tiny-llama", frozen_layers=2, autocast=False, hidden_cache=tmp_path)
     messages: list[str] = []
     assert fresh.cache_bottom(fresh.items(RECORDS), log=messages.append) == 1

@@ -150,7 +150,7 @@ def test_a_planted_pickle_checkpoint_is_never_loaded(tmp_path):
 
 
 @pytest.mark.parametrize("victim", ["weights.safetensors", "state.json", "checksums.json"])
-def test_a_damaged_checkpoint_is_never_resumed_from(tmp_path, victim):
+def test_a_damaged_checkpoint_is_never_resumed_from(tmp_path, victim, flip_byte):
     """One flipped byte anywhere in a checkpoint (a weight, a logged loss in the tables so far, the
     checksums themselves) and the run starts over instead of resuming from wrong numbers."""
     items, config = records(24), TrainConfig(lr=1e-3, batch_size=4, max_steps=5)
@@ -158,11 +158,9 @@ def test_a_damaged_checkpoint_is_never_resumed_from(tmp_path, victim):
     work = tmp_path / "work"
     _interrupted(items, config, work, kill_step=4, checkpoint_every=2, cache=tmp_path)
     path = work / "state" / victim
-    raw = bytearray(path.read_bytes())
-    at = {"weights.safetensors": len(raw) - 3, "state.json": raw.rfind(b'"loss": ') + 9,
-          "checksums.json": raw.find(b'"sha256": "') + 12}[victim]
-    raw[at] ^= 0x01
-    path.write_bytes(bytes(raw))
+    raw = path.read_bytes()
+    flip_byte(path, {"weights.safetensors": -3, "state.json": raw.rfind(b'"loss": ') + 9,
+                     "checksums.json": raw.find(b'"sha256": "') + 12}[victim])
     messages: list[str] = []
     again = train(TunedLM("tiny-llama", frozen_layers=1, hidden_cache=tmp_path), items, items[:4], config,
                   workdir=work, log=messages.append, checkpoint_every=2)

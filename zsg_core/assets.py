@@ -250,34 +250,41 @@ def is_ready(name: str) -> bool:
 def asset_path(name: str) -> Path:
     """The converted folder of a prepared, intact asset; a clear error if it is not prepared or
     damaged. Every byte is checked the first time a process asks for an asset."""
+    verified_files(name)
+    return get_asset(name).path
+
+
+def verified_files(name: str) -> dict[str, dict]:
+    """The recorded digests of a prepared asset, once every byte was checked against them. The
+    full check runs once per process and conversion (cached by READY.json's time); later calls
+    repeat only the cheap one, so a file changed meanwhile is still caught."""
     if _ready_files(name) is None:
         raise AssetError(f"asset {name!r} is not prepared: run `zsg prepare {name}` (or `make book`)")
-    path = get_asset(name).path
-    _verified(name, (path / "READY.json").stat().st_mtime_ns)
-    return path
+    files = _verified(name, (get_asset(name).path / "READY.json").stat().st_mtime_ns)
+    if bad := damage(name):
+        raise _damaged(name, bad)
+    return files
 
 
 @functools.lru_cache(maxsize=None)
-def _verified(name: str, ready_time: int) -> None:
+def _verified(name: str, ready_time: int) -> dict[str, dict]:
     if bad := damage(name, full=True):
-        raise AssetError(f"asset {name!r} is damaged: {', '.join(bad)} in {get_asset(name).path}. Run "
-                         f"`zsg prepare {name}` to rebuild it (caches keyed by its checksums stay valid)")
+        raise _damaged(name, bad)
+    return _ready_files(name)
+
+
+def _damaged(name: str, bad: list[str]) -> AssetError:
+    return AssetError(f"asset {name!r} is damaged: {', '.join(bad)} in {get_asset(name).path}. Run "
+                      f"`zsg prepare {name}` to rebuild it (caches keyed by its checksums stay valid)")
 
 
 def content_id(name: str) -> str:
-    """A checksum of everything a prepared asset's folder holds, from its recorded digests (no
-    file is read): what caches computed from the asset are keyed by."""
+    """A checksum of everything a prepared asset's folder holds, from its verified digests (no
+    file is read again): what caches computed from the asset are keyed by."""
     import hashlib
 
-    asset_path(name)
-    files = _ready_files(name)
-    return hashlib.sha256(json.dumps({n: f["sha256"] for n, f in sorted(files.items())}).encode()).hexdigest()
-
-
-def file_sha256(name: str, relative: str) -> str:
-    """The recorded sha256 of one converted file of a prepared, intact asset."""
-    asset_path(name)
-    return _ready_files(name)[relative]["sha256"]
+    digests = {n: f["sha256"] for n, f in sorted(verified_files(name).items())}
+    return hashlib.sha256(json.dumps(digests).encode()).hexdigest()
 
 
 def _fetch(asset: Asset, dl: Download, log: Callable[[str], None]) -> Path:

@@ -66,17 +66,10 @@ def _embed(args: argparse.Namespace) -> int:
 
     from .data import load_records
     from .embed import Encoder, embed_records
+    from .export import check_out
     from .util import atomic_file
 
-    from .data import DataError
-    from .export import check_writable
-
-    out = Path(args.out)
-    if out.exists() and not args.force:
-        raise DataError(f"{out} exists; pass --force to overwrite")
-    if out.is_dir():
-        raise DataError(f"{out} is a folder; --out is the .npy file to write")
-    check_writable(out)
+    out = check_out(args.out, "npy", args.force, inputs=(args.file,))
     records = load_records(args.file)
     encoder = Encoder()
     vectors = embed_records(records, args.text, encoder)

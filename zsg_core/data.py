@@ -274,8 +274,8 @@ def load_niv2_tasks(path: str | Path, num_pos_examples: int = 2) -> list[Record]
             if not outputs:
                 raise DataError(f"{where} (id {inst['id']!r}): empty 'output'")
             prompt = niv2_prompt(definition, positives, inst["input"], num_pos_examples)
-            records.append(Record(str(inst["id"]), f.stem, _conversation(prompt, outputs[0]),
-                                  [str(o) for o in outputs], "niv2"))
+            records.append(record_from_dict({"id": str(inst["id"]), "task": f.stem, "references": [str(o) for o in outputs],
+                                             "messages": _conversation(prompt, str(outputs[0])), "source": "niv2"}, where))
     return check_records(records, str(path))
 
 

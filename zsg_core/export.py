@@ -13,6 +13,8 @@ mistyped `--out` never deletes anything the user made.
 """
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -35,28 +37,31 @@ def arranged_rows(train: Sequence[Record], arrangement: Arrangement) -> list[dic
 
 HF_MARKER = "zsg_arranged.json"  # inside every HF folder zsg writes: what `force` may replace
 
+# What a previous output of each kind looks like: the only thing `force` may replace.
+_PREVIOUS = {
+    "jsonl": ("a JSON Lines file", lambda p: p.is_file() and _is_jsonl(p)),
+    "hf": (f"a dataset folder written by zsg (no {HF_MARKER})", lambda p: p.is_dir() and (p / HF_MARKER).is_file()),
+    "npy": ("a .npy array file", lambda p: p.is_file() and _starts_with(p, b"\x93NUMPY")),  # `zsg embed`
+}
 
-def check_out(out: str | Path, fmt: str = "jsonl", force: bool = False, inputs: Sequence[str | Path] = ()) -> Path:
-    """Refuse, before any work, an output that cannot or must not be written: an unknown format, one
-    of the `inputs`, an existing path without `force`, with `force` anything but a previous output
-    of the same kind (a JSONL file; a folder holding zsg's HF marker), or an unwritable folder."""
-    import os
 
+def check_out(out: str | Path, kind: str = "jsonl", force: bool = False, inputs: Sequence[str | Path] = ()) -> Path:
+    """Refuse, before any work, an output that cannot or must not be written: one of the `inputs`,
+    an existing path without `force`, with `force` anything but a previous output of the same
+    `kind` (jsonl, hf, npy), or a folder this process cannot write in."""
     out = Path(out)
-    if fmt not in FORMATS:
-        raise DataError(f"unknown output format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if kind not in _PREVIOUS:
+        raise DataError(f"unknown output kind {kind!r}; choose one of {', '.join(_PREVIOUS)}")
     for given in inputs:
         if out.exists() and Path(given).exists() and os.path.samefile(out, given):
             raise DataError(f"{out}: the output would overwrite the input {given}; choose another output")
     if out.exists():
         if not force:
             raise DataError(f"{out} exists; set force to overwrite it")
-        if fmt == "jsonl" and not (out.is_file() and _is_jsonl(out)):
-            raise DataError(f"{out} is {'a folder' if out.is_dir() else 'not a JSON Lines file'}; force replaces only "
-                            "a previous JSONL output. Choose another output, or remove it yourself")
-        if fmt == "hf" and not (out.is_dir() and (out / HF_MARKER).is_file()):
-            raise DataError(f"{out} is not a dataset folder written by zsg (no {HF_MARKER}); force replaces only "
-                            "zsg's own output, never anything else. Choose another output, or remove it yourself")
+        what, is_previous = _PREVIOUS[kind]
+        if not is_previous(out):
+            raise DataError(f"{out} is not {what}; force replaces only a previous output of that kind, never "
+                            "anything else. Choose another output, or remove it yourself")
     check_writable(out)
     return out
 
@@ -64,8 +69,6 @@ def check_out(out: str | Path, fmt: str = "jsonl", force: bool = False, inputs: 
 def check_writable(out: str | Path) -> None:
     """Refuse an output whose folder (or nearest existing ancestor) this process cannot write in,
     before the work that would produce it."""
-    import os
-
     folder = Path(out).resolve().parent
     while not folder.exists():
         folder = folder.parent
@@ -75,10 +78,19 @@ def check_writable(out: str | Path) -> None:
         raise DataError(f"{out}: cannot write in {folder} (permission denied)")
 
 
+def _format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise DataError(f"unknown output format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    return fmt
+
+
+def _starts_with(path: Path, magic: bytes) -> bool:
+    with open(path, "rb") as f:
+        return f.read(len(magic)) == magic
+
+
 def _is_jsonl(path: Path) -> bool:
     """Empty, or its first non-blank line is a JSON object: what a JSONL output looks like."""
-    import json
-
     try:
         with open(path, "rb") as f:
             for line in f:
@@ -94,11 +106,9 @@ def write_arranged(train: Sequence[Record], arrangement: Arrangement, out: str |
     """Write the arranged records to `out`: JSON Lines, or with fmt="hf" a Hugging Face
     `save_to_disk` folder. Returns `out`. With `force`, a previous output of the same kind is
     replaced atomically (readers see the old one or the new one); nothing else is ever replaced."""
-    import json
-
     from .util import atomic_dir
 
-    out = check_out(out, fmt, force)
+    out = check_out(out, _format(fmt), force)
     rows = arranged_rows(train, arrangement)
     if fmt == "hf":
         import datasets
@@ -119,7 +129,7 @@ def arrange_file(train: str | Path, test: str | Path, out: str | Path, method: s
     tasks, ids or texts) unless `allow_overlap`, arrange with `method` and write `out`."""
     from .split import check_disjoint
 
-    check_out(out, fmt, force, inputs=(train, test))  # before any work
+    check_out(out, _format(fmt), force, inputs=(train, test))  # before any work
     train_records, test_records = load_records(train), load_records(test)
     if not allow_overlap:
         try:

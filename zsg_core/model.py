@@ -74,13 +74,14 @@ def fingerprint(name: str, model: nn.Module) -> str:
         for p in model.state_dict().values():
             h.update(p.detach().float().numpy().tobytes())
         return h.hexdigest()
-    from .assets import ASSETS, file_sha256
+    from .assets import ASSETS, verified_files
 
     files = sorted(model_path(name).glob("*.safetensors"))
     if not files:
         raise ModelError(f"{model_path(name)} has no .safetensors weights")
     # a prepared asset's files were verified against the sha256 recorded at conversion: use those
-    digests = [file_sha256(name, f.name) if name in ASSETS else sha256_file(f) for f in files]
+    recorded = verified_files(name) if name in ASSETS else None
+    digests = [recorded[f.name]["sha256"] if recorded else sha256_file(f) for f in files]
     return hashlib.sha256("".join(digests).encode()).hexdigest()
 
 

@@ -206,48 +206,31 @@ def is_complete(folder: Path) -> bool:
     return (folder / "complete").exists()
 
 
-CHECKED = ["config.json"] + [f"{t}.parquet" for t in TABLES]  # what a manifest's sha256 covers
+CHECKED = ["config.json"] + [f"{t}.parquet" for t in TABLES]  # the files a manifest records the sha256 of
 
 
 class DamagedRun(DataError):
     """A complete run whose stored files no longer match what was recorded when it finished."""
 
 
-def _manifest(folder: Path) -> dict[str, Any]:
-    try:
-        manifest = json.loads((folder / "manifest.json").read_text())
-        if not isinstance(manifest, dict):
-            raise ValueError("not a JSON object")
-        return manifest
-    except (OSError, ValueError) as e:
-        raise DamagedRun(f"run {folder}: manifest.json is unreadable ({e})") from None
-
-
 def verify(folder: Path) -> dict[str, Any]:
     """The manifest of a complete run whose config and tables match their recorded sha256;
-    DamagedRun naming each damaged file otherwise. (A run stored before checksums were recorded is
-    sealed now, if its files can be read and the store can be written: from then on it is checked
-    like any other.)"""
-    from .util import damaged_files, file_digests
+    DamagedRun naming each damaged file otherwise (`util.checked_record`; a run stored before
+    checksums were kept is sealed on its first successful read)."""
+    from .util import checked_record
 
-    manifest = _manifest(folder)
-    recorded = manifest.get("sha256")
-    if recorded is None:
+    def readable() -> None:
         for name in CHECKED:
             try:
                 pd.read_parquet(folder / name) if name.endswith(".parquet") else \
                     RunConfig.from_dict(json.loads((folder / name).read_text()))
             except Exception as e:
-                raise DamagedRun(f"run {folder}: {name} is unreadable ({type(e).__name__})") from None
-        manifest["sha256"] = file_digests(folder, CHECKED)
-        with contextlib.suppress(OSError):  # a store shared read-only stays unsealed, still readable
-            with atomic_file(folder / "manifest.json") as f:
-                json.dump(manifest, f, indent=1)
-        return manifest
-    if bad := damaged_files(folder, {n: recorded[n] for n in CHECKED if n in recorded}) + \
-            [f"{n} (no checksum recorded)" for n in CHECKED if n not in recorded]:
-        raise DamagedRun(f"run {folder}: {', '.join(bad)}")
-    return manifest
+                raise ValueError(f"{name} is unreadable ({type(e).__name__})") from None
+
+    try:
+        return checked_record(folder, "manifest.json", CHECKED, readable)
+    except ValueError as e:
+        raise DamagedRun(f"run {folder}: {e}") from None
 
 
 def load(folder: Path) -> RunResult:
@@ -368,7 +351,7 @@ def _train_and_store(config: RunConfig, folder: Path, state, log, on_step, check
                 "wall_seconds": round(time.perf_counter() - t0, 2), "cpu_count": os.cpu_count(),
                 "model_fingerprint": lm.fingerprint, "arrangement": summary,
                 "train_instances": len(arranged), **{k: v for k, v in result.stats.items()}}
-    manifest["sha256"] = file_digests(folder, CHECKED)
+    manifest["files"] = file_digests(folder, CHECKED)
     with atomic_file(folder / "manifest.json") as f:
         json.dump(manifest, f, indent=1)
     with atomic_file(folder / "complete") as f:

@@ -30,7 +30,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from .data import DataError, Record, from_known_fields, load_bigbench, load_jsonl, task_family, write_jsonl
-from .util import atomic_dir, atomic_file, cache_dir, file_lock, without_late_defaults
+from .util import atomic_dir, cache_dir, file_lock, without_late_defaults
 
 SPLIT_VERSION = 4  # bump when the split procedure changes, so cached splits are recomputed
 
@@ -292,7 +292,7 @@ def load_split(config: SplitConfig = SplitConfig(), model: str = "smollm2-135m",
     `log`, removed and computed again.
     """
     from .assets import TINY_MODELS, load_tokenizer
-    from .util import damaged_files, file_digests
+    from .util import checked_record, file_digests
 
     tokens_of = "smollm2-135m" if model in TINY_MODELS else model  # tiny models share SmolLM2's tokenizer
     key = json.dumps({"config": config.identity(), "model": tokens_of, "version": SPLIT_VERSION}, sort_keys=True)
@@ -301,16 +301,9 @@ def load_split(config: SplitConfig = SplitConfig(), model: str = "smollm2-135m",
     with file_lock(folder):  # two notebooks asking at once compute it once
         if (folder / "summary.json").exists():
             try:
-                summary = json.loads((folder / "summary.json").read_text())
-                recorded = summary.get("files")
-                if recorded is not None and (bad := damaged_files(folder, recorded)):
-                    raise DataError(", ".join(bad))
-                split = Split(load_jsonl(folder / "train.jsonl"), load_jsonl(folder / "test.jsonl"),
-                              pd.read_csv(folder / "report.csv", keep_default_na=False), config)
-                if recorded is None:  # cached before checksums were recorded: seal it now
-                    with atomic_file(folder / "summary.json") as f:
-                        json.dump({**summary, "files": file_digests(folder, names)}, f, indent=1)
-                return split
+                checked_record(folder, "summary.json", names, readable=lambda: None)  # the load below reads them
+                return Split(load_jsonl(folder / "train.jsonl"), load_jsonl(folder / "test.jsonl"),
+                             pd.read_csv(folder / "report.csv", keep_default_na=False), config)
             except Exception as e:  # damaged: never used
                 log(f"cached split {folder} is damaged ({e}); removed it, computing it again")
                 shutil.rmtree(folder, ignore_errors=True)

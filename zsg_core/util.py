@@ -11,12 +11,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import json
 import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, Sequence
 
 
 def cache_dir() -> Path:
@@ -181,6 +182,31 @@ def file_digests(folder: Path, names: list[str] | None = None) -> dict[str, dict
         sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
     return {p.relative_to(folder).as_posix(): {"sha256": sha256_file(p), "size": p.stat().st_size,
                                                "mtime_ns": p.stat().st_mtime_ns} for p in paths}
+
+
+def checked_record(folder: Path, record: str, names: Sequence[str], readable: Callable[[], None]) -> dict:
+    """The JSON `record` of a finished folder (a run's manifest, a cached split's summary) once the
+    files it lists under "files" match their sha256; ValueError naming each damaged one otherwise.
+    A record written before checksums were kept is sealed now if `readable()` passes (best effort:
+    in a store shared read-only it stays unsealed, and readable)."""
+    try:
+        meta = json.loads((folder / record).read_text())
+        if not isinstance(meta, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{record} is unreadable ({e})") from None
+    recorded = meta.get("files")
+    if recorded is None:
+        readable()
+        meta["files"] = file_digests(folder, list(names))
+        with contextlib.suppress(OSError):
+            with atomic_file(folder / record) as f:
+                json.dump(meta, f, indent=1)
+        return meta
+    if bad := damaged_files(folder, {n: recorded[n] for n in names if n in recorded}) + \
+            [f"{n} (no checksum recorded)" for n in names if n not in recorded]:
+        raise ValueError(", ".join(bad))
+    return meta
 
 
 def damaged_files(folder: Path, recorded: dict[str, dict], full: bool = True) -> list[str]:
