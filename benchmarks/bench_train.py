@@ -1,59 +1,114 @@
-"""Training and evaluation speed of the real loop on a profile, against a bare loop, in one process.
+"""The engine's speed, old path against new, side by side in one process, with each one's share of
+this machine's matmul peak in the precision in use.
 
-    .venv/bin/python benchmarks/bench_train.py [--profile cpu] [--steps 20] [--frozen-layers F]
+    .venv/bin/python benchmarks/bench_train.py [--profile cpu] [--steps 20] [--cache-items 60] [--out FILE]
 
-Prints one JSON object:
-- train_tokens_per_s: `zsg_core.train.train` (accelerate, sequential sharded DataLoader, batch-id
-  gathering, lr schedule, logging) over the first `steps` batches of a random arrangement;
-- bare_tokens_per_s: a bare forward/backward/clip/AdamW loop over the same batches, same model
-  set-up, no evaluation; loop_overhead = real loop time / bare loop time - 1 (target <= 10%);
-  call_overhead_seconds: the rest of a `train` call (accelerate set-up, encoding, the split check);
-- eval_tokens_per_s: held-out loss over every test instance (tokens through the model per second)
-  and eval_seconds for one evaluation;
-- cache_seconds: computing the frozen layers' outputs for the instances involved (once per
-  dataset, shared by every arrangement; 0 when already cached);
-- peak_rss_mib of the process.
-Both loops start from the same weights after one warm-up step; the real loop runs with no evaluation.
+Prints one JSON object (and writes it to --out):
+- machine: CPU kind (`torch.backends.cpu.get_cpu_capability()`), threads, the precision in use and
+  why (`zsg_core.precision`), and the matmul peak measured here in that precision (2048^2 products);
+- train: the old path (each item of a batch alone, gradients accumulated; frozen weights re-cast
+  by autocast at every call) and the new one (the batch packed in one row, per-item attention,
+  frozen weights cast once), each as a bare forward/backward/clip/AdamW loop over the same
+  `steps` batches from the same weights: tokens/s, seconds per step, FLOP/s (counted by torch's
+  FlopCounterMode on one step) and share of peak; the per-step training losses of the two paths
+  and their largest difference; `zsg_core.train.train` over the same batches and its loop
+  overhead against the new bare loop (target <= 10%);
+- eval: one held-out evaluation, old (length-sorted padded batches of 8) against new (packed rows
+  of PACK_TOKENS tokens), and the largest per-instance loss difference;
+- cache: the frozen bottom for `cache_items` instances, old (one at a time) against new (packed);
+- step_profile: where the time of one new training step goes (share per op, torch profiler).
+Both training paths start from the same weights after one warm-up step each.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import time
+from pathlib import Path
 
 import torch
+from torch import nn
+
+
+def matmul_peak(autocast: bool) -> float:
+    """FLOP/s of a 2048^2 product in the precision in use, best of 5."""
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    times = []
+    for _ in range(6):
+        t = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            a @ b
+        times.append(time.perf_counter() - t)
+    return 2 * 2048 ** 3 / min(times[1:])
+
+
+@contextlib.contextmanager
+def recast_every_call(model: nn.Module):
+    """The old engine: plain nn.Linear.forward, so autocast re-casts frozen weights at every call."""
+    patched = [m for m in model.modules() if isinstance(m, nn.Linear) and "forward" in m.__dict__]
+    saved = [m.__dict__.pop("forward") for m in patched]
+    try:
+        yield
+    finally:
+        for m, f in zip(patched, saved):
+            m.forward = f
+
+
+def old_rows(lm, inputs, labels):
+    """The old ResponseLoss.rows: items right-padded into one batch, transformers' sdpa attention
+    with a padding mask when there is more than one item (one item alone: no mask, no padding)."""
+    from zsg_core.prompt import IGNORE
+
+    width = max(len(x) for x in inputs)
+    first = inputs[0]
+    batch = first.new_zeros((len(inputs), width) + tuple(first.shape[1:]))
+    targets = labels[0].new_full((len(inputs), width), IGNORE)
+    mask = torch.zeros((len(inputs), width), dtype=torch.long)
+    for i, (x, y) in enumerate(zip(inputs, labels)):
+        batch[i, : len(x)], targets[i, : len(y)], mask[i, : len(x)] = x, y, 1
+    key = "inputs_embeds" if lm.frozen_layers else "input_ids"
+    hidden = lm.loss.top(**{key: batch}, attention_mask=mask if len(inputs) > 1 else None,
+                         use_cache=False).last_hidden_state
+    targets = targets[:, 1:]
+    row, col = (targets != IGNORE).nonzero(as_tuple=True)
+    logits = lm.loss.lm_head(hidden[row, col]).float()
+    token_loss = nn.functional.cross_entropy(logits, targets[row, col], reduction="none")
+    return torch.zeros(len(inputs)).index_add(0, row, token_loss), torch.bincount(row, minlength=len(inputs))
 
 
 def main() -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from zsg_core import precision
     from zsg_core.book import load_profile
-    from zsg_core.metrics import heldout_loss
-    from zsg_core.model import TunedLM
+    from zsg_core.model import PACK_TOKENS, TunedLM, _by_prefix, lay_out, rows
     from zsg_core.runs import arranged_training_list, run_config, run_params
     from zsg_core.train import BETAS, EPS, GRAD_CLIP, train
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--frozen-layers", type=int, default=None)
+    parser.add_argument("--cache-items", type=int, default=60)
+    parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
     params = run_params(load_profile(args.profile))
     params.update(arrangement="random", max_steps=args.steps, eval_steps=[], generate_steps=[])
-    if args.frozen_layers is not None:
-        params["frozen_layers"] = args.frozen_layers
     config = run_config(**params)
     arranged, test, _ = arranged_training_list(config)
     tc = config.train
+    autocast = tc.precision == "bf16"
+    peak = matmul_peak(autocast)
 
-    lm = TunedLM(config.model, tc.frozen_layers, config.split.max_len, seed=tc.seed)
+    lm = TunedLM(config.model, tc.frozen_layers, config.split.max_len, seed=tc.seed, autocast=autocast)
     items = lm.items(arranged[: args.steps * tc.batch_size])
     test_items = lm.items(test)
-    t = time.perf_counter()
-    computed = lm.cache_bottom(list(items) + list(test_items))
-    cache_seconds = time.perf_counter() - t
+    lm.cache_bottom(list(items) + list(test_items))
     start = {n: p.detach().clone() for n, p in lm.model.named_parameters() if p.requires_grad}
-    params_ = lm.trainable_parameters()
+    trained = lm.trainable_parameters()
+    batches = [items[k * tc.batch_size: (k + 1) * tc.batch_size] for k in range(args.steps)]
 
     def reset() -> None:
         with torch.no_grad():
@@ -61,50 +116,175 @@ def main() -> None:
                 if n in start:
                     p.copy_(start[n])
 
-    def bare_loop(n_steps: int) -> float:
-        """forward/backward per item, clip, AdamW: nothing else"""
-        optimizer = torch.optim.AdamW(params_, lr=tc.lr, betas=BETAS, eps=EPS, weight_decay=0.0)
+    def old_step(batch) -> float:
+        n_labels = sum(int((it.labels[1:] != -100).sum()) for it in batch)
+        total = 0.0
+        with lm.precision():
+            for it in batch:
+                sums, _ = old_rows(lm, [lm.inputs(it)], [it.labels])
+                (sums[0] / n_labels).backward()
+                total += float(sums[0].detach())
+        return total / n_labels
+
+    def new_step(batch) -> float:
+        with lm.precision():
+            sums, counts = lm.loss(*lm.pack(batch).args())
+            n_labels = int(counts.sum())
+            (sums.sum() / n_labels).backward()
+        return float(sums.detach().sum()) / n_labels
+
+    def bare_loop(step, n_steps: int) -> tuple[float, list[float]]:
+        optimizer = torch.optim.AdamW(trained, lr=tc.lr, betas=BETAS, eps=EPS, weight_decay=0.0)
         lm.model.train()
+        losses = []
         t0 = time.perf_counter()
-        for k in range(n_steps):
-            batch = items[k * tc.batch_size: (k + 1) * tc.batch_size]
-            n_labels = sum(int((it.labels[1:] != -100).sum()) for it in batch)
-            with lm.precision():
-                for it in batch:
-                    loss_sum, _ = lm.loss(lm.inputs(it), it.labels)
-                    (loss_sum / n_labels).backward()
-            torch.nn.utils.clip_grad_norm_(params_, GRAD_CLIP)
+        for batch in batches[:n_steps]:
+            losses.append(step(batch))
+            torch.nn.utils.clip_grad_norm_(trained, GRAD_CLIP)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, losses
 
-    bare_loop(1)  # warm-up: the first step of a process pays allocations; neither timed loop should
-    reset()
-    bare_seconds = bare_loop(args.steps)
-    reset()
+    def flops(step) -> int:
+        with FlopCounterMode(display=False) as counter:
+            step(batches[0])
+        lm.model.zero_grad(set_to_none=True)
+        return counter.get_total_flops()
+
+    tokens = sum(len(it.ids) for b in batches for it in b)
+    figures: dict = {}
+    for name, step, context in (("old", old_step, recast_every_call(lm.model)), ("new", new_step, contextlib.nullcontext())):
+        with context:
+            bare_loop(step, 1)  # warm-up: the first step of a process pays allocations
+            reset()
+            seconds, losses = bare_loop(step, args.steps)
+            reset()
+            step_flops = flops(step)
+        # FLOPs counted on the first batch, per token; the time is the mean over all batches
+        flops_per_token = step_flops / sum(len(it.ids) for it in batches[0])
+        figures[name] = {"seconds_per_step": round(seconds / args.steps, 3), "tokens_per_s": round(tokens / seconds, 1),
+                         "flops_per_token": round(flops_per_token),
+                         "share_of_peak": round(flops_per_token * tokens / seconds / peak, 3), "losses": losses}
+    old_losses, new_losses = figures["old"].pop("losses"), figures["new"].pop("losses")
+
     t = time.perf_counter()
     result = train(lm, arranged, test, tc, log=lambda s: None)
     call_seconds = time.perf_counter() - t
     loop_seconds = result.stats["train_seconds"]
-    tokens = int(result.train_log.tokens.sum())
-
-    t = time.perf_counter()
-    table = heldout_loss(lm, test, test_items)
-    eval_seconds = time.perf_counter() - t
-    eval_tokens = sum(len(it.ids) for it in test_items)
-    print(json.dumps({
-        "profile": args.profile, "model": config.model, "frozen_layers": tc.frozen_layers,
-        "batch_size": tc.batch_size, "steps": args.steps, "train_tokens": tokens,
-        "train_tokens_per_s": round(tokens / loop_seconds, 1), "bare_tokens_per_s": round(tokens / bare_seconds, 1),
-        "seconds_per_step": round(loop_seconds / args.steps, 3),
-        "loop_overhead": round(loop_seconds / bare_seconds - 1, 4),
+    new_bare = tokens / figures["new"]["tokens_per_s"]
+    train_figures = {
+        "steps": args.steps, "batch_size": tc.batch_size, "tokens": tokens, "old": figures["old"], "new": figures["new"],
+        "speedup": round(figures["new"]["tokens_per_s"] / figures["old"]["tokens_per_s"], 2),
+        "step_loss_max_abs_diff": round(max(abs(a - b) for a, b in zip(old_losses, new_losses)), 5),
+        "step_losses_old": [round(v, 4) for v in old_losses], "step_losses_new": [round(v, 4) for v in new_losses],
+        "train_loop_tokens_per_s": round(tokens / loop_seconds, 1),
+        "loop_overhead": round(loop_seconds / new_bare - 1, 4),
         "call_overhead_seconds": round(call_seconds - loop_seconds, 2),
-        "eval_instances": len(test_items), "eval_tokens": eval_tokens, "eval_seconds": round(eval_seconds, 2),
-        "eval_tokens_per_s": round(eval_tokens / eval_seconds, 1), "eval_mean_loss": round(float(table.loss.mean()), 4),
-        "cache_computed": computed, "cache_seconds": round(cache_seconds, 1),
+    }
+
+    # one held-out evaluation, old against new
+    lm.model.eval()
+    eval_tokens = sum(len(it.ids) for it in test_items)
+
+    def old_eval() -> list[float]:
+        out = [0.0] * len(test_items)
+        order = sorted(range(len(test_items)), key=lambda i: (len(test_items[i].ids), i))
+        with torch.no_grad(), lm.precision(), recast_every_call(lm.model):
+            for s in range(0, len(order), 8):
+                chosen = order[s: s + 8]
+                sums, counts = old_rows(lm, [lm.inputs(test_items[i]) for i in chosen], [test_items[i].labels for i in chosen])
+                for i, total, n in zip(chosen, sums.tolist(), counts.tolist()):
+                    out[i] = total / max(n, 1)
+        return out
+
+    def new_eval() -> list[float]:
+        return [v for v, _ in lm.item_losses(test_items)]
+
+    evals = {}
+    for name, fn in (("old", old_eval), ("new", new_eval)):
+        fn()  # warm-up
+        t = time.perf_counter()
+        losses = fn()
+        evals[name] = (time.perf_counter() - t, losses)
+    with FlopCounterMode(display=False) as counter:
+        new_eval()
+    eval_flops = counter.get_total_flops()
+    eval_figures = {"instances": len(test_items), "tokens": eval_tokens, "flops": eval_flops}
+    for name in ("old", "new"):
+        seconds = evals[name][0]
+        eval_figures[name] = {"seconds": round(seconds, 2), "tokens_per_s": round(eval_tokens / seconds, 1),
+                              "share_of_peak": round(eval_flops / seconds / peak, 3)}
+    eval_figures["speedup"] = round(evals["old"][0] / evals["new"][0], 2)
+    eval_figures["loss_max_abs_diff"] = round(max(abs(a - b) for a, b in zip(evals["old"][1], evals["new"][1])), 5)
+    eval_figures["mean_loss_old"] = round(sum(evals["old"][1]) / len(test_items), 4)
+    eval_figures["mean_loss_new"] = round(sum(evals["new"][1]) / len(test_items), 4)
+
+    # the frozen bottom, old (one at a time, re-cast) against new (packed rows, cast once), not stored
+    cache_figures = None
+    if lm.frozen_layers:
+        chosen = test_items[: args.cache_items]
+        cache_tokens = sum(len(it.ids) for it in chosen)
+
+        def old_cache() -> list[torch.Tensor]:
+            with torch.no_grad(), lm.precision(), recast_every_call(lm.model):
+                return [lm.bottom(input_ids=it.ids[None], use_cache=False).last_hidden_state[0] for it in chosen]
+
+        def new_cache() -> list[torch.Tensor]:
+            out = {}
+            with torch.no_grad(), lm.precision():
+                for row in rows(sorted(chosen, key=_by_prefix), PACK_TOKENS):
+                    pack = lay_out(row, [it.ids for it in row])
+                    hidden = lm.bottom(input_ids=pack.inputs, position_ids=pack.positions, zsg_spans=pack.spans,
+                                       use_cache=False).last_hidden_state[0]
+                    out.update((it.index, value) for it, value in zip(row, pack.item_rows(hidden)))
+            return [out[it.index] for it in chosen]
+
+        outputs = {}
+        for name, fn in (("old", old_cache), ("new", new_cache)):
+            fn()
+            t = time.perf_counter()
+            outputs[name] = (time.perf_counter() - t, fn())
+            t = time.perf_counter()
+            fn()
+            outputs[name] = (time.perf_counter() - t, outputs[name][1])
+        with FlopCounterMode(display=False) as counter:
+            new_cache()
+        cache_flops = counter.get_total_flops()
+        cache_figures = {"instances": len(chosen), "tokens": cache_tokens, "flops": cache_flops}
+        for name in ("old", "new"):
+            seconds = outputs[name][0]
+            cache_figures[name] = {"seconds_per_instance": round(seconds / len(chosen), 4),
+                                   "share_of_peak": round(cache_flops / seconds / peak, 3)}
+        cache_figures["speedup"] = round(outputs["old"][0] / outputs["new"][0], 2)
+        cache_figures["max_abs_diff_fp16"] = float(max(
+            (a.half().float() - b.half().float()).abs().max() for a, b in zip(outputs["old"][1], outputs["new"][1])))
+
+    # where one new training step spends its time
+    from torch.profiler import ProfilerActivity, profile
+
+    lm.model.train()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for batch in batches[:3]:
+            new_step(batch)
+            lm.model.zero_grad(set_to_none=True)
+    ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in ops)
+    step_profile = {e.key: round(e.self_cpu_time_total / total, 3) for e in ops[:8]}
+
+    decision = precision.decision()
+    out = {
+        "machine": {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu": decision["name"],
+                    "threads": torch.get_num_threads(), "precision": tc.precision,
+                    "precision_why": precision.describe(tc.precision),
+                    "matmul_peak_tflops": round(peak / 1e12, 3)},
+        "profile": args.profile, "model": config.model, "frozen_layers": tc.frozen_layers,
+        "train": train_figures, "eval": eval_figures, "cache": cache_figures, "step_profile": step_profile,
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "threads": torch.get_num_threads(),
-    }, indent=1))
+    }
+    text = json.dumps(out, indent=1)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
 
 
 if __name__ == "__main__":

@@ -66,19 +66,105 @@ def test_bad_models_are_named(tmp_path):
 
 def test_real_model_split_matches_whole(tmp_path):
     lm = TunedLM("smollm2-135m", frozen_layers=24, autocast=False, hidden_cache=tmp_path)
-    assert lm.check_split(lm.items(RECORDS)[1]) < 0.01
+    assert lm.check(lm.items(RECORDS)) < 0.01
     whole = TunedLM("smollm2-135m", autocast=False, hidden_cache=tmp_path)
     a, b = heldout_loss(lm, RECORDS).loss, heldout_loss(whole, RECORDS).loss
     assert np.allclose(a, b, atol=5e-3), (list(a), list(b))
 
 
-def test_batched_evaluation_equals_one_by_one(tmp_path):
-    for frozen in (0, 2):
-        lm = TunedLM("tiny-llama", frozen_layers=frozen, autocast=False, hidden_cache=tmp_path)
-        items = lm.items(RECORDS * 3)
-        batched, single = lm.item_losses(items, batch_size=4), lm.item_losses(items, batch_size=1)
-        assert [n for _, n in batched] == [n for _, n in single]
-        assert np.allclose([l for l, _ in batched], [l for l, _ in single], atol=1e-4)
+DEFINITION = ("Definition: In this task you are given a sentence about a river. Answer with the name of the "
+              "river only, nothing else.\nInput: ")
+LONGER = RECORDS + [_rec(3 + i, f"Write {i + 2} sentences about rivers, each on its own line.",
+                          " ".join(["Rivers run to the sea and carry stones along."] * (i + 2))) for i in range(4)] \
+    + [_rec(10 + i, DEFINITION + q, a) for i, (q, a) in enumerate(
+        [("It flows through Cairo.", "The Nile"), ("Vienna and Budapest lie on it.", "The Danube"),
+         ("It flows through Cairo and into the sea, past many fields and old towns.", "The Nile")])]
+
+
+def _hf_loss(lm: TunedLM, item) -> float:
+    """The item's loss from transformers' own forward (its sdpa attention and masks, no packing)."""
+    return float(lm.model(input_ids=item.ids[None], labels=item.labels[None], use_cache=False).loss)
+
+
+@pytest.mark.parametrize("model", ["tiny-llama", "tiny-gemma3"])
+@pytest.mark.parametrize("frozen", [0, 2])
+def test_packed_evaluation_equals_each_item_alone(model, frozen, tmp_path):
+    """Items packed into long rows, sharing the prefixes they have in common, get the losses they
+    get alone, and the losses transformers' own forward gives (Gemma 3: across its sliding window
+    of 16 tokens, which these items and their shared prefix cross)."""
+    lm = TunedLM(model, frozen_layers=frozen, autocast=False, hidden_cache=tmp_path)
+    items = lm.items(LONGER * 2)
+    assert max(len(it.ids) for it in items) > 16
+    pack = lm.pack(items)  # the three instances of one "task" share their definition, computed once
+    assert pack.inputs.shape[1] < sum(len(it.ids) for it in items) - 2 * 30
+    packed, alone = lm.item_losses(items, tokens_per_row=4096), lm.item_losses(items, tokens_per_row=1)
+    assert [n for _, n in packed] == [n for _, n in alone]
+    assert np.allclose([v for v, _ in packed], [v for v, _ in alone], atol=1e-5)
+    if frozen == 0:
+        lm.model.eval()
+        with torch.no_grad():
+            reference = [_hf_loss(lm, it) for it in items]
+        assert np.allclose([v for v, _ in packed], reference, atol=1e-4)
+
+
+@pytest.mark.parametrize("model", ["tiny-llama", "tiny-gemma3"])
+def test_a_packed_training_step_equals_one_item_at_a_time(model, tmp_path):
+    """One packed forward/backward of a batch gives the loss and the gradients of the old path:
+    each item alone through transformers' forward, gradients accumulated with weight 1/labels."""
+    torch.manual_seed(0)
+    lm = TunedLM(model, autocast=False, hidden_cache=tmp_path)
+    items = lm.items(LONGER)
+    params = lm.trainable_parameters()
+    sums, counts = lm.loss(*lm.pack(items).args())
+    n_labels = int(counts.sum())
+    (sums.sum() / n_labels).backward()
+    packed_grads = [p.grad.clone() for p in params]
+    lm.model.zero_grad(set_to_none=True)
+    total = 0.0
+    for it in items:
+        n = int((it.labels[1:] != -100).sum())
+        loss = lm.model(input_ids=it.ids[None], labels=it.labels[None], use_cache=False).loss * n
+        (loss / n_labels).backward()
+        total += float(loss.detach())
+    assert float(sums.detach().sum()) == pytest.approx(total, rel=1e-5)
+    for p, g in zip(params, packed_grads):
+        assert torch.allclose(p.grad, g, atol=1e-6, rtol=1e-4)
+
+
+def test_packing_under_bf16_stays_within_bf16_rounding_on_the_real_tokenizer(tmp_path):
+    """Under bf16 autocast (what training uses where bf16 is native), packed and alone may round
+    differently; they agree within bf16 tolerance, evaluation and frozen cache alike."""
+    lm = TunedLM("tiny-llama", frozen_layers=2, hidden_cache=tmp_path / "packed")
+    items = lm.items(LONGER)
+    packed = lm.item_losses(items)
+    alone_lm = TunedLM("tiny-llama", frozen_layers=2, hidden_cache=tmp_path / "alone")
+    for it in items:  # each cache entry computed in a row of its own
+        alone_lm.cache_bottom([it])
+    alone = alone_lm.item_losses(items, tokens_per_row=1)
+    assert np.allclose([v for v, _ in packed], [v for v, _ in alone], atol=2e-2)
+    for it in items:
+        assert torch.allclose(lm.inputs(it), alone_lm.inputs(it), atol=5e-2, rtol=2e-2)
+
+
+def test_frozen_linear_weights_are_cast_once_with_identical_results(tmp_path):
+    """Under bf16 autocast a frozen weight's bf16 copy is made once and reused; the output equals
+    autocast's own cast bit for bit; a trained weight is never cached."""
+    lm = TunedLM("tiny-llama", frozen_layers=2, hidden_cache=tmp_path)
+    frozen = lm.model.model.layers[0].mlp.up_proj
+    trained = lm.model.model.layers[3].mlp.up_proj
+    x = torch.randn(5, frozen.in_features)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours, again = frozen(x), frozen(x)
+        plain = torch.nn.functional.linear(x, frozen.weight)
+        trained(x)
+    assert torch.equal(ours, plain) and torch.equal(again, plain)
+    assert "_bf16_cast" in frozen.__dict__ and "_bf16_cast" not in trained.__dict__
+    stamp = frozen.__dict__["_bf16_cast"][0]
+    with torch.no_grad():
+        frozen.weight.mul_(2)  # changed in place: cast again, never served stale
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(frozen(x), torch.nn.functional.linear(x, frozen.weight))
+    assert frozen.__dict__["_bf16_cast"][0] != stamp
 
 
 def test_outputs_under_bf16_and_fp32_are_cached_apart(tmp_path):
@@ -103,4 +189,4 @@ def test_the_split_check_computes_its_own_bottom_and_ignores_the_cache(tmp_path)
     lm.cache_bottom([item])
     entry = ("bf16", item.key)
     lm._hidden[entry] = torch.zeros_like(lm._hidden[entry])  # a cache entry far from the truth
-    assert lm.check_split(item) < 0.01
+    assert lm.check([item]) < 0.01

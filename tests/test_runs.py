@@ -129,9 +129,12 @@ def test_cli_train_runs_and_reports(tmp_path):
     proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "held-out loss:" in proc.stdout and f"results: {tmp_path}" in proc.stdout
+    from zsg_core.precision import resolve
+    assert f"precision {resolve('auto')} (auto; " in proc.stdout  # the precision used, and why
     shown = subprocess.run(args + ["--print-config"], capture_output=True, text=True, env=env, timeout=300)
     printed = json.loads(shown.stdout)
     assert printed["params"]["max_steps"] == 3 and printed["params"]["arrangement"] == "cluster"  # flat names
+    assert printed["config"]["train"]["precision"] in ("bf16", "fp32")  # what a run stores: never "auto"
     assert (tmp_path / printed["key"] / "complete").exists()  # the run just made is the one it names
     config_file = tmp_path / printed["key"] / "config.json"
     again = subprocess.run([str(zsg), "train", "--config", str(config_file)], capture_output=True, text=True,

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from zsg_core.data import DataError
-from zsg_core.model import TunedLM
+from zsg_core.model import Pack, TunedLM
 from zsg_core.train import TrainConfig, dense_schedule, plan, train
 
 sys.path.insert(0, str(Path(__file__).parent / "scripts"))
@@ -28,12 +28,13 @@ def test_batches_the_model_received_are_the_arranged_list_in_order(frozen, tmp_p
     items = records(30)
     arranged = items[::-1][:5] + items[5:25][::-1] + items[:5]  # any order: it must be kept exactly
     lm = TunedLM("tiny-llama", frozen_layers=frozen, hidden_cache=tmp_path)
-    by_labels = {tuple(it.labels.tolist()): it.id for it in lm.items(items)}
+    by_targets = {tuple(it.targets.tolist()): it.id for it in lm.items(items)}
     seen: list[str] = []
-    lm.loss.register_forward_pre_hook(lambda m, a: seen.append(by_labels[tuple(a[1].tolist())]) if m.training else None)
+    lm.loss.register_forward_pre_hook(
+        lambda m, a: seen.extend(by_targets[t] for t in Pack.item_targets(a)) if m.training else None)
     result = train(lm, arranged, items[:3], TrainConfig(lr=1e-3, batch_size=4, max_steps=6), **QUIET)
     expected = [r.id for r in arranged[:24]]
-    assert seen == expected  # what went through the model, item by item
+    assert seen == expected  # what went through the model, item by item in its packed rows
     assert list(result.batches.id) == expected  # and what the run recorded
     assert list(result.batches.step) == [k // 4 + 1 for k in range(24)]
 

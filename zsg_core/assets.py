@@ -372,7 +372,9 @@ def listing() -> list[dict]:
 # ---------------------------------------------------------------------------------------------
 # Models by name.
 
-TINY_MODELS = ("tiny-llama",)  # random-init from a config (zsg_core.model), for smoke runs and tests only
+# random-init from a config (zsg_core.model), for smoke runs and tests only: tiny-llama has
+# SmolLM2's architecture, tiny-gemma3 Gemma 3's (sliding-window layers, the gpu profile's model)
+TINY_MODELS = ("tiny-llama", "tiny-gemma3")
 
 
 def model_path(name: str) -> Path:

@@ -71,7 +71,7 @@ def _embed(args: argparse.Namespace) -> int:
 
     out = check_out(args.out, "npy", args.force, inputs=(args.file,))
     records = load_records(args.file)
-    encoder = Encoder()
+    encoder = Encoder(processes=args.processes)
     vectors = embed_records(records, args.text, encoder)
     with atomic_file(out, "wb") as f:
         np.save(f, vectors)
@@ -85,7 +85,7 @@ def _arrange(args: argparse.Namespace) -> int:
 
     arrangement = arrange_file(args.train, args.test, args.out, args.method, args.tma_budget, args.arrangement_seed,
                                tuple(args.rounds) if args.rounds else None, args.embed_text, args.format,
-                               args.allow_overlap, args.force)
+                               args.allow_overlap, args.force, args.processes)
     print(json.dumps(arrangement.summary(), indent=1))
     print(f"wrote {len(arrangement.order)} arranged records to {args.out} ({args.format}); keep this order when "
           "training: no shuffling (see README)")
@@ -140,8 +140,11 @@ def _train(args: argparse.Namespace) -> int:
 
     main = process_state().is_main_process  # under torchrun, one process speaks
     say = print if main else (lambda *a, **k: None)
+    from .precision import describe
+
     say(f"run {config.key()}: {config.model}, {config.arrangement}, lr {config.train.lr:g}, "
-        f"batch {config.train.batch_size}, frozen layers {config.train.frozen_layers}", flush=True)
+        f"batch {config.train.batch_size}, frozen layers {config.train.frozen_layers}, "
+        f"precision {describe(config.train.precision)}", flush=True)
     result = run(config, log=say)
     if not main:
         return 0
@@ -192,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="output .npy (rows in record order)")
     p.add_argument("--text", choices=["all", "first-turn"], default="all",
                    help="all messages joined (paper: WSD) or first user + first response (paper: TMA)")
+    p.add_argument("--processes", type=int, default=1,
+                   help="encode with this many processes: one per GPU where there are GPUs, else CPU processes "
+                        "sharing the cores (README: how long large pools take)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.set_defaults(func=_embed)
 
@@ -215,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="output JSONL file, or folder with --format hf")
     p.add_argument("--format", choices=FORMATS, default="jsonl")
     p.add_argument("--allow-overlap", action="store_true", help="arrange even if test tasks, ids or texts are in training")
+    p.add_argument("--processes", type=int, default=1,
+                   help="encode with this many processes: one per GPU where there are GPUs, else CPU processes "
+                        "sharing the cores (README: how long large pools take)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.set_defaults(func=_arrange)
 

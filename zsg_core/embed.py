@@ -1,7 +1,7 @@
 """Sentence embeddings with the paper's encoder (all-MiniLM-L6-v2), cached on disk by text hash.
 
-The encoder runs at about 55-90 texts/s on 2 cores, so every text is encoded once per model,
-ever: vectors live in `$ZSG_CACHE/embeddings/<model>-<checksum of its weights>/` as .npz shards
+The encoder runs at about 55-90 texts/s on 2 cores (several processes or GPUs: `processes`), so
+every text is encoded once per model, ever: vectors live in `$ZSG_CACHE/embeddings/<model>-<checksum of its weights>/` as .npz shards
 (sha1 of the text -> float32 vector), each written atomically. A second call for the same texts
 encodes nothing; vectors from other weights (a repaired or replaced asset) are never served. A
 damaged shard (zip CRCs, shapes and values are checked) is named, removed, and its texts encoded
@@ -35,16 +35,34 @@ def embed_text(record: Record, mode: EmbedText = "all") -> str:
     raise ValueError(f"unknown embed text mode {mode!r}; use 'all' or 'first-turn'")
 
 
+SHARD_TEXTS = 10_000  # texts per shard: a large pool interrupted midway keeps what it encoded
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 class Encoder:
-    """A cached sentence encoder. `n_encoded` counts texts the model actually encoded."""
+    """A cached sentence encoder. `n_encoded` counts texts the model actually encoded.
+
+    `processes` > 1 encodes with sentence-transformers' multi-process pool: one process per GPU
+    when there are GPUs (`processes` of them at most), else `processes` CPU processes, each given
+    its share of the cores. Vectors are the same either way (one text at a time in a batch)."""
 
     def __init__(self, model: str = "minilm-l6", batch_size: int = 64, cache: Path | None = None,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None, processes: int = 1):
         from .assets import asset_path, content_id
 
+        if not isinstance(processes, int) or processes < 1:
+            from .data import DataError
+
+            raise DataError(f"processes must be a whole number >= 1, got {processes!r}")
         self.model_name = model
         self.model_path = asset_path(model)  # verified against its recorded checksums
         self.batch_size = batch_size
+        self.processes = processes
         self.folder = (cache or cache_dir() / "embeddings") / f"{model}-{content_id(model)[:16]}"
         self.log = log or (lambda message: print(message, file=sys.stderr))
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -75,26 +93,49 @@ class Encoder:
             if not show_progress():  # no weight-loading bars in logs and notebooks
                 hf_logging.disable_progress_bar()
 
-            self._model = SentenceTransformer(str(self.model_path), device="cpu")
+            self._model = SentenceTransformer(str(self.model_path), device=default_device())
         return self._model
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        model = self._st()
+        options = dict(batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                       show_progress_bar=show_progress() and len(texts) > 256)
+        if self.processes == 1:
+            return model.encode(texts, **options)
+        import torch
+
+        gpus = torch.cuda.device_count()
+        devices = [f"cuda:{i % gpus}" for i in range(self.processes)] if gpus else ["cpu"] * self.processes
+        threads = os.environ.get("OMP_NUM_THREADS")
+        if not gpus:  # each process its share of the cores, not all of them each
+            os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.processes))
+        try:
+            pool = model.start_multi_process_pool(target_devices=devices)
+        finally:
+            if threads is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+            else:
+                os.environ["OMP_NUM_THREADS"] = threads
+        try:
+            return model.encode(texts, pool=pool, **options)
+        finally:
+            model.stop_multi_process_pool(pool)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """len(texts) x dim float32, L2-normalised, in the order given."""
         self._load_shards()
         keys = [text_hash(t) for t in texts]
         todo = list(dict.fromkeys(k for k in keys if k not in self._vectors))
-        if todo:
-            first = dict(zip(keys, texts))
-            vecs = self._st().encode([first[k] for k in todo], batch_size=self.batch_size,
-                                     normalize_embeddings=True, convert_to_numpy=True,
-                                     show_progress_bar=show_progress() and len(todo) > 256)
-            vecs = vecs.astype(np.float32)
+        first = dict(zip(keys, texts))
+        for start in range(0, len(todo), SHARD_TEXTS):  # one shard per chunk: an interruption keeps the rest
+            chunk = todo[start: start + SHARD_TEXTS]
+            vecs = self._encode([first[k] for k in chunk]).astype(np.float32)
             name = f"shard-{uuid.uuid4().hex}.npz"
             with atomic_file(self.folder / name, "wb") as f:
-                np.savez(f, keys=np.array(todo), vectors=vecs)
+                np.savez(f, keys=np.array(chunk), vectors=vecs)
             self._loaded_shards.add(name)
-            self._vectors.update(zip(todo, vecs))
-            self.n_encoded += len(todo)
+            self._vectors.update(zip(chunk, vecs))
+            self.n_encoded += len(chunk)
         if not keys:
             return np.zeros((0, 0), dtype=np.float32)
         return np.stack([self._vectors[k] for k in keys])

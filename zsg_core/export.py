@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from .arrange import Arrangement, arrange_records
+from .arrange import Arrangement, arrange_records, get_method
 from .data import DataError, Record, load_records, write_jsonl
 
 FORMATS = ("jsonl", "hf")
@@ -124,9 +124,11 @@ def write_arranged(train: Sequence[Record], arrangement: Arrangement, out: str |
 
 def arrange_file(train: str | Path, test: str | Path, out: str | Path, method: str, tma_budget: int | None = None,
                  arrangement_seed: int = 0, rounds: tuple[int, int] | None = None, embed_text: str | None = None,
-                 fmt: str = "jsonl", allow_overlap: bool = False, force: bool = False) -> Arrangement:
+                 fmt: str = "jsonl", allow_overlap: bool = False, force: bool = False,
+                 processes: int = 1) -> Arrangement:
     """Load any supported training and test files, refuse a test set that is not unseen (shared
-    tasks, ids or texts) unless `allow_overlap`, arrange with `method` and write `out`."""
+    tasks, ids or texts) unless `allow_overlap`, arrange with `method` and write `out`;
+    `processes` encoders embed the texts (`embed.Encoder`)."""
     from .split import check_disjoint
 
     check_out(out, _format(fmt), force, inputs=(train, test))  # before any work
@@ -136,7 +138,10 @@ def arrange_file(train: str | Path, test: str | Path, out: str | Path, method: s
             check_disjoint(train_records, test_records)
         except DataError as e:
             raise DataError(f"{e}. The test set must be unseen; set allow_overlap to arrange anyway") from None
+    from .embed import Encoder
+
+    encoder = Encoder(processes=processes) if get_method(method).features else None
     arrangement = arrange_records(train_records, test_records, method, tma_budget, arrangement_seed, embed_text,
-                                  rounds=rounds)
+                                  encoder=encoder, rounds=rounds)
     write_arranged(train_records, arrangement, out, fmt, force)
     return arrangement

@@ -4,25 +4,36 @@ A decoder-only LM is `embed -> layers[0..L) -> norm -> lm_head`. With `frozen_la
 the embeddings and layers [0, F) never change, so their output for an instance (the residual
 stream after layer F-1) is a fixed function of its tokens: it is computed once, stored on disk
 (`$ZSG_CACHE/hidden/<weights>-f<F>-<precision>/`, fp16, with a checksum) and shared by every
-arrangement and every evaluation of the same model under the same precision. Each step then runs only layers [F, L), the final norm and the LM head; only layers
-[F, L) are trained (the final norm and the head, tied to the embeddings in SmolLM2, stay as they
-are). With F = 0 every parameter is trained, as in the paper. Two more savings, exact for any F:
+arrangement and every evaluation of the same model under the same precision. Each step then runs
+only layers [F, L), the final norm and the LM head; only layers [F, L) are trained (the final
+norm and the head, tied to the embeddings in SmolLM2, stay as they are). With F = 0 every
+parameter is trained, as in the paper.
 
-- items are run one at a time with no padding (gradients accumulate over the batch; the loss is
-  the batch's mean over labelled tokens, as in one padded forward), which on this CPU is faster
-  than any padded batch;
-- the LM head runs only at the positions that predict a label (~7% of tokens in our data).
+How the computation is laid out (exact for any F; the numbers equal one item at a time, tested):
+
+- **Packing.** The items of a training step, of an evaluation row or of a cache row are laid end
+  to end in one row (`Pack`), so every matmul sees ~1,000-2,000 tokens instead of one item's
+  ~170. Each item keeps its own positions (0, 1, ...), and attention runs item by item
+  (`packed_attention`: causal within an item, sliding-window where the model has one, never
+  across items), so no item sees another and there is no padding at all. A step still consumes
+  exactly the items [kB, (k+1)B) of the arranged list; only the layout of the matmul changes.
+- **Frozen weights cast once.** Under bf16 autocast torch casts every weight to bf16 at every
+  call, except leaves that require grad. A frozen `nn.Linear` (the 26 bottom layers, the tied LM
+  head) keeps a bf16 copy instead: the same kernel on the same values, without re-casting ~120M
+  weights per forward.
+- **The LM head only where a label is predicted** (~5-7% of tokens in our data).
 
 `ResponseLoss` is that computation as one module (what DDP wraps); `TunedLM` holds the model, its
-tokenizer and the cache. `check_split` proves at start-up that bottom + top reproduce the whole
-model's loss, so an architecture this does not fit fails loudly instead of training silently
-wrong.
+tokenizer and the cache. `check` proves at start-up that bottom + top reproduce the whole
+model's loss and that packing reproduces one item at a time, so an architecture this does not
+fit fails loudly instead of training silently wrong.
 """
 from __future__ import annotations
 
 import copy
 import hashlib
 import json
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -39,6 +50,77 @@ class ModelError(ValueError):
     """A model or an architecture that cannot be used this way."""
 
 
+PACKED_ATTENTION = "zsg_packed"  # the attention implementation every model loaded here runs with
+# Tokens per packed row in evaluation and the frozen cache: the fastest of 1,024 / 2,048 / 4,096 /
+# 8,192 for one held-out evaluation on 2 cores (5.9 / 5.5 / 6.0 / 6.0 s); longer rows gain nothing
+# because the matmuls are already large and the per-item attention grows with the row.
+PACK_TOKENS = 2048
+
+
+def packed_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                     attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+                     sliding_window: int | None = None, zsg_spans: Sequence[tuple[int, int, int, int]] | None = None,
+                     **kwargs) -> tuple[torch.Tensor, None]:
+    """Attention over a packed row, span by span: the queries [start, end) attend to the shared
+    prefix [prefix_start, prefix_end) (empty for an item alone) and causally to themselves, within
+    the sliding window on layers that have one; never to anything else, so an item's output is
+    what it would be alone. Called without `zsg_spans` (generation, any plain forward) it is
+    transformers' own sdpa attention."""
+    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+
+    if zsg_spans is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      sliding_window=sliding_window, **kwargs)
+    if kwargs.get("softcap") is not None:
+        raise ModelError("packed attention does not support attention-logit soft-capping")
+    groups = getattr(module, "num_key_value_groups", 1)
+    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    sdpa = nn.functional.scaled_dot_product_attention
+    outputs = []
+    for start, end, prefix_start, prefix_end in zsg_spans:
+        q, k, v = query[:, :, start:end], key[:, :, start:end], value[:, :, start:end]
+        shared, n = prefix_end - prefix_start, end - start
+        if not shared and (sliding_window is None or n <= sliding_window):
+            outputs.append(sdpa(q, k, v, is_causal=True, dropout_p=dropout, scale=scaling))
+            continue
+        if shared:
+            k = torch.cat([key[:, :, prefix_start:prefix_end], k], 2)
+            v = torch.cat([value[:, :, prefix_start:prefix_end], v], 2)
+        q_pos = torch.arange(shared, shared + n, device=q.device)[:, None]
+        k_pos = torch.arange(shared + n, device=q.device)[None]
+        allowed = k_pos <= q_pos
+        if sliding_window is not None:  # q - kv < window, as transformers' sliding-window mask
+            allowed &= q_pos - k_pos < sliding_window
+        outputs.append(sdpa(q, k, v, attn_mask=allowed, dropout_p=dropout, scale=scaling))
+    return torch.cat(outputs, 2).transpose(1, 2).contiguous(), None
+
+
+def _register_packed_attention() -> None:
+    """Make `PACKED_ATTENTION` an attention implementation transformers can load a model with; its
+    mask for plain forwards is sdpa's (a packed forward builds no mask of its own)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+    AttentionInterface.register(PACKED_ATTENTION, packed_attention)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(PACKED_ATTENTION, sdpa_mask)
+
+
+def _linear_with_weight_cast_once(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """`nn.Linear.forward`, except that under bf16 autocast a frozen weight is cast to bf16 once
+    and kept (autocast itself re-casts every weight at every call unless it requires grad). Same
+    kernel, same bf16 values: the result is identical, only the cast is saved."""
+    device = x.device.type
+    if self.weight.requires_grad or not torch.is_autocast_enabled(device) \
+            or torch.get_autocast_dtype(device) != torch.bfloat16:
+        return nn.functional.linear(x, self.weight, self.bias)
+    stamp = (self.weight.data_ptr(), self.weight._version)  # a weight changed in place is cast again
+    cast = self.__dict__.get("_bf16_cast")
+    if cast is None or cast[0] != stamp:
+        bias = None if self.bias is None else self.bias.detach().to(torch.bfloat16)
+        cast = self.__dict__["_bf16_cast"] = (stamp, self.weight.detach().to(torch.bfloat16), bias)
+    return nn.functional.linear(x.to(torch.bfloat16), cast[1], cast[2])
+
+
 def process_state():
     """This process's place among the training processes (torchrun / accelerate launch set them)
     and its device. On a machine without a GPU the processes talk over gloo; accelerate only does
@@ -50,20 +132,37 @@ def process_state():
 
 def load_model(name: str, seed: int = 0) -> tuple[nn.Module, object]:
     """(model in fp32, tokenizer). Tiny models are random-init from `seed`; real ones pretrained."""
-    from transformers import AutoModelForCausalLM, LlamaConfig
+    from transformers import AutoModelForCausalLM
 
+    _register_packed_attention()
     tokenizer = load_tokenizer(name)
-    if name == "tiny-llama":
+    if name in TINY_MODELS:
         torch.manual_seed(seed)
-        config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                             bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                             tie_word_embeddings=True)
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_config(_tiny_config(name, tokenizer), dtype=torch.float32,
+                                                 attn_implementation=PACKED_ATTENTION)
     else:
-        model = AutoModelForCausalLM.from_pretrained(model_path(name), dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(model_path(name), dtype=torch.float32,
+                                                     attn_implementation=PACKED_ATTENTION)
     model.config.use_cache = False
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            module.forward = types.MethodType(_linear_with_weight_cast_once, module)
     return model, tokenizer
+
+
+def _tiny_config(name: str, tokenizer):
+    """A few-layer config of a real architecture over the real SmolLM2 tokenizer."""
+    from transformers import Gemma3TextConfig, LlamaConfig
+
+    shared = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                  bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True)
+    if name == "tiny-llama":
+        return LlamaConfig(**shared)
+    # Gemma 3: sliding-window attention on all but every 2nd layer here (5 of 6 in the real one),
+    # a window of 16 tokens so that ordinary instances cross it
+    return Gemma3TextConfig(**shared, head_dim=16, sliding_window=16,
+                            layer_types=["sliding_attention", "full_attention"] * 2)
 
 
 def fingerprint(name: str, model: nn.Module) -> str:
@@ -133,10 +232,9 @@ def _read_hidden(path: Path, length: int) -> torch.Tensor:
 
 
 class ResponseLoss(nn.Module):
-    """Summed cross-entropy over the response tokens (+EOS) of one unpadded item, and their count.
-
-    Input is the token ids (frozen_layers = 0) or the cached output of the frozen bottom.
-    """
+    """Summed cross-entropy over the response tokens (+EOS) of each item of a packed row, and
+    their counts. Input is token ids (frozen_layers = 0) or the cached output of the frozen bottom,
+    laid out by `Pack`."""
 
     def __init__(self, model: nn.Module, frozen_layers: int):
         super().__init__()
@@ -149,32 +247,20 @@ class ResponseLoss(nn.Module):
         self.frozen_layers = frozen_layers
         self.softcap = getattr(model.config, "final_logit_softcapping", None)
 
-    def forward(self, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One item: (summed loss, label count)."""
-        losses, counts = self.rows([inputs], [labels])
-        return losses[0], counts[0]
-
-    def rows(self, inputs: Sequence[torch.Tensor], labels: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Several items right-padded into one batch: per-row summed loss and label count.
-        (Training runs items one by one: no padding at all; evaluation batches similar lengths.)"""
-        width = max(len(x) for x in inputs)
-        first = inputs[0]
-        batch = first.new_zeros((len(inputs), width) + tuple(first.shape[1:]))
-        targets = labels[0].new_full((len(inputs), width), IGNORE)
-        mask = torch.zeros((len(inputs), width), dtype=torch.long, device=first.device)
-        for i, (x, y) in enumerate(zip(inputs, labels)):
-            batch[i, : len(x)], targets[i, : len(y)], mask[i, : len(x)] = x, y, 1
+    def forward(self, inputs: torch.Tensor, positions: torch.Tensor, targets: torch.Tensor, segments: torch.Tensor,
+                spans: Sequence[tuple[int, int, int, int]], n_items: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(summed loss, label count) per item of the row (the fields of a `Pack`, in order)."""
         key = "inputs_embeds" if self.frozen_layers else "input_ids"
-        hidden = self.top(**{key: batch}, attention_mask=mask if len(inputs) > 1 else None,
-                          use_cache=False).last_hidden_state
-        targets = targets[:, 1:]
-        row, col = (targets != IGNORE).nonzero(as_tuple=True)
-        logits = self.lm_head(hidden[row, col]).float()  # the head only where a label is predicted
+        hidden = self.top(**{key: inputs}, position_ids=positions, use_cache=False,
+                          zsg_spans=spans).last_hidden_state[0]
+        chosen = (targets != IGNORE).nonzero(as_tuple=True)[0]
+        logits = self.lm_head(hidden[chosen]).float()  # the head only where a label is predicted
         if self.softcap:
             logits = torch.tanh(logits / self.softcap) * self.softcap
-        token_loss = nn.functional.cross_entropy(logits, targets[row, col], reduction="none")
-        losses = torch.zeros(len(inputs), device=logits.device).index_add(0, row, token_loss)
-        return losses, torch.bincount(row, minlength=len(inputs))
+        token_loss = nn.functional.cross_entropy(logits, targets[chosen], reduction="none")
+        item = segments[chosen]
+        losses = torch.zeros(n_items, device=logits.device).index_add(0, item, token_loss)
+        return losses, torch.bincount(item, minlength=n_items)
 
 
 @dataclass(frozen=True)
@@ -185,6 +271,124 @@ class Item:
     ids: torch.Tensor
     labels: torch.Tensor
     key: str
+
+    @property
+    def targets(self) -> torch.Tensor:
+        """The label each position predicts (the next token's), IGNORE at the last position."""
+        return torch.cat([self.labels[1:], self.labels.new_full((1,), IGNORE)])
+
+
+MIN_SHARED_PREFIX = 16  # tokens; shorter common prefixes are not worth a span of their own
+
+
+@dataclass(frozen=True)
+class Pack:
+    """Items laid end to end in one row: the arguments of one `ResponseLoss` forward.
+
+    Items that begin with the same tokens (instances of one task share its definition: 41% of the
+    held-out tokens of the cpu profile's split) share one copy of that prefix: it is computed once
+    and each item's own tokens attend to it. The prefix stops before the first position that
+    predicts a label, so every loss term still comes from an item's own tokens."""
+    inputs: torch.Tensor     # (1, T) token ids, or (1, T, hidden) frozen-bottom outputs
+    positions: torch.Tensor  # (1, T): each token's position within its own item
+    targets: torch.Tensor    # (T,): the label each position predicts, IGNORE where none
+    segments: torch.Tensor   # (T,): which item each position's loss belongs to
+    spans: list[tuple[int, int, int, int]]  # attention: (start, end, prefix_start, prefix_end)
+    items: list[tuple[int, int, int, int]]  # item i = row[prefix_start:prefix_end] + row[start:end]
+
+    def args(self) -> tuple:
+        return self.inputs, self.positions, self.targets, self.segments, self.spans, len(self.items)
+
+    def item_rows(self, row: torch.Tensor) -> list[torch.Tensor]:
+        """Each item's part of a per-position tensor of this row (e.g. hidden states), in item order."""
+        return [torch.cat([row[ps:pe], row[s:e]]) for s, e, ps, pe in self.items]
+
+    @staticmethod
+    def item_targets(args: tuple) -> list[tuple[int, ...]]:
+        """The targets of each item in a forward's arguments (how tests see what the model got),
+        in the order the items were given, whatever the layout."""
+        targets, segments, n = args[2], args[3], args[5]
+        return [tuple(targets[segments == i].tolist()) for i in range(n)]
+
+
+def _first_label(item: Item) -> int:
+    labelled = (item.labels != IGNORE).nonzero(as_tuple=True)[0]
+    return int(labelled[0]) if len(labelled) else len(item.ids)
+
+
+def _shared_prefixes(items: Sequence[Item]) -> list[tuple[int, list[int]]]:
+    """Groups of items (indices) with the length of the prefix they share; 0 for an item alone.
+    A prefix is shared only if at least `MIN_SHARED_PREFIX` tokens long and it ends before the
+    position that predicts any member's first label."""
+    by_head: dict[tuple[int, ...], list[int]] = {}
+    for i, item in enumerate(items):
+        head = tuple(item.ids[:MIN_SHARED_PREFIX].tolist()) if len(item.ids) > MIN_SHARED_PREFIX else (i,)
+        by_head.setdefault(head, []).append(i)
+    groups: list[tuple[int, list[int]]] = []
+    for members in by_head.values():
+        first = items[members[0]].ids
+        shared = min(_first_label(items[i]) for i in members) - 1
+        for i in members[1:]:
+            other = items[i].ids
+            n = min(shared, len(other))
+            differ = (first[:n] != other[:n]).nonzero(as_tuple=True)[0]
+            shared = int(differ[0]) if len(differ) else n
+        if len(members) > 1 and shared >= MIN_SHARED_PREFIX:
+            groups.append((shared, members))
+        else:
+            groups += [(0, [i]) for i in members]
+    return groups
+
+
+def lay_out(items: Sequence[Item], inputs: Sequence[torch.Tensor]) -> Pack:
+    """`items` in one row, with `inputs[i]` the input of item i (its ids, or its cached bottom
+    output), on the inputs' device; shared prefixes once (see `Pack`)."""
+    device = inputs[0].device
+    pieces, positions, targets, segments = [], [], [], []
+    spans: list[tuple[int, int, int, int]] = []
+    placed: list[tuple[int, int, int, int]] = [(0, 0, 0, 0)] * len(items)
+    cursor = 0
+
+    def put(values: torch.Tensor, first_position: int, item_targets: torch.Tensor, owner: int) -> tuple[int, int]:
+        nonlocal cursor
+        n = len(values)
+        pieces.append(values)
+        positions.append(torch.arange(first_position, first_position + n))
+        targets.append(item_targets)
+        segments.append(torch.full((n,), owner, dtype=torch.long))
+        cursor += n
+        return cursor - n, cursor
+
+    for shared, members in _shared_prefixes(items):
+        prefix = (cursor, cursor)
+        if shared:
+            prefix = put(inputs[members[0]][:shared], 0, items[members[0]].targets[:shared], members[0])
+            spans.append((*prefix, cursor - shared, cursor - shared))  # the prefix: causal, alone
+        for i in members:
+            start, end = put(inputs[i][shared:], shared, items[i].targets[shared:], i)
+            spans.append((start, end, *prefix))
+            placed[i] = (start, end, *prefix)
+    return Pack(inputs=torch.cat(pieces)[None], positions=torch.cat(positions)[None].to(device),
+                targets=torch.cat(targets).to(device), segments=torch.cat(segments).to(device),
+                spans=spans, items=placed)
+
+
+def _by_prefix(item: Item) -> tuple[int, ...]:
+    """A sort key that puts items with a common beginning next to each other."""
+    return tuple(item.ids[:64].tolist())
+
+
+def rows(items: Sequence[Item], tokens: int) -> list[list[Item]]:
+    """Consecutive items grouped into rows of at most `tokens` tokens (a longer item: a row alone)."""
+    out: list[list[Item]] = []
+    width = 0
+    for item in items:
+        if not out or width + len(item.ids) > tokens:
+            out.append([])
+            width = 0
+        out[-1].append(item)
+        width += len(item.ids)
+    return out
 
 
 class TunedLM:
@@ -240,18 +444,26 @@ class TunedLM:
 
     # -- the frozen bottom's outputs -----------------------------------------------------------
 
+    def pack(self, items: Sequence[Item]) -> Pack:
+        """`items` end to end in one row, with their inputs (ids, or cached bottom outputs)."""
+        return lay_out(items, [self.inputs(it) for it in items])
+
+    # -- the frozen bottom's outputs -----------------------------------------------------------
+
     @torch.no_grad()
     def cache_bottom(self, items: Sequence[Item], progress=None, log: Callable[[str], None] = print) -> int:
         """Compute and store the bottom outputs the cache lacks; returns how many were computed.
-        Each item is computed alone, so its cached value never depends on what it was run with.
+        The missing items run packed in rows of `PACK_TOKENS` tokens, sharing common prefixes,
+        each attending only to itself and its prefix, so a cached value is the item's own (equal
+        to computing it alone; tested).
         Entries are safetensors files carrying the sha256 of their values: a damaged one is
         named through `log`, dropped and computed again, never used."""
         if not self.frozen_layers:
             return 0
-        done = 0
+        missing: dict[str, Item] = {}
         for item in items:
             entry = (self.precision_name, item.key)
-            if entry in self._hidden:
+            if entry in self._hidden or item.key in missing:
                 continue
             path = self.cache_folder / f"{item.key}.safetensors"
             if path.exists():
@@ -261,14 +473,19 @@ class TunedLM:
                 except Exception as e:  # a damaged file is recomputed, never trusted
                     log(f"frozen-layer cache entry {path} is damaged ({e}); removed it, computing it again")
                     path.unlink(missing_ok=True)
+            missing[item.key] = item
+        for row in rows(sorted(missing.values(), key=_by_prefix), PACK_TOKENS):
+            pack = lay_out(row, [it.ids.to(self.device) for it in row])
             with self.precision():
-                hidden = self.bottom(input_ids=item.ids[None].to(self.device), use_cache=False).last_hidden_state[0]
-            self._hidden[entry] = hidden.to(torch.float16).cpu().contiguous()
-            _write_hidden(path, self._hidden[entry])
-            done += 1
+                hidden = self.bottom(input_ids=pack.inputs, position_ids=pack.positions, zsg_spans=pack.spans,
+                                     use_cache=False).last_hidden_state[0]
+            for item, value in zip(row, pack.item_rows(hidden)):
+                entry = (self.precision_name, item.key)
+                self._hidden[entry] = value.to(torch.float16).cpu().contiguous()
+                _write_hidden(self.cache_folder / f"{item.key}.safetensors", self._hidden[entry])
             if progress is not None:
-                progress.update(1)
-        return done
+                progress.update(len(row))
+        return len(missing)
 
     def inputs(self, item: Item) -> torch.Tensor:
         if not self.frozen_layers:
@@ -281,48 +498,65 @@ class TunedLM:
     # -- evaluation ------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def item_losses(self, items: Sequence[Item], batch_size: int = 8) -> list[tuple[float, int]]:
-        """(mean loss over response tokens + EOS, their count) per item, in eval mode. Items are
-        batched by length (padding is then small; ~1.7x faster than one by one on this CPU);
-        a fixed list always gets the same batches, so its losses are reproducible."""
+    def item_losses(self, items: Sequence[Item], tokens_per_row: int = PACK_TOKENS) -> list[tuple[float, int]]:
+        """(mean loss over response tokens + EOS, their count) per item, in eval mode. Items run
+        packed in rows of `tokens_per_row` tokens, those with a common beginning side by side so
+        that they share it; each item attends only to itself and its prefix, so its loss does not
+        depend on its row (equal to one at a time; tested)."""
         was_training = self.model.training
         self.model.eval()
+        self.loss.eval()  # the loss module too: hooks on it see an evaluation, not a training step
         out: list[tuple[float, int]] = [(0.0, 0)] * len(items)
-        order = sorted(range(len(items)), key=lambda i: (len(items[i].ids), i))
+        order = sorted(range(len(items)), key=lambda i: (_by_prefix(items[i]), i))
         try:
             with self.precision():
-                for start in range(0, len(order), batch_size):
-                    chosen = order[start: start + batch_size]
-                    sums, counts = self.loss.rows([self.inputs(items[i]) for i in chosen],
-                                                  [items[i].labels.to(self.device) for i in chosen])
-                    for i, total, n in zip(chosen, sums.tolist(), counts.tolist()):
-                        out[i] = (total / max(n, 1), n)
-        finally:
-            self.model.train(was_training)
-        return out
-
-    @torch.no_grad()
-    def check_split(self, item: Item, tolerance: float = 0.01) -> float:
-        """|loss through bottom + top - loss of the whole model| on one item, both in fp32 with the
-        cut stored in fp16 as the cache stores it (~1e-3); an error above `tolerance` means the
-        architecture does not fit the cut. The bottom is computed afresh here, not read from the
-        cache: a cached entry was computed under bf16 autocast, which alone moves one instance's
-        loss by up to ~0.05 and would make this check depend on which item it got."""
-        if not self.frozen_layers:
-            return 0.0
-        was_training = self.model.training
-        self.model.eval()
-        self.loss.eval()  # a check, not a training step: hooks and counters on the loss see eval mode
-        try:
-            ids, labels = item.ids.to(self.device), item.labels.to(self.device)
-            cut = self.bottom(input_ids=ids[None], use_cache=False).last_hidden_state[0].to(torch.float16)
-            split_total, split_n = self.loss(cut.to(torch.float32), labels)
-            total, n = ResponseLoss(self.model, 0)(ids, labels)
+                for row in rows([items[i] for i in order], tokens_per_row):
+                    sums, counts = self.loss(*self.pack(row).args())
+                    for position, total, n in zip(order, sums.tolist(), counts.tolist()):
+                        out[position] = (total / max(n, 1), n)
+                    order = order[len(row):]
         finally:
             self.model.train(was_training)
             self.loss.train(was_training)
-        gap = abs(float(split_total) / max(int(split_n), 1) - float(total) / max(int(n), 1))
-        if gap > tolerance:
-            raise ModelError(f"{self.name}: bottom/top split changes the loss by {gap:.4f} (> {tolerance}); this "
-                             f"architecture does not fit the frozen-bottom cache, use frozen_layers=0")
-        return gap
+        return out
+
+    @torch.no_grad()
+    def check(self, items: Sequence[Item], tolerance: float = 0.01) -> float:
+        """Start-up checks on a few items, both in fp32 (`ModelError` if one fails):
+        - bottom + top reproduce the whole model's loss, with the cut stored in fp16 as the cache
+          stores it (~1e-3; above `tolerance` the architecture does not fit the cut);
+        - a packed row reproduces each item run alone (~1e-6; above 1e-3 the model's attention
+          does not honour zsg's per-item attention and packing would mix items).
+        The bottom is computed afresh, not read from the cache: a cached entry was computed under
+        bf16 autocast, which alone moves one instance's loss by up to ~0.05. Returns the largest
+        split gap (0 without a frozen bottom)."""
+        items = list(items)[:3]
+        was_training = self.model.training
+        self.model.eval()
+        self.loss.eval()  # a check, not a training step: hooks and counters on the loss see eval mode
+        whole = ResponseLoss(self.model, 0)
+
+        def losses(loss: ResponseLoss, items: list[Item], inputs: list[torch.Tensor]) -> list[float]:
+            sums, counts = loss(*lay_out(items, inputs).args())
+            return [float(t) / max(int(n), 1) for t, n in zip(sums, counts)]
+
+        try:
+            ids = [it.ids.to(self.device) for it in items]
+            alone = [losses(whole, [it], [x])[0] for it, x in zip(items, ids)]
+            split_gap = 0.0
+            if self.frozen_layers:
+                for item, x, reference in zip(items, ids, alone):
+                    cut = self.bottom(input_ids=x[None], use_cache=False).last_hidden_state[0]
+                    gap = abs(losses(self.loss, [item], [cut.to(torch.float16).to(torch.float32)])[0] - reference)
+                    split_gap = max(split_gap, gap)
+                    if gap > tolerance:
+                        raise ModelError(f"{self.name}: bottom/top split changes the loss by {gap:.4f} (> {tolerance}); "
+                                         f"this architecture does not fit the frozen-bottom cache, use frozen_layers=0")
+            gap = max(abs(a - b) for a, b in zip(losses(whole, items, ids), alone))
+            if gap > 1e-3:
+                raise ModelError(f"{self.name}: packing items into one row changes their loss by {gap:.2e}; this "
+                                 f"architecture's attention ignores zsg's per-item attention ({PACKED_ATTENTION})")
+            return split_gap
+        finally:
+            self.model.train(was_training)
+            self.loss.train(was_training)

@@ -7,7 +7,8 @@ batch k). Nothing here shuffles: the items go through a plain sequential DataLoa
 
 The paper's recipe: AdamW betas (0.9, 0.95), eps 1e-5, weight decay 0, gradient clipping at 1.0, no
 warmup, cosine decay to 0.1 x lr over the whole epoch (`max_steps` may stop early: the paper also
-only looked at the first part of its epoch). bf16 autocast with fp32 master weights on CPU.
+only looked at the first part of its epoch). bf16 autocast over fp32 master weights where the hardware
+computes bf16 natively and faster, fp32 elsewhere (`precision: auto`, zsg_core/precision.py).
 
 Why an `accelerate` loop and not the `Trainer`: every requirement here is about what happens at
 each step (which items, which lr, an evaluation of every held-out instance at chosen steps, a
@@ -23,7 +24,6 @@ exists, and a resumed run gives the same numbers as an uninterrupted one (tested
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import random
@@ -39,6 +39,7 @@ import torch
 from .data import DataError, Record, from_known_fields
 from .metrics import generate, heldout_loss, reward_scores, rouge_em
 from .model import Item, TunedLM, process_state
+from .precision import CHOICES, resolve
 from .util import atomic_dir, damaged_files, file_digests, progress_bar
 
 BETAS = (0.9, 0.95)
@@ -74,7 +75,9 @@ class TrainConfig:
     max_new_tokens: int = field(default=64, metadata={"why": "the cpu profile caps answers at 24 tokens to fit 2 cores"})
     reward_model: str | None = None  # a local AutoModelForSequenceClassification folder; none ships here
     seed: int = 0  # flat name train_seed: the model's initial weights (random-init models), sampling
-    precision: str = "bf16"  # bf16 autocast over fp32 master weights, or "fp32"
+    precision: str = field(default="auto", metadata={  # "bf16" autocast over fp32 master weights, "fp32", "auto"
+        "why": "auto is resolved at once to what this machine computes fastest (zsg_core.precision), so a "
+               "config always holds the precision actually used"})
 
     def __post_init__(self) -> None:
         kinds = {"lr": float, "batch_size": int, "max_steps": (int, type(None)), "frozen_layers": int,
@@ -105,8 +108,10 @@ class TrainConfig:
         if self.generate_protocol not in ("greedy", "paper", "both"):
             raise DataError(f"training parameter generate_protocol must be 'greedy', 'paper' or 'both', "
                             f"got {self.generate_protocol!r}")
-        if self.precision not in ("bf16", "fp32"):
-            raise DataError(f"training parameter precision must be 'bf16' or 'fp32', got {self.precision!r}")
+        if self.precision not in CHOICES:
+            raise DataError(f"training parameter precision must be one of {', '.join(CHOICES)}, got {self.precision!r}")
+        # the precision actually used is part of a run's identity: "auto" never reaches a stored config
+        object.__setattr__(self, "precision", resolve(self.precision))
         if not self.generate_steps:  # nothing is generated: how it would be is no part of the run's identity
             for name in ("generate_protocol", "generate_per_task", "max_new_tokens", "reward_model"):
                 object.__setattr__(self, name, self.__dataclass_fields__[name].default)
@@ -217,7 +222,7 @@ def train(lm: TunedLM, arranged: Sequence[Record], test: Sequence[Record], confi
         computed = lm.cache_bottom(list(items) + list(test_items), bar, log=log)
         if computed:
             log(f"cached the frozen layers' outputs of {computed} new instances")
-        lm.check_split(test_items[0])
+        lm.check(test_items)
     accelerator.wait_for_everyone()
     lm.cache_bottom(list(items) + list(test_items), log=log)
 
@@ -260,16 +265,12 @@ def train(lm: TunedLM, arranged: Sequence[Record], test: Sequence[Record], confi
             break
         t0 = time.perf_counter()
         batch_items = [items[i] for i in batch]
-        n_labels = sum(int((it.labels[1:] != -100).sum()) for it in batch_items)
-        total = 0.0
+        # one packed forward and backward over this process's slice of batch k (items in order)
         with lm.precision():
-            for j, item in enumerate(batch_items):
-                last = j == len(batch_items) - 1
-                # gradients are averaged across processes once per batch, at its last item
-                with accelerator.no_sync(loss_module) if not last else contextlib.nullcontext():
-                    loss_sum, _ = loss_module(lm.inputs(item), item.labels.to(lm.device))
-                    (loss_sum / n_labels).backward()
-                total += loss_sum.item()
+            loss_sums, label_counts = loss_module(*lm.pack(batch_items).args())
+            n_labels = int(label_counts.sum())
+            (loss_sums.sum() / max(n_labels, 1)).backward()
+        total = float(loss_sums.detach().sum())
         torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP)
         lr = scheduler.get_last_lr()[0]
         optimizer.step()

@@ -1,5 +1,5 @@
 """Run under `torchrun --nproc_per_node 2`: train a tiny model on a known list and record, on each
-process, the token ids its model actually received in training mode (tests/test_train.py)."""
+process, the items its model actually received in training mode (tests/test_train.py)."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from zsg_core.data import Record
-from zsg_core.model import TunedLM
+from zsg_core.model import Pack, TunedLM
 from zsg_core.train import TrainConfig, train
 
 
@@ -22,17 +22,12 @@ def main(out: Path, frozen: int) -> None:
     state = process_state()
     items = records(40)
     lm = TunedLM("tiny-llama", frozen_layers=frozen, hidden_cache=out / "hidden")
-    by_ids = {tuple(it.ids.tolist()): it.id for it in lm.items(items)}
+    # identify each item of a packed row by the labels it is trained to predict (with a frozen
+    # bottom the row's input is cached hidden states, not ids)
+    by_targets = {tuple(it.targets.tolist()): it.id for it in lm.items(items)}
     seen: list[str] = []
-
-    def record(module, args):
-        if module.training and frozen == 0:
-            seen.append(by_ids[tuple(args[0].tolist())])
-
-    lm.loss.register_forward_pre_hook(record)
-    if frozen:  # the input is the cached hidden state: identify it by the labels instead
-        by_labels = {tuple(it.labels.tolist()): it.id for it in lm.items(items)}
-        lm.loss.register_forward_pre_hook(lambda m, a: seen.append(by_labels[tuple(a[1].tolist())]) if m.training else None)
+    lm.loss.register_forward_pre_hook(
+        lambda m, a: seen.extend(by_targets[t] for t in Pack.item_targets(a)) if m.training else None)
     result = train(lm, items, items[:4], TrainConfig(lr=1e-3, batch_size=4, max_steps=7, eval_steps=(0, 7)),
                    log=lambda s: None)
     (out / f"rank{state.process_index}.json").write_text(json.dumps(seen))
