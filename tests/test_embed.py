@@ -62,3 +62,38 @@ def test_the_2d_map_is_cached_and_a_damaged_copy_is_recomputed(tmp_path, monkeyp
     assert np.allclose(map_2d(x, n_neighbors=5), first)  # recomputed, same seed, same map
     flip_byte(stored[0], len(stored[0].read_bytes()) // 3)  # inside the stored values: the zip's CRC finds it
     assert np.allclose(map_2d(x, n_neighbors=5), first)
+
+
+def test_several_processes_give_the_same_vectors(tmp_path):
+    """`processes=2` (sentence-transformers' multi-process pool, CPU processes here) encodes the
+    same vectors as one process, and caches them the same way."""
+    texts = [f"Instance {i}: name a river that flows through city number {i}." for i in range(12)]
+    one = Encoder(cache=tmp_path / "one").encode(texts)
+    pooled = Encoder(cache=tmp_path / "two", processes=2)
+    two = pooled.encode(texts)
+    assert pooled.n_encoded == 12 and np.allclose(one, two, atol=1e-5)
+    with pytest.raises(Exception, match="processes"):
+        Encoder(cache=tmp_path, processes=0)
+
+
+def test_a_large_pool_is_stored_in_chunks_and_an_interruption_keeps_them(tmp_path, monkeypatch):
+    import zsg_core.embed as embed
+
+    monkeypatch.setattr(embed, "SHARD_TEXTS", 3)
+    texts = [f"text number {i}" for i in range(8)]
+    encoder = Encoder(cache=tmp_path)
+    real, calls = encoder._encode, []
+
+    def fails_on_the_third_chunk(chunk):
+        calls.append(len(chunk))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(chunk)
+
+    monkeypatch.setattr(encoder, "_encode", fails_on_the_third_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        encoder.encode(texts)
+    assert len(list(encoder.folder.glob("shard-*.npz"))) == 2  # the two finished chunks are on disk
+    again = Encoder(cache=tmp_path)
+    vectors = again.encode(texts)
+    assert again.n_encoded == 2 and vectors.shape == (8, 384)  # only the unfinished chunk is encoded

@@ -330,11 +330,13 @@ class Arrangement:
 
 
 def arrange_records(train: Sequence, test: Sequence, method: str, tma_budget: int | None = None, arrangement_seed: int = 0,
-                    embed_text: str | None = None, encoder=None, rounds: tuple[int, int] | None = None) -> Arrangement:
+                    embed_text: str | None = None, encoder=None, rounds: tuple[int, int] | None = None,
+                    processes: int = 1) -> Arrangement:
     """Order training records for a test set with any method in METHODS.
 
     `embed_text` defaults to the paper's choice per method (`Method.embed_text`). `rounds=(a, b)`
-    with tma-min / tma-max keeps only what rounds [a, b) over the whole pool pick (E8).
+    with tma-min / tma-max keeps only what rounds [a, b) over the whole pool pick (E8). Without an
+    `encoder`, one is made with `processes` encoding processes (`embed.Encoder`).
     """
     m = get_method(method)
     m.check(tma_budget, rounds, embed_text, pool_size=len(train))
@@ -345,7 +347,7 @@ def arrange_records(train: Sequence, test: Sequence, method: str, tma_budget: in
     from .embed import Encoder, embed_records
 
     mode = embed_text or m.embed_text
-    encoder = encoder or Encoder()  # one encoder (one model load, one cache) for both sets
+    encoder = encoder or Encoder(processes=processes)  # one encoder (one model load, one cache) for both sets
     x, t = embed_records(train, mode, encoder), embed_records(test, mode, encoder)
     md, ad = min_avg_distance(x, t)  # one pass serves the WSD orders and the summary
     order, labels = m.order(replace(inputs, train=x, test=t, min_distance=md, avg_distance=ad))

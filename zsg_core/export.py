@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from .arrange import Arrangement, arrange_records, get_method
+from .arrange import Arrangement, arrange_records
 from .data import DataError, Record, load_records, write_jsonl
 
 FORMATS = ("jsonl", "hf")
@@ -138,10 +138,7 @@ def arrange_file(train: str | Path, test: str | Path, out: str | Path, method: s
             check_disjoint(train_records, test_records)
         except DataError as e:
             raise DataError(f"{e}. The test set must be unseen; set allow_overlap to arrange anyway") from None
-    from .embed import Encoder
-
-    encoder = Encoder(processes=processes) if get_method(method).features else None
     arrangement = arrange_records(train_records, test_records, method, tma_budget, arrangement_seed, embed_text,
-                                  encoder=encoder, rounds=rounds)
+                                  rounds=rounds, processes=processes)
     write_arranged(train_records, arrangement, out, fmt, force)
     return arrangement
