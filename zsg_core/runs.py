@@ -39,6 +39,7 @@ import pandas as pd
 
 from .data import DataError, from_known_fields
 from .split import SplitConfig
+from .precision import capability
 from .train import TABLES, TrainConfig
 from .util import atomic_file, cache_dir, file_lock, without_late_defaults
 
@@ -349,6 +350,7 @@ def _train_and_store(config: RunConfig, folder: Path, state, log, on_step, check
                 "started": started.isoformat(timespec="seconds"),
                 "ended": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "wall_seconds": round(time.perf_counter() - t0, 2), "cpu_count": os.cpu_count(),
+                "machine": capability(),  # CPU kind (or GPU), bf16 support, threads: what the timings mean
                 "model_fingerprint": lm.fingerprint, "arrangement": summary,
                 "train_instances": len(arranged), **{k: v for k, v in result.stats.items()}}
     manifest["files"] = file_digests(folder, CHECKED)
