@@ -57,6 +57,23 @@ def recast_every_call(model: nn.Module):
             m.forward = f
 
 
+def counted_flops(fn) -> int:
+    """FLOPs of one call, as torch's FlopCounterMode counts them (matmuls and attention)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def timed(fn):
+    """(seconds, result) of one call after a warm-up call."""
+    fn()
+    t = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - t, result
+
+
 def old_rows(lm, inputs, labels):
     """The old ResponseLoss.rows: items right-padded into one batch, transformers' sdpa attention
     with a padding mask when there is more than one item (one item alone: no mask, no padding)."""
@@ -80,11 +97,9 @@ def old_rows(lm, inputs, labels):
 
 
 def main() -> None:
-    from torch.utils.flop_counter import FlopCounterMode
-
     from zsg_core import precision
     from zsg_core.book import load_profile
-    from zsg_core.model import PACK_TOKENS, TunedLM, _by_prefix, lay_out, rows
+    from zsg_core.model import PACK_TOKENS, TunedLM, _by_prefix, rows
     from zsg_core.runs import arranged_training_list, run_config, run_params
     from zsg_core.train import BETAS, EPS, GRAD_CLIP, train
 
@@ -147,10 +162,9 @@ def main() -> None:
         return time.perf_counter() - t0, losses
 
     def flops(step) -> int:
-        with FlopCounterMode(display=False) as counter:
-            step(batches[0])
+        counted = counted_flops(lambda: step(batches[0]))
         lm.model.zero_grad(set_to_none=True)
-        return counter.get_total_flops()
+        return counted
 
     tokens = sum(len(it.ids) for b in batches for it in b)
     figures: dict = {}
@@ -204,15 +218,8 @@ def main() -> None:
     def alone_eval() -> list[float]:  # the reference: each instance in a row of its own
         return [v for v, _ in lm.item_losses(test_items, tokens_per_row=1)]
 
-    evals = {"alone": (0.0, alone_eval())}
-    for name, fn in (("old", old_eval), ("new", new_eval)):
-        fn()  # warm-up
-        t = time.perf_counter()
-        losses = fn()
-        evals[name] = (time.perf_counter() - t, losses)
-    with FlopCounterMode(display=False) as counter:
-        new_eval()
-    eval_flops = counter.get_total_flops()
+    evals = {"alone": (0.0, alone_eval()), "old": timed(old_eval), "new": timed(new_eval)}
+    eval_flops = counted_flops(new_eval)
     eval_figures = {"instances": len(test_items), "tokens": eval_tokens, "flops": eval_flops}
     for name in ("old", "new"):
         seconds = evals[name][0]
@@ -235,27 +242,14 @@ def main() -> None:
             with torch.no_grad(), lm.precision(), recast_every_call(lm.model):
                 return [lm.bottom(input_ids=it.ids[None], use_cache=False).last_hidden_state[0] for it in chosen]
 
-        def new_cache() -> list[torch.Tensor]:
+        def new_cache() -> list[torch.Tensor]:  # as TunedLM.cache_bottom computes, without storing
             out = {}
-            with torch.no_grad(), lm.precision():
-                for row in rows(sorted(chosen, key=_by_prefix), PACK_TOKENS):
-                    pack = lay_out(row, [it.ids for it in row])
-                    hidden = lm.bottom(input_ids=pack.inputs, position_ids=pack.positions, zsg_spans=pack.spans,
-                                       use_cache=False).last_hidden_state[0]
-                    out.update((it.index, value) for it, value in zip(row, pack.item_rows(hidden)))
+            for row in rows(sorted(chosen, key=_by_prefix), PACK_TOKENS):
+                out.update((it.index, value) for it, value in zip(row, lm.bottom_outputs(row)))
             return [out[it.index] for it in chosen]
 
-        outputs = {}
-        for name, fn in (("old", old_cache), ("new", new_cache)):
-            fn()
-            t = time.perf_counter()
-            outputs[name] = (time.perf_counter() - t, fn())
-            t = time.perf_counter()
-            fn()
-            outputs[name] = (time.perf_counter() - t, outputs[name][1])
-        with FlopCounterMode(display=False) as counter:
-            new_cache()
-        cache_flops = counter.get_total_flops()
+        outputs = {"old": timed(old_cache), "new": timed(new_cache)}
+        cache_flops = counted_flops(new_cache)
         cache_figures = {"instances": len(chosen), "tokens": cache_tokens, "flops": cache_flops}
         for name in ("old", "new"):
             seconds = outputs[name][0]

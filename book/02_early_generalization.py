@@ -149,6 +149,14 @@ plt.show()
 kinds.groupby(["group", "kind"]).size().unstack(fill_value=0)
 
 # %% [markdown]
+# ## What it took
+#
+# The runs above, from their manifests (a rerun of this chapter reads them back):
+
+# %% tags=["hide-input"]
+display(Markdown(compare.run_costs(results)))
+
+# %% [markdown]
 # ## What we saw
 
 # %% tags=["hide-input"]

@@ -153,6 +153,14 @@ plt.show()
 power.round(3)
 
 # %% [markdown]
+# ## What it took
+#
+# The runs above, from their manifests (a rerun of this chapter reads them back):
+
+# %% tags=["hide-input"]
+display(Markdown(compare.run_costs(results)))
+
+# %% [markdown]
 # ## What we saw
 
 # %% tags=["hide-input"]

@@ -130,6 +130,14 @@ versus_rt.assign(family=[t.split("/")[1] if t.startswith("bb/") else "ni" for t 
     .groupby("family").sum().sort_values("NFT below RT", ascending=False)
 
 # %% [markdown]
+# ## What it took
+#
+# The runs above, from their manifests (a rerun of this chapter reads them back):
+
+# %% tags=["hide-input"]
+display(Markdown(compare.run_costs(runs)))
+
+# %% [markdown]
 # ## What we saw
 
 # %% tags=["hide-input"]

@@ -107,6 +107,14 @@ reach = pd.DataFrame([{"order": label, "split seed": seed, "step": s, "tasks see
 reach.groupby(["order", "step"])["tasks seen"].mean().unstack(0).round(1)
 
 # %% [markdown]
+# ## What it took
+#
+# The runs above, from their manifests (a rerun of this chapter reads them back):
+
+# %% tags=["hide-input"]
+display(Markdown(compare.run_costs(grains)))
+
+# %% [markdown]
 # ## What we saw
 
 # %% tags=["hide-input"]

@@ -155,6 +155,14 @@ plots.save(fig, "06_rounds_umap")
 plt.show()
 
 # %% [markdown]
+# ## What it took
+#
+# The runs above, from their manifests (a rerun of this chapter reads them back):
+
+# %% tags=["hide-input"]
+display(Markdown(compare.run_costs(runs, groups)))
+
+# %% [markdown]
 # ## What we saw
 
 # %% tags=["hide-input"]

@@ -100,6 +100,14 @@ share = pd.DataFrame([{"order": label, "seed": seed,
 pd.DataFrame({"received in the first 10 steps from a held-out instance's task": share.round(2)})
 
 # %% [markdown]
+# ## What it took
+#
+# The runs above, from their manifests (a rerun of this chapter reads them back):
+
+# %% tags=["hide-input"]
+display(Markdown(compare.run_costs(runs)))
+
+# %% [markdown]
 # ## What we saw
 
 # %% tags=["hide-input"]

@@ -35,6 +35,11 @@ def test_a_grid_runs_each_config_once_and_curves_are_tidy(tmp_path, monkeypatch)
     assert np.allclose(curves[(curves.label == "random") & (curves.seed == 1)].loss, r.mean_loss().to_numpy())
     # all orders start from the same weights on the same test set
     assert curves[curves.step == 0].loss.nunique() == 1
+    cost = compare.run_costs({"grid": results}, results)  # nested and repeated: each run counted once
+    assert cost.startswith("3 runs; ") and f"CPU kind {r.manifest['machine']['cpu_capability']}" in cost
+    assert f"in {r.config.train.precision}." in cost and r.config.train.precision in ("bf16", "fp32")
+    with pytest.raises(DataError, match="no runs"):
+        compare.run_costs({})
     groups = {t: "even" if i % 2 else "odd" for i, t in enumerate(sorted(r.eval_loss.task.unique()))}
     by_group = compare.loss_curves(results, groups=groups)
     assert set(by_group.group) == {"even", "odd"}

@@ -134,10 +134,10 @@ def test_a_packed_training_step_equals_one_item_at_a_time(model, tmp_path):
 def test_packing_under_bf16_stays_within_bf16_rounding_on_the_real_tokenizer(tmp_path):
     """Under bf16 autocast (what training uses where bf16 is native), packed and alone may round
     differently; they agree within bf16 tolerance, evaluation and frozen cache alike."""
-    lm = TunedLM("tiny-llama", frozen_layers=2, hidden_cache=tmp_path / "packed")
+    lm = TunedLM("tiny-llama", frozen_layers=2, autocast=True, hidden_cache=tmp_path / "packed")
     items = lm.items(LONGER)
     packed = lm.item_losses(items)
-    alone_lm = TunedLM("tiny-llama", frozen_layers=2, hidden_cache=tmp_path / "alone")
+    alone_lm = TunedLM("tiny-llama", frozen_layers=2, autocast=True, hidden_cache=tmp_path / "alone")
     for it in items:  # each cache entry computed in a row of its own
         alone_lm.cache_bottom([it])
     alone = alone_lm.item_losses(items, tokens_per_row=1)
@@ -149,7 +149,7 @@ def test_packing_under_bf16_stays_within_bf16_rounding_on_the_real_tokenizer(tmp
 def test_frozen_linear_weights_are_cast_once_with_identical_results(tmp_path):
     """Under bf16 autocast a frozen weight's bf16 copy is made once and reused; the output equals
     autocast's own cast bit for bit; a trained weight is never cached."""
-    lm = TunedLM("tiny-llama", frozen_layers=2, hidden_cache=tmp_path)
+    lm = TunedLM("tiny-llama", frozen_layers=2, hidden_cache=tmp_path)  # the cast happens under autocast below
     frozen = lm.model.model.layers[0].mlp.up_proj
     trained = lm.model.model.layers[3].mlp.up_proj
     x = torch.randn(5, frozen.in_features)
@@ -170,7 +170,7 @@ def test_frozen_linear_weights_are_cast_once_with_identical_results(tmp_path):
 def test_outputs_under_bf16_and_fp32_are_cached_apart(tmp_path):
     """The same instance's bottom output differs between bf16 autocast and fp32: each precision
     has its own folder and entries, and switching precision never serves the other's values."""
-    lm = TunedLM("tiny-llama", frozen_layers=2, hidden_cache=tmp_path)
+    lm = TunedLM("tiny-llama", frozen_layers=2, autocast=True, hidden_cache=tmp_path)
     item = lm.items(RECORDS)[:1]
     assert lm.cache_bottom(item) == 1 and lm.cache_folder.name.endswith("-f2-bf16")
     bf16 = lm.inputs(item[0])
@@ -184,7 +184,7 @@ def test_outputs_under_bf16_and_fp32_are_cached_apart(tmp_path):
 
 def test_the_split_check_computes_its_own_bottom_and_ignores_the_cache(tmp_path):
     """A cached entry was computed under bf16 autocast; the check of the cut must not depend on it."""
-    lm = TunedLM("tiny-llama", frozen_layers=2, hidden_cache=tmp_path)  # autocast on, as in training
+    lm = TunedLM("tiny-llama", frozen_layers=2, autocast=True, hidden_cache=tmp_path)  # bf16, as training here
     item = lm.items(RECORDS)[1]
     lm.cache_bottom([item])
     entry = ("bf16", item.key)

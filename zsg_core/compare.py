@@ -45,6 +45,42 @@ def task_curves(results: Mapping[tuple[str, int], RunResult]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[["label", "seed", "task", "step", "loss"]]
 
 
+def _runs_in(groups) -> list[RunResult]:
+    """Every stored run in some (nested) mappings of runs, each once."""
+    found: dict[str, RunResult] = {}
+    pending = list(groups)
+    while pending:
+        item = pending.pop()
+        if isinstance(item, RunResult):
+            found.setdefault(item.config.key(), item)
+        elif isinstance(item, Mapping):
+            pending.extend(item.values())
+        else:
+            raise DataError(f"not a run or a mapping of runs: {type(item).__name__}")
+    return list(found.values())
+
+
+def run_costs(*groups) -> str:
+    """One sentence on what a chapter's runs cost when they were trained: how many, wall time
+    (training and evaluation), on which machine kind, in which precision (from their manifests
+    and configs)."""
+    results = _runs_in(groups)
+    if not results:
+        raise DataError("no runs to cost")
+    minutes = {k: sum(r.manifest.get(k) or 0 for r in results) / 60 for k in ("wall_seconds", "train_seconds", "eval_seconds")}
+    def machine(m: dict | None) -> str:
+        if not m:
+            return "a machine not recorded (runs stored before manifests named it)"
+        return f"CPU kind {m['cpu_capability']}, {m['threads']} threads" if m["device"] == "cpu" else m["name"]
+
+    machines = sorted({machine(r.manifest.get("machine")) for r in results})
+    precisions = sorted({r.config.train.precision for r in results})
+    return (f"{len(results)} runs; {minutes['wall_seconds']:.0f} minutes of wall time when they were trained "
+            f"({minutes['train_seconds']:.0f} training, {minutes['eval_seconds']:.0f} evaluating and generating, the rest "
+            f"arranging and caching), on {' and '.join(machines)}, in {' and '.join(precisions)}. "
+            "Read back from the run store, they take seconds.")
+
+
 # -- the shape of one curve ----------------------------------------------------------------------
 
 def plateau(steps: Sequence[int], values: Sequence[float], tail: int = 3) -> float:

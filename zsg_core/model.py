@@ -395,7 +395,12 @@ class TunedLM:
     """A model, its tokenizer, the frozen/trained split and the cache of bottom outputs."""
 
     def __init__(self, name: str, frozen_layers: int = 0, max_len: int | None = None, seed: int = 0,
-                 autocast: bool = True, hidden_cache: Path | None = None):
+                 autocast: bool | None = None, hidden_cache: Path | None = None):
+        """`autocast`: bf16 autocast on or off; None decides as `precision: auto` does."""
+        if autocast is None:
+            from .precision import resolve
+
+            autocast = resolve("auto") == "bf16"
         self.name, self.max_len, self.autocast = name, max_len, autocast
         self.model, self.tokenizer = load_model(name, seed)
         self.model.to(process_state().device)  # this process's GPU under torchrun, else the CPU
@@ -475,17 +480,23 @@ class TunedLM:
                     path.unlink(missing_ok=True)
             missing[item.key] = item
         for row in rows(sorted(missing.values(), key=_by_prefix), PACK_TOKENS):
-            pack = lay_out(row, [it.ids.to(self.device) for it in row])
-            with self.precision():
-                hidden = self.bottom(input_ids=pack.inputs, position_ids=pack.positions, zsg_spans=pack.spans,
-                                     use_cache=False).last_hidden_state[0]
-            for item, value in zip(row, pack.item_rows(hidden)):
+            for item, value in zip(row, self.bottom_outputs(row)):
                 entry = (self.precision_name, item.key)
                 self._hidden[entry] = value.to(torch.float16).cpu().contiguous()
                 _write_hidden(self.cache_folder / f"{item.key}.safetensors", self._hidden[entry])
             if progress is not None:
                 progress.update(len(row))
         return len(missing)
+
+    @torch.no_grad()
+    def bottom_outputs(self, items: Sequence[Item]) -> list[torch.Tensor]:
+        """The frozen bottom's output of each item, computed now in one packed row (shared
+        prefixes once), in the items' order; nothing is read from or written to the cache."""
+        pack = lay_out(items, [it.ids.to(self.device) for it in items])
+        with self.precision():
+            hidden = self.bottom(input_ids=pack.inputs, position_ids=pack.positions, zsg_spans=pack.spans,
+                                 use_cache=False).last_hidden_state[0]
+        return pack.item_rows(hidden)
 
     def inputs(self, item: Item) -> torch.Tensor:
         if not self.frozen_layers:

@@ -337,7 +337,8 @@ def _train_and_store(config: RunConfig, folder: Path, state, log, on_step, check
             json.dump(config.to_dict(), f, indent=1)
     started, t0 = datetime.datetime.now(datetime.timezone.utc), time.perf_counter()
     arranged, test, summary = arranged_training_list(config)
-    lm = TunedLM(config.model, config.train.frozen_layers, config.split.max_len, seed=config.train.seed)
+    lm = TunedLM(config.model, config.train.frozen_layers, config.split.max_len, seed=config.train.seed,
+                 autocast=config.train.precision == "bf16")
     result = train(lm, arranged, test, config.train, workdir=folder, log=log, on_step=on_step,
                    checkpoint_every=checkpoint_every)
     if not main:
