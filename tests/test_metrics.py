@@ -44,6 +44,15 @@ def test_real_model_loss_prefers_the_right_answer(tmp_path):
     assert "Paris" in batched[0] and batched == single  # left padding does not change greedy output
 
 
+def test_generation_batches_by_length_and_answers_in_the_order_given(tiny_llama, smol_tokenizer):
+    """Prompts run shortest first in batches; the answers come back in the prompts' order and
+    equal each prompt generated alone (greedy), however the batches fall."""
+    prompts = [("word " * n).strip() for n in (30, 2, 17, 5, 40, 1, 9)]
+    alone = [generate(tiny_llama, smol_tokenizer, [p], max_new_tokens=5)[0] for p in prompts]
+    assert generate(tiny_llama, smol_tokenizer, prompts, max_new_tokens=5) == alone
+    assert generate(tiny_llama, smol_tokenizer, prompts, max_new_tokens=5, batch_size=3, prompt_tokens=60) == alone
+
+
 def test_generation_is_reproducible_and_leaves_the_global_rng_alone(tiny_llama, smol_tokenizer):
     prompts = ["Hello", "A longer prompt than the first one"]
     g1 = generate(tiny_llama, smol_tokenizer, prompts, max_new_tokens=6)

@@ -43,7 +43,7 @@ from .precision import capability
 from .train import TABLES, TrainConfig
 from .util import atomic_file, cache_dir, file_lock, without_late_defaults
 
-RUN_VERSION = 2  # bump when training or evaluation changes what a config produces (2: packed rows, issue 13)
+RUN_VERSION = 3  # bump when training or evaluation changes what a config produces (3: packed rows, generation batched by length)
 
 
 @dataclass(frozen=True)
