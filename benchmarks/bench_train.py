@@ -17,6 +17,8 @@ Prints one JSON object (and writes it to --out):
   of PACK_TOKENS tokens, shared task prefixes), and each one's largest per-instance loss
   difference from every instance run alone;
 - cache: the frozen bottom for `cache_items` instances, old (one at a time) against new (packed);
+- generation: one prompt per held-out task, greedy, 64 new tokens, old (batches of 8 in the given
+  order) against new (shortest first, large batches), and how many answers agree;
 - step_profile: where the time of one new training step goes (share per op, torch profiler).
 Both training paths start from the same weights after one warm-up step each.
 """
@@ -260,6 +262,32 @@ def main() -> None:
         cache_figures["max_rel_diff"] = float(max(
             ((a.float() - b.float()).abs().max() / b.float().abs().max()) for a, b in zip(outputs["old"][1], outputs["new"][1])))
 
+    # generation (chapter 2's runs generate at a few steps): the profile's prompts, greedy, old
+    # (batches of 8 in the given order) against new (shortest first, large batches)
+    from zsg_core.metrics import generate
+
+    by_task: dict[str, str] = {}
+    for r in test:
+        by_task.setdefault(r.task, r.messages[0]["content"])
+    prompts = list(by_task.values())
+    max_new = 64  # the training default (the cpu profile's chapters generate 24: shorter decoding loops)
+
+    def old_generate() -> list[str]:
+        return [a for k in range(0, len(prompts), 8)
+                for a in generate(lm.model, lm.tokenizer, prompts[k: k + 8], max_new, batch_size=8)]
+
+    def new_generate() -> list[str]:
+        return generate(lm.model, lm.tokenizer, prompts, max_new)
+
+    with lm.precision():
+        generated = {"old": timed(old_generate), "new": timed(new_generate)}
+    generation_figures = {
+        "prompts": len(prompts), "max_new_tokens": max_new,
+        **{f"{name}_seconds": round(generated[name][0], 2) for name in ("old", "new")},
+        "speedup": round(generated["old"][0] / generated["new"][0], 2),
+        "same_answers": sum(a == b for a, b in zip(generated["old"][1], generated["new"][1])),
+    }
+
     # where one new training step spends its time
     from torch.profiler import ProfilerActivity, profile
 
@@ -279,7 +307,8 @@ def main() -> None:
                     "precision_why": precision.describe(tc.precision),
                     "matmul_peak_tflops": round(peak / 1e12, 3)},
         "profile": args.profile, "model": config.model, "frozen_layers": tc.frozen_layers,
-        "train": train_figures, "eval": eval_figures, "cache": cache_figures, "step_profile": step_profile,
+        "train": train_figures, "eval": eval_figures, "cache": cache_figures, "generation": generation_figures,
+        "step_profile": step_profile,
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     text = json.dumps(out, indent=1)
