@@ -75,8 +75,9 @@ def run_costs(*groups) -> str:
 
     machines = sorted({machine(r.manifest.get("machine")) for r in results})
     precisions = sorted({r.config.train.precision for r in results})
-    return (f"{len(results)} runs; {minutes['wall_seconds']:.0f} minutes of wall time when they were trained "
-            f"({minutes['train_seconds']:.0f} training, {minutes['eval_seconds']:.0f} evaluating and generating, the rest "
+    shown = {k: f"{m:.1f}" if m < 10 else f"{m:.0f}" for k, m in minutes.items()}
+    return (f"{len(results)} runs; {shown['wall_seconds']} minutes of wall time when they were trained "
+            f"({shown['train_seconds']} training, {shown['eval_seconds']} evaluating and generating, the rest "
             f"arranging and caching), on {' and '.join(machines)}, in {' and '.join(precisions)}. "
             "Read back from the run store, they take seconds.")
 
