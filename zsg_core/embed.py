@@ -1,7 +1,8 @@
 """Sentence embeddings with the paper's encoder (all-MiniLM-L6-v2), cached on disk by text hash.
 
-The encoder runs at about 55-90 texts/s on 2 cores (several processes or GPUs: `processes`), so
-every text is encoded once per model, ever: vectors live in `$ZSG_CACHE/embeddings/<model>-<checksum of its weights>/` as .npz shards
+The encoder runs at about 22 texts/s on 2 cores for the split's long texts (benchmarks/results/
+bench_embed_cpu.json; several processes or GPUs: `processes`), so every text is encoded once per
+model, ever: vectors live in `$ZSG_CACHE/embeddings/<model>-<checksum of its weights>/` as .npz shards
 (sha1 of the text -> float32 vector), each written atomically. A second call for the same texts
 encodes nothing; vectors from other weights (a repaired or replaced asset) are never served. A
 damaged shard (zip CRCs, shapes and values are checked) is named, removed, and its texts encoded
