@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import resource
 import time
 from pathlib import Path
 
 import torch
+from report import report
 from torch import nn
 
 
@@ -101,7 +101,7 @@ def old_rows(lm, inputs, labels):
 def main() -> None:
     from zsg_core import precision
     from zsg_core.book import load_profile
-    from zsg_core.model import PACK_TOKENS, TunedLM, _by_prefix, rows
+    from zsg_core.model import TunedLM
     from zsg_core.runs import arranged_training_list, run_config, run_params
     from zsg_core.train import BETAS, EPS, GRAD_CLIP, train
 
@@ -244,10 +244,8 @@ def main() -> None:
             with torch.no_grad(), lm.precision(), recast_every_call(lm.model):
                 return [lm.bottom(input_ids=it.ids[None], use_cache=False).last_hidden_state[0] for it in chosen]
 
-        def new_cache() -> list[torch.Tensor]:  # as TunedLM.cache_bottom computes, without storing
-            out = {}
-            for row in rows(sorted(chosen, key=_by_prefix), PACK_TOKENS):
-                out.update((it.index, value) for it, value in zip(row, lm.bottom_outputs(row)))
+        def new_cache() -> list[torch.Tensor]:  # what TunedLM.cache_bottom computes, without storing
+            out = {it.index: value for it, value in lm.bottom_outputs(chosen)}
             return [out[it.index] for it in chosen]
 
         outputs = {"old": timed(old_cache), "new": timed(new_cache)}
@@ -311,10 +309,7 @@ def main() -> None:
         "step_profile": step_profile,
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
-    text = json.dumps(out, indent=1)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    report(out, args.out)
 
 
 if __name__ == "__main__":

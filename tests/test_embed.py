@@ -84,11 +84,11 @@ def test_a_large_pool_is_stored_in_chunks_and_an_interruption_keeps_them(tmp_pat
     encoder = Encoder(cache=tmp_path)
     real, calls = encoder._encode, []
 
-    def fails_on_the_third_chunk(chunk):
+    def fails_on_the_third_chunk(chunk, pool):
         calls.append(len(chunk))
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return real(chunk)
+        return real(chunk, pool)
 
     monkeypatch.setattr(encoder, "_encode", fails_on_the_third_chunk)
     with pytest.raises(KeyboardInterrupt):

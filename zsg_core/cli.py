@@ -92,6 +92,13 @@ def _arrange(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_processes(p: argparse.ArgumentParser) -> None:
+    """`--processes`, for the commands that embed (zsg embed, zsg arrange)."""
+    p.add_argument("--processes", type=int, default=1,
+                   help="encode with this many processes: one per GPU where there are GPUs, else CPU processes "
+                        "sharing the cores (README: how long large pools take)")
+
+
 def _parse_value(text: str):
     """A --set value: a number (1e-4 included, which YAML would read as a string), else YAML."""
     import yaml
@@ -195,9 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="output .npy (rows in record order)")
     p.add_argument("--text", choices=["all", "first-turn"], default="all",
                    help="all messages joined (paper: WSD) or first user + first response (paper: TMA)")
-    p.add_argument("--processes", type=int, default=1,
-                   help="encode with this many processes: one per GPU where there are GPUs, else CPU processes "
-                        "sharing the cores (README: how long large pools take)")
+    _add_processes(p)
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.set_defaults(func=_embed)
 
@@ -221,9 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="output JSONL file, or folder with --format hf")
     p.add_argument("--format", choices=FORMATS, default="jsonl")
     p.add_argument("--allow-overlap", action="store_true", help="arrange even if test tasks, ids or texts are in training")
-    p.add_argument("--processes", type=int, default=1,
-                   help="encode with this many processes: one per GPU where there are GPUs, else CPU processes "
-                        "sharing the cores (README: how long large pools take)")
+    _add_processes(p)
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.set_defaults(func=_arrange)
 

@@ -12,16 +12,17 @@ were in the paper (same model, same default).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import uuid
 from pathlib import Path
-from typing import Callable, Literal, Sequence
+from typing import Callable, Iterator, Literal, Sequence
 
 import numpy as np
 
 from .data import Record
-from .util import atomic_file, cache_dir, show_progress, text_hash
+from .util import atomic_file, cache_dir, device_type, show_progress, text_hash
 
 EmbedText = Literal["all", "first-turn"]
 
@@ -37,12 +38,6 @@ def embed_text(record: Record, mode: EmbedText = "all") -> str:
 
 
 SHARD_TEXTS = 10_000  # texts per shard: a large pool interrupted midway keeps what it encoded
-
-
-def default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class Encoder:
@@ -94,17 +89,19 @@ class Encoder:
             if not show_progress():  # no weight-loading bars in logs and notebooks
                 hf_logging.disable_progress_bar()
 
-            self._model = SentenceTransformer(str(self.model_path), device=default_device())
+            self._model = SentenceTransformer(str(self.model_path), device=device_type())
         return self._model
 
-    def _encode(self, texts: list[str]) -> np.ndarray:
-        model = self._st()
-        options = dict(batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                       show_progress_bar=show_progress() and len(texts) > 256)
+    @contextlib.contextmanager
+    def _pool(self) -> Iterator[dict | None]:
+        """sentence-transformers' multi-process pool for `processes` > 1 (None for one process),
+        started once for a whole `encode` call and stopped after it."""
         if self.processes == 1:
-            return model.encode(texts, **options)
+            yield None
+            return
         import torch
 
+        model = self._st()
         gpus = torch.cuda.device_count()
         devices = [f"cuda:{i % gpus}" for i in range(self.processes)] if gpus else ["cpu"] * self.processes
         threads = os.environ.get("OMP_NUM_THREADS")
@@ -118,9 +115,13 @@ class Encoder:
             else:
                 os.environ["OMP_NUM_THREADS"] = threads
         try:
-            return model.encode(texts, pool=pool, **options)
+            yield pool
         finally:
             model.stop_multi_process_pool(pool)
+
+    def _encode(self, texts: list[str], pool: dict | None) -> np.ndarray:
+        return self._st().encode(texts, pool=pool, batch_size=self.batch_size, normalize_embeddings=True,
+                                 convert_to_numpy=True, show_progress_bar=show_progress() and len(texts) > 256)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """len(texts) x dim float32, L2-normalised, in the order given."""
@@ -128,15 +129,16 @@ class Encoder:
         keys = [text_hash(t) for t in texts]
         todo = list(dict.fromkeys(k for k in keys if k not in self._vectors))
         first = dict(zip(keys, texts))
-        for start in range(0, len(todo), SHARD_TEXTS):  # one shard per chunk: an interruption keeps the rest
-            chunk = todo[start: start + SHARD_TEXTS]
-            vecs = self._encode([first[k] for k in chunk]).astype(np.float32)
-            name = f"shard-{uuid.uuid4().hex}.npz"
-            with atomic_file(self.folder / name, "wb") as f:
-                np.savez(f, keys=np.array(chunk), vectors=vecs)
-            self._loaded_shards.add(name)
-            self._vectors.update(zip(chunk, vecs))
-            self.n_encoded += len(chunk)
+        with self._pool() if todo else contextlib.nullcontext() as pool:
+            for start in range(0, len(todo), SHARD_TEXTS):  # one shard per chunk: an interruption keeps the rest
+                chunk = todo[start: start + SHARD_TEXTS]
+                vecs = self._encode([first[k] for k in chunk], pool).astype(np.float32)
+                name = f"shard-{uuid.uuid4().hex}.npz"
+                with atomic_file(self.folder / name, "wb") as f:
+                    np.savez(f, keys=np.array(chunk), vectors=vecs)
+                self._loaded_shards.add(name)
+                self._vectors.update(zip(chunk, vecs))
+                self.n_encoded += len(chunk)
         if not keys:
             return np.zeros((0, 0), dtype=np.float32)
         return np.stack([self._vectors[k] for k in keys])

@@ -36,7 +36,7 @@ import json
 import types
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -294,14 +294,14 @@ class Pack:
     targets: torch.Tensor    # (T,): the label each position predicts, IGNORE where none
     segments: torch.Tensor   # (T,): which item each position's loss belongs to
     spans: list[tuple[int, int, int, int]]  # attention: (start, end, prefix_start, prefix_end)
-    items: list[tuple[int, int, int, int]]  # item i = row[prefix_start:prefix_end] + row[start:end]
+    placed: list[tuple[int, int, int, int]]  # item i = row[prefix_start:prefix_end] + row[start:end]
 
     def args(self) -> tuple:
-        return self.inputs, self.positions, self.targets, self.segments, self.spans, len(self.items)
+        return self.inputs, self.positions, self.targets, self.segments, self.spans, len(self.placed)
 
     def item_rows(self, row: torch.Tensor) -> list[torch.Tensor]:
         """Each item's part of a per-position tensor of this row (e.g. hidden states), in item order."""
-        return [torch.cat([row[ps:pe], row[s:e]]) for s, e, ps, pe in self.items]
+        return [torch.cat([row[ps:pe], row[s:e]]) for s, e, ps, pe in self.placed]
 
     @staticmethod
     def item_targets(args: tuple) -> list[tuple[int, ...]]:
@@ -370,7 +370,7 @@ def lay_out(items: Sequence[Item], inputs: Sequence[torch.Tensor]) -> Pack:
             placed[i] = (start, end, *prefix)
     return Pack(inputs=torch.cat(pieces)[None], positions=torch.cat(positions)[None].to(device),
                 targets=torch.cat(targets).to(device), segments=torch.cat(segments).to(device),
-                spans=spans, items=placed)
+                spans=spans, placed=placed)
 
 
 def _by_prefix(item: Item) -> tuple[int, ...]:
@@ -453,8 +453,6 @@ class TunedLM:
         """`items` end to end in one row, with their inputs (ids, or cached bottom outputs)."""
         return lay_out(items, [self.inputs(it) for it in items])
 
-    # -- the frozen bottom's outputs -----------------------------------------------------------
-
     @torch.no_grad()
     def cache_bottom(self, items: Sequence[Item], progress=None, log: Callable[[str], None] = print) -> int:
         """Compute and store the bottom outputs the cache lacks; returns how many were computed.
@@ -479,24 +477,25 @@ class TunedLM:
                     log(f"frozen-layer cache entry {path} is damaged ({e}); removed it, computing it again")
                     path.unlink(missing_ok=True)
             missing[item.key] = item
-        for row in rows(sorted(missing.values(), key=_by_prefix), PACK_TOKENS):
-            for item, value in zip(row, self.bottom_outputs(row)):
-                entry = (self.precision_name, item.key)
-                self._hidden[entry] = value.to(torch.float16).cpu().contiguous()
-                _write_hidden(self.cache_folder / f"{item.key}.safetensors", self._hidden[entry])
+        for item, value in self.bottom_outputs(list(missing.values())):  # written row by row as they come
+            entry = (self.precision_name, item.key)
+            self._hidden[entry] = value.to(torch.float16).cpu().contiguous()
+            _write_hidden(self.cache_folder / f"{item.key}.safetensors", self._hidden[entry])
             if progress is not None:
-                progress.update(len(row))
+                progress.update(1)
         return len(missing)
 
     @torch.no_grad()
-    def bottom_outputs(self, items: Sequence[Item]) -> list[torch.Tensor]:
-        """The frozen bottom's output of each item, computed now in one packed row (shared
-        prefixes once), in the items' order; nothing is read from or written to the cache."""
-        pack = lay_out(items, [it.ids.to(self.device) for it in items])
-        with self.precision():
-            hidden = self.bottom(input_ids=pack.inputs, position_ids=pack.positions, zsg_spans=pack.spans,
-                                 use_cache=False).last_hidden_state[0]
-        return pack.item_rows(hidden)
+    def bottom_outputs(self, items: Sequence[Item]) -> Iterator[tuple[Item, torch.Tensor]]:
+        """(item, the frozen bottom's output for it), computed now in packed rows of `PACK_TOKENS`
+        tokens, items with a common beginning side by side so that they share it; nothing is read
+        from or written to the cache."""
+        for row in rows(sorted(items, key=_by_prefix), PACK_TOKENS):
+            pack = lay_out(row, [it.ids.to(self.device) for it in row])
+            with self.precision():
+                hidden = self.bottom(input_ids=pack.inputs, position_ids=pack.positions, zsg_spans=pack.spans,
+                                     use_cache=False).last_hidden_state[0]
+            yield from zip(row, pack.item_rows(hidden))
 
     def inputs(self, item: Item) -> torch.Tensor:
         if not self.frozen_layers:
@@ -519,13 +518,14 @@ class TunedLM:
         self.loss.eval()  # the loss module too: hooks on it see an evaluation, not a training step
         out: list[tuple[float, int]] = [(0.0, 0)] * len(items)
         order = sorted(range(len(items)), key=lambda i: (_by_prefix(items[i]), i))
+        done = 0  # how many of `order` the rows so far held
         try:
             with self.precision():
                 for row in rows([items[i] for i in order], tokens_per_row):
                     sums, counts = self.loss(*self.pack(row).args())
-                    for position, total, n in zip(order, sums.tolist(), counts.tolist()):
+                    for position, total, n in zip(order[done:], sums.tolist(), counts.tolist()):
                         out[position] = (total / max(n, 1), n)
-                    order = order[len(row):]
+                    done += len(row)
         finally:
             self.model.train(was_training)
             self.loss.train(was_training)

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from .util import atomic_file, cache_dir
+from .util import atomic_file, cache_dir, device_type
 
 CHOICES = ("auto", "bf16", "fp32")
 MIN_SPEEDUP = 1.25  # bf16 must be this much faster than fp32 to be chosen (the check is noisy)
@@ -40,10 +40,6 @@ def choose(native_bf16: bool, bf16_speedup: float | None) -> str:
     if native_bf16 and bf16_speedup is not None and bf16_speedup >= MIN_SPEEDUP:
         return "bf16"
     return "fp32"
-
-
-def _device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _cpu_facts() -> tuple[str, list[str]]:
@@ -66,7 +62,7 @@ def _cpu_facts() -> tuple[str, list[str]]:
 
 def capability() -> dict[str, Any]:
     """What the hardware says about bf16, without measuring anything."""
-    if _device() == "cuda":
+    if device_type() == "cuda":
         name = torch.cuda.get_device_name()
         return {"device": "cuda", "name": name, "native_bf16": torch.cuda.is_bf16_supported(including_emulation=False),
                 "flags": []}
@@ -98,7 +94,10 @@ def measure_speedup(device: str = "cpu", repeats: int = 5) -> float:
 
 
 def _machine_key(facts: dict[str, Any]) -> str:
-    text = json.dumps({**facts, "torch": torch.__version__}, sort_keys=True)
+    """The hardware and torch, not settings: processes with other thread counts (torchrun sets
+    OMP_NUM_THREADS=1) share one decision, so they never train in different precisions."""
+    hardware = {k: v for k, v in facts.items() if k != "threads"}
+    text = json.dumps({**hardware, "torch": torch.__version__}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

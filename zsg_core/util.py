@@ -20,6 +20,13 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 
+def device_type() -> str:
+    """"cuda" where torch sees a GPU, else "cpu": where models and encoders run."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def cache_dir() -> Path:
     """The folder for downloads, converted models and caches: `$ZSG_CACHE`, default ~/.cache/zsg."""
     root = Path(os.environ.get("ZSG_CACHE") or Path.home() / ".cache" / "zsg").expanduser()
