@@ -24,7 +24,13 @@
 #
 # The paper judged the measures by eye on a few tasks. Here every held-out task, every order and
 # every evaluation window counts: does a measure's change over a window predict the loss change
-# over the same window, and does it do better than chance?
+# over the same window, and does it do better than chance and than the other measures? Both
+# claims are judged over task splits (`side_split_seeds`: cluster and random order on each), since
+# one split's tasks are not independent (a BIG-bench family drops together when its block arrives).
+#
+# **What it takes to run**: on the cpu profile, 6 runs that do not generate (about 2 minutes each
+# on 2 AVX512 cores) besides chapter 2's, and the prefix measures of every run (a few minutes):
+# about 20 minutes the first time.
 #
 # Rerun with other parameters, for example:
 # `papermill _build/cpu/book/03_permutations.ipynb out.ipynb -p arrangement_seeds "[0,1,2]" -p model gemma-270m`.
@@ -32,10 +38,11 @@
 # | parameter | meaning |
 # |---|---|
 # | `model`, split and training parameters | as in chapter 2; the random-order runs are chapter 2's runs, read back from the run store |
-# | `arrangement_seeds` | shuffles of the random order (round-robin and cluster are fixed orders: one run each) |
+# | `arrangement_seeds` | shuffles of the random order on the split of `split_seed` (round-robin and cluster are fixed orders: one run each) |
+# | `side_split_seeds` | task splits with a cluster and a random run each: E2 and E3 are judged over them |
 # | `generate_steps`, `generate_protocol`, `generate_per_task`, `max_new_tokens`, `reward_model` | chapter 2's generation settings, so its random runs are reused here rather than trained again (generating does not change training) |
 # | `sudden_tasks` | how many held-out tasks with the sharpest cluster-order drop to show |
-# | `n_boot` | bootstrap resamples (over held-out tasks) for the intervals |
+# | `n_boot` | bootstrap resamples (over held-out tasks) for the intervals of the first split's measure table |
 
 # %% tags=["parameters"]
 model = "smollm2-135m"
@@ -49,6 +56,7 @@ batch_size = 8
 max_steps = 60
 frozen_layers = 26
 arrangement_seeds = [0, 1, 2]
+side_split_seeds = [0, 1, 2]
 generate_steps = [0, 4, 10, 20, 40, 60]
 generate_protocol = "both"
 generate_per_task = 1
@@ -59,9 +67,10 @@ n_boot = 300
 
 # %% tags=["hide-cell"]
 import matplotlib.pyplot as plt
+import pandas as pd
 from IPython.display import Markdown, display
 
-from zsg_core import compare, experiments, findings, plots, predict
+from zsg_core import compare, experiments, findings, plots, predict, rules
 from zsg_core.runs import run_params, run_split
 
 plots.use_style()
@@ -69,7 +78,8 @@ plots.use_style()
 # %% tags=["hide-output"]
 params = run_params(globals())
 ORDERS = ["round-robin", "random", "cluster"]
-results = experiments.permutations(params, arrangement_seeds)
+runs = experiments.permutations(params, arrangement_seeds, side_split_seeds)
+results = runs["first"]  # the split of `split_seed`: every order
 split = run_split(next(iter(results.values())).config)  # the runs' own split
 curves = compare.loss_curves(results)
 per_task = compare.task_curves(results)
@@ -115,8 +125,8 @@ sharpest
 # table `measures` holds every task).
 
 # %%
-received = {key: r.batches.sort_values(["step", "position"]).id.tolist() for key, r in results.items()}
-measures = predict.prefix_table(received, {r.id: r for r in split.train}, split.test, curves.step.unique(), batch_size)
+measures_all, changes_all = predict.prefix_changes(results, runs["by_split"], batch_size=batch_size)  # every split
+measures = measures_all[measures_all.split == split_seed]
 
 focus = sharpest.task.iloc[0]
 for rank, task in enumerate(sharpest.task):
@@ -145,7 +155,7 @@ plt.show()
 # random measure shows what chance looks like.
 
 # %%
-changes = predict.window_changes(per_task, measures)
+changes = changes_all[changes_all.split == split_seed]
 power = predict.predictive_power(changes, n_boot=n_boot)
 fig = plots.rho_forest(power)
 plots.save(fig, "03_predictive_power")
@@ -153,12 +163,52 @@ plt.show()
 power.round(3)
 
 # %% [markdown]
+# ## Over task splits: the paper's measures against every other
+#
+# The same within-window rho on each task split of `side_split_seeds` (its cluster and random
+# runs; all three orders on the first), then every difference between one of the paper's
+# measures (Cosine-Min, Cosine-Avg and their WSD combination) and another measure or chance,
+# paired by split, with a 95% t-interval over splits. Above 0: the paper's measure predicts the
+# loss change better.
+
+# %%
+power_split = predict.power_by_split(changes_all)
+mine = [*rules.PAPER_MEASURES, predict.WSD_MEASURE]
+others = [m for m in power_split.measure.unique() if m not in mine]
+differences = rules.measure_differences(power_split, mine, others)
+power_split.pivot_table(index="measure", columns="split", values="rho").round(3)
+
+# %%
+differences.round(3)
+
+# %% [markdown]
+# ## The verdicts
+#
+# E2 counts every (held-out task, window) of the cluster-order runs on every split: its excess
+# fall over random order (below, per split) where a closer training instance arrived and where
+# none did.
+
+# %% tags=["hide-input"]
+windows = compare.excess_windows(compare.task_curves(results, runs["by_split"]), "cluster", "random").merge(
+    predict.arrivals(changes_all, "cluster"), on=["split", "task", "start", "end"])
+contrast = windows.groupby("split").apply(rules.window_contrast, include_groups=False).rename("arrived - not")
+by_kind = windows.groupby(["split", "arrived"]).excess.agg(["mean", "size"]).unstack("arrived")
+by_kind.columns = [f"{stat} excess, {'arrived' if arrived else 'none arrived'}" for stat, arrived in by_kind.columns]
+display(by_kind.join(contrast).round(3))
+display(Markdown(rules.RULES["sudden"] + "\n\n" + rules.RULES["measures"]))
+alternatives = [m for m in others if m not in (predict.NULL_MEASURE, "Euclidean-Min", "Euclidean-Avg")]
+found = [rules.sudden(windows, point=f"every window, steps 0-{max_steps}")]
+found += rules.measures(power_split, predict.WSD_MEASURE, alternatives, predict.NULL_MEASURE,
+                        point=f"every window, steps 0-{max_steps}")
+pd.DataFrame([vars(f) for f in found])[["experiment", "part", "measured", "p", "verdict"]].style.hide(axis="index").format(precision=3)
+
+# %% [markdown]
 # ## What it took
 #
 # The runs above, from their manifests (a rerun of this chapter reads them back):
 
 # %% tags=["hide-input"]
-display(Markdown(compare.run_costs(results)))
+display(Markdown(compare.run_costs(runs)))
 
 # %% [markdown]
 # ## What we saw
@@ -168,61 +218,21 @@ last = curves[curves.step == curves.step.max()].groupby("label").loss.mean()
 mid_steps = [s for s in curves.step.unique() if 0 < s <= max_steps // 2]
 early = curves[curves.step.isin(mid_steps)].groupby("label").loss.mean()
 null = power[power.measure == predict.NULL_MEASURE].iloc[0]
-real = power[power.measure != predict.NULL_MEASURE]
-best = real.iloc[0]
-min_avg = power.set_index("measure").loc[["Cosine-Min", "Cosine-Avg", predict.WSD_MEASURE], "rho_within"]
-# did each task's most sudden cluster-order window coincide with a step of the closest-pair distance?
-cmin = changes[(changes.label == "cluster") & (changes.measure == "Cosine-Min")]
-together = predict.coincidence(drops[drops.excess > 0], cmin.assign(step=cmin.end, moved=cmin.d_measure < 0))
-predicts = real[real.within_lo > 0].measure.tolist()  # interval wholly above 0: better than chance
-min_or_avg = {"Cosine-Min", "Euclidean-Min", "Cosine-Avg", "Euclidean-Avg", predict.WSD_MEASURE}
-close = real[real.measure.isin(min_or_avg) & (real.within_hi >= best.within_lo)].measure.tolist()
-if best.measure in min_or_avg:
-    wsd_support = (f"The best measure is {best.measure}, one of Min / Avg / their combination: this supports "
-                   f"building WSD from them (Euclidean-Min ranks like Cosine-Min by construction).")
-elif close:
-    wsd_support = (f"The best measure is {best.measure}; {', '.join(close)} reach into its interval, so the "
-                   f"Min / Avg family is about as predictive but not singled out as the paper's reading of its "
-                   f"figures suggested.")
-else:
-    wsd_support = (f"The best measure is {best.measure}: the data do not single out Min and Avg as the paper's "
-                   f"reading of its figures did.")
+best = power[power.measure != predict.NULL_MEASURE].iloc[0]
+split_best = power_split.groupby("measure").rho.mean().sort_values(ascending=False)
 lines = [
     "Averaged over the evaluations in the first half of the run, held-out loss was "
     + ", ".join(f"{k} {v:.3f}" for k, v in early[ORDERS].items())
     + f"; at step {curves.step.max()}: " + ", ".join(f"{k} {v:.3f}" for k, v in last[ORDERS].items()) + ".",
-    f"Cluster order: the most sudden drop fell {sharpest.excess.iloc[0]:.2f} more than under random order "
-    f"(`{focus}`, steps {sharpest.start.iloc[0]:.0f}-{sharpest.step.iloc[0]:.0f}). For {together['hits']} of the "
-    f"{together['events']} tasks with an excess fall, the window of it was one in which the closest training "
-    f"instance seen so far got closer (Cosine-Min fell); chance, at each window's own rate, gives "
-    f"{together['expected']:.1f} (one-sided p = {together['p']:.3f}).",
-    f"Best predictor of the loss change within a window: **{best.measure}** (rho {best.rho_within:.2f}, 95% CI "
-    f"{best.within_lo:.2f} to {best.within_hi:.2f}); the random measure scores {null.rho_within:.2f} "
-    f"({null.within_lo:.2f} to {null.within_hi:.2f}). Measures whose interval lies wholly above 0 (better than "
-    f"chance): {', '.join(predicts) if predicts else 'none'}.",
-    f"Within-window rho of Cosine-Min {min_avg['Cosine-Min']:.2f}, Cosine-Avg {min_avg['Cosine-Avg']:.2f}, their "
-    f"WSD combination {min_avg[predict.WSD_MEASURE]:.2f}. " + wsd_support,
-    f"Verdict on E2 (sudden drops under cluster order line up with the arrival of similar data): "
-    f"**{'reproduced' if together['p'] < 0.05 else 'not reproduced'}** at this scale. Verdict on E3 (Min and Avg "
-    f"track the loss): **{'reproduced' if min_or_avg & set(predicts) else 'not reproduced'}** (Min, Avg or their "
-    f"combination predicts the within-window loss change better than chance).",
+    f"Cluster order, split {split_seed}: the most sudden drop fell {sharpest.excess.iloc[0]:.2f} more than under "
+    f"random order (`{focus}`, steps {sharpest.start.iloc[0]:.0f}-{sharpest.step.iloc[0]:.0f}).",
+    f"Over {windows.split.nunique()} task splits and {len(windows):,} (task, window) units, a closer instance arrived "
+    f"in {windows.arrived.mean():.0%} of them. {found[0].part}: {found[0].measured} → **{found[0].verdict}**.",
+    f"Split {split_seed} alone: best predictor of the loss change within a window **{best.measure}** (rho "
+    f"{best.rho_within:.2f}, 95% CI {best.within_lo:.2f} to {best.within_hi:.2f} over its tasks); the random measure "
+    f"scores {null.rho_within:.2f}.",
+    "Mean within-window rho over splits: " + ", ".join(f"{m} {r:.2f}" for m, r in split_best.items()) + ".",
+    *[f"{f.part}: {f.measured} → **{f.verdict}**." for f in found[1:]],
 ]
 display(Markdown("\n".join("- " + line for line in lines)))
-e3 = power.set_index("measure")
-best_min_avg = e3.loc[[m for m in e3.index if m in min_or_avg]].rho_within.idxmax()
-findings.record("03_permutations", params, [
-    findings.Finding("E2", "Order changes the early loss of single held-out tasks; cluster-order drops line up with "
-                     "the arrival of similar data", findings.PAPER["E2"]["text"],
-                     f"{together['hits']} of {together['events']} sudden drops coincide with a Cosine-Min step vs "
-                     f"{together['expected']:.1f} expected (one-sided p = {together['p']:.3f})",
-                     float(together["hits"] - together["expected"]), float("nan"), float("nan"),
-                     f"windows between evaluations, steps 0-{max_steps}",
-                     "reproduced" if together["p"] < 0.05 else "not reproduced"),
-    findings.Finding("E3", "Min and Avg distance track the held-out loss (claim 6's measure)",
-                     findings.PAPER["E3"]["text"],
-                     f"within-window rho {best_min_avg} {e3.loc[best_min_avg, 'rho_within']:.2f}; best overall "
-                     f"{best.measure} {best.rho_within:.2f}; null {null.rho_within:.2f}",
-                     float(e3.loc[best_min_avg, "rho_within"]), float(e3.loc[best_min_avg, "within_lo"]),
-                     float(e3.loc[best_min_avg, "within_hi"]), f"every evaluation window, steps 0-{max_steps}",
-                     "reproduced" if min_or_avg & set(predicts) else "not reproduced"),
-])
+findings.record("03_permutations", params, found)

@@ -13,16 +13,23 @@
 # %% [markdown]
 # # Findings: what reproduced at this scale
 #
-# One row per claim of the paper: the paper's number as read off its released figure, our effect
-# at the same relative point of training with its 95% interval, and a verdict. Every row was
-# computed by the chapter named in it from its stored runs (`zsg_core.findings`), and this chapter
-# refuses rows that were computed with other parameters than its own.
+# One row per *part* of each claim of the paper: a compound claim such as NFT < RT < FFT is
+# judged as NFT < RT, RT < FFT and NFT < FFT, each with its own interval and verdict. Each row
+# gives the paper's number as read off its released figure, our effect at the same relative point
+# of training with its 95% interval over independent units (task splits, unless the row says
+# otherwise), and a verdict. Every row was computed by the rule of `zsg_core.rules` that the
+# chapter named in it states above its result, from its stored runs; this chapter refuses rows
+# computed with other parameters than its own.
 #
-# Verdicts: **reproduced** when the interval lies wholly on the claimed side of zero (for the
-# order claims NFT < RT < FFT: both NFT - RT and FFT - RT); **partly** when only one of two does,
-# or a single run points the claimed way; **not reproduced** when the evidence points the other
-# way; **inconclusive** when the interval straddles zero. Effects are differences in held-out loss
-# (negative = the first order is ahead) unless the row says otherwise.
+# One vocabulary (`zsg_core.findings.VERDICTS`): **reproduced** when the interval lies wholly on the
+# side the paper claims, **contradicted** when it lies wholly on the other side, **inconclusive**
+# when it straddles the boundary or there are too few units for an interval (a single run or a
+# single split never makes a verdict). Effects are differences in held-out loss (negative = the
+# first order is ahead) unless the row says otherwise. Where a row has a p-value (of the effect at
+# its boundary, a t-test over the same units), the table also gives it Holm-adjusted over every
+# row with one, since the table tests many claims at once.
+#
+# **What it takes to run**: seconds; it reads what chapters 2-7 recorded.
 #
 # | parameter | meaning |
 # |---|---|
@@ -45,7 +52,6 @@ full_finetune_lr = 2.0e-5
 
 # %% tags=["hide-cell"]
 import matplotlib.pyplot as plt
-import pandas as pd
 from IPython.display import Markdown, display
 
 from zsg_core import book, compare, experiments, findings, plots
@@ -61,15 +67,16 @@ table, curves = findings.collect(params, book.recording_chapters())  # in _toc.y
 # ## The table
 
 # %%
-shown = table[["experiment", "claim", "paper", "measured", "point", "verdict"]]
-shown.style.hide(axis="index").set_properties(**{"text-align": "left", "vertical-align": "top"})
+shown = table[["experiment", "part", "paper", "measured", "point", "p", "p_holm", "verdict"]]
+shown.style.hide(axis="index").format({"p": "{:.3f}", "p_holm": "{:.3f}"}, na_rep="").set_properties(
+    **{"text-align": "left", "vertical-align": "top"})
 
 # %% [markdown]
 # ## The headline comparisons side by side
 #
 # Each panel is one comparison from its chapter: the difference in averaged held-out loss per
-# step with its 95% interval (over task splits on the random splits; over RT's shuffles on the
-# family-blocked split and the task-free analog). Below zero: the first-named order is ahead.
+# step with its 95% interval over task splits (instance draws for the task-free analog). Below
+# zero: the first-named order is ahead.
 
 # %%
 panels = curves.groupby(["experiment", "setting"], sort=False)
@@ -91,7 +98,10 @@ plt.show()
 # over cached frozen ones). The table shows NFT - RT and FFT - RT (RT: the mean over its
 # shuffles) per step for both set-ups when their runs are in the run store: full fine-tuning
 # costs about ten times more per step, so `make book` does not train it;
-# `benchmarks/ordering_check.py` does (`experiments.ordering_check`, the same runs).
+# `benchmarks/ordering_check.py` does (`experiments.ordering_check`, the same runs). A stored run
+# is found by the hash of its whole config (the split, every training parameter and the engine's
+# `RUN_VERSION`), so a run made with other parameters or by an older engine is never shown here;
+# the commit each run was made at is listed under the table.
 
 # %%
 check = experiments.ordering_check(params, full_finetune_lr, arrangement_seeds, log=lambda m: None, train=False)
@@ -99,6 +109,8 @@ complete = all({label for label, _ in group} == {"NFT", "FFT", "RT"} for group i
 if complete:
     tried = compare.ordering_gaps(check)
     display(tried.style.format(precision=3, na_rep=""))
+    commits = sorted({r.manifest.get("git_commit", "unknown")[:10] for group in check.values() for r in group.values()})
+    display(Markdown(f"Made at commit(s) {', '.join(commits)}."))
 else:
     tried = None
     display(Markdown("The runs of this check are not in the run store for these parameters: "
@@ -109,9 +121,13 @@ else:
 
 # %% tags=["hide-input"]
 counts = table.verdict.value_counts()
-lines = [f"{len(table)} findings: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + "."]
-for row in table.itertuples():
-    lines.append(f"{row.experiment}: {row.claim}: **{row.verdict}** ({row.measured}; {row.point}).")
+tested = table.p.notna()
+lines = [f"{len(table)} parts of {table.claim.nunique()} claims: " + ", ".join(f"{n} {v}" for v, n in counts.items())
+         + f". {int(tested.sum())} parts have a p-value; after Holm's adjustment over them, "
+         f"{int((table.p_holm < 0.05).sum())} stay below 0.05."]
+for claim, parts in table.groupby("claim", sort=False):
+    lines.append(f"{parts.experiment.iloc[0]}: {claim}: " + "; ".join(
+        f"{row.part} **{row.verdict}** ({row.measured})" for row in parts.itertuples()) + ".")
 if tried is not None:
     last_gap = {setup: tried[(setup, "NFT - RT")].dropna().iloc[-1] for setup in check}
     same = (last_gap["fast"] > 0) == (last_gap["full"] > 0)

@@ -77,6 +77,9 @@ def test_the_chapter_order_is_the_toc(tiny_book):
     assert book.recording_chapters() == ["02_second"]
     (tiny_book / "profiles" / "p.yaml").write_text("x: 1\n")
     assert [nb.stem for nb in book.run("p", log=lambda s: None)] == ["02_second", "01_tiny"]
+    assert [nb.stem for nb in book.run("p", log=lambda s: None, only=["01_tiny"])] == ["01_tiny"]
+    with pytest.raises(book.BookError, match=r"no chapter\(s\) \['03_x'\]"):
+        book.run("p", log=lambda s: None, only=["03_x"])
     (tiny_book / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/03_gone\n")
     with pytest.raises(book.BookError, match="no chapter source book/03_gone.py"):
         book.chapters()

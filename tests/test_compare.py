@@ -30,7 +30,10 @@ def test_a_grid_runs_each_config_once_and_curves_are_tidy(tmp_path, monkeypatch)
     assert sorted(results) == [("cluster", 0), ("random", 0), ("random", 1)]  # a fixed order: one run
     assert len(list(tmp_path.glob("*/complete"))) == 3
     curves = compare.loss_curves(results)
-    assert list(curves.columns) == ["label", "seed", "step", "loss"] and sorted(curves.step.unique()) == [0, 2, 4]
+    assert list(curves.columns) == ["label", "seed", "split", "order_seed", "step", "loss"]
+    assert sorted(curves.step.unique()) == [0, 2, 4]
+    assert curves[curves.label == "random"].order_seed.unique().tolist() == [0, 1]  # from each run's config
+    assert curves[curves.label == "cluster"].order_seed.unique().tolist() == [0]  # a fixed order has no seed
     r = results[("random", 1)]
     assert np.allclose(curves[(curves.label == "random") & (curves.seed == 1)].loss, r.mean_loss().to_numpy())
     # all orders start from the same weights on the same test set
@@ -41,10 +44,13 @@ def test_a_grid_runs_each_config_once_and_curves_are_tidy(tmp_path, monkeypatch)
     with pytest.raises(DataError, match="no runs"):
         compare.run_costs({})
     groups = {t: "even" if i % 2 else "odd" for i, t in enumerate(sorted(r.eval_loss.task.unique()))}
-    by_group = compare.loss_curves(results, groups=groups)
+    by_group = compare.loss_curves(results, by=groups)
     assert set(by_group.group) == {"even", "odd"}
     with pytest.raises(DataError, match="no group"):
-        compare.loss_curves(results, groups={})
+        compare.loss_curves(results, by={})
+    # groups keyed by different seeds may hold the same run: it is counted once
+    again = compare.loss_curves(results, {("random", 7): results[("random", 0)]})
+    assert len(again) == len(curves)
     # what a run received, with tasks and families from its own split
     from zsg_core.data import task_family
     from zsg_core.split import load_split
@@ -60,6 +66,9 @@ def test_a_grid_runs_each_config_once_and_curves_are_tidy(tmp_path, monkeypatch)
     assert compare.epoch_steps(r) == -(-len(split.train) // 4)
     tasks = compare.task_curves(results)
     assert set(tasks.task) == set(r.eval_loss.task)
+    lead = compare.leading_family(r, 2)
+    assert lead["instances"] == len(first_two) and 0 < lead["its share"] <= 1
+    assert lead["leading family"] == first_two.task.map(task_family).value_counts().index[0]
     with pytest.raises(DataError, match="seed_param"):
         experiments.run_arrangements(SMOKE, {}, seed_param="seed")
     with pytest.raises(DataError, match="unknown run parameter"):
@@ -70,22 +79,50 @@ def test_a_grid_runs_each_config_once_and_curves_are_tidy(tmp_path, monkeypatch)
     assert len(list(tmp_path.glob("*/complete"))) == 3
 
 
-def test_interval_and_gap_paired_and_unpaired():
-    mean, lo, hi = stats.interval([1.0, 2.0, 3.0])
-    assert mean == 2.0 and lo < 2.0 < hi and math.isclose(hi - 2.0, 4.303 * 1 / math.sqrt(3), rel_tol=1e-3)
-    assert all(math.isnan(x) for x in stats.interval([5.0])[1:])
-    rows = []
-    for seed, shift, wobble in [(0, 0.10, 0.01), (1, 0.12, -0.02), (2, 0.11, 0.0)]:
-        rows += [{"label": "a", "seed": seed, "step": s, "loss": 2 - s / 10 + shift + wobble} for s in (0, 5)]
-        rows += [{"label": "b", "seed": seed, "step": s, "loss": 2 - s / 10 + wobble} for s in (0, 5)]
-    rows += [{"label": "fixed", "seed": 0, "step": s, "loss": 1.0} for s in (0, 5)]
-    curves = pd.DataFrame(rows)
-    paired = stats.gap(curves, "a", "b")
-    assert np.allclose(paired["diff"], 0.11) and (paired.lo > 0).all()
-    unpaired = stats.gap(curves, "fixed", "b")
-    assert unpaired.n_a.tolist() == [1, 1] and (unpaired.hi < 0).all()  # b is above 1.0 at both steps
+def test_over_units_interval_and_holm():
+    e = stats.over_units([1.0, 2.0, 3.0])
+    assert e.value == 2.0 and e.lo < 2.0 < e.hi and math.isclose(e.hi - 2.0, 4.303 / math.sqrt(3), rel_tol=1e-3)
+    assert e.n == 3 and e.lo < 0 and 0.05 < e.p < 0.1  # the interval reaches 0 exactly when p > 0.05
+    assert stats.over_units([1.0, 1.1, 0.9]).p < 0.05
+    one = stats.over_units([5.0])
+    assert not one.has_interval and math.isnan(one.p)
+    same = stats.over_units([0.2, 0.2])  # every unit agrees: the interval is the point
+    assert same.lo == same.hi == 0.2 and same.p == 0.0
+    assert stats.interval([1.0, 2.0, 3.0]) == (e.value, e.lo, e.hi)
+    with pytest.raises(DataError, match="at least one"):
+        stats.over_units([float("nan")])
+    adjusted = stats.holm([0.01, 0.04, float("nan"), 0.03])
+    assert adjusted[0] == pytest.approx(0.03) and adjusted[3] == pytest.approx(0.06)
+    assert adjusted[1] == pytest.approx(0.06) and math.isnan(adjusted[2])  # monotone; NaN not counted
+
+
+def _split_table(offsets: dict[str, dict[int, list[float]]], steps=(0, 5), tasks=("t0", "t1")) -> pd.DataFrame:
+    """label -> split -> one offset per order seed; every task gets the same curve plus its offset."""
+    return pd.DataFrame([{"label": label, "seed": split, "split": split, "order_seed": seed, "task": task,
+                          "step": s, "loss": 2 - s / 10 + offset + (0.01 if task == "t1" else 0)}
+                         for label, by_split in offsets.items() for split, per_seed in by_split.items()
+                         for seed, offset in enumerate(per_seed) for task in tasks for s in steps])
+
+
+def test_split_gap_has_the_split_as_unit():
+    table = _split_table({"a": {0: [0.10], 1: [0.12], 2: [0.11]}, "b": {0: [0.0, 0.02, -0.02], 1: [0.0], 2: [0.0]}})
+    means = stats.split_means(table, "a", "b", step=5)
+    assert means.split.tolist() == [0, 1, 2]
+    assert means["diff"].tolist() == pytest.approx([0.10, 0.12, 0.11])  # b's three shuffles averaged on split 0
+    gap = stats.split_gap(table, "a", "b")
+    assert gap.n.tolist() == [3, 3] and (gap.lo > 0).all() and gap["diff"].tolist() == pytest.approx([0.11, 0.11])
+    both = stats.split_gaps(table, [("a", "b"), ("b", "a")])
+    assert set(both.comparison) == {"a - b", "b - a"}
+    noise = stats.noise_sources(table, "a", "b", 5)
+    assert noise["splits"] == 3 and noise["shuffles"] == 3
+    assert noise["between splits"] == pytest.approx(0.01) and noise["shuffles within a split"] == pytest.approx(0.02)
     with pytest.raises(DataError, match="no curve"):
-        stats.gap(curves, "a", "c")
+        stats.split_gap(table, "a", "c")
+    with pytest.raises(DataError, match="columns"):
+        stats.split_gap(table.drop(columns="split"), "a", "b")
+    lonely = _split_table({"a": {0: [0.1]}, "b": {1: [0.0]}})
+    with pytest.raises(DataError, match="share no split"):
+        stats.split_gap(lonely, "a", "b")
 
 
 def test_change_step_and_jitter():
@@ -160,21 +197,6 @@ def test_a_measure_that_drives_the_loss_is_found_and_noise_is_not():
         predict.window_changes(pd.DataFrame(rows_loss).drop(columns="task"), pd.DataFrame(rows_measure))
 
 
-def test_coincidence_keeps_each_windows_own_rate():
-    tasks = [f"t{i}" for i in range(20)]
-    # the measure moves for every task in window 2 and for task i only in window 10 + i
-    moved = pd.DataFrame([{"task": t, "step": s, "moved": s == 2 or s == 10 + i}
-                          for i, t in enumerate(tasks) for s in [2] + list(range(10, 30))])
-    early = pd.DataFrame({"task": tasks, "step": 2})  # events all in the window where everything moved
-    r = predict.coincidence(early, moved)
-    assert r["hits"] == 20 and r["expected"] == 20 and r["p"] > 0.5  # no evidence: chance gives the same
-    aligned = pd.DataFrame({"task": tasks, "step": [10 + i for i in range(20)]})
-    r = predict.coincidence(aligned, moved)
-    assert r["hits"] == 20 and r["expected"] == pytest.approx(1.0) and r["p"] < 0.01
-    with pytest.raises(DataError, match="no measure change"):
-        predict.coincidence(pd.DataFrame({"task": ["t0"], "step": [99]}), moved)
-
-
 def _task_table(curves_by_label: dict[str, dict[str, list[float]]], steps: list[int]) -> pd.DataFrame:
     return pd.DataFrame([{"label": label, "seed": 0, "task": task, "step": s, "loss": v}
                          for label, tasks in curves_by_label.items() for task, values in tasks.items()
@@ -192,6 +214,20 @@ def test_sudden_drops_are_measured_against_the_baseline_order():
     assert drops.index[0] == "a" and (drops.start > 0).all()  # the window from step 0 is never counted
 
 
+def test_excess_windows_count_every_window_once_per_split():
+    steps = [0, 2, 4, 6]
+    rows = []
+    for split in (0, 1):
+        table = _task_table({"cluster": {"a": [3, 2.9, 2.8, 1.0], "b": [3, 2.0, 1.5, 1.4]},
+                             "random": {"a": [3, 2.5, 2.0, 1.8], "b": [3, 2.0, 1.5, 1.4]}}, steps)
+        rows.append(table.assign(split=split))
+    windows = compare.excess_windows(pd.concat(rows), "cluster", "random")
+    assert len(windows) == 2 * 2 * 2  # splits x tasks x windows after the first evaluation
+    a = windows[(windows.split == 0) & (windows.task == "a")].set_index("start").excess
+    assert a.loc[2] == pytest.approx(0.1 - 0.5) and a.loc[4] == pytest.approx(1.8 - 0.2)
+    assert (windows[windows.task == "b"].excess.abs() < 1e-12).all()
+
+
 def test_decline_kinds_and_metric_shapes():
     steps = [0, 2, 4, 6, 8, 10]
     task_mean = pd.DataFrame([{"task": t, "step": s, "loss": v} for t, values in
@@ -204,7 +240,9 @@ def test_decline_kinds_and_metric_shapes():
                            for s, v in zip(steps, [4, 2, 1.5, 1.4, 1.4, 1.4])])
     scores = pd.DataFrame([{"protocol": "greedy", "metric": "ROUGE-1", "seed": 0, "step": s, "score": v}
                            for s, v in zip([0, 4, 10], [5, 30, 12])])
-    shapes = compare.metric_shapes(curves, scores).set_index("metric")
+    jitters = compare.metric_jitters(curves, scores)
+    assert set(jitters.seed) == {0} and len(jitters) == 2
+    shapes = compare.metric_shapes(jitters).set_index("metric")
     assert shapes.index[0] == "held-out loss"  # the steadiest here
     assert shapes.loc["ROUGE-1", "jitter_mean"] > shapes.loc["held-out loss", "jitter_mean"]
 
@@ -226,3 +264,14 @@ def test_the_ordering_check_is_read_back_and_summed_up(tmp_path, monkeypatch):
     rt = (check["fast"][("RT", 0)].mean_loss() + check["fast"][("RT", 1)].mean_loss()) / 2
     assert np.allclose(table[("fast", "NFT - RT")].dropna(), (check["fast"][("NFT", 0)].mean_loss() - rt).to_numpy())
     assert table.loc[0].abs().max() < 1e-6  # every order starts from the same weights
+
+
+def test_comparisons_are_evaluated_where_they_are_read():
+    from zsg_core.train import comparison_schedule
+
+    p = experiments.compared({**SMOKE, "generate_steps": [0, 4]})
+    assert p["generate_steps"] == [] and p["eval_steps"] == list(comparison_schedule(SMOKE["max_steps"]))
+    longer = experiments.compared(SMOKE, 16)
+    assert longer["max_steps"] == 16 and longer["eval_steps"][-1] == 16
+    whole = experiments.compared({k: v for k, v in SMOKE.items() if k != "eval_steps"} | {"max_steps": None})
+    assert "eval_steps" not in whole  # a whole-epoch run's length is known late: the dense schedule

@@ -8,25 +8,20 @@ import pytest
 
 from zsg_core import findings
 from zsg_core.data import DataError
+from zsg_core.stats import Estimate
 
 NAN = float("nan")
 
 
-def test_order_verdicts():
-    assert findings.order_verdict((-0.1, -0.2, -0.05), (0.1, 0.05, 0.2)) == "reproduced"
-    assert findings.order_verdict((-0.1, -0.2, 0.05), (0.1, 0.05, 0.2)) == "partly"
-    assert findings.order_verdict((0.1, 0.05, 0.2), (-0.1, -0.2, -0.05)) == "not reproduced"
-    assert findings.order_verdict((0.1, -0.05, 0.2), (0.1, -0.05, 0.2)) == "inconclusive"
-    assert findings.order_verdict((-0.1, NAN, NAN), (0.1, NAN, NAN)) == "inconclusive"  # no interval, no claim
-
-
-def test_sign_verdicts():
-    assert findings.sign_verdict((-0.1, -0.2, -0.01)) == "reproduced"
-    assert findings.sign_verdict((0.1, 0.01, 0.2)) == "not reproduced"
-    assert findings.sign_verdict((0.0, -0.1, 0.1)) == "inconclusive"
-    assert findings.sign_verdict((0.3, 0.1, 0.5), claimed_negative=False) == "reproduced"
-    assert findings.sign_verdict((-0.1, NAN, NAN)) == "partly"
-    assert findings.sign_verdict((0.1, NAN, NAN)) == "not reproduced"
+def test_one_vocabulary_from_an_interval_on_either_side():
+    e = lambda v, lo, hi: Estimate(v, lo, hi, 5, 0.01)  # noqa: E731
+    assert findings.verdict(e(-0.1, -0.2, -0.05), "<") == findings.REPRODUCED
+    assert findings.verdict(e(0.1, 0.05, 0.2), "<") == findings.CONTRADICTED
+    assert findings.verdict(e(0.0, -0.1, 0.1), "<") == findings.INCONCLUSIVE
+    assert findings.verdict(e(0.9, 0.85, 0.95), ">", 0.8) == findings.REPRODUCED
+    assert findings.verdict(e(0.5, 0.4, 0.6), ">", 0.8) == findings.CONTRADICTED
+    assert findings.verdict(Estimate(-0.5, NAN, NAN, 1, NAN), "<") == findings.INCONCLUSIVE  # one unit: no verdict
+    assert set(findings.VERDICTS) == {"reproduced", "contradicted", "inconclusive"}
 
 
 def test_relative_step():
@@ -39,12 +34,16 @@ def test_relative_step():
 def test_records_are_collected_and_other_parameters_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("ZSG_BUILD", str(tmp_path))
     params = {"model": "m", "lr": 1e-3, "arrangement_seeds": [0]}
-    row = findings.Finding("E4", "claim", "paper", "ours", -0.1, -0.2, 0.0, "step 30", "inconclusive")
+    row = findings.Finding("E4", "claim", "NFT < RT", "paper", "ours", -0.1, -0.2, 0.0, 5, "task splits", 0.04,
+                           "step 30", "inconclusive")
+    other = findings.Finding("E4", "claim", "RT < FFT", "paper", "ours", 0.3, 0.1, 0.5, 5, "task splits", 0.01,
+                             "step 30", "contradicted")
     curve = pd.DataFrame({"step": [0, 10], "diff": [0.0, -0.1], "lo": [NAN, -0.2], "hi": [NAN, 0.0],
                           "comparison": "NFT - RT", "experiment": "E4", "setting": "s"})
-    findings.record("04_x", params, [row], curve)
+    findings.record("04_x", params, [row, other], curve)
     table, curves = findings.collect(params, ["04_x"])
-    assert table.verdict.tolist() == ["inconclusive"] and table.chapter.tolist() == ["04_x"]
+    assert table.verdict.tolist() == ["inconclusive", "contradicted"] and set(table.chapter) == {"04_x"}
+    assert table.p_holm.tolist() == pytest.approx([0.04, 0.02])  # Holm over the table's p-values
     assert math.isnan(curves.lo.iloc[0]) and curves["diff"].tolist() == [0.0, -0.1]
     with pytest.raises(DataError, match="other parameters"):
         findings.collect({**params, "lr": 1e-4}, ["04_x"])

@@ -14,7 +14,7 @@ import torch
 
 from zsg_core.data import DataError
 from zsg_core.model import Pack, TunedLM
-from zsg_core.train import TrainConfig, dense_schedule, plan, train
+from zsg_core.train import TrainConfig, comparison_schedule, dense_schedule, plan, train
 
 sys.path.insert(0, str(Path(__file__).parent / "scripts"))
 from ddp_order import records  # noqa: E402
@@ -204,6 +204,9 @@ def test_generating_does_not_change_training(tmp_path):
 
 def test_plan_and_parameters_are_checked():
     assert dense_schedule(30) == (0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 25, 30)
+    assert comparison_schedule(60) == (0, 5, 10, 15, 20, 30, 40, 50, 60)
+    assert comparison_schedule(230)[-4:] == (175, 200, 225, 230) and len(comparison_schedule(230)) == 19
+    assert comparison_schedule(7) == (0, 5, 7)
     assert plan(10, TrainConfig(batch_size=4)) == (3, 3, dense_schedule(3))
     assert plan(10, TrainConfig(batch_size=4), world_size=2)[1] == 2  # the partial batch is dropped
     with pytest.raises(DataError, match="empty"):

@@ -1,6 +1,6 @@
 """The executed book: chapter sources -> notebooks -> papermill with a profile -> Jupyter Book HTML.
 
-    python -m zsg_core.book [--profile cpu] [--html]       (what `make book` runs)
+    python -m zsg_core.book [--profile cpu] [--html] [--only CHAPTER ...]   (what `make book` runs)
 
 The chapters and their order are `_toc.yml`'s, read here, by the findings chapter and by the
 tests. Each chapter source `book/NN_name.py` (jupytext py:percent, a cell tagged `parameters`) is
@@ -104,8 +104,9 @@ def _hide_injected(notebook: Path) -> None:
     nbformat.write(nb, notebook)
 
 
-def run(profile: str = DEFAULT_PROFILE, log=print) -> list[Path]:
-    """Convert and execute every chapter with the profile's parameters; return the notebooks."""
+def run(profile: str = DEFAULT_PROFILE, log=print, only: list[str] | None = None) -> list[Path]:
+    """Convert and execute every chapter (or those named in `only`) with the profile's parameters;
+    return the notebooks."""
     import papermill
 
     from .runs import PARAMETERS
@@ -120,7 +121,15 @@ def run(profile: str = DEFAULT_PROFILE, log=print) -> list[Path]:
     unknown = set(params) - set().union(*declared.values(), PARAMETERS)
     if unknown:
         raise BookError(f"profile {profile!r} sets parameter(s) {sorted(unknown)} that no chapter or run declares")
+    if only:
+        unknown_chapters = set(only) - {nb.stem for nb in notebooks}
+        if unknown_chapters:
+            raise BookError(f"no chapter(s) {sorted(unknown_chapters)}; the chapters are {[nb.stem for nb in notebooks]}")
+    executed = []
     for nb in notebooks:
+        if only and nb.stem not in only:
+            continue
+        executed.append(nb)
         start = time.perf_counter()
         log(f"executing {nb.stem} (profile {profile}) in {nb.parent}")
         try:
@@ -130,7 +139,7 @@ def run(profile: str = DEFAULT_PROFILE, log=print) -> list[Path]:
             raise BookError(f"{nb.name} failed in cell {e.exec_count}: {e.ename}: {e.evalue}") from None
         _hide_injected(nb)
         log(f"  done in {time.perf_counter() - start:.0f} s")
-    return notebooks
+    return executed
 
 
 def build_html(profile: str = DEFAULT_PROFILE) -> Path:
@@ -155,9 +164,10 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default=DEFAULT_PROFILE, help="zsg_core/profiles/<name>.yaml (smoke, cpu, gpu)")
     parser.add_argument("--html", action="store_true", help="also build the HTML with Jupyter Book")
+    parser.add_argument("--only", nargs="+", metavar="CHAPTER", help="execute only these chapters (e.g. 04_similarity)")
     args = parser.parse_args(argv)
     try:
-        run(args.profile)
+        run(args.profile, only=args.only)
         if args.html:
             print(f"the book is at {build_html(args.profile)}")
     except BookError as e:

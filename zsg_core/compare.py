@@ -21,28 +21,51 @@ from .runs import RunConfig, RunResult, run_split
 from .split import SplitConfig
 
 
-def loss_curves(results: Mapping[tuple[str, int], RunResult], groups: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """Held-out loss per label, seed and step: the micro average over test instances (`mean_loss`).
-    With `groups` (task -> group name, e.g. its source), one curve per group instead (column `group`)."""
+def labelled(groups: Sequence[Mapping[tuple[str, int], RunResult]]) -> list[tuple[str, int, RunResult]]:
+    """(label, key seed, run) over one or more groups of runs, each (label, run) once: groups keyed
+    by different seeds (split seeds, shuffles) may hold the same run twice."""
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for results in groups:
+        for (label, seed), result in results.items():
+            if (label, result.config.key()) not in seen:
+                seen.add((label, result.config.key()))
+                out.append((label, seed, result))
+    return out
+
+
+def _identity(result: RunResult) -> dict[str, int]:
+    """What a run's curve is a unit of: its task split and its order seed (the shuffle)."""
+    return {"split": result.config.split.seed, "order_seed": result.config.arrangement_seed}
+
+
+def loss_curves(*groups: Mapping[tuple[str, int], RunResult], by: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Held-out loss per run and step: the micro average over test instances (`mean_loss`), with
+    the run's label, key seed, split and order seed. With `by` (task -> group name, e.g. its
+    source), one curve per group instead (column `group`)."""
     frames = []
-    for (label, seed), result in results.items():
-        if groups is None:
+    for label, seed, result in labelled(groups):
+        if by is None:
             curve = result.mean_loss().rename("loss").reset_index()
         else:
-            table = result.eval_loss.assign(group=result.eval_loss.task.map(groups))
+            table = result.eval_loss.assign(group=result.eval_loss.task.map(by))
             if table.group.isna().any():
                 raise DataError(f"no group for test task(s) {sorted(set(table.task[table.group.isna()]))[:3]}")
             curve = table.groupby(["group", "step"]).loss.mean().reset_index()
-        frames.append(curve.assign(label=label, seed=seed))
-    cols = ["label", "seed"] + (["group"] if groups is not None else []) + ["step", "loss"]
+        frames.append(curve.assign(label=label, seed=seed, **_identity(result)))
+    if not frames:
+        raise DataError("no runs to draw curves from")
+    cols = ["label", "seed", "split", "order_seed"] + (["group"] if by is not None else []) + ["step", "loss"]
     return pd.concat(frames, ignore_index=True)[cols]
 
 
-def task_curves(results: Mapping[tuple[str, int], RunResult]) -> pd.DataFrame:
-    """Per-task held-out loss (`task_loss`), tidy: label, seed, task, step, loss."""
-    frames = [r.task_loss().stack().rename("loss").reset_index().assign(label=label, seed=seed)
-              for (label, seed), r in results.items()]
-    return pd.concat(frames, ignore_index=True)[["label", "seed", "task", "step", "loss"]]
+def task_curves(*groups: Mapping[tuple[str, int], RunResult]) -> pd.DataFrame:
+    """Per-task held-out loss (`task_loss`), tidy: label, seed, split, order_seed, task, step, loss."""
+    frames = [r.task_loss().stack().rename("loss").reset_index().assign(label=label, seed=seed, **_identity(r))
+              for label, seed, r in labelled(groups)]
+    if not frames:
+        raise DataError("no runs to draw curves from")
+    return pd.concat(frames, ignore_index=True)[["label", "seed", "split", "order_seed", "task", "step", "loss"]]
 
 
 def _runs_in(groups) -> list[RunResult]:
@@ -131,11 +154,11 @@ def generation_scores(results: Mapping[tuple[str, int], RunResult]) -> pd.DataFr
     return scores.assign(metric=scores.metric.map(METRIC_NAMES))
 
 
-def metric_shapes(curves: pd.DataFrame, scores: pd.DataFrame, fraction: float = 0.8) -> pd.DataFrame:
-    """For held-out loss and each generation metric and protocol: the step by which `fraction` of
-    the change happened (median over seeds) and the jitter after it (mean over seeds), least
-    jittery first. Loss jitter is measured on the generation steps only, so all are compared on
-    the same checkpoints."""
+def metric_jitters(curves: pd.DataFrame, scores: pd.DataFrame, fraction: float = 0.8) -> pd.DataFrame:
+    """Per run (seed): for held-out loss and each generation metric and protocol, the step by which
+    `fraction` of its change happened and the jitter after it. Loss jitter is measured on the
+    generation steps only, so all are compared on the same checkpoints. Columns metric, protocol,
+    seed, step, jitter."""
     rows = []
     generation_steps = set(scores.step)
     for seed, loss in curves.groupby("seed"):
@@ -147,8 +170,13 @@ def metric_shapes(curves: pd.DataFrame, scores: pd.DataFrame, fraction: float = 
         when = change_step(table.step, table.score, fraction)
         rows.append({"metric": metric, "protocol": protocol, "seed": seed, "step": when,
                      "jitter": jitter(table.step, table.score, after=when or 0)})
-    shape = pd.DataFrame(rows)
-    return (shape.groupby(["metric", "protocol"]).agg(step_80=("step", "median"), jitter_mean=("jitter", "mean"))
+    return pd.DataFrame(rows)
+
+
+def metric_shapes(jitters: pd.DataFrame) -> pd.DataFrame:
+    """`metric_jitters` summarized per metric and protocol: the median step of the change and the
+    mean jitter over runs, least jittery first."""
+    return (jitters.groupby(["metric", "protocol"]).agg(step_80=("step", "median"), jitter_mean=("jitter", "mean"))
             .reset_index().sort_values("jitter_mean", ignore_index=True))
 
 
@@ -175,6 +203,21 @@ def sudden_drops(task_curves_: pd.DataFrame, order: str, baseline: str) -> pd.Da
     falls = falls[falls.start > 0].assign(excess=lambda f: f[order] - f[baseline])
     return (falls.sort_values("excess", ascending=False).drop_duplicates("task")
             [["task", "start", "step", "excess"]].reset_index(drop=True))
+
+
+def excess_windows(task_curves_: pd.DataFrame, order: str, baseline: str) -> pd.DataFrame:
+    """Every (split, task, window between consecutive evaluations after step 0): how much more the
+    task's loss fell under `order` than under `baseline` (its shuffles averaged) in that window.
+    Columns split, task, start, end, excess. Every window counts: none is chosen after looking."""
+    mean = (task_curves_[task_curves_.label.isin([order, baseline])]
+            .groupby(["label", "split", "task", "step"]).loss.mean().reset_index()
+            .sort_values(["label", "split", "task", "step"]))
+    g = mean.groupby(["label", "split", "task"])
+    mean = mean.assign(fall=-g.loss.diff(), start=g.step.shift()).dropna()
+    falls = mean.pivot_table(index=["split", "task", "start", "step"], columns="label", values="fall").reset_index()
+    falls = falls[falls.start > 0].dropna(subset=[order, baseline])
+    return (falls.assign(excess=falls[order] - falls[baseline], start=falls.start.astype(int))
+            .rename(columns={"step": "end"})[["split", "task", "start", "end", "excess"]].reset_index(drop=True))
 
 
 def epoch_steps(result: RunResult) -> int:
@@ -224,3 +267,15 @@ def sibling_share(result: RunResult, upto_step: int) -> float:
     if seen.empty:
         raise DataError(f"the run received nothing by step {upto_step}")
     return float(seen.sibling.mean())
+
+
+def leading_family(result: RunResult, upto_step: int) -> dict[str, object]:
+    """What a run's first `upto_step` steps were made of: the family that contributed most, its
+    share of the instances, and how many families contributed at all."""
+    seen = received(result)
+    seen = seen[seen.step <= upto_step]
+    if seen.empty:
+        raise DataError(f"the run received nothing by step {upto_step}")
+    counts = seen.family.value_counts()
+    return {"leading family": counts.index[0], "its share": float(counts.iloc[0] / len(seen)),
+            "families": int(len(counts)), "instances": int(len(seen))}

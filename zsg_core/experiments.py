@@ -23,6 +23,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from .data import DataError
 from .runs import RunResult, run, run_config, run_split, stored
+from .train import comparison_schedule
 
 Runs = dict[tuple[str, int], RunResult]
 Log = Callable[[str], None]
@@ -61,46 +62,79 @@ def run_arrangements(params: Mapping[str, Any], variants: Mapping[str, Mapping[s
     return out
 
 
-def _quiet(params: Mapping[str, Any]) -> dict[str, Any]:
-    return {**params, **QUIET}
+def compared(params: Mapping[str, Any], max_steps: int | None = None) -> dict[str, Any]:
+    """A comparison's runs: no generation, and evaluated where a comparison reads them
+    (`train.comparison_schedule`: 9 points in 60 steps instead of 19). Power comes from task
+    splits (between-split spread ~0.4 in NFT - RT against ~0.02-0.1 from RT's shuffles), not from
+    dense evaluation. With `max_steps` the runs train that long instead of the profile's."""
+    steps = max_steps if max_steps is not None else params.get("max_steps")
+    out = {**params, **QUIET, "max_steps": steps}
+    if steps is not None:  # a whole-epoch run (None) keeps the dense schedule: its length is known late
+        out["eval_steps"] = list(comparison_schedule(steps))
+    return out
 
 
-def early_generalization(params: Mapping[str, Any], arrangement_seeds: Sequence[int], log: Log = print) -> Runs:
-    """E1: random order over `arrangement_seeds`, generating at the profile's `generate_steps`."""
-    return run_arrangements(params, {"random": {"arrangement": "random"}}, arrangement_seeds, log=log)
+def early_generalization(params: Mapping[str, Any], arrangement_seeds: Sequence[int],
+                         split_seeds: Sequence[int] = (), log: Log = print) -> dict[str, Runs]:
+    """E1: random order over `arrangement_seeds` on the profile's split, generating at the
+    profile's `generate_steps` ("shuffles", keyed by arrangement seed); and random order on each
+    split of `split_seeds` ("by_split", keyed by split seed: the profile's split is its first
+    shuffle, the others one shuffle each, loss only and densely evaluated; chapter 3 compares on
+    the same runs)."""
+    order = {"random": {"arrangement": "random"}}
+    shuffles = run_arrangements(params, order, arrangement_seeds, log=log)
+    by_split = {("random", params["split_seed"]): shuffles[("random", arrangement_seeds[0])]}
+    others = [s for s in split_seeds if s != params["split_seed"]]
+    if others:
+        by_split |= run_arrangements({**params, **QUIET}, order, others, "split_seed", log)
+    return {"shuffles": shuffles, "by_split": by_split}
 
 
-def permutations(params: Mapping[str, Any], arrangement_seeds: Sequence[int], log: Log = print) -> Runs:
-    """E2 and E3: round-robin and cluster (fixed orders: one run each, no generation) and random
-    over `arrangement_seeds` (chapter 2's runs, with their generations)."""
-    return run_arrangements(params, {"round-robin": {"arrangement": "round-robin", **QUIET},
-                                     "cluster": {"arrangement": "cluster", **QUIET},
-                                     "random": {"arrangement": "random"}}, arrangement_seeds, log=log)
+def permutations(params: Mapping[str, Any], arrangement_seeds: Sequence[int], split_seeds: Sequence[int] = (),
+                 log: Log = print) -> dict[str, Runs]:
+    """E2 and E3, densely evaluated (they read every window): on the profile's split, round-robin
+    and cluster (fixed orders) and random over `arrangement_seeds` (chapter 2's runs, with their
+    generations); on each other split of `split_seeds`, cluster and one random order.
+    {"first": runs keyed (label, arrangement seed), "by_split": cluster and random keyed
+    (label, split seed), the profile's split included}."""
+    first = run_arrangements(params, {"round-robin": {"arrangement": "round-robin", **QUIET},
+                                      "cluster": {"arrangement": "cluster", **QUIET},
+                                      "random": {"arrangement": "random"}}, arrangement_seeds, log=log)
+    by_split = {("cluster", params["split_seed"]): first[("cluster", arrangement_seeds[0])],
+                ("random", params["split_seed"]): first[("random", arrangement_seeds[0])]}
+    others = [s for s in split_seeds if s != params["split_seed"]]
+    if others:
+        by_split |= run_arrangements({**params, **QUIET}, {"cluster": {"arrangement": "cluster"},
+                                                           "random": {"arrangement": "random"}}, others, "split_seed", log)
+    return {"first": first, "by_split": by_split}
 
 
 def similarity(params: Mapping[str, Any], split_seeds: Sequence[int], arrangement_seeds: Sequence[int],
-               log: Log = print) -> dict[str, Runs]:
-    """E4: NFT / FFT / RT by WSD over split seeds, RT's shuffles, the OT order (E9) on the first
-    split, and the family-blocked split."""
-    p = _quiet(params)
+               blocked_split_seeds: Sequence[int] = (), log: Log = print) -> dict[str, Runs]:
+    """E4: NFT / FFT / RT by WSD on each split of `split_seeds` (RT: one shuffle per split, its
+    `arrangement_seeds[0]`); RT's other shuffles and the OT order (E9) on the first split; the
+    same three orders on the family-blocked version of each split in `blocked_split_seeds`."""
+    p = compared(params)
     first = {**p, "split_seed": split_seeds[0]}
-    return {"by_split": run_arrangements(p, WSD_ORDERS, split_seeds, "split_seed", log),
-            "shuffles": run_arrangements(first, {"RT": WSD_ORDERS["RT"]}, arrangement_seeds, log=log),
-            "ot": run_arrangements(first, {"OT": {"arrangement": "ot"}}, log=log),
-            "blocked": run_arrangements({**first, "family_blocked": True}, WSD_ORDERS, arrangement_seeds, log=log)}
+    one = {**p, "arrangement_seed": arrangement_seeds[0]}
+    out = {"by_split": run_arrangements(one, WSD_ORDERS, split_seeds, "split_seed", log),
+           "shuffles": run_arrangements(first, {"RT": WSD_ORDERS["RT"]}, arrangement_seeds, log=log),
+           "ot": run_arrangements(first, {"OT": {"arrangement": "ot"}}, log=log)}
+    if blocked_split_seeds:
+        out["blocked"] = run_arrangements({**one, "family_blocked": True}, WSD_ORDERS, blocked_split_seeds,
+                                          "split_seed", log)
+    return out
 
 
 def granularity(params: Mapping[str, Any], split_seeds: Sequence[int], long_steps: int | None = None,
-                log: Log = print) -> dict[str, Runs]:
-    """E5: coarse (task-centroid WSD, tasks contiguous) vs fine (= E4's NFT), both nearest first,
-    over split seeds; with `long_steps`, the pair again on the first split, trained for
-    `long_steps` steps (the paper's curves cross late in its window)."""
+                log: Log = print) -> Runs:
+    """E5: coarse (task-centroid WSD, tasks contiguous) vs fine (instance WSD, E4's NFT order),
+    both nearest first over the same training list, on each split, trained `long_steps` steps
+    (None: the profile's `max_steps`) so that they reach the paper's reading point (its step 800
+    of 1,797, after its curves cross). The fine runs' first `max_steps` steps are E4's NFT runs
+    (same order, same schedule): E4 and E5 share that prefix and are not independent evidence."""
     orders = {"fine": WSD_ORDERS["NFT"], "coarse": {"arrangement": "coarse"}}
-    out = {"by_split": run_arrangements(_quiet(params), orders, split_seeds, "split_seed", log)}
-    if long_steps:
-        longer = {**_quiet(params), "split_seed": split_seeds[0], "max_steps": long_steps}
-        out["long"] = run_arrangements(longer, orders, log=log)
-    return out
+    return run_arrangements(compared(params, long_steps), orders, split_seeds, "split_seed", log)
 
 
 TMA_LABELS = ("NFT", "FFT", "RT", "MIN", "MAX")
@@ -113,14 +147,12 @@ def tma_orders(labels: Sequence[str] = TMA_LABELS) -> dict[str, dict[str, Any]]:
 
 def tma(params: Mapping[str, Any], split_seeds: Sequence[int], arrangement_seeds: Sequence[int],
         log: Log = print) -> dict[str, Runs]:
-    """E6: TMA NFT / FFT / RT over split seeds; MIN and MAX on the first split; NFT / FFT and RT's
-    shuffles on the family-blocked split. All select `params["tma_budget"]` instances."""
-    p = _quiet(params)
+    """E6: TMA NFT / FFT / RT on each split (RT: one shuffle per split); MIN and MAX on the first.
+    All select `params["tma_budget"]` instances."""
+    p = {**compared(params), "arrangement_seed": arrangement_seeds[0]}
     first = {**p, "split_seed": split_seeds[0]}
-    main = tma_orders(("NFT", "FFT", "RT"))
-    return {"by_split": run_arrangements(p, main, split_seeds, "split_seed", log),
-            "extremes": run_arrangements(first, tma_orders(("MIN", "MAX")), log=log),
-            "blocked": run_arrangements({**first, "family_blocked": True}, main, arrangement_seeds, log=log)}
+    return {"by_split": run_arrangements(p, tma_orders(("NFT", "FFT", "RT")), split_seeds, "split_seed", log),
+            "extremes": run_arrangements(first, tma_orders(("MIN", "MAX")), log=log)}
 
 
 def round_label(start: int, width: int) -> str:
@@ -133,7 +165,7 @@ def round_groups(params: Mapping[str, Any], width: int, starts: Sequence[int], l
     epoch when that is shorter (a group holds at most one instance per held-out point per round)."""
     from .arrange import arrange_records
 
-    p = {**_quiet(params), "tma_budget": None}  # rounds are Algorithm 1 over the whole pool
+    p = {**params, **QUIET, "tma_budget": None}  # rounds are Algorithm 1 over the whole pool
     config = run_config(**p, arrangement="tma-min")
     split = run_split(config)
     picked_in = [r for _, r in arrange_records(split.train, split.test, "tma-min").rounds.values()]
@@ -142,15 +174,18 @@ def round_groups(params: Mapping[str, Any], width: int, starts: Sequence[int], l
         size = sum(s <= r < s + width for r in picked_in)
         epoch = -(-size // config.train.batch_size)
         steps = epoch if config.train.max_steps is None else min(config.train.max_steps, epoch)
-        variants[round_label(s, width)] = {"arrangement": "tma-min", "rounds": [s, s + width], "max_steps": steps}
+        variants[round_label(s, width)] = {"arrangement": "tma-min", "rounds": [s, s + width], "max_steps": steps,
+                                           "eval_steps": list(comparison_schedule(steps))}
     return run_arrangements(p, variants, log=log)
 
 
-def task_free(params: Mapping[str, Any], arrangement_seeds: Sequence[int], log: Log = print) -> Runs:
-    """E7's analog: held-out instances drawn at random (tasks never consulted), TMA over the whole
-    pool (the paper's assumed build), NFT / FFT fixed and RT over `arrangement_seeds`."""
-    p = {**_quiet(params), "held_out": "instances", "tma_budget": None}
-    return run_arrangements(p, tma_orders(("NFT", "FFT", "RT")), arrangement_seeds, log=log)
+def task_free(params: Mapping[str, Any], split_seeds: Sequence[int], arrangement_seeds: Sequence[int],
+              log: Log = print) -> Runs:
+    """E7's analog: held-out instances drawn at random (tasks never consulted; each split seed
+    draws another set), TMA over the whole pool (the paper's assumed build), NFT / FFT and one
+    RT shuffle (`arrangement_seeds[0]`) on each split."""
+    p = {**compared(params), "held_out": "instances", "tma_budget": None, "arrangement_seed": arrangement_seeds[0]}
+    return run_arrangements(p, tma_orders(("NFT", "FFT", "RT")), split_seeds, "split_seed", log)
 
 
 def ordering_check(params: Mapping[str, Any], full_lr: float, arrangement_seeds: Sequence[int],
@@ -160,7 +195,7 @@ def ordering_check(params: Mapping[str, Any], full_lr: float, arrangement_seeds:
     costs ~10x more per step). RT over `arrangement_seeds` in the fast set-up, the first in the
     full one. With `train=False`, only the stored runs (see `run_arrangements`)."""
     steps = params.get("max_steps") or 60
-    full = {**_quiet(params), "frozen_layers": 0, "lr": full_lr,
+    full = {**params, **QUIET, "frozen_layers": 0, "lr": full_lr,
             "eval_steps": sorted(s for s in {0, 5, *range(10, steps + 1, 10), steps} if s <= steps)}
-    return {"fast": run_arrangements(_quiet(params), WSD_ORDERS, arrangement_seeds, log=log, train=train),
+    return {"fast": run_arrangements({**params, **QUIET}, WSD_ORDERS, arrangement_seeds, log=log, train=train),
             "full": run_arrangements(full, WSD_ORDERS, arrangement_seeds[:1], log=log, train=train)}

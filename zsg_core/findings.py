@@ -1,4 +1,8 @@
-"""The findings table: each claim of the paper, the paper's number, ours with a 95% interval, a verdict.
+"""The findings table: each claim of the paper, part by part: the paper's number, ours with a 95%
+interval over independent units, and a verdict from one vocabulary (`VERDICTS`).
+
+The rule behind each finding lives in `rules` (one function per finding, tested to return every
+verdict it can); this module holds the vocabulary, the record and the table.
 
 Each chapter computes its findings from its runs and `record`s them (with the curves behind them)
 in <build folder>/findings/<chapter>.json (`util.build_dir`: one per profile); the findings
@@ -13,15 +17,14 @@ list (`relative_step`).
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 
 from .data import DataError
+from .stats import Estimate, holm
 from .util import atomic_file, build_dir
 
 # What the paper's figures show (paper.md section 4, [F]); steps are the paper's, epochs its own.
@@ -32,7 +35,7 @@ PAPER = {
     "E3": {"text": "by eye, Cosine-Min steps down where the cluster-order loss drops; Min and Avg chosen for WSD"},
     "E4": {"epoch": 1797, "step": 100, "NFT": 0.62, "RT": 0.65, "FFT": 0.68,
            "text": "step 100 of a 1,797-step epoch: NFT ~0.62 < RT ~0.65 < FFT ~0.68 (start 1.25)"},
-    "E5": {"epoch": 1797, "step": 800, "fine": 0.95, "coarse": 1.06,
+    "E5": {"epoch": 1797, "step": 800, "early_step": 150, "fine": 0.95, "coarse": 1.06,
            "text": "coarse ~0.05 lower up to step 150, curves cross at 250-350, at step 800 fine ~0.95 < coarse ~1.06"},
     "E6": {"epoch": 1875, "step": 500, "NFT": 0.53, "RT": 0.62, "FFT": 0.84,
            "text": "step 500 of a 1,875-step epoch: NFT ~0.53 < RT ~0.62 < FFT ~0.84 (start 3.13)"},
@@ -44,18 +47,47 @@ PAPER = {
 SHARED = ("model", "test_tasks", "train_per_task", "test_per_task", "max_len", "lr", "batch_size",
           "max_steps", "frozen_layers")
 
+# One vocabulary for every verdict, defined here only. A part of a claim is judged on the 95%
+# interval of its effect over independent units (task splits, or shuffles where a claim is about
+# one split's order noise):
+REPRODUCED = "reproduced"  # the interval lies wholly on the side the paper claims
+CONTRADICTED = "contradicted"  # the interval lies wholly on the other side
+INCONCLUSIVE = "inconclusive"  # it straddles the boundary, or there are too few units for an interval
+VERDICTS = (REPRODUCED, CONTRADICTED, INCONCLUSIVE)
+SIDES = ("<", ">")
+
 
 @dataclass
 class Finding:
-    experiment: str  # "E4", ...
-    claim: str
+    experiment: str  # "E4", "E4+" (beyond the paper), ...
+    claim: str  # the paper's claim, as a sentence; a compound claim has one Finding per part
+    part: str  # the part judged here, as an inequality ("NFT < RT") or a sentence
     paper: str  # the paper's number, read off its figure
     measured: str  # ours, in words
-    effect: float  # ours, the number the verdict rests on
-    lo: float  # its 95% interval (NaN: a single run)
+    effect: float  # the number the verdict rests on
+    lo: float  # its 95% interval (NaN: fewer than two units)
     hi: float
+    n: int  # independent units the interval is over
+    unit: str  # what they are ("task splits", "shuffles on one split", "runs")
+    p: float  # two-sided p of the effect at the rule's boundary (NaN: no test)
     point: str  # where in training it was measured
-    verdict: str  # reproduced / partly / not reproduced / inconclusive (with the reason in `measured`)
+    verdict: str  # one of VERDICTS
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise DataError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
+
+
+def verdict(estimate: "Estimate", side: str, boundary: float = 0.0) -> str:
+    """The verdict on "effect `side` `boundary`" (side '<' or '>') from an estimate over units."""
+    if side not in SIDES:
+        raise DataError(f"side must be one of {SIDES}, got {side!r}")
+    if not estimate.has_interval:
+        return INCONCLUSIVE
+    below, above = estimate.hi < boundary, estimate.lo > boundary
+    if side == "<":
+        return REPRODUCED if below else CONTRADICTED if above else INCONCLUSIVE
+    return REPRODUCED if above else CONTRADICTED if below else INCONCLUSIVE
 
 
 def relative_step(fraction: float, epoch_steps: int, steps: Sequence[int]) -> int:
@@ -66,42 +98,10 @@ def relative_step(fraction: float, epoch_steps: int, steps: Sequence[int]) -> in
     return int(min(steps, key=lambda s: (abs(s - target), s)))
 
 
-ORDER_PAIRS = [("NFT", "RT"), ("FFT", "RT")]  # the order claim NFT < RT < FFT, as two gaps
-
-
-def order_effects(gaps: pd.DataFrame, step: int) -> tuple[tuple[float, float, float], tuple[float, float, float], str]:
-    """(NFT - RT, FFT - RT, verdict) at `step` of a `stats.gaps(curves, ORDER_PAIRS)` table."""
-    from .stats import gap_at
-
-    near, far = (gap_at(gaps, step, f"{a} - {b}") for a, b in ORDER_PAIRS)
-    return near, far, order_verdict(near, far)
-
-
-def order_verdict(near: tuple[float, float, float], far: tuple[float, float, float]) -> str:
-    """NFT < RT < FFT from (diff, lo, hi) of NFT - RT and FFT - RT: 'reproduced' when both
-    intervals exclude 0 in the claimed direction, 'partly' when one does, 'not reproduced' when an
-    interval excludes 0 the other way and none the claimed way, else 'inconclusive'."""
-    claimed = [near[2] < 0, far[1] > 0]
-    against = [near[1] > 0, far[2] < 0]
-    if all(claimed):
-        return "reproduced"
-    if any(claimed):
-        return "partly"
-    return "not reproduced" if any(against) else "inconclusive"
-
-
-def sign_verdict(effect: tuple[float, float, float], claimed_negative: bool = True) -> str:
-    """One effect (diff, lo, hi): 'reproduced' when its interval lies wholly on the claimed side
-    of 0, 'not reproduced' when wholly on the other, else 'inconclusive'. A single run (NaN
-    interval) is 'partly' at best: the sign alone."""
-    diff, lo, hi = effect
-    s = -1.0 if claimed_negative else 1.0  # the claim: s * effect > 0
-    if math.isnan(lo) or math.isnan(hi):
-        return "partly" if s * diff > 0 else "not reproduced"
-    low, high = sorted((s * lo, s * hi))
-    if low > 0:
-        return "reproduced"
-    return "not reproduced" if high < 0 else "inconclusive"
+def paper_fraction(experiment: str) -> float:
+    """The paper's reading point of `experiment` as a fraction of its epoch."""
+    paper = PAPER[experiment]
+    return paper["step"] / paper["epoch"]
 
 
 def shared_params(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -141,11 +141,13 @@ def collect(params: Mapping[str, Any], chapters: Sequence[str]) -> tuple[pd.Data
         tables.append(pd.DataFrame(body["findings"]).assign(chapter=chapter))
         curves.append(pd.DataFrame(body["curves"]).assign(chapter=chapter))
     table = pd.concat(tables, ignore_index=True)
-    return table, pd.concat(curves, ignore_index=True)
+    return table.assign(p_holm=holm(table.p.to_numpy(float))), pd.concat(curves, ignore_index=True)
 
 
-def fmt(diff: float, lo: float, hi: float) -> str:
-    """'-0.12 [-0.20, -0.04]', or '-0.12 (one run)' without an interval."""
-    if np.isnan(lo) or np.isnan(hi):
-        return f"{diff:+.3f} (one run)"
-    return f"{diff:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+def fmt(estimate: "Estimate", unit: str = "task splits") -> str:
+    """'-0.120 [-0.200, -0.040] over 5 task splits', or '-0.120 (one task split only: no interval)'."""
+    if not estimate.has_interval:
+        one = {"task splits": "task split", "instance draws": "instance draw", "runs": "run"}.get(unit, unit)
+        return f"{estimate.value:+.3f} (one {one} only: no interval)" if estimate.n == 1 else \
+            f"{estimate.value:+.3f} ({estimate.n} {unit}: no interval)"
+    return f"{estimate.value:+.3f} [{estimate.lo:+.3f}, {estimate.hi:+.3f}] over {estimate.n} {unit}"

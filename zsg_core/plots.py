@@ -150,15 +150,15 @@ def gap_plot(gaps: pd.DataFrame, ax: plt.Axes, title: str = "", hue: str = "comp
     ax.legend(fontsize=8, title=None)
 
 
-def split_and_blocked(gap_split: pd.DataFrame, gap_blocked: pd.DataFrame, n_splits: int,
-                      mark: int | None = None) -> plt.Figure:
-    """Two `gap_plot`s side by side: over random task splits, and on the family-blocked split;
-    `mark` draws a dotted vertical line at that step on both."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), sharey=True)
-    gap_plot(gap_split, axes[0], title=f"Random task split ({n_splits} splits)")
-    gap_plot(gap_blocked, axes[1], title="Family-blocked split (RT shuffles)")
-    if mark is not None:
-        for ax in axes:
+def split_and_blocked(gap_split: pd.DataFrame, gap_blocked: pd.DataFrame | None, mark: int | None = None) -> plt.Figure:
+    """`gap_plot`s side by side: over random task splits and, if given, over family-blocked ones
+    (`stats.split_gaps` tables: the band is the 95% interval over their splits); `mark` draws a
+    dotted vertical line at that step (the reading point)."""
+    panels = [("Random task splits", gap_split)] + ([("Family-blocked splits", gap_blocked)] if gap_blocked is not None else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 3.8), sharey=True, squeeze=False)
+    for ax, (title, gaps) in zip(axes[0], panels):
+        gap_plot(gaps, ax, title=f"{title} ({int(gaps.n.max())})")
+        if mark is not None:
             ax.axvline(mark, ls=":", color="grey")
     return fig
 

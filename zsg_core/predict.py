@@ -19,7 +19,7 @@ goes with a loss that fell.
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,9 @@ import pandas as pd
 from .data import DataError, Record
 from .embed import Encoder, embed_records, embed_text
 from .similarity import MEASURES, bigram_kl, prefix_measures
+
+if TYPE_CHECKING:
+    from .runs import RunResult
 
 WSD_MEASURE = "WSD (Min + w Avg)"
 NULL_MEASURE = "Random (null)"
@@ -153,28 +156,48 @@ def predictive_power(changes: pd.DataFrame, n_boot: int = 300, seed: int = 0) ->
     return pd.DataFrame(rows).sort_values("rho_within", ascending=False, ignore_index=True)
 
 
-def coincidence(events: pd.DataFrame, moved: pd.DataFrame, n_perm: int = 2000, seed: int = 0) -> dict[str, float]:
-    """Do events (one window per task: columns task, step = the window's end) fall in windows where a
-    measure moved (columns task, step, moved: bool) more often than chance?
+def prefix_changes(*groups: Mapping[tuple[str, int], "RunResult"], batch_size: int, kl: bool = True,
+                   encoder: Encoder | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(measures, window changes) of every run in `groups`, split by split: each run is measured
+    against its own split's held-out set, on the steps it was evaluated at. Both tables carry a
+    `split` column, and `seed` is the run's order seed (unique with its label inside a split)."""
+    from .compare import labelled, task_curves
+    from .runs import run_split
 
-    Chance keeps each window's own rate: under the null, each event's flag is that of a random task
-    in the same window, so a measure that moves mostly early and events that happen mostly early
-    do not count as a coincidence. Returns hits, expected hits under chance, and the one-sided p.
-    """
-    if not {"task", "step"} <= set(events.columns) or not {"task", "step", "moved"} <= set(moved.columns):
-        raise DataError("events need columns task, step; moved needs task, step, moved")
-    flags = moved.set_index(["task", "step"]).moved.astype(bool)
-    keys = list(zip(events.task, events.step))
-    absent = [k for k in keys if k not in flags.index]
-    if absent:
-        raise DataError(f"no measure change for event window(s) {absent[:3]}")
-    hits = int(sum(flags[k] for k in keys))
-    by_step = {step: g.droplevel("step") for step, g in flags.groupby(level="step")}
-    rng = np.random.default_rng(seed)
-    null = np.zeros(n_perm)
-    for _, step in keys:
-        window = by_step[step].to_numpy()
-        null += window[rng.integers(len(window), size=n_perm)]
-    expected = float(sum(by_step[s].mean() for _, s in keys))
-    return {"hits": hits, "events": len(keys), "expected": expected,
-            "p": float((1 + (null >= hits).sum()) / (1 + n_perm))}
+    by_split: dict = {}
+    for label, _, result in labelled(groups):
+        by_split.setdefault(result.config.split, {})[(label, result.config.arrangement_seed)] = result
+    encoder = encoder or Encoder()
+    all_measures, all_changes = [], []
+    for split_config, runs in by_split.items():
+        split = run_split(next(iter(runs.values())).config)
+        received = {key: r.batches.sort_values(["step", "position"]).id.tolist() for key, r in runs.items()}
+        loss = task_curves(runs).assign(seed=lambda t: t.order_seed)
+        steps = sorted(set(loss.step))
+        measures = prefix_table(received, {r.id: r for r in split.train}, split.test, steps, batch_size, encoder, kl)
+        all_measures.append(measures.assign(split=split_config.seed))
+        all_changes.append(window_changes(loss, measures).assign(split=split_config.seed))
+    return pd.concat(all_measures, ignore_index=True), pd.concat(all_changes, ignore_index=True)
+
+
+def power_by_split(changes: pd.DataFrame) -> pd.DataFrame:
+    """The within-window Spearman rho of every measure on each split (`predictive_power`'s point
+    estimate, split by split): columns split, measure, rho. The rules compare measures paired by
+    split (`rules.measures`)."""
+    rows = []
+    for (split, measure), table in changes.groupby(["split", "measure"]):
+        window = table.start.to_numpy() * 1_000_003 + table.end.to_numpy()
+        _, within = _both(window, table.d_measure.to_numpy(float), table.d_loss.to_numpy(float))
+        rows.append({"split": split, "measure": measure, "rho": within})
+    return pd.DataFrame(rows)
+
+
+def arrivals(changes: pd.DataFrame, order: str, measure: str = "Cosine-Min") -> pd.DataFrame:
+    """Per (split, task, window) of `order`'s runs: whether a training instance closer to the task
+    than any before arrived (the closest-pair distance `measure` fell). Columns split, task, start,
+    end, arrived."""
+    c = changes[(changes.label == order) & (changes.measure == measure)]
+    if c.empty:
+        raise DataError(f"no {measure} changes for order {order!r}")
+    return (c.assign(arrived=c.d_measure < 0).groupby(["split", "task", "start", "end"]).arrived.any()
+            .reset_index())

@@ -1,10 +1,23 @@
-"""Statistics over tidy tables of runs: intervals over independent runs and the gap between two
-orders per step. Nothing here reads a run or knows a chapter.
+"""Statistics over tidy tables of runs: an estimate over independent units, and the gap between
+two orders per step with task splits as the unit. Nothing here reads a run or knows a chapter.
 
-    gaps(curves, [("NFT", "RT")])   # step, diff, lo, hi, n_a, n_b, comparison: NFT - RT with a 95% interval
+    over_units([0.3, 0.5, 0.2, 0.4, 0.6])         # Estimate: mean, 95% t-interval, p of mean == 0
+    split_gaps(task_curves, [("NFT", "RT")])       # step, diff, lo, hi, p, n, comparison
+
+Why the task split is the unit. A claim such as "nearest-first beats random" generalizes over the
+held-out tasks (a split draws them), over the held-out instances of each task, and over the
+shuffles of the random order. A split's mean difference over its held-out tasks already carries
+the task and instance noise of that draw, and each split has its own shuffle; so the spread of
+the split means carries every source of noise at once. The interval is the Student-t interval over
+split means: for a balanced nested design (splits, tasks within splits) it is the interval a
+random-intercept mixed model gives for the grand mean, it needs no assumption about how tasks
+correlate inside a split (families drop together), and unlike a bootstrap it does not
+under-cover with five units. One split gives no interval, whatever the number of tasks in it.
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -13,64 +26,109 @@ import pandas as pd
 from .data import DataError
 
 
-def interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
-    """(mean, lower, upper): a Student-t interval over independent runs; NaN bounds for one run."""
+@dataclass(frozen=True)
+class Estimate:
+    """A mean over `n` independent units with its interval and the two-sided p of mean == `null`
+    (NaN bounds and p with fewer than two units)."""
+    value: float
+    lo: float
+    hi: float
+    n: int
+    p: float
+
+    @property
+    def has_interval(self) -> bool:
+        return not (math.isnan(self.lo) or math.isnan(self.hi))
+
+
+def over_units(values: Sequence[float], null: float = 0.0, level: float = 0.95) -> Estimate:
+    """The mean of `values` (one per independent unit) with a Student-t interval at `level`."""
     from scipy import stats
 
     x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
     if len(x) == 0:
-        raise DataError("an interval needs at least one value")
+        raise DataError("an estimate needs at least one finite value")
     mean = float(x.mean())
+    sd = float(x.std(ddof=1)) if len(x) > 1 else 0.0
     if len(x) < 2:
-        return mean, float("nan"), float("nan")
-    half = float(stats.t.ppf((1 + level) / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
-    return mean, mean - half, mean + half
+        return Estimate(mean, math.nan, math.nan, len(x), math.nan)
+    if sd == 0:  # every unit agrees exactly: the interval is the point
+        return Estimate(mean, mean, mean, len(x), 1.0 if mean == null else 0.0)
+    se = sd / math.sqrt(len(x))
+    half = float(stats.t.ppf((1 + level) / 2, len(x) - 1) * se)
+    p = float(2 * stats.t.sf(abs(mean - null) / se, len(x) - 1))
+    return Estimate(mean, mean - half, mean + half, len(x), p)
 
 
-def gap(curves: pd.DataFrame, a: str, b: str, value: str = "loss", level: float = 0.95) -> pd.DataFrame:
-    """a - b per step with a `level` interval over seeds.
+def interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, lower, upper) of `over_units`."""
+    e = over_units(values, level=level)
+    return e.value, e.lo, e.hi
 
-    Same seeds on both sides: paired differences. Otherwise (e.g. a fixed order against a
-    shuffled one) the difference of means with Welch's interval, a side with one run counting
-    as exact. Columns: step, diff, lo, hi, n_a, n_b.
-    """
-    from scipy import stats
 
+def holm(pvalues: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (NaN stays NaN and is not counted)."""
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full_like(p, np.nan)
+    idx = np.flatnonzero(np.isfinite(p))
+    m = len(idx)
+    running = 0.0
+    for rank, i in enumerate(idx[np.argsort(p[idx], kind="stable")]):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out
+
+
+UNIT_COLUMNS = ("label", "split", "order_seed", "task", "step", "loss")
+
+
+def split_means(task_curves: pd.DataFrame, a: str, b: str, step: int | None = None) -> pd.DataFrame:
+    """Per split and step: the mean over held-out tasks of (loss under `a` - loss under `b`), each
+    order's loss first averaged over its order seeds (RT's shuffles) on that split. Only splits
+    and tasks both orders have. Columns split, step, diff."""
+    missing = set(UNIT_COLUMNS) - set(task_curves.columns)
+    if missing:
+        raise DataError(f"task curves need columns {sorted(missing)} (compare.task_curves makes them)")
     for label in (a, b):
-        if label not in set(curves.label):
-            raise DataError(f"no curve labelled {label!r}; have {sorted(set(curves.label))}")
-    wide = {lab: curves[curves.label == lab].pivot_table(index="step", columns="seed", values=value)
-            for lab in (a, b)}
-    steps = wide[a].index.intersection(wide[b].index)
+        if label not in set(task_curves.label):
+            raise DataError(f"no curve labelled {label!r}; have {sorted(set(task_curves.label))}")
+    t = task_curves if step is None else task_curves[task_curves.step == step]
+    mean = t[t.label.isin([a, b])].groupby(["label", "split", "step", "task"]).loss.mean().unstack("label")
+    diff = (mean[a] - mean[b]).dropna()
+    if diff.empty:
+        raise DataError(f"{a} and {b} share no split, step and task" + (f" at step {step}" if step is not None else ""))
+    return diff.groupby(level=["split", "step"]).mean().rename("diff").reset_index()
+
+
+def split_gap(task_curves: pd.DataFrame, a: str, b: str, level: float = 0.95) -> pd.DataFrame:
+    """a - b per step over task splits (`split_means`, `over_units`): step, diff, lo, hi, p, n."""
     rows = []
-    for s in steps:
-        xa, xb = wide[a].loc[s].dropna(), wide[b].loc[s].dropna()
-        if list(xa.index) == list(xb.index) and len(xa) > 1:
-            diff, lo, hi = interval((xa - xb).to_numpy(), level)
-        else:
-            diff = float(xa.mean() - xb.mean())
-            va = xa.var(ddof=1) / len(xa) if len(xa) > 1 else 0.0
-            vb = xb.var(ddof=1) / len(xb) if len(xb) > 1 else 0.0
-            se = np.sqrt(va + vb)
-            if se == 0 or (len(xa) < 2 and len(xb) < 2):
-                lo = hi = float("nan")
-            else:  # Welch-Satterthwaite degrees of freedom
-                dof = (va + vb) ** 2 / sum(v ** 2 / (n - 1) for v, n in ((va, len(xa)), (vb, len(xb))) if n > 1)
-                half = float(stats.t.ppf((1 + level) / 2, dof) * se)
-                lo, hi = diff - half, diff + half
-        rows.append({"step": int(s), "diff": diff, "lo": lo, "hi": hi, "n_a": len(xa), "n_b": len(xb)})
-    return pd.DataFrame(rows, columns=["step", "diff", "lo", "hi", "n_a", "n_b"])
+    for step, g in split_means(task_curves, a, b).groupby("step"):
+        e = over_units(g["diff"], level=level)
+        rows.append({"step": int(step), "diff": e.value, "lo": e.lo, "hi": e.hi, "p": e.p, "n": e.n})
+    return pd.DataFrame(rows, columns=["step", "diff", "lo", "hi", "p", "n"])
 
 
-def gaps(curves: pd.DataFrame, pairs: Sequence[tuple[str, str]], level: float = 0.95) -> pd.DataFrame:
-    """`gap` for several (a, b) pairs, tidy, with a column `comparison` = "a - b"."""
-    return pd.concat([gap(curves, a, b, level=level).assign(comparison=f"{a} - {b}") for a, b in pairs],
+def split_gaps(task_curves: pd.DataFrame, pairs: Sequence[tuple[str, str]], level: float = 0.95) -> pd.DataFrame:
+    """`split_gap` for several (a, b) pairs, tidy, with a column `comparison` = "a - b"."""
+    return pd.concat([split_gap(task_curves, a, b, level).assign(comparison=f"{a} - {b}") for a, b in pairs],
                      ignore_index=True)
 
 
-def gap_at(gaps_: pd.DataFrame, step: int, comparison: str) -> tuple[float, float, float]:
-    """(diff, lo, hi) of one comparison of a `gaps` table at one step."""
-    row = gaps_[(gaps_.step == step) & (gaps_.comparison == comparison)]
-    if len(row) != 1:
-        raise DataError(f"no single {comparison!r} row at step {step}")
-    return tuple(float(row.iloc[0][c]) for c in ("diff", "lo", "hi"))
+def noise_sources(task_curves: pd.DataFrame, a: str, b: str, step: int) -> dict[str, float]:
+    """Where the noise of a - b at `step` comes from, as standard deviations of a split's mean
+    difference: between splits (what the interval sees), held-out tasks within a split (the
+    standard error of a split's mean over its tasks), and `b`'s order seeds where a split has
+    several (the spread of a split's mean over its shuffles alone)."""
+    t = task_curves[task_curves.step == step]
+    means = split_means(t, a, b)
+    per_task = (t[t.label == a].groupby(["split", "task"]).loss.mean()
+                - t[t.label == b].groupby(["split", "task"]).loss.mean()).dropna()
+    within = per_task.groupby(level="split").agg(lambda x: x.std(ddof=1) / math.sqrt(len(x)))
+    seeds = t[t.label == b].groupby(["split", "order_seed"]).loss.mean()
+    by_seed = seeds.groupby(level="split").std(ddof=1).dropna()
+    return {"between splits": float(means["diff"].std(ddof=1)) if len(means) > 1 else math.nan,
+            "tasks within a split": float(within.mean()),
+            "shuffles within a split": float(by_seed.mean()) if len(by_seed) else math.nan,
+            "splits": len(means), "shuffles": int(t[t.label == b].groupby("split").order_seed.nunique().max())}

@@ -56,6 +56,15 @@ def dense_schedule(max_steps: int) -> tuple[int, ...]:
     return tuple(sorted(s for s in steps if s <= max_steps))
 
 
+def comparison_schedule(max_steps: int) -> tuple[int, ...]:
+    """Step 0, every 5 steps to 20, every 10 to 100, every 25 after, and the last: enough for a
+    comparison read at one relative point and drawn as a curve (power comes from task splits,
+    not from dense evaluation; see experiments)."""
+    steps = set(range(0, min(20, max_steps) + 1, 5)) | set(range(20, min(100, max_steps) + 1, 10)) \
+        | set(range(100, max_steps + 1, 25)) | {max_steps}
+    return tuple(sorted(s for s in steps if s <= max_steps))
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     # A default that differs from the default profile (zsg_core/profiles/cpu.yaml) says why, in "why".

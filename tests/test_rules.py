@@ -1,0 +1,187 @@
+"""rules: each finding's rule returns every verdict it can, the one contradicting the paper included,
+from synthetic curves whose answer is known."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from zsg_core import findings, rules
+from zsg_core.data import DataError
+from zsg_core.findings import CONTRADICTED, INCONCLUSIVE, REPRODUCED
+
+EPOCH = 500
+STEPS = [0, 5, 10, 15, 20, 30, 40, 50, 60]
+
+
+def task_curves(offsets: dict[str, list[float]], tasks: int = 6, noise: float = 0.02, seed: int = 0,
+                steps=STEPS, shuffles: dict[str, int] | None = None) -> pd.DataFrame:
+    """Per-task loss: a shared falling curve, plus each label's offset on each split (one entry per
+    split), plus task noise. `shuffles` gives some labels several order seeds per split."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for label, per_split in offsets.items():
+        for split, offset in enumerate(per_split):
+            for order_seed in range((shuffles or {}).get(label, 1)):
+                for t in range(tasks):
+                    for s in steps:
+                        loss = 1 + 2 * math.exp(-s / 5) + (offset if s > 0 else 0) + rng.normal(0, noise)
+                        rows.append({"label": label, "split": split, "order_seed": order_seed,
+                                     "task": f"t{t}", "step": s, "loss": loss})
+    return pd.DataFrame(rows)
+
+
+def order_verdicts(offsets, **kw) -> dict[str, str]:
+    found = rules.order_parts(task_curves(offsets, **kw), 30, ("NFT", "RT", "FFT"), experiment="E4",
+                              claim="c", paper="p", point="step 30")
+    return {f.part: f.verdict for f in found}
+
+
+def test_order_rule_returns_each_verdict_part_by_part():
+    # the paper's result on five splits: every part reproduced
+    got = order_verdicts({"NFT": [-.3, -.2, -.25, -.35, -.3], "RT": [0] * 5, "FFT": [.3, .25, .2, .3, .35]})
+    assert got == {"NFT < RT": REPRODUCED, "NFT < FFT": REPRODUCED, "RT < FFT": REPRODUCED}
+    # what the cpu book saw: both sorted orders worse than random -> NFT < RT contradicted, not "partly"
+    got = order_verdicts({"NFT": [.7, .8, .6, .75, .65], "RT": [0] * 5, "FFT": [.72, .7, .8, .6, .7]})
+    assert got["NFT < RT"] == CONTRADICTED and got["RT < FFT"] == REPRODUCED
+    assert got["NFT < FFT"] == INCONCLUSIVE  # NFT - FFT straddles 0
+    # noise as large as the effect: inconclusive
+    got = order_verdicts({"NFT": [.3, -.3, .2, -.25, .05], "RT": [0] * 5, "FFT": [.1] * 5})
+    assert got["NFT < RT"] == INCONCLUSIVE
+
+
+def test_one_split_is_never_a_verdict_however_many_tasks_or_shuffles():
+    got = order_verdicts({"NFT": [-.5], "RT": [0], "FFT": [.5]}, tasks=40, shuffles={"RT": 3})
+    assert set(got.values()) == {INCONCLUSIVE}
+    [f] = rules.order_parts(task_curves({"NFT": [-.5], "RT": [0]}), 30, ("NFT", "RT"), experiment="E4",
+                            claim="c", paper="p", point="s")
+    assert f.n == 1 and math.isnan(f.lo) and "no interval" in f.measured
+
+
+def test_shuffles_are_averaged_within_a_split_before_the_interval():
+    curves = task_curves({"NFT": [-.2, -.2, -.2], "RT": [0, 0, 0]}, shuffles={"RT": 3})
+    [f] = rules.order_parts(curves, 30, ("NFT", "RT"), experiment="E4", claim="c", paper="p", point="s")
+    assert f.n == 3 and f.unit == "task splits" and f.verdict == REPRODUCED
+    assert f.effect == pytest.approx(-0.2, abs=0.03)
+
+
+def early_curves(shape, splits: int = 4, shuffles: int = 2, steps=range(0, 61, 2)) -> pd.DataFrame:
+    rows = []
+    rng = np.random.default_rng(1)
+    for split in range(splits):
+        for seed in range(shuffles):
+            for s in steps:
+                rows.append({"split": split, "order_seed": seed, "step": s, "loss": shape(s) + rng.normal(0, 0.002)})
+    return pd.DataFrame(rows)
+
+
+def test_early_rule_passes_a_fast_drop_and_fails_a_line_and_a_steady_fall():
+    fast = rules.early(early_curves(lambda s: 1 + 3 * math.exp(-s / 2)), EPOCH)
+    assert fast.verdict == REPRODUCED and fast.effect > 0.95
+    # a straight line over the window scores the early fraction over the reference, 20%
+    line = rules.early(early_curves(lambda s: 4 - s / 60), EPOCH)
+    assert line.verdict == CONTRADICTED and line.effect == pytest.approx(0.2, abs=0.03)
+    # still falling steadily (time constant of a tenth of the epoch): contradicted too
+    steady = rules.early(early_curves(lambda s: 1 + 3 * math.exp(-s / 50)), EPOCH)
+    assert steady.verdict == CONTRADICTED
+    # a loss that rises: no early generalization
+    assert rules.early(early_curves(lambda s: 1 + s / 100), EPOCH).verdict == CONTRADICTED
+    # splits that disagree (a fast and a slow one): inconclusive
+    fast_split = early_curves(lambda s: 1 + 3 * math.exp(-s / 3), splits=1)
+    slow_split = early_curves(lambda s: 1 + 3 * math.exp(-s / 12), splits=1).assign(split=1)
+    assert rules.early(pd.concat([fast_split, slow_split]), EPOCH).verdict == INCONCLUSIVE
+
+
+def test_early_rule_does_not_move_with_the_window():
+    """The same curve judged on a 60- and a 200-step window gives the same share."""
+    shape = lambda s: 1 + 3 * math.exp(-s / 8)  # noqa: E731
+    short = rules.early(early_curves(shape, steps=range(0, 61, 2)), EPOCH)
+    long = rules.early(early_curves(shape, steps=range(0, 201, 2)), EPOCH)
+    assert short.effect == pytest.approx(long.effect, abs=0.01)
+    # a window that stops before the reference point gives no verdict
+    cut = rules.early(early_curves(shape, steps=range(0, 31, 2)), EPOCH)
+    assert cut.verdict == INCONCLUSIVE and "before the reference" in cut.measured
+
+
+def test_steadiest_rule():
+    def jitters(loss, metric, runs=3):
+        rows = []
+        for seed in range(runs):
+            rows += [{"seed": seed, "metric": "held-out loss", "protocol": "teacher-forced", "jitter": loss[seed]},
+                     {"seed": seed, "metric": "ROUGE-1", "protocol": "greedy", "jitter": metric[seed]},
+                     {"seed": seed, "metric": "Exact match", "protocol": "greedy", "jitter": float("nan")}]
+        return pd.DataFrame(rows)
+
+    assert rules.steadiest(jitters([.05, .06, .04], [.3, .35, .32])).verdict == REPRODUCED
+    assert rules.steadiest(jitters([.5, .6, .55], [.1, .12, .11])).verdict == CONTRADICTED
+    assert rules.steadiest(jitters([.1, .3, .2], [.2, .1, .3])).verdict == INCONCLUSIVE
+    assert rules.steadiest(jitters([.1], [.3], runs=1)).verdict == INCONCLUSIVE
+
+
+def windows(effects: list[float], tasks: int = 10, noise: float = 0.01) -> pd.DataFrame:
+    """Per split: tasks whose window had an arrival fall `effect` more than the others."""
+    rng = np.random.default_rng(2)
+    rows = []
+    for split, effect in enumerate(effects):
+        for start, end in ((5, 10), (10, 15), (15, 20)):
+            for t in range(tasks):
+                arrived = t % 3 == 0
+                rows.append({"split": split, "task": f"t{t}", "start": start, "end": end, "arrived": arrived,
+                             "excess": (effect if arrived else 0) + rng.normal(0, noise)})
+    return pd.DataFrame(rows)
+
+
+def test_sudden_rule():
+    assert rules.sudden(windows([.1, .12, .09])).verdict == REPRODUCED
+    assert rules.sudden(windows([-.1, -.12, -.09])).verdict == CONTRADICTED
+    assert rules.sudden(windows([.1, -.1, .02])).verdict == INCONCLUSIVE
+    assert rules.sudden(windows([.3])).verdict == INCONCLUSIVE  # one split
+    with pytest.raises(DataError, match="columns"):
+        rules.sudden(windows([.1]).drop(columns="arrived"))
+
+
+def power(rhos: dict[str, list[float]]) -> pd.DataFrame:
+    return pd.DataFrame([{"split": i, "measure": m, "rho": r} for m, values in rhos.items() for i, r in enumerate(values)])
+
+
+def test_measures_rule_judges_against_chance_and_every_alternative():
+    alts = ["Cosine-Centroid", "Cosine-Max"]
+    def run(wsd, centroid, cmax, null=(0.0, 0.01, -0.01, 0.0)):
+        return {f.part: f.verdict for f in rules.measures(power({"WSD": wsd, "Cosine-Centroid": centroid,
+                                                                 "Cosine-Max": cmax, "null": list(null)}),
+                                                           "WSD", alts, "null")}
+    got = run([.3, .32, .31, .29], [.1, .12, .11, .1], [.05, .04, .06, .05])
+    assert got == {"WSD > chance": REPRODUCED, "WSD > every alternative": REPRODUCED}
+    # what the review found: Centroid above the paper's measure -> the second part is contradicted
+    got = run([.08, .09, .07, .08], [.16, .17, .15, .16], [.05, .04, .06, .05])
+    assert got == {"WSD > chance": REPRODUCED, "WSD > every alternative": CONTRADICTED}
+    got = run([.1, -.1, .05, -.05], [.0, .1, -.1, .05], [.05, -.05, .0, .1])
+    assert got == {"WSD > chance": INCONCLUSIVE, "WSD > every alternative": INCONCLUSIVE}
+    got = run([-.2, -.21, -.19, -.2], [.1, .1, .1, .1], [.0, .0, .0, .0])
+    assert got["WSD > chance"] == CONTRADICTED
+
+
+def test_granularity_rule_has_two_parts():
+    steps = [0, 20, 40, 100, 225]
+    rows = []
+    for split in range(4):
+        for label in ("fine", "coarse"):
+            for t in range(5):
+                for s in steps:
+                    # coarse ahead early, fine ahead late: the paper's crossing
+                    ahead = (-0.05 if label == "coarse" else 0) if s <= 40 else (-0.1 if label == "fine" else 0)
+                    rows.append({"label": label, "split": split, "order_seed": 0, "task": f"t{t}", "step": s,
+                                 "loss": 1 + ahead + 0.003 * ((split + t) % 3)})
+    found = rules.granularity(pd.DataFrame(rows), 40, 225, 510)
+    assert [f.part for f in found] == ["coarse < fine", "fine < coarse"]
+    assert [f.verdict for f in found] == [REPRODUCED, REPRODUCED]
+    assert "paper step ~141" in found[0].point
+
+
+def test_a_finding_refuses_a_verdict_outside_the_vocabulary():
+    with pytest.raises(DataError, match="verdict must be one of"):
+        findings.Finding("E4", "c", "a < b", "p", "m", 0.0, 0.0, 0.0, 1, "task splits", 0.5, "s", "partly")
+    with pytest.raises(DataError, match="side"):
+        findings.verdict(rules.over_units([1, 2]), "<=")

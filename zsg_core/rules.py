@@ -1,0 +1,225 @@
+"""The rule behind each finding: tidy tables of runs in, `Finding`s out, one part per inequality.
+
+Every rule states itself in one sentence (`RULES`, shown above its result in the chapter) and is
+judged in one vocabulary (`findings.VERDICTS`) on an interval over independent units (`stats`):
+task splits where a claim generalizes over held-out tasks; the shuffles of one split only where
+the claim is about that split's noise (E1's indicators). A compound claim ("NFT < RT < FFT") is
+one Finding per part. Fewer than two units: no interval, and the verdict is inconclusive.
+
+    order_parts(task_curves, step, ("NFT", "RT", "FFT"), experiment="E4", ...)   # E4, E4+, E6, E7, E8, E9
+    early(loss_curves, epoch)                                                  # E1, claim 1
+    steadiest(jitters)                                                         # E1, claim 2
+    sudden(windows)                                                            # E2
+    measures(power)                                                            # E3
+    granularity(task_curves, early_step, late_step)                            # E5
+
+tests/test_rules.py feeds each rule synthetic curves that make it return every verdict it can,
+the one that contradicts the paper included.
+"""
+from __future__ import annotations
+
+from itertools import combinations
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .data import DataError
+from .findings import CONTRADICTED, INCONCLUSIVE, PAPER, REPRODUCED, Finding, fmt, verdict
+from .stats import Estimate, over_units, split_means
+
+EARLY_FRACTION = 0.02  # of an epoch: the paper's "~20 of ~1,800 steps" (1.1%), with some room
+REFERENCE_FRACTION = 0.10  # of an epoch: the horizon "early" is measured against
+EARLY_SHARE = 0.8  # "most of the drop": the share of the drop by the reference made by the early point
+
+RULES = {
+    "order": ("Each part \"A < B\" compares the held-out loss under order A with order B at the reading point: per "
+              "task split, the mean over its held-out tasks of A's loss minus B's (an order's shuffles averaged); "
+              "**reproduced** if the 95% t-interval over splits lies wholly below 0, **contradicted** if wholly "
+              "above, else **inconclusive** (also with a single split)."),
+    "early": (f"E1 reads each random-order run at {EARLY_FRACTION:.0%} and {REFERENCE_FRACTION:.0%} of an epoch "
+              f"(fixed fractions of the epoch, so the rule does not move with `max_steps`): the share of the "
+              f"held-out loss drop by {REFERENCE_FRACTION:.0%} that had happened by {EARLY_FRACTION:.0%}. "
+              f"**Reproduced** if the 95% interval over task splits (each split's shuffles averaged) lies wholly "
+              f"above {EARLY_SHARE:.0%}, **contradicted** if wholly below (a straight-line decline scores "
+              f"{EARLY_FRACTION / REFERENCE_FRACTION:.0%}), else inconclusive; inconclusive too when the runs "
+              f"stop before {REFERENCE_FRACTION:.0%} of the epoch."),
+    "steadiest": ("Claim 2 compares, run by run, the jitter of held-out loss after its change with the jitter of the "
+                  "steadiest generation metric of the same run (all on the same checkpoints): **reproduced** if the "
+                  "95% interval of the difference over runs lies wholly below 0, **contradicted** if wholly above, "
+                  "else inconclusive."),
+    "sudden": ("E2 counts every (held-out task, window between evaluations) under cluster order, decided before "
+               "looking: its excess fall (loss fall under cluster minus under random order in the same window) where "
+               "a closer training instance arrived (Cosine-Min of the prefix fell) against where none did, compared "
+               "inside each window and averaged over windows. **Reproduced** if the 95% interval over task splits "
+               "lies wholly above 0, **contradicted** if wholly below, else inconclusive. The split is the unit, so "
+               "tasks of one family dropping together cannot inflate the evidence."),
+    "measures": ("E3 scores each measure by its within-window rank correlation with the loss change on each task "
+                 "split, and compares the paper's measures with every other, paired by split. The WSD combination "
+                 "of Min and Avg is **reproduced** as the better predictor if its interval over splits is wholly "
+                 "above that of chance (first part) and wholly above every alternative (second part), "
+                 "**contradicted** if wholly below chance or below some alternative, else inconclusive."),
+    "granularity": ("E5 is judged in two parts, each at its relative point of the paper's run: coarse < fine early "
+                    "(the paper's step 150 of 1,797) and fine < coarse later (its step 800), each by the order rule."),
+}
+
+
+def _part(experiment: str, claim: str, part: str, paper: str, estimate: Estimate, side: str, boundary: float,
+          point: str, unit: str, measured: str | None = None) -> Finding:
+    return Finding(experiment=experiment, claim=claim, part=part, paper=paper,
+                   measured=measured or f"{part.replace(' < ', ' - ').replace(' > ', ' - ')} {fmt(estimate, unit)}",
+                   effect=estimate.value, lo=estimate.lo, hi=estimate.hi, n=estimate.n, unit=unit, p=estimate.p,
+                   point=point, verdict=verdict(estimate, side, boundary))
+
+
+def order_parts(task_curves: pd.DataFrame, step: int, chain: Sequence[str], *, experiment: str, claim: str,
+                paper: str, point: str, pairs: Sequence[tuple[str, str]] | None = None,
+                unit: str = "task splits") -> list[Finding]:
+    """The claim chain[0] < chain[1] < ... as one Finding per pair (every pair, or `pairs`):
+    a - b at `step` over the runs' splits (`stats.split_means`; `unit` names them), claimed below 0."""
+    pairs = list(pairs) if pairs is not None else list(combinations(chain, 2))
+    out = []
+    for a, b in pairs:
+        means = split_means(task_curves, a, b, step)
+        out.append(_part(experiment, claim, f"{a} < {b}", paper, over_units(means["diff"]), "<", 0.0, point, unit))
+    return out
+
+
+def early_share(steps: Sequence[int], losses: Sequence[float], epoch: int) -> float:
+    """One curve's share of its drop by REFERENCE_FRACTION of `epoch` made by EARLY_FRACTION (the
+    evaluated steps nearest to both; 0 when the loss did not fall by the reference). NaN when the
+    curve stops before 90% of the reference point."""
+    from .findings import relative_step
+
+    s, v = np.asarray(steps), np.asarray(losses, dtype=float)
+    if s.max() < 0.9 * REFERENCE_FRACTION * epoch:
+        return float("nan")
+    early_step = relative_step(EARLY_FRACTION, epoch, list(s))
+    reference = relative_step(REFERENCE_FRACTION, epoch, list(s))
+    start = v[s == 0][0] if (s == 0).any() else float("nan")
+    drop = start - v[s == reference][0]
+    if not drop > 0:
+        return 0.0
+    return float((start - v[s == early_step][0]) / drop)
+
+
+def early(curves: pd.DataFrame, epoch: int, *, paper: str = PAPER["E1"]["text"]) -> Finding:
+    """E1 claim 1 from random-order loss curves (columns split, order_seed, step, loss)."""
+    shares = pd.DataFrame([{"split": split, "share": early_share(c.step, c.loss, epoch)}
+                           for (split, _), c in curves.sort_values("step").groupby(["split", "order_seed"])])
+    claim = "Zero-shot generalization appears very early in instruction tuning (claim 1)"
+    part = f"most of the drop by {EARLY_FRACTION:.0%} of the epoch"
+    point = f"{EARLY_FRACTION:.0%} against {REFERENCE_FRACTION:.0%} of the {epoch}-step epoch"
+    if shares.share.isna().any():
+        reached = int(curves.step.max())
+        return Finding("E1", claim, part, paper, f"runs stop at step {reached} ({reached / epoch:.1%} of the epoch), "
+                       f"before the reference point", float("nan"), float("nan"), float("nan"), 0, "task splits",
+                       float("nan"), point, INCONCLUSIVE)
+    estimate = over_units(shares.groupby("split").share.mean(), null=EARLY_SHARE)
+    return _part("E1", claim, part, paper, estimate, ">", EARLY_SHARE, point, "task splits",
+                 f"share of the drop made early {fmt(estimate, 'task splits')}")
+
+
+def steadiest(jitters: pd.DataFrame, *, paper: str = PAPER["E1b"]["text"]) -> Finding:
+    """E1 claim 2 from per-run jitters (columns seed, metric, protocol, jitter; held-out loss is
+    metric "held-out loss"): loss jitter minus the least jitter of a generation metric, per run."""
+    per_run = []
+    for _, g in jitters.groupby("seed"):
+        loss = g[g.metric == "held-out loss"].jitter
+        others = g[(g.metric != "held-out loss") & g.jitter.notna()].jitter
+        if len(loss) == 1 and np.isfinite(loss.iloc[0]) and len(others):
+            per_run.append(float(loss.iloc[0] - others.min()))
+    claim = "Held-out loss is the steadiest indicator (claim 2)"
+    part = "loss jitter < the steadiest generation metric's"
+    if not per_run:
+        return Finding("E1", claim, part, paper, "no run has both a loss and a moving generation metric",
+                       float("nan"), float("nan"), float("nan"), 0, "runs", float("nan"), "generation steps",
+                       INCONCLUSIVE)
+    estimate = over_units(per_run)
+    return _part("E1", claim, part, paper, estimate, "<", 0.0, "generation steps", "runs",
+                 f"loss jitter - least generation-metric jitter {fmt(estimate, 'runs')}")
+
+
+def window_contrast(windows: pd.DataFrame) -> float:
+    """One split's E2 effect: per window, mean excess fall where similar data arrived minus where
+    none did (windows with both kinds only), averaged over windows; NaN when no window has both."""
+    diffs = []
+    for _, w in windows.groupby(["start", "end"]):
+        hit, miss = w[w.arrived].excess, w[~w.arrived].excess
+        if len(hit) and len(miss):
+            diffs.append(hit.mean() - miss.mean())
+    return float(np.mean(diffs)) if diffs else float("nan")
+
+
+def sudden(windows: pd.DataFrame, *, paper: str = PAPER["E2"]["text"], point: str = "every window") -> Finding:
+    """E2 from every (split, task, window): columns split, task, start, end, excess, arrived."""
+    need = {"split", "task", "start", "end", "excess", "arrived"}
+    if not need <= set(windows.columns):
+        raise DataError(f"E2 windows need columns {sorted(need)}, have {sorted(windows.columns)}")
+    per_split = windows.groupby("split").apply(window_contrast, include_groups=False).dropna()
+    claim = "Under cluster order, held-out tasks drop suddenly when similar data arrive"
+    part = "excess fall where a closer instance arrived > where none did"
+    if per_split.empty:
+        return Finding("E2", claim, part, paper, "no window had both kinds of task", float("nan"), float("nan"),
+                       float("nan"), 0, "task splits", float("nan"), point, INCONCLUSIVE)
+    estimate = over_units(per_split)
+    return _part("E2", claim, part, paper, estimate, ">", 0.0, point, "task splits",
+                 f"excess fall, arrived - not {fmt(estimate, 'task splits')}")
+
+
+PAPER_MEASURES = ("Cosine-Min", "Cosine-Avg")  # the two WSD is built from (claim: Min and Avg track the loss)
+
+
+def measure_differences(power: pd.DataFrame, mine: Sequence[str], others: Sequence[str]) -> pd.DataFrame:
+    """Paired by split (power: columns split, measure, rho): rho(mine) - rho(other) for every pair,
+    with its interval over splits. Columns measure, other, diff, lo, hi, n, p."""
+    wide = power.pivot_table(index="split", columns="measure", values="rho")
+    rows = []
+    for a in mine:
+        for b in others:
+            if a == b:
+                continue
+            e = over_units((wide[a] - wide[b]).dropna())
+            rows.append({"measure": a, "other": b, "diff": e.value, "lo": e.lo, "hi": e.hi, "n": e.n, "p": e.p})
+    return pd.DataFrame(rows)
+
+
+def measures(power: pd.DataFrame, combined: str, alternatives: Sequence[str], null: str, *,
+             paper: str = PAPER["E3"]["text"], point: str = "every window") -> list[Finding]:
+    """E3 in two parts from per-split predictive power (columns split, measure, rho): the WSD
+    combination `combined` against chance (`null`), and against every one of `alternatives`
+    (the part's effect is the smallest of those differences; its verdict needs all of them)."""
+    claim = "Min and Avg (combined as in WSD) track the held-out loss better than the alternatives (E3)"
+    chance = measure_differences(power, [combined], [null]).iloc[0]
+    estimate = Estimate(float(chance["diff"]), float(chance.lo), float(chance.hi), int(chance.n), float(chance.p))
+    first = _part("E3", claim, f"{combined} > chance", paper, estimate, ">", 0.0, point, "task splits",
+                  f"within-window rho, {combined} - chance: {fmt(estimate)}")
+    against = measure_differences(power, [combined], alternatives)
+    worst = against.loc[against["diff"].idxmin()]
+    if against.lo.isna().any():
+        outcome = INCONCLUSIVE
+    elif (against.hi < 0).any():
+        outcome = CONTRADICTED
+    else:
+        outcome = REPRODUCED if (against.lo > 0).all() else INCONCLUSIVE
+    closest = Estimate(float(worst["diff"]), float(worst.lo), float(worst.hi), int(worst.n), float(worst.p))
+    second = Finding("E3", claim, f"{combined} > every alternative", paper,
+                     f"within-window rho, {combined} - {worst.other} (the closest of {len(against)} alternatives): "
+                     f"{fmt(closest)}; wholly above {int((against.lo > 0).sum())}, wholly below "
+                     f"{int((against.hi < 0).sum())}", closest.value, closest.lo, closest.hi, closest.n, "task splits",
+                     closest.p, point, outcome)
+    return [first, second]
+
+
+def granularity(task_curves: pd.DataFrame, early_step: int, late_step: int, epoch: int) -> list[Finding]:
+    """E5 in two parts: coarse < fine at `early_step`, fine < coarse at `late_step`."""
+    paper = PAPER["E5"]
+    claim = "Instance-level (fine) arrangement overtakes task-level (coarse) later in training (claim 4)"
+
+    def at(step: int, a: str, b: str) -> Finding:
+        [finding] = order_parts(task_curves, step, (a, b), experiment="E5", claim=claim, paper=paper["text"],
+                                point=f"step {step} ({step / epoch:.1%} of the epoch; paper step "
+                                      f"~{round(step / epoch * paper['epoch'])})")
+        return finding
+
+    return [at(early_step, "coarse", "fine"), at(late_step, "fine", "coarse")]
