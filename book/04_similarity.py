@@ -128,7 +128,8 @@ gap_split.pivot_table(index="comparison", columns="step", values="diff").round(3
 
 # %% tags=["hide-input"]
 noise = stats.noise_sources(tasks_split, "NFT", "RT", point)
-pd.Series(noise).to_frame(f"NFT - RT at step {point}").round(3)
+sds = {k: v for k, v in noise.items() if k not in ("splits", "shuffles")}
+pd.Series(sds).to_frame(f"SD of NFT - RT at step {point} ({noise['splits']} splits, {noise['shuffles']} shuffles)").round(3)
 
 # %% [markdown]
 # ## What each order saw first
@@ -160,8 +161,8 @@ by_family.sort_values("NFT below RT", ascending=False).head(12)
 # %% [markdown]
 # ## The verdict, part by part
 #
-# One epoch over the training list is the `epoch` steps below; the paper read its figure at step 100
-# of 1,797, the same fraction of an epoch is the reading point here.
+# The paper read its figure at step 100 of its 1,797-step epoch; the reading point here is the
+# evaluated step nearest the same fraction of our epoch.
 
 # %% tags=["hide-input"]
 display(Markdown(rules.RULES["order"]))

@@ -67,9 +67,16 @@ table, curves = findings.collect(params, book.recording_chapters())  # in _toc.y
 # ## The table
 
 # %%
-shown = table[["experiment", "part", "paper", "measured", "point", "p", "p_holm", "verdict"]]
-shown.style.hide(axis="index").format({"p": "{:.3f}", "p_holm": "{:.3f}"}, na_rep="").set_properties(
-    **{"text-align": "left", "vertical-align": "top"})
+shown = table[["experiment", "part", "measured", "point", "p", "p_holm", "verdict"]].rename(columns={"p_holm": "p (Holm)"})
+shown.style.hide(axis="index").format({"p": "{:.3f}", "p (Holm)": "{:.3f}"}, na_rep="-").set_properties(
+    **{"text-align": "left", "vertical-align": "top", "padding-right": "1em"})
+
+# %% [markdown]
+# The claims behind the parts, and what the paper's figures show:
+
+# %%
+claims = table.drop_duplicates("claim")[["experiment", "claim", "paper"]]
+claims.style.hide(axis="index").set_properties(**{"text-align": "left", "vertical-align": "top"})
 
 # %% [markdown]
 # ## The headline comparisons side by side
