@@ -7,15 +7,15 @@ BIN     := $(VENV)/bin
 PROFILE ?= cpu
 export HF_HUB_OFFLINE := 1
 
-# Measured wall time of the book's execution per profile (set-up excluded), printed first.
-# cpu, 2026-11-21, before the faster engine: 51 runs of 60 steps (part 1's 10 runs took 28 minutes;
-# part 2's 41 took 1 h 51 min on two parallel workers, 196 run-minutes); reruns read every run
-# back from the run store (2 min 14 s). With the faster engine (2026-11-30, 2 AVX512 cores, bf16)
-# chapters 1-3 took 4.6 + 20.7 + 7.0 minutes from an empty cache (chapter 2: three runs that
-# generate at 6 steps, 6.7-7.0 minutes each; runs that do not generate: 1.7-2.9 minutes); the whole
-# book is measured again once the open issues have changed it. smoke: 6.2 minutes from an empty
-# cache (2026-11-30).
-BOOK_TIME_cpu   := about 3 hours the first time (measured before the faster engine; under 3 minutes once its runs are stored)
+# Wall time of the book's execution per profile (set-up excluded), printed first.
+# cpu, 2026-11-30, 2 AVX512 cores in bf16, after the verdict rules (issue 14) put E4 and E6 on 5
+# task splits and the other comparisons on 3: measured per run (60-step runs 2-3 minutes, 230-step
+# runs 8-12, generating runs about 7, each new split's first run 3-8 more), summed per chapter in
+# each chapter's "What it takes to run": 30 + 20 + 90 + 60 + 45 + 30 minutes for chapters 2-7, a
+# few for chapters 1 and 8. The whole book has not yet been timed end to end with these runs.
+# Reruns read every run back from the run store (minutes). smoke: 6.2 minutes from an empty cache
+# (2026-11-30, before the verdict rules).
+BOOK_TIME_cpu   := about 4-5 hours the first time (per chapter: see each chapter's first lines; minutes once its runs are stored)
 BOOK_TIME_smoke := about 6 minutes the first time (under 1 once its runs are stored)
 BOOK_TIME_gpu   := not measured on this machine
 

@@ -33,8 +33,8 @@
 # Here NFT / FFT / RT run on every task split of `split_seeds` (RT one shuffle per split), MIN,
 # MAX and the round groups on the first split.
 #
-# **What it takes to run**: on the cpu profile, 20 runs of at most 60 steps (1-2 minutes each on 2
-# AVX512 cores): about 30 minutes the first time, seconds once the runs are stored.
+# **What it takes to run**: on the cpu profile, 20 runs of at most 60 steps (2-3 minutes each on 2
+# AVX512 cores, as chapter 4's): about 45 minutes the first time, seconds once the runs are stored.
 #
 # Rerun with other parameters, for example:
 # `papermill _build/cpu/book/06_tma.ipynb out.ipynb -p round_starts "[0,5,10,15]"`.

@@ -34,8 +34,9 @@
 # The comparison runs on several instance draws (`side_split_seeds`, each its own held-out set
 # and RT shuffle), so its interval is over draws, as chapter 4's is over task splits.
 #
-# **What it takes to run**: on the cpu profile, 9 runs of 60 steps (about 2 minutes each on 2
-# AVX512 cores): about 20 minutes the first time, seconds once the runs are stored.
+# **What it takes to run**: on the cpu profile, 9 runs of 60 steps (2-3 minutes each on 2 AVX512
+# cores, plus a few minutes for each new draw's first run): about 30 minutes the first time,
+# seconds once the runs are stored.
 #
 # | parameter | meaning |
 # |---|---|

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .data import DataError
-from .findings import CONTRADICTED, INCONCLUSIVE, PAPER, REPRODUCED, Finding, fmt, verdict
+from .findings import CONTRADICTED, INCONCLUSIVE, PAPER, REPRODUCED, Finding, fmt, relative_step, verdict
 from .stats import Estimate, over_units, split_means
 
 EARLY_FRACTION = 0.02  # of an epoch: the paper's "~20 of ~1,800 steps" (1.1%), with some room
@@ -58,7 +58,9 @@ RULES = {
                  "split, and compares the paper's measures with every other, paired by split. The WSD combination "
                  "of Min and Avg is **reproduced** as the better predictor if its interval over splits is wholly "
                  "above that of chance (first part) and wholly above every alternative (second part), "
-                 "**contradicted** if wholly below chance or below some alternative, else inconclusive."),
+                 "**contradicted** if wholly below chance or below some alternative, else inconclusive. The "
+                 "alternatives are the measures that are neither Min nor Avg (Max, Centroid, KL); Euclidean Min "
+                 "and Avg are the paper's measures under another distance, shown but not judged."),
     "granularity": ("E5 is judged in two parts, each at its relative point of the paper's run: coarse < fine early "
                     "(the paper's step 150 of 1,797) and fine < coarse later (its step 800), each by the order rule."),
 }
@@ -89,8 +91,6 @@ def early_share(steps: Sequence[int], losses: Sequence[float], epoch: int) -> fl
     """One curve's share of its drop by REFERENCE_FRACTION of `epoch` made by EARLY_FRACTION (the
     evaluated steps nearest to both; 0 when the loss did not fall by the reference). NaN when the
     curve stops before 90% of the reference point."""
-    from .findings import relative_step
-
     s, v = np.asarray(steps), np.asarray(losses, dtype=float)
     if s.max() < 0.9 * REFERENCE_FRACTION * epoch:
         return float("nan")
@@ -108,7 +108,8 @@ def early(curves: pd.DataFrame, epoch: int, *, paper: str = PAPER["E1"]["text"])
     shares = pd.DataFrame([{"split": split, "share": early_share(c.step, c.loss, epoch)}
                            for (split, _), c in curves.sort_values("step").groupby(["split", "order_seed"])])
     claim = "Zero-shot generalization appears very early in instruction tuning (claim 1)"
-    part = f"most of the drop by {EARLY_FRACTION:.0%} of the epoch"
+    part = (f"{EARLY_SHARE:.0%} of the drop by {REFERENCE_FRACTION:.0%} of the epoch made by "
+            f"{EARLY_FRACTION:.0%}")
     point = f"{EARLY_FRACTION:.0%} against {REFERENCE_FRACTION:.0%} of the {epoch}-step epoch"
     if shares.share.isna().any():
         reached = int(curves.step.max())
