@@ -192,19 +192,6 @@ def decline_kinds(task_mean: pd.DataFrame, groups: Mapping[str, str], rapid_by: 
     return pd.DataFrame(rows)
 
 
-def sudden_drops(task_curves_: pd.DataFrame, order: str, baseline: str) -> pd.DataFrame:
-    """Each task's most sudden window under `order`: how much more its loss fell there than under
-    `baseline` (mean over seeds) between the same two evaluations, from the first evaluation after
-    step 0 on. Columns task, start, step (the window's end), excess; largest excess first."""
-    mean = task_curves_.groupby(["label", "task", "step"]).loss.mean().reset_index().sort_values(["label", "task", "step"])
-    g = mean.groupby(["label", "task"])
-    mean = mean.assign(fall=-g.loss.diff(), start=g.step.shift()).dropna()
-    falls = mean.pivot_table(index=["task", "start", "step"], columns="label", values="fall").reset_index()
-    falls = falls[falls.start > 0].assign(excess=lambda f: f[order] - f[baseline])
-    return (falls.sort_values("excess", ascending=False).drop_duplicates("task")
-            [["task", "start", "step", "excess"]].reset_index(drop=True))
-
-
 def excess_windows(task_curves_: pd.DataFrame, order: str, baseline: str) -> pd.DataFrame:
     """Every (split, task, window between consecutive evaluations after step 0): how much more the
     task's loss fell under `order` than under `baseline` (its shuffles averaged) in that window.
@@ -218,6 +205,15 @@ def excess_windows(task_curves_: pd.DataFrame, order: str, baseline: str) -> pd.
     falls = falls[falls.start > 0].dropna(subset=[order, baseline])
     return (falls.assign(excess=falls[order] - falls[baseline], start=falls.start.astype(int))
             .rename(columns={"step": "end"})[["split", "task", "start", "end", "excess"]].reset_index(drop=True))
+
+
+def sudden_drops(task_curves_: pd.DataFrame, order: str, baseline: str) -> pd.DataFrame:
+    """Each task's most sudden window under `order` (`excess_windows`, one split): the window where
+    its loss fell most beyond `baseline`'s. Columns task, start, step (the window's end), excess;
+    largest excess first. For pictures: the verdict (rules.sudden) counts every window."""
+    windows = excess_windows(task_curves_.assign(split=task_curves_.get("split", 0)), order, baseline)
+    return (windows.sort_values("excess", ascending=False).drop_duplicates("task").rename(columns={"end": "step"})
+            [["task", "start", "step", "excess"]].reset_index(drop=True))
 
 
 def epoch_steps(result: RunResult) -> int:

@@ -6,12 +6,12 @@ A chapter, the findings table and the benchmarks call the same function, so all 
     runs = run_arrangements(params, {"NFT": {"arrangement": "nft"}, "RT": {"arrangement": "rt"}},
                             seeds=[0, 1, 2])          # params: flat run parameters (runs.PARAMETERS)
 
-    early_generalization  E1: random order over arrangement seeds, generating text
+    early_generalization  E1: random order over arrangement seeds (generating text), one per other split
     permutations          E2, E3: round-robin, cluster and random
-    similarity            E4 (+ E9's OT order, the family-blocked split)
-    granularity           E5: coarse vs fine, and the pair trained longer
+    similarity            E4 over task splits (+ E9's OT order, the family-blocked splits)
+    granularity           E5: coarse vs fine over task splits, trained to the paper's reading point
     tma, round_groups     E6 and E8
-    task_free             E7's analog: a random-instance hold-out
+    task_free             E7's analog: random-instance hold-outs
     ordering_check        E4's orders with and without the cpu profile's speed-ups (full fine-tuning)
 
 Only chapter 2 and 3's random runs generate text: every other group compares held-out loss, so
@@ -84,10 +84,15 @@ def early_generalization(params: Mapping[str, Any], arrangement_seeds: Sequence[
     order = {"random": {"arrangement": "random"}}
     shuffles = run_arrangements(params, order, arrangement_seeds, log=log)
     by_split = {("random", params["split_seed"]): shuffles[("random", arrangement_seeds[0])]}
+    return {"shuffles": shuffles, "by_split": by_split | _on_other_splits(params, order, split_seeds, log)}
+
+
+def _on_other_splits(params: Mapping[str, Any], variants: Mapping[str, Mapping[str, Any]],
+                     split_seeds: Sequence[int], log: Log) -> Runs:
+    """`variants` once on each split of `split_seeds` but the profile's, loss only, densely
+    evaluated, keyed (label, split seed): the runs E1, E2 and E3 share."""
     others = [s for s in split_seeds if s != params["split_seed"]]
-    if others:
-        by_split |= run_arrangements({**params, **QUIET}, order, others, "split_seed", log)
-    return {"shuffles": shuffles, "by_split": by_split}
+    return run_arrangements({**params, **QUIET}, variants, others, "split_seed", log) if others else {}
 
 
 def permutations(params: Mapping[str, Any], arrangement_seeds: Sequence[int], split_seeds: Sequence[int] = (),
@@ -102,11 +107,8 @@ def permutations(params: Mapping[str, Any], arrangement_seeds: Sequence[int], sp
                                       "random": {"arrangement": "random"}}, arrangement_seeds, log=log)
     by_split = {("cluster", params["split_seed"]): first[("cluster", arrangement_seeds[0])],
                 ("random", params["split_seed"]): first[("random", arrangement_seeds[0])]}
-    others = [s for s in split_seeds if s != params["split_seed"]]
-    if others:
-        by_split |= run_arrangements({**params, **QUIET}, {"cluster": {"arrangement": "cluster"},
-                                                           "random": {"arrangement": "random"}}, others, "split_seed", log)
-    return {"first": first, "by_split": by_split}
+    variants = {"cluster": {"arrangement": "cluster"}, "random": {"arrangement": "random"}}
+    return {"first": first, "by_split": by_split | _on_other_splits(params, variants, split_seeds, log)}
 
 
 def similarity(params: Mapping[str, Any], split_seeds: Sequence[int], arrangement_seeds: Sequence[int],

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .data import DataError
-from .findings import CONTRADICTED, INCONCLUSIVE, PAPER, REPRODUCED, Finding, fmt, relative_step, verdict
+from .findings import INCONCLUSIVE, PAPER, Finding, fmt, relative_step, verdict
 from .stats import Estimate, over_units, split_means
 
 EARLY_FRACTION = 0.02  # of an epoch: the paper's "~20 of ~1,800 steps" (1.1%), with some room
@@ -197,12 +197,11 @@ def measures(power: pd.DataFrame, combined: str, alternatives: Sequence[str], nu
                   f"within-window rho, {combined} - chance: {fmt(estimate)}")
     against = measure_differences(power, [combined], alternatives)
     worst = against.loc[against["diff"].idxmin()]
-    if against.lo.isna().any():
-        outcome = INCONCLUSIVE
-    elif (against.hi < 0).any():
-        outcome = CONTRADICTED
-    else:
-        outcome = REPRODUCED if (against.lo > 0).all() else INCONCLUSIVE
+    # every alternative: reproduced iff the lowest lower bound is above 0, contradicted iff some
+    # upper bound is below 0; so the shared rule on (lowest lo, lowest hi) decides it
+    bounds = Estimate(float(worst["diff"]), float(against.lo.min(skipna=False)), float(against.hi.min(skipna=False)),
+                      int(worst.n), float(worst.p))
+    outcome = verdict(bounds, ">")
     closest = Estimate(float(worst["diff"]), float(worst.lo), float(worst.hi), int(worst.n), float(worst.p))
     second = Finding("E3", claim, f"{combined} > every alternative", paper,
                      f"within-window rho, {combined} - {worst.other} (the closest of {len(against)} alternatives): "

@@ -61,12 +61,6 @@ def over_units(values: Sequence[float], null: float = 0.0, level: float = 0.95) 
     return Estimate(mean, mean - half, mean + half, len(x), p)
 
 
-def interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
-    """(mean, lower, upper) of `over_units`."""
-    e = over_units(values, level=level)
-    return e.value, e.lo, e.hi
-
-
 def holm(pvalues: Sequence[float]) -> np.ndarray:
     """Holm's step-down adjustment of a family of p-values (NaN stays NaN and is not counted)."""
     p = np.asarray(pvalues, dtype=float)
