@@ -16,35 +16,42 @@
 # TMA builds the training list around the held-out points instead of scoring each instance once:
 # in **round** k, every held-out instance picks its nearest training instance not yet taken
 # (cosine over MiniLM embeddings of the first turn), so each round brings one more layer of
-# neighbours of *every* test point. The paper's five arrangements, all over the same selection:
+# neighbours of *every* test point. The paper's five arrangements:
 #
 # - **MIN**: the nearest rounds; **MAX**: the same with the farthest instance per test point;
-# - **NFT**: the nearest rounds for half the budget, then the farthest rounds *reversed* (so it
-#   runs from moderately far to farthest); **FFT**: the exact reverse of NFT (farthest first, the
-#   near half arriving mid-run); **RT**: NFT's list shuffled.
+# - **NFT** (its `min-max` file): the nearest rounds for half the budget, then the farthest rounds
+#   *reversed* (moderately far to farthest); **FFT** (`max-min`): the farthest rounds for half the
+#   budget, then the nearest rounds reversed; **RT**: NFT's list shuffled. NFT, FFT and RT hold the
+#   same instances.
 #
-# The selection is `tma_budget` instances; the profiles size it to what a run trains on
-# (`max_steps x batch_size`), so every run makes one pass over it, as the paper made one pass over
-# its 30k. The paper reports NFT < RT <
-# FFT, NFT's loss still falling while RT's flattens, and FFT's loss dropping once it reaches the
-# near half. Then (E8) it trains from scratch on the instances of rounds [0, 5), [5, 10), ...
-# separately: earlier rounds, lower loss.
+# The paper reports NFT < RT < FFT inside the near half (its plot stops at step ~890 of the ~940
+# that half lasts), NFT's loss still falling while RT's flattens, and FFT's loss dropping once it
+# reaches the near half. Then (E8) it trains from scratch on the instances of rounds [0, 5),
+# [5, 10), ... separately: earlier rounds, lower loss.
 #
-# Here NFT / FFT / RT run on every task split of `split_seeds` (RT one shuffle per split), MIN,
-# MAX and the round groups on the first split.
+# **Run as the paper ran it.** TMA draws from a pool larger than the other chapters' training list
+# (`tma_pool_per_task` instances of every training task; the paper drew from all of them); the
+# budget is sized so that NFT's near half spans at least `tma_near_rounds` rounds on every split;
+# each run makes one pass over the whole selection, so NFT, FFT and RT train on exactly the same
+# instances under the same schedule (checked below from the batches each model received); the
+# pool is shuffled once before TMA indexes it, so inside a round the picks do not come sorted by
+# task name. NFT / FFT / RT run on every split of `split_seeds` (RT one shuffle per split), MIN,
+# MAX and the round groups on every split of `side_split_seeds`.
 #
-# **What it takes to run**: on the cpu profile, 20 runs of at most 60 steps (2-3 minutes each on 2
-# AVX512 cores, as chapter 4's): about 45 minutes the first time, seconds once the runs are stored.
+# **What it takes to run**: see the table at the end of the chapter ("What it took"); minutes once
+# the runs are stored.
 #
 # Rerun with other parameters, for example:
-# `papermill _build/cpu/book/06_tma.ipynb out.ipynb -p round_starts "[0,5,10,15]"`.
+# `papermill _build/cpu/book/06_tma.ipynb out.ipynb -p tma_near_rounds 4 -p round_starts "[0,5,10,15]"`.
 #
 # | parameter | meaning |
 # |---|---|
-# | `model`, split and training parameters | as in chapter 2 (`split_seed` is unused here: `split_seeds` says which splits) |
-# | `split_seeds` | task splits NFT / FFT / RT are repeated on; MIN, MAX and the rounds use the first |
+# | `model`, split and training parameters | as in chapter 2 (`split_seed` and `max_steps` are unused here: every TMA run makes one pass over its selection) |
+# | `split_seeds` | task splits NFT / FFT / RT are repeated on |
+# | `side_split_seeds` | task splits MIN, MAX and the round groups run on |
 # | `arrangement_seeds` | RT's shuffle: the first of them on every split |
-# | `tma_budget` | instances TMA selects (None: Algorithm 1 over the whole pool) |
+# | `tma_pool_per_task` | instances of each training task TMA may pick (the first `train_per_task` of them are the other chapters' list) |
+# | `tma_near_rounds` | NFT's near half spans at least this many rounds on every split; the budget follows |
 # | `round_width`, `round_starts` | E8: one run on the instances of TMA rounds [s, s + round_width) for each start s |
 
 # %% tags=["parameters"]
@@ -60,7 +67,9 @@ max_steps = 60
 frozen_layers = 26
 arrangement_seeds = [0, 1, 2]
 split_seeds = [0, 1, 2, 3, 4]
-tma_budget = 480
+side_split_seeds = [0, 1, 2]
+tma_pool_per_task = 100
+tma_near_rounds = 8
 round_width = 5
 round_starts = [0, 10, 20]
 
@@ -71,50 +80,81 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from zsg_core import compare, experiments, findings, plots, rules, stats
-from zsg_core.arrange import arrange_records
+from zsg_core.arrange import TMA_POOL_SEED, arrange_records, pool_rounds
 from zsg_core.embed import Encoder, embed_records, map_2d
 from zsg_core.runs import run_params, run_split
-from zsg_core.tma import tma_rounds
 
 plots.use_style()
 
 # %% tags=["hide-output"]
 params = run_params(globals())
-runs = experiments.tma(params, split_seeds, arrangement_seeds)
+plan = experiments.tma_plan(params, sorted(set(split_seeds) | set(side_split_seeds)), tma_pool_per_task,
+                            tma_near_rounds, round_width, round_starts)
+runs = experiments.tma(params, plan, split_seeds, side_split_seeds, arrangement_seeds)
+groups = experiments.round_groups(params, plan, round_width, round_starts, side_split_seeds)
 first = split_seeds[0]
-split = run_split(runs["by_split"][("NFT", first)].config)
 ORDERS = ["NFT", "RT", "FFT", "MIN", "MAX"]
-on_first = {k: v for k, v in runs["by_split"].items() if k[1] == first} | runs["extremes"]
-curves_first = compare.loss_curves(on_first)
-tasks_split = compare.task_curves(runs["by_split"])
-# where the FFT layout's near half (the nearest rounds) begins: its first item picked by a min round
-fft_layout = arrange_records(split.train, split.test, "tma-fft", tma_budget)
-near_start = next(p for p, i in enumerate(fft_layout.order) if fft_layout.rounds[i][0] == "min")
-near_step = near_start // batch_size + 1
+
+
+def layout_facts(seed: int) -> dict:
+    """Where NFT's near half ends and FFT's begins, from the layouts the runs trained on."""
+    split = run_split(runs["by_split"][("NFT", seed)].config)
+    nft = arrange_records(split.train, split.test, "tma-nft", plan.budget)
+    fft = arrange_records(split.train, split.test, "tma-fft", plan.budget)
+    near = sum(1 for i in nft.order if nft.rounds[i][0] == "min")
+    fft_near = next(p for p, i in enumerate(fft.order) if fft.rounds[i][0] == "min")
+    return {"split": seed, "pool": plan.pool[seed], "near rounds": plan.near_rounds[seed], "selected": len(nft.order),
+            "steps": -(-len(nft.order) // batch_size), "near half ends at step": near // batch_size,
+            "FFT reaches it at step": fft_near // batch_size + 1}
+
+
+layouts = pd.DataFrame([layout_facts(s) for s in split_seeds]).set_index("split")
+same = compare.same_instances(runs["by_split"], ["NFT", "FFT", "RT"])
+
+# %% [markdown]
+# ## The selection on each split
+#
+# The budget is the same on every split; how many rounds the near half spans, how many instances
+# the two halves select together (fewer than the budget when they share instances), and the step
+# at which NFT leaves its near half and FFT enters it:
+
+# %% tags=["hide-input"]
+display(Markdown(f"Pool: up to {tma_pool_per_task} instances per training task, shuffled once (seed {TMA_POOL_SEED}); "
+                 f"budget {plan.budget:,}. NFT, FFT and RT received the same instances (from their batches) on "
+                 f"{sum(same.values())} of {len(same)} splits."))
+layouts
 
 # %% [markdown]
 # ## The five arrangements (first split)
 #
-# The dotted line marks the step at which FFT's list reaches its near half.
+# The dotted lines mark where NFT's near half ends and where FFT's list reaches its near half.
 
 # %%
+on_first = {k: v for k, v in runs["by_split"].items() if k[1] == first} \
+    | {k: v for k, v in runs["extremes"].items() if k[1] == first}
+curves_first = compare.loss_curves(on_first)
 fig, ax = plt.subplots(figsize=(7.5, 3.8))
-plots.band_plot(curves_first, ax, order=ORDERS, title=f"TMA (budget {tma_budget}), split {first}")
-ax.axvline(near_step, ls=":", color="grey")
+plots.band_plot(curves_first, ax, order=[o for o in ORDERS if o in set(curves_first.label)],
+                title=f"TMA, split {first} (budget {plan.budget:,})")
+for step in layouts.loc[first, ["near half ends at step", "FFT reaches it at step"]]:
+    ax.axvline(step, ls=":", color="grey")
 plots.save(fig, "06_tma_orders")
 plt.show()
-curves_first.groupby(["label", "step"]).loss.mean().unstack(0)[ORDERS].round(3).T
+curves_first.groupby(["label", "step"]).loss.mean().unstack(0).dropna().round(3).T  # the steps every order was evaluated at
 
 # %% [markdown]
 # ## The gaps, over task splits
 #
 # As in chapter 4: each pair's difference per split (mean over its held-out tasks), with a 95%
-# t-interval over splits. The dotted line marks where FFT's list reaches its near half (first split).
+# t-interval over splits. The dotted line marks the earliest end of the near half over the splits.
 
 # %%
+tasks_split = compare.task_curves(runs["by_split"])
+near_end = int(layouts["near half ends at step"].min())
+common_steps = sorted(set.intersection(*(set(g.step) for _, g in tasks_split.groupby("split"))))
 pairs = [("NFT", "RT"), ("RT", "FFT"), ("NFT", "FFT")]
-gap_split = stats.split_gaps(tasks_split, pairs)
-fig = plots.split_and_blocked(gap_split, None, mark=near_step)
+gap_split = stats.split_gaps(tasks_split[tasks_split.step.isin(common_steps)], pairs)
+fig = plots.split_and_blocked(gap_split, None, mark=near_end)
 plots.save(fig, "06_tma_gaps")
 plt.show()
 gap_split.pivot_table(index="comparison", columns="step", values="diff").round(3)
@@ -122,33 +162,33 @@ gap_split.pivot_table(index="comparison", columns="step", values="diff").round(3
 # %% [markdown]
 # ## Rounds (E8): training on one group of rounds at a time
 #
-# TMA's min rounds over the whole pool, grouped; one run from the base model on each group's
-# instances, in round order, for `max_steps` steps or the group's whole epoch if it is shorter
-# (later rounds pick fewer new instances). The groups are compared at their last common step.
+# TMA's min rounds over the whole pool, grouped; one run from the base model on each group, in
+# round order, on every side split. Every group trains on its first instances up to the same
+# count (the smallest group's, to a whole batch), so all train the same steps under the same
+# schedule.
 
 # %%
-groups = experiments.round_groups({**params, "split_seed": first}, round_width, round_starts)
 labels = [experiments.round_label(s, round_width) for s in round_starts]
 curves_rounds = compare.loss_curves(groups)
 fig, ax = plt.subplots(figsize=(7.5, 3.8))
-plots.band_plot(curves_rounds, ax, order=labels, title="One run per group of TMA rounds")
+plots.band_plot(curves_rounds, ax, order=labels, title=f"One run per group of TMA rounds ({plan.group_size} instances each)")
 plots.save(fig, "06_rounds")
 plt.show()
-sizes = pd.Series({label: int(r.manifest["train_instances"]) for (label, _), r in groups.items()}, name="instances")
-curves_rounds.groupby(["label", "step"]).loss.mean().unstack(0)[labels].round(3).T.join(sizes)
+curves_rounds.groupby(["label", "step"]).loss.mean().unstack(0)[labels].round(3).T
 
 # %% [markdown]
 # ## Where the rounds reach, in a picture
 #
-# UMAP of the MiniLM embeddings (first turn, cosine) of the whole training pool and the held-out
-# instances (crosses): the instances each group of rounds picked are coloured, the rest grey. Early
-# rounds should sit on top of the crosses, later ones further out.
+# UMAP of the MiniLM embeddings (first turn, cosine) of the first side split's pool and its
+# held-out instances (crosses): the instances each group of rounds picked are coloured, the rest
+# grey. Early rounds should sit on top of the crosses, later ones further out.
 
 # %%
+split = run_split(groups[(labels[0], side_split_seeds[0])].config)
 encoder = Encoder()
 x = embed_records(split.train, "first-turn", encoder)
 t = embed_records(split.test, "first-turn", encoder)
-rounds = tma_rounds(x, t, "min", None)
+rounds = pool_rounds(x, t, "min", None, TMA_POOL_SEED)
 kind = np.full(len(x), "not picked", dtype=object)
 for s, label in zip(round_starts, labels):
     for r in rounds[s: s + round_width]:
@@ -162,25 +202,24 @@ plt.show()
 # %% [markdown]
 # ## The verdicts, part by part
 #
-# TMA's NFT < RT < FFT, judged as chapter 4's (the paper's step 500 of its 1,875-step epoch at the
-# same fraction of ours); and E8's "earlier rounds, lower loss", one part per pair of neighbouring
-# groups, at the last step every group reached. The round groups run on one split: one run per
-# group, so their parts cannot be judged (issue: more splits for E8).
+# TMA's NFT < RT < FFT, judged as chapter 4's, at the paper's reading point (its step 500 of a
+# 1,875-step epoch) at the same fraction of the shortest epoch here, which lies inside the near
+# half as the paper's does; and E8's "earlier rounds, lower loss", one part per pair of
+# neighbouring groups, at the groups' last step, over the side splits.
 
 # %% tags=["hide-input"]
 display(Markdown(rules.RULES["order"]))
-epoch = compare.epoch_steps(on_first[("NFT", first)])
-steps = sorted(tasks_split.step.unique())
+epoch = int(layouts["steps"].min())
 paper = findings.PAPER["E6"]
-point = findings.relative_step(findings.paper_fraction("E6"), epoch, steps)
-relative = f"step {point} of {max_steps} ({point / epoch:.0%} of the {epoch}-step epoch)"
+point = findings.relative_step(findings.paper_fraction("E6"), epoch, common_steps)
+relative = f"step {point} ({point / epoch:.0%} of the shortest epoch, {epoch} steps; the near half ends at step {near_end} or later)"
 found = rules.order_parts(tasks_split, point, ("NFT", "RT", "FFT"), experiment="E6", paper=paper["text"],
                           claim="TMA nearest-first lowers held-out loss: NFT < RT < FFT (claim 5)", point=relative)
 tasks_rounds = compare.task_curves(groups)
-common = max(set.intersection(*(set(g.step) for _, g in tasks_rounds.groupby("label"))))
-found += rules.order_parts(tasks_rounds, common, labels, pairs=list(zip(labels, labels[1:])), experiment="E8",
+last = int(tasks_rounds.step.max())
+found += rules.order_parts(tasks_rounds, last, labels, pairs=list(zip(labels, labels[1:])), experiment="E8",
                            claim="Data from earlier TMA rounds gives lower held-out loss", paper=findings.PAPER["E8"]["text"],
-                           point=f"step {common} (the last step every group reached)")
+                           point=f"step {last} (every group's last)")
 pd.DataFrame([vars(f) for f in found])[["experiment", "part", "measured", "p", "verdict"]].style.hide(axis="index").format(precision=3)
 
 # %% [markdown]
@@ -195,32 +234,28 @@ display(Markdown(compare.run_costs(runs, groups)))
 # ## What we saw
 
 # %% tags=["hide-input"]
-mean_gap = gap_split[gap_split.step > 0].groupby("comparison")["diff"].mean()
+inside = gap_split[(gap_split.step > 0) & (gap_split.step <= near_end)].groupby("comparison")["diff"].mean()
 mean_first = curves_first.groupby(["label", "step"]).loss.mean().unstack(0)
-# FFT against MAX before and after the near half: the paper saw FFT hidden under MAX, then falling away
-before = [s for s in mean_first.index if 0 < s < near_step]
-after = [s for s in mean_first.index if s >= near_step]
-fft_max_before = float((mean_first.FFT - mean_first.MAX).loc[before].mean())
-fft_max_after = float((mean_first.FFT - mean_first.MAX).loc[after].mean())
-# does NFT keep falling while RT flattens? the fall over the last third of the run
-third = [s for s in mean_first.index if s >= 2 * max_steps // 3]
-late_fall = (mean_first.loc[third[0]] - mean_first.loc[third[-1]])
-final = tasks_rounds[tasks_rounds.step == common].groupby("label").loss.mean().reindex(labels)
+fft_near = int(layouts.loc[first, "FFT reaches it at step"])
 lines = [
-    f"One pass over the {on_first[('NFT', first)].manifest['train_instances']}-instance selection (budget {tma_budget}; "
-    f"Algorithm 1 keeps each round whole) is {epoch} steps; the paper's step {paper['step']} of "
-    f"{paper['epoch']:,} is step {point} here. Paper: {paper['text']}.",
+    f"The budget of {plan.budget:,} gives a near half of {min(plan.near_rounds.values())}-{max(plan.near_rounds.values())} "
+    f"rounds over the splits; one pass is {layouts.steps.min()}-{layouts.steps.max()} steps. The paper's step "
+    f"{paper['step']} of {paper['epoch']:,} is step {point} here. Paper: {paper['text']}.",
     f"At step {point}, over {len(split_seeds)} task splits: "
     + "; ".join(f"{f.part}: {f.measured} → **{f.verdict}**" for f in found if f.experiment == "E6") + ".",
-    "Averaged over every evaluation after step 0: " + ", ".join(f"{c} {v:+.3f}" for c, v in mean_gap.items()) + ".",
-    f"FFT reaches its near half at step {near_step}. FFT - MAX averaged {fft_max_before:+.3f} before it and "
-    f"{fft_max_after:+.3f} from then on (first split).",
-    "Loss fall over the last third of the run (first split): "
-    + ", ".join(f"{o} {late_fall[o]:.3f}" for o in ORDERS) + ".",
-    f"Rounds (E8), loss at step {common}, the last step all groups reached (split {first}, one run per group): "
-    + ", ".join(f"{k} {v:.3f}" for k, v in final.items()) + "; "
-    + "; ".join(f"{f.part}: **{f.verdict}**" for f in found if f.experiment == "E8")
-    + f". Paper: {findings.PAPER['E8']['text']}.",
+    f"Averaged over every evaluation inside the near half (after step 0, up to step {near_end}): "
+    + ", ".join(f"{c} {v:+.3f}" for c, v in inside.items()) + ".",
 ]
+if {"MAX", "FFT"} <= set(mean_first):  # the paper saw FFT hidden under MAX, then falling away
+    before = [s for s in mean_first.index if 0 < s < fft_near]
+    after = [s for s in mean_first.index if s >= fft_near]
+    gap = mean_first.FFT - mean_first.MAX
+    lines.append(f"FFT reaches its near half at step {fft_near} (split {first}). FFT - MAX averaged "
+                 f"{gap.loc[before].mean():+.3f} before it and {gap.loc[after].mean():+.3f} from then on.")
+final = tasks_rounds[tasks_rounds.step == last].groupby("label").loss.mean().reindex(labels)
+lines.append(f"Rounds (E8), loss at step {last} (mean over {len(side_split_seeds)} splits): "
+             + ", ".join(f"{k} {v:.3f}" for k, v in final.items()) + "; "
+             + "; ".join(f"{f.part}: **{f.verdict}**" for f in found if f.experiment == "E8")
+             + f". Paper: {findings.PAPER['E8']['text']}.")
 display(Markdown("\n".join("- " + line for line in lines)))
 findings.record("06_tma", params, found, gap_split.assign(experiment="E6", setting="random splits"))

@@ -10,9 +10,8 @@ from hypothesis import strategies as st
 
 import zsg_core.similarity as similarity_module
 import zsg_core.tma as tma_module
-from zsg_core.arrange import (apply, cluster, coarse, fft, nft, ot, random_order, round_robin, rt,
-                              tma_round_range,
-                              tma, tma_rounds)
+from zsg_core.arrange import (TMA_POOL_SEED, apply, cluster, coarse, fft, nft, ot, pool_rounds, random_order,
+                              round_robin, rt, tma, tma_layout, tma_round_range, tma_rounds)
 from zsg_core.similarity import SimilarityError, wsd
 
 
@@ -117,16 +116,49 @@ def test_tma_rounds_by_hand():
 
 
 def test_tma_layouts_by_hand():
+    """The paper's files over the pool shuffled once: min-max (NFT), max-min (FFT), the same set."""
     rng = np.random.default_rng(3)
     x, t = unit(rng, 40, 4), unit(rng, 3, 4)
-    near = [i for r in tma_rounds(x, t, "min", 10) for i in r]
-    far = [i for r in tma_rounds(x, t, "max", 10) for i in r]
-    expected = list(dict.fromkeys(near + far[::-1]))
-    assert tma(x, t, "nft", budget=20) == expected
-    assert tma(x, t, "fft", budget=20) == expected[::-1]
-    assert sorted(tma(x, t, "rt", budget=20, seed=4)) == sorted(expected)
+    near = [i for r in pool_rounds(x, t, "min", 10, TMA_POOL_SEED) for i in r]
+    far = [i for r in pool_rounds(x, t, "max", 10, TMA_POOL_SEED) for i in r]
+    assert tma(x, t, "nft", budget=20) == list(dict.fromkeys(near + far[::-1]))
+    assert tma(x, t, "fft", budget=20) == list(dict.fromkeys(far + near[::-1]))
+    assert sorted(tma(x, t, "fft", budget=20)) == sorted(tma(x, t, "nft", budget=20))
+    assert sorted(tma(x, t, "rt", budget=20, seed=4)) == sorted(tma(x, t, "nft", budget=20))
     assert tma(x, t, "min", budget=10) == near and tma(x, t, "max", budget=10) == far
     assert sorted(tma(x, t, "nft")) == list(range(40))  # whole pool: every item once
+    assert tma(x, t, "fft") == tma(x, t, "nft")[::-1]
+
+
+def test_fft_is_the_max_min_file_not_the_reverse_when_the_halves_share_items():
+    """Two test points on opposite sides: one's nearest items are the other's farthest, so the
+    halves share items, and the max-min file differs from NFT reversed (as in the paper's code)."""
+    rng = np.random.default_rng(0)
+    x, t = unit(rng, 30, 2), np.array([[1.0, 0.0], [-1.0, 0.0]])
+    nft, fft = tma(x, t, "nft", budget=20), tma(x, t, "fft", budget=20)
+    near = {i for r in pool_rounds(x, t, "min", 10, TMA_POOL_SEED) for i in r}
+    far = {i for r in pool_rounds(x, t, "max", 10, TMA_POOL_SEED) for i in r}
+    assert near & far  # the case in question
+    assert fft != nft[::-1] and sorted(fft) == sorted(nft)
+    _, labels = tma_layout(x, t, "fft", budget=20)
+    assert all(labels[i][0] == "max" for i in fft[: len(far)])  # FFT's head is its far half
+
+
+def test_within_a_round_the_order_is_the_shuffled_pool_not_the_task_names():
+    """A pool sorted by task name (every bb/ before every ni/, as zsg's lists are): inside a round
+    the picks follow the pool shuffled once by the recorded seed, so the two sources interleave."""
+    rng = np.random.default_rng(1)
+    x, t = unit(rng, 400, 8), unit(rng, 60, 8)
+    source = np.array(["bb"] * 200 + ["ni"] * 200)
+    rounds = pool_rounds(x, t, "min", None, TMA_POOL_SEED)
+    first = source[rounds[0]]
+    assert {"bb", "ni"} <= set(first)
+    assert list(first) != sorted(first)  # not all bb/ first
+    rank = np.argsort(np.random.default_rng(TMA_POOL_SEED).permutation(len(x)))
+    assert all(list(rank[r]) == sorted(rank[r]) for r in rounds)  # ascending shuffled position
+    assert sorted(i for r in rounds for i in r) == list(range(len(x)))
+    assert pool_rounds(x, t, "min", None, 1) != rounds  # another seed, another within-round order
+    assert [sorted(r) for r in pool_rounds(x, t, "min", None, 1)] == [sorted(r) for r in rounds]  # same rounds
 
 
 @pytest.mark.parametrize("mode", ["direct", "lists", "lists-dense-tail"])
@@ -188,12 +220,16 @@ def test_tma_exact_ties_between_distinct_vectors(monkeypatch):
 def test_round_range_is_the_rounds_it_names():
     rng = np.random.default_rng(5)
     x, t = unit(rng, 60, 4), unit(rng, 4, 4)
-    rounds = tma_rounds(x, t, "min")
+    rounds = pool_rounds(x, t, "min", None, TMA_POOL_SEED)
     order, labels = tma_round_range(x, t, 2, 4)
     assert order == rounds[2] + rounds[3]
     assert {labels[i] for i in rounds[2]} == {("min", 2)} and {labels[i] for i in rounds[3]} == {("min", 3)}
+    first, labels = tma_round_range(x, t, 2, 4, size=len(rounds[2]) + 1)  # E8: every group the same size
+    assert first == order[: len(rounds[2]) + 1] and set(labels) == set(first)
     with pytest.raises(SimilarityError, match="only"):
         tma_round_range(x, t, len(rounds), len(rounds) + 2)
+    with pytest.raises(SimilarityError, match=f"pick {len(order)} instances, fewer than the {len(order) + 1}"):
+        tma_round_range(x, t, 2, 4, size=len(order) + 1)
 
 
 def test_ot_order_is_the_transport_cost_ascending():
@@ -254,8 +290,7 @@ def test_the_declaration_decides_what_applies():
     assert all(m.embed_text == ("first-turn" if n.startswith("tma-") else "all") for n, m in arrange.METHODS.items())
     with pytest.raises(SimilarityError, match="unknown arrangement method 'nearest'; choose one of random"):
         arrange.get_method("nearest")
-    with pytest.raises(SimilarityError, match="rounds and tma_budget exclude each other"):
-        arrange.get_method("tma-min").check(tma_budget=4, rounds=(0, 1))
+    arrange.get_method("tma-min").check(tma_budget=4, rounds=(0, 1))  # E8: the first 4 of those rounds
     with pytest.raises(SimilarityError, match=r"rounds must be \[first, end\)"):
         arrange.get_method("tma-min").check(rounds=(3, 3))
     with pytest.raises(SimilarityError, match="tma_budget of tma-nft must be an integer >= 2"):

@@ -116,7 +116,8 @@ def test_the_real_profiles_only_set_declared_parameters(tmp_path):
     for name in ("smoke", "cpu", "gpu"):
         profile = book.load_profile(name)
         assert set(profile) <= declared | set(PARAMETERS), name
-        assert "tma_budget" in profile, name  # the TMA selection is its own parameter in every profile
+        assert {"tma_pool_per_task", "tma_near_rounds"} <= set(profile), name  # TMA's sizing, in every profile
+        assert "tma_budget" not in profile, name  # chapter 6 computes the budget from tma_near_rounds
         run_config(**run_params(profile))
 
 

@@ -274,3 +274,30 @@ def test_comparisons_are_evaluated_where_they_are_read():
     assert longer["max_steps"] == 16 and longer["eval_steps"][-1] == 16
     whole = experiments.compared({k: v for k, v in SMOKE.items() if k != "eval_steps"} | {"max_steps": None})
     assert "eval_steps" not in whole  # a whole-epoch run's length is known late: the dense schedule
+
+
+def test_tma_runs_train_the_same_instances_and_round_groups_the_same_steps(tmp_path, monkeypatch):
+    """E6 and E8 as chapter 6 runs them, read back from the batches each model received."""
+    from zsg_core.arrange import TMA_POOL_SEED, pool_rounds
+    from zsg_core.embed import embed_records
+    from zsg_core.split import load_split
+
+    monkeypatch.setenv("ZSG_RUNS", str(tmp_path))
+    params = {**SMOKE, "split_seed": 0, "batch_size": 16}  # one pass is a few steps
+    plan = experiments.tma_plan(params, [0], pool_per_task=4, near_rounds=1, round_width=1, round_starts=[0, 2])
+    runs = experiments.tma(params, plan, [0], [], [0], log=lambda m: None)  # no MIN / MAX: it saves time
+    assert compare.same_instances(runs["by_split"], ["NFT", "FFT", "RT"]) == {0: True}
+    nft = runs["by_split"][("NFT", 0)]
+    assert len(nft.batches) == int(nft.manifest["train_instances"])  # one whole pass: nothing left untrained
+    assert nft.batches.step.max() == compare.epoch_steps(nft)
+    groups = experiments.round_groups(params, plan, 1, [0, 2], [0], log=lambda m: None)
+    split = load_split(nft.config.split, nft.config.model)
+    x, t = embed_records(split.train, "first-turn", Encoder()), embed_records(split.test, "first-turn", Encoder())
+    rounds = pool_rounds(x, t, "min", None, TMA_POOL_SEED)
+    assert plan.round_sizes[0] == [len(r) for r in rounds] and plan.group_size % params["batch_size"] == 0
+    for start in (0, 2):
+        got = groups[(experiments.round_label(start, 1), 0)].batches
+        assert len(got) == plan.group_size  # every group the same count, so the same steps and schedule
+        assert got.id.tolist() == [split.train[i].id for i in rounds[start][: plan.group_size]]
+    other = {("NFT", 0): nft, ("FFT", 0): groups[(experiments.round_label(0, 1), 0)]}
+    assert compare.same_instances(other, ["NFT", "FFT"]) == {0: False}

@@ -107,10 +107,10 @@ def test_run_parameters_are_declared_once_and_defaults_say_why_they_differ():
     assert differs and all(PARAMETERS[n].why for n in differs), sorted(n for n in differs if not PARAMETERS[n].why)
     assert {"split_seed", "train_seed", "arrangement_seed", "tma_budget"} <= set(PARAMETERS)
     assert "seed" not in PARAMETERS and "budget" not in PARAMETERS  # each seed and size named for what it is
-    c = run_config(**cpu, arrangement="tma-rt", arrangement_seed=2)
-    assert run_config(**flat_params(c)) == c and c.budget == cpu["tma_budget"]
-    # a profile's tma_budget cannot change an order that selects nothing: no part of its identity
-    assert run_config(**cpu, arrangement="nft").key() == run_config(**{**cpu, "tma_budget": None}, arrangement="nft").key()
+    c = run_config(**cpu, arrangement="tma-rt", arrangement_seed=2, tma_budget=480)
+    assert run_config(**flat_params(c)) == c and c.budget == 480
+    # a tma_budget cannot change an order that selects nothing: no part of its identity
+    assert run_config(**cpu, arrangement="nft").key() == run_config(**{**cpu, "tma_budget": 480}, arrangement="nft").key()
 
 
 def test_a_fixed_order_ignores_its_seed_and_a_shuffle_does_not():
@@ -157,3 +157,15 @@ def test_round_ranges_are_validated_and_named_only_when_set():
         _config(arrangement="nft", rounds=[0, 2])
     with pytest.raises(DataError, match=r"\[first, end\)"):
         _config(arrangement="tma-min", rounds=[3, 3])
+
+
+def test_a_method_whose_order_changed_gets_new_run_keys(monkeypatch):
+    """Bumping a method's version retires its stored runs (they hold the old order) and no other's."""
+    from dataclasses import replace
+
+    from zsg_core import arrange
+
+    tma_key, nft_key = run_config(arrangement="tma-nft", tma_budget=40).key(), run_config(arrangement="nft").key()
+    monkeypatch.setitem(arrange.METHODS, "tma-nft", replace(arrange.METHODS["tma-nft"], version=3))
+    assert run_config(arrangement="tma-nft", tma_budget=40).key() != tma_key
+    assert run_config(arrangement="nft").key() == nft_key

@@ -41,6 +41,17 @@ def test_task_sample_does_not_depend_on_the_rest_of_the_pool():
     assert kept_a <= kept_b or kept_b <= kept_a
 
 
+def test_a_larger_pool_extends_each_task_and_keeps_the_held_out_set():
+    """TMA's pool (train_per_task raised, chapter 6) holds the other orders' training list as a
+    prefix of each task's instances, with the same held-out tasks and instances."""
+    cfg = SplitConfig(seed=2, test_tasks=6, train_per_task=4, test_per_task=3)
+    small, large = make_split(_pool(), cfg), make_split(_pool(), dataclasses.replace(cfg, train_per_task=10))
+    assert large.test == small.test
+    for task in {r.task for r in small.train}:
+        ids = [r.id for r in large.train if r.task == task]
+        assert len(ids) == 10 and ids[:4] == [r.id for r in small.train if r.task == task]
+
+
 def test_test_tasks_are_stratified_by_source():
     pool = _pool(30) + [_rec(f"ni/subtask{t:03d}_x_y", i, source="natural_instructions")
                         for t in range(10) for i in range(6)]

@@ -16,7 +16,7 @@ from .similarity import SimilarityError, check_embeddings, combine_wsd, min_avg_
 from .tma import tma_rounds
 
 __all__ = ["random_order", "round_robin", "cluster", "nft", "fft", "rt", "ot", "coarse", "tma_rounds", "tma",
-           "tma_layout", "tma_round_range", "apply", "Method", "METHODS", "get_method", "arrange_records"]
+           "tma_layout", "tma_round_range", "pool_rounds", "TMA_POOL_SEED", "apply", "Method", "METHODS", "get_method", "arrange_records"]
 
 
 def _check_tasks(tasks: Sequence[str], n: int | None = None) -> list[str]:
@@ -129,61 +129,93 @@ def _unique_in_order(seq: Sequence[int]) -> list[int]:
     return list(dict.fromkeys(seq))
 
 
+TMA_POOL_SEED = 0  # the pool's one shuffle before TMA indexes it (recorded in `Arrangement.summary`)
+
+
+def pool_rounds(train: np.ndarray, test: np.ndarray, direction: str, budget: int | None,
+                 pool_seed: int) -> list[list[int]]:
+    """Algorithm 1's rounds over the pool shuffled once by `pool_seed`, as indices of `train`.
+
+    Within a round the paper's code keeps ascending pool index (np.unique). Its pool order is its
+    dataset's own, unrelated to the test set; ours is sorted by task name, which would put every
+    bb/ task before every ni/ one inside a round. So the pool is shuffled once before indexing, and
+    a round comes in ascending shuffled position."""
+    perm = np.random.default_rng(pool_seed).permutation(len(train))
+    return [perm[r].tolist() for r in tma_rounds(train[perm], test, direction, budget)]
+
+
 def tma(train: np.ndarray, test: np.ndarray, variant: Literal["nft", "fft", "rt", "min", "max"] = "nft",
-        budget: int | None = None, seed: int = 0) -> list[int]:
+        budget: int | None = None, seed: int = 0, pool_seed: int = TMA_POOL_SEED) -> list[int]:
     """E6 arrangements built from TMA rounds (convert_flan_data_job.py), flattened.
 
     - "min": the nearest rounds for `budget` items (cos_earth_min); "max": the farthest rounds.
-    - "nft": the min-max layout, min rounds for budget/2 items followed by the REVERSED max rounds
+    - "nft": the min-max file: min rounds for budget/2 items followed by the REVERSED max rounds
       for budget/2, duplicates dropped keeping the first (cos_earth_min-max). So it is nearest
       first for its first half only, then runs from moderately far to the farthest.
-    - "fft": the exact reverse of "nft"; "rt": a seeded shuffle of the "nft" list (same set).
+    - "fft": the max-min file: max rounds for budget/2 followed by the reversed min rounds,
+      duplicates dropped (cos_earth_max-min). It is the reverse of "nft" unless the two halves
+      share instances; either way it holds the same set as "nft".
+    - "rt": a seeded shuffle of the "nft" list (same set). The paper shuffled with pandas
+      (`sample(frac=1, random_state=seed)`), zsg with Python's `random`: another permutation for
+      the same seed, equally random.
     With `budget=None` the whole pool is arranged by Algorithm 1 as written: "nft" is then the
     min rounds over the whole pool (each item once, nearest rounds first), "fft" its reverse,
-    "rt" its shuffle, "min"/"max" the full min/max rounds.
+    "rt" its shuffle, "min"/"max" the full min/max rounds. Within a round, items come in the
+    order of the pool shuffled once by `pool_seed` (see `pool_rounds`).
     """
-    return tma_layout(train, test, variant, budget, seed)[0]
+    return tma_layout(train, test, variant, budget, seed, pool_seed)[0]
 
 
 def tma_layout(train: np.ndarray, test: np.ndarray, variant: str = "nft", budget: int | None = None,
-               seed: int = 0) -> tuple[list[int], dict[int, tuple[str, int]]]:
-    """`tma`'s order and, for each arranged item, the round that picked it: ("min"|"max", round)."""
+               seed: int = 0, pool_seed: int = TMA_POOL_SEED) -> tuple[list[int], dict[int, tuple[str, int]]]:
+    """`tma`'s order and, for each arranged item, the round that picked it: ("min"|"max", round);
+    an item both halves picked carries the label of the half it sits in."""
     if variant not in ("nft", "fft", "rt", "min", "max"):
         raise SimilarityError(f"unknown TMA variant {variant!r}; use nft, fft, rt, min or max")
 
     def labelled(direction: str, b: int | None) -> tuple[list[int], dict[int, tuple[str, int]]]:
-        rounds = tma_rounds(train, test, direction, b)
+        rounds = pool_rounds(train, test, direction, b, pool_seed)
         return [i for r in rounds for i in r], {i: (direction, k) for k, r in enumerate(rounds) for i in r}
 
     if variant in ("min", "max"):
         return labelled(variant, budget)
     if budget is None:
         base, label = labelled("min", None)
+        if variant == "fft":
+            base = base[::-1]
     else:
         if not isinstance(budget, (int, np.integer)) or budget < 2:
             raise SimilarityError(f"budget must be an integer >= 2 for the min-max layout, got {budget!r}")
         near, near_label = labelled("min", budget // 2)
         far, far_label = labelled("max", budget // 2)
-        base = _unique_in_order(near + far[::-1])
-        label = {**far_label, **near_label}  # an item in both halves sits in the near half
-    if variant == "fft":
-        base = base[::-1]
-    elif variant == "rt":
+        if variant == "fft":  # the max-min file
+            base, label = _unique_in_order(far + near[::-1]), {**near_label, **far_label}
+        else:  # the min-max file (and rt's set)
+            base, label = _unique_in_order(near + far[::-1]), {**far_label, **near_label}
+    if variant == "rt":
         base = _seeded_shuffle(base, seed)
     return base, {i: label[i] for i in base}
 
 
 def tma_round_range(train: np.ndarray, test: np.ndarray, first: int, end: int,
-                    direction: Literal["min", "max"] = "min") -> tuple[list[int], dict[int, tuple[str, int]]]:
+                    direction: Literal["min", "max"] = "min", size: int | None = None,
+                    pool_seed: int = TMA_POOL_SEED) -> tuple[list[int], dict[int, tuple[str, int]]]:
     """E8: the items that rounds [first, end) of Algorithm 1 over the whole pool pick, in round
-    order, with each item's round. The paper trains on each such group separately."""
-    rounds = tma_rounds(train, test, direction, None)
+    order, with each item's round; with `size`, only the first `size` of them (so that every group
+    trains the same number of items under the same schedule). The paper trains on each group
+    separately."""
+    rounds = pool_rounds(train, test, direction, None, pool_seed)
     if not 0 <= first < end:
         raise SimilarityError(f"rounds must be [first, end) with 0 <= first < end, got [{first}, {end})")
     if first >= len(rounds):
         raise SimilarityError(f"rounds [{first}, {end}) asked for, but the pool gives only {len(rounds)} rounds")
-    picked = rounds[first:end]
-    return [i for r in picked for i in r], {i: (direction, first + k) for k, r in enumerate(picked) for i in r}
+    picked = [(i, first + k) for k, r in enumerate(rounds[first:end]) for i in r]
+    if size is not None:
+        if size > len(picked):
+            raise SimilarityError(f"rounds [{first}, {end}) pick {len(picked)} instances, fewer than the "
+                                  f"{size} asked for (tma_budget)")
+        picked = picked[:size]
+    return [i for i, _ in picked], {i: (direction, k) for i, k in picked}
 
 
 def apply(items: Sequence, order: Sequence[int]) -> list:
@@ -228,9 +260,10 @@ class Method:
     features: bool = True  # needs embeddings of both sides
     seeded: bool = False  # `seed` changes the order (else it is fixed by the data: one run, not n)
     takes_tma_budget: bool = False  # selects `tma_budget` items
-    takes_rounds: bool = False  # can keep only rounds [a, b) of the whole pool (E8)
+    takes_rounds: bool = False  # can keep only rounds [a, b) of the whole pool (E8); with tma_budget, their first that many
     embed_text: str = "all"  # the paper's text to embed: all messages (WSD), or the first turn (TMA)
     min_tma_budget: int = 1  # the min-max layout splits the budget in two halves of at least 1
+    version: int = 1  # bumped when the method's order changes, so that runs stored under the old order are not served
 
     def check(self, tma_budget: int | None = None, rounds: Sequence[int] | None = None,
               embed_text: str | None = None, pool_size: int | None = None) -> None:
@@ -252,8 +285,6 @@ class Method:
             if not self.takes_rounds:
                 takers = ", ".join(n for n, m in METHODS.items() if m.takes_rounds)
                 raise SimilarityError(f"rounds applies to {takers} only, not {self.name!r}")
-            if tma_budget is not None:
-                raise SimilarityError("rounds and tma_budget exclude each other: rounds are Algorithm 1 over the whole pool")
             if (not isinstance(rounds, (list, tuple)) or len(rounds) != 2 or not all(
                     isinstance(i, int) and not isinstance(i, bool) for i in rounds) or not 0 <= rounds[0] < rounds[1]):
                 raise SimilarityError(f"rounds must be [first, end) with 0 <= first < end, got {rounds!r}")
@@ -273,13 +304,14 @@ def _wsd_method(direction: str) -> Callable[[Inputs], Order]:
 def _tma_method(variant: str) -> Callable[[Inputs], Order]:
     def order(a: Inputs) -> Order:
         if a.rounds is not None:
-            return tma_round_range(a.train, a.test, a.rounds[0], a.rounds[1], variant)
+            return tma_round_range(a.train, a.test, a.rounds[0], a.rounds[1], variant, size=a.tma_budget)
         return tma_layout(a.train, a.test, variant, a.tma_budget, a.seed)
     return order
 
 
 _TMA_HELP = {"nft": "min rounds for half the budget, then the reversed max rounds (the paper's min-max file)",
-             "fft": "the exact reverse of tma-nft", "rt": "tma-nft's list shuffled",
+             "fft": "max rounds for half the budget, then the reversed min rounds (the paper's max-min file)",
+             "rt": "tma-nft's list shuffled",
              "min": "the nearest rounds only", "max": "the farthest rounds only"}
 
 METHODS: dict[str, Method] = {m.name: m for m in [
@@ -295,7 +327,7 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("coarse", lambda a: (coarse(a.train, a.test, a.tasks), None), "E5: whole tasks, nearest centroid first"),
     *[Method(f"tma-{v}", _tma_method(v), f"E6: Test-centric Multi-turn Arrangement, {_TMA_HELP[v]}",
              seeded=v == "rt", takes_tma_budget=True, takes_rounds=v in ("min", "max"), embed_text="first-turn",
-             min_tma_budget=1 if v in ("min", "max") else 2)
+             min_tma_budget=1 if v in ("min", "max") else 2, version=2)  # 2: shuffled pool, the paper's max-min file
       for v in ("nft", "fft", "rt", "min", "max")],
 ]}
 
@@ -319,6 +351,7 @@ class Arrangement:
     def summary(self) -> dict:
         out: dict = {"method": self.method, "instances": len(self.order)}
         if self.rounds is not None:
+            out["pool_seed"] = TMA_POOL_SEED
             out["rounds"] = {d: 1 + max(r for dd, r in self.rounds.values() if dd == d)
                              for d in sorted({d for d, _ in self.rounds.values()})}
         if self.nearest_distance is not None and self.order:

@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                    help=", ".join(n for n, m in METHODS.items() if m.seeded) + ": the shuffle's seed")
     p.add_argument("--rounds", type=int, nargs=2, metavar=("FIRST", "END"), default=None,
                    help=", ".join(n for n, m in METHODS.items() if m.takes_rounds)
-                   + ": keep only what rounds [FIRST, END) over the whole pool pick (E8)")
+                   + ": keep only what rounds [FIRST, END) over the whole pool pick (E8); with --tma-budget, the first that many")
     p.add_argument("--embed-text", choices=EMBED_TEXT, default=None,
                    help="text to embed (default: the paper's: all messages for WSD, first turn for TMA)")
     p.add_argument("--out", required=True, help="output JSONL file, or folder with --format hf")

@@ -221,6 +221,16 @@ def epoch_steps(result: RunResult) -> int:
     return -(-int(result.manifest["train_instances"]) // result.config.train.batch_size)
 
 
+def same_instances(runs: Mapping[tuple[str, int], RunResult], labels: Sequence[str]) -> dict[int, bool]:
+    """Per key seed: did the runs labelled `labels` all train on the same multiset of instances?
+    Read from the batches each model received, not from the arranged lists."""
+    out = {}
+    for seed in sorted({s for _, s in runs}):
+        got = [sorted(runs[(label, seed)].batches.id) for label in labels if (label, seed) in runs]
+        out[seed] = len(got) == len(labels) and all(g == got[0] for g in got)
+    return out
+
+
 def ordering_gaps(setups: Mapping[str, Mapping[tuple[str, int], RunResult]]) -> pd.DataFrame:
     """NFT - RT and FFT - RT (RT: the mean over its shuffles) per step, one column pair per set-up
     (`experiments.ordering_check`): steps x (set-up, "NFT - RT" | "FFT - RT")."""

@@ -10,7 +10,7 @@ A chapter, the findings table and the benchmarks call the same function, so all 
     permutations          E2, E3: round-robin, cluster and random
     similarity            E4 over task splits (+ E9's OT order, the family-blocked splits)
     granularity           E5: coarse vs fine over task splits, trained to the paper's reading point
-    tma, round_groups     E6 and E8
+    tma_plan, tma, round_groups   E6 and E8: sized once (the pool, the budget, E8's group size), then run
     task_free             E7's analog: random-instance hold-outs
     ordering_check        E4's orders with and without the cpu profile's speed-ups (full fine-tuning)
 
@@ -19,7 +19,10 @@ its runs carry no `generate_steps` (and are shared between chapters and the benc
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
 
 from .data import DataError
 from .runs import RunResult, run, run_config, run_split, stored
@@ -147,38 +150,109 @@ def tma_orders(labels: Sequence[str] = TMA_LABELS) -> dict[str, dict[str, Any]]:
     return {label: {"arrangement": f"tma-{label.lower()}"} for label in labels}
 
 
-def tma(params: Mapping[str, Any], split_seeds: Sequence[int], arrangement_seeds: Sequence[int],
-        log: Log = print) -> dict[str, Runs]:
-    """E6: TMA NFT / FFT / RT on each split (RT: one shuffle per split); MIN and MAX on the first.
-    All select `params["tma_budget"]` instances."""
-    p = {**compared(params), "arrangement_seed": arrangement_seeds[0]}
-    first = {**p, "split_seed": split_seeds[0]}
-    return {"by_split": run_arrangements(p, tma_orders(("NFT", "FFT", "RT")), split_seeds, "split_seed", log),
-            "extremes": run_arrangements(first, tma_orders(("MIN", "MAX")), log=log)}
+@dataclass(frozen=True)
+class TmaPlan:
+    """How E6 and E8 are sized on a set of task splits, decided before any run (`tma_plan`)."""
+    pool_per_task: int  # the TMA pool: up to this many instances of every training task
+    budget: int  # instances the min-max layout selects, the same on every split
+    near_rounds: dict[int, int]  # split seed -> nearest rounds in the near half (>= the asked-for number)
+    pool: dict[int, int]  # split seed -> pool size
+    round_sizes: dict[int, list[int]]  # split seed -> instances each min round picks, whole pool
+    group_size: int  # E8: instances every group of rounds trains on (a multiple of the batch)
+
+
+def _tma_params(params: Mapping[str, Any], pool_per_task: int) -> dict[str, Any]:
+    """A TMA run's parameters: the larger pool, and one pass over the whole selection, so that
+    NFT, FFT and RT train on the same instances under the same schedule."""
+    return {**params, **QUIET, "train_per_task": pool_per_task, "max_steps": None}
+
+
+def tma_plan(params: Mapping[str, Any], split_seeds: Sequence[int], pool_per_task: int, near_rounds: int,
+             round_width: int = 0, round_starts: Sequence[int] = ()) -> TmaPlan:
+    """Size E6 and E8 on `split_seeds` from TMA's min rounds over each split's pool (embeddings
+    are cached, so the runs' own arrangements compute nothing again).
+
+    The budget is twice the largest size of the first `near_rounds` rounds over the splits: the
+    near half of NFT's min-max list then spans at least `near_rounds` rounds on every split (the
+    paper's plotted half spans ~13). E8's groups [s, s + round_width) all train on their first
+    `group_size` instances, the smallest group's size over splits rounded down to a batch, so every
+    group trains the same steps under the same schedule."""
+    from .arrange import TMA_POOL_SEED, pool_rounds
+    from .embed import Encoder, embed_records
+
+    if near_rounds < 1:
+        raise DataError(f"tma_near_rounds must be at least 1, got {near_rounds}")
+    if pool_per_task < params["train_per_task"]:
+        raise DataError(f"tma_pool_per_task {pool_per_task} is smaller than train_per_task "
+                        f"{params['train_per_task']}: the TMA pool holds the other orders' training list")
+    encoder = Encoder()
+    sizes, pool = {}, {}
+    for seed in split_seeds:
+        split = run_split(run_config(**{**_tma_params(params, pool_per_task), "split_seed": seed,
+                                        "arrangement": "tma-min"}))
+        x, t = embed_records(split.train, "first-turn", encoder), embed_records(split.test, "first-turn", encoder)
+        sizes[seed] = [len(r) for r in pool_rounds(x, t, "min", None, TMA_POOL_SEED)]
+        pool[seed] = len(split.train)
+        if len(sizes[seed]) < 2 * near_rounds:
+            raise DataError(f"split {seed}: the pool of {pool[seed]} gives {len(sizes[seed])} min rounds, "
+                            f"fewer than the {2 * near_rounds} a near half of {near_rounds} rounds needs; raise "
+                            "tma_pool_per_task or lower tma_near_rounds")
+    budget = 2 * max(sum(s[:near_rounds]) for s in sizes.values())
+    spans = {seed: int(np.searchsorted(np.cumsum(s), budget // 2) + 1) for seed, s in sizes.items()}
+    group_size = 0
+    if round_starts:
+        last = max(round_starts) + round_width
+        short = [seed for seed, s in sizes.items() if len(s) < last]
+        if short:
+            raise DataError(f"E8 asks for rounds up to {last}; split(s) {short} give fewer")
+        smallest = min(sum(s[a: a + round_width]) for s in sizes.values() for a in round_starts)
+        group_size = smallest // params["batch_size"] * params["batch_size"]
+        if group_size == 0:
+            raise DataError(f"E8's smallest group of rounds holds {smallest} instances, less than a batch")
+    return TmaPlan(pool_per_task, budget, spans, pool, sizes, group_size)
+
+
+def tma(params: Mapping[str, Any], plan: TmaPlan, split_seeds: Sequence[int], side_split_seeds: Sequence[int],
+        arrangement_seeds: Sequence[int], log: Log = print) -> dict[str, Runs]:
+    """E6: TMA NFT / FFT / RT on each split of `split_seeds` (RT: one shuffle per split), MIN and
+    MAX on each of `side_split_seeds`; all select `plan.budget` instances from the pool of
+    `plan.pool_per_task` per task and train one pass over them."""
+    p = {**_tma_params(params, plan.pool_per_task), "tma_budget": plan.budget, "arrangement_seed": arrangement_seeds[0]}
+    by_split, extremes = {}, {}
+    for seed in split_seeds:  # each split's own epoch, so each its own evaluation schedule
+        one = {**p, "split_seed": seed, "eval_steps": _tma_schedule(p, seed, "tma-nft")}
+        by_split |= run_arrangements(one, tma_orders(("NFT", "FFT", "RT")), [seed], "split_seed", log)
+    for seed in side_split_seeds:
+        for label in ("MIN", "MAX"):
+            one = {**p, "split_seed": seed, "eval_steps": _tma_schedule(p, seed, f"tma-{label.lower()}")}
+            extremes |= run_arrangements(one, tma_orders((label,)), [seed], "split_seed", log)
+    return {"by_split": by_split, "extremes": extremes}
+
+
+def _tma_schedule(params: Mapping[str, Any], split_seed: int, arrangement: str) -> list[int]:
+    """The comparison schedule over one pass of a TMA selection on one split."""
+    from .arrange import arrange_records
+
+    config = run_config(**{**params, "split_seed": split_seed, "arrangement": arrangement})
+    split = run_split(config)
+    selected = len(arrange_records(split.train, split.test, arrangement, config.budget).order)
+    return list(comparison_schedule(-(-selected // config.train.batch_size)))
 
 
 def round_label(start: int, width: int) -> str:
     return f"rounds {start}-{start + width - 1}"
 
 
-def round_groups(params: Mapping[str, Any], width: int, starts: Sequence[int], log: Log = print) -> Runs:
-    """E8: one run per group of TMA (min) rounds [s, s + width) over the whole pool for each start
-    s, each from the base model, in round order. A group trains `max_steps` steps, or its whole
-    epoch when that is shorter (a group holds at most one instance per held-out point per round)."""
-    from .arrange import arrange_records
-
-    p = {**params, **QUIET, "tma_budget": None}  # rounds are Algorithm 1 over the whole pool
-    config = run_config(**p, arrangement="tma-min")
-    split = run_split(config)
-    picked_in = [r for _, r in arrange_records(split.train, split.test, "tma-min").rounds.values()]
-    variants = {}
-    for s in starts:
-        size = sum(s <= r < s + width for r in picked_in)
-        epoch = -(-size // config.train.batch_size)
-        steps = epoch if config.train.max_steps is None else min(config.train.max_steps, epoch)
-        variants[round_label(s, width)] = {"arrangement": "tma-min", "rounds": [s, s + width], "max_steps": steps,
-                                           "eval_steps": list(comparison_schedule(steps))}
-    return run_arrangements(p, variants, log=log)
+def round_groups(params: Mapping[str, Any], plan: TmaPlan, width: int, starts: Sequence[int],
+                 split_seeds: Sequence[int], log: Log = print) -> Runs:
+    """E8: on each split, one run per group of TMA min rounds [s, s + width) over the whole pool,
+    from the base model, in round order, each on the group's first `plan.group_size` instances
+    (one pass: the same steps and schedule for every group). Keyed (label, split seed)."""
+    steps = plan.group_size // params["batch_size"]
+    p = {**_tma_params(params, plan.pool_per_task), "tma_budget": plan.group_size,
+         "eval_steps": list(comparison_schedule(steps))}
+    variants = {round_label(s, width): {"arrangement": "tma-min", "rounds": [s, s + width]} for s in starts}
+    return run_arrangements(p, variants, split_seeds, "split_seed", log)
 
 
 def task_free(params: Mapping[str, Any], split_seeds: Sequence[int], arrangement_seeds: Sequence[int],

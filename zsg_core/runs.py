@@ -100,7 +100,11 @@ class RunConfig:
         and times: the same path with new weights is a new run; assets are pinned by sha256)."""
         from .assets import ASSETS, TINY_MODELS
 
+        from .arrange import get_method
+
         identity: dict[str, Any] = {"config": self.to_dict(), "version": RUN_VERSION}
+        if get_method(self.arrangement).version != 1:  # a method whose order changed: new runs, not old ones
+            identity["arrangement_version"] = get_method(self.arrangement).version
         if self.model not in ASSETS and self.model not in TINY_MODELS:
             identity["weights"] = [(p.name, p.stat().st_size, p.stat().st_mtime_ns)
                                    for p in sorted(Path(self.model).expanduser().glob("*.safetensors"))]
