@@ -17,6 +17,7 @@ export HF_HUB_OFFLINE := 1
 # (2026-11-30, before the verdict rules).
 BOOK_TIME_cpu   := about 4-5 hours the first time (per chapter: see each chapter's first lines; minutes once its runs are stored)
 BOOK_TIME_smoke := about 6 minutes the first time (under 1 once its runs are stored)
+BOOK_TIME_cpu-full := the cpu book plus chapter 7's slow regimes (every layer trained, Gemma-3-270m): not yet timed end to end
 BOOK_TIME_gpu   := not measured on this machine
 
 .PHONY: book test venv prepare chapters clean

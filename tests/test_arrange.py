@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 import zsg_core.similarity as similarity_module
 import zsg_core.tma as tma_module
-from zsg_core.arrange import (TMA_POOL_SEED, apply, cluster, coarse, fft, nft, ot, pool_rounds, random_order,
-                              round_robin, rt, tma, tma_layout, tma_round_range, tma_rounds)
+from zsg_core.arrange import (TMA_POOL_SEED, apply, cluster, coarse, family_matched, fft, nft, ot, pool_rounds,
+                              random_order, round_robin, rt, tma, tma_layout, tma_round_range, tma_rounds)
 from zsg_core.similarity import SimilarityError, wsd
 
 
@@ -100,6 +100,23 @@ def test_coarse_keeps_tasks_contiguous(n, n_tasks, seed):
     assert len(blocks) == len(set(seq))  # each task appears as one block
     for task in set(tasks):  # within a task, the given order
         assert [i for i in order if tasks[i] == task] == [i for i in range(n) if tasks[i] == task]
+
+
+def test_family_matched_keeps_every_prefix_family_count_but_not_the_instances():
+    from collections import Counter
+
+    from zsg_core.data import task_family
+
+    tasks = [f"bb/list_functions/c{i:03d}" for i in range(10)] + [f"ni/subtask{i:03d}_qa" for i in range(10)] \
+        + ["bb/arithmetic/x"] * 5
+    order = list(np.random.default_rng(0).permutation(len(tasks)))
+    got = family_matched(order, tasks, seed=1)
+    assert sorted(got) == list(range(len(tasks)))  # a permutation: every instance once
+    for k in range(1, len(order) + 1):
+        assert Counter(task_family(tasks[i]) for i in got[:k]) == Counter(task_family(tasks[i]) for i in order[:k])
+    assert got != order and family_matched(order, tasks, seed=1) == got and family_matched(order, tasks, seed=2) != got
+    with pytest.raises(SimilarityError, match="3 task labels for 25"):
+        family_matched(order, tasks[:3])
 
 
 # --- E6 / Algorithm 1 --------------------------------------------------------------------------
@@ -284,7 +301,7 @@ def test_a_method_is_one_function_and_one_entry(monkeypatch, capsys):
 def test_the_declaration_decides_what_applies():
     from zsg_core import arrange
 
-    assert {n for n, m in arrange.METHODS.items() if m.seeded} == {"random", "rt", "tma-rt"}
+    assert {n for n, m in arrange.METHODS.items() if m.seeded} == {"random", "rt", "tma-rt", "family-nft"}
     assert {n for n, m in arrange.METHODS.items() if m.takes_rounds} == {"tma-min", "tma-max"}
     assert {n for n, m in arrange.METHODS.items() if not m.features} == {"random", "round-robin", "cluster"}
     assert all(m.embed_text == ("first-turn" if n.startswith("tma-") else "all") for n, m in arrange.METHODS.items())

@@ -66,6 +66,11 @@ def test_profile_errors(tiny_book):
         book.run("bad", log=lambda s: None)
     with pytest.raises(book.BookError, match="no profile 'nope' \\(profiles: bad\\)"):
         book.run("nope", log=lambda s: None)
+    (tiny_book / "profiles" / "more.yaml").write_text("extends: bad\ny: 3\nz: 4\n")
+    assert book.load_profile("more") == {"x": 1, "y": 3, "z": 4}  # the base's keys, this one's on top
+    (tiny_book / "profiles" / "self.yaml").write_text("extends: self\n")
+    with pytest.raises(book.BookError, match="extends must name another profile"):
+        book.load_profile("self")
 
 
 def test_the_chapter_order_is_the_toc(tiny_book):
@@ -105,7 +110,7 @@ def test_the_real_toc_lists_every_chapter_source_and_the_intro_names_them_in_ord
     assert sorted(names) == sorted(p.stem for p in book.BOOK.glob("[0-9][0-9]_*.py"))
     intro = (book.BOOK / "intro.md").read_text()
     assert [intro.index(f"(`{n}`") for n in names] == sorted(intro.index(f"(`{n}`") for n in names)
-    assert names[-1] == "08_findings" and "08_findings" not in book.recording_chapters()
+    assert names[-1] == "09_findings" and "09_findings" not in book.recording_chapters()
 
 
 def test_the_real_profiles_only_set_declared_parameters(tmp_path):
@@ -113,7 +118,7 @@ def test_the_real_profiles_only_set_declared_parameters(tmp_path):
 
     declared = set().union(*(book.declared_parameters(book.convert(src, tmp_path / (src.stem + ".ipynb")))
                              for src in book.chapter_sources()))
-    for name in ("smoke", "cpu", "gpu"):
+    for name in ("smoke", "cpu", "cpu-full", "gpu"):
         profile = book.load_profile(name)
         assert set(profile) <= declared | set(PARAMETERS), name
         assert {"tma_pool_per_task", "tma_near_rounds"} <= set(profile), name  # TMA's sizing, in every profile
@@ -149,7 +154,7 @@ def test_book_builds_without_warnings():
     computed = {"01_data": "The default split has", "02_early_generalization": "Held-out loss fell from",
                 "03_permutations": "a closer instance arrived in", "04_similarity": "the leading family made up",
                 "05_granularity": "The mean gap (fine - coarse over splits)", "06_tma": "Rounds (E8)",
-                "07_task_free": "held-out instances from", "08_findings": "parts have a p-value"}
+                "07_nearest_first": "The gap to explain", "08_task_free": "held-out instances from", "09_findings": "parts have a p-value"}
     assert set(computed) == set(book.chapters())  # a new chapter names its computed sentence here
     for name in book.chapters():
         page = (html / f"{name}.html").read_text()

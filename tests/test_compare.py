@@ -246,25 +246,6 @@ def test_decline_kinds_and_metric_shapes():
     assert shapes.loc["ROUGE-1", "jitter_mean"] > shapes.loc["held-out loss", "jitter_mean"]
 
 
-def test_the_ordering_check_is_read_back_and_summed_up(tmp_path, monkeypatch):
-    """The check the findings chapter shows: stored runs only (train=False), NFT / FFT - RT per set-up."""
-    monkeypatch.setenv("ZSG_RUNS", str(tmp_path))
-    params = {**SMOKE, "eval_steps": [0, 2, 4]}
-    assert experiments.ordering_check(params, 1e-4, [0, 1], log=lambda m: None, train=False) == {"fast": {}, "full": {}}
-    check = experiments.ordering_check(params, 1e-4, [0, 1], log=lambda m: None)
-    assert sorted(check["fast"]) == [("FFT", 0), ("NFT", 0), ("RT", 0), ("RT", 1)] and sorted(check["full"]) == \
-        [("FFT", 0), ("NFT", 0), ("RT", 0)]
-    full = check["full"][("NFT", 0)].config.train
-    assert full.frozen_layers == 0 and full.lr == 1e-4 and full.eval_steps == (0, 4)
-    again = experiments.ordering_check(params, 1e-4, [0, 1], log=lambda m: None, train=False)
-    assert {k: r.folder for k, r in again["fast"].items()} == {k: r.folder for k, r in check["fast"].items()}
-    table = compare.ordering_gaps(again)
-    assert list(table.columns) == [("fast", "NFT - RT"), ("fast", "FFT - RT"), ("full", "NFT - RT"), ("full", "FFT - RT")]
-    rt = (check["fast"][("RT", 0)].mean_loss() + check["fast"][("RT", 1)].mean_loss()) / 2
-    assert np.allclose(table[("fast", "NFT - RT")].dropna(), (check["fast"][("NFT", 0)].mean_loss() - rt).to_numpy())
-    assert table.loc[0].abs().max() < 1e-6  # every order starts from the same weights
-
-
 def test_comparisons_are_evaluated_where_they_are_read():
     from zsg_core.train import comparison_schedule
 

@@ -185,3 +185,50 @@ def test_a_finding_refuses_a_verdict_outside_the_vocabulary():
         findings.Finding("E4", "c", "a < b", "p", "m", 0.0, 0.0, 0.0, 1, "task splits", 0.5, "s", "partly")
     with pytest.raises(DataError, match="side"):
         findings.verdict(rules.over_units([1, 2]), "<=")
+
+
+def test_an_explanation_can_be_supported_refuted_or_undecided_and_the_table_ranks_them():
+    """Why-NFT-loses rows: a prediction judged by the findings' own verdict, on gap differences
+    between set-ups (the regime experiments) built from synthetic splits."""
+    from zsg_core import stats
+
+    base = task_curves({"NFT": [0.8, 0.9, 0.7, 1.0, 0.85], "RT": [0, 0, 0, 0, 0]})
+    shrunk = task_curves({"NFT": [0.1, 0.2, 0.0, 0.15, 0.1], "RT": [0, 0, 0, 0, 0]}, seed=1)
+    grown = task_curves({"NFT": [1.5, 1.6, 1.4, 1.7, 1.55], "RT": [0, 0, 0, 0, 0]}, seed=2)
+    mixed = task_curves({"NFT": [0.3, 1.5, 0.2, 1.6, 0.9], "RT": [0, 0, 0, 0, 0]}, seed=3)
+    prediction = "a lower lr shrinks NFT - RT"
+    rows = [rules.explanation(name, prediction, stats.gap_difference(curves, base, "NFT", "RT", 30), "<",
+                              contrast="(NFT - RT, lower lr) - (NFT - RT, profile)")
+            for name, curves in (("shrinks", shrunk), ("grows", grown), ("mixed", mixed))]
+    assert [r["evidence"] for r in rows] == ["supported", "refuted", "undecided"]
+    single = stats.gap_difference(shrunk[shrunk.split == 0], base, "NFT", "RT", 30)
+    assert rules.explanation("one split", prediction, single, "<", contrast="c")["evidence"] == "undecided"
+    table = rules.rank_explanations(rows[::-1])
+    assert table.explanation.tolist() == ["shrinks", "mixed", "grows"]
+    with pytest.raises(DataError, match="no explanations"):
+        rules.rank_explanations([])
+
+
+def test_correlation_and_averaging_contrasts():
+    from zsg_core import stats
+
+    r = stats.correlation([0.1, 0.4, 0.5, 0.9, 1.0], [0.2, 0.5, 0.4, 1.1, 1.2])
+    assert r.value > 0.9 and r.lo > 0 and r.hi <= 1 and r.p < 0.05
+    flat = stats.correlation([1, 2, 3], [2, 4, 6])
+    assert flat.value == pytest.approx(1) and not flat.has_interval  # three units: no z interval
+    with pytest.raises(DataError, match="two paired series"):
+        stats.correlation([1, 2], [1])
+    # micro vs per-task: task t0 carries 3 instances (loss +1 under NFT) and t1 one: the micro
+    # average weights t0 three times, the per-task average once
+    rows = []
+    for split in (0, 1, 2):
+        for label, extra in (("NFT", 1.0), ("RT", 0.0)):
+            for task, n in (("t0", 3), ("t1", 1)):
+                for i in range(n):
+                    rows.append({"label": label, "split": split, "order_seed": 0, "task": task, "step": 30,
+                                 "instance": f"{task}-{i}", "loss": 2 + (extra if task == "t0" else 0) + 0.01 * split})
+    inst = pd.DataFrame(rows)
+    tasks = inst.groupby(["label", "split", "order_seed", "task", "step"]).loss.mean().reset_index().assign(seed=0)
+    micro = inst.groupby(["label", "split", "order_seed", "step"]).loss.mean().reset_index()
+    gap = stats.averaging_gap(micro, tasks, "NFT", "RT", 30)
+    assert gap.value == pytest.approx(0.75 - 0.5)  # micro NFT - RT 0.75, per-task 0.5, on every split

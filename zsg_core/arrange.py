@@ -16,7 +16,7 @@ from .similarity import SimilarityError, check_embeddings, combine_wsd, min_avg_
 from .tma import tma_rounds
 
 __all__ = ["random_order", "round_robin", "cluster", "nft", "fft", "rt", "ot", "coarse", "tma_rounds", "tma",
-           "tma_layout", "tma_round_range", "pool_rounds", "TMA_POOL_SEED", "apply", "Method", "METHODS", "get_method", "arrange_records"]
+           "tma_layout", "tma_round_range", "family_matched", "pool_rounds", "TMA_POOL_SEED", "apply", "Method", "METHODS", "get_method", "arrange_records"]
 
 
 def _check_tasks(tasks: Sequence[str], n: int | None = None) -> list[str]:
@@ -97,6 +97,25 @@ def _wsd_order(score: np.ndarray, direction: str, seed: int = 0) -> list[int]:
     if direction == "fft":
         return order[::-1]
     return _seeded_shuffle(order, seed) if direction == "rt" else order
+
+
+def family_matched(order: Sequence[int], tasks: Sequence[str], seed: int = 0) -> list[int]:
+    """`order`'s sequence of task families with other instances: position p holds a random
+    instance of the family `order[p]` belongs to (each family's instances in a seeded shuffle, each
+    used once). Every prefix has exactly `order`'s family counts, but not its instances: set
+    against `order` it asks whether being the *nearest* matters or only being from the right
+    family (the "why nearest-first loses" chapter)."""
+    from .data import task_family
+
+    tasks = _check_tasks(tasks, len(order))
+    family = [task_family(t) for t in tasks]
+    rng = random.Random(seed)
+    queue: dict[str, list[int]] = {}
+    for f in sorted(set(family)):  # sorted: the draw does not depend on set order
+        members = [i for i, g in enumerate(family) if g == f]
+        rng.shuffle(members)
+        queue[f] = members[::-1]  # pop() from the end takes them in shuffled order
+    return [queue[family[i]].pop() for i in order]
 
 
 def coarse(train: np.ndarray, test: np.ndarray, tasks: Sequence[str],
@@ -301,6 +320,10 @@ def _wsd_method(direction: str) -> Callable[[Inputs], Order]:
     return order
 
 
+def _family_method(a: Inputs) -> Order:
+    return family_matched(_wsd_order(combine_wsd(a.min_distance, a.avg_distance), "nft"), a.tasks, a.seed), None
+
+
 def _tma_method(variant: str) -> Callable[[Inputs], Order]:
     def order(a: Inputs) -> Order:
         if a.rounds is not None:
@@ -323,6 +346,8 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("nft", _wsd_method("nft"), "E4: nearest first by Weighted Similarity Distance"),
     Method("fft", _wsd_method("fft"), "E4: farthest first (the reverse of nft)"),
     Method("rt", _wsd_method("rt"), "E4: nft's list shuffled", seeded=True),
+    Method("family-nft", _family_method, "nft's sequence of task families, each family's instances in random order",
+           seeded=True),
     Method("ot", lambda a: (ot(a.train, a.test), None), "E9: cheapest to move to the test set first (optimal transport)"),
     Method("coarse", lambda a: (coarse(a.train, a.test, a.tasks), None), "E5: whole tasks, nearest centroid first"),
     *[Method(f"tma-{v}", _tma_method(v), f"E6: Test-centric Multi-turn Arrangement, {_TMA_HELP[v]}",

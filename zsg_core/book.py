@@ -72,6 +72,11 @@ def load_profile(name: str) -> dict:
     params = yaml.safe_load(path.read_text()) or {}
     if not isinstance(params, dict):
         raise BookError(f"{path}: a profile is a mapping of parameter names to values")
+    if "extends" in params:  # another profile's parameters, with this one's on top
+        base = params.pop("extends")
+        if base == name or not isinstance(base, str):
+            raise BookError(f"{path}: extends must name another profile, got {base!r}")
+        params = {**load_profile(base), **params}
     return params
 
 

@@ -231,17 +231,6 @@ def same_instances(runs: Mapping[tuple[str, int], RunResult], labels: Sequence[s
     return out
 
 
-def ordering_gaps(setups: Mapping[str, Mapping[tuple[str, int], RunResult]]) -> pd.DataFrame:
-    """NFT - RT and FFT - RT (RT: the mean over its shuffles) per step, one column pair per set-up
-    (`experiments.ordering_check`): steps x (set-up, "NFT - RT" | "FFT - RT")."""
-    out = {}
-    for setup, results in setups.items():
-        mean = loss_curves(results).groupby(["label", "step"]).loss.mean().unstack(0)
-        for order in ("NFT", "FFT"):
-            out[(setup, f"{order} - RT")] = mean[order] - mean["RT"]
-    return pd.DataFrame(out).rename_axis("step")
-
-
 @functools.lru_cache(maxsize=8)
 def _split_index(split: SplitConfig, model: str) -> tuple[dict[str, str], frozenset[str]]:
     """(training id -> task, held-out families) of a split, built once per process: every run on
@@ -273,6 +262,16 @@ def sibling_share(result: RunResult, upto_step: int) -> float:
     if seen.empty:
         raise DataError(f"the run received nothing by step {upto_step}")
     return float(seen.sibling.mean())
+
+
+def held_out_with_sibling(result: RunResult) -> set[str]:
+    """The held-out tasks of the run's split whose family also has a training task (a BIG-bench
+    subtask whose siblings train): the tasks a family-led order is closest to."""
+    from .data import task_family
+
+    task, _ = _split_index(result.config.split, result.config.model)
+    trained = {task_family(t) for t in task.values()}
+    return {t for t in result.eval_loss.task.unique() if task_family(t) in trained}
 
 
 def leading_family(result: RunResult, upto_step: int) -> dict[str, object]:

@@ -9,10 +9,10 @@ A chapter, the findings table and the benchmarks call the same function, so all 
     early_generalization  E1: random order over arrangement seeds (generating text), one per other split
     permutations          E2, E3: round-robin, cluster and random
     similarity            E4 over task splits (+ E9's OT order, the family-blocked splits)
+    nearest_first, regimes  why nearest-first loses: balanced and family-matched orders; other set-ups
     granularity           E5: coarse vs fine over task splits, trained to the paper's reading point
     tma_plan, tma, round_groups   E6 and E8: sized once (the pool, the budget, E8's group size), then run
     task_free             E7's analog: random-instance hold-outs
-    ordering_check        E4's orders with and without the cpu profile's speed-ups (full fine-tuning)
 
 Only chapter 2 and 3's random runs generate text: every other group compares held-out loss, so
 its runs carry no `generate_steps` (and are shared between chapters and the benchmarks).
@@ -128,6 +128,37 @@ def similarity(params: Mapping[str, Any], split_seeds: Sequence[int], arrangemen
     if blocked_split_seeds:
         out["blocked"] = run_arrangements({**one, "family_blocked": True}, WSD_ORDERS, blocked_split_seeds,
                                           "split_seed", log)
+    return out
+
+
+NEAREST_FIRST_ORDERS = {"NFT": WSD_ORDERS["NFT"], "RT": WSD_ORDERS["RT"],
+                        # Algorithm 1's min rounds over the same list, embedded as WSD embeds it: every
+                        # held-out point gets its nearest instance in turn, so no family can come first
+                        "balanced": {"arrangement": "tma-min", "embed_text": "all"},
+                        "family": {"arrangement": "family-nft"}}
+
+
+def nearest_first(params: Mapping[str, Any], split_seeds: Sequence[int], arrangement_seeds: Sequence[int],
+                  log: Log = print) -> Runs:
+    """Why nearest-first loses, experiments 1 and 2, on E4's set-up over the same training list:
+    WSD-NFT and RT (E4's own runs, read back), coverage-balanced nearest-first ("balanced") and
+    NFT's family sequence with random instances of each family ("family"), one run each per split
+    (the seeded orders: `arrangement_seeds[0]`). Keyed (label, split seed)."""
+    p = {**compared(params), "arrangement_seed": arrangement_seeds[0]}
+    return run_arrangements(p, NEAREST_FIRST_ORDERS, split_seeds, "split_seed", log)
+
+
+def regimes(params: Mapping[str, Any], setups: Mapping[str, Mapping[str, Any]], split_seeds: Sequence[int],
+            arrangement_seeds: Sequence[int], log: Log = print, train: bool = True) -> dict[str, Runs]:
+    """E4's NFT / FFT / RT (RT: `arrangement_seeds[0]`) on each split under each set-up of `setups`
+    (a name -> run-parameter overrides: another lr, every layer trained, another model); the
+    profile's own set-up under "profile" (E4's runs). With `train=False`, only stored runs."""
+    p = {**compared(params), "arrangement_seed": arrangement_seeds[0]}
+    out = {"profile": run_arrangements(p, WSD_ORDERS, split_seeds, "split_seed", log, train)}
+    for name, over in setups.items():
+        if "arrangement" in over or "split_seed" in over:
+            raise DataError(f"regime {name!r} may change the set-up, not the order or the split: {sorted(over)}")
+        out[name] = run_arrangements({**p, **over}, WSD_ORDERS, split_seeds, "split_seed", log, train)
     return out
 
 
@@ -262,16 +293,3 @@ def task_free(params: Mapping[str, Any], split_seeds: Sequence[int], arrangement
     RT shuffle (`arrangement_seeds[0]`) on each split."""
     p = {**compared(params), "held_out": "instances", "tma_budget": None, "arrangement_seed": arrangement_seeds[0]}
     return run_arrangements(p, tma_orders(("NFT", "FFT", "RT")), split_seeds, "split_seed", log)
-
-
-def ordering_check(params: Mapping[str, Any], full_lr: float, arrangement_seeds: Sequence[int],
-                   log: Log = print, train: bool = True) -> dict[str, Runs]:
-    """E4's NFT / FFT / RT on the first split twice: with the profile's set-up ("fast") and with
-    every weight trained at `full_lr` ("full", the paper's set-up, evaluated every 10 steps as it
-    costs ~10x more per step). RT over `arrangement_seeds` in the fast set-up, the first in the
-    full one. With `train=False`, only the stored runs (see `run_arrangements`)."""
-    steps = params.get("max_steps") or 60
-    full = {**params, **QUIET, "frozen_layers": 0, "lr": full_lr,
-            "eval_steps": sorted(s for s in {0, 5, *range(10, steps + 1, 10), steps} if s <= steps)}
-    return {"fast": run_arrangements({**params, **QUIET}, WSD_ORDERS, arrangement_seeds, log=log, train=train),
-            "full": run_arrangements(full, WSD_ORDERS, arrangement_seeds[:1], log=log, train=train)}

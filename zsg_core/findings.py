@@ -114,7 +114,7 @@ def findings_dir() -> Path:
 
 def record(chapter: str, params: Mapping[str, Any], findings: Sequence[Finding],
            curves: pd.DataFrame | None = None) -> None:
-    """Store a chapter's findings (and the tidy gap curves behind them) for chapter 8."""
+    """Store a chapter's findings (and the tidy gap curves behind them) for the findings chapter (09_findings)."""
     path = findings_dir() / f"{chapter}.json"
     body = {"chapter": chapter, "params": shared_params(params), "findings": [asdict(f) for f in findings],
             "curves": [] if curves is None else json.loads(curves.to_json(orient="records"))}

@@ -12,6 +12,7 @@ one Finding per part. Fewer than two units: no interval, and the verdict is inco
     sudden(windows)                                                            # E2
     measures(power)                                                            # E3
     granularity(task_curves, early_step, late_step)                            # E5
+    explanation(name, prediction, estimate, side, contrast=...), rank_explanations(rows)   # why NFT loses
 
 tests/test_rules.py feeds each rule synthetic curves that make it return every verdict it can,
 the one that contradicts the paper included.
@@ -25,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .data import DataError
-from .findings import INCONCLUSIVE, PAPER, Finding, fmt, relative_step, verdict
+from .findings import CONTRADICTED, INCONCLUSIVE, PAPER, REPRODUCED, Finding, fmt, relative_step, verdict
 from .stats import Estimate, over_units, split_means
 
 EARLY_FRACTION = 0.02  # of an epoch: the paper's "~20 of ~1,800 steps" (1.1%), with some room
@@ -61,9 +62,38 @@ RULES = {
                  "**contradicted** if wholly below chance or below some alternative, else inconclusive. The "
                  "alternatives are the measures that are neither Min nor Avg (Max, Centroid, KL); Euclidean Min "
                  "and Avg are the paper's measures under another distance, shown but not judged."),
+    "explanation": ("Each explanation of why nearest-first loses predicts the sign of one contrast (below); it is "
+                    "**supported** if the contrast's 95% interval over task splits lies wholly on the predicted side, "
+                    "**refuted** if wholly on the other, else **undecided**. The table ranks supported explanations "
+                    "first, then undecided, then refuted, and within each by |estimate| / interval half-width."),
     "granularity": ("E5 is judged in two parts, each at its relative point of the paper's run: coarse < fine early "
                     "(the paper's step 150 of 1,797) and fine < coarse later (its step 800), each by the order rule."),
 }
+
+
+EVIDENCE = {"supported": 0, "undecided": 1, "refuted": 2}  # the explanations' words, in ranking order
+
+
+def explanation(name: str, prediction: str, estimate: Estimate, side: str, *, contrast: str,
+                unit: str = "task splits") -> dict[str, object]:
+    """One row of the explanations table: `prediction` says the contrast is `side` 0 ('<' or '>');
+    its evidence in the words of `EVIDENCE`, decided by the findings' own `verdict`."""
+    evidence = {REPRODUCED: "supported", CONTRADICTED: "refuted", INCONCLUSIVE: "undecided"}[verdict(estimate, side)]
+    half = (estimate.hi - estimate.lo) / 2 if estimate.has_interval else float("nan")
+    strength = abs(estimate.value) / half if estimate.has_interval and half > 0 else \
+        (float("inf") if estimate.has_interval else 0.0)
+    return {"explanation": name, "prediction": prediction, "contrast": contrast, "measured": fmt(estimate, unit),
+            "estimate": estimate.value, "lo": estimate.lo, "hi": estimate.hi, "n": estimate.n, "p": estimate.p,
+            "evidence": evidence, "strength": strength}
+
+
+def rank_explanations(rows: Sequence[dict[str, object]]) -> pd.DataFrame:
+    """The explanations table, ranked by the evidence (`RULES["explanation"]`)."""
+    if not rows:
+        raise DataError("no explanations to rank")
+    table = pd.DataFrame(list(rows))
+    table = table.assign(_rank=table.evidence.map(EVIDENCE)).sort_values(["_rank", "strength"], ascending=[True, False])
+    return table.drop(columns="_rank").reset_index(drop=True)
 
 
 def _part(experiment: str, claim: str, part: str, paper: str, estimate: Estimate, side: str, boundary: float,

@@ -110,6 +110,51 @@ def split_gaps(task_curves: pd.DataFrame, pairs: Sequence[tuple[str, str]], leve
                      ignore_index=True)
 
 
+def gap_difference(first: pd.DataFrame, second: pd.DataFrame, a: str, b: str, step: int,
+                   second_step: int | None = None) -> Estimate:
+    """Per split: (a - b in `first`) - (a - b in `second`), each a `split_means` at its step
+    (`second_step`, default `step`); the estimate over the splits both have. It asks whether a gap
+    differs between two set-ups (another lr, another model) or two groups of held-out tasks."""
+    one = split_means(first, a, b, step).set_index("split")["diff"]
+    two = split_means(second, a, b, step if second_step is None else second_step).set_index("split")["diff"]
+    both = one.index.intersection(two.index)
+    if both.empty:
+        raise DataError(f"the two tables share no split with both {a} and {b}")
+    return over_units((one[both] - two[both]).tolist())
+
+
+def averaging_gap(loss_curves: pd.DataFrame, task_curves: pd.DataFrame, a: str, b: str, step: int) -> Estimate:
+    """Per split: a - b averaged over held-out instances (the paper's micro average, `loss_curves`)
+    minus a - b averaged over held-out tasks (`split_means`); the estimate over splits. Non-zero
+    when tasks with more evaluated instances, or more tokens, pull the two averages apart."""
+    t = loss_curves[(loss_curves.step == step) & loss_curves.label.isin([a, b])]
+    micro = t.groupby(["label", "split"]).loss.mean().unstack("label")
+    micro = (micro[a] - micro[b]).dropna()
+    per_task = split_means(task_curves, a, b, step).set_index("split")["diff"]
+    both = micro.index.intersection(per_task.index)
+    if both.empty:
+        raise DataError(f"no split has both averages of {a} - {b} at step {step}")
+    return over_units((micro[both] - per_task[both]).tolist())
+
+
+def correlation(x: Sequence[float], y: Sequence[float], level: float = 0.95) -> Estimate:
+    """Pearson's r over paired units with a Fisher-z interval and the t-test p of r == 0; no
+    interval with fewer than four units (the z interval needs n - 3 > 0)."""
+    from scipy import stats
+
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) != len(y) or len(x) < 2:
+        raise DataError(f"a correlation needs two paired series of at least 2 units, got {len(x)} and {len(y)}")
+    if np.std(x) == 0 or np.std(y) == 0:
+        return Estimate(0.0, math.nan, math.nan, len(x), math.nan)
+    r = float(np.corrcoef(x, y)[0, 1])
+    if len(x) < 4:
+        return Estimate(r, math.nan, math.nan, len(x), math.nan)
+    z, half = math.atanh(max(min(r, 1 - 1e-12), -1 + 1e-12)), stats.norm.ppf((1 + level) / 2) / math.sqrt(len(x) - 3)
+    t = r * math.sqrt((len(x) - 2) / max(1e-12, 1 - r * r))
+    return Estimate(r, math.tanh(z - half), math.tanh(z + half), len(x), float(2 * stats.t.sf(abs(t), len(x) - 2)))
+
+
 def noise_sources(task_curves: pd.DataFrame, a: str, b: str, step: int) -> dict[str, float]:
     """Where the noise of a - b at `step` comes from, as standard deviations of a split's mean
     difference: between splits (what the interval sees), held-out tasks within a split (the

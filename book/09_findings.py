@@ -29,12 +29,11 @@
 # its boundary, a t-test over the same units), the table also gives it Holm-adjusted over every
 # row with one, since the table tests many claims at once.
 #
-# **What it takes to run**: seconds; it reads what chapters 2-7 recorded.
+# **What it takes to run**: seconds; it reads what chapters 2-8 recorded.
 #
 # | parameter | meaning |
 # |---|---|
 # | `model`, split and training parameters | must equal those the chapters ran with |
-# | `arrangement_seeds`, `full_finetune_lr` | the speed-up check below: RT's shuffles, and the lr of full fine-tuning |
 
 # %% tags=["parameters"]
 model = "smollm2-135m"
@@ -47,14 +46,12 @@ lr = 3.0e-4
 batch_size = 8
 max_steps = 60
 frozen_layers = 26
-arrangement_seeds = [0, 1, 2]
-full_finetune_lr = 2.0e-5
 
 # %% tags=["hide-cell"]
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-from zsg_core import book, compare, experiments, findings, plots
+from zsg_core import book, findings, plots
 from zsg_core.runs import run_params
 
 plots.use_style()
@@ -100,28 +97,10 @@ plt.show()
 # %% [markdown]
 # ## What we tried where nearest-first did not win
 #
-# Before concluding on E4, the same three orders were trained with every weight of the model
-# trained (no frozen layers, lr `full_finetune_lr`), against this profile's speed-ups (top layers
-# over cached frozen ones). The table shows NFT - RT and FFT - RT (RT: the mean over its
-# shuffles) per step for both set-ups when their runs are in the run store: full fine-tuning
-# costs about ten times more per step, so `make book` does not train it;
-# `benchmarks/ordering_check.py` does (`experiments.ordering_check`, the same runs). A stored run
-# is found by the hash of its whole config (the split, every training parameter and the engine's
-# `RUN_VERSION`), so a run made with other parameters or by an older engine is never shown here;
-# the commit each run was made at is listed under the table.
-
-# %%
-check = experiments.ordering_check(params, full_finetune_lr, arrangement_seeds, log=lambda m: None, train=False)
-complete = all({label for label, _ in group} == {"NFT", "FFT", "RT"} for group in check.values())
-if complete:
-    tried = compare.ordering_gaps(check)
-    display(tried.style.format(precision=3, na_rep=""))
-    commits = sorted({r.manifest.get("git_commit", "unknown")[:10] for group in check.values() for r in group.values()})
-    display(Markdown(f"Made at commit(s) {', '.join(commits)}."))
-else:
-    tried = None
-    display(Markdown("The runs of this check are not in the run store for these parameters: "
-                     "`.venv/bin/python benchmarks/ordering_check.py` trains them."))
+# Chapter 7 ("Why nearest-first loses here") takes the reversed E4 apart: a coverage-balanced
+# nearest-first order, NFT's families with random instances, other regimes (a lower lr; in the
+# `cpu-full` profile every layer trained and a base model), and what the stored runs say; its
+# last table ranks the explanations by the evidence.
 
 # %% [markdown]
 # ## What we saw
@@ -135,10 +114,4 @@ lines = [f"{len(table)} parts of {table.claim.nunique()} claims: " + ", ".join(f
 for claim, parts in table.groupby("claim", sort=False):
     lines.append(f"{parts.experiment.iloc[0]}: {claim}: " + "; ".join(
         f"{row.part} **{row.verdict}** ({row.measured})" for row in parts.itertuples()) + ".")
-if tried is not None:
-    last_gap = {setup: tried[(setup, "NFT - RT")].dropna().iloc[-1] for setup in check}
-    same = (last_gap["fast"] > 0) == (last_gap["full"] > 0)
-    lines.append(f"E4 order check: NFT - RT at the last step {last_gap['fast']:+.3f} with the speed-ups and "
-                 f"{last_gap['full']:+.3f} with full fine-tuning at lr {full_finetune_lr:g}: "
-                 + ("the same sign, so the speed-ups do not decide it." if same else "opposite signs: the speed-ups matter."))
 display(Markdown("\n".join("- " + line for line in lines)))
