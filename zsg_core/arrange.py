@@ -80,7 +80,9 @@ def fft(train: np.ndarray, test: np.ndarray) -> list[int]:
 
 def rt(train: np.ndarray, test: np.ndarray, seed: int = 0) -> list[int]:
     """E4 random: a seeded shuffle of the NFT list (sft_job.py reshuffles the NFT rows), so it
-    holds exactly the same instances as NFT and FFT."""
+    holds exactly the same instances as NFT and FFT. The paper shuffled with pandas
+    (`sample(frac=1, random_state=seed)`), zsg with Python's `random`: another permutation for the
+    same seed, equally random."""
     return _wsd_order(wsd(train, test), "rt", seed)
 
 
