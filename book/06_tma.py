@@ -74,6 +74,8 @@ round_width = 5
 round_starts = [0, 10, 20]
 
 # %% tags=["hide-cell"]
+import time
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -88,8 +90,10 @@ plots.use_style()
 
 # %% tags=["hide-output"]
 params = run_params(globals())
+started = time.perf_counter()
 plan = experiments.tma_plan(params, sorted(set(split_seeds) | set(side_split_seeds)), tma_pool_per_task,
                             tma_near_rounds, round_width, round_starts)
+plan_seconds = time.perf_counter() - started  # embedding the pools (once; cached after) and computing the rounds
 runs = experiments.tma(params, plan, split_seeds, side_split_seeds, arrangement_seeds)
 groups = experiments.round_groups(params, plan, round_width, round_starts, side_split_seeds)
 first = split_seeds[0]
@@ -121,7 +125,9 @@ same = compare.same_instances(runs["by_split"], ["NFT", "FFT", "RT"])
 # %% tags=["hide-input"]
 display(Markdown(f"Pool: up to {tma_pool_per_task} instances per training task, shuffled once (seed {TMA_POOL_SEED}); "
                  f"budget {plan.budget:,}. NFT, FFT and RT received the same instances (from their batches) on "
-                 f"{sum(same.values())} of {len(same)} splits."))
+                 f"{sum(same.values())} of {len(same)} splits. Sizing it (embedding {sum(plan.pool.values()):,} pool "
+                 f"instances over {len(plan.pool)} splits, once, and Algorithm 1 over each pool) took {plan_seconds / 60:.1f} "
+                 "minutes in this execution (seconds once the embeddings are cached)."))
 layouts
 
 # %% [markdown]
