@@ -205,7 +205,7 @@ def test_a_byte_order_mark_is_read_as_text_not_reported_as_truncation(tmp_path):
 
 def test_unknown_profile_and_impossible_budget_are_one_line(data, tmp_path, capsys, monkeypatch):
     assert main(["train", "--profile", "fast"]) == 2
-    _one_line_error(capsys, "no profile 'fast' (profiles: cpu, gpu, smoke)")
+    _one_line_error(capsys, "no profile 'fast' (profiles: cpu, cpu-full, gpu, smoke)")
     import zsg_core.embed as embed
 
     monkeypatch.setattr(embed, "Encoder", lambda *a, **k: pytest.fail("embedded before checking the budget"))

@@ -67,7 +67,7 @@ def load_profile(name: str) -> dict:
 
     path = PROFILES / f"{name}.yaml"
     if not path.exists():
-        known = ", ".join(p.stem for p in sorted(PROFILES.glob("*.yaml")))
+        known = ", ".join(sorted(p.stem for p in PROFILES.glob("*.yaml")))
         raise BookError(f"no profile {name!r} (profiles: {known})")
     params = yaml.safe_load(path.read_text()) or {}
     if not isinstance(params, dict):
