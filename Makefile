@@ -8,14 +8,14 @@ PROFILE ?= cpu
 export HF_HUB_OFFLINE := 1
 
 # Wall time of the book's execution per profile (set-up excluded), printed first.
-# cpu, 2026-11-30, 2 AVX512 cores in bf16, after the verdict rules (issue 14) put E4 and E6 on 5
-# task splits and the other comparisons on 3: measured per run (60-step runs 2-3 minutes, 230-step
-# runs 8-12, generating runs about 7, each new split's first run 3-8 more), summed per chapter in
-# each chapter's "What it takes to run": 30 + 20 + 90 + 60 + 45 + 30 minutes for chapters 2-7, a
-# few for chapters 1 and 8. The whole book has not yet been timed end to end with these runs.
-# Reruns read every run back from the run store (minutes). smoke: 6.2 minutes from an empty cache
-# (2026-11-30, before the verdict rules).
-BOOK_TIME_cpu   := about 4-5 hours the first time (per chapter: see each chapter's first lines; minutes once its runs are stored)
+# cpu, 2026-11-30, 2 AVX512 cores in bf16, measured end to end after the verdict rules (issue 14):
+# the chapters' runs took 440 run-minutes when they were trained (each chapter's "What it took",
+# from the runs' manifests: 53 + 69 + 145 + 82 + 38 + 53 for chapters 2-7; chapter 3 reuses chapter
+# 2's random runs, about 50 of those minutes; some runs shared the cores with other work), and
+# executing all eight chapters from the stored runs took 4 minutes (15 / 10 / 151 / 10 / 8 / 10 /
+# 8 / 8 s) plus the HTML. Reruns read every run back from the run store. smoke: 6.2 minutes from
+# an empty cache (2026-11-30, before the verdict rules).
+BOOK_TIME_cpu   := about 6.5-7 hours the first time (per chapter: see each chapter's "What it took"; about 5 minutes once its runs are stored)
 BOOK_TIME_smoke := about 6 minutes the first time (under 1 once its runs are stored)
 BOOK_TIME_cpu-full := the cpu book plus chapter 7's slow regimes (every layer trained, Gemma-3-270m): not yet timed end to end
 BOOK_TIME_gpu   := not measured on this machine

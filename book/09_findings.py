@@ -64,7 +64,7 @@ table, curves = findings.collect(params, book.recording_chapters())  # in _toc.y
 # ## The table
 
 # %%
-shown = table[["experiment", "part", "measured", "point", "p", "p_holm", "verdict"]].rename(columns={"p_holm": "p (Holm)"})
+shown = table[["experiment", "part", "verdict", "measured", "point", "p", "p_holm"]].rename(columns={"p_holm": "p (Holm)"})  # verdict first: a wide table scrolls
 shown.style.hide(axis="index").format({"p": "{:.3f}", "p (Holm)": "{:.3f}"}, na_rep="-").set_properties(
     **{"text-align": "left", "vertical-align": "top", "padding-right": "1em"})
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 from pathlib import Path
 
@@ -83,6 +84,8 @@ def test_the_chapter_order_is_the_toc(tiny_book):
     (tiny_book / "profiles" / "p.yaml").write_text("x: 1\n")
     assert [nb.stem for nb in book.run("p", log=lambda s: None)] == ["02_second", "01_tiny"]
     assert [nb.stem for nb in book.run("p", log=lambda s: None, only=["01_tiny"])] == ["01_tiny"]
+    executed = book.build_dir("p") / "book" / "02_second.ipynb"  # not re-executed: it keeps its outputs
+    assert any(cell.get("outputs") for cell in json.loads(executed.read_text())["cells"])
     with pytest.raises(book.BookError, match=r"no chapter\(s\) \['03_x'\]"):
         book.run("p", log=lambda s: None, only=["03_x"])
     (tiny_book / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/03_gone\n")

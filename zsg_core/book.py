@@ -24,6 +24,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -120,16 +121,19 @@ def run(profile: str = DEFAULT_PROFILE, log=print, only: list[str] | None = None
     build = build_dir(profile)
     os.environ[BUILD_ENV] = str(build)  # the kernels inherit it: figures and findings go there
     os.environ.setdefault("TQDM_DISABLE", "1")  # likewise: no progress bars in the pages
-    notebooks = [convert(src, build / BOOK.name / f"{src.stem}.ipynb") for src in chapter_sources()]
-    declared = {nb: declared_parameters(nb) for nb in notebooks}
+    sources = chapter_sources()
+    if only:
+        unknown_chapters = set(only) - {src.stem for src in sources}
+        if unknown_chapters:
+            raise BookError(f"no chapter(s) {sorted(unknown_chapters)}; the chapters are {[src.stem for src in sources]}")
+    with tempfile.TemporaryDirectory() as tmp:  # a chapter not executed keeps its executed notebook
+        notebooks = [convert(src, (build / BOOK.name if not only or src.stem in only else Path(tmp)) / f"{src.stem}.ipynb")
+                     for src in sources]
+        declared = {nb.stem: declared_parameters(nb) for nb in notebooks}
     # a key must mean something: a parameter of some chapter, or of a run (`zsg train --profile`)
     unknown = set(params) - set().union(*declared.values(), PARAMETERS)
     if unknown:
         raise BookError(f"profile {profile!r} sets parameter(s) {sorted(unknown)} that no chapter or run declares")
-    if only:
-        unknown_chapters = set(only) - {nb.stem for nb in notebooks}
-        if unknown_chapters:
-            raise BookError(f"no chapter(s) {sorted(unknown_chapters)}; the chapters are {[nb.stem for nb in notebooks]}")
     executed = []
     for nb in notebooks:
         if only and nb.stem not in only:
@@ -138,7 +142,7 @@ def run(profile: str = DEFAULT_PROFILE, log=print, only: list[str] | None = None
         start = time.perf_counter()
         log(f"executing {nb.stem} (profile {profile}) in {nb.parent}")
         try:
-            papermill.execute_notebook(str(nb), str(nb), parameters={k: v for k, v in params.items() if k in declared[nb]},
+            papermill.execute_notebook(str(nb), str(nb), parameters={k: v for k, v in params.items() if k in declared[nb.stem]},
                                        cwd=str(nb.parent), kernel_name="python3", progress_bar=False)
         except papermill.PapermillExecutionError as e:
             raise BookError(f"{nb.name} failed in cell {e.exec_count}: {e.ename}: {e.evalue}") from None
