@@ -82,7 +82,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from zsg_core import compare, experiments, findings, plots, rules, stats
-from zsg_core.arrange import TMA_POOL_SEED, arrange_records, pool_rounds
+from zsg_core.arrange import TMA_POOL_SEED, pool_rounds
 from zsg_core.embed import Encoder, embed_records, map_2d
 from zsg_core.runs import run_params, run_split
 
@@ -101,15 +101,11 @@ ORDERS = ["NFT", "RT", "FFT", "MIN", "MAX"]
 
 
 def layout_facts(seed: int) -> dict:
-    """Where NFT's near half ends and FFT's begins, from the layouts the runs trained on."""
-    split = run_split(runs["by_split"][("NFT", seed)].config)
-    nft = arrange_records(split.train, split.test, "tma-nft", plan.budget)
-    fft = arrange_records(split.train, split.test, "tma-fft", plan.budget)
-    near = sum(1 for i in nft.order if nft.rounds[i][0] == "min")
-    fft_near = next(p for p, i in enumerate(fft.order) if fft.rounds[i][0] == "min")
-    return {"split": seed, "pool": plan.pool[seed], "near rounds": plan.near_rounds[seed], "selected": len(nft.order),
-            "steps": -(-len(nft.order) // batch_size), "near half ends at step": near // batch_size,
-            "FFT reaches it at step": fft_near // batch_size + 1}
+    """Where NFT's near half ends and FFT's begins, from the plan's layouts (the ones the runs train on)."""
+    return {"split": seed, "pool": plan.pool[seed], "near rounds": plan.near_rounds[seed],
+            "selected": plan.selected[seed]["tma-nft"], "steps": -(-plan.selected[seed]["tma-nft"] // batch_size),
+            "near half ends at step": plan.near_end[seed] // batch_size,
+            "FFT reaches it at step": plan.fft_near_start[seed] // batch_size + 1}
 
 
 layouts = pd.DataFrame([layout_facts(s) for s in split_seeds]).set_index("split")

@@ -270,6 +270,8 @@ def test_tma_runs_train_the_same_instances_and_round_groups_the_same_steps(tmp_p
     assert compare.same_instances(runs["by_split"], ["NFT", "FFT", "RT"]) == {0: True}
     nft = runs["by_split"][("NFT", 0)]
     assert len(nft.batches) == int(nft.manifest["train_instances"])  # one whole pass: nothing left untrained
+    assert len(nft.batches) == plan.selected[0]["tma-nft"]  # the plan sized the schedule from the same layout
+    assert 0 < plan.near_end[0] <= plan.selected[0]["tma-nft"] and plan.fft_near_start[0] < plan.selected[0]["tma-fft"]
     assert nft.batches.step.max() == compare.epoch_steps(nft)
     groups = experiments.round_groups(params, plan, 1, [0, 2], [0], log=lambda m: None)
     split = load_split(nft.config.split, nft.config.model)

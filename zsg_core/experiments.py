@@ -190,6 +190,9 @@ class TmaPlan:
     pool: dict[int, int]  # split seed -> pool size
     round_sizes: dict[int, list[int]]  # split seed -> instances each min round picks, whole pool
     group_size: int  # E8: instances every group of rounds trains on (a multiple of the batch)
+    selected: dict[int, dict[str, int]]  # split seed -> TMA arrangement -> instances it selects at `budget`
+    near_end: dict[int, int]  # split seed -> position in NFT's list where its near half ends
+    fft_near_start: dict[int, int]  # split seed -> position in FFT's list where its near half begins
 
 
 def _tma_params(params: Mapping[str, Any], pool_per_task: int) -> dict[str, Any]:
@@ -208,7 +211,7 @@ def tma_plan(params: Mapping[str, Any], split_seeds: Sequence[int], pool_per_tas
     paper's plotted half spans ~13). E8's groups [s, s + round_width) all train on their first
     `group_size` instances, the smallest group's size over splits rounded down to a batch, so every
     group trains the same steps under the same schedule."""
-    from .arrange import TMA_POOL_SEED, pool_rounds
+    from .arrange import TMA_POOL_SEED, pool_rounds, tma_layout
     from .embed import Encoder, embed_records
 
     if near_rounds < 1:
@@ -217,11 +220,12 @@ def tma_plan(params: Mapping[str, Any], split_seeds: Sequence[int], pool_per_tas
         raise DataError(f"tma_pool_per_task {pool_per_task} is smaller than train_per_task "
                         f"{params['train_per_task']}: the TMA pool holds the other orders' training list")
     encoder = Encoder()
-    sizes, pool = {}, {}
+    sizes, pool, embedded = {}, {}, {}
     for seed in split_seeds:
         split = run_split(run_config(**{**_tma_params(params, pool_per_task), "split_seed": seed,
                                         "arrangement": "tma-min"}))
         x, t = embed_records(split.train, "first-turn", encoder), embed_records(split.test, "first-turn", encoder)
+        embedded[seed] = x, t
         sizes[seed] = [len(r) for r in pool_rounds(x, t, "min", None, TMA_POOL_SEED)]
         pool[seed] = len(split.train)
         if len(sizes[seed]) < 2 * near_rounds:
@@ -240,7 +244,15 @@ def tma_plan(params: Mapping[str, Any], split_seeds: Sequence[int], pool_per_tas
         group_size = smallest // params["batch_size"] * params["batch_size"]
         if group_size == 0:
             raise DataError(f"E8's smallest group of rounds holds {smallest} instances, less than a batch")
-    return TmaPlan(pool_per_task, budget, spans, pool, sizes, group_size)
+    selected, near_end, fft_near_start = {}, {}, {}
+    for seed, (x, t) in embedded.items():  # the layouts the runs will train on, computed once here
+        nft, nft_rounds = tma_layout(x, t, "nft", budget)
+        fft, fft_rounds = tma_layout(x, t, "fft", budget)
+        selected[seed] = {"tma-nft": len(nft), "tma-fft": len(fft), "tma-rt": len(nft),
+                          **{f"tma-{d}": len(tma_layout(x, t, d, budget)[0]) for d in ("min", "max")}}
+        near_end[seed] = sum(1 for i in nft if nft_rounds[i][0] == "min")
+        fft_near_start[seed] = next(k for k, i in enumerate(fft) if fft_rounds[i][0] == "min")
+    return TmaPlan(pool_per_task, budget, spans, pool, sizes, group_size, selected, near_end, fft_near_start)
 
 
 def tma(params: Mapping[str, Any], plan: TmaPlan, split_seeds: Sequence[int], side_split_seeds: Sequence[int],
@@ -251,23 +263,18 @@ def tma(params: Mapping[str, Any], plan: TmaPlan, split_seeds: Sequence[int], si
     p = {**_tma_params(params, plan.pool_per_task), "tma_budget": plan.budget, "arrangement_seed": arrangement_seeds[0]}
     by_split, extremes = {}, {}
     for seed in split_seeds:  # each split's own epoch, so each its own evaluation schedule
-        one = {**p, "split_seed": seed, "eval_steps": _tma_schedule(p, seed, "tma-nft")}
+        one = {**p, "split_seed": seed, "eval_steps": _tma_schedule(p, plan, seed, "tma-nft")}
         by_split |= run_arrangements(one, tma_orders(("NFT", "FFT", "RT")), [seed], "split_seed", log)
     for seed in side_split_seeds:
         for label in ("MIN", "MAX"):
-            one = {**p, "split_seed": seed, "eval_steps": _tma_schedule(p, seed, f"tma-{label.lower()}")}
+            one = {**p, "split_seed": seed, "eval_steps": _tma_schedule(p, plan, seed, f"tma-{label.lower()}")}
             extremes |= run_arrangements(one, tma_orders((label,)), [seed], "split_seed", log)
     return {"by_split": by_split, "extremes": extremes}
 
 
-def _tma_schedule(params: Mapping[str, Any], split_seed: int, arrangement: str) -> list[int]:
+def _tma_schedule(params: Mapping[str, Any], plan: TmaPlan, split_seed: int, arrangement: str) -> list[int]:
     """The comparison schedule over one pass of a TMA selection on one split."""
-    from .arrange import arrange_records
-
-    config = run_config(**{**params, "split_seed": split_seed, "arrangement": arrangement})
-    split = run_split(config)
-    selected = len(arrange_records(split.train, split.test, arrangement, config.budget).order)
-    return list(comparison_schedule(-(-selected // config.train.batch_size)))
+    return list(comparison_schedule(-(-plan.selected[split_seed][arrangement] // params["batch_size"])))
 
 
 def round_label(start: int, width: int) -> str:
