@@ -30,7 +30,8 @@
 #
 # **What it takes to run**: on the cpu profile, 3 runs that generate text (about 7 minutes each on
 # 2 AVX512 cores) and 2 that do not (2-3 minutes each, plus a few minutes for each new split's
-# first run): 30-55 minutes the first time (55 as measured with other work on the cores; "What it took" below gives this build's own), seconds once the runs are stored.
+# first run): 30-55 minutes the first time
+# ("What it took" below gives this build's own), seconds once the runs are stored.
 #
 # Rerun with other parameters, for example:
 # `papermill _build/cpu/book/02_early_generalization.ipynb out.ipynb -p arrangement_seeds "[0,1,2,3]" -p model gemma-270m`.

@@ -32,7 +32,7 @@
 #
 # **What it takes to run**: on the cpu profile, 27 runs of 60 steps. Measured on 2 AVX512 cores
 # (bf16): 2-3 minutes per run, plus 3-8 minutes for the first run on each new split (its
-# embeddings and frozen-layer cache); 1.5-2.5 hours the first time (2.4 as measured with other work on the cores; see "What it took"), seconds once the runs are
+# embeddings and frozen-layer cache); 1.5-2.5 hours the first time (see "What it took"), seconds once the runs are
 # stored, and several times longer on a CPU without native bf16. It needs the prepared assets
 # (`make book` fetches them).
 #

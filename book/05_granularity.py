@@ -31,7 +31,7 @@
 # task splits of `side_split_seeds` rather than chapter 4's five.
 #
 # **What it takes to run**: on the cpu profile, 6 runs of 230 steps. Measured on 2 AVX512 cores
-# (bf16): 8-12 minutes each, so 1-1.5 hours the first time (82 minutes as measured; see "What it took"), seconds once the runs are stored.
+# (bf16): 8-12 minutes each, so 1-1.5 hours the first time (see "What it took"), seconds once the runs are stored.
 #
 # Rerun with other parameters, for example:
 # `papermill _build/cpu/book/05_granularity.ipynb out.ipynb -p side_split_seeds "[0,1,2,3,4]"`.

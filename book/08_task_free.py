@@ -35,7 +35,7 @@
 # and RT shuffle), so its interval is over draws, as chapter 4's is over task splits.
 #
 # **What it takes to run**: on the cpu profile, 9 runs of 60 steps (2-3 minutes each on 2 AVX512
-# cores, plus a few minutes for each new draw's first run): 30-55 minutes the first time (53 as measured with other work on the cores; see "What it took"),
+# cores, plus a few minutes for each new draw's first run): 30-55 minutes the first time (see "What it took"),
 # seconds once the runs are stored.
 #
 # | parameter | meaning |

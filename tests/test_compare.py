@@ -197,7 +197,7 @@ def test_a_measure_that_drives_the_loss_is_found_and_noise_is_not():
 
 
 def _task_table(curves_by_label: dict[str, dict[str, list[float]]], steps: list[int]) -> pd.DataFrame:
-    return pd.DataFrame([{"label": label, "seed": 0, "task": task, "step": s, "loss": v}
+    return pd.DataFrame([{"label": label, "seed": 0, "split": 0, "order_seed": 0, "task": task, "step": s, "loss": v}
                          for label, tasks in curves_by_label.items() for task, values in tasks.items()
                          for s, v in zip(steps, values)])
 

@@ -211,7 +211,7 @@ def sudden_drops(task_curves_: pd.DataFrame, order: str, baseline: str) -> pd.Da
     """Each task's most sudden window under `order` (`excess_windows`, one split): the window where
     its loss fell most beyond `baseline`'s. Columns task, start, step (the window's end), excess;
     largest excess first. For pictures: the verdict (rules.sudden) counts every window."""
-    windows = excess_windows(task_curves_.assign(split=task_curves_.get("split", 0)), order, baseline)
+    windows = excess_windows(task_curves_, order, baseline)
     return (windows.sort_values("excess", ascending=False).drop_duplicates("task").rename(columns={"end": "step"})
             [["task", "start", "step", "excess"]].reset_index(drop=True))
 

@@ -19,6 +19,7 @@ the one that contradicts the paper included.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from itertools import combinations
 from typing import Sequence
 
@@ -229,10 +230,8 @@ def measures(power: pd.DataFrame, combined: str, alternatives: Sequence[str], nu
     worst = against.loc[against["diff"].idxmin()]
     # every alternative: reproduced iff the lowest lower bound is above 0, contradicted iff some
     # upper bound is below 0; so the shared rule on (lowest lo, lowest hi) decides it
-    bounds = Estimate(float(worst["diff"]), float(against.lo.min(skipna=False)), float(against.hi.min(skipna=False)),
-                      int(worst.n), float(worst.p))
-    outcome = verdict(bounds, ">")
     closest = Estimate(float(worst["diff"]), float(worst.lo), float(worst.hi), int(worst.n), float(worst.p))
+    outcome = verdict(replace(closest, lo=float(against.lo.min(skipna=False)), hi=float(against.hi.min(skipna=False))), ">")
     second = Finding("E3", claim, f"{combined} > every alternative", paper,
                      f"within-window rho, {combined} - {worst.other} (the closest of {len(against)} alternatives): "
                      f"{fmt(closest)}; wholly above {int((against.lo > 0).sum())}, wholly below "
