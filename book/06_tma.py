@@ -115,8 +115,9 @@ same = compare.same_instances(runs["by_split"], ["NFT", "FFT", "RT"])
 # ## The selection on each split
 #
 # The budget is the same on every split; how many rounds the near half spans, how many instances
-# the two halves select together (fewer than the budget when they share instances), and the step
-# at which NFT leaves its near half and FFT enters it:
+# the two halves select together (each half keeps its last round whole, as the paper's code does,
+# and an instance both halves pick counts once, so this differs from the budget), and the step at
+# which NFT leaves its near half and FFT enters it:
 
 # %% tags=["hide-input"]
 display(Markdown(f"Pool: up to {tma_pool_per_task} instances per training task, shuffled once (seed {TMA_POOL_SEED}); "

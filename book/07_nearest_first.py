@@ -126,7 +126,9 @@ seen.groupby("order", sort=False)[["its share", "families"]].mean().reindex(LABE
 # %% [markdown]
 # ## Experiment 3: other regimes
 #
-# NFT - RT and FFT - RT per step under each set-up, with the 95% interval over the side splits.
+# NFT - RT and FFT - RT per step under each set-up, with the 95% interval over the side splits. A
+# gentler set-up moves every loss less and so shrinks every gap; what would show that the regime
+# is to blame is the paper's order coming back, NFT below RT, under it.
 
 # %%
 setup_tasks = {name: compare.task_curves(runs) for name, runs in setups.items() if runs}
@@ -184,9 +186,10 @@ rows = [
     rules.explanation("An averaging artefact", "the paper's micro average shows a smaller gap than the per-task one",
                       stats.averaging_gap(curves, tasks, "NFT", "RT", point), "<",
                       contrast="(NFT - RT, micro) - (NFT - RT, per task)"),
-] + [rules.explanation(f"The regime: {name}", f"NFT - RT shrinks under {name}",
-                       stats.gap_difference(table, setup_tasks["profile"], "NFT", "RT", point), "<",
-                       contrast=f"(NFT - RT, {name}) - (NFT - RT, profile)")
+    # A gentler regime moves every loss less, so it shrinks every gap: the test is the sign of
+    # NFT - RT under it (does the paper's order come back?), not a smaller gap.
+] + [rules.explanation(f"The regime: {name}", f"NFT beats RT under {name}", gap("NFT", "RT", table), "<",
+                       contrast=f"NFT - RT under {name}")
      for name, table in setup_tasks.items() if name != "profile"]
 ranked = rules.rank_explanations(rows)
 ranked[["explanation", "prediction", "measured", "p", "evidence"]].style.hide(axis="index").format(precision=3)
