@@ -44,6 +44,13 @@ def test_a_grid_runs_each_config_once_and_curves_are_tidy(tmp_path, monkeypatch)
     with pytest.raises(DataError, match="no runs"):
         compare.run_costs({})
     groups = {t: "even" if i % 2 else "odd" for i, t in enumerate(sorted(r.eval_loss.task.unique()))}
+    tokens = compare.loss_curves(results, weight="tokens")  # every answer token weighs the same
+    t = r.eval_loss
+    by_hand = (t.loss * t.tokens).groupby(t.step).sum() / t.tokens.groupby(t.step).sum()
+    got = tokens[(tokens.label == "random") & (tokens.seed == 1)].set_index("step").loss
+    assert np.allclose(got, by_hand) and t.tokens.nunique() > 1 and not np.allclose(got, r.mean_loss())
+    with pytest.raises(DataError, match="unknown weight"):
+        compare.loss_curves(results, weight="answers")
     by_group = compare.loss_curves(results, by=groups)
     assert set(by_group.group) == {"even", "odd"}
     with pytest.raises(DataError, match="no group"):

@@ -11,7 +11,7 @@ computed from stored runs.
 from __future__ import annotations
 
 import functools
-from typing import Mapping, Sequence
+from typing import Literal, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -39,13 +39,25 @@ def _identity(result: RunResult) -> dict[str, int]:
     return {"split": result.config.split.seed, "order_seed": result.config.arrangement_seed}
 
 
-def loss_curves(*groups: Mapping[tuple[str, int], RunResult], by: Mapping[str, str] | None = None) -> pd.DataFrame:
+def loss_curves(*groups: Mapping[tuple[str, int], RunResult], by: Mapping[str, str] | None = None,
+                weight: Literal["instances", "tokens"] = "instances") -> pd.DataFrame:
     """Held-out loss per run and step: the micro average over test instances (`mean_loss`), with
     the run's label, key seed, split and order seed. With `by` (task -> group name, e.g. its
-    source), one curve per group instead (column `group`)."""
+    source), one curve per group instead (column `group`). With `weight="tokens"`, every answer
+    token weighs the same (the paper's Trainer averages token losses within a batch), so longer
+    answers count more; with 5 instances per task, only this average can differ from the
+    per-task one."""
+    if weight not in ("instances", "tokens"):
+        raise DataError(f"unknown weight {weight!r}; use 'instances' or 'tokens'")
+    if weight == "tokens" and by is not None:
+        raise DataError("token-weighted curves are drawn per run, not per group")
     frames = []
     for label, seed, result in labelled(groups):
-        if by is None:
+        if weight == "tokens":
+            table = result.eval_loss.assign(nll=result.eval_loss.loss * result.eval_loss.tokens)
+            summed = table.groupby("step")[["nll", "tokens"]].sum()
+            curve = (summed.nll / summed.tokens).rename("loss").reset_index()
+        elif by is None:
             curve = result.mean_loss().rename("loss").reset_index()
         else:
             table = result.eval_loss.assign(group=result.eval_loss.task.map(by))

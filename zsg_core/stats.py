@@ -123,20 +123,6 @@ def gap_difference(first: pd.DataFrame, second: pd.DataFrame, a: str, b: str, st
     return over_units((one[both] - two[both]).tolist())
 
 
-def averaging_gap(loss_curves: pd.DataFrame, task_curves: pd.DataFrame, a: str, b: str, step: int) -> Estimate:
-    """Per split: a - b averaged over held-out instances (the paper's micro average, `loss_curves`)
-    minus a - b averaged over held-out tasks (`split_means`); the estimate over splits. Non-zero
-    when tasks with more evaluated instances, or more tokens, pull the two averages apart."""
-    t = loss_curves[(loss_curves.step == step) & loss_curves.label.isin([a, b])]
-    micro = t.groupby(["label", "split"]).loss.mean().unstack("label")
-    micro = (micro[a] - micro[b]).dropna()
-    per_task = split_means(task_curves, a, b, step).set_index("split")["diff"]
-    both = micro.index.intersection(per_task.index)
-    if both.empty:
-        raise DataError(f"no split has both averages of {a} - {b} at step {step}")
-    return over_units((micro[both] - per_task[both]).tolist())
-
-
 def correlation(x: Sequence[float], y: Sequence[float], level: float = 0.95) -> Estimate:
     """Pearson's r over paired units with a Fisher-z interval and the t-test p of r == 0; no
     interval with fewer than four units (the z interval needs n - 3 > 0)."""
