@@ -13,10 +13,17 @@ export HF_HUB_OFFLINE := 1
 # from the runs' manifests: 53 + 69 + 145 + 82 + 38 + 53 for chapters 2-7; chapter 3 reuses chapter
 # 2's random runs, about 50 of those minutes; some runs shared the cores with other work), and
 # executing all eight chapters from the stored runs took 4 minutes (15 / 10 / 151 / 10 / 8 / 10 /
-# 8 / 8 s) plus the HTML. Reruns read every run back from the run store. smoke: 6.2 minutes from
-# an empty cache (2026-11-30, before the verdict rules).
-BOOK_TIME_cpu   := about 6.5-7 hours the first time (per chapter: see each chapter's "What it took"; about 5 minutes once its runs are stored)
-BOOK_TIME_smoke := about 6 minutes the first time (under 1 once its runs are stored)
+# 8 / 8 s) plus the HTML. Reruns read every run back from the run store.
+# Issue 15 (TMA as the paper ran it, chapter 7) adds, measured per run on the same machine: sizing
+# TMA (embedding 5 pools of ~15,000: ~35 min, once), 15 one-pass E6 runs of ~320 steps (~12 min
+# for a split's first, which fills the frozen-layer cache, ~8 min for the others), 6 MIN/MAX runs
+# (~8 min), 9 E8 runs (~2.5 min) in place of chapter 6's 38 run-minutes, and chapter 7's 19 new
+# runs (95-105 s each); E7's runs are redone (its tma-* keys changed) at their old cost: about 4
+# hours more, so about 11 hours in all, an estimate until the whole cpu book has run again.
+# smoke: 8.4 minutes from an empty cache (2026-11-30, chapters 1-9: 124 / 60 / 53 / 81 / 21 / 49 /
+# 34 / 75 / 7 s).
+BOOK_TIME_cpu   := about 11 hours the first time, estimated from measured runs (per chapter: see each chapter's 'What it took'; about 5 minutes once its runs are stored)
+BOOK_TIME_smoke := about 8.5 minutes the first time (under 1 once its runs are stored)
 BOOK_TIME_cpu-full := the cpu book plus chapter 7's slow regimes (every layer trained, Gemma-3-270m): not yet timed end to end
 BOOK_TIME_gpu   := not measured on this machine
 
