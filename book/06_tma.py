@@ -82,7 +82,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from zsg_core import compare, experiments, findings, plots, rules, stats
-from zsg_core.arrange import TMA_POOL_SEED, pool_rounds
+from zsg_core.arrange import TMA_POOL_SEED
 from zsg_core.embed import Encoder, embed_records, map_2d
 from zsg_core.runs import run_params, run_split
 
@@ -189,12 +189,11 @@ curves_rounds.groupby(["label", "step"]).loss.mean().unstack(0)[labels].round(3)
 # %%
 split = run_split(groups[(labels[0], side_split_seeds[0])].config)
 encoder = Encoder()
-x = embed_records(split.train, "first-turn", encoder)
+x = embed_records(split.train, "first-turn", encoder)  # cached by the plan
 t = embed_records(split.test, "first-turn", encoder)
-rounds = pool_rounds(x, t, "min", None, TMA_POOL_SEED)
 kind = np.full(len(x), "not picked", dtype=object)
 for s, label in zip(round_starts, labels):
-    for r in rounds[s: s + round_width]:
+    for r in plan.min_rounds[side_split_seeds[0]][s: s + round_width]:
         kind[r] = label
 xy = map_2d(np.vstack([x, t]))
 points = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "kind": list(kind) + ["held-out"] * len(t)})

@@ -171,7 +171,7 @@ by_split.set_index("split").assign(**{"held-out tasks with a training sibling": 
 
 # %% tags=["hide-input"]
 display(Markdown(rules.RULES["explanation"]))
-over_tokens = gap("NFT", "RT", compare.loss_curves(orders, weight="tokens").assign(task="every answer token"))
+over_tokens = gap("NFT", "RT", compare.loss_curves(orders, weight="tokens"))
 rows = [
     rules.explanation("Concentration: one family first", "coverage-balanced nearest-first beats WSD-NFT",
                       gap("balanced", "NFT"), "<", contrast="balanced - NFT"),

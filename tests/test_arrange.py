@@ -200,6 +200,8 @@ def test_tma_rounds_equal_the_paper_algorithm(monkeypatch, mode, n, m, dup, budg
     assert all(1 <= len(r) <= m and r == sorted(r) for r in ours)  # <= M picks, ascending index
     if budget is None:
         assert sorted(flat) == list(range(n))
+    else:  # a budgeted run is the whole pool's rounds cut where the budget is reached
+        assert tma_module.first_rounds(tma_rounds(x, t, direction), budget) == ours
 
 
 def test_tma_errors():

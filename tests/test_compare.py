@@ -126,6 +126,9 @@ def test_split_gap_has_the_split_as_unit():
         stats.split_gap(table, "a", "c")
     with pytest.raises(DataError, match="columns"):
         stats.split_gap(table.drop(columns="split"), "a", "b")
+    run_level = table.groupby(["label", "seed", "split", "order_seed", "step"]).loss.mean().reset_index()
+    by_run = stats.split_means(run_level, "a", "b", step=5)  # no task column: one unit per run (a token average)
+    assert by_run["diff"].tolist() == pytest.approx([0.10, 0.12, 0.11])
     lonely = _split_table({"a": {0: [0.1]}, "b": {1: [0.0]}})
     with pytest.raises(DataError, match="share no split"):
         stats.split_gap(lonely, "a", "b")
@@ -266,7 +269,7 @@ def test_comparisons_are_evaluated_where_they_are_read():
 
 def test_tma_runs_train_the_same_instances_and_round_groups_the_same_steps(tmp_path, monkeypatch):
     """E6 and E8 as chapter 6 runs them, read back from the batches each model received."""
-    from zsg_core.arrange import TMA_POOL_SEED, pool_rounds
+    from zsg_core.arrange import TMA_POOL_SEED, pool_rounds, tma_layout
     from zsg_core.embed import embed_records
     from zsg_core.split import load_split
 
@@ -284,7 +287,14 @@ def test_tma_runs_train_the_same_instances_and_round_groups_the_same_steps(tmp_p
     split = load_split(nft.config.split, nft.config.model)
     x, t = embed_records(split.train, "first-turn", Encoder()), embed_records(split.test, "first-turn", Encoder())
     rounds = pool_rounds(x, t, "min", None, TMA_POOL_SEED)
-    assert plan.round_sizes[0] == [len(r) for r in rounds] and plan.group_size % params["batch_size"] == 0
+    assert plan.min_rounds[0] == rounds and plan.group_size % params["batch_size"] == 0
+    layouts = {v: tma_layout(x, t, v, plan.budget) for v in ("nft", "fft", "min", "max")}  # what the runs arrange
+    assert {f"tma-{v}": len(order) for v, (order, _) in layouts.items()} | {"tma-rt": len(layouts["nft"][0])} \
+        == plan.selected[0]
+    order, label = layouts["nft"]
+    assert plan.near_end[0] == sum(label[i][0] == "min" for i in order)
+    order, label = layouts["fft"]
+    assert plan.fft_near_start[0] == next(k for k, i in enumerate(order) if label[i][0] == "min")
     for start in (0, 2):
         got = groups[(experiments.round_label(start, 1), 0)].batches
         assert len(got) == plan.group_size  # every group the same count, so the same steps and schedule

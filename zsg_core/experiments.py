@@ -22,8 +22,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-import numpy as np
-
 from .data import DataError
 from .runs import RunResult, run, run_config, run_split, stored
 from .train import comparison_schedule
@@ -188,7 +186,7 @@ class TmaPlan:
     budget: int  # instances the min-max layout selects, the same on every split
     near_rounds: dict[int, int]  # split seed -> nearest rounds in the near half (>= the asked-for number)
     pool: dict[int, int]  # split seed -> pool size
-    round_sizes: dict[int, list[int]]  # split seed -> instances each min round picks, whole pool
+    min_rounds: dict[int, list[list[int]]]  # split seed -> Algorithm 1's min rounds over the whole pool (pool indices)
     group_size: int  # E8: instances every group of rounds trains on (a multiple of the batch)
     selected: dict[int, dict[str, int]]  # split seed -> TMA arrangement -> instances it selects at `budget`
     near_end: dict[int, int]  # split seed -> position in NFT's list where its near half ends
@@ -211,8 +209,9 @@ def tma_plan(params: Mapping[str, Any], split_seeds: Sequence[int], pool_per_tas
     paper's plotted half spans ~13). E8's groups [s, s + round_width) all train on their first
     `group_size` instances, the smallest group's size over splits rounded down to a batch, so every
     group trains the same steps under the same schedule."""
-    from .arrange import TMA_POOL_SEED, pool_rounds, tma_layout
+    from .arrange import TMA_POOL_SEED, pool_rounds
     from .embed import Encoder, embed_records
+    from .tma import first_rounds
 
     if near_rounds < 1:
         raise DataError(f"tma_near_rounds must be at least 1, got {near_rounds}")
@@ -220,20 +219,20 @@ def tma_plan(params: Mapping[str, Any], split_seeds: Sequence[int], pool_per_tas
         raise DataError(f"tma_pool_per_task {pool_per_task} is smaller than train_per_task "
                         f"{params['train_per_task']}: the TMA pool holds the other orders' training list")
     encoder = Encoder()
-    sizes, pool, embedded = {}, {}, {}
+    rounds, pool, embedded = {}, {}, {}
     for seed in split_seeds:
         split = run_split(run_config(**{**_tma_params(params, pool_per_task), "split_seed": seed,
                                         "arrangement": "tma-min"}))
         x, t = embed_records(split.train, "first-turn", encoder), embed_records(split.test, "first-turn", encoder)
         embedded[seed] = x, t
-        sizes[seed] = [len(r) for r in pool_rounds(x, t, "min", None, TMA_POOL_SEED)]
+        rounds[seed] = pool_rounds(x, t, "min", None, TMA_POOL_SEED)
         pool[seed] = len(split.train)
-        if len(sizes[seed]) < 2 * near_rounds:
-            raise DataError(f"split {seed}: the pool of {pool[seed]} gives {len(sizes[seed])} min rounds, "
+        if len(rounds[seed]) < 2 * near_rounds:
+            raise DataError(f"split {seed}: the pool of {pool[seed]} gives {len(rounds[seed])} min rounds, "
                             f"fewer than the {2 * near_rounds} a near half of {near_rounds} rounds needs; raise "
                             "tma_pool_per_task or lower tma_near_rounds")
+    sizes = {seed: [len(r) for r in rs] for seed, rs in rounds.items()}
     budget = 2 * max(sum(s[:near_rounds]) for s in sizes.values())
-    spans = {seed: int(np.searchsorted(np.cumsum(s), budget // 2) + 1) for seed, s in sizes.items()}
     group_size = 0
     if round_starts:
         last = max(round_starts) + round_width
@@ -244,15 +243,19 @@ def tma_plan(params: Mapping[str, Any], split_seeds: Sequence[int], pool_per_tas
         group_size = smallest // params["batch_size"] * params["batch_size"]
         if group_size == 0:
             raise DataError(f"E8's smallest group of rounds holds {smallest} instances, less than a batch")
-    selected, near_end, fft_near_start = {}, {}, {}
-    for seed, (x, t) in embedded.items():  # the layouts the runs will train on, computed once here
-        nft, nft_rounds = tma_layout(x, t, "nft", budget)
-        fft, fft_rounds = tma_layout(x, t, "fft", budget)
-        selected[seed] = {"tma-nft": len(nft), "tma-fft": len(fft), "tma-rt": len(nft),
-                          **{f"tma-{d}": len(tma_layout(x, t, d, budget)[0]) for d in ("min", "max")}}
-        near_end[seed] = sum(1 for i in nft if nft_rounds[i][0] == "min")
-        fft_near_start[seed] = next(k for k, i in enumerate(fft) if fft_rounds[i][0] == "min")
-    return TmaPlan(pool_per_task, budget, spans, pool, sizes, group_size, selected, near_end, fft_near_start)
+    spans, selected, near_end, fft_near_start = {}, {}, {}, {}
+    for seed, (x, t) in embedded.items():  # the layouts the runs will train on (arrange.tma_layout), from the rounds
+        near = [i for r in first_rounds(rounds[seed], budget // 2) for i in r]  # NFT's first half
+        farthest = pool_rounds(x, t, "max", budget, TMA_POOL_SEED)  # MAX; its prefix is FFT's first half
+        far = [i for r in first_rounds(farthest, budget // 2) for i in r]
+        both = len(set(near) | set(far))  # NFT, FFT and RT hold the two halves, each instance once
+        spans[seed] = len(first_rounds(rounds[seed], budget // 2))
+        selected[seed] = {"tma-nft": both, "tma-fft": both, "tma-rt": both,
+                          "tma-min": sum(map(len, first_rounds(rounds[seed], budget))),
+                          "tma-max": sum(map(len, farthest))}
+        near_end[seed] = len(near)  # NFT: the near half first, whole
+        fft_near_start[seed] = len(far)  # FFT: the far half first, then what the near half adds
+    return TmaPlan(pool_per_task, budget, spans, pool, rounds, group_size, selected, near_end, fft_near_start)
 
 
 def tma(params: Mapping[str, Any], plan: TmaPlan, split_seeds: Sequence[int], side_split_seeds: Sequence[int],

@@ -77,18 +77,22 @@ def holm(pvalues: Sequence[float]) -> np.ndarray:
 UNIT_COLUMNS = ("label", "split", "order_seed", "task", "step", "loss")
 
 
-def split_means(task_curves: pd.DataFrame, a: str, b: str, step: int | None = None) -> pd.DataFrame:
+def split_means(curves: pd.DataFrame, a: str, b: str, step: int | None = None) -> pd.DataFrame:
     """Per split and step: the mean over held-out tasks of (loss under `a` - loss under `b`), each
     order's loss first averaged over its order seeds (RT's shuffles) on that split. Only splits
-    and tasks both orders have. Columns split, step, diff."""
-    missing = set(UNIT_COLUMNS) - set(task_curves.columns)
+    and tasks both orders have. Columns split, step, diff.
+
+    `curves` are per-task (`compare.task_curves`); run-level curves without a task column
+    (`compare.loss_curves`, e.g. its token average) are taken as one unit per run."""
+    missing = set(UNIT_COLUMNS) - {"task"} - set(curves.columns)
     if missing:
-        raise DataError(f"task curves need columns {sorted(missing)} (compare.task_curves makes them)")
+        raise DataError(f"curves need columns {sorted(missing)} (compare.task_curves makes them)")
     for label in (a, b):
-        if label not in set(task_curves.label):
-            raise DataError(f"no curve labelled {label!r}; have {sorted(set(task_curves.label))}")
-    t = task_curves if step is None else task_curves[task_curves.step == step]
-    mean = t[t.label.isin([a, b])].groupby(["label", "split", "step", "task"]).loss.mean().unstack("label")
+        if label not in set(curves.label):
+            raise DataError(f"no curve labelled {label!r}; have {sorted(set(curves.label))}")
+    t = curves if step is None else curves[curves.step == step]
+    units = ["label", "split", "step"] + (["task"] if "task" in t.columns else [])
+    mean = t[t.label.isin([a, b])].groupby(units).loss.mean().unstack("label")
     diff = (mean[a] - mean[b]).dropna()
     if diff.empty:
         raise DataError(f"{a} and {b} share no split, step and task" + (f" at step {step}" if step is not None else ""))

@@ -21,7 +21,7 @@ bench_arrange.py checks it at 20k-1.3M items).
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Sequence
 
 import numpy as np
 
@@ -223,6 +223,19 @@ def tma_rounds(train: np.ndarray, test: np.ndarray, direction: Literal["min", "m
     if bar is not None:
         bar.close()
     return rounds
+
+
+def first_rounds(rounds: Sequence[Sequence[int]], budget: int) -> list[list[int]]:
+    """What `tma_rounds(..., budget)` returns, cut from the whole pool's rounds: Algorithm 1 never
+    looks ahead, so a budgeted run is a prefix of the full one, up to the round that reaches
+    `budget` (kept whole)."""
+    out, picked = [], 0
+    for r in rounds:
+        if picked >= budget:
+            break
+        out.append(list(r))
+        picked += len(r)
+    return out
 
 
 class _DirectPicker:
