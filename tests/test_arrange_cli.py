@@ -126,3 +126,27 @@ def test_the_library_writes_the_file_the_cli_writes(files, tmp_path, capsys):
         write_arranged(records, arrangement, by_cli)
     with pytest.raises(Exception, match="unknown output format 'csv'"):
         write_arranged(records, arrangement, tmp_path / "x.csv", fmt="csv")
+
+
+@pytest.mark.parametrize("kind", ["hidden", "gradient"])
+def test_lm_features_arrange_anyones_data_with_a_local_model_folder(files, tmp_path, monkeypatch, kind, capsys):
+    """`--features hidden|gradient --model FOLDER`: a Hugging Face folder of one's own (here a tiny
+    random-init Llama saved with the real SmolLM2 tokenizer)."""
+    from zsg_core import features
+    from zsg_core.model import load_model
+
+    monkeypatch.setattr(features, "cache_dir", lambda: tmp_path / "cache")
+    model, tokenizer = load_model("tiny-llama")
+    folder = tmp_path / "my-model"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    train, test = files
+    out = tmp_path / f"{kind}.jsonl"
+    args = ["arrange", "--train", str(train), "--test", str(test), "--method", "nft", "--features", kind,
+            "--model", str(folder), "--precision", "fp32", "--batch-size", "2", "--out", str(out)]
+    assert main(args) == 0
+    assert sorted(r.id for r in load_jsonl(out)) == sorted(r.id for r in load_jsonl(train))
+    assert list((tmp_path / "cache" / "features").glob(f"{kind}-*/shard-*.npz"))  # cached for the next call
+    with pytest.raises(SystemExit, match="--model is the LM of --features"):
+        main(["arrange", "--train", str(train), "--test", str(test), "--method", "nft", "--model", str(folder),
+              "--out", str(tmp_path / "x.jsonl")])

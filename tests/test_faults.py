@@ -312,7 +312,7 @@ def test_embeddings_are_keyed_by_the_weights_and_a_damaged_shard_is_recomputed(t
     said: list[str] = []
     fresh = Encoder(cache=tmp_path, log=said.append)
     again = fresh.encode(texts)
-    assert len(said) == 1 and f"embedding cache shard {shard} is damaged" in said[0]
+    assert len(said) == 1 and f"vector cache shard {shard} is damaged" in said[0]
     assert fresh.n_encoded == 2 and np.allclose(again, first, atol=1e-6) and not shard.exists()
 
 

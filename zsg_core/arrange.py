@@ -391,24 +391,32 @@ class Arrangement:
 
 def arrange_records(train: Sequence, test: Sequence, method: str, tma_budget: int | None = None, arrangement_seed: int = 0,
                     embed_text: str | None = None, encoder=None, rounds: tuple[int, int] | None = None,
-                    processes: int = 1) -> Arrangement:
+                    processes: int = 1, features: str = "minilm", test_view: str = "with-answer",
+                    source=None, log: Callable[[str], None] = print) -> Arrangement:
     """Order training records for a test set with any method in METHODS.
 
-    `embed_text` defaults to the paper's choice per method (`Method.embed_text`). `rounds=(a, b)`
-    with tma-min / tma-max keeps only what rounds [a, b) over the whole pool pick (E8). Without an
-    `encoder`, one is made with `processes` encoding processes (`embed.Encoder`).
+    `features` names what "similar" means (`features.FEATURES`: the paper's minilm, or the LM's
+    hidden states or gradients, which need `source`, a `features.LMSource`); `test_view` whether
+    held-out features see the reference answer. `embed_text` (minilm) defaults to the paper's
+    choice per method (`Method.embed_text`). `rounds=(a, b)` with tma-min / tma-max keeps only
+    what rounds [a, b) over the whole pool pick (E8). Without an `encoder`, one is made with
+    `processes` encoding processes (`embed.Encoder`).
     """
+    from .features import check_kind, compute
+
     m = get_method(method)
     m.check(tma_budget, rounds, embed_text, pool_size=len(train))
+    check_kind(features, test_view)
     inputs = Inputs(tasks=_check_tasks([r.task for r in train]), seed=arrangement_seed, tma_budget=tma_budget,
                     rounds=tuple(rounds) if rounds is not None else None)
     if not m.features:
         return Arrangement(m.order(inputs)[0], method)
-    from .embed import Encoder, embed_records
+    from .embed import Encoder
 
-    mode = embed_text or m.embed_text
-    encoder = encoder or Encoder(processes=processes)  # one encoder (one model load, one cache) for both sets
-    x, t = embed_records(train, mode, encoder), embed_records(test, mode, encoder)
+    if features == "minilm":
+        encoder = encoder or Encoder(processes=processes)  # one encoder (one model load, one cache) for both sets
+    x, t = compute(train, test, features, text=embed_text or m.embed_text, test_view=test_view, source=source,
+                   encoder=encoder, log=log)
     md, ad = min_avg_distance(x, t)  # one pass serves the WSD orders and the summary
     order, labels = m.order(replace(inputs, train=x, test=t, min_distance=md, avg_distance=ad))
     return Arrangement(order, method, labels, md)

@@ -4,7 +4,7 @@
     zsg prepare --list                 each asset, its size, license and whether it is ready
     zsg split --out DIR [--split-seed S ...] the held-out split of the default pool as JSONL + report
     zsg embed FILE --out X.npy         MiniLM embeddings of any supported data file, cached
-    zsg arrange --train F --test F --method M --out F
+    zsg arrange --train F --test F --method M --out F [--features minilm|hidden|gradient --model PATH]
                                        order anyone's SFT data for a test set (every method of the paper)
     zsg train [--profile cpu] [--arrangement nft] [--set lr=3e-4 ...]
                                        one run: train in the arranged order, evaluate densely, store
@@ -82,10 +82,18 @@ def _embed(args: argparse.Namespace) -> int:
 
 def _arrange(args: argparse.Namespace) -> int:
     from .export import arrange_file
+    from .features import LMSource
+    from .precision import resolve
 
+    source = None
+    if args.features != "minilm":
+        source = LMSource(args.model or LMSource.model, args.frozen_layers, resolve(args.precision), None, args.lr, args.batch_size)
+    elif args.model is not None:
+        raise SystemExit("zsg arrange: --model is the LM of --features hidden / gradient; minilm embeds with the "
+                         "paper's sentence encoder")
     arrangement = arrange_file(args.train, args.test, args.out, args.method, args.tma_budget, args.arrangement_seed,
                                tuple(args.rounds) if args.rounds else None, args.embed_text, args.format,
-                               args.allow_overlap, args.force, args.processes)
+                               args.allow_overlap, args.force, args.processes, args.features, args.test_view, source)
     print(json.dumps(arrangement.summary(), indent=1))
     print(f"wrote {len(arrangement.order)} arranged records to {args.out} ({args.format}); keep this order when "
           "training: no shuffling (see README)")
@@ -208,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from .arrange import EMBED_TEXT, METHODS
     from .export import FORMATS
+    from .features import FEATURES, TEST_VIEWS
+    from .precision import CHOICES
+    from .train import TrainConfig
 
     p = sub.add_parser("arrange", help="order training data for a test set (NFT, FFT, RT, coarse, TMA, ...)",
                        epilog="methods:\n" + "\n".join(f"  {m.name:<12} {m.help}" for m in METHODS.values()),
@@ -223,6 +234,18 @@ def main(argv: list[str] | None = None) -> int:
                    + ": keep only what rounds [FIRST, END) over the whole pool pick (E8); with --tma-budget, the first that many")
     p.add_argument("--embed-text", choices=EMBED_TEXT, default=None,
                    help="text to embed (default: the paper's: all messages for WSD, first turn for TMA)")
+    p.add_argument("--features", choices=FEATURES, default="minilm",
+                   help="what 'similar' means: the paper's MiniLM embeddings, the LM's mean-pooled last hidden "
+                        "layer, or its projected gradients after a short warm-up (LESS-style); see zsg_core/features.py")
+    p.add_argument("--model", default=None,
+                   help="hidden / gradient: the LM, an asset name or a local folder (default smollm2-135m)")
+    p.add_argument("--test-view", choices=TEST_VIEWS, default="with-answer",
+                   help="held-out features from the reference answer too (the paper's), or from the prompt only")
+    p.add_argument("--frozen-layers", type=int, default=0,
+                   help="hidden / gradient: bottom layers left frozen (gradients are taken of the others' weights)")
+    p.add_argument("--lr", type=float, default=TrainConfig.lr, help="gradient: the warm-up's learning rate")
+    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="gradient: the warm-up's batch size")
+    p.add_argument("--precision", choices=CHOICES, default="auto", help="hidden / gradient: bf16, fp32 or auto")
     p.add_argument("--out", required=True, help="output JSONL file, or folder with --format hf")
     p.add_argument("--format", choices=FORMATS, default="jsonl")
     p.add_argument("--allow-overlap", action="store_true", help="arrange even if test tasks, ids or texts are in training")

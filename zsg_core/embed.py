@@ -37,7 +37,54 @@ def embed_text(record: Record, mode: EmbedText = "all") -> str:
     raise ValueError(f"unknown embed text mode {mode!r}; use 'all' or 'first-turn'")
 
 
-SHARD_TEXTS = 10_000  # texts per shard: a large pool interrupted midway keeps what it encoded
+SHARD_TEXTS = 10_000  # vectors per shard: a large pool interrupted midway keeps what it computed
+
+
+class VectorStore:
+    """Vectors on disk by key (a text's or an item's hash), as .npz shards written atomically;
+    a damaged shard is named through `log`, removed, and its keys are computed again. Embeddings
+    and the LM features (`features`) keep their vectors here, one folder per what made them."""
+
+    def __init__(self, folder: Path, log: Callable[[str], None] | None = None):
+        self.folder = folder
+        self.log = log or (lambda message: print(message, file=sys.stderr))
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._vectors: dict[str, np.ndarray] = {}
+        self._loaded_shards: set[str] = set()
+
+    def missing(self, keys: Sequence[str]) -> list[str]:
+        """The keys no shard holds, each once, in first-seen order."""
+        self._load_shards()
+        return list(dict.fromkeys(k for k in keys if k not in self._vectors))
+
+    def add(self, keys: Sequence[str], vectors: np.ndarray) -> None:
+        """Store vectors (float32, one row per key) as one new shard."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        name = f"shard-{uuid.uuid4().hex}.npz"
+        with atomic_file(self.folder / name, "wb") as f:
+            np.savez(f, keys=np.array(list(keys)), vectors=vectors)
+        self._loaded_shards.add(name)
+        self._vectors.update(zip(keys, vectors))
+
+    def get(self, keys: Sequence[str]) -> np.ndarray:
+        """len(keys) x dim, in the order given (every key must be stored)."""
+        self._load_shards()
+        if not keys:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.stack([self._vectors[k] for k in keys])
+
+    def _load_shards(self) -> None:
+        for f in sorted(self.folder.glob("shard-*.npz")):
+            if f.name not in self._loaded_shards:
+                try:
+                    keys, vectors = _read_shard(f)
+                except Exception as e:  # damaged: never trusted, its vectors are computed again
+                    self.log(f"vector cache shard {f} is damaged ({type(e).__name__}: {e}); removed it, "
+                             "its vectors will be computed again")
+                    f.unlink(missing_ok=True)
+                    continue
+                self._vectors.update(zip(keys, vectors))
+                self._loaded_shards.add(f.name)
 
 
 class Encoder:
@@ -59,26 +106,10 @@ class Encoder:
         self.model_path = asset_path(model)  # verified against its recorded checksums
         self.batch_size = batch_size
         self.processes = processes
-        self.folder = (cache or cache_dir() / "embeddings") / f"{model}-{content_id(model)[:16]}"
-        self.log = log or (lambda message: print(message, file=sys.stderr))
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.store = VectorStore((cache or cache_dir() / "embeddings") / f"{model}-{content_id(model)[:16]}", log)
+        self.folder, self.log = self.store.folder, self.store.log
         self._model = None
-        self._vectors: dict[str, np.ndarray] = {}
-        self._loaded_shards: set[str] = set()
         self.n_encoded = 0
-
-    def _load_shards(self) -> None:
-        for f in sorted(self.folder.glob("shard-*.npz")):
-            if f.name not in self._loaded_shards:
-                try:
-                    keys, vectors = _read_shard(f)
-                except Exception as e:  # damaged: never trusted, its texts are encoded again
-                    self.log(f"embedding cache shard {f} is damaged ({type(e).__name__}: {e}); removed it, "
-                             "its texts will be encoded again")
-                    f.unlink(missing_ok=True)
-                    continue
-                self._vectors.update(zip(keys, vectors))
-                self._loaded_shards.add(f.name)
 
     def _st(self):
         if self._model is None:
@@ -125,23 +156,15 @@ class Encoder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """len(texts) x dim float32, L2-normalised, in the order given."""
-        self._load_shards()
         keys = [text_hash(t) for t in texts]
-        todo = list(dict.fromkeys(k for k in keys if k not in self._vectors))
+        todo = self.store.missing(keys)
         first = dict(zip(keys, texts))
         with self._pool() if todo else contextlib.nullcontext() as pool:
             for start in range(0, len(todo), SHARD_TEXTS):  # one shard per chunk: an interruption keeps the rest
                 chunk = todo[start: start + SHARD_TEXTS]
-                vecs = self._encode([first[k] for k in chunk], pool).astype(np.float32)
-                name = f"shard-{uuid.uuid4().hex}.npz"
-                with atomic_file(self.folder / name, "wb") as f:
-                    np.savez(f, keys=np.array(chunk), vectors=vecs)
-                self._loaded_shards.add(name)
-                self._vectors.update(zip(chunk, vecs))
+                self.store.add(chunk, self._encode([first[k] for k in chunk], pool))
                 self.n_encoded += len(chunk)
-        if not keys:
-            return np.zeros((0, 0), dtype=np.float32)
-        return np.stack([self._vectors[k] for k in keys])
+        return self.store.get(keys)
 
 
 def _read_shard(path: Path) -> tuple[list[str], np.ndarray]:

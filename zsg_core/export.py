@@ -125,10 +125,12 @@ def write_arranged(train: Sequence[Record], arrangement: Arrangement, out: str |
 def arrange_file(train: str | Path, test: str | Path, out: str | Path, method: str, tma_budget: int | None = None,
                  arrangement_seed: int = 0, rounds: tuple[int, int] | None = None, embed_text: str | None = None,
                  fmt: str = "jsonl", allow_overlap: bool = False, force: bool = False,
-                 processes: int = 1) -> Arrangement:
+                 processes: int = 1, features: str = "minilm", test_view: str = "with-answer",
+                 source=None) -> Arrangement:
     """Load any supported training and test files, refuse a test set that is not unseen (shared
     tasks, ids or texts) unless `allow_overlap`, arrange with `method` and write `out`;
-    `processes` encoders embed the texts (`embed.Encoder`)."""
+    `processes` encoders embed the texts (`embed.Encoder`); `features`, `test_view` and `source`
+    (a `features.LMSource` for hidden / gradient) as in `arrange.arrange_records`."""
     from .split import check_disjoint
 
     check_out(out, _format(fmt), force, inputs=(train, test))  # before any work
@@ -139,6 +141,7 @@ def arrange_file(train: str | Path, test: str | Path, out: str | Path, method: s
         except DataError as e:
             raise DataError(f"{e}. The test set must be unseen; set allow_overlap to arrange anyway") from None
     arrangement = arrange_records(train_records, test_records, method, tma_budget, arrangement_seed, embed_text,
-                                  rounds=rounds, processes=processes)
+                                  rounds=rounds, processes=processes, features=features, test_view=test_view,
+                                  source=source)
     write_arranged(train_records, arrangement, out, fmt, force)
     return arrangement

@@ -316,10 +316,12 @@ def _first_label(item: Item) -> int:
     return int(labelled[0]) if len(labelled) else len(item.ids)
 
 
-def _shared_prefixes(items: Sequence[Item]) -> list[tuple[int, list[int]]]:
+def _shared_prefixes(items: Sequence[Item], share: bool = True) -> list[tuple[int, list[int]]]:
     """Groups of items (indices) with the length of the prefix they share; 0 for an item alone.
     A prefix is shared only if at least `MIN_SHARED_PREFIX` tokens long and it ends before the
-    position that predicts any member's first label."""
+    position that predicts any member's first label. `share=False`: every item alone."""
+    if not share:
+        return [(0, [i]) for i in range(len(items))]
     by_head: dict[tuple[int, ...], list[int]] = {}
     for i, item in enumerate(items):
         head = tuple(item.ids[:MIN_SHARED_PREFIX].tolist()) if len(item.ids) > MIN_SHARED_PREFIX else (i,)
@@ -340,9 +342,10 @@ def _shared_prefixes(items: Sequence[Item]) -> list[tuple[int, list[int]]]:
     return groups
 
 
-def lay_out(items: Sequence[Item], inputs: Sequence[torch.Tensor]) -> Pack:
+def lay_out(items: Sequence[Item], inputs: Sequence[torch.Tensor], share_prefixes: bool = True) -> Pack:
     """`items` in one row, with `inputs[i]` the input of item i (its ids, or its cached bottom
-    output), on the inputs' device; shared prefixes once (see `Pack`)."""
+    output), on the inputs' device; shared prefixes once (see `Pack`), unless `share_prefixes` is
+    False (every position then belongs to one item alone: per-item gradients need that)."""
     device = inputs[0].device
     pieces, positions, targets, segments = [], [], [], []
     spans: list[tuple[int, int, int, int]] = []
@@ -359,7 +362,7 @@ def lay_out(items: Sequence[Item], inputs: Sequence[torch.Tensor]) -> Pack:
         cursor += n
         return cursor - n, cursor
 
-    for shared, members in _shared_prefixes(items):
+    for shared, members in _shared_prefixes(items, share_prefixes):
         prefix = (cursor, cursor)
         if shared:
             prefix = put(inputs[members[0]][:shared], 0, items[members[0]].targets[:shared], members[0])
@@ -449,9 +452,9 @@ class TunedLM:
 
     # -- the frozen bottom's outputs -----------------------------------------------------------
 
-    def pack(self, items: Sequence[Item]) -> Pack:
+    def pack(self, items: Sequence[Item], share_prefixes: bool = True) -> Pack:
         """`items` end to end in one row, with their inputs (ids, or cached bottom outputs)."""
-        return lay_out(items, [self.inputs(it) for it in items])
+        return lay_out(items, [self.inputs(it) for it in items], share_prefixes)
 
     @torch.no_grad()
     def cache_bottom(self, items: Sequence[Item], progress=None, log: Callable[[str], None] = print) -> int:

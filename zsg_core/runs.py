@@ -57,6 +57,8 @@ class RunConfig:
     embed_text: str | None = None  # None: the paper's choice per method
     train: TrainConfig = TrainConfig()
     rounds: tuple[int, int] | None = None  # tma-min/tma-max: train on rounds [a, b) only (E8)
+    features: str = "minilm"  # what "similar" means for the orders that measure it (zsg_core.features)
+    test_view: str = "with-answer"  # held-out features with the reference answer, or from the prompt only
 
     def __post_init__(self) -> None:
         from .arrange import get_method
@@ -77,11 +79,20 @@ class RunConfig:
             method.check(self.budget, self.rounds, self.embed_text)
         except SimilarityError as e:
             raise DataError(f"run parameters: {e}") from None
+        from .features import check_kind
+
+        check_kind(self.features, self.test_view)
+        if not method.features:  # an order that measures no similarity: its features are no part of it
+            object.__setattr__(self, "features", "minilm")
+            object.__setattr__(self, "test_view", "with-answer")
+        if self.features != "minilm":  # the text MiniLM would embed does not reach the LM's features
+            object.__setattr__(self, "embed_text", None)
         if self.rounds is not None:
             object.__setattr__(self, "rounds", tuple(self.rounds))
 
     def to_dict(self) -> dict[str, Any]:
-        d = without_late_defaults({f.name: getattr(self, f.name) for f in fields(self)}, {"rounds": None})
+        d = without_late_defaults({f.name: getattr(self, f.name) for f in fields(self)},
+                                  {"rounds": None, "features": "minilm", "test_view": "with-answer"})
         if "rounds" in d:
             d["rounds"] = list(d["rounds"])
         return {**d, "split": self.split.identity(), "train": self.train.to_dict()}
@@ -286,9 +297,14 @@ def arranged_training_list(config: RunConfig, split=None) -> tuple[list, list, d
     """(arranged training records, test records, arrangement summary) of a run."""
     from .arrange import apply, arrange_records
 
+    from .features import LMSource
+
     split = split or run_split(config)
+    source = LMSource(config.model, config.train.frozen_layers, config.train.precision, config.split.max_len,
+                      config.train.lr, config.train.batch_size)
     arrangement = arrange_records(split.train, split.test, config.arrangement, config.budget,
-                                  config.arrangement_seed, config.embed_text, rounds=config.rounds)
+                                  config.arrangement_seed, config.embed_text, rounds=config.rounds,
+                                  features=config.features, test_view=config.test_view, source=source)
     return apply(split.train, arrangement.order), split.test, arrangement.summary()
 
 
