@@ -116,3 +116,16 @@ def test_arrangements_and_runs_take_a_feature_kind(tmp_path, monkeypatch):
     assert run_config(arrangement="random", features="gradient").key() == run_config(arrangement="random").key()
     with pytest.raises(DataError, match="unknown feature kind"):
         run_config(arrangement="nft", features="grad")
+
+
+def test_the_prefix_measures_take_a_feature_kind(tmp_path, monkeypatch):
+    from zsg_core import predict
+
+    monkeypatch.setattr(features, "cache_dir", lambda: tmp_path)
+    source = LMSource("tiny-llama", precision="fp32")
+    ids = [r.id for r in RECORDS[:4]]
+    by_id = {r.id: r for r in RECORDS}
+    tables = {kind: predict.prefix_table({("fwd", 0): ids}, by_id, TEST, steps=[1, 2], batch_size=2, kl=False,
+                                         features=kind, source=source) for kind in ("minilm", "hidden")}
+    values = {k: t[t.measure == "Cosine-Avg"].sort_values(["task", "step"]).value.to_numpy() for k, t in tables.items()}
+    assert len(values["hidden"]) == len(values["minilm"]) == 4 and not np.allclose(values["hidden"], values["minilm"])

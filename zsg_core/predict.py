@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from .data import DataError, Record
-from .embed import Encoder, embed_records, embed_text
+from .embed import Encoder, embed_text
+from .features import LMSource, compute
 from .similarity import MEASURES, bigram_kl, prefix_measures
 
 if TYPE_CHECKING:
@@ -38,12 +39,15 @@ ALL_MEASURES = (*MEASURES, "KL", WSD_MEASURE)
 
 def prefix_table(received: Mapping[tuple[str, int], Sequence[str]], records_by_id: Mapping[str, Record],
                  test: Sequence[Record], steps: Sequence[int], batch_size: int, encoder: Encoder | None = None,
-                 kl: bool = True, text: str = "first-turn") -> pd.DataFrame:
+                 kl: bool = True, text: str = "first-turn", features: str = "minilm",
+                 source: LMSource | None = None) -> pd.DataFrame:
     """Every E3 measure of the prefix seen after each step in `steps` (> 0), per run and test task.
 
     `received` maps a run's (label, seed) to the training ids in the order the model received
     them (its `batches` table, so the prefix is what it actually saw). Text as the paper's E3
-    scripts: first user turn and response. The held-out side is embedded once for all runs.
+    scripts: first user turn and response. `features` names the vectors the measures compare
+    (`features.FEATURES`; hidden and gradient need `source`), computed once for every record of
+    `records_by_id` and the held-out set.
     Columns: label, seed, task, step, measure, value. Adds the WSD-style combination of Cosine-Min
     and Cosine-Avg with one weight for the whole table (w = mean Min / mean Avg, the paper's w_avg
     rule), so the combination is on one scale across runs.
@@ -53,11 +57,14 @@ def prefix_table(received: Mapping[tuple[str, int], Sequence[str]], records_by_i
         raise DataError("prefix measures need at least one step after step 0")
     if not test:
         raise DataError("the held-out set is empty: nothing to measure similarity to")
-    encoder = encoder or Encoder()
     by_task: dict[str, list[int]] = {}
     for i, r in enumerate(test):
         by_task.setdefault(r.task, []).append(i)
-    test_vecs = embed_records(list(test), text, encoder)
+    ids = list(records_by_id)
+    pool = [records_by_id[i] for i in ids]
+    pool_vecs, test_vecs = compute(pool, list(test), features, text=text, source=source,
+                                   encoder=encoder or (Encoder() if features == "minilm" else None))
+    row_of = {i: k for k, i in enumerate(ids)}
     test_texts = [embed_text(r, text) for r in test]
     wanted = {s * batch_size: s for s in steps}
     frames = []
@@ -69,7 +76,7 @@ def prefix_table(received: Mapping[tuple[str, int], Sequence[str]], records_by_i
         if missing:
             raise DataError(f"{label}/{seed}: {len(missing)} received ids are not training records, e.g. {missing[:3]}")
         seen = [records_by_id[i] for i in order_ids[: steps[-1] * batch_size]]
-        train_vecs = embed_records(seen, text, encoder)
+        train_vecs = pool_vecs[[row_of[i] for i in order_ids[: steps[-1] * batch_size]]]
         train_texts = [embed_text(r, text) for r in seen]
         for task, rows in by_task.items():
             table = prefix_measures(train_vecs, test_vecs[rows], batch_size)
@@ -157,24 +164,27 @@ def predictive_power(changes: pd.DataFrame, n_boot: int = 300, seed: int = 0) ->
 
 
 def prefix_changes(*groups: Mapping[tuple[str, int], "RunResult"], batch_size: int, kl: bool = True,
-                   encoder: Encoder | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   encoder: Encoder | None = None, features: str = "minilm") -> tuple[pd.DataFrame, pd.DataFrame]:
     """(measures, window changes) of every run in `groups`, split by split: each run is measured
-    against its own split's held-out set, on the steps it was evaluated at. Both tables carry a
-    `split` column, and `seed` is the run's order seed (unique with its label inside a split)."""
+    against its own split's held-out set, on the steps it was evaluated at, with `features`
+    (hidden and gradient from the runs' own model, cut and precision: `runs.lm_source`). Both
+    tables carry a `split` column, and `seed` is the run's order seed (unique with its label
+    inside a split)."""
     from .compare import labelled, task_curves
-    from .runs import run_split
+    from .runs import lm_source, run_split
 
     by_split: dict = {}
     for label, _, result in labelled(groups):
         by_split.setdefault(result.config.split, {})[(label, result.config.arrangement_seed)] = result
-    encoder = encoder or Encoder()
+    encoder = encoder or (Encoder() if features == "minilm" else None)
     all_measures, all_changes = [], []
     for split_config, runs in by_split.items():
         split = run_split(next(iter(runs.values())).config)
         received = {key: r.batches.sort_values(["step", "position"]).id.tolist() for key, r in runs.items()}
         loss = task_curves(runs).assign(seed=lambda t: t.order_seed)
         steps = sorted(set(loss.step))
-        measures = prefix_table(received, {r.id: r for r in split.train}, split.test, steps, batch_size, encoder, kl)
+        measures = prefix_table(received, {r.id: r for r in split.train}, split.test, steps, batch_size, encoder, kl,
+                                features=features, source=lm_source(next(iter(runs.values())).config))
         all_measures.append(measures.assign(split=split_config.seed))
         all_changes.append(window_changes(loss, measures).assign(split=split_config.seed))
     return pd.concat(all_measures, ignore_index=True), pd.concat(all_changes, ignore_index=True)

@@ -293,18 +293,23 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def lm_source(config: RunConfig):
+    """The LM a run's hidden / gradient features come from: its own model, cut, precision, and
+    its lr and batch size for the gradients' warm-up (`features.LMSource`)."""
+    from .features import LMSource
+
+    return LMSource(config.model, config.train.frozen_layers, config.train.precision, config.split.max_len,
+                    config.train.lr, config.train.batch_size)
+
+
 def arranged_training_list(config: RunConfig, split=None) -> tuple[list, list, dict]:
     """(arranged training records, test records, arrangement summary) of a run."""
     from .arrange import apply, arrange_records
 
-    from .features import LMSource
-
     split = split or run_split(config)
-    source = LMSource(config.model, config.train.frozen_layers, config.train.precision, config.split.max_len,
-                      config.train.lr, config.train.batch_size)
     arrangement = arrange_records(split.train, split.test, config.arrangement, config.budget,
                                   config.arrangement_seed, config.embed_text, rounds=config.rounds,
-                                  features=config.features, test_view=config.test_view, source=source)
+                                  features=config.features, test_view=config.test_view, source=lm_source(config))
     return apply(split.train, arrangement.order), split.test, arrangement.summary()
 
 
