@@ -95,7 +95,7 @@ def main() -> None:
                 "gradient_vs_forward_backward": round(gradient / bare_backward, 2),
                 "gradient_dims": int(gradients.shape[1])}
 
-        features.cache_dir = lambda: cache  # a fresh feature store; the frozen-bottom cache stays the real one
+        features.cache_dir = lambda: cache  # a fresh feature store (the frozen-bottom cache is the shared one)
         _say("gradient features, whole call (warm-up, training and held-out sides)")
         t0 = time.perf_counter()
         features.compute(records, test, "gradient", source=source, log=lambda m: None)

@@ -136,6 +136,7 @@ def test_lm_features_arrange_anyones_data_with_a_local_model_folder(files, tmp_p
     from zsg_core.model import load_model
 
     monkeypatch.setattr(features, "cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setattr("zsg_core.model.cache_dir", lambda: tmp_path / "cache")
     model, tokenizer = load_model("tiny-llama")
     folder = tmp_path / "my-model"
     model.save_pretrained(folder)

@@ -113,7 +113,7 @@ def test_the_real_toc_lists_every_chapter_source_and_the_intro_names_them_in_ord
     assert sorted(names) == sorted(p.stem for p in book.BOOK.glob("[0-9][0-9]_*.py"))
     intro = (book.BOOK / "intro.md").read_text()
     assert [intro.index(f"(`{n}`") for n in names] == sorted(intro.index(f"(`{n}`") for n in names)
-    assert names[-1] == "09_findings" and "09_findings" not in book.recording_chapters()
+    assert names[-1] == "10_findings" and "10_findings" not in book.recording_chapters()
 
 
 def test_the_real_profiles_only_set_declared_parameters(tmp_path):
@@ -157,7 +157,8 @@ def test_book_builds_without_warnings():
     computed = {"01_data": "The default split has", "02_early_generalization": "Held-out loss fell from",
                 "03_permutations": "a closer instance arrived in", "04_similarity": "the leading family made up",
                 "05_granularity": "The mean gap (fine - coarse over splits)", "06_tma": "Rounds (E8)",
-                "07_nearest_first": "The gap to explain", "08_task_free": "held-out instances from", "09_findings": "parts have a p-value"}
+                "07_nearest_first": "The gap to explain", "08_representations": "Within-window rho of the prefix",
+                "09_task_free": "held-out instances from", "10_findings": "parts have a p-value"}
     assert set(computed) == set(book.chapters())  # a new chapter names its computed sentence here
     for name in book.chapters():
         page = (html / f"{name}.html").read_text()

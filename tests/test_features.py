@@ -62,6 +62,7 @@ def test_pooled_hidden_is_the_mean_of_the_last_layer_over_the_item(tmp_path, fro
 
 @pytest.mark.parametrize("kind", ["hidden", "gradient"])
 def test_features_are_normalised_cached_and_see_the_prompt_only_when_asked(tmp_path, monkeypatch, kind):
+    monkeypatch.setattr("zsg_core.model.cache_dir", lambda: tmp_path)  # the tiny model's bottom outputs
     source = LMSource("tiny-llama", frozen_layers=2, precision="fp32", batch_size=2)
     x, t = compute(RECORDS, TEST, kind, source=source, cache=tmp_path)
     assert x.shape[0] == len(RECORDS) and t.shape[0] == len(TEST) and x.shape[1] == t.shape[1]
@@ -79,7 +80,8 @@ def test_features_are_normalised_cached_and_see_the_prompt_only_when_asked(tmp_p
     assert np.array_equal(other[1], prompt_only)
 
 
-def test_hidden_features_are_centred_on_the_training_pool(tmp_path):
+def test_hidden_features_are_centred_on_the_training_pool(tmp_path, monkeypatch):
+    monkeypatch.setattr("zsg_core.model.cache_dir", lambda: tmp_path)
     source = LMSource("tiny-llama", precision="fp32")
     x, _ = compute(RECORDS, TEST, "hidden", source=source, cache=tmp_path)
     raw = pooled_hidden(TunedLM("tiny-llama", autocast=False, hidden_cache=tmp_path), TunedLM(
@@ -103,6 +105,7 @@ def test_arrangements_and_runs_take_a_feature_kind(tmp_path, monkeypatch):
     from zsg_core.runs import run_config
 
     monkeypatch.setattr(features, "cache_dir", lambda: tmp_path)
+    monkeypatch.setattr("zsg_core.model.cache_dir", lambda: tmp_path)
     source = LMSource("tiny-llama", precision="fp32")
     order = arrange_records(RECORDS, TEST, "nft", features="hidden", source=source).order
     assert sorted(order) == list(range(len(RECORDS)))
@@ -122,6 +125,7 @@ def test_the_prefix_measures_take_a_feature_kind(tmp_path, monkeypatch):
     from zsg_core import predict
 
     monkeypatch.setattr(features, "cache_dir", lambda: tmp_path)
+    monkeypatch.setattr("zsg_core.model.cache_dir", lambda: tmp_path)
     source = LMSource("tiny-llama", precision="fp32")
     ids = [r.id for r in RECORDS[:4]]
     by_id = {r.id: r for r in RECORDS}
@@ -129,3 +133,23 @@ def test_the_prefix_measures_take_a_feature_kind(tmp_path, monkeypatch):
                                          features=kind, source=source) for kind in ("minilm", "hidden")}
     values = {k: t[t.measure == "Cosine-Avg"].sort_values(["task", "step"]).value.to_numpy() for k, t in tables.items()}
     assert len(values["hidden"]) == len(values["minilm"]) == 4 and not np.allclose(values["hidden"], values["minilm"])
+
+
+def test_the_cost_of_each_kind_is_measured_in_a_fresh_store(tmp_path, monkeypatch):
+    monkeypatch.setattr("zsg_core.model.cache_dir", lambda: tmp_path)
+    monkeypatch.setattr(features, "cache_dir", lambda: tmp_path)
+    table = features.cost(RECORDS, TEST, ["hidden", "gradient"], LMSource("tiny-llama", precision="fp32", batch_size=2))
+    assert table.kind.tolist() == ["hidden", "gradient"] and (table.seconds > 0).all()
+    assert (table["bytes per instance"] > 0).all() and (table.instances == len(RECORDS) + len(TEST)).all()
+    assert not list((tmp_path / "features").glob("*"))  # nothing left in the shared store
+
+
+def test_a_self_answer_is_cut_to_fit_max_len(tmp_path):
+    from zsg_core.prompt import encode
+
+    lm = TunedLM("tiny-llama", autocast=False, hidden_cache=tmp_path)
+    room = max(len(encode(r, lm.tokenizer)[0]) for r in TEST) + 2  # the references fit, a 64-token answer would not
+    lm.max_len = room
+    answered = features._self_answered(lm, TEST)
+    assert all(len(encode(r, lm.tokenizer)[0]) <= room for r in answered)
+    assert len(lm.items(answered)) == len(TEST) and any(r.response != t.response for r, t in zip(answered, TEST))

@@ -163,6 +163,20 @@ def test_measures_rule_judges_against_chance_and_every_alternative():
     assert got["WSD > chance"] == CONTRADICTED
 
 
+def test_representations_rule_pairs_kinds_by_split():
+    def run(gradient, minilm):
+        table = power({"gradient": gradient, "minilm": minilm}).rename(columns={"measure": "kind"})
+        return rules.representations(table, [("gradient", "minilm")], experiment="S1", claim="c", paper="p")[0]
+    assert run([.3, .32, .31], [.1, .12, .11]).verdict == REPRODUCED
+    assert run([.1, .12, .11], [.3, .32, .31]).verdict == CONTRADICTED  # MiniLM predicts better
+    assert run([.3, .1, .2], [.2, .2, .2]).verdict == INCONCLUSIVE
+    assert run([.3], [.1]).verdict == INCONCLUSIVE  # one split: no interval
+    found = run([.3, .32, .31], [.1, .12, .11])
+    assert found.part == "gradient > minilm" and found.effect == pytest.approx(0.2) and found.n == 3
+    with pytest.raises(DataError, match="columns"):
+        rules.representations(power({"a": [1.0]}), [("a", "b")], experiment="S1", claim="c", paper="p")
+
+
 def test_granularity_rule_has_two_parts():
     steps = [0, 20, 40, 100, 225]
     rows = []

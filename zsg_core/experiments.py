@@ -146,6 +146,25 @@ def nearest_first(params: Mapping[str, Any], split_seeds: Sequence[int], arrange
     return run_arrangements(p, NEAREST_FIRST_ORDERS, split_seeds, "split_seed", log)
 
 
+REPRESENTED_ORDERS = ("NFT", "balanced")  # the nearest-first orders chapter 8 builds from each feature kind
+
+
+def represented_label(order: str, kind: str) -> str:
+    return f"{order} ({kind})"
+
+
+def representations(params: Mapping[str, Any], kinds: Sequence[str], split_seeds: Sequence[int],
+                    arrangement_seeds: Sequence[int], log: Log = print) -> Runs:
+    """Which similarity orders best: WSD-NFT and coverage-balanced nearest-first
+    (`NEAREST_FIRST_ORDERS`) built from each feature kind of `kinds`, and E4's RT (read back), one
+    run each per split. Keyed (`represented_label(order, kind)` or "RT", split seed); minilm's
+    runs are chapter 4's and chapter 7's own."""
+    p = {**compared(params), "arrangement_seed": arrangement_seeds[0]}
+    variants = {"RT": WSD_ORDERS["RT"]} | {represented_label(order, kind): {**NEAREST_FIRST_ORDERS[order], "features": kind}
+                                           for kind in kinds for order in REPRESENTED_ORDERS}
+    return run_arrangements(p, variants, split_seeds, "split_seed", log)
+
+
 def regimes(params: Mapping[str, Any], setups: Mapping[str, Mapping[str, Any]], split_seeds: Sequence[int],
             arrangement_seeds: Sequence[int], log: Log = print, train: bool = True) -> dict[str, Runs]:
     """E4's NFT / FFT / RT (RT: `arrangement_seeds[0]`) on each split under each set-up of `setups`

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+import pandas as pd
 
 from .data import DataError, Record
 from .embed import EmbedText, Encoder, VectorStore, embed_text
@@ -84,7 +85,8 @@ def compute(train: Sequence[Record], test: Sequence[Record], kind: str = "minilm
     """(training features, held-out features), row i for record i, rows L2-normalised.
 
     `text` is minilm's (`embed.embed_text`); `source` is the LM of hidden and gradient (required
-    for them); `cache` replaces `$ZSG_CACHE` for their vectors and the LM's frozen-bottom outputs."""
+    for them); `cache` replaces `$ZSG_CACHE` as the root of their vector store (the LM's
+    frozen-bottom outputs stay in the shared cache, as runs have them)."""
     check_kind(kind, test_view)
     if not train or not test:
         raise DataError("features need a non-empty training list and held-out set")
@@ -109,11 +111,10 @@ def _normalised(v: np.ndarray) -> np.ndarray:
     return (v / np.where(norm > 0, norm, 1.0)).astype(np.float32)
 
 
-def _lm(source: LMSource, cache: Path | None):
+def _lm(source: LMSource):
     from .model import TunedLM
 
-    return TunedLM(source.model, source.frozen_layers, source.max_len, autocast=source.precision == "bf16",
-                   hidden_cache=cache / "hidden" if cache else None)
+    return TunedLM(source.model, source.frozen_layers, source.max_len, autocast=source.precision == "bf16")
 
 
 def _store(lm, kind: str, extra: dict | None, cache: Path | None, log: Callable[[str], None]) -> VectorStore:
@@ -131,7 +132,7 @@ def _keys(items, prompt_only: bool) -> list[str]:
 # -- hidden states ---------------------------------------------------------------------------------
 
 def _hidden(train, test, source: LMSource, test_view: str, cache, log) -> tuple[np.ndarray, np.ndarray]:
-    lm = _lm(source, cache)
+    lm = _lm(source)
     store = _store(lm, "hidden", None, cache, log)
     sides = [(lm.items(train), False), (lm.items(test), test_view == "prompt-only")]
     for items, prompt_only in sides:
@@ -175,7 +176,7 @@ def _gradient(train, test, source: LMSource, test_view: str, cache, log) -> tupl
     from .arrange import random_order
     from .train import TrainConfig, train as train_lm
 
-    lm = _lm(source, cache)
+    lm = _lm(source)
     warm = [train[i] for i in random_order(len(train), WARMUP_SEED)][: WARMUP_STEPS * source.batch_size]
     spec = {"warmup": hashlib.sha256("\n".join(r.id for r in warm).encode()).hexdigest()[:16],
             "steps": WARMUP_STEPS, "lr": source.lr, "batch_size": source.batch_size,
@@ -204,11 +205,22 @@ def _gradient(train, test, source: LMSource, test_view: str, cache, log) -> tupl
 
 
 def _self_answered(lm, records: Sequence[Record], max_new_tokens: int = 64) -> list[Record]:
+    """Each record's prompt with the model's own greedy answer, cut to fit the model's max_len."""
     from .metrics import generate
+    from .prompt import encode
 
     with lm.precision():
         answers = generate(lm.model, lm.tokenizer, [r.prompt for r in records], max_new_tokens)
-    return [Record(r.id, r.task, [r.messages[0], {"role": "assistant", "content": a}]) for r, a in zip(records, answers)]
+    out = []
+    for r, answer in zip(records, answers):
+        def answered(text: str) -> Record:
+            return Record(r.id, r.task, [r.messages[0], {"role": "assistant", "content": text}])
+        ids = lm.tokenizer(answer, add_special_tokens=False)["input_ids"]
+        while ids and lm.max_len is not None and len(encode(answered(answer), lm.tokenizer)[0]) > lm.max_len:
+            ids = ids[:-1]  # the reference fitted, so the prompt does: shorten the answer until it fits too
+            answer = lm.tokenizer.decode(ids)
+        out.append(answered(answer))
+    return out
 
 
 def trained_linears(lm) -> list[tuple[str, object]]:
@@ -281,3 +293,30 @@ def projected_gradients(lm, items, dim: int = PROJECTION_DIM, seed: int = PROJEC
             h.remove()
         lm.model.train(was_training)
     return np.stack([out[id(it)] for it in items])
+
+
+def cost(train: Sequence[Record], test: Sequence[Record], kinds: Sequence[str], source: LMSource,
+         encoder: Encoder | None = None) -> pd.DataFrame:
+    """What computing each kind costs: `compute` on `train` and `test` in a fresh, temporary
+    vector store (the LM's frozen-bottom outputs as runs have them cached; MiniLM's model loaded
+    beforehand). Columns kind, instances, seconds, seconds per 1,000, bytes on disk per instance."""
+    import tempfile
+    import time
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for kind in kinds:
+            fresh = None
+            if kind == "minilm":
+                fresh = Encoder(encoder.model_name if encoder else "minilm-l6", cache=root / "embeddings")
+                fresh._st()  # the model load is not the encoding
+            t0 = time.perf_counter()
+            compute(train, test, kind, source=source, encoder=fresh, cache=root, log=lambda m: None)
+            seconds = time.perf_counter() - t0
+            folder = root / "embeddings" if kind == "minilm" else root / "features"
+            size = sum(f.stat().st_size for f in folder.rglob("*.npz") if kind == "minilm" or f.parent.name.startswith(kind))
+            n = len(train) + len(test)
+            rows.append({"kind": kind, "instances": n, "seconds": seconds, "seconds per 1,000": seconds / n * 1000,
+                         "bytes per instance": size / n})
+    return pd.DataFrame(rows)

@@ -41,6 +41,12 @@ PAPER = {
            "text": "step 500 of a 1,875-step epoch: NFT ~0.53 < RT ~0.62 < FFT ~0.84 (start 3.13)"},
     "E7": {"text": "ShareGPT step 100: NFT 0.760 < RT 0.788 = FFT 0.788; NoRobots step 350: 1.297 < 1.304 < 1.309"},
     "E8": {"text": "step 300: rounds [0,5) ~0.61 < [5,10) ~0.617 < [10,15) ~0.65 < later groups ~0.68-0.69"},
+    # Beyond the paper (chapter 8): what later work claims about the representation of "similar"
+    "S1": {"text": "Nayak et al. 2026: only gradient-based distances consistently predicted the value of targeted "
+                   "data, sentence embeddings did not; RDS+ (Ivison et al. 2025): mean-pooled hidden states the best "
+                   "representation at scale"},
+    "S2": {"text": "LESS (Xia et al. 2024): projected gradient features select the most useful targeted instructions; "
+                   "RDS+: hidden states beat gradients and embeddings for selection"},
 }
 
 # The run parameters a record must share with the table (the seeds vary inside chapters).
@@ -114,7 +120,7 @@ def findings_dir() -> Path:
 
 def record(chapter: str, params: Mapping[str, Any], findings: Sequence[Finding],
            curves: pd.DataFrame | None = None) -> None:
-    """Store a chapter's findings (and the tidy gap curves behind them) for the findings chapter (09_findings)."""
+    """Store a chapter's findings (and the tidy gap curves behind them) for the findings chapter (10_findings)."""
     path = findings_dir() / f"{chapter}.json"
     body = {"chapter": chapter, "params": shared_params(params), "findings": [asdict(f) for f in findings],
             "curves": [] if curves is None else json.loads(curves.to_json(orient="records"))}

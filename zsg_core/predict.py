@@ -40,14 +40,14 @@ ALL_MEASURES = (*MEASURES, "KL", WSD_MEASURE)
 def prefix_table(received: Mapping[tuple[str, int], Sequence[str]], records_by_id: Mapping[str, Record],
                  test: Sequence[Record], steps: Sequence[int], batch_size: int, encoder: Encoder | None = None,
                  kl: bool = True, text: str = "first-turn", features: str = "minilm",
-                 source: LMSource | None = None) -> pd.DataFrame:
+                 source: LMSource | None = None, test_view: str = "with-answer") -> pd.DataFrame:
     """Every E3 measure of the prefix seen after each step in `steps` (> 0), per run and test task.
 
     `received` maps a run's (label, seed) to the training ids in the order the model received
     them (its `batches` table, so the prefix is what it actually saw). Text as the paper's E3
     scripts: first user turn and response. `features` names the vectors the measures compare
     (`features.FEATURES`; hidden and gradient need `source`), computed once for every record of
-    `records_by_id` and the held-out set.
+    `records_by_id` and the held-out set (`test_view`: with its answers, or its prompts only).
     Columns: label, seed, task, step, measure, value. Adds the WSD-style combination of Cosine-Min
     and Cosine-Avg with one weight for the whole table (w = mean Min / mean Avg, the paper's w_avg
     rule), so the combination is on one scale across runs.
@@ -62,7 +62,7 @@ def prefix_table(received: Mapping[tuple[str, int], Sequence[str]], records_by_i
         by_task.setdefault(r.task, []).append(i)
     ids = list(records_by_id)
     pool = [records_by_id[i] for i in ids]
-    pool_vecs, test_vecs = compute(pool, list(test), features, text=text, source=source,
+    pool_vecs, test_vecs = compute(pool, list(test), features, text=text, source=source, test_view=test_view,
                                    encoder=encoder or (Encoder() if features == "minilm" else None))
     row_of = {i: k for k, i in enumerate(ids)}
     test_texts = [embed_text(r, text) for r in test]
@@ -164,7 +164,8 @@ def predictive_power(changes: pd.DataFrame, n_boot: int = 300, seed: int = 0) ->
 
 
 def prefix_changes(*groups: Mapping[tuple[str, int], "RunResult"], batch_size: int, kl: bool = True,
-                   encoder: Encoder | None = None, features: str = "minilm") -> tuple[pd.DataFrame, pd.DataFrame]:
+                   encoder: Encoder | None = None, features: str = "minilm",
+                   test_view: str = "with-answer") -> tuple[pd.DataFrame, pd.DataFrame]:
     """(measures, window changes) of every run in `groups`, split by split: each run is measured
     against its own split's held-out set, on the steps it was evaluated at, with `features`
     (hidden and gradient from the runs' own model, cut and precision: `runs.lm_source`). Both
@@ -184,7 +185,8 @@ def prefix_changes(*groups: Mapping[tuple[str, int], "RunResult"], batch_size: i
         loss = task_curves(runs).assign(seed=lambda t: t.order_seed)
         steps = sorted(set(loss.step))
         measures = prefix_table(received, {r.id: r for r in split.train}, split.test, steps, batch_size, encoder, kl,
-                                features=features, source=lm_source(next(iter(runs.values())).config))
+                                features=features, source=lm_source(next(iter(runs.values())).config),
+                                test_view=test_view)
         all_measures.append(measures.assign(split=split_config.seed))
         all_changes.append(window_changes(loss, measures).assign(split=split_config.seed))
     return pd.concat(all_measures, ignore_index=True), pd.concat(all_changes, ignore_index=True)

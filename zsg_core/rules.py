@@ -11,6 +11,7 @@ one Finding per part. Fewer than two units: no interval, and the verdict is inco
     steadiest(jitters)                                                         # E1, claim 2
     sudden(windows)                                                            # E2
     measures(power)                                                            # E3
+    representations(power, pairs)                                              # S1: which similarity predicts
     granularity(task_curves, early_step, late_step)                            # E5
     explanation(name, prediction, estimate, side, contrast=...), rank_explanations(rows)   # why NFT loses
 
@@ -67,6 +68,11 @@ RULES = {
                     "**supported** if the contrast's 95% interval over task splits lies wholly on the predicted side, "
                     "**refuted** if wholly on the other, else **undecided**. The table ranks supported explanations "
                     "first, then undecided, then refuted, and within each by |estimate| / interval half-width."),
+    "representations": ("Which representation predicts the loss change: each measure's within-window rank correlation "
+                        "with the loss change (E3's analysis) on each task split, with the prefix and the held-out set "
+                        "represented by each feature kind; a part \"a > b\" is **reproduced** if the 95% t-interval "
+                        "over splits of rho(a) - rho(b), paired by split, lies wholly above 0, **contradicted** if "
+                        "wholly below, else inconclusive. \"chance\" is a measure of pure noise scored the same way."),
     "granularity": ("E5 is judged in two parts, each at its relative point of the paper's run: coarse < fine early "
                     "(the paper's step 150 of 1,797) and fine < coarse later (its step 800), each by the order rule."),
 }
@@ -238,6 +244,24 @@ def measures(power: pd.DataFrame, combined: str, alternatives: Sequence[str], nu
                      f"{int((against.hi < 0).sum())}", closest.value, closest.lo, closest.hi, closest.n, "task splits",
                      closest.p, point, outcome)
     return [first, second]
+
+
+def representations(power: pd.DataFrame, pairs: Sequence[tuple[str, str]], *, experiment: str, claim: str,
+                    paper: str, point: str = "every window") -> list[Finding]:
+    """"a > b" per pair of feature kinds (or a kind and chance): the within-window rho of one
+    measure built from kind a minus from kind b, paired by split (power: columns split, kind,
+    rho), claimed above 0."""
+    missing = {"split", "kind", "rho"} - set(power.columns)
+    if missing:
+        raise DataError(f"power needs columns {sorted(missing)}")
+    by_kind = power.rename(columns={"kind": "measure"})
+    out = []
+    for a, b in pairs:
+        d = measure_differences(by_kind, [a], [b]).iloc[0]
+        e = Estimate(float(d["diff"]), float(d.lo), float(d.hi), int(d.n), float(d.p))
+        out.append(_part(experiment, claim, f"{a} > {b}", paper, e, ">", 0.0, point, "task splits",
+                         f"within-window rho, {a} - {b}: {fmt(e)}"))
+    return out
 
 
 def granularity(task_curves: pd.DataFrame, early_step: int, late_step: int, epoch: int) -> list[Finding]:

@@ -91,7 +91,7 @@ pd.Series({k: v for k, v in summary.items() if k != "config"}, name="instance-le
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
 plots.band_plot(curves, axes[0], order=["NFT", "RT", "FFT"], title=f"Random-instance hold-out, TMA over the whole pool ({len(side_split_seeds)} draws)")
 plots.gap_plot(gap, axes[1], title="NFT against RT and FFT")
-plots.save(fig, "08_task_free")
+plots.save(fig, "09_task_free")
 plt.show()
 curves.groupby(["label", "step"]).loss.mean().unstack(0).round(3).T
 
@@ -150,4 +150,4 @@ lines = [
     + f". NFT was below RT (mean over draws) at {int((below['diff'] < 0).sum())} of {len(below)} evaluations.",
 ]
 display(Markdown("\n".join("- " + line for line in lines)))
-findings.record("08_task_free", params, found, gap.assign(experiment="E7", setting="random-instance hold-out"))
+findings.record("09_task_free", params, found, gap.assign(experiment="E7", setting="random-instance hold-out"))

@@ -1,0 +1,258 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Which similarity? MiniLM, the model's hidden states, its gradients
+#
+# The paper measures "similar" with a sentence encoder, all-MiniLM-L6-v2. Later work on targeted
+# data selection points elsewhere: LESS (Xia et al. 2024) selects by low-rank projected
+# *gradients* of the model; RDS+ (Ivison et al. 2025) finds mean-pooled *hidden states* of the
+# model itself beat gradients and many other selectors at million scale; Nayak et al. (2026) report
+# that only gradient-based distances consistently predicted the value of targeted data, and
+# sentence embeddings did not. No one has compared the three for *ordering* on the paper's
+# protocol. This chapter does, with the three kinds of `zsg_core.features`:
+#
+# - **minilm**: the paper's embeddings (first turn and answer, or every message, as the paper's
+#   scripts embed them);
+# - **hidden**: the model's last hidden layer, mean-pooled over the instance as training reads it,
+#   centred on the training pool and normalised (RDS+'s pooling);
+# - **gradient**: the gradient of the instance's answer loss with respect to the trained weights
+#   after a 10-step warm-up on a random order, projected to ~8,000 dimensions per instance with a
+#   Kronecker-factored random projection per layer (LoGra's), normalised (LESS's recipe, with plain
+#   gradients: see `zsg_core/features.py` for why).
+#
+# A held-out instance is represented *with its reference answer*, as the paper embeds its test
+# responses; a user without labels has prompts only, so experiment 1 also scores the **prompt-only**
+# view (minilm embeds the prompt, hidden pools the prompt's positions, gradient takes the loss of
+# the model's own greedy answer).
+#
+# 1. **Which representation predicts the loss change?** E3's analysis (chapter 3) on the same
+#    stored runs: for every held-out task and window between evaluations, the change of a prefix
+#    measure against the change of the task's loss, scored by within-window rank correlation on
+#    each task split, with each representation; pairs of representations compared by split.
+# 2. **Which representation orders best?** WSD's nearest-first (NFT) and the coverage-balanced
+#    nearest-first of chapter 7 (TMA's nearest rounds over the same list) built from each
+#    representation, against chapter 4's random order (RT), on the side task splits.
+# 3. **What each costs** to compute at the book's scale.
+#
+# **What it takes to run**: the features of each split's training list and held-out set (once,
+# cached: minutes per split for hidden, more for gradient; measured below), and 4 new runs per side
+# split (NFT and balanced for hidden and gradient; minilm's are chapters 4 and 7's runs, read back).
+#
+# Rerun with other parameters, for example:
+# `papermill _build/cpu/book/08_representations.ipynb out.ipynb -p feature_kinds '["minilm", "hidden"]'`.
+#
+# | parameter | meaning |
+# |---|---|
+# | `model`, split and training parameters | as in chapter 2 (the model is also the one whose hidden states and gradients are taken) |
+# | `side_split_seeds` | task splits every experiment runs on |
+# | `arrangement_seeds` | RT's shuffle and chapter 3's random orders: the first of them |
+# | `feature_kinds` | the representations compared (`zsg_core.features.FEATURES`); the first is the reference |
+# | `test_views` | how held-out instances are represented in experiment 1 (`with-answer`, `prompt-only`) |
+# | `cost_instances` | training instances the cost of each representation is measured on |
+
+# %% tags=["parameters"]
+model = "smollm2-135m"
+split_seed = 0
+test_tasks = 36
+train_per_task = 20
+test_per_task = 5
+max_len = 512
+lr = 3.0e-4
+batch_size = 8
+max_steps = 60
+frozen_layers = 26
+arrangement_seeds = [0, 1, 2]
+side_split_seeds = [0, 1, 2]
+feature_kinds = ["minilm", "hidden", "gradient"]
+test_views = ["with-answer", "prompt-only"]
+cost_instances = 200
+
+# %% tags=["hide-cell"]
+import matplotlib.pyplot as plt
+import pandas as pd
+from IPython.display import Markdown, display
+
+from zsg_core import compare, experiments, findings, plots, predict, rules, stats
+from zsg_core.features import cost as representation_cost  # not `features`: that name is a run parameter
+from zsg_core.runs import lm_source, run_params, run_split
+
+plots.use_style()
+
+# %% tags=["hide-output"]
+params = run_params(globals())
+reference = feature_kinds[0]
+others = feature_kinds[1:]
+stored_e3 = experiments.permutations(params, arrangement_seeds[:1], side_split_seeds)["by_split"]  # chapter 3's runs
+orders = experiments.representations(params, feature_kinds, side_split_seeds, arrangement_seeds)
+tasks = compare.task_curves(orders)
+epoch = compare.epoch_steps(next(iter(orders.values())))
+point = findings.relative_step(findings.paper_fraction("E4"), epoch, sorted(tasks.step.unique()))
+MEASURE = predict.WSD_MEASURE
+
+# %% [markdown]
+# ## Experiment 1: which representation predicts the loss change?
+#
+# Chapter 3's cluster-order and random-order runs on each side split, their prefixes measured with
+# each representation (the measures that need a vector: cosine and Euclidean Min / Avg / Max /
+# Centroid, and WSD's combination of Min and Avg). Below, each representation's within-window rho
+# per split for the WSD combination and Cosine-Min, and chance (a measure of pure noise).
+
+# %% tags=["hide-output"]
+power_rows = []
+for view in test_views:
+    for kind in feature_kinds:
+        _, changes = predict.prefix_changes(stored_e3, batch_size=batch_size, kl=False, features=kind, test_view=view)
+        power_rows.append(predict.power_by_split(changes).assign(kind=kind, view=view))
+power_all = pd.concat(power_rows, ignore_index=True)
+
+# %%
+shown = power_all[power_all.measure.isin([MEASURE, "Cosine-Min", "Cosine-Avg", predict.NULL_MEASURE])]
+summary = shown.groupby(["view", "measure", "kind"]).rho.agg(["mean", "min", "max"]).round(3)
+fig, axes = plt.subplots(1, len(test_views), figsize=(5.2 * len(test_views), 3.6), sharey=True, squeeze=False)
+for ax, view in zip(axes[0], test_views):
+    table = shown[(shown.view == view) & (shown.measure != predict.NULL_MEASURE)]
+    means = table.groupby(["measure", "kind"]).rho.mean().unstack("kind")[feature_kinds]
+    means.plot.bar(ax=ax, rot=0)
+    width = 0.5 / len(feature_kinds)  # pandas' bars: 0.5 wide per group, one slot per kind
+    for _, row in table.iterrows():  # each split's rho as a dot on its bar
+        slot = feature_kinds.index(row.kind) - (len(feature_kinds) - 1) / 2
+        ax.plot(list(means.index).index(row.measure) + slot * width, row.rho, "k.", ms=4)
+    chance = shown[(shown.view == view) & (shown.measure == predict.NULL_MEASURE)].rho.mean()
+    ax.axhline(chance, ls=":", color="grey", label="chance")
+    ax.set(title=f"held-out side: {view}", xlabel="", ylabel="within-window rho (per split: dots)")
+    ax.legend(fontsize=8)
+plots.save(fig, "08_predictive_power")
+plt.show()
+summary.unstack("kind")
+
+# %% [markdown]
+# The parts judged (held-out side with answers, the paper's; the WSD combination, the measure the
+# paper built its orders on): every representation against chance, and every pair.
+
+# %% tags=["hide-input"]
+display(Markdown(rules.RULES["representations"]))
+judged = power_all[(power_all.view == "with-answer") & (power_all.measure == MEASURE)][["split", "kind", "rho"]]
+chance = power_all[(power_all.view == "with-answer") & (power_all.measure == predict.NULL_MEASURE)]
+judged = pd.concat([judged, chance[chance.kind == reference][["split", "rho"]].assign(kind="chance")], ignore_index=True)
+pairs = [(k, "chance") for k in feature_kinds] + [(k, reference) for k in others] \
+    + [(a, b) for i, a in enumerate(others) for b in others[i + 1:]]
+found = rules.representations(judged, pairs, experiment="S1", paper=findings.PAPER["S1"]["text"],
+                              claim=f"Which representation predicts the held-out loss change ({MEASURE} of the prefix)")
+pd.DataFrame([vars(f) for f in found])[["part", "measured", "p", "verdict"]].style.hide(axis="index").format(precision=3)
+
+# %% [markdown]
+# ## Experiment 2: which representation orders best?
+#
+# NFT and the coverage-balanced nearest-first, each built from every representation, and RT, on
+# the side splits (the band spans them); the dotted line is chapter 4's reading point.
+
+# %%
+curves = compare.loss_curves(orders)
+labels = ["RT"] + [experiments.represented_label(o, k) for o in experiments.REPRESENTED_ORDERS for k in feature_kinds]
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+for ax, order in zip(axes, experiments.REPRESENTED_ORDERS):
+    shown_labels = ["RT"] + [experiments.represented_label(order, k) for k in feature_kinds]
+    plots.band_plot(curves[curves.label.isin(shown_labels)], ax, order=shown_labels, title=f"{order} by representation")
+    ax.axvline(point, ls=":", color="grey")
+plots.save(fig, "08_orders")
+plt.show()
+curves[curves.step == point].groupby("label").loss.mean().reindex(labels).round(3).to_frame(f"loss at step {point}")
+
+# %% [markdown]
+# Each order against RT, and each representation's order against the same order built from the
+# reference representation (the first of `feature_kinds`: MiniLM, the paper's), judged by the order
+# rule at chapter 4's reading point:
+
+# %% tags=["hide-input"]
+display(Markdown(rules.RULES["order"]))
+named = experiments.represented_label
+order_pairs = [(named(o, k), "RT") for o in experiments.REPRESENTED_ORDERS for k in others] \
+    + [(named(o, k), named(o, reference)) for o in experiments.REPRESENTED_ORDERS for k in others]
+found_orders = rules.order_parts(tasks, point, labels, pairs=order_pairs, experiment="S2", paper=findings.PAPER["S2"]["text"],
+                                 claim="A nearest-first order built from the model's own representation beats random "
+                                       "order and the same order built from MiniLM",
+                                 point=f"step {point} ({point / epoch:.0%} of the epoch, chapter 4's reading point)")
+pd.DataFrame([vars(f) for f in found_orders])[["part", "measured", "p", "verdict"]].style.hide(axis="index").format(precision=3)
+
+# %% [markdown]
+# ## Experiment 3: what each representation costs
+#
+# Computing each representation afresh (a temporary store) for the first `cost_instances`
+# training instances and the held-out set of the first side split, with the frozen bottom's outputs
+# cached as every run has them; gradient includes its warm-up. Scaled to the whole training list.
+
+# %% tags=["hide-input"]
+split = run_split(next(iter(orders.values())).config)
+cost = representation_cost(split.train[:cost_instances], split.test, feature_kinds, lm_source(next(iter(orders.values())).config))
+per_split = len(split.train) + len(split.test)
+cost = cost.assign(**{"minutes per split (estimated)": cost["seconds per 1,000"] * per_split / 1000 / 60})
+cost.round(1)
+
+# %% [markdown]
+# ## Against the literature
+
+# %% tags=["hide-input"]
+parts = {f.part: f for f in found + found_orders}
+
+
+def said(part: str) -> str:
+    f = parts.get(part)
+    return "not run (kind not in `feature_kinds`)" if f is None else f"{f.part}: {f.measured} → **{f.verdict}**"
+
+
+literature = pd.DataFrame([
+    {"work": "Nayak et al. 2026", "their claim": "gradient distances predict the value of targeted data",
+     "our test": "gradient > minilm, gradient > chance (experiment 1)",
+     "ours": "; ".join(said(p) for p in ("gradient > minilm", "gradient > chance"))},
+    {"work": "Nayak et al. 2026", "their claim": "sentence embeddings do not",
+     "our test": "minilm > chance (experiment 1)", "ours": said("minilm > chance")},
+    {"work": "RDS+ (Ivison et al. 2025)", "their claim": "mean-pooled hidden states are the best representation",
+     "our test": "hidden > minilm, hidden > gradient (experiment 1); balanced (hidden) < balanced (minilm) (experiment 2)",
+     "ours": "; ".join(said(p) for p in ("hidden > minilm", "hidden > gradient", "balanced (hidden) < balanced (minilm)"))},
+    {"work": "LESS (Xia et al. 2024)", "their claim": "projected gradients select the most useful targeted data",
+     "our test": "balanced (gradient) < balanced (minilm), NFT (gradient) < RT (experiment 2)",
+     "ours": "; ".join(said(p) for p in ("balanced (gradient) < balanced (minilm)", "NFT (gradient) < RT"))},
+])
+literature.style.hide(axis="index")
+
+# %% [markdown]
+# Their claims are about *selecting* a subset at scale (thousands to millions of instances, 7B+
+# models, task performance); ours are about *ordering* one fixed list for a 135M model, read on
+# held-out loss early in training. Agreement or disagreement here says what transfers to ordering
+# at this scale, not whether their selection results hold.
+#
+# ## What it took
+#
+# The runs above, from their manifests (chapters 3, 4 and 7's runs included; a rerun reads them back):
+
+# %% tags=["hide-input"]
+display(Markdown(compare.run_costs(orders, stored_e3)))
+
+# %% [markdown]
+# ## What we saw
+
+# %% tags=["hide-input"]
+means = power_all[power_all.measure == MEASURE].groupby(["view", "kind"]).rho.mean()
+lines = [
+    f"Within-window rho of the prefix's {MEASURE} with the loss change, mean over {len(side_split_seeds)} splits, "
+    "held-out side with answers: " + ", ".join(f"{k} {means['with-answer', k]:+.3f}" for k in feature_kinds)
+    + (("; prompts only: " + ", ".join(f"{k} {means['prompt-only', k]:+.3f}" for k in feature_kinds))
+       if "prompt-only" in test_views else "") + ".",
+    "Experiment 1: " + "; ".join(f"{f.part} **{f.verdict}**" for f in found) + ".",
+    f"Experiment 2 at step {point}: " + "; ".join(f"{f.part}: {f.measured} → **{f.verdict}**" for f in found_orders) + ".",
+    "Cost per split (estimated from the measured sample): " + ", ".join(
+        f"{row.kind} {row['minutes per split (estimated)']:.1f} minutes" for _, row in cost.iterrows()) + ".",
+]
+display(Markdown("\n".join("- " + line for line in lines)))
+gaps = stats.split_gaps(tasks, order_pairs)
+findings.record("08_representations", params, found + found_orders, gaps.assign(experiment="S2", setting="orders by representation"))
