@@ -20,9 +20,12 @@ export HF_HUB_OFFLINE := 1
 # (~8 min), 9 E8 runs (~2.5 min) in place of chapter 6's 38 run-minutes, and chapter 7's 19 new
 # runs (95-105 s each); E7's runs are redone (its tma-* keys changed) at their old cost: about 4
 # hours more, so about 11 hours in all, an estimate until the whole cpu book has run again.
+# Issue 16 (chapter 8, which similarity) adds, estimated from benchmarks/results/bench_features_cpu.json:
+# hidden and gradient features of 3 splits (~2.5 + ~9 minutes per split, once) and 12 runs of
+# ~100 s: about 1 hour more.
 # smoke: 8.4 minutes from an empty cache (2026-11-30, chapters 1-9: 124 / 60 / 53 / 81 / 21 / 49 /
 # 34 / 75 / 7 s).
-BOOK_TIME_cpu   := about 11 hours the first time, estimated from measured runs (per chapter: see each chapter's 'What it took'; about 5 minutes once its runs are stored)
+BOOK_TIME_cpu   := about 12 hours the first time, estimated from measured runs (per chapter: see each chapter's 'What it took'; about 5 minutes once its runs are stored)
 BOOK_TIME_smoke := about 8.5 minutes the first time (under 1 once its runs are stored)
 BOOK_TIME_cpu-full := the cpu book plus chapter 7's slow regimes (every layer trained, Gemma-3-270m): not yet timed end to end
 BOOK_TIME_gpu   := not measured on this machine
