@@ -38,12 +38,12 @@ book:
 	@$(MAKE) --no-print-directory prepare
 	@$(BIN)/python -m zsg_core.book --profile $(PROFILE) --html
 
-# Every chapter executed on the smoke profile, then the tests and those notebooks checked by nbval
-# (no cell errors; their kernels write into the smoke build, never the cpu one);
-# tests/test_book.py builds the HTML from those notebooks.
+# Every chapter executed on the smoke profile (papermill runs each in a fresh kernel and fails on
+# any cell error), then the tests; tests/test_book.py builds the HTML from those notebooks.
+# (nbval re-executed the same notebooks a second time, 2.3 of 24.5 minutes, and proved nothing more.)
 test: prepare
 	$(BIN)/python -m zsg_core.book --profile smoke
-	ZSG_BUILD=$(CURDIR)/_build/smoke $(BIN)/python -m pytest tests _build/smoke/book/[0-9]*.ipynb --nbval-lax
+	ZSG_BUILD=$(CURDIR)/_build/smoke $(BIN)/python -m pytest tests
 
 venv: $(VENV)/.installed
 

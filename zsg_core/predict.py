@@ -46,8 +46,9 @@ def prefix_table(received: Mapping[tuple[str, int], Sequence[str]], records_by_i
     `received` maps a run's (label, seed) to the training ids in the order the model received
     them (its `batches` table, so the prefix is what it actually saw). Text as the paper's E3
     scripts: first user turn and response. `features` names the vectors the measures compare
-    (`features.FEATURES`; hidden and gradient need `source`), computed once for every record of
-    `records_by_id` and the held-out set (`test_view`: with its answers, or its prompts only).
+    (`features.FEATURES`; hidden and gradient need `source`), computed once for every record
+    some prefix holds (hidden and gradient: every record of `records_by_id`, the pool they are
+    centred on or warm up on, as in the arrangements) and the held-out set (`test_view`: with its answers, or its prompts only).
     Columns: label, seed, task, step, measure, value. Adds the WSD-style combination of Cosine-Min
     and Cosine-Avg with one weight for the whole table (w = mean Min / mean Avg, the paper's w_avg
     rule), so the combination is on one scale across runs.
@@ -60,7 +61,17 @@ def prefix_table(received: Mapping[tuple[str, int], Sequence[str]], records_by_i
     by_task: dict[str, list[int]] = {}
     for i, r in enumerate(test):
         by_task.setdefault(r.task, []).append(i)
-    ids = list(records_by_id)
+    for (label, seed), order_ids in received.items():  # every fault named before any vector is computed
+        if steps[-1] * batch_size > len(order_ids):
+            raise DataError(f"{label}/{seed}: step {steps[-1]} x batch {batch_size} is past the "
+                            f"{len(order_ids)} ids received")
+        missing = [i for i in order_ids if i not in records_by_id]
+        if missing:
+            raise DataError(f"{label}/{seed}: {len(missing)} received ids are not training records, e.g. {missing[:3]}")
+    # the LM's kinds take the whole training pool (hidden states are centred on it, gradients warm
+    # up on a random order of it, as the arrangements compute them); MiniLM only what was seen
+    ids = list(records_by_id) if features != "minilm" else \
+        list(dict.fromkeys(i for order_ids in received.values() for i in order_ids[: steps[-1] * batch_size]))
     pool = [records_by_id[i] for i in ids]
     pool_vecs, test_vecs = compute(pool, list(test), features, text=text, source=source, test_view=test_view,
                                    encoder=encoder or (Encoder() if features == "minilm" else None))
@@ -69,12 +80,6 @@ def prefix_table(received: Mapping[tuple[str, int], Sequence[str]], records_by_i
     wanted = {s * batch_size: s for s in steps}
     frames = []
     for (label, seed), order_ids in received.items():
-        if steps[-1] * batch_size > len(order_ids):
-            raise DataError(f"{label}/{seed}: step {steps[-1]} x batch {batch_size} is past the "
-                            f"{len(order_ids)} ids received")
-        missing = [i for i in order_ids if i not in records_by_id]
-        if missing:
-            raise DataError(f"{label}/{seed}: {len(missing)} received ids are not training records, e.g. {missing[:3]}")
         seen = [records_by_id[i] for i in order_ids[: steps[-1] * batch_size]]
         train_vecs = pool_vecs[[row_of[i] for i in order_ids[: steps[-1] * batch_size]]]
         train_texts = [embed_text(r, text) for r in seen]
