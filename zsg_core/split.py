@@ -18,6 +18,7 @@ training (that is the point: it is an instance-level, not a task-level, hold-out
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import random
@@ -118,12 +119,18 @@ def cap_families(records: list[Record], max_tasks_per_family: int) -> list[Recor
 
 
 def default_pool(max_tasks_per_family: int = SplitConfig.max_tasks_per_family, root: Path | None = None) -> list[Record]:
-    """The default task pool: generative NI v1 + BIG-bench tasks from the prepared bigbench asset."""
+    """The default task pool: generative NI v1 + BIG-bench tasks from the prepared bigbench asset.
+    Parsed once per process (~30 s): a chapter that builds several splits pays for one."""
     if root is None:
         from .assets import asset_path
 
         root = asset_path("bigbench")
-    return cap_families(load_bigbench(root), max_tasks_per_family)
+    return list(_parsed_pool(Path(root), max_tasks_per_family))
+
+
+@functools.lru_cache(maxsize=2)
+def _parsed_pool(root: Path, max_tasks_per_family: int) -> tuple[Record, ...]:
+    return tuple(cap_families(load_bigbench(root), max_tasks_per_family))  # records are frozen: safe to share
 
 
 def _texts(r: Record) -> tuple[str, str]:
