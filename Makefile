@@ -23,10 +23,11 @@ export HF_HUB_OFFLINE := 1
 # Issue 16 (chapter 8, which similarity) adds, estimated from benchmarks/results/bench_features_cpu.json:
 # hidden and gradient features of 3 splits (~2.5 + ~9 minutes per split, once) and 12 runs of
 # ~100 s: about 1 hour more.
-# smoke: 8.4 minutes from an empty cache (2026-11-30, chapters 1-9: 124 / 60 / 53 / 81 / 21 / 49 /
-# 34 / 75 / 7 s).
+# smoke: 10.6 minutes from an empty cache (2026-11-30, chapters 1-10: 112 / 60 / 67 / 100 / 26 / 58 /
+# 41 / 97 / 66 / 8 s), 2.6 minutes once its runs and caches are stored. `make test` from a clean
+# clone: 20.5 minutes with an empty cache (set-up 3.5, smoke book 10.6, pytest 6.4), 7.8 warm.
 BOOK_TIME_cpu   := about 12 hours the first time, estimated from measured runs (per chapter: see each chapter's 'What it took'; about 5 minutes once its runs are stored)
-BOOK_TIME_smoke := about 8.5 minutes the first time (under 1 once its runs are stored)
+BOOK_TIME_smoke := about 10.5 minutes the first time (under 3 once its runs are stored)
 BOOK_TIME_cpu-full := the cpu book plus chapter 7's slow regimes (every layer trained, Gemma-3-270m): not yet timed end to end
 BOOK_TIME_gpu   := not measured on this machine
 
