@@ -67,12 +67,10 @@ def main() -> None:
         lm.cache_bottom(items, log=lambda m: None)
         lm.model.eval()
         _say("bare forward, hidden, bare forward + backward, gradient")
-        key = "inputs_embeds" if lm.frozen_layers else "input_ids"
         t0 = time.perf_counter()
         with torch.no_grad(), lm.precision():  # a bare forward through the trained top, packed as the features run it
             for row in rows(items, PACK_TOKENS):
-                pack = lm.pack(row)
-                lm.loss.top(**{key: pack.inputs}, position_ids=pack.positions, use_cache=False, zsg_spans=pack.spans)
+                lm.top_states(lm.pack(row))
         bare_forward = time.perf_counter() - t0
         t0 = time.perf_counter()
         features.pooled_hidden(lm, items)
@@ -95,14 +93,13 @@ def main() -> None:
                 "gradient_vs_forward_backward": round(gradient / bare_backward, 2),
                 "gradient_dims": int(gradients.shape[1])}
 
-        features.cache_dir = lambda: cache  # a fresh feature store (the frozen-bottom cache is the shared one)
         _say("gradient features, whole call (warm-up, training and held-out sides)")
         t0 = time.perf_counter()
-        features.compute(records, test, "gradient", source=source, log=lambda m: None)
+        features.compute(records, test, "gradient", source=source, cache=cache, log=lambda m: None)
         out["gradient_call_with_warmup_s"] = round(time.perf_counter() - t0, 1)
-        features.compute(records, test, "hidden", source=source, log=lambda m: None)
+        features.compute(records, test, "hidden", source=source, cache=cache, log=lambda m: None)
         t0 = time.perf_counter()
-        features.compute(records, test, "hidden", source=source, log=lambda m: None)
+        features.compute(records, test, "hidden", source=source, cache=cache, log=lambda m: None)
         out["hidden_cached_call_s"] = round(time.perf_counter() - t0, 2)
         for kind, folder in (("minilm", cache / "embeddings"), ("hidden", cache / "features"),
                              ("gradient", cache / "features")):

@@ -153,15 +153,13 @@ def pooled_hidden(lm, items, prompt_only: bool = False) -> np.ndarray:
 
     lm.cache_bottom(items, log=lambda m: None)
     out: dict[int, np.ndarray] = {}
-    key = "inputs_embeds" if lm.frozen_layers else "input_ids"
     was_training = lm.model.training
     lm.model.eval()
     try:
         with torch.no_grad(), lm.precision():
             for row in rows(sorted(items, key=_by_prefix), PACK_TOKENS):
                 pack = lm.pack(row)
-                hidden = lm.loss.top(**{key: pack.inputs}, position_ids=pack.positions, use_cache=False,
-                                     zsg_spans=pack.spans).last_hidden_state[0].float()
+                hidden = lm.top_states(pack).float()
                 for item, states in zip(row, pack.item_rows(hidden)):
                     end = _first_label(item) if prompt_only else len(states)
                     out[id(item)] = states[: max(end, 1)].mean(dim=0).cpu().numpy()

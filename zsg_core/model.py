@@ -500,6 +500,13 @@ class TunedLM:
                                      use_cache=False).last_hidden_state[0]
             yield from zip(row, pack.item_rows(hidden))
 
+    def top_states(self, pack: Pack) -> torch.Tensor:
+        """The last hidden states (after the final norm) over a packed row: the trained top run on
+        its inputs, as `ResponseLoss` runs it before the head (features read them)."""
+        key = "inputs_embeds" if self.frozen_layers else "input_ids"
+        return self.loss.top(**{key: pack.inputs}, position_ids=pack.positions, use_cache=False,
+                             zsg_spans=pack.spans).last_hidden_state[0]
+
     def inputs(self, item: Item) -> torch.Tensor:
         if not self.frozen_layers:
             return item.ids.to(self.device)
