@@ -59,6 +59,7 @@
 # | `feature_kinds` | the representations compared (`zsg_core.features.FEATURES`); the first is the reference |
 # | `test_views` | how held-out instances are represented in experiment 1 (`with-answer`, `prompt-only`) |
 # | `cost_instances` | training instances the cost of each representation is measured on |
+# | `sibling_steps` | the early window in which experiment 2 counts each order's leading task family (as chapter 7) |
 
 # %% tags=["parameters"]
 model = "smollm2-135m"
@@ -76,6 +77,7 @@ side_split_seeds = [0, 1, 2]
 feature_kinds = ["minilm", "hidden", "gradient"]
 test_views = ["with-answer", "prompt-only"]
 cost_instances = 200
+sibling_steps = 20
 
 # %% tags=["hide-cell"]
 import matplotlib.pyplot as plt
@@ -83,7 +85,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from zsg_core import compare, experiments, findings, plots, predict, rules, stats
-from zsg_core.features import cost as representation_cost  # not `features`: that name is a run parameter
+from zsg_core.features import cost as representation_cost, cost_of  # not `features`: that name is a run parameter
 from zsg_core.runs import lm_source, run_params, run_split
 
 plots.use_style()
@@ -154,7 +156,9 @@ pd.DataFrame([vars(f) for f in found])[["part", "measured", "p", "verdict"]].sty
 # ## Experiment 2: which representation orders best?
 #
 # NFT and the coverage-balanced nearest-first, each built from every representation, and RT, on
-# the side splits (the band spans them); the dotted line is chapter 4's reading point.
+# the side splits (the band spans them); the dotted line is chapter 4's reading point. Below the
+# figure, each order's loss there and, as in chapter 7, what it received in its first
+# `sibling_steps` steps: the task family that contributed most and its share, averaged over splits.
 
 # %%
 curves = compare.loss_curves(orders)
@@ -166,7 +170,9 @@ for ax, order in zip(axes, experiments.REPRESENTED_ORDERS):
     ax.axvline(point, ls=":", color="grey")
 plots.save(fig, "08_orders")
 plt.show()
-curves[curves.step == point].groupby("label").loss.mean().reindex(labels).round(3).to_frame(f"loss at step {point}")
+seen = pd.DataFrame([{"label": label, **compare.leading_family(r, sibling_steps)} for (label, _), r in orders.items()])
+at_point = curves[curves.step == point].groupby("label").loss.mean().reindex(labels)
+at_point.round(3).to_frame(f"loss at step {point}").join(seen.groupby("label")[["its share", "families"]].mean().round(2))
 
 # %% [markdown]
 # Each order against RT, and each representation's order against the same order built from the
@@ -189,13 +195,15 @@ pd.DataFrame([vars(f) for f in found_orders])[["part", "measured", "p", "verdict
 #
 # Computing each representation afresh (a temporary store) for the first `cost_instances`
 # training instances and the held-out set of the first side split, with the frozen bottom's outputs
-# cached as every run has them; gradient includes its warm-up. Scaled to the whole training list.
+# cached as every run has them, and again on half as many training instances: the difference is
+# the cost per instance, the rest is fixed (loading the LM; gradient's warm-up). Scaled to a split's
+# whole training list and held-out set.
 
 # %% tags=["hide-input"]
 split = run_split(next(iter(orders.values())).config)
 cost = representation_cost(split.train[:cost_instances], split.test, feature_kinds, lm_source(next(iter(orders.values())).config))
 per_split = len(split.train) + len(split.test)
-cost = cost.assign(**{"minutes per split (estimated)": cost["seconds per 1,000"] * per_split / 1000 / 60})
+cost = cost.assign(**{"minutes per split (estimated)": [cost_of(row, per_split) / 60 for _, row in cost.iterrows()]})
 cost.round(1)
 
 # %% [markdown]
@@ -249,6 +257,9 @@ lines = [
     + (("; prompts only: " + ", ".join(f"{k} {means['prompt-only', k]:+.3f}" for k in feature_kinds))
        if "prompt-only" in test_views else "") + ".",
     "Experiment 1: " + "; ".join(f"{f.part} **{f.verdict}**" for f in found) + ".",
+    f"Experiment 2: the lowest mean held-out loss at step {point} is {at_point.idxmin()}'s, {at_point.min():.3f} "
+    f"(RT {at_point['RT']:.3f}); the leading task family's share of the first {sibling_steps} steps: "
+    + ", ".join(f"{label} {share:.0%}" for label, share in seen.groupby("label")["its share"].mean().reindex(labels).items()) + ".",
     f"Experiment 2 at step {point}: " + "; ".join(f"{f.part}: {f.measured} → **{f.verdict}**" for f in found_orders) + ".",
     "Cost per split (estimated from the measured sample): " + ", ".join(
         f"{row.kind} {row['minutes per split (estimated)']:.1f} minutes" for _, row in cost.iterrows()) + ".",

@@ -140,6 +140,9 @@ def test_the_cost_of_each_kind_is_measured_in_a_fresh_store(tmp_path, monkeypatc
     monkeypatch.setattr(features, "cache_dir", lambda: tmp_path)
     table = features.cost(RECORDS, TEST, ["hidden", "gradient"], LMSource("tiny-llama", precision="fp32", batch_size=2))
     assert table.kind.tolist() == ["hidden", "gradient"] and (table.seconds > 0).all()
+    assert (table["fixed seconds"] >= 0).all() and (table["seconds per 1,000"] >= 0).all()
+    for _, row in table.iterrows():  # the two parts add up to what was measured, or more when the fixed part was clipped at 0
+        assert features.cost_of(row, row.instances) >= row.seconds - 1e-9
     assert (table["bytes per instance"] > 0).all() and (table.instances == len(RECORDS) + len(TEST)).all()
     assert not list((tmp_path / "features").glob("*"))  # nothing left in the shared store
 
@@ -153,3 +156,22 @@ def test_a_self_answer_is_cut_to_fit_max_len(tmp_path):
     answered = features._self_answered(lm, TEST)
     assert all(len(encode(r, lm.tokenizer)[0]) <= room for r in answered)
     assert len(lm.items(answered)) == len(TEST) and any(r.response != t.response for r, t in zip(answered, TEST))
+
+
+def test_the_prefix_measures_reuse_the_arrangements_gradients(tmp_path, monkeypatch):
+    """Both take the whole training pool, so both warm up on the same random order of it: the
+    vectors E3's measures read are the ones the orders were built from, computed once."""
+    from zsg_core import predict
+
+    monkeypatch.setattr(features, "cache_dir", lambda: tmp_path)
+    monkeypatch.setattr("zsg_core.model.cache_dir", lambda: tmp_path)
+    source = LMSource("tiny-llama", precision="fp32")
+    arrange_records(RECORDS, TEST, "nft", features="gradient", source=source)
+
+    def computed_again(*args, **kwargs):
+        raise AssertionError("the prefix measures computed gradients the arrangement had already cached")
+
+    monkeypatch.setattr(features, "projected_gradients", computed_again)
+    table = predict.prefix_table({("fwd", 0): [r.id for r in RECORDS[:4]]}, {r.id: r for r in RECORDS}, TEST,
+                                 steps=[1, 2], batch_size=2, kl=False, features="gradient", source=source)
+    assert not table.empty

@@ -42,7 +42,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -297,24 +297,42 @@ def cost(train: Sequence[Record], test: Sequence[Record], kinds: Sequence[str], 
          encoder: Encoder | None = None) -> pd.DataFrame:
     """What computing each kind costs: `compute` on `train` and `test` in a fresh, temporary
     vector store (the LM's frozen-bottom outputs as runs have them cached; MiniLM's model loaded
-    beforehand). Columns kind, instances, seconds, seconds per 1,000, bytes on disk per instance."""
+    beforehand), and again on the first half of `train`, so the cost splits into a part per
+    instance and a fixed part (the LM's load; the gradients' warm-up, the same in both only while
+    the half holds its WARMUP_STEPS batches: below that the split is rough). Columns kind, instances, seconds, fixed seconds, seconds
+    per 1,000 (the part per instance), bytes on disk per instance; `cost_of` scales a row."""
     import tempfile
     import time
 
+    def timed(kind: str, sample: Sequence[Record], root: Path) -> float:
+        fresh = None
+        if kind == "minilm":
+            fresh = Encoder(encoder.model_name if encoder else "minilm-l6", cache=root / "embeddings")
+            fresh._st()  # the model load is not the encoding
+        t0 = time.perf_counter()
+        compute(sample, test, kind, source=source, encoder=fresh, cache=root, log=lambda m: None)
+        return time.perf_counter() - t0
+
+    half = train[: max(len(train) // 2, 1)]
+    if len(half) == len(train):
+        raise DataError("measuring the cost takes at least 2 training instances")
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        for kind in kinds:
-            fresh = None
-            if kind == "minilm":
-                fresh = Encoder(encoder.model_name if encoder else "minilm-l6", cache=root / "embeddings")
-                fresh._st()  # the model load is not the encoding
-            t0 = time.perf_counter()
-            compute(train, test, kind, source=source, encoder=fresh, cache=root, log=lambda m: None)
-            seconds = time.perf_counter() - t0
+    for kind in kinds:
+        with tempfile.TemporaryDirectory() as scratch, tempfile.TemporaryDirectory() as small, \
+                tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            timed(kind, train[:2], Path(scratch))  # first-call costs (imports, thread pools) are no one's
+            seconds_half, seconds = timed(kind, half, Path(small)), timed(kind, train, root)
             folder = root / "embeddings" if kind == "minilm" else root / "features"
             size = sum(f.stat().st_size for f in folder.rglob("*.npz") if kind == "minilm" or f.parent.name.startswith(kind))
-            n = len(train) + len(test)
-            rows.append({"kind": kind, "instances": n, "seconds": seconds, "seconds per 1,000": seconds / n * 1000,
-                         "bytes per instance": size / n})
+        n = len(train) + len(test)
+        per_instance = max(seconds - seconds_half, 0.0) / (len(train) - len(half))
+        rows.append({"kind": kind, "instances": n, "seconds": seconds,
+                     "fixed seconds": max(seconds - per_instance * n, 0.0),
+                     "seconds per 1,000": per_instance * 1000, "bytes per instance": size / n})
     return pd.DataFrame(rows)
+
+
+def cost_of(row: Mapping, instances: int) -> float:
+    """Seconds a row of `cost` predicts for computing `instances` at once."""
+    return row["fixed seconds"] + row["seconds per 1,000"] * instances / 1000
