@@ -204,7 +204,7 @@ split = run_split(next(iter(orders.values())).config)
 cost = representation_cost(split.train[:cost_instances], split.test, feature_kinds, lm_source(next(iter(orders.values())).config))
 per_split = len(split.train) + len(split.test)
 cost = cost.assign(**{"minutes per split (estimated)": [cost_of(row, per_split) / 60 for _, row in cost.iterrows()]})
-cost.round(1)
+cost.style.hide(axis="index").format(precision=1)
 
 # %% [markdown]
 # ## Against the literature
@@ -215,7 +215,7 @@ parts = {f.part: f for f in found + found_orders}
 
 def said(part: str) -> str:
     f = parts.get(part)
-    return "not run (kind not in `feature_kinds`)" if f is None else f"{f.part}: {f.measured} → **{f.verdict}**"
+    return "not run (kind not in feature_kinds)" if f is None else f"{f.part}: {f.measured} → {f.verdict}"  # a table cell: no markdown
 
 
 literature = pd.DataFrame([
