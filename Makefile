@@ -20,9 +20,11 @@ export HF_HUB_OFFLINE := 1
 # (~8 min), 9 E8 runs (~2.5 min) in place of chapter 6's 38 run-minutes, and chapter 7's 19 new
 # runs (95-105 s each); E7's runs are redone (its tma-* keys changed) at their old cost: about 4
 # hours more, so about 11 hours in all, an estimate until the whole cpu book has run again.
-# Issue 16 (chapter 8, which similarity) adds, estimated from benchmarks/results/bench_features_cpu.json:
-# hidden and gradient features of 3 splits (~2.5 + ~9 minutes per split, once) and 12 runs of
-# ~100 s: about 1 hour more.
+# Issue 16 (chapter 8, which similarity), measured 2026-11-30 on the same machine: its first
+# execution took 64 minutes (3,811 s): 12 new runs, 48 run-minutes, of which the features of 3
+# splits (hidden ~2 minutes, gradient ~8 per split, computed in each split's first run of the
+# kind); the held-out prompts' features (gradient: the model's own answers) and E3's measures by
+# kind ~12 minutes; the cost cell ~3. From its stored runs and features: 4 minutes (243 s).
 # smoke: 10.6 minutes from an empty cache (2026-11-30, chapters 1-10: 112 / 60 / 67 / 100 / 26 / 58 /
 # 41 / 97 / 66 / 8 s), 2.6 minutes once its runs and caches are stored. `make test` from a clean
 # clone: 20.5 minutes with an empty cache (set-up 3.5, smoke book 10.6, pytest 6.4), 7.8 warm.
