@@ -172,7 +172,8 @@ plots.save(fig, "08_orders")
 plt.show()
 seen = pd.DataFrame([{"label": label, **compare.leading_family(r, sibling_steps)} for (label, _), r in orders.items()])
 at_point = curves[curves.step == point].groupby("label").loss.mean().reindex(labels)
-at_point.round(3).to_frame(f"loss at step {point}").join(seen.groupby("label")[["its share", "families"]].mean().round(2))
+leading = seen.groupby("label")[["its share", "families"]].mean()
+at_point.round(3).to_frame(f"loss at step {point}").join(leading.round(2))
 
 # %% [markdown]
 # Each order against RT, and each representation's order against the same order built from the
@@ -259,7 +260,7 @@ lines = [
     "Experiment 1: " + "; ".join(f"{f.part} **{f.verdict}**" for f in found) + ".",
     f"Experiment 2: the lowest mean held-out loss at step {point} is {at_point.idxmin()}'s, {at_point.min():.3f} "
     f"(RT {at_point['RT']:.3f}); the leading task family's share of the first {sibling_steps} steps: "
-    + ", ".join(f"{label} {share:.0%}" for label, share in seen.groupby("label")["its share"].mean().reindex(labels).items()) + ".",
+    + ", ".join(f"{label} {leading.loc[label, 'its share']:.0%}" for label in labels) + ".",
     f"Experiment 2 at step {point}: " + "; ".join(f"{f.part}: {f.measured} → **{f.verdict}**" for f in found_orders) + ".",
     "Cost per split (estimated from the measured sample): " + ", ".join(
         f"{row.kind} {row['minutes per split (estimated)']:.1f} minutes" for _, row in cost.iterrows()) + ".",

@@ -297,10 +297,12 @@ def cost(train: Sequence[Record], test: Sequence[Record], kinds: Sequence[str], 
          encoder: Encoder | None = None) -> pd.DataFrame:
     """What computing each kind costs: `compute` on `train` and `test` in a fresh, temporary
     vector store (the LM's frozen-bottom outputs as runs have them cached; MiniLM's model loaded
-    beforehand), and again on the first half of `train`, so the cost splits into a part per
-    instance and a fixed part (the LM's load; the gradients' warm-up, the same in both only while
-    the half holds its WARMUP_STEPS batches: below that the split is rough). Columns kind, instances, seconds, fixed seconds, seconds
-    per 1,000 (the part per instance), bytes on disk per instance; `cost_of` scales a row."""
+    beforehand), and again on the first half of `train`: the difference is the cost per instance,
+    the rest is fixed (the LM's load; gradient's warm-up). Gradient's warm-up is the same in both
+    only when the half holds its WARMUP_STEPS batches; below that the whole cost is counted per
+    instance (no fixed part: an upper bound for larger sets). Columns kind, instances, seconds,
+    fixed seconds, seconds per 1,000 (the part per instance), bytes on disk per instance; `cost_of`
+    scales a row."""
     import tempfile
     import time
 
@@ -313,20 +315,20 @@ def cost(train: Sequence[Record], test: Sequence[Record], kinds: Sequence[str], 
         compute(sample, test, kind, source=source, encoder=fresh, cache=root, log=lambda m: None)
         return time.perf_counter() - t0
 
-    half = train[: max(len(train) // 2, 1)]
-    if len(half) == len(train):
+    half = train[: len(train) // 2]
+    if not half:
         raise DataError("measuring the cost takes at least 2 training instances")
     rows = []
     for kind in kinds:
-        with tempfile.TemporaryDirectory() as scratch, tempfile.TemporaryDirectory() as small, \
-                tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
-            timed(kind, train[:2], Path(scratch))  # first-call costs (imports, thread pools) are no one's
-            seconds_half, seconds = timed(kind, half, Path(small)), timed(kind, train, root)
-            folder = root / "embeddings" if kind == "minilm" else root / "features"
+            timed(kind, train[:2], root / "first")  # first-call costs (imports, thread pools) are no one's
+            seconds_half, seconds = timed(kind, half, root / "half"), timed(kind, train, root / "whole")
+            folder = root / "whole" / ("embeddings" if kind == "minilm" else "features")
             size = sum(f.stat().st_size for f in folder.rglob("*.npz") if kind == "minilm" or f.parent.name.startswith(kind))
         n = len(train) + len(test)
-        per_instance = max(seconds - seconds_half, 0.0) / (len(train) - len(half))
+        same_fixed = kind != "gradient" or len(half) >= WARMUP_STEPS * source.batch_size
+        per_instance = max(seconds - seconds_half, 0.0) / (len(train) - len(half)) if same_fixed else seconds / n
         rows.append({"kind": kind, "instances": n, "seconds": seconds,
                      "fixed seconds": max(seconds - per_instance * n, 0.0),
                      "seconds per 1,000": per_instance * 1000, "bytes per instance": size / n})
