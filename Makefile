@@ -44,9 +44,11 @@ book:
 # Every chapter executed on the smoke profile (papermill runs each in a fresh kernel and fails on
 # any cell error), then the tests; tests/test_book.py builds the HTML from those notebooks.
 # (nbval re-executed the same notebooks a second time, 2.3 of 24.5 minutes, and proved nothing more.)
+# The tests run in one worker per core (pytest-xdist): most of them start processes or load models
+# one thread at a time, so one process alone left a core idle for much of their 6.4 minutes.
 test: prepare
 	$(BIN)/python -m zsg_core.book --profile smoke
-	ZSG_BUILD=$(CURDIR)/_build/smoke $(BIN)/python -m pytest tests
+	ZSG_BUILD=$(CURDIR)/_build/smoke $(BIN)/python -m pytest -n auto tests
 
 venv: $(VENV)/.installed
 
