@@ -131,6 +131,39 @@ def test_a_packed_training_step_equals_one_item_at_a_time(model, tmp_path):
         assert torch.allclose(p.grad, g, atol=1e-6, rtol=1e-4)
 
 
+@pytest.mark.parametrize("model", ["tiny-llama", "tiny-gemma3"])
+def test_the_last_layers_mlp_runs_only_where_a_label_is_predicted(model, tmp_path):
+    """The loss runs the last layer's MLP and output projection at the label positions only (the
+    losses and gradients above show it changes nothing); hidden states for features still get
+    every position, and the layers below get every position in both."""
+    lm = TunedLM(model, frozen_layers=1, autocast=False, hidden_cache=tmp_path)
+    pack = lm.pack(lm.items(LONGER))
+    layers = lm.loss.top.layers
+    rows, zero_rows = {}, {}
+
+    def record(name):
+        def hook(module, inputs, output):
+            rows[name] = inputs[0].shape[1]
+            zero_rows[name] = int((output[0] == 0).all(-1).sum())
+        return hook
+
+    hooks = [m.register_forward_hook(record(name))
+             for name, m in (("last mlp", layers[-1].mlp.down_proj), ("last o_proj", layers[-1].self_attn.o_proj),
+                             ("mlp below", layers[-2].mlp.down_proj))]
+    labelled = pack.targets != -100
+    labels, positions = int(labelled.sum()), len(labelled)
+    assert 0 < labels < positions
+    with torch.no_grad():
+        lm.loss(*pack.args())
+        assert rows == {"last mlp": labels, "last o_proj": positions, "mlp below": positions}
+        assert zero_rows == {"last mlp": 0, "last o_proj": positions - labels, "mlp below": 0}
+        lm.top_states(pack)
+        assert rows == {"last mlp": positions, "last o_proj": positions, "mlp below": positions}
+        assert zero_rows == {"last mlp": 0, "last o_proj": 0, "mlp below": 0}
+    for h in hooks:
+        h.remove()
+
+
 def test_packing_under_bf16_stays_within_bf16_rounding_on_the_real_tokenizer(tmp_path):
     """Under bf16 autocast (what training uses where bf16 is native), packed and alone may round
     differently; they agree within bf16 tolerance, evaluation and frozen cache alike."""

@@ -251,6 +251,7 @@ def projected_gradients(lm, items, dim: int = PROJECTION_DIM, seed: int = PROJEC
     import torch
 
     from .model import PACK_TOKENS, rows
+    from .prompt import IGNORE
 
     proj = projections(lm, dim, seed)
     layers = trained_linears(lm)
@@ -275,12 +276,14 @@ def projected_gradients(lm, items, dim: int = PROJECTION_DIM, seed: int = PROJEC
                 objective = (sums / counts.clamp(min=1)).sum()  # each item's mean answer loss
             outputs = [seen[name][1] for name, _ in layers]
             grads = torch.autograd.grad(objective, outputs)  # only what the outputs need: no weight gradients
-            segments = pack.segments
+            # the last layer's MLP and output projection run only at the label positions (model.py)
+            labelled = pack.segments[pack.targets != IGNORE]
             parts = []
             for (name, _), g in zip(layers, grads):
                 p_out, p_in = proj[name]
-                a = g[0].float() @ p_out.T  # (T, k)
-                b = seen[name][0][0].detach().float() @ p_in.T  # (T, k)
+                a = g[0].float() @ p_out.T  # (positions it ran at, k)
+                b = seen[name][0][0].detach().float() @ p_in.T
+                segments = pack.segments if len(a) == len(pack.segments) else labelled
                 per_item = torch.zeros(len(row), a.shape[1], b.shape[1])
                 per_item.index_add_(0, segments, a[:, :, None] * b[:, None, :])
                 parts.append(per_item.reshape(len(row), -1))
