@@ -183,8 +183,9 @@ curves_rounds.groupby(["label", "step"]).loss.mean().unstack(0)[labels].round(3)
 # ## Where the rounds reach, in a picture
 #
 # UMAP of the MiniLM embeddings (first turn, cosine) of the first side split's pool and its
-# held-out instances (crosses): the instances each group of rounds picked are coloured, the rest
-# grey. Early rounds should sit on top of the crosses, later ones further out.
+# held-out instances (crosses): the instances each group of rounds picked are coloured (by the
+# earliest group, where several picked one, and drawn earliest on top), the rest grey. Early rounds
+# should sit on top of the crosses, later ones further out.
 
 # %%
 split = run_split(groups[(labels[0], side_split_seeds[0])].config)
@@ -192,7 +193,7 @@ encoder = Encoder()
 x = embed_records(split.train, "first-turn", encoder)  # cached by the plan
 t = embed_records(split.test, "first-turn", encoder)
 kind = np.full(len(x), "not picked", dtype=object)
-for s, label in zip(round_starts, labels):
+for s, label in reversed(list(zip(round_starts, labels))):  # the earliest group that picked it names it
     for r in plan.min_rounds[side_split_seeds[0]][s: s + round_width]:
         kind[r] = label
 xy = map_2d(np.vstack([x, t]))

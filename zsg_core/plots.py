@@ -173,9 +173,9 @@ def rounds_map(points: pd.DataFrame, groups: list[str]) -> plt.Figure:
     cmap = plt.get_cmap("viridis", max(len(groups), 2))
     for i, kind in enumerate(groups):
         g = points[points.kind == kind]
-        ax.scatter(g.x, g.y, s=6, color=cmap(i), label=kind, rasterized=True)
+        ax.scatter(g.x, g.y, s=6, color=cmap(i), label=kind, rasterized=True, zorder=2 + len(groups) - i)  # earliest on top
     test = points[points.kind == "held-out"]
-    ax.scatter(test.x, test.y, s=22, marker="x", color="black", label="held-out", linewidths=1)
+    ax.scatter(test.x, test.y, s=22, marker="x", color="black", label="held-out", linewidths=1, zorder=3 + len(groups))
     ax.set(xticks=[], yticks=[], title="Which training instances each group of TMA rounds picked (UMAP of MiniLM)")
     ax.legend(fontsize=7, markerscale=2, loc="best")
     return fig
