@@ -10,7 +10,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
-# Under pytest-xdist (`make test` runs `-n 2`) the workers share the cores: one thread each (also
+# Under pytest-xdist (`make test` runs `-n auto`, a worker per core) the workers share the cores: one thread each (also
 # for the processes they start) instead of each spinning a thread per core against the other.
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
     _threads = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))

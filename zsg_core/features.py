@@ -283,7 +283,10 @@ def projected_gradients(lm, items, dim: int = PROJECTION_DIM, seed: int = PROJEC
                 p_out, p_in = proj[name]
                 a = g[0].float() @ p_out.T  # (positions it ran at, k)
                 b = seen[name][0][0].detach().float() @ p_in.T
-                segments = pack.segments if len(a) == len(pack.segments) else labelled
+                # a linear inside the last layer's MLP saw only the label rows; any other saw the row
+                segments = {len(pack.segments): pack.segments, len(labelled): labelled}.get(len(a))
+                if segments is None:
+                    raise DataError(f"{name} ran at {len(a)} positions of a {len(pack.segments)}-position row")
                 per_item = torch.zeros(len(row), a.shape[1], b.shape[1])
                 per_item.index_add_(0, segments, a[:, :, None] * b[:, None, :])
                 parts.append(per_item.reshape(len(row), -1))
