@@ -1,7 +1,7 @@
 """The engine's speed, old path against new, side by side in one process, with each one's share of
 this machine's matmul peak in the precision in use.
 
-    .venv/bin/python benchmarks/bench_train.py [--profile cpu] [--steps 20] [--cache-items 60] [--out FILE]
+    .venv/bin/python benchmarks/bench_train.py [--profile cpu] [--steps 20] [--cache-items 60] [--rounds 3] [--out FILE]
 
 Prints one JSON object (and writes it to --out):
 - machine: CPU kind (`torch.backends.cpu.get_cpu_capability()`), threads, the precision in use and
@@ -10,7 +10,9 @@ Prints one JSON object (and writes it to --out):
   by autocast at every call) and the new one (the batch packed in one row, per-item attention,
   frozen weights cast once), each as a bare forward/backward/clip/AdamW loop over the same
   `steps` batches from the same weights: tokens/s, seconds per step, FLOP/s (counted by torch's
-  FlopCounterMode on one step) and share of peak; the per-step training losses of the two paths
+  FlopCounterMode on one step) and share of peak (the two alternate `rounds` times over the same
+  batches; each figure is the median round's, the speed-up the median of the rounds', each listed);
+  the per-step training losses of the two paths
   and their largest difference; `zsg_core.train.train` over the same batches and its loop
   overhead against the new bare loop (target <= 10%);
 - eval: one held-out evaluation, old (length-sorted padded batches of 8) against new (packed rows
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import resource
+import statistics
 import time
 from pathlib import Path
 
@@ -76,6 +79,23 @@ def timed(fn):
     return time.perf_counter() - t, result
 
 
+def interleaved(paths: dict, rounds: int) -> dict:
+    """name -> (median seconds, result of its first timed call, seconds of each round): every path
+    warmed up once, then all called in turn, `rounds` times, so a drift in the machine's speed hits
+    each alike."""
+    for fn in paths.values():
+        fn()
+    seconds: dict = {name: [] for name in paths}
+    results: dict = {}
+    for _ in range(rounds):
+        for name, fn in paths.items():
+            t = time.perf_counter()
+            out = fn()
+            seconds[name].append(time.perf_counter() - t)
+            results.setdefault(name, out)
+    return {name: (statistics.median(seconds[name]), results[name], seconds[name]) for name in paths}
+
+
 def old_rows(lm, inputs, labels):
     """The old ResponseLoss.rows: items right-padded into one batch, transformers' sdpa attention
     with a padding mask when there is more than one item (one item alone: no mask, no padding)."""
@@ -109,6 +129,7 @@ def main() -> None:
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--cache-items", type=int, default=60)
+    parser.add_argument("--rounds", type=int, default=3, help="old and new timed in turn this many times; the median counts")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -169,19 +190,33 @@ def main() -> None:
         return counted
 
     tokens = sum(len(it.ids) for b in batches for it in b)
-    figures: dict = {}
-    for name, step, context in (("old", old_step, recast_every_call(lm.model)), ("new", new_step, contextlib.nullcontext())):
-        with context:
+    paths = {"old": (old_step, lambda: recast_every_call(lm.model)), "new": (new_step, contextlib.nullcontext)}
+    for step, context in paths.values():
+        with context():
             bare_loop(step, 1)  # warm-up: the first step of a process pays allocations
+    # old and new alternate, `rounds` times over the same batches from the same weights: a drift of
+    # the machine's speed (shared cores) hits both alike; the speed-up is the median round's
+    seconds: dict[str, list[float]] = {"old": [], "new": []}
+    losses: dict[str, list[float]] = {}
+    for _ in range(args.rounds):
+        for name, (step, context) in paths.items():
             reset()
-            seconds, losses = bare_loop(step, args.steps)
-            reset()
+            with context():
+                took, losses[name] = bare_loop(step, args.steps)
+            seconds[name].append(took)
+    reset()
+    figures: dict = {}
+    for name, (step, context) in paths.items():
+        with context():
             step_flops = flops(step)
-        # FLOPs counted on the first batch, per token; the time is the mean over all batches
+        # FLOPs counted on the first batch, per token; the time is the median round's mean over all batches
         flops_per_token = step_flops / sum(len(it.ids) for it in batches[0])
-        figures[name] = {"seconds_per_step": round(seconds / args.steps, 3), "tokens_per_s": round(tokens / seconds, 1),
+        took = statistics.median(seconds[name])
+        figures[name] = {"seconds_per_step": round(took / args.steps, 3), "tokens_per_s": round(tokens / took, 1),
+                         "tokens_per_s_rounds": [round(tokens / t, 1) for t in seconds[name]],
                          "flops_per_token": round(flops_per_token),
-                         "share_of_peak": round(flops_per_token * tokens / seconds / peak, 3), "losses": losses}
+                         "share_of_peak": round(flops_per_token * tokens / took / peak, 3), "losses": losses[name]}
+    train_rounds = [round(o / n, 2) for o, n in zip(seconds["old"], seconds["new"])]
     old_losses, new_losses = figures["old"].pop("losses"), figures["new"].pop("losses")
 
     t = time.perf_counter()
@@ -191,7 +226,7 @@ def main() -> None:
     new_bare = tokens / figures["new"]["tokens_per_s"]
     train_figures = {
         "steps": args.steps, "batch_size": tc.batch_size, "tokens": tokens, "old": figures["old"], "new": figures["new"],
-        "speedup": round(figures["new"]["tokens_per_s"] / figures["old"]["tokens_per_s"], 2),
+        "speedup": statistics.median(train_rounds), "speedup_rounds": train_rounds,
         "step_loss_max_abs_diff": round(max(abs(a - b) for a, b in zip(old_losses, new_losses)), 5),
         "step_losses_old": [round(v, 4) for v in old_losses], "step_losses_new": [round(v, 4) for v in new_losses],
         "train_loop_tokens_per_s": round(tokens / loop_seconds, 1),
@@ -220,14 +255,15 @@ def main() -> None:
     def alone_eval() -> list[float]:  # the reference: each instance in a row of its own
         return [v for v, _ in lm.item_losses(test_items, tokens_per_row=1)]
 
-    evals = {"alone": (0.0, alone_eval()), "old": timed(old_eval), "new": timed(new_eval)}
+    evals = {"alone": (0.0, alone_eval()), **interleaved({"old": old_eval, "new": new_eval}, args.rounds)}
     eval_flops = counted_flops(new_eval)
     eval_figures = {"instances": len(test_items), "tokens": eval_tokens, "flops": eval_flops}
     for name in ("old", "new"):
         seconds = evals[name][0]
         eval_figures[name] = {"seconds": round(seconds, 2), "tokens_per_s": round(eval_tokens / seconds, 1),
                               "share_of_peak": round(eval_flops / seconds / peak, 3)}
-    eval_figures["speedup"] = round(evals["old"][0] / evals["new"][0], 2)
+    eval_figures["speedup_rounds"] = [round(o / n, 2) for o, n in zip(*(evals[name][2] for name in ("old", "new")))]
+    eval_figures["speedup"] = statistics.median(eval_figures["speedup_rounds"])
     for name in ("old", "new"):  # against each instance alone, both in the precision in use
         eval_figures[f"{name}_vs_alone_max_abs_diff"] = round(
             max(abs(a - b) for a, b in zip(evals[name][1], evals["alone"][1])), 5)
@@ -248,14 +284,15 @@ def main() -> None:
             out = {it.index: value for it, value in lm.bottom_outputs(chosen)}
             return [out[it.index] for it in chosen]
 
-        outputs = {"old": timed(old_cache), "new": timed(new_cache)}
+        outputs = interleaved({"old": old_cache, "new": new_cache}, args.rounds)
         cache_flops = counted_flops(new_cache)
         cache_figures = {"instances": len(chosen), "tokens": cache_tokens, "flops": cache_flops}
         for name in ("old", "new"):
             seconds = outputs[name][0]
             cache_figures[name] = {"seconds_per_instance": round(seconds / len(chosen), 4),
                                    "share_of_peak": round(cache_flops / seconds / peak, 3)}
-        cache_figures["speedup"] = round(outputs["old"][0] / outputs["new"][0], 2)
+        cache_figures["speedup_rounds"] = [round(o / n, 2) for o, n in zip(outputs["old"][2], outputs["new"][2])]
+        cache_figures["speedup"] = statistics.median(cache_figures["speedup_rounds"])
         # the residual stream holds values in the thousands: the difference relative to the largest value
         cache_figures["max_rel_diff"] = float(max(
             ((a.float() - b.float()).abs().max() / b.float().abs().max()) for a, b in zip(outputs["old"][1], outputs["new"][1])))

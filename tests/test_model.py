@@ -132,10 +132,11 @@ def test_a_packed_training_step_equals_one_item_at_a_time(model, tmp_path):
 
 
 @pytest.mark.parametrize("model", ["tiny-llama", "tiny-gemma3"])
-def test_the_last_layers_mlp_runs_only_where_a_label_is_predicted(model, tmp_path):
-    """The loss runs the last layer's MLP and output projection at the label positions only (the
-    losses and gradients above show it changes nothing); hidden states for features still get
-    every position, and the layers below get every position in both."""
+def test_the_last_layer_runs_only_where_a_label_is_predicted(model, tmp_path, monkeypatch):
+    """The loss runs the last layer's query projection, attention queries, output projection and
+    MLP at the label positions only (the losses and gradients above show it changes nothing);
+    hidden states for features still get every position, and the layers below get every position
+    in both."""
     lm = TunedLM(model, frozen_layers=1, autocast=False, hidden_cache=tmp_path)
     pack = lm.pack(lm.items(LONGER))
     layers = lm.loss.top.layers
@@ -148,18 +149,26 @@ def test_the_last_layers_mlp_runs_only_where_a_label_is_predicted(model, tmp_pat
         return hook
 
     hooks = [m.register_forward_hook(record(name))
-             for name, m in (("last mlp", layers[-1].mlp.down_proj), ("last o_proj", layers[-1].self_attn.o_proj),
-                             ("mlp below", layers[-2].mlp.down_proj))]
+             for name, m in (("last mlp", layers[-1].mlp.down_proj), ("last q_proj", layers[-1].self_attn.q_proj),
+                             ("last o_proj", layers[-1].self_attn.o_proj), ("mlp below", layers[-2].mlp.down_proj))]
+    queries = []  # query positions each attention call computed, over all layers of one forward
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
+                        lambda q, *a, **kw: queries.append(q.shape[2]) or sdpa(q, *a, **kw))
     labelled = pack.targets != -100
     labels, positions = int(labelled.sum()), len(labelled)
-    assert 0 < labels < positions
+    assert 0 < labels < positions and len(layers) >= 2
     with torch.no_grad():
         lm.loss(*pack.args())
-        assert rows == {"last mlp": labels, "last o_proj": positions, "mlp below": positions}
-        assert zero_rows == {"last mlp": 0, "last o_proj": positions - labels, "mlp below": 0}
+        assert rows == {"last mlp": labels, "last q_proj": positions, "last o_proj": positions, "mlp below": positions}
+        assert zero_rows == {"last mlp": 0, "last q_proj": positions - labels, "last o_proj": positions - labels,
+                             "mlp below": 0}
+        assert sum(queries) == (len(layers) - 1) * positions + labels
+        queries.clear()
         lm.top_states(pack)
-        assert rows == {"last mlp": positions, "last o_proj": positions, "mlp below": positions}
-        assert zero_rows == {"last mlp": 0, "last o_proj": 0, "mlp below": 0}
+        assert rows == {"last mlp": positions, "last q_proj": positions, "last o_proj": positions, "mlp below": positions}
+        assert zero_rows == {"last mlp": 0, "last q_proj": 0, "last o_proj": 0, "mlp below": 0}
+        assert sum(queries) == len(layers) * positions
     for h in hooks:
         h.remove()
 

@@ -276,7 +276,7 @@ def projected_gradients(lm, items, dim: int = PROJECTION_DIM, seed: int = PROJEC
                 objective = (sums / counts.clamp(min=1)).sum()  # each item's mean answer loss
             outputs = [seen[name][1] for name, _ in layers]
             grads = torch.autograd.grad(objective, outputs)  # only what the outputs need: no weight gradients
-            # the last layer's MLP and output projection run only at the label positions (model.py)
+            # the last layer runs only at the label positions (model.py): its MLP's linears see those rows alone
             labelled = pack.segments[pack.targets != IGNORE]
             parts = []
             for (name, _), g in zip(layers, grads):

@@ -22,9 +22,10 @@ How the computation is laid out (exact for any F; the numbers equal one item at 
   head) keeps a bf16 copy instead: the same kernel on the same values, without re-casting ~120M
   weights per forward.
 - **The LM head only where a label is predicted** (~5-7% of tokens in our data), and likewise the
-  last layer's attention output projection and MLP (`_at_label_rows`): a position's output of the
-  last layer feeds nothing but its own prediction, so only its keys and values are needed
-  elsewhere. About a fifth of the trained top's work in the cpu profile.
+  last layer's query projection, attention, attention output projection and MLP
+  (`_at_label_rows`, `packed_attention`): a position's output of the last layer feeds nothing but
+  its own prediction, so only its keys and values are needed elsewhere. About a fifth of the
+  trained top's work in the cpu profile.
 
 `ResponseLoss` is that computation as one module (what DDP wraps); `TunedLM` holds the model, its
 tokenizer and the cache. `check` proves at start-up that bottom + top reproduce the whole
@@ -67,8 +68,10 @@ def packed_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, 
     """Attention over a packed row, span by span: the queries [start, end) attend to the shared
     prefix [prefix_start, prefix_end) (empty for an item alone) and causally to themselves, within
     the sliding window on layers that have one; never to anything else, so an item's output is
-    what it would be alone. Called without `zsg_spans` (generation, any plain forward) it is
-    transformers' own sdpa attention."""
+    what it would be alone. Where the attention module carries `zsg_rows` (the last layer, set by
+    `ResponseLoss` for one forward) only those query positions are computed and the others are
+    zeros: their outputs feed nothing. Called without `zsg_spans` (generation, any plain forward)
+    it is transformers' own sdpa attention."""
     from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 
     if zsg_spans is None:
@@ -78,24 +81,40 @@ def packed_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, 
         raise ModelError("packed attention does not support attention-logit soft-capping")
     groups = getattr(module, "num_key_value_groups", 1)
     key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    query_rows = getattr(module, "zsg_rows", None)
     sdpa = nn.functional.scaled_dot_product_attention
-    outputs = []
+    outputs, placed = [], []
     for start, end, prefix_start, prefix_end in zsg_spans:
-        q, k, v = query[:, :, start:end], key[:, :, start:end], value[:, :, start:end]
         shared, n = prefix_end - prefix_start, end - start
-        if not shared and (sliding_window is None or n <= sliding_window):
-            outputs.append(sdpa(q, k, v, is_causal=True, dropout_p=dropout, scale=scaling))
-            continue
+        if query_rows is None:
+            picked, q = None, query[:, :, start:end]
+        else:  # sorted (nonzero's order): the span's rows are one slice of it
+            lo, hi = torch.searchsorted(query_rows, torch.tensor([start, end], device=query_rows.device)).tolist()
+            if lo == hi:
+                continue
+            picked = query_rows[lo:hi]
+            q = query[:, :, picked]
+            placed.append(picked)
+        k, v = key[:, :, start:end], value[:, :, start:end]
         if shared:
             k = torch.cat([key[:, :, prefix_start:prefix_end], k], 2)
             v = torch.cat([value[:, :, prefix_start:prefix_end], v], 2)
-        q_pos = torch.arange(shared, shared + n, device=q.device)[:, None]
+        if picked is None and not shared and (sliding_window is None or n <= sliding_window):
+            outputs.append(sdpa(q, k, v, is_causal=True, dropout_p=dropout, scale=scaling))
+            continue
+        q_pos = (torch.arange(shared, shared + n, device=q.device) if picked is None
+                 else picked - start + shared)[:, None]
         k_pos = torch.arange(shared + n, device=q.device)[None]
         allowed = k_pos <= q_pos
         if sliding_window is not None:  # q - kv < window, as transformers' sliding-window mask
             allowed &= q_pos - k_pos < sliding_window
         outputs.append(sdpa(q, k, v, attn_mask=allowed, dropout_p=dropout, scale=scaling))
-    return torch.cat(outputs, 2).transpose(1, 2).contiguous(), None
+    if query_rows is None:
+        return torch.cat(outputs, 2).transpose(1, 2).contiguous(), None
+    out = query.new_zeros(query.shape[:3] + (value.shape[-1],))
+    if outputs:
+        out = out.index_copy(2, torch.cat(placed), torch.cat(outputs, 2))
+    return out.transpose(1, 2).contiguous(), None
 
 
 def _register_packed_attention() -> None:
@@ -270,10 +289,14 @@ class ResponseLoss(nn.Module):
         self.frozen_layers = frozen_layers
         self.softcap = getattr(model.config, "final_logit_softcapping", None)
         last = self.top.layers[-1]
-        self.label_rows_only = [m for m in (getattr(last, "mlp", None), getattr(getattr(last, "self_attn", None), "o_proj", None))
-                                if isinstance(m, nn.Module)]
+        attention = getattr(last, "self_attn", None)
+        self.label_rows_only = [m for m in (getattr(last, "mlp", None), getattr(attention, "q_proj", None),
+                                            getattr(attention, "o_proj", None)) if isinstance(m, nn.Module)]
         for m in self.label_rows_only:
             _at_label_rows(m)
+        if isinstance(attention, nn.Module):  # `packed_attention` computes only these rows' queries
+            attention.zsg_rows = None
+            self.label_rows_only.append(attention)
 
     def forward(self, inputs: torch.Tensor, positions: torch.Tensor, targets: torch.Tensor, segments: torch.Tensor,
                 spans: Sequence[tuple[int, int, int, int]], n_items: int) -> tuple[torch.Tensor, torch.Tensor]:
