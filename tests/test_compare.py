@@ -267,6 +267,23 @@ def test_comparisons_are_evaluated_where_they_are_read():
     assert "eval_steps" not in whole  # a whole-epoch run's length is known late: the dense schedule
 
 
+def test_a_regime_changes_the_set_up_and_may_stop_early(tmp_path, monkeypatch):
+    """Chapter 7's regimes: the profile's NFT / FFT / RT, and the same under each set-up, a slow
+    one stopping at the reading point with the evaluations that fit; the order and the split
+    are not a set-up's to change."""
+    monkeypatch.setenv("ZSG_RUNS", str(tmp_path))
+    base = {**SMOKE, "max_steps": 4}
+    setups = experiments.regimes(base, {"shorter, lr / 10": {"max_steps": 2, "lr": 1e-4}}, [0], [0], log=lambda m: None)
+    assert sorted(setups) == ["profile", "shorter, lr / 10"]
+    for name, steps, lr in (("profile", 4, 1e-3), ("shorter, lr / 10", 2, 1e-4)):
+        assert sorted(setups[name]) == [("FFT", 0), ("NFT", 0), ("RT", 0)]
+        for r in setups[name].values():
+            assert r.config.train.lr == lr and r.config.train.max_steps == steps
+            assert max(r.config.train.eval_steps) == steps and len(r.batches.step.unique()) == steps
+    with pytest.raises(DataError, match="not the order or the split"):
+        experiments.regimes(base, {"odd": {"arrangement": "random"}}, [0], [0], log=lambda m: None)
+
+
 def test_tma_runs_train_the_same_instances_and_round_groups_the_same_steps(tmp_path, monkeypatch):
     """E6 and E8 as chapter 6 runs them, read back from the batches each model received."""
     from zsg_core.arrange import TMA_POOL_SEED, pool_rounds, tma_layout

@@ -168,14 +168,17 @@ def representations(params: Mapping[str, Any], kinds: Sequence[str], split_seeds
 def regimes(params: Mapping[str, Any], setups: Mapping[str, Mapping[str, Any]], split_seeds: Sequence[int],
             arrangement_seeds: Sequence[int], log: Log = print, train: bool = True) -> dict[str, Runs]:
     """E4's NFT / FFT / RT (RT: `arrangement_seeds[0]`) on each split under each set-up of `setups`
-    (a name -> run-parameter overrides: another lr, every layer trained, another model); the
-    profile's own set-up under "profile" (E4's runs). With `train=False`, only stored runs."""
-    p = {**compared(params), "arrangement_seed": arrangement_seeds[0]}
-    out = {"profile": run_arrangements(p, WSD_ORDERS, split_seeds, "split_seed", log, train)}
+    (a name -> run-parameter overrides: another lr, every layer trained, another model, fewer
+    steps: a slow set-up may train only to the reading point, since the first steps of the
+    epoch's schedule do not depend on where a run stops); the profile's own set-up under
+    "profile" (E4's runs). With `train=False`, only stored runs."""
+    seeded = {"arrangement_seed": arrangement_seeds[0]}
+    out = {"profile": run_arrangements({**compared(params), **seeded}, WSD_ORDERS, split_seeds, "split_seed", log, train)}
     for name, over in setups.items():
         if "arrangement" in over or "split_seed" in over:
             raise DataError(f"regime {name!r} may change the set-up, not the order or the split: {sorted(over)}")
-        out[name] = run_arrangements({**p, **over}, WSD_ORDERS, split_seeds, "split_seed", log, train)
+        out[name] = run_arrangements({**compared({**params, **over}), **seeded}, WSD_ORDERS, split_seeds,
+                                     "split_seed", log, train)
     return out
 
 
