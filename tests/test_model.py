@@ -173,6 +173,33 @@ def test_the_last_layer_runs_only_where_a_label_is_predicted(model, tmp_path, mo
         h.remove()
 
 
+def test_a_residual_stream_beyond_fp16_is_cached_in_fp32(tmp_path):
+    """Gemma 3's residual stream reaches ~1e5, past fp16's 65,504: its frozen-bottom outputs are
+    stored in fp32 in a folder of their own, and nothing that does not fit is ever stored."""
+    lm = TunedLM("tiny-llama", frozen_layers=2, autocast=False, hidden_cache=tmp_path)
+    assert lm.cache_dtype == torch.float16 and not lm.cache_folder.name.endswith("stored-fp32")
+    items = lm.items(LONGER)
+    with torch.no_grad():  # values far beyond what fp16 can hold
+        lm.model.model.embed_tokens.weight.mul_(1e8)
+    with pytest.raises(ModelError, match="not finite stored as torch.float16"):
+        lm.cache_bottom(items[:1])
+    assert not list(lm.cache_folder.glob("*.safetensors"))
+    lm.cache_dtype = lm._cache_dtype()
+    assert lm.cache_dtype == torch.float32 and lm.cache_folder.name.endswith("stored-fp32")
+    assert lm.cache_bottom(items) == len(items)
+    assert all(torch.isfinite(lm.inputs(it)).all() for it in items)
+    assert max(float(lm.inputs(it).abs().max()) for it in items) > 65504
+    assert all(np.isfinite(v) for v, _ in lm.item_losses(items))
+
+
+def test_the_start_up_check_fails_on_a_loss_that_is_not_finite(tmp_path):
+    lm = TunedLM("tiny-llama", frozen_layers=2, autocast=False, hidden_cache=tmp_path)
+    with torch.no_grad():
+        lm.model.lm_head.weight.fill_(float("nan"))
+    with pytest.raises(ModelError, match="not finite"):
+        lm.check(lm.items(LONGER))
+
+
 def test_packing_under_bf16_stays_within_bf16_rounding_on_the_real_tokenizer(tmp_path):
     """Under bf16 autocast (what training uses where bf16 is native), packed and alone may round
     differently; they agree within bf16 tolerance, evaluation and frozen cache alike."""

@@ -14,7 +14,7 @@ import torch
 
 from zsg_core.data import DataError
 from zsg_core.model import Pack, TunedLM
-from zsg_core.train import TrainConfig, comparison_schedule, dense_schedule, plan, train
+from zsg_core.train import NotFiniteError, TrainConfig, comparison_schedule, dense_schedule, plan, train
 
 sys.path.insert(0, str(Path(__file__).parent / "scripts"))
 from ddp_order import records  # noqa: E402
@@ -78,6 +78,22 @@ def test_frozen_layers_do_not_move_and_trained_ones_do(tmp_path):
         moved = not torch.equal(before[n], p)
         assert moved == p.requires_grad, n
         assert moved == any(f"layers.{i}." in n for i in (2, 3)), n
+
+
+def test_a_loss_that_is_not_finite_stops_the_run(tmp_path):
+    """A NaN loss (weights gone bad here; an overflowing model or a diverging lr elsewhere) stops
+    training at that step with an error naming it, instead of storing a run of NaNs."""
+    items = records(16)
+    lm = TunedLM("tiny-llama", frozen_layers=2, hidden_cache=tmp_path)
+
+    def poison(step: int) -> None:
+        if step == 2:
+            with torch.no_grad():
+                lm.trainable_parameters()[0].fill_(float("nan"))
+
+    with pytest.raises(NotFiniteError, match="training loss at step 3"):
+        train(lm, items, items[:2], TrainConfig(lr=1e-3, batch_size=4, max_steps=4, eval_steps=[0, 4]),
+              on_step=poison, **QUIET)
 
 
 class Killed(Exception):

@@ -3,7 +3,7 @@
 A decoder-only LM is `embed -> layers[0..L) -> norm -> lm_head`. With `frozen_layers = F > 0`,
 the embeddings and layers [0, F) never change, so their output for an instance (the residual
 stream after layer F-1) is a fixed function of its tokens: it is computed once, stored on disk
-(`$ZSG_CACHE/hidden/<weights>-f<F>-<precision>/`, fp16, with a checksum) and shared by every
+(`$ZSG_CACHE/hidden/<weights>-f<F>-<precision>/`, fp16, or fp32 for a model whose values exceed fp16, with a checksum) and shared by every
 arrangement and every evaluation of the same model under the same precision. Each step then runs
 only layers [F, L), the final norm and the LM head; only layers [F, L) are trained (the final
 norm and the head, tied to the embeddings in SmolLM2, stay as they are). With F = 0 every
@@ -37,6 +37,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,9 @@ PACKED_ATTENTION = "zsg_packed"  # the attention implementation every model load
 # 8,192 for one held-out evaluation on 2 cores (5.9 / 5.5 / 6.0 / 6.0 s); longer rows gain nothing
 # because the matmuls are already large and the per-item attention grows with the row.
 PACK_TOKENS = 2048
+# The frozen bottom's outputs are stored in fp16 when the model's largest value on a probe instance
+# stays below this, a quarter of fp16's largest finite value (room for instances that go higher).
+FP16_HEADROOM = 2.0 ** 14
 
 
 def packed_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -476,6 +480,21 @@ class TunedLM:
         self.fingerprint = fingerprint(name, self.model)
         self._hidden: dict[tuple[str, str], torch.Tensor] = {}  # (precision, item key) -> bottom output
         self._hidden_root = hidden_cache or cache_dir() / "hidden"
+        self.cache_dtype = self._cache_dtype() if frozen_layers else None
+
+    @torch.no_grad()
+    def _cache_dtype(self) -> torch.dtype:
+        """How the bottom's outputs are stored: fp16 where this model's residual stream fits it with
+        room to spare, fp32 where it does not. SmolLM2's stays in the hundreds; Gemma 3's reaches
+        ~1e5 at an instance's first positions, beyond fp16's largest finite value (65,504), where
+        fp16 would store infinities. Decided on one fixed probe instance (the large values come
+        from the first positions, which every instance has); `cache_bottom` still refuses to store
+        a value the dtype cannot hold."""
+        probe = self.items([Record("probe", "probe", [{"role": "user", "content": "Say hello."},
+                                                        {"role": "assistant", "content": "Hello."}])])[0]
+        with self.precision():
+            out = self.bottom(input_ids=probe.ids[None].to(self.device), use_cache=False).last_hidden_state
+        return torch.float16 if float(out.abs().max()) < FP16_HEADROOM else torch.float32
 
     @property
     def precision_name(self) -> str:
@@ -485,8 +504,10 @@ class TunedLM:
     def cache_folder(self) -> Path:
         """Where the bottom outputs live: one folder per starting weights, cut and precision. An
         output computed under bf16 autocast differs from the fp32 one (enough to move one
-        instance's loss by up to ~0.05), so the two are never mixed."""
-        return self._hidden_root / f"{self.fingerprint[:16]}-f{self.frozen_layers}-{self.precision_name}"
+        instance's loss by up to ~0.05), so the two are never mixed. Outputs stored in fp32 (a model
+        whose residual stream does not fit fp16) have a folder of their own."""
+        stored = "" if self.cache_dtype in (None, torch.float16) else "-stored-fp32"
+        return self._hidden_root / f"{self.fingerprint[:16]}-f{self.frozen_layers}-{self.precision_name}{stored}"
 
     def precision(self):
         return torch.autocast("cpu" if self.device.type == "cpu" else self.device.type, dtype=torch.bfloat16,
@@ -539,7 +560,11 @@ class TunedLM:
             missing[item.key] = item
         for item, value in self.bottom_outputs(list(missing.values())):  # written row by row as they come
             entry = (self.precision_name, item.key)
-            self._hidden[entry] = value.to(torch.float16).cpu().contiguous()
+            stored = value.to(self.cache_dtype).cpu().contiguous()
+            if not torch.isfinite(stored).all():  # never store what cannot be read back as it was
+                raise ModelError(f"{self.name}: the frozen bottom's output for instance {item.id} is not finite "
+                                 f"stored as {self.cache_dtype} (largest |value| {float(value.abs().max()):.4g})")
+            self._hidden[entry] = stored
             _write_hidden(self.cache_folder / f"{item.key}.safetensors", self._hidden[entry])
             if progress is not None:
                 progress.update(1)
@@ -601,8 +626,8 @@ class TunedLM:
     @torch.no_grad()
     def check(self, items: Sequence[Item], tolerance: float = 0.01) -> float:
         """Start-up checks on a few items, both in fp32 (`ModelError` if one fails):
-        - bottom + top reproduce the whole model's loss, with the cut stored in fp16 as the cache
-          stores it (~1e-3; above `tolerance` the architecture does not fit the cut);
+        - the whole model's loss is finite;
+        - bottom + top reproduce the whole model's loss, with the cut stored as the cache stores it (~1e-3; above `tolerance` the architecture does not fit the cut);
         - a packed row reproduces each item run alone (~1e-6; above 1e-3 the model's attention
           does not honour zsg's per-item attention and packing would mix items).
         The bottom is computed afresh, not read from the cache: a cached entry was computed under
@@ -621,17 +646,19 @@ class TunedLM:
         try:
             ids = [it.ids.to(self.device) for it in items]
             alone = [losses(whole, [it], [x])[0] for it, x in zip(items, ids)]
+            if not all(math.isfinite(v) for v in alone):
+                raise ModelError(f"{self.name}: the whole model's loss is not finite on {[it.id for it in items]}: {alone}")
             split_gap = 0.0
             if self.frozen_layers:
                 for item, x, reference in zip(items, ids, alone):
                     cut = self.bottom(input_ids=x[None], use_cache=False).last_hidden_state[0]
-                    gap = abs(losses(self.loss, [item], [cut.to(torch.float16).to(torch.float32)])[0] - reference)
+                    gap = abs(losses(self.loss, [item], [cut.to(self.cache_dtype).to(torch.float32)])[0] - reference)
                     split_gap = max(split_gap, gap)
-                    if gap > tolerance:
+                    if not gap <= tolerance:  # a NaN gap fails too
                         raise ModelError(f"{self.name}: bottom/top split changes the loss by {gap:.4f} (> {tolerance}); "
                                          f"this architecture does not fit the frozen-bottom cache, use frozen_layers=0")
             gap = max(abs(a - b) for a, b in zip(losses(whole, items, ids), alone))
-            if gap > 1e-3:
+            if not gap <= 1e-3:
                 raise ModelError(f"{self.name}: packing items into one row changes their loss by {gap:.2e}; this "
                                  f"architecture's attention ignores zsg's per-item attention ({PACKED_ATTENTION})")
             return split_gap

@@ -199,8 +199,21 @@ def _generations(lm: TunedLM, test: Sequence[Record], config: TrainConfig, step:
     return rows
 
 
+class NotFiniteError(ArithmeticError):
+    """A loss that is NaN or infinite: the run stops and nothing of it is stored."""
+
+
+def _finite(value: float, what: str) -> float:
+    if not math.isfinite(value):
+        raise NotFiniteError(f"{what} is {value}: the run stops here and stores nothing (a model whose values "
+                             "overflow the precision in use, or an lr that diverges)")
+    return value
+
+
 def _eval_rows(lm: TunedLM, test_items: Sequence[Item], test: Sequence[Record], step: int) -> list[dict]:
-    return heldout_loss(lm, test, test_items).assign(step=step).to_dict("records")
+    table = heldout_loss(lm, test, test_items)
+    _finite(float(table.loss.sum()), f"held-out loss at step {step}")
+    return table.assign(step=step).to_dict("records")
 
 
 def train(lm: TunedLM, arranged: Sequence[Record], test: Sequence[Record], config: TrainConfig,
@@ -279,7 +292,7 @@ def train(lm: TunedLM, arranged: Sequence[Record], test: Sequence[Record], confi
             loss_sums, label_counts = loss_module(*lm.pack(batch_items).args())
             n_labels = int(label_counts.sum())
             (loss_sums.sum() / max(n_labels, 1)).backward()
-        total = float(loss_sums.detach().sum())
+        total = _finite(float(loss_sums.detach().sum()), f"training loss at step {step}")
         torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP)
         lr = scheduler.get_last_lr()[0]
         optimizer.step()
