@@ -31,7 +31,8 @@
 # 3. **Regime.** The profile trains the top 4 of 30 layers at lr 3e-4, and held-out loss flattens
 #    within ~20 steps. The same NFT / FFT / RT under other set-ups (`regimes`): a 10x lower lr in
 #    the default profile; every layer trained, and a base (not instruction-tuned) model, in the
-#    `cpu-full` profile, whose runs cost many times more.
+#    `cpu-full` profile, whose runs cost several times more and so stop at the reading point
+#    (step 30; the first 30 steps of the epoch's schedule are those of a longer run).
 # 4. **From the stored runs** (no training): does the gap follow how concentrated NFT's first
 #    steps are; is it carried by held-out tasks with or without a training sibling; does the
 #    paper's average over answer tokens tell another story than the per-task average? (Every
@@ -40,7 +41,10 @@
 #
 # **What it takes to run**: see "What it took" at the end; on the cpu profile 2 new runs per task
 # split for experiments 1-2 (chapter 4's NFT and RT runs are read back) and 3 per side split for
-# each regime. Minutes once the runs are stored.
+# each regime. Minutes once the runs are stored. `cpu-full`'s two slow regimes add 9 runs each
+# (measured on 2 AVX512 cores, bf16, 2026-11-30: every layer trained, 30 steps, 3.8-6.2 minutes
+# a run alone, about half of it the six whole-model evaluations; the Gemma-3-270m base model's
+# runs, at 60 steps, took 3-6 minutes each, its frozen layers cached by the first run on a split).
 #
 # Rerun with other parameters, for example the slow regimes:
 # `make book PROFILE=cpu-full`, or
