@@ -25,7 +25,7 @@ export HF_HUB_OFFLINE := 1
 # 3.3, smoke book 9.7, pytest 3.7 in two workers; 20.5 before the workers).
 BOOK_TIME_cpu   := about 11 hours the first time (its 108 runs' measured times summed, never timed in one sitting; see each chapter's 'What it took'), about 10 minutes once its runs are stored
 BOOK_TIME_smoke := about 10 minutes the first time (under 3 once its runs are stored)
-BOOK_TIME_cpu-full := the cpu book plus chapter 7's 18 slow-regime runs (every layer trained: 3.8-6.2 minutes a run alone, measured 2026-11-30; Gemma-3-270m base: 3-6): about 1.5 hours more; not yet timed end to end
+BOOK_TIME_cpu-full := the cpu book plus chapter 7's 18 slow-regime runs (every layer trained: 3.8-6.2 minutes a run alone; Gemma-3-270m base: ~2; measured 2026-11-30): about 1.1 hours more; not yet timed end to end
 BOOK_TIME_gpu   := not measured on this machine
 
 .PHONY: book test venv prepare chapters clean

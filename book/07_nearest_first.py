@@ -43,8 +43,8 @@
 # split for experiments 1-2 (chapter 4's NFT and RT runs are read back) and 3 per side split for
 # each regime. Minutes once the runs are stored. `cpu-full`'s two slow regimes add 9 runs each
 # (measured on 2 AVX512 cores, bf16, 2026-11-30: every layer trained, 30 steps, 3.8-6.2 minutes
-# a run alone, about half of it the six whole-model evaluations; the Gemma-3-270m base model's
-# runs, at 60 steps, took 3-6 minutes each, its frozen layers cached by the first run on a split).
+# a run alone, about half of it the six whole-model evaluations; Gemma-3-270m base, 30 steps, top
+# 4 of 18 layers trained: ~2 minutes a run, its frozen layers cached by the first run on a split).
 #
 # Rerun with other parameters, for example the slow regimes:
 # `make book PROFILE=cpu-full`, or
