@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import math
+import random
+from collections import Counter
 
 import numpy as np
 import pytest
 
-from zsg_core.similarity import (SimilarityError, bigram_kl, check_embeddings,
+from zsg_core.similarity import (SimilarityError, bigram_kl, bigram_kl_per_task, check_embeddings,
                                  min_avg_distance, ot_cost, prefix_measures, wsd)
 
 S = math.sqrt(0.5)
@@ -93,6 +95,38 @@ def test_bigram_kl_paper_quirk_and_proper():
     assert np.allclose(paper, [0, dup], atol=1e-8)
     with pytest.raises(SimilarityError, match="unknown weighting"):
         bigram_kl(train, test, 1, weighting="set")
+
+
+def _kl_by_definition(train, test, every, weighting):
+    """The paper's KL written out bigram by bigram (a Counter per prefix), the reference."""
+    q = Counter(b for t in test for b in zip(t.split(), t.split()[1:]))
+    p, out = Counter(), []
+    for n, text in enumerate(train, 1):
+        p.update(zip(text.split(), text.split()[1:]))
+        if n % every == 0:
+            total, q_total = sum(p.values()), sum(q.values())
+            out.append(sum(c / total * math.log(max(c / total / (q[b] / q_total + 1e-10), 1e-10))
+                           * ((c + q[b]) if weighting == "paper" else 1) for b, c in p.items()))
+    return out
+
+
+def test_bigram_kl_of_every_task_at_once_is_each_task_alone():
+    rng = random.Random(0)
+    words = "a b c d e f g h".split()
+    text = lambda: " ".join(rng.choice(words) for _ in range(rng.randint(1, 9)))
+    train = [text() for _ in range(40)]
+    tests = {f"task{k}": [text() + " h" for _ in range(rng.randint(1, 4))] for k in range(5)}
+    for weighting in ("paper", "proper"):
+        both = bigram_kl_per_task(train, tests, 3, weighting)
+        assert sorted(set(both.seen)) == list(range(3, 40, 3))
+        for task, texts in tests.items():
+            got = both[both.task == task].value.tolist()
+            assert np.allclose(got, _kl_by_definition(train, texts, 3, weighting), rtol=1e-9, atol=1e-12)
+            assert np.allclose(got, bigram_kl(train, texts, 3, weighting).value, rtol=1e-12)
+    with pytest.raises(SimilarityError, match="no bigrams"):
+        bigram_kl_per_task(train, {"one-word": ["x"]}, 3)
+    with pytest.raises(SimilarityError, match="empty"):
+        bigram_kl_per_task(train, {"none": []}, 3)
 
 
 def test_ot_cost_uniform_plan():

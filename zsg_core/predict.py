@@ -27,7 +27,7 @@ import pandas as pd
 from .data import DataError, Record
 from .embed import Encoder, embed_text
 from .features import LMSource, compute
-from .similarity import MEASURES, bigram_kl, prefix_measures
+from .similarity import MEASURES, bigram_kl_per_task, prefix_measures
 
 if TYPE_CHECKING:
     from .runs import RunResult
@@ -82,11 +82,13 @@ def prefix_table(received: Mapping[tuple[str, int], Sequence[str]], records_by_i
     for (label, seed), order_ids in received.items():
         seen = [records_by_id[i] for i in order_ids[: steps[-1] * batch_size]]
         train_vecs = pool_vecs[[row_of[i] for i in order_ids[: steps[-1] * batch_size]]]
-        train_texts = [embed_text(r, text) for r in seen]
+        kl_by_task = bigram_kl_per_task([embed_text(r, text) for r in seen],
+                                        {task: [test_texts[i] for i in rows] for task, rows in by_task.items()},
+                                        batch_size).groupby("task") if kl else None
         for task, rows in by_task.items():
             table = prefix_measures(train_vecs, test_vecs[rows], batch_size)
             if kl:
-                table = pd.concat([table, bigram_kl(train_texts, [test_texts[i] for i in rows], batch_size)])
+                table = pd.concat([table, kl_by_task.get_group(task).drop(columns="task")])
             table = table[table.seen.isin(wanted)]
             frames.append(table.assign(label=label, seed=seed, task=task, step=table.seen.map(wanted)))
     keys = ["label", "seed", "task", "step"]
