@@ -15,10 +15,11 @@ export HF_HUB_OFFLINE := 1
 # MIN/MAX 6, E8 9; ~180 minutes of it alone, the rest shared the cores or was paused), 7 19 runs
 # 67, 8 13 runs 51, 9 9 runs 25: 13.7 hours as recorded, about 11 alone; plus work outside runs:
 # embedding the 5 TMA pools (~15,000 texts each, ~35 minutes, once), chapter 8's features and
-# measures (~12 minutes), chapter 3's prefix measures (~2.5 minutes per execution). The issue's
+# measures (~12 minutes), chapter 3's prefix measures (~2.5 minutes per execution then; 15x less
+# since 2026-12-01: a split's 4 runs 67 s -> 4.5 s, measured in one process under load). The issue's
 # goal of 2 hours cannot hold on 2 cores: the evidence is 108 runs on 3-5 task splits each.
 # Executing the chapters from the stored runs (2026-11-30): 14 / 9 / 140 / 9 / 8 / 14 / 9 / 228 / - /
-# 7 s for chapters 1-10 (chapter 3 recomputes its prefix measures, chapter 8 remeasures what each
+# 7 s for chapters 1-10 (chapter 3 recomputed its prefix measures, now seconds; chapter 8 remeasures what each
 # feature kind costs; chapter 9 trained 7 of its 9 runs in that execution, 766 s) plus the HTML.
 # smoke: 9.7 minutes from an empty cache (2026-11-30, chapters 1-10: 97 / 65 / 53 / 92 / 20 / 53 /
 # 37 / 90 / 65 / 9 s). `make test` from a clean clone with an empty cache: 16.4 minutes (set-up
