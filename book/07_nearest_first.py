@@ -40,8 +40,9 @@
 #    per-task one; over tokens, tasks with longer answers weigh more.)
 #
 # **What it takes to run**: see "What it took" at the end; on the cpu profile 2 new runs per task
-# split for experiments 1-2 (chapter 4's NFT and RT runs are read back) and 3 per side split for
-# each regime. Minutes once the runs are stored. `cpu-full`'s two slow regimes add 9 runs each
+# split for experiments 1-2 (chapter 4's NFT and RT runs are read back) and 3 per task split for
+# each regime, on the same splits: 25 runs of ~100 s each. Minutes once the runs are stored.
+# `cpu-full`'s two slow regimes add 15 runs each
 # (measured on 2 AVX512 cores, bf16, 2026-11-30: every layer trained, 30 steps, 3.8-6.2 minutes
 # a run alone, about half of it the six whole-model evaluations; Gemma-3-270m base, 30 steps, top
 # 4 of 18 layers trained: ~2 minutes a run, its frozen layers cached by the first run on a split).
@@ -53,8 +54,7 @@
 # | parameter | meaning |
 # |---|---|
 # | `model`, split and training parameters | as in chapter 2 (`split_seed` is unused here: `split_seeds` says which splits) |
-# | `split_seeds` | task splits experiments 1, 2 and 4 run on (chapter 4's) |
-# | `side_split_seeds` | task splits each regime runs on |
+# | `split_seeds` | task splits every experiment runs on (chapter 4's): a regime's verdict is over the same splits as the others' |
 # | `arrangement_seeds` | the seeded orders' shuffle (RT, the family-matched order): the first of them |
 # | `sibling_steps` | the early window (steps) over which what each order received is counted |
 # | `regimes` | name -> run parameters that differ from the profile's (lr, frozen_layers, model, ...) |
@@ -72,7 +72,6 @@ max_steps = 60
 frozen_layers = 26
 arrangement_seeds = [0, 1, 2]
 split_seeds = [0, 1, 2, 3, 4]
-side_split_seeds = [0, 1, 2]
 sibling_steps = 20
 regimes = {"lr / 10": {"lr": 3.0e-5}}
 
@@ -89,7 +88,7 @@ plots.use_style()
 # %% tags=["hide-output"]
 params = run_params(globals())
 orders = experiments.nearest_first(params, split_seeds, arrangement_seeds)
-setups = experiments.regimes(params, regimes, side_split_seeds, arrangement_seeds)
+setups = experiments.regimes(params, regimes, split_seeds, arrangement_seeds)
 tasks = compare.task_curves(orders)
 curves = compare.loss_curves(orders)
 epoch = compare.epoch_steps(orders[("NFT", split_seeds[0])])
@@ -133,7 +132,7 @@ seen.groupby("order", sort=False)[["its share", "families"]].mean().reindex(LABE
 # %% [markdown]
 # ## Experiment 3: other regimes
 #
-# NFT - RT and FFT - RT per step under each set-up, with the 95% interval over the side splits. A
+# NFT - RT and FFT - RT per step under each set-up, with the 95% interval over the task splits. A
 # gentler set-up moves every loss less and so shrinks every gap; what would show that the regime
 # is to blame is the paper's order coming back, NFT below RT, under it.
 
