@@ -116,6 +116,7 @@ def test_bigram_kl_of_every_task_at_once_is_each_task_alone():
     text = lambda: " ".join(rng.choice(words) for _ in range(rng.randint(1, 9)))
     train = [text() for _ in range(40)]
     tests = {f"task{k}": [text() + " h" for _ in range(rng.randint(1, 4))] for k in range(5)}
+    tests["unseen bigrams"] = ["a b zz yy", "yy zz"]  # bigrams no prefix holds count in q's total only
     for weighting in ("paper", "proper"):
         both = bigram_kl_per_task(train, tests, 3, weighting)
         assert sorted(set(both.seen)) == list(range(3, 40, 3))

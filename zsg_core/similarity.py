@@ -171,19 +171,21 @@ def bigram_kl_per_task(train_texts_in_order: Sequence[str], test_texts_by_task: 
     if not test_texts_by_task or any(not texts for texts in test_texts_by_task.values()):
         raise SimilarityError("the test set is empty: nothing to measure similarity to")
     ends = _prefix_ends(len(train_texts_in_order), every)
-    index: dict[tuple[str, str], int] = {}  # every distinct bigram of the prefix and the tests, numbered
-
-    def numbered(text: str) -> list[int]:
-        return [index.setdefault(b, len(index)) for b in _bigrams(text)]
-
+    # the prefix's distinct bigrams, numbered: a term with p(b) = 0 vanishes, so a bigram only the
+    # tests hold counts in q's total and nowhere else (the arrays stay the size of the prefix's vocabulary)
+    index: dict[tuple[str, str], int] = {}
+    train_ids = [np.array([index.setdefault(b, len(index)) for b in _bigrams(t)], dtype=np.int64)
+                 for t in train_texts_in_order[: ends[-1] if len(ends) else 0]]
     tasks = list(test_texts_by_task)
-    test_ids = [np.array([i for t in test_texts_by_task[task] for i in numbered(t)], dtype=np.int64) for task in tasks]
-    empty = [task for task, ids in zip(tasks, test_ids) if not len(ids)]
+    q_counts, q_totals = np.zeros((len(tasks), len(index))), np.zeros((len(tasks), 1))
+    for row, task in enumerate(tasks):
+        bigrams = [b for t in test_texts_by_task[task] for b in _bigrams(t)]
+        q_totals[row] = len(bigrams)
+        np.add.at(q_counts[row], [index[b] for b in bigrams if b in index], 1)
+    empty = [task for task, total in zip(tasks, q_totals[:, 0]) if not total]
     if empty:
         raise SimilarityError(f"the test texts have no bigrams (every text is a single word or empty): {empty[:3]}")
-    train_ids = [np.array(numbered(t), dtype=np.int64) for t in train_texts_in_order[: ends[-1] if len(ends) else 0]]
-    q_counts = np.stack([np.bincount(ids, minlength=len(index)) for ids in test_ids]).astype(float)  # task x bigram
-    q = q_counts / q_counts.sum(axis=1, keepdims=True)
+    q = q_counts / q_totals  # task x prefix bigram
     p_counts = np.zeros(len(index))
     rows, done = [], 0
     for n in ends:
