@@ -26,7 +26,7 @@ export HF_HUB_OFFLINE := 1
 # 3.3, smoke book 9.7, pytest 3.7 in two workers; 20.5 before the workers).
 BOOK_TIME_cpu   := about 11 hours the first time (its 108 runs' measured times summed, never timed in one sitting; see each chapter's 'What it took'), about 10 minutes once its runs are stored
 BOOK_TIME_smoke := about 10 minutes the first time (under 3 once its runs are stored)
-BOOK_TIME_cpu-full := the cpu book plus chapter 7's 30 slow-regime runs on its 5 task splits (every layer trained: 3.8-6.2 minutes a run alone; Gemma-3-270m base: ~2; measured 2026-11-30): about 2 hours more; not yet timed end to end
+BOOK_TIME_cpu-full := the cpu book plus chapter 7's 30 slow-regime runs on its 5 task splits (every layer trained: 3.0-6.2 minutes a run alone; Gemma-3-270m base: 1.6-2.3; measured 2026-11-30 and 12-01): about 1.6 hours more alone (2.2 as recorded: some shared the cores); not timed end to end
 BOOK_TIME_gpu   := not measured on this machine
 
 .PHONY: book test venv prepare chapters clean

@@ -43,9 +43,11 @@
 # split for experiments 1-2 (chapter 4's NFT and RT runs are read back) and 3 per task split for
 # each regime, on the same splits: 25 runs of ~100 s each. Minutes once the runs are stored.
 # `cpu-full`'s two slow regimes add 15 runs each
-# (measured on 2 AVX512 cores, bf16, 2026-11-30: every layer trained, 30 steps, 3.8-6.2 minutes
-# a run alone, about half of it the six whole-model evaluations; Gemma-3-270m base, 30 steps, top
-# 4 of 18 layers trained: ~2 minutes a run, its frozen layers cached by the first run on a split).
+# (measured on 2 AVX512 cores, bf16, 2026-11-30 and 2026-12-01: every layer trained, 30 steps,
+# 3.0-6.2 minutes a run alone, about half of it the six whole-model evaluations; Gemma-3-270m base,
+# 30 steps, top 4 of 18 layers trained: 1.6-2.3 minutes a run, its frozen layers cached by the
+# first run on a split). This chapter alone on `cpu-full` from a store holding only those slow
+# runs of three splits: 69 minutes.
 #
 # Rerun with other parameters, for example the slow regimes:
 # `make book PROFILE=cpu-full`, or
@@ -138,10 +140,15 @@ seen.groupby("order", sort=False)[["its share", "families"]].mean().reindex(LABE
 
 # %%
 setup_tasks = {name: compare.task_curves(runs) for name, runs in setups.items() if runs}
-fig, axes = plt.subplots(1, len(setup_tasks), figsize=(4.2 * len(setup_tasks), 3.6), sharey=True, squeeze=False)
-for ax, (name, table) in zip(axes[0], setup_tasks.items()):
+columns = min(len(setup_tasks), 2)  # two to a row: four side by side are too small to read on a page
+fig, axes = plt.subplots(-(-len(setup_tasks) // columns), columns, figsize=(4.6 * columns, 3.4 * -(-len(setup_tasks) // columns)),
+                         sharey=True, squeeze=False)
+for ax, (name, table) in zip(axes.flat, setup_tasks.items()):
     plots.gap_plot(stats.split_gaps(table, [("NFT", "RT"), ("FFT", "RT")]), ax, title=name)
     ax.axvline(point, ls=":", color="grey")
+for ax in axes.flat[len(setup_tasks):]:
+    ax.set_visible(False)
+fig.tight_layout()
 plots.save(fig, "07_regimes")
 plt.show()
 pd.DataFrame({name: {f"{a} - {b}": findings.fmt(gap(a, b, table)) for a, b in (("NFT", "RT"), ("FFT", "RT"))}
