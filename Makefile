@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE := 1
 # took" count the runs each reads, so they overlap): chapter 2 5 runs 53 minutes, 3 4 runs 16, 4 27 runs 145,
 # 5 6 runs 82, 6 30 runs 396 (E6's 15 one-pass TMA runs of ~320 steps, 6-9 minutes each alone,
 # MIN/MAX 6, E8 9; ~180 minutes of it alone, the rest shared the cores or was paused), 7 19 runs
-# 67 (25 runs since 2026-12-01: its lr / 10 regime on all 5 splits, 6 more runs of ~100 s), 8 13 runs 51, 9 9 runs 25: 13.7 hours as recorded, about 11 alone; plus work outside runs:
+# 67 (25 runs since 2026-12-01: its lr / 10 regime on all 5 splits, 6 more runs of ~80 s), 8 13 runs 51, 9 9 runs 25: 13.7 hours as recorded, about 11 alone; plus work outside runs:
 # embedding the 5 TMA pools (~15,000 texts each, ~35 minutes, once), chapter 8's features and
 # measures (~12 minutes), chapter 3's prefix measures (~2.5 minutes per execution then; 15x less
 # since 2026-12-01: a split's 4 runs 67 s -> 4.5 s, measured in one process under load). The issue's

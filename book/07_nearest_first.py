@@ -41,7 +41,7 @@
 #
 # **What it takes to run**: see "What it took" at the end; on the cpu profile 2 new runs per task
 # split for experiments 1-2 (chapter 4's NFT and RT runs are read back) and 3 per task split for
-# each regime, on the same splits: 25 runs of ~100 s each. Minutes once the runs are stored.
+# each regime, on the same splits: 25 runs of 1-3 minutes each. Minutes once the runs are stored.
 # `cpu-full`'s two slow regimes add 15 runs each
 # (measured on 2 AVX512 cores, bf16, 2026-11-30 and 2026-12-01: every layer trained, 30 steps,
 # 3.0-6.2 minutes a run alone, about half of it the six whole-model evaluations; Gemma-3-270m base,
