@@ -47,7 +47,7 @@
 # 3.0-6.2 minutes a run alone, about half of it the six whole-model evaluations; Gemma-3-270m base,
 # 30 steps, top 4 of 18 layers trained: 1.6-2.3 minutes a run, its frozen layers cached by the
 # first run on a split). This chapter alone on `cpu-full` from a store holding only those slow
-# runs of three splits: 69 minutes.
+# runs of three splits: 106 minutes (2026-12-01, its 52 new runs, in two sittings).
 #
 # Rerun with other parameters, for example the slow regimes:
 # `make book PROFILE=cpu-full`, or
