@@ -212,7 +212,7 @@ def main() -> None:
         result = train(lm, arranged, test, tc, log=lambda s: None)
         call_seconds.append(time.perf_counter() - t)
         loop_seconds.append(result.stats["train_seconds"])
-    reset()
+    # no reset: evaluation and generation below see the model after the last round's real loop (20 steps)
     figures: dict = {}
     for name, (step, context) in paths.items():
         with context():
