@@ -78,6 +78,8 @@ sibling_steps = 20
 regimes = {"lr / 10": {"lr": 3.0e-5}}
 
 # %% tags=["hide-cell"]
+import math
+
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
@@ -141,8 +143,8 @@ seen.groupby("order", sort=False)[["its share", "families"]].mean().reindex(LABE
 # %%
 setup_tasks = {name: compare.task_curves(runs) for name, runs in setups.items() if runs}
 columns = min(len(setup_tasks), 2)  # two to a row: four side by side are too small to read on a page
-fig, axes = plt.subplots(-(-len(setup_tasks) // columns), columns, figsize=(4.6 * columns, 3.4 * -(-len(setup_tasks) // columns)),
-                         sharey=True, squeeze=False)
+panel_rows = math.ceil(len(setup_tasks) / columns)
+fig, axes = plt.subplots(panel_rows, columns, figsize=(4.6 * columns, 3.4 * panel_rows), sharey=True, squeeze=False)
 for ax, (name, table) in zip(axes.flat, setup_tasks.items()):
     plots.gap_plot(stats.split_gaps(table, [("NFT", "RT"), ("FFT", "RT")]), ax, title=name)
     ax.axvline(point, ls=":", color="grey")

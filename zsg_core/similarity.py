@@ -177,21 +177,19 @@ def bigram_kl_per_task(train_texts_in_order: Sequence[str], test_texts_by_task: 
     train_ids = [np.array([index.setdefault(b, len(index)) for b in _bigrams(t)], dtype=np.int64)
                  for t in train_texts_in_order[: ends[-1] if len(ends) else 0]]
     tasks = list(test_texts_by_task)
-    q_counts, q_totals = np.zeros((len(tasks), len(index))), np.zeros((len(tasks), 1))
-    for row, task in enumerate(tasks):
-        bigrams = [b for t in test_texts_by_task[task] for b in _bigrams(t)]
-        q_totals[row] = len(bigrams)
-        np.add.at(q_counts[row], [index[b] for b in bigrams if b in index], 1)
+    test_bigrams = [[b for t in test_texts_by_task[task] for b in _bigrams(t)] for task in tasks]
+    q_totals = np.array([[len(bigrams)] for bigrams in test_bigrams], dtype=float)
+    q_counts = np.stack([np.bincount(np.array([index[b] for b in bigrams if b in index], dtype=np.int64),
+                                     minlength=len(index)) for bigrams in test_bigrams]).astype(float)
     empty = [task for task, total in zip(tasks, q_totals[:, 0]) if not total]
     if empty:
         raise SimilarityError(f"the test texts have no bigrams (every text is a single word or empty): {empty[:3]}")
     q = q_counts / q_totals  # task x prefix bigram
     p_counts = np.zeros(len(index))
     rows, done = [], 0
-    for n in ends:
-        if n > done:
-            p_counts += np.bincount(np.concatenate(train_ids[done:n]), minlength=len(index))
-            done = n
+    for n in ends:  # strictly increasing: each adds the texts since the last end
+        p_counts += np.bincount(np.concatenate(train_ids[done:n]), minlength=len(index))
+        done = n
         seen = np.flatnonzero(p_counts)
         kl = np.zeros(len(tasks))
         if len(seen):  # terms with p(b) = 0 vanish: only the prefix's bigrams contribute
