@@ -6,9 +6,10 @@ this machine's matmul peak in the precision in use.
 Prints one JSON object (and writes it to --out):
 - machine: CPU kind (`torch.backends.cpu.get_cpu_capability()`), threads, the precision in use and
   why (`zsg_core.precision`), and the matmul peak measured here in that precision (2048^2 products);
-- train: the old path (each item of a batch alone, gradients accumulated; frozen weights re-cast
-  by autocast at every call) and the new one (the batch packed in one row, per-item attention,
-  frozen weights cast once), each as a bare forward/backward/clip/AdamW loop over the same
+- train: the old path (each item of a batch alone through torch's flash attention, gradients
+  accumulated; frozen weights re-cast by autocast at every call; torch's default AdamW) and the new
+  one (the batch packed in one row, per-item attention written out with its backward by hand,
+  frozen weights cast once, fused AdamW), each as a bare forward/backward/clip/AdamW loop over the same
   `steps` batches from the same weights: tokens/s, seconds per step, FLOP/s (counted by torch's
   FlopCounterMode on one step) and share of peak (the two alternate `rounds` times over the same
   batches; each figure is the median round's, the speed-up the median of the rounds', each listed);
@@ -123,7 +124,7 @@ def main() -> None:
     from zsg_core.book import load_profile
     from zsg_core.model import TunedLM
     from zsg_core.runs import arranged_training_list, run_config, run_params
-    from zsg_core.train import BETAS, EPS, GRAD_CLIP, train
+    from zsg_core.train import BETAS, EPS, GRAD_CLIP, adamw, train
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--profile", default="cpu")
@@ -172,8 +173,11 @@ def main() -> None:
             (sums.sum() / n_labels).backward()
         return float(sums.detach().sum()) / n_labels
 
-    def bare_loop(step, n_steps: int) -> tuple[float, list[float]]:
-        optimizer = torch.optim.AdamW(trained, lr=tc.lr, betas=BETAS, eps=EPS, weight_decay=0.0)
+    def old_optimizer(params, lr):  # the old engine's: torch's default (foreach) AdamW
+        return torch.optim.AdamW(params, lr=lr, betas=BETAS, eps=EPS, weight_decay=0.0)
+
+    def bare_loop(step, n_steps: int, make_optimizer) -> tuple[float, list[float]]:
+        optimizer = make_optimizer(trained, tc.lr)
         lm.model.train()
         losses = []
         t0 = time.perf_counter()
@@ -190,10 +194,11 @@ def main() -> None:
         return counted
 
     tokens = sum(len(it.ids) for b in batches for it in b)
-    paths = {"old": (old_step, lambda: recast_every_call(lm.model)), "new": (new_step, contextlib.nullcontext)}
-    for step, context in paths.values():
+    paths = {"old": (old_step, lambda: recast_every_call(lm.model), old_optimizer),
+             "new": (new_step, contextlib.nullcontext, adamw)}
+    for step, context, make_optimizer in paths.values():
         with context():
-            bare_loop(step, 1)  # warm-up: the first step of a process pays allocations
+            bare_loop(step, 1, make_optimizer)  # warm-up: the first step of a process pays allocations
     # old and new alternate, `rounds` times over the same batches from the same weights: a drift of
     # the machine's speed (shared cores) hits both alike; the speed-up is the median round's
     seconds: dict[str, list[float]] = {"old": [], "new": []}
@@ -202,10 +207,10 @@ def main() -> None:
     # the median round's against the bare loop's median, not one call against a median
     loop_seconds, call_seconds = [], []
     for _ in range(args.rounds):
-        for name, (step, context) in paths.items():
+        for name, (step, context, make_optimizer) in paths.items():
             reset()
             with context():
-                took, losses[name] = bare_loop(step, args.steps)
+                took, losses[name] = bare_loop(step, args.steps, make_optimizer)
             seconds[name].append(took)
         reset()
         t = time.perf_counter()
@@ -214,7 +219,7 @@ def main() -> None:
         loop_seconds.append(result.stats["train_seconds"])
     # no reset: evaluation and generation below see the model after the last round's real loop (20 steps)
     figures: dict = {}
-    for name, (step, context) in paths.items():
+    for name, (step, context, _) in paths.items():
         with context():
             step_flops = flops(step)
         # FLOPs counted on the first batch, per token; the time is the median round's mean over all batches

@@ -8,6 +8,7 @@ import torch
 from zsg_core.data import Record
 from zsg_core.metrics import heldout_loss
 from zsg_core.assets import AssetError, model_path
+from zsg_core import model as model_module
 from zsg_core.model import ModelError, TunedLM
 
 
@@ -108,14 +109,22 @@ def test_packed_evaluation_equals_each_item_alone(model, frozen, tmp_path):
 
 
 @pytest.mark.parametrize("model", ["tiny-llama", "tiny-gemma3"])
-def test_a_packed_training_step_equals_one_item_at_a_time(model, tmp_path):
+def test_a_packed_training_step_equals_one_item_at_a_time(model, tmp_path, monkeypatch):
     """One packed forward/backward of a batch gives the loss and the gradients of the old path:
-    each item alone through transformers' forward, gradients accumulated with weight 1/labels."""
+    each item alone through transformers' forward, gradients accumulated with weight 1/labels.
+    The packed step's attention is the hand-written span attention (every span of every layer)."""
     torch.manual_seed(0)
     lm = TunedLM(model, autocast=False, hidden_cache=tmp_path)
     items = lm.items(LONGER)
     params = lm.trainable_parameters()
-    sums, counts = lm.loss(*lm.pack(items).args())
+    by_hand = []
+    monkeypatch.setattr(model_module._SpanAttention, "apply",
+                        lambda *a, f=model_module._SpanAttention.apply: by_hand.append(a[0].shape[2]) or f(*a))
+    pack = lm.pack(items)
+    sums, counts = lm.loss(*pack.args())
+    layers = len(lm.loss.top.layers)
+    assert sum(by_hand) == (layers - 1) * pack.inputs.shape[1] + int((pack.targets != -100).sum())
+    monkeypatch.undo()
     n_labels = int(counts.sum())
     (sums.sum() / n_labels).backward()
     packed_grads = [p.grad.clone() for p in params]
@@ -129,6 +138,37 @@ def test_a_packed_training_step_equals_one_item_at_a_time(model, tmp_path):
     assert float(sums.detach().sum()) == pytest.approx(total, rel=1e-5)
     for p, g in zip(params, packed_grads):
         assert torch.allclose(p.grad, g, atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("mask", ["causal", "shared prefix", "label rows", "sliding window"])
+def test_the_hand_written_span_attention_is_sdpas_forward_and_backward(mask):
+    """`_SpanAttention` (training's attention on CPU) gives torch's sdpa outputs and gradients: to
+    fp32 rounding in fp32, and in bf16 no further from the fp32 values than sdpa's own bf16 is."""
+    torch.manual_seed(0)
+    heads, n, shared, d = 3, 40, 12 if mask == "shared prefix" else 0, 16
+    q_pos = torch.arange(shared, shared + n)
+    if mask == "label rows":
+        q_pos = q_pos[torch.tensor([3, 17, 18, 39])]
+    k_pos = torch.arange(shared + n)
+    allowed = k_pos[None] <= q_pos[:, None]
+    if mask == "sliding window":
+        allowed &= q_pos[:, None] - k_pos[None] < 8
+    q0, k0, v0 = (torch.randn(1, heads, m, d) for m in (len(q_pos), shared + n, shared + n))
+    grad_out = torch.randn(1, heads, len(q_pos), d)
+
+    def run(attention, dtype):
+        q, k, v = (t.detach().to(dtype, copy=True).requires_grad_() for t in (q0, k0, v0))
+        out = attention(q, k, v)
+        out.backward(grad_out.to(dtype))
+        return [t.float() for t in (out, q.grad, k.grad, v.grad)]
+
+    sdpa = lambda q, k, v: torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=0.3)
+    by_hand = lambda q, k, v: model_module._SpanAttention.apply(q, k, v, allowed, 0.3)
+    reference = run(sdpa, torch.float32)
+    for got, want in zip(run(by_hand, torch.float32), reference):
+        assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
+    for got, theirs, want in zip(run(by_hand, torch.bfloat16), run(sdpa, torch.bfloat16), reference):
+        assert (got - want).norm() <= 2 * (theirs - want).norm() + 1e-3 * want.norm()
 
 
 @pytest.mark.parametrize("model", ["tiny-llama", "tiny-gemma3"])
@@ -234,6 +274,26 @@ def test_frozen_linear_weights_are_cast_once_with_identical_results(tmp_path):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert torch.equal(frozen(x), torch.nn.functional.linear(x, frozen.weight))
     assert frozen.__dict__["_bf16_cast"][0] != stamp
+
+
+def test_an_input_read_by_several_projections_is_cast_once_and_never_stale(tmp_path):
+    """Under bf16 autocast, projections reading one unchanged input outside autograd share its
+    bf16 copy (the results equal autocast's own, bit for bit); an input changed in place, or
+    one that requires grad, is cast anew."""
+    lm = TunedLM("tiny-llama", frozen_layers=2, hidden_cache=tmp_path)
+    attention = lm.model.model.layers[0].self_attn
+    x = torch.randn(5, attention.q_proj.in_features)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        q, k = attention.q_proj(x), attention.k_proj(x)
+        shared = model_module._last_input_cast[0][2]
+        assert model_module._input_in_bf16(x) is shared
+        assert torch.equal(q, torch.nn.functional.linear(x, attention.q_proj.weight))
+        assert torch.equal(k, torch.nn.functional.linear(x, attention.k_proj.weight))
+        x.mul_(2)  # changed in place: cast again
+        assert model_module._input_in_bf16(x) is not shared
+        assert torch.equal(attention.v_proj(x), torch.nn.functional.linear(x, attention.v_proj.weight))
+        leaf = x.clone().requires_grad_()
+        assert model_module._input_in_bf16(leaf) is not model_module._input_in_bf16(leaf)
 
 
 def test_outputs_under_bf16_and_fp32_are_cached_apart(tmp_path):
