@@ -1,7 +1,7 @@
 """The engine's speed, old path against new, side by side in one process, with each one's share of
 this machine's matmul peak in the precision in use.
 
-    .venv/bin/python benchmarks/bench_train.py [--profile cpu] [--steps 20] [--cache-items 60] [--rounds 3] [--out FILE]
+    .venv/bin/python benchmarks/bench_train.py [--profile cpu] [--steps 20] [--cache-items 60] [--rounds 5] [--out FILE]
 
 Prints one JSON object (and writes it to --out):
 - machine: CPU kind (`torch.backends.cpu.get_cpu_capability()`), threads, the precision in use and
@@ -130,7 +130,7 @@ def main() -> None:
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--cache-items", type=int, default=60)
-    parser.add_argument("--rounds", type=int, default=3, help="old and new timed in turn this many times; the median counts")
+    parser.add_argument("--rounds", type=int, default=5, help="old and new timed in turn this many times; the median counts")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
