@@ -21,6 +21,9 @@ export HF_HUB_OFFLINE := 1
 # Executing the chapters from the stored runs (2026-11-30): 14 / 9 / 140 / 9 / 8 / 14 / 9 / 228 / - /
 # 7 s for chapters 1-10 (chapter 3 recomputed its prefix measures, now seconds; chapter 8 remeasures what each
 # feature kind costs; chapter 9 trained 7 of its 9 runs in that execution, 766 s) plus the HTML.
+# Since those runs (2026-12-01) a training step is ~10-15% faster (hand-written attention, fused AdamW:
+# benchmarks/README, "Training speed"); training is 11-12% of chapter 2's generating runs and 41% of
+# chapter 7's (their manifests), so the first build gains well under 10%: not re-timed.
 # smoke: 9.7 minutes from an empty cache (2026-11-30, chapters 1-10: 97 / 65 / 53 / 92 / 20 / 53 /
 # 37 / 90 / 65 / 9 s). `make test` from a clean clone with an empty cache: 16.4 minutes (set-up
 # 3.3, smoke book 9.7, pytest 3.7 in two workers; 20.5 before the workers).

@@ -171,6 +171,41 @@ def test_the_hand_written_span_attention_is_sdpas_forward_and_backward(mask):
         assert (got - want).norm() <= 2 * (theirs - want).norm() + 1e-3 * want.norm()
 
 
+def test_packed_attention_under_autocast_takes_mixed_dtypes_and_a_backward_called_outside_it():
+    """As in a real layer under bf16 autocast, q and k arrive in fp32 (rotary embeddings) and v in
+    bf16; the hand-written attention gets one dtype, as autocast gives sdpa, and its backward runs
+    the same when called outside autocast (the gradient features do so): the values agree with
+    fp32 sdpa as closely as bf16 sdpa's do."""
+    torch.manual_seed(0)
+    module = torch.nn.Module()
+    spans = [(0, 9, 0, 0), (9, 30, 0, 0), (30, 42, 9, 30)]  # two items, the second's prefix shared
+    q0, k0, v0 = (torch.randn(1, 2, 42, 8) for _ in range(3))
+    grad_out = torch.randn(1, 42, 2, 8)
+
+    def run(attention, autocast):
+        q, k, v = (t.clone().requires_grad_() for t in (q0, k0, v0))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = attention(q, k, v.to(torch.bfloat16) if autocast else v)
+        return [t.float() for t in (out, *torch.autograd.grad(out, (q, k, v), grad_out.to(out.dtype)))]
+
+    ours = lambda q, k, v: model_module.packed_attention(module, q, k, v, None, scaling=0.4, zsg_spans=spans)[0]
+
+    def theirs(q, k, v):  # sdpa item by item, as `packed_attention` without a backward would run it
+        outs = []
+        for start, end, ps, pe in spans:
+            kk, vv = torch.cat([k[:, :, ps:pe], k[:, :, start:end]], 2), torch.cat([v[:, :, ps:pe], v[:, :, start:end]], 2)
+            allowed = torch.arange(pe - ps + end - start)[None] <= torch.arange(pe - ps, pe - ps + end - start)[:, None]
+            outs.append(torch.nn.functional.scaled_dot_product_attention(q[:, :, start:end], kk, vv, attn_mask=allowed,
+                                                                         scale=0.4))
+        return torch.cat(outs, 2).transpose(1, 2)
+
+    reference = run(theirs, False)
+    for got, want in zip(run(ours, False), reference):
+        assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
+    for got, bf16, want in zip(run(ours, True), run(theirs, True), reference):
+        assert got.isfinite().all() and (got - want).norm() <= 2 * (bf16 - want).norm() + 1e-3 * want.norm()
+
+
 @pytest.mark.parametrize("model", ["tiny-llama", "tiny-gemma3"])
 def test_the_last_layer_runs_only_where_a_label_is_predicted(model, tmp_path, monkeypatch):
     """The loss runs the last layer's query projection, attention queries, output projection and

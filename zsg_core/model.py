@@ -82,9 +82,12 @@ class _SpanAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor,
                 scale: float) -> torch.Tensor:
-        scores = torch.matmul(q.float(), k.float().transpose(-1, -2)).mul_(scale)
-        probs = scores.masked_fill_(~allowed, float("-inf")).softmax(-1).to(q.dtype)
-        out = torch.matmul(probs, v)
+        """q, k, v of one dtype (`packed_attention` casts them as autocast would for sdpa); autocast
+        is off inside, or it would round the fp32 scores to bf16."""
+        with torch.autocast(q.device.type, enabled=False):
+            scores = torch.matmul(q.float(), k.float().transpose(-1, -2)).mul_(scale)
+            probs = scores.masked_fill_(~allowed, float("-inf")).softmax(-1).to(q.dtype)
+            out = torch.matmul(probs, v)
         ctx.save_for_backward(q, k, v, probs, out)
         ctx.scale = scale
         return out
@@ -92,12 +95,14 @@ class _SpanAttention(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         q, k, v, probs, out = ctx.saved_tensors
-        grad_out = grad_out.to(q.dtype)
-        grad_v = torch.matmul(probs.transpose(-1, -2), grad_out)
-        grad_probs = torch.matmul(grad_out, v.transpose(-1, -2)).float()
-        row = (grad_out.float() * out.float()).sum(-1, keepdim=True)  # = sum_j P_ij dP_ij
-        grad_scores = (probs.float() * (grad_probs - row)).mul_(ctx.scale).to(q.dtype)
-        return torch.matmul(grad_scores, k), torch.matmul(grad_scores.transpose(-1, -2), q), grad_v, None, None
+        with torch.autocast(q.device.type, enabled=False):  # the same wherever the backward is called
+            grad_out = grad_out.to(q.dtype)
+            grad_v = torch.matmul(probs.transpose(-1, -2), grad_out)
+            grad_probs = torch.matmul(grad_out, v.transpose(-1, -2)).float()
+            row = (grad_out.float() * out.float()).sum(-1, keepdim=True)  # = sum_j P_ij dP_ij
+            grad_scores = (probs.float() * (grad_probs - row)).mul_(ctx.scale).to(q.dtype)
+            grad_q, grad_k = torch.matmul(grad_scores, k), torch.matmul(grad_scores.transpose(-1, -2), q)
+        return grad_q, grad_k, grad_v, None, None
 
 
 def packed_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -109,8 +114,9 @@ def packed_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, 
     the sliding window on layers that have one; never to anything else, so an item's output is
     what it would be alone. Where the attention module carries `zsg_rows` (the last layer, set by
     `ResponseLoss` for one forward) only those query positions are computed and the others are
-    zeros: their outputs feed nothing. Called without `zsg_spans` (generation, any plain forward)
-    it is transformers' own sdpa attention."""
+    zeros: their outputs feed nothing. With a backward to follow on CPU each span runs
+    `_SpanAttention`, else torch's sdpa kernels. Called without `zsg_spans` (generation, any plain
+    forward) it is transformers' own sdpa attention."""
     from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 
     if zsg_spans is None:
@@ -118,6 +124,11 @@ def packed_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, 
                                       sliding_window=sliding_window, **kwargs)
     if kwargs.get("softcap") is not None:
         raise ModelError("packed attention does not support attention-logit soft-capping")
+    # a backward will follow on CPU: the hand-written span attention, else torch's own kernels
+    by_hand = query.requires_grad and query.device.type == "cpu" and not dropout
+    if by_hand and torch.is_autocast_enabled("cpu"):  # one dtype for q, k, v, as autocast gives sdpa
+        low = torch.get_autocast_dtype("cpu")  # (rotary embeddings leave q, k in fp32 and v in bf16)
+        query, key, value = query.to(low), key.to(low), value.to(low)
     groups = getattr(module, "num_key_value_groups", 1)
     key, value = repeat_kv(key, groups), repeat_kv(value, groups)
     # the spans tile the row in order (`lay_out`); one split per tensor, not a slice per span: the
@@ -131,14 +142,12 @@ def packed_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, 
     query_rows = getattr(module, "zsg_rows", None)
     if query_rows is None:
         queries = query.split(lengths, 2)
-    else:  # only these rows (sorted: nonzero's order), gathered once and cut where each span's begin
+    else:  # only these rows (sorted: nonzero's order), gathered once and cut where each span begins
         bounds = torch.searchsorted(query_rows, torch.tensor(starts[1:], device=query_rows.device)).tolist()
         counts = [hi - lo for lo, hi in zip([0] + bounds, bounds + [len(query_rows)])]
         queries = query[:, :, query_rows].split(counts, 2)
         picked_rows = query_rows.split(counts)
     sdpa = nn.functional.scaled_dot_product_attention
-    # a backward will follow on CPU: the hand-written span attention, else torch's own kernels
-    by_hand = query.requires_grad and query.device.type == "cpu" and not dropout
     if scaling is None:
         scaling = query.shape[-1] ** -0.5
     outputs = []
