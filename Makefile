@@ -24,11 +24,12 @@ export HF_HUB_OFFLINE := 1
 # Since those runs (2026-12-01) a training step is ~10-15% faster (hand-written attention, fused AdamW:
 # benchmarks/README, "Training speed"); training is 11-12% of chapter 2's generating runs and 41% of
 # chapter 7's (their manifests), so the first build gains well under 10%: not re-timed.
-# smoke: 9.7 minutes from an empty cache (2026-11-30, chapters 1-10: 97 / 65 / 53 / 92 / 20 / 53 /
-# 37 / 90 / 65 / 9 s). `make test` from a clean clone with an empty cache: 16.4 minutes (set-up
-# 3.3, smoke book 9.7, pytest 3.7 in two workers; 20.5 before the workers).
+# smoke: 7.8 minutes from an empty cache (2026-12-01, chapters 1-10: 86 / 51 / 46 / 71 / 20 / 40 /
+# 26 / 70 / 49 / 6 s; 9.7 on 2026-11-30). `make test` from a clean clone with empty caches (zsg's and
+# pip's): 13.5 minutes (2026-12-01: smoke book 7.8, pytest 2.9 in two workers, set-up, assets and the
+# HTML 2.8; 16.4 on 2026-11-30, 20.5 before the workers).
 BOOK_TIME_cpu   := about 11 hours the first time (its 108 runs' measured times summed, never timed in one sitting; see each chapter's 'What it took'), about 10 minutes once its runs are stored
-BOOK_TIME_smoke := about 10 minutes the first time (under 3 once its runs are stored)
+BOOK_TIME_smoke := about 8 minutes the first time (under 3 once its runs are stored)
 BOOK_TIME_cpu-full := the cpu book plus chapter 7's 30 slow-regime runs on its 5 task splits (every layer trained: 3.0-6.2 minutes a run alone; Gemma-3-270m base: 1.6-2.3; measured 2026-11-30 and 12-01): about 1.6 hours more alone (2.2 as recorded: some shared the cores); not timed end to end
 BOOK_TIME_gpu   := not measured on this machine
 
