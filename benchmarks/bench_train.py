@@ -124,7 +124,7 @@ def main() -> None:
     from zsg_core.book import load_profile
     from zsg_core.model import TunedLM
     from zsg_core.runs import arranged_training_list, run_config, run_params
-    from zsg_core.train import BETAS, EPS, GRAD_CLIP, adamw, train
+    from zsg_core.train import BETAS, EPS, GRAD_CLIP, WEIGHT_DECAY, adamw, train
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--profile", default="cpu")
@@ -174,7 +174,7 @@ def main() -> None:
         return float(sums.detach().sum()) / n_labels
 
     def old_optimizer(params, lr):  # the old engine's: torch's default (foreach) AdamW
-        return torch.optim.AdamW(params, lr=lr, betas=BETAS, eps=EPS, weight_decay=0.0)
+        return torch.optim.AdamW(params, lr=lr, betas=BETAS, eps=EPS, weight_decay=WEIGHT_DECAY)
 
     def bare_loop(step, n_steps: int, make_optimizer) -> tuple[float, list[float]]:
         optimizer = make_optimizer(trained, tc.lr)
