@@ -54,8 +54,21 @@ def test_damaged_cache_file_is_named_dropped_and_recomputed(tmp_path, damage, fl
     fresh = TunedLM("tiny-llama", frozen_layers=2, autocast=False, hidden_cache=tmp_path)
     messages: list[str] = []
     assert fresh.cache_bottom(fresh.items(RECORDS), log=messages.append) == 1
-    assert len(messages) == 1 and f"frozen-layer cache entry {victim} is damaged" in messages[0]
+    assert len(messages) == 1 and f"1 damaged entry removed and computed again (first: {victim.name}" in messages[0]
     assert victim.read_bytes() == good
+
+
+def test_many_damaged_cache_entries_are_one_line(tmp_path):
+    """A damaged disk can mean hundreds of entries: one summary line, not one line each."""
+    lm = TunedLM("tiny-llama", frozen_layers=2, autocast=False, hidden_cache=tmp_path)
+    lm.cache_bottom(lm.items(LONGER))
+    entries = sorted(tmp_path.rglob("*.safetensors"))
+    for victim in entries:
+        victim.write_bytes(victim.read_bytes()[:40])
+    fresh = TunedLM("tiny-llama", frozen_layers=2, autocast=False, hidden_cache=tmp_path)
+    messages: list[str] = []
+    assert fresh.cache_bottom(fresh.items(LONGER), log=messages.append) == len(entries) > 5
+    assert len(messages) == 1 and f"{len(entries)} damaged entries removed" in messages[0], messages
 
 
 def test_bad_models_are_named(tmp_path):
@@ -354,3 +367,26 @@ def test_the_split_check_computes_its_own_bottom_and_ignores_the_cache(tmp_path)
     entry = ("bf16", item.key)
     lm._hidden[entry] = torch.zeros_like(lm._hidden[entry])  # a cache entry far from the truth
     assert lm.check([item]) < 0.01
+
+
+@pytest.mark.parametrize("model", ["tiny-llama", "tiny-gemma3"])
+def test_a_cache_entry_is_the_same_bits_whatever_filled_the_cache(model, tmp_path):
+    """Three instances of one "task" share a 30-token definition. Filled all at once, or one
+    instance at a time in reverse, or with other instances beside them, every entry is the same
+    bits, and equal to the item's bottom computed alone (under bf16, where packing used to move
+    the rounding), so a config's numbers never depend on what ran before it."""
+    histories = {"together": [LONGER], "one at a time": [[r] for r in reversed(LONGER)],
+                 "others first": [LONGER[3:7], RECORDS, LONGER]}
+    entries = {}
+    for name, batches in histories.items():
+        lm = TunedLM(model, frozen_layers=2, autocast=True, hidden_cache=tmp_path / name)
+        for batch in batches:
+            lm.cache_bottom(lm.items(batch))
+        entries[name] = {p.name: p.read_bytes() for p in (tmp_path / name).rglob("*.safetensors")}
+    assert len(entries["together"]) == len(LONGER)
+    assert entries["one at a time"] == entries["together"] == entries["others first"]
+    lm = TunedLM(model, frozen_layers=2, autocast=True, hidden_cache=tmp_path / "together")
+    for item in lm.items(LONGER):
+        with torch.no_grad(), lm.precision():
+            alone = lm.bottom(input_ids=item.ids[None], use_cache=False).last_hidden_state[0]
+        assert torch.equal(lm.inputs(item).to(lm.cache_dtype), alone.to(lm.cache_dtype)), item.id

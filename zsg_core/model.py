@@ -3,7 +3,7 @@
 A decoder-only LM is `embed -> layers[0..L) -> norm -> lm_head`. With `frozen_layers = F > 0`,
 the embeddings and layers [0, F) never change, so their output for an instance (the residual
 stream after layer F-1) is a fixed function of its tokens: it is computed once, stored on disk
-(`$ZSG_CACHE/hidden/<weights>-f<F>-<precision>/`, fp16, or fp32 for a model whose values exceed fp16, with a checksum) and shared by every
+(`$ZSG_CACHE/hidden/<weights>-c<version>-f<F>-<precision>/`, fp16, or fp32 for a model whose values exceed fp16, with a checksum) and shared by every
 arrangement and every evaluation of the same model under the same precision. Each step then runs
 only layers [F, L), the final norm and the LM head; only layers [F, L) are trained (the final
 norm and the head, tied to the embeddings in SmolLM2, stay as they are). With F = 0 every
@@ -68,6 +68,9 @@ PACK_TOKENS = 2048
 # The frozen bottom's outputs are stored in fp16 when the model's largest value on a probe instance
 # stays below this, a quarter of fp16's largest finite value (room for instances that go higher).
 FP16_HEADROOM = 2.0 ** 14
+# Bump when a cache entry's computation changes (2: each entry independent of what is computed with
+# it); older entries then sit in another folder and are never mixed with new ones.
+CACHE_VERSION = 2
 
 
 class _SpanAttention(torch.autograd.Function):
@@ -532,6 +535,18 @@ def rows(items: Sequence[Item], tokens: int) -> list[list[Item]]:
     return out
 
 
+def _padded(pack: Pack, width: int) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int, int, int]]]:
+    """(token ids, positions, spans) of a packed row of ids filled up to `width` tokens by a span
+    of its own (token 0, attended by nothing else; its output is dropped)."""
+    fill = width - pack.inputs.shape[1]
+    if fill <= 0:
+        return pack.inputs, pack.positions, pack.spans
+    end = pack.inputs.shape[1]
+    inputs = torch.cat([pack.inputs, pack.inputs.new_zeros((1, fill))], 1)
+    positions = torch.cat([pack.positions, torch.arange(fill, device=pack.positions.device)[None]], 1)
+    return inputs, positions, [*pack.spans, (end, width, end, end)]
+
+
 class TunedLM:
     """A model, its tokenizer, the frozen/trained split and the cache of bottom outputs."""
 
@@ -584,7 +599,7 @@ class TunedLM:
         instance's loss by up to ~0.05), so the two are never mixed. Outputs stored in fp32 (a model
         whose residual stream does not fit fp16) have a folder of their own."""
         stored = "" if self.cache_dtype in (None, torch.float16) else "-stored-fp32"
-        return self._hidden_root / f"{self.fingerprint[:16]}-f{self.frozen_layers}-{self.precision_name}{stored}"
+        return self._hidden_root / f"{self.fingerprint[:16]}-c{CACHE_VERSION}-f{self.frozen_layers}-{self.precision_name}{stored}"
 
     def precision(self):
         return torch.autocast("cpu" if self.device.type == "cpu" else self.device.type, dtype=torch.bfloat16,
@@ -614,14 +629,14 @@ class TunedLM:
     @torch.no_grad()
     def cache_bottom(self, items: Sequence[Item], progress=None, log: Callable[[str], None] = print) -> int:
         """Compute and store the bottom outputs the cache lacks; returns how many were computed.
-        The missing items run packed in rows of `PACK_TOKENS` tokens, sharing common prefixes,
-        each attending only to itself and its prefix, so a cached value is the item's own (equal
-        to computing it alone; tested).
+        The missing items run packed (`bottom_outputs`), each a function of its item alone, so an
+        entry is the same bits whatever filled the cache before it (tested).
         Entries are safetensors files carrying the sha256 of their values: a damaged one is
         named through `log`, dropped and computed again, never used."""
         if not self.frozen_layers:
             return 0
         missing: dict[str, Item] = {}
+        damaged: list[str] = []
         for item in items:
             entry = (self.precision_name, item.key)
             if entry in self._hidden or item.key in missing:
@@ -632,9 +647,12 @@ class TunedLM:
                     self._hidden[entry] = _read_hidden(path, len(item.ids))
                     continue
                 except Exception as e:  # a damaged file is recomputed, never trusted
-                    log(f"frozen-layer cache entry {path} is damaged ({e}); removed it, computing it again")
+                    damaged.append(f"{path.name} ({e})")
                     path.unlink(missing_ok=True)
             missing[item.key] = item
+        if damaged:  # one line, however many: a damaged disk can mean hundreds of entries
+            log(f"frozen-layer cache {self.cache_folder}: {len(damaged)} damaged "
+                f"entr{'y' if len(damaged) == 1 else 'ies'} removed and computed again (first: {damaged[0]})")
         for item, value in self.bottom_outputs(list(missing.values())):  # written row by row as they come
             entry = (self.precision_name, item.key)
             stored = value.to(self.cache_dtype).cpu().contiguous()
@@ -649,13 +667,18 @@ class TunedLM:
 
     @torch.no_grad()
     def bottom_outputs(self, items: Sequence[Item]) -> Iterator[tuple[Item, torch.Tensor]]:
-        """(item, the frozen bottom's output for it), computed now in packed rows of `PACK_TOKENS`
-        tokens, items with a common beginning side by side so that they share it; nothing is read
-        from or written to the cache."""
-        for row in rows(sorted(items, key=_by_prefix), PACK_TOKENS):
-            pack = lay_out(row, [it.ids.to(self.device) for it in row])
+        """(item, the frozen bottom's output for it), computed now; nothing is read from or written
+        to the cache. Each output is a function of its item alone, whatever is computed with it:
+        items run in rows padded to exactly `PACK_TOKENS` tokens (the matmuls' shapes never depend
+        on the neighbours) and share no prefix (a shared prefix sends an item's attention through
+        another kernel, and which items share one depends on which are missing together: 189 of
+        552 entries once differed by fill history). Bit-identical to the item computed alone, and
+        across fill histories (tested)."""
+        for row in rows(sorted(items, key=lambda it: it.key), PACK_TOKENS):
+            pack = lay_out(row, [it.ids.to(self.device) for it in row], share_prefixes=False)
+            inputs, positions, spans = _padded(pack, PACK_TOKENS)
             with self.precision():
-                hidden = self.bottom(input_ids=pack.inputs, position_ids=pack.positions, zsg_spans=pack.spans,
+                hidden = self.bottom(input_ids=inputs, position_ids=positions, zsg_spans=spans,
                                      use_cache=False).last_hidden_state[0]
             yield from zip(row, pack.item_rows(hidden))
 

@@ -40,16 +40,16 @@ import pandas as pd
 from .data import DataError, from_known_fields
 from .split import SplitConfig
 from .precision import capability
-from .train import TABLES, TrainConfig
+from .train import LEGACY_STATE, TABLES, TrainConfig
 from .util import atomic_file, cache_dir, file_lock, without_late_defaults
 
 # Bump when training or evaluation changes what a config produces (3: packed rows, generation batched
-# by length). Not bumped for changes that compute the same function and move only bf16 rounding
-# (benchmarks/README, "Training speed"): the last layer at label rows only (evaluation bit-identical
-# in bf16, training losses within 0.01 over 20 steps), training's hand-written span attention and the
-# fused AdamW (one step's loss and gradients as far from fp32 as flash attention's are; losses
-# within 0.01 of the flash path over 20 steps). A run's manifest names the commit that trained it.
-RUN_VERSION = 3
+# by length; 4: frozen-cache entries independent of what filled the cache, so a config's numbers no
+# longer depend on which runs came before it). Not bumped for changes that compute the same function
+# and move only bf16 rounding the same way for every run (benchmarks/README, "Training speed"): the
+# last layer at label rows only, training's hand-written span attention and the fused AdamW. A run's
+# manifest names the commit that trained it.
+RUN_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -255,14 +255,27 @@ def verify(folder: Path) -> dict[str, Any]:
         raise DamagedRun(f"run {folder}: {e}") from None
 
 
-def load(folder: Path) -> RunResult:
-    """The stored results of a complete run, verified against the checksums it recorded
-    (DamagedRun names what is wrong)."""
+class MisfiledRun(DamagedRun):
+    """A complete run found under a key that is not its own (a folder copied, synced or renamed
+    into another run's place): served under that key it would give another config's numbers."""
+
+
+def load(folder: Path, key: str | None = None) -> RunResult:
+    """The stored results of a complete run, verified against the checksums it recorded and
+    against the key it is asked for (default: its folder's name): both its manifest and its config
+    must be that key's (`MisfiledRun` otherwise; DamagedRun names any other damage)."""
     folder = Path(folder)
     if not is_complete(folder):
         raise DataError(f"{folder} is not a complete run (no 'complete' marker)")
     manifest = verify(folder)
     config = RunConfig.from_dict(json.loads((folder / "config.json").read_text()))
+    key = key or folder.name
+    if manifest.get("key") != key:
+        raise MisfiledRun(f"run {folder}: stored under key {key} but its manifest is run {manifest.get('key')}'s")
+    if config.key() != key:
+        raise MisfiledRun(f"run {folder}: stored under key {key} but its config is run {config.key()}'s")
+    with contextlib.suppress(OSError):  # an older zsg's pickled checkpoint, planted or left: removed unread
+        (folder / LEGACY_STATE).unlink(missing_ok=True)
     tables = {t: pd.read_parquet(folder / f"{t}.parquet") for t in TABLES}
     return RunResult(config, folder, manifest, **tables)
 
@@ -276,15 +289,30 @@ def _discard(folder: Path, damage: DamagedRun, log: Callable[[str], None]) -> No
 
 
 def _git_state() -> dict[str, Any]:
-    """The code's commit, and whether the working tree had uncommitted changes."""
+    """The commit of zsg's own source checkout, and whether it had uncommitted changes; None for an
+    installed zsg (its version is in `_versions`), even inside someone else's repository: git
+    looks up through parent folders, so a site-packages inside a user's project would otherwise
+    record the user's commit as zsg's."""
     root = Path(__file__).resolve().parents[1]
+    unknown = {"git_commit": None, "git_dirty": None}
+    if not (root / ".git").exists() or not _is_zsg_project(root / "pyproject.toml"):
+        return unknown
     try:
         head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
         dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, timeout=10)
         return {"git_commit": head.stdout.strip() or None, "git_dirty": bool(dirty.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
-        return {"git_commit": None, "git_dirty": None}
+        return unknown
+
+
+def _is_zsg_project(pyproject: Path) -> bool:
+    import tomllib
+
+    try:
+        return tomllib.loads(pyproject.read_text()).get("project", {}).get("name") == "zsg"
+    except (OSError, ValueError):
+        return False
 
 
 def _versions() -> dict[str, str]:
@@ -333,18 +361,25 @@ def stored(config: RunConfig, root: Path | None = None, log: Callable[[str], Non
 
 
 def run(config: RunConfig, log: Callable[[str], None] = print, on_step: Callable[[int], None] | None = None,
-        root: Path | None = None, checkpoint_every: int = 25) -> RunResult:
+        root: Path | None = None, checkpoint_every: int | None = None) -> RunResult:
     """The results of `config`: read back if complete and intact (`RunResult.from_store` is then
-    True), else trained (resuming if interrupted; a damaged run is redone from scratch)."""
+    True), else trained (resuming if interrupted; a damaged run is redone from scratch).
+    `checkpoint_every`: steps between checkpoints (default `train.checkpoint_interval`).
+
+    A run that cannot be trained (an unknown model, too many frozen layers, a TMA budget larger
+    than the pool, a disk without room for it) is refused before anything is written: no folder,
+    no lock file is left behind for it."""
     from .model import process_state
 
-    folder = (root or runs_dir()) / config.key()
+    root = root or runs_dir()
+    folder = root / config.key()
     state = process_state()
     if is_complete(folder):
         try:
             return replace(load(folder), from_store=True)
         except DamagedRun:
             pass  # redone below, under the lock
+    work = _prepare(config, root)  # every refusal happens here, before the folder or its lock exists
     lock = file_lock(folder) if state.is_main_process else contextlib.nullcontext()
     with lock:
         if is_complete(folder):  # finished by another process while we waited, or damaged
@@ -353,11 +388,67 @@ def run(config: RunConfig, log: Callable[[str], None] = print, on_step: Callable
             except DamagedRun as e:
                 if state.is_main_process:  # the others train along with it
                     _discard(folder, e, log)
-        return _train_and_store(config, folder, state, log, on_step, checkpoint_every)
+        return _train_and_store(config, folder, state, work, log, on_step, checkpoint_every)
 
 
-def _train_and_store(config: RunConfig, folder: Path, state, log, on_step, checkpoint_every: int) -> RunResult:
+@dataclass
+class _Prepared:
+    """What a run trains on, made and checked before its folder is created."""
+    arranged: list
+    test: list
+    summary: dict
+    lm: Any  # model.TunedLM
+    started: datetime.datetime  # when preparing began: a run's wall time counts arranging and loading too
+    t0: float
+
+
+def _prepare(config: RunConfig, root: Path) -> _Prepared:
+    """Arrange the training list, load the model and check that the run fits its schedule and the
+    disk: everything that can refuse a run, done before anything of it is written."""
     from .model import TunedLM
+    from .train import plan
+
+    started, t0 = datetime.datetime.now(datetime.timezone.utc), time.perf_counter()
+    arranged, test, summary = arranged_training_list(config)
+    lm = TunedLM(config.model, config.train.frozen_layers, config.split.max_len, seed=config.train.seed,
+                 autocast=config.train.precision == "bf16")
+    steps, _, eval_steps = plan(len(arranged), config.train, lm_world_size())
+    _check_free_space(root, _expected_bytes(lm, steps, config.train.batch_size, len(eval_steps), len(test)))
+    return _Prepared(arranged, test, summary, lm, started, t0)
+
+
+def lm_world_size() -> int:
+    """How many training processes share a run (torchrun / accelerate launch), 1 alone."""
+    from .model import process_state
+
+    return process_state().num_processes
+
+
+TABLE_ROW_BYTES = 200  # a generous upper bound on one row of a run's parquet tables (measured ~30-60)
+
+
+def _expected_bytes(lm, steps: int, batch_size: int, evaluations: int, n_test: int) -> int:
+    """What a run writes to its folder at most: a checkpoint (the trained weights and AdamW's two
+    moments, fp32) and its tables."""
+    trained = sum(p.numel() for p in lm.trainable_parameters())
+    rows = steps * (1 + batch_size) + evaluations * n_test
+    return 3 * 4 * trained + rows * TABLE_ROW_BYTES
+
+
+def _check_free_space(root: Path, needed: int) -> None:
+    """Refuse a run the disk under `root` has no room for, before training (a full disk found when
+    the results are written would lose the whole training)."""
+    probe = root
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if free < needed:
+        raise DataError(f"{root}: not enough free space for a run (needs about {needed / 1e6:.0f} MB, "
+                        f"{free / 1e6:.0f} MB free); free some space or set ZSG_RUNS to another disk")
+
+
+def _train_and_store(config: RunConfig, folder: Path, state, work: _Prepared, log, on_step,
+                     checkpoint_every: int | None) -> RunResult:
     from .train import STATE, train
     from .util import file_digests
 
@@ -366,11 +457,8 @@ def _train_and_store(config: RunConfig, folder: Path, state, log, on_step, check
         folder.mkdir(parents=True, exist_ok=True)
         with atomic_file(folder / "config.json") as f:
             json.dump(config.to_dict(), f, indent=1)
-    started, t0 = datetime.datetime.now(datetime.timezone.utc), time.perf_counter()
-    arranged, test, summary = arranged_training_list(config)
-    lm = TunedLM(config.model, config.train.frozen_layers, config.split.max_len, seed=config.train.seed,
-                 autocast=config.train.precision == "bf16")
-    result = train(lm, arranged, test, config.train, workdir=folder, log=log, on_step=on_step,
+    started, t0, lm = work.started, work.t0, work.lm
+    result = train(lm, work.arranged, work.test, config.train, workdir=folder, log=log, on_step=on_step,
                    checkpoint_every=checkpoint_every)
     if not main:
         state.wait_for_everyone()
@@ -383,8 +471,8 @@ def _train_and_store(config: RunConfig, folder: Path, state, log, on_step, check
                 "ended": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "wall_seconds": round(time.perf_counter() - t0, 2), "cpu_count": os.cpu_count(),
                 "machine": capability(),  # CPU kind (or GPU), bf16 support, threads: what the timings mean
-                "model_fingerprint": lm.fingerprint, "arrangement": summary,
-                "train_instances": len(arranged), **{k: v for k, v in result.stats.items()}}
+                "model_fingerprint": lm.fingerprint, "arrangement": work.summary,
+                "train_instances": len(work.arranged), **{k: v for k, v in result.stats.items()}}
     manifest["files"] = file_digests(folder, CHECKED)
     with atomic_file(folder / "manifest.json") as f:
         json.dump(manifest, f, indent=1)

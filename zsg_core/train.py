@@ -226,11 +226,12 @@ def adamw(params: Sequence[torch.nn.Parameter], lr: float) -> torch.optim.AdamW:
 
 def train(lm: TunedLM, arranged: Sequence[Record], test: Sequence[Record], config: TrainConfig,
           workdir: Path | None = None, log: Callable[[str], None] = print,
-          on_step: Callable[[int], None] | None = None, checkpoint_every: int = 25) -> TrainResult:
+          on_step: Callable[[int], None] | None = None, checkpoint_every: int | None = None) -> TrainResult:
     """Fine-tune `lm` on `arranged` in its order; evaluate on `test` at the chosen steps.
 
-    `workdir` holds the resumable state, written every `checkpoint_every` steps (no workdir: no
-    checkpoints; how often is bookkeeping, not part of the run's identity). `on_step(step)` is
+    `workdir` holds the resumable state, written every `checkpoint_every` steps (default
+    `checkpoint_interval(steps)`; no workdir: no checkpoints; how often is bookkeeping, not part of
+    the run's identity). `on_step(step)` is
     called after each optimizer step (tests use it to interrupt a run).
     """
     from accelerate import Accelerator
@@ -242,6 +243,7 @@ def train(lm: TunedLM, arranged: Sequence[Record], test: Sequence[Record], confi
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     world = accelerator.num_processes
     steps, epoch, eval_steps = plan(len(arranged), config, world)
+    checkpoint_every = checkpoint_every or checkpoint_interval(steps)
     lm.autocast = config.precision == "bf16"
     items = lm.items(arranged[: steps * config.batch_size])
     test_items = lm.items(test)
@@ -348,7 +350,18 @@ _COLUMNS = {
 }
 
 
+CHECKPOINT_EVERY = 25  # steps between checkpoints of a long run
+
+
+def checkpoint_interval(steps: int) -> int:
+    """Steps between checkpoints: every `CHECKPOINT_EVERY`, and at least once halfway through a
+    shorter run, so that every run of two steps or more can resume (the smoke profile's 10-step
+    runs exercise the same resume path as the book's)."""
+    return max(1, min(CHECKPOINT_EVERY, steps // 2))
+
+
 STATE = "state"  # the resumable state's folder in a run's workdir
+LEGACY_STATE = "state.pt"  # an older zsg's pickled checkpoint in a run's folder: never unpickled, removed
 _STATE_FILES = ["weights.safetensors", "optimizer.safetensors", "state.json"]  # checksums.json covers them
 
 
@@ -358,7 +371,7 @@ def _load_state(folder: Path, log: Callable[[str], None]) -> dict | None:
     JSON): nothing in a run store is ever executed."""
     from safetensors.torch import load_file
 
-    legacy = folder.parent / "state.pt"  # an older zsg's pickled checkpoint: never unpickled
+    legacy = folder.parent / LEGACY_STATE
     if legacy.exists():
         log(f"ignoring {legacy} (a pickle checkpoint, which zsg no longer loads); removed it")
         legacy.unlink()
