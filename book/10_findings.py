@@ -23,8 +23,8 @@
 #
 # One vocabulary (`zsg_core.findings.VERDICTS`): **reproduced** when the interval lies wholly on the
 # side the paper claims, **contradicted** when it lies wholly on the other side, **inconclusive**
-# when it straddles the boundary or there are too few units for an interval (a single run or a
-# single split never makes a verdict). Effects are differences in held-out loss (negative = the
+# when it straddles the boundary or there are too few units for an interval (fewer than three, or
+# units that all agree exactly: a single run or a single split never makes a verdict). Effects are differences in held-out loss (negative = the
 # first order is ahead) unless the row says otherwise. Where a row has a p-value (of the effect at
 # its boundary, a t-test over the same units), the table also gives it Holm-adjusted over every
 # row with one, since the table tests many claims at once.

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from zsg_core import compare, experiments, predict, stats
+from zsg_core import compare, experiments, findings, predict, stats
 from zsg_core.runs import run_params
 from zsg_core.data import DataError, Record
 from zsg_core.embed import Encoder
@@ -93,8 +93,10 @@ def test_over_units_interval_and_holm():
     assert stats.over_units([1.0, 1.1, 0.9]).p < 0.05
     one = stats.over_units([5.0])
     assert not one.has_interval and math.isnan(one.p)
-    same = stats.over_units([0.2, 0.2])  # every unit agrees: the interval is the point
-    assert same.lo == same.hi == 0.2 and same.p == 0.0
+    for few in ([0.2, 0.2], [0.2, 0.2, 0.2], [0.1, 0.3]):  # two units, or no spread: no interval, no verdict
+        e = stats.over_units(few)
+        assert not e.has_interval and math.isnan(e.p) and e.n == len(few), few
+        assert findings.verdict(e, "<") == "inconclusive" and findings.verdict(e, ">") == "inconclusive"
     with pytest.raises(DataError, match="at least one"):
         stats.over_units([float("nan")])
     adjusted = stats.holm([0.01, 0.04, float("nan"), 0.03])

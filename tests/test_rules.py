@@ -86,8 +86,10 @@ def test_early_rule_passes_a_fast_drop_and_fails_a_line_and_a_steady_fall():
     # still falling steadily (time constant of a tenth of the epoch): contradicted too
     steady = rules.early(early_curves(lambda s: 1 + 3 * math.exp(-s / 50)), EPOCH)
     assert steady.verdict == CONTRADICTED
-    # a loss that rises: no early generalization
-    assert rules.early(early_curves(lambda s: 1 + s / 100), EPOCH).verdict == CONTRADICTED
+    # a loss that rises scores 0 on every split: identical units carry no noise to build an
+    # interval from (stats.over_units), so they decide nothing
+    rising = rules.early(early_curves(lambda s: 1 + s / 100), EPOCH)
+    assert rising.verdict == INCONCLUSIVE and rising.effect == 0 and math.isnan(rising.lo)
     # splits that disagree (a fast and a slow one): inconclusive
     fast_split = early_curves(lambda s: 1 + 3 * math.exp(-s / 3), splits=1)
     slow_split = early_curves(lambda s: 1 + 3 * math.exp(-s / 12), splits=1).assign(split=1)
@@ -155,8 +157,11 @@ def test_measures_rule_judges_against_chance_and_every_alternative():
     got = run([.3, .32, .31, .29], [.1, .12, .11, .1], [.05, .04, .06, .05])
     assert got == {"WSD > chance": REPRODUCED, "WSD > every alternative": REPRODUCED}
     # what the review found: Centroid above the paper's measure -> the second part is contradicted
-    got = run([.08, .09, .07, .08], [.16, .17, .15, .16], [.05, .04, .06, .05])
+    got = run([.08, .09, .07, .08], [.16, .17, .15, .16], [.05, .04, .06, .05], null=(0.0, 0.02, -0.01, 0.01))
     assert got == {"WSD > chance": REPRODUCED, "WSD > every alternative": CONTRADICTED}
+    # the same with a chance column that makes every split's difference exactly .08: no spread, no interval
+    got = run([.08, .09, .07, .08], [.16, .17, .15, .16], [.05, .04, .06, .05])
+    assert got["WSD > chance"] == INCONCLUSIVE
     got = run([.1, -.1, .05, -.05], [.0, .1, -.1, .05], [.05, -.05, .0, .1])
     assert got == {"WSD > chance": INCONCLUSIVE, "WSD > every alternative": INCONCLUSIVE}
     got = run([-.2, -.21, -.19, -.2], [.1, .1, .1, .1], [.0, .0, .0, .0])

@@ -71,7 +71,7 @@ class Finding:
     paper: str  # the paper's number, read off its figure
     measured: str  # ours, in words
     effect: float  # the number the verdict rests on
-    lo: float  # its 95% interval (NaN: fewer than two units)
+    lo: float  # its 95% interval (NaN: fewer than stats.MIN_UNITS units, or no spread between them)
     hi: float
     n: int  # independent units the interval is over
     unit: str  # what they are ("task splits", "shuffles on one split", "runs")

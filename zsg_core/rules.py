@@ -4,7 +4,8 @@ Every rule states itself in one sentence (`RULES`, shown above its result in the
 judged in one vocabulary (`findings.VERDICTS`) on an interval over independent units (`stats`):
 task splits where a claim generalizes over held-out tasks; the shuffles of one split only where
 the claim is about that split's noise (E1's indicators). A compound claim ("NFT < RT < FFT") is
-one Finding per part. Fewer than two units: no interval, and the verdict is inconclusive.
+one Finding per part. Fewer than three units, or units that all agree exactly: no interval
+(`stats.over_units`), and the verdict is inconclusive.
 
     order_parts(task_curves, step, ("NFT", "RT", "FFT"), experiment="E4", ...)   # E4, E4+, E6, E7, E8, E9
     early(loss_curves, epoch)                                                  # E1, claim 1

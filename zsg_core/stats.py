@@ -29,7 +29,7 @@ from .data import DataError
 @dataclass(frozen=True)
 class Estimate:
     """A mean over `n` independent units with its interval and the two-sided p of mean == `null`
-    (NaN bounds and p with fewer than two units)."""
+    (NaN bounds and p where `over_units` gives no interval)."""
     value: float
     lo: float
     hi: float
@@ -41,8 +41,16 @@ class Estimate:
         return not (math.isnan(self.lo) or math.isnan(self.hi))
 
 
+MIN_UNITS = 3  # the fewest units an interval is computed from
+
+
 def over_units(values: Sequence[float], null: float = 0.0, level: float = 0.95) -> Estimate:
-    """The mean of `values` (one per independent unit) with a Student-t interval at `level`."""
+    """The mean of `values` (one per independent unit) with a Student-t interval at `level`.
+
+    No interval (NaN bounds and p, so no verdict can rest on it) from fewer than `MIN_UNITS` units
+    or from units with no spread at all: two units give a t-interval with one degree of freedom
+    whose width rests on a single difference, and identical units say nothing about the noise
+    between units (they would make a zero-width interval, the point itself, decide a verdict)."""
     from scipy import stats
 
     x = np.asarray(values, dtype=float)
@@ -51,10 +59,8 @@ def over_units(values: Sequence[float], null: float = 0.0, level: float = 0.95) 
         raise DataError("an estimate needs at least one finite value")
     mean = float(x.mean())
     sd = float(x.std(ddof=1)) if len(x) > 1 else 0.0
-    if len(x) < 2:
+    if len(x) < MIN_UNITS or np.ptp(x) == 0:
         return Estimate(mean, math.nan, math.nan, len(x), math.nan)
-    if sd == 0:  # every unit agrees exactly: the interval is the point
-        return Estimate(mean, mean, mean, len(x), 1.0 if mean == null else 0.0)
     se = sd / math.sqrt(len(x))
     half = float(stats.t.ppf((1 + level) / 2, len(x) - 1) * se)
     p = float(2 * stats.t.sf(abs(mean - null) / se, len(x) - 1))
