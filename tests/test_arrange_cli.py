@@ -87,7 +87,7 @@ def test_overlap_is_refused_unless_allowed(files, tmp_path, capsys):
     assert main(["arrange", "--train", str(train), "--test", str(leaky), "--method", "nft",
                  "--out", str(tmp_path / "o.jsonl")]) == 2
     err = capsys.readouterr().err
-    assert "also in training" in err and "set allow_overlap" in err and not (tmp_path / "o.jsonl").exists()
+    assert "also in training" in err and "pass --allow-overlap" in err and not (tmp_path / "o.jsonl").exists()
     assert main(["arrange", "--train", str(train), "--test", str(leaky), "--method", "nft", "--allow-overlap",
                  "--out", str(tmp_path / "o.jsonl")]) == 0
 
@@ -97,7 +97,7 @@ def test_refusals(files, tmp_path, capsys):
     out = tmp_path / "exists.jsonl"
     out.write_text("keep me\n")
     assert main(["arrange", "--train", str(train), "--test", str(test), "--method", "random", "--out", str(out)]) == 2
-    assert "exists; set force to overwrite it" in capsys.readouterr().err
+    assert "exists; pass --force (force=True) to overwrite it" in capsys.readouterr().err
     assert out.read_text() == "keep me\n"
     assert main(["arrange", "--train", str(train), "--test", str(test), "--method", "nft", "--tma-budget", "3",
                  "--out", str(tmp_path / "x.jsonl")]) == 2
@@ -122,7 +122,7 @@ def test_the_library_writes_the_file_the_cli_writes(files, tmp_path, capsys):
     arrangement = arrange_records(records, load_records(test), "tma-rt", tma_budget=6, arrangement_seed=3)
     by_library = write_arranged(records, arrangement, tmp_path / "lib.jsonl")
     assert by_library.read_text() == by_cli.read_text()
-    with pytest.raises(Exception, match="exists; set force"):
+    with pytest.raises(Exception, match=r"exists; pass --force \(force=True\)"):
         write_arranged(records, arrangement, by_cli)
     with pytest.raises(Exception, match="unknown output format 'csv'"):
         write_arranged(records, arrangement, tmp_path / "x.csv", fmt="csv")
@@ -148,6 +148,6 @@ def test_lm_features_arrange_anyones_data_with_a_local_model_folder(files, tmp_p
     assert main(args) == 0
     assert sorted(r.id for r in load_jsonl(out)) == sorted(r.id for r in load_jsonl(train))
     assert list((tmp_path / "cache" / "features").glob(f"{kind}-*/shard-*.npz"))  # cached for the next call
-    with pytest.raises(SystemExit, match="--model is the LM of --features"):
-        main(["arrange", "--train", str(train), "--test", str(test), "--method", "nft", "--model", str(folder),
-              "--out", str(tmp_path / "x.jsonl")])
+    assert main(["arrange", "--train", str(train), "--test", str(test), "--method", "nft", "--model", str(folder),
+                 "--out", str(tmp_path / "x.jsonl")]) == 2
+    assert "--model is the LM of --features" in capsys.readouterr().err

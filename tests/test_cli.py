@@ -32,7 +32,7 @@ def test_unknown_asset_is_a_clear_error(capsys):
 def test_split_refuses_to_overwrite(tmp_path, capsys):
     (tmp_path / "keep.txt").write_text("mine")
     assert main(["split", "--out", str(tmp_path)]) == 2
-    assert "exists and is not empty; pass --force" in capsys.readouterr().err
+    assert "exists and is not empty, and is not a folder zsg split wrote" in capsys.readouterr().err
     assert (tmp_path / "keep.txt").read_text() == "mine"
 
 
@@ -56,7 +56,7 @@ def test_embed_twice_encodes_nothing_the_second_time(tmp_path, fixtures):
     a, b = np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy")
     assert a.shape == (3, 384) and np.array_equal(a, b)
     again = subprocess.run(cmd + ["--out", str(tmp_path / "b.npy")], capture_output=True, text=True)
-    assert again.returncode == 2 and "exists; set force to overwrite it" in again.stderr
+    assert again.returncode == 2 and "exists; pass --force (force=True) to overwrite it" in again.stderr
     forced = subprocess.run(cmd + ["--out", str(tmp_path / "b.npy"), "--force"], capture_output=True, text=True)
     assert forced.returncode == 0 and np.array_equal(np.load(tmp_path / "b.npy"), a)  # its own output: replaced
     (tmp_path / "notes.txt").write_text("mine")

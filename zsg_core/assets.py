@@ -386,13 +386,36 @@ def model_path(name: str) -> Path:
         return asset_path(name)
     path = Path(name).expanduser()
     if (path / "config.json").exists():
+        _check_weights(path)
         return path
     models = ", ".join(a for a in ASSETS if a not in ("bigbench", "minilm-l6"))
     raise AssetError(f"model {name!r} is neither a prepared asset ({models}), a tiny test model "
                      f"({', '.join(TINY_MODELS)}) nor a folder with a config.json")
 
 
+def _check_weights(folder: Path) -> None:
+    """Refuse a local model folder whose safetensors files are cut short or damaged (an interrupted
+    copy), naming it, before any work: transformers would fail only when the model is loaded, deep
+    inside, naming no file. Cheap: safetensors reads the header and checks the data covers it."""
+    from safetensors import SafetensorError, safe_open
+
+    for f in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(f, framework="pt"):
+                pass
+        except (SafetensorError, OSError) as e:
+            raise AssetError(f"{folder}: cannot load the model's weights ({f.name}: {e}); copy or save the model "
+                             "folder again") from None
+
+
 def load_tokenizer(name: str):
+    """The tokenizer of a model (`model_path`); a folder without a usable one is named (AssetError)."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(model_path(name))
+    path = model_path(name)
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError, TypeError, KeyError) as e:  # no tokenizer files, or damaged ones
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise AssetError(f"{path}: no usable tokenizer ({reason[:200]}); a model folder needs the tokenizer "
+                         "files saved beside its weights (tokenizer.save_pretrained)") from None

@@ -63,22 +63,51 @@ def recording_chapters() -> list[str]:
     return [src.stem for src in chapter_sources() if "findings.record(" in src.read_text()]
 
 
-def load_profile(name: str) -> dict:
+def load_profile(name: str, _asked_by: tuple[str, ...] = ()) -> dict:
+    """A profile's parameters (`profiles/<name>.yaml`), with those of the profile it `extends:`
+    beneath its own. A missing profile names the profile that asked for it; a YAML error names the
+    file and line; a chain of `extends:` that comes back on itself names the chain."""
     import yaml
 
     path = PROFILES / f"{name}.yaml"
     if not path.exists():
         known = ", ".join(sorted(p.stem for p in PROFILES.glob("*.yaml")))
-        raise BookError(f"no profile {name!r} (profiles: {known})")
-    params = yaml.safe_load(path.read_text()) or {}
+        asker = f", which {PROFILES / _asked_by[-1]}.yaml extends" if _asked_by else ""
+        raise BookError(f"no profile {name!r}{asker} (profiles: {known})")
+    try:
+        params = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise BookError(f"{path}{line}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
     if not isinstance(params, dict):
         raise BookError(f"{path}: a profile is a mapping of parameter names to values")
     if "extends" in params:  # another profile's parameters, with this one's on top
         base = params.pop("extends")
         if base == name or not isinstance(base, str):
             raise BookError(f"{path}: extends must name another profile, got {base!r}")
-        params = {**load_profile(base), **params}
+        chain = (*_asked_by, name)
+        if base in chain:
+            raise BookError(f"{path}: extends {base!r}, which comes back to it: {' -> '.join((*chain, base))}")
+        params = {**load_profile(base, chain), **params}
     return params
+
+
+# The profiles zsg ships: their keys are the chapters' parameters a custom profile may set too.
+SHIPPED_PROFILES = ("smoke", "cpu", "cpu-full", "gpu")
+
+
+def check_profile_keys(name: str, params: dict) -> None:
+    """Refuse a profile key that is neither a run parameter nor a chapter parameter (a key one of
+    the shipped profiles sets), so that a typo is named instead of dropped. The book runner checks
+    against the chapters' own declarations; this check needs no book sources (an installed zsg)."""
+    from .runs import PARAMETERS
+
+    shipped = [load_profile(p) for p in SHIPPED_PROFILES if (PROFILES / f"{p}.yaml").exists()]
+    unknown = sorted(set(params) - set(PARAMETERS).union(*shipped))
+    if unknown:
+        raise BookError(f"profile {name!r} ({PROFILES / name}.yaml) sets {', '.join(map(repr, unknown))}: neither a "
+                        f"run parameter nor a chapter parameter (run parameters: {', '.join(sorted(PARAMETERS))})")
 
 
 def convert(source: Path, notebook: Path) -> Path:

@@ -39,19 +39,22 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _split(args: argparse.Namespace) -> int:
-    from .runs import PARAMETERS, run_config
-    from .split import load_split
-
-    config = run_config(model=args.model, **{n: getattr(args, n) for n, p in PARAMETERS.items() if p.section == "split"}).split
     from .data import DataError
     from .export import check_writable
+    from .runs import PARAMETERS, run_config
+    from .split import SPLIT_MARKER, is_previous_split, load_split
 
+    config = run_config(model=args.model, **{n: getattr(args, n) for n, p in PARAMETERS.items() if p.section == "split"}).split
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise DataError(f"{out} is a file; --out is a folder for train.jsonl, test.jsonl and report.csv")
-    if out.exists() and any(out.iterdir()) and not args.force:
-        raise DataError(f"{out} exists and is not empty; pass --force to overwrite its train.jsonl, test.jsonl "
-                        "and report.csv")
+    if out.exists() and any(out.iterdir()):
+        if not is_previous_split(out):  # --force replaces zsg's own split, never a folder of the user's
+            raise DataError(f"{out} exists and is not empty, and is not a folder zsg split wrote (no {SPLIT_MARKER}); "
+                            "choose another --out: --force replaces only a previous split")
+        if not args.force:
+            raise DataError(f"{out} exists and is not empty; pass --force to overwrite its train.jsonl, test.jsonl "
+                            "and report.csv")
     check_writable(out / "train.jsonl")
     split = load_split(config, args.model)
     out.mkdir(parents=True, exist_ok=True)
@@ -81,6 +84,7 @@ def _embed(args: argparse.Namespace) -> int:
 
 
 def _arrange(args: argparse.Namespace) -> int:
+    from .data import DataError
     from .export import arrange_file
     from .features import LMSource
     from .precision import resolve
@@ -89,8 +93,8 @@ def _arrange(args: argparse.Namespace) -> int:
     if args.features != "minilm":
         source = LMSource(args.model or LMSource.model, args.frozen_layers, resolve(args.precision), None, args.lr, args.batch_size)
     elif args.model is not None:
-        raise SystemExit("zsg arrange: --model is the LM of --features hidden / gradient; minilm embeds with the "
-                         "paper's sentence encoder")
+        raise DataError("--model is the LM of --features hidden / gradient; minilm embeds with the paper's "
+                        "sentence encoder")
     arrangement = arrange_file(args.train, args.test, args.out, args.method, args.tma_budget, args.arrangement_seed,
                                tuple(args.rounds) if args.rounds else None, args.embed_text, args.format,
                                args.allow_overlap, args.force, args.processes, args.features, args.test_view, source)
@@ -120,22 +124,26 @@ def _parse_value(text: str):
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .book import load_profile
+    from .book import check_profile_keys, load_profile
+    from .data import DataError
     from .runs import RunConfig, flat_params, run, run_config, run_params, runs_dir
 
     if args.config:
-        from .data import DataError, read_text
+        from .data import parse_json, read_text
 
-        try:
-            config = RunConfig.from_dict(json.loads(read_text(Path(args.config))))
-        except json.JSONDecodeError as e:
-            raise DataError(f"{args.config}:{e.lineno}: malformed JSON ({e.msg}); expected a run's config.json") from None
-        except TypeError as e:  # not an object, or a section that is not one
-            raise DataError(f"{args.config}: not a run's config.json ({e})") from None
         if args.set or args.arrangement or args.train_seed is not None:
-            raise SystemExit("zsg train: --config is a whole run; do not combine it with other parameters")
+            raise DataError("--config is a whole run; do not combine it with --set, --arrangement or --train-seed")
+        stored = parse_json(read_text(Path(args.config)), args.config, hint="expected a run's config.json")
+        # a stored config always has both sections; anything else ([] or {} included) would otherwise
+        # become the default config, or a traceback, not the run the user meant
+        if not (isinstance(stored, dict) and all(isinstance(stored.get(k), dict) for k in ("split", "train"))):
+            raise DataError(f"{args.config}: not a run's config.json (a JSON object with a model, an arrangement and "
+                            "split and train objects, as `zsg train --print-config` shows)")
+        config = RunConfig.from_dict(stored)
     else:
-        params = run_params(load_profile(args.profile))  # the chapters' own keys aside
+        profile = load_profile(args.profile)
+        check_profile_keys(args.profile, profile)  # a typo in a custom profile is named, not dropped
+        params = run_params(profile)  # the chapters' own keys aside
         if args.arrangement:
             params["arrangement"] = args.arrangement
         if args.train_seed is not None:
@@ -143,7 +151,7 @@ def _train(args: argparse.Namespace) -> int:
         for item in args.set:
             name, sep, value = item.partition("=")
             if not sep:
-                raise SystemExit(f"zsg train: --set takes name=value, got {item!r}")
+                raise DataError(f"--set takes name=value, got {item!r}")
             params[name.strip()] = _parse_value(value)
         config = run_config(**params)
     folder = runs_dir() / config.key()
@@ -154,13 +162,14 @@ def _train(args: argparse.Namespace) -> int:
     from .model import process_state
 
     main = process_state().is_main_process  # under torchrun, one process speaks
-    say = print if main else (lambda *a, **k: None)
     from .precision import describe
 
-    say(f"run {config.key()}: {config.model}, {config.arrangement}, lr {config.train.lr:g}, "
-        f"batch {config.train.batch_size}, frozen layers {config.train.frozen_layers}, "
-        f"precision {describe(config.train.precision)}", flush=True)
-    result = run(config, log=say)
+    if main:
+        print(f"run {config.key()}: {config.model}, {config.arrangement}, lr {config.train.lr:g}, "
+              f"batch {config.train.batch_size}, frozen layers {config.train.frozen_layers}, "
+              f"precision {describe(config.train.precision)}", flush=True)
+    # what happens on the way (resuming, damage found and redone) goes to stderr; the results to stdout
+    result = run(config, log=(lambda message: print(message, file=sys.stderr, flush=True)) if main else (lambda m: None))
     if not main:
         return 0
     loss = result.mean_loss()
@@ -274,12 +283,20 @@ def main(argv: list[str] | None = None) -> int:
     # Exit codes (README): 0 done; 2 a problem with the input, a parameter, an asset or the
     # filesystem, told in one line; 1 a bug (a traceback); argparse's usage errors are 2 too.
     try:
+        if getattr(args, "out", None) is not None and not args.out.strip():
+            raise DataError("--out is empty; give the file or folder to write")
         return args.func(args)
     except (AssetError, BookError, DataError, ModelError, SimilarityError) as e:
         print(f"zsg {args.command}: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # a folder that cannot be written, a file that cannot be read, a full disk
-        where = f"{e.filename}: " if e.filename else ""
+        # a write that fails mid-file (no space, file too large) carries no file name: name the output
+        target = e.filename or getattr(args, "out", None)
+        if not target and args.command == "train":
+            from .runs import runs_dir
+
+            target = runs_dir()
+        where = f"{target}: " if target else ""
         print(f"zsg {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
 

@@ -180,11 +180,7 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
                 raise _utf8_fault(raw, e, path, lineno) from None
             if not line.strip():
                 continue
-            try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno}); "
-                                "the file may be truncated or not JSON Lines") from None
+            yield lineno, parse_json(line, str(path), lineno, "the file may be truncated or not JSON Lines")
 
 
 def load_jsonl(path: str | Path) -> list[Record]:
@@ -224,10 +220,9 @@ def load_flan_mini(path: str | Path) -> list[Record]:
     path = Path(path)
     text = read_text(path)
     if text.lstrip().startswith("["):
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{e.lineno}: malformed JSON ({e.msg}); the file may be truncated") from None
+        items = parse_json(text, str(path))
+        if not isinstance(items, list):
+            raise DataError(f"{path}: expected a JSON array of records, got {type(items).__name__}")
         pairs = [(f"{path}[{i}]", d) for i, d in enumerate(items)]
     else:
         pairs = [(f"{path}:{n}", d) for n, d in read_jsonl(path)]
@@ -246,6 +241,11 @@ def niv2_prompt(definition: str, positives: list[dict], text: str, num_pos_examp
     return prompt + f"Now complete the following example -\nInput: {text.strip()}\nOutput: "
 
 
+def _niv2_text(value: Any, where: str) -> None:
+    if not isinstance(value, str):
+        raise DataError(f"{where} must be a string, got {type(value).__name__}")
+
+
 def load_niv2_tasks(path: str | Path, num_pos_examples: int = 2) -> list[Record]:
     """A NIV2 `tasks/` folder (every task*.json in it) or a single task file."""
     path = Path(path)
@@ -254,22 +254,35 @@ def load_niv2_tasks(path: str | Path, num_pos_examples: int = 2) -> list[Record]
         raise DataError(f"{path}: no task*.json files")
     records = []
     for f in files:
-        try:
-            task = json.loads(read_text(f))
-        except json.JSONDecodeError as e:
-            raise DataError(f"{f}:{e.lineno}: malformed JSON ({e.msg}); the file may be truncated") from None
+        task = parse_json(read_text(f), str(f))
+        if not isinstance(task, dict):
+            raise DataError(f"{f}: expected a NIV2 task (a JSON object), got {type(task).__name__}")
         for key in ("Definition", "Instances"):
             if key not in task:
                 raise DataError(f"{f}: missing field {key!r}")
+        if not isinstance(task["Instances"], list):
+            raise DataError(f"{f}: 'Instances' must be a list, got {type(task['Instances']).__name__}")
         if not task["Instances"]:
             raise DataError(f"{f}: empty task (no Instances)")
-        definition = task["Definition"][0] if isinstance(task["Definition"], list) else task["Definition"]
+        definition = task["Definition"][0] if isinstance(task["Definition"], list) and task["Definition"] \
+            else task["Definition"]
+        _niv2_text(definition, f"{f}: 'Definition'")
         positives = task.get("Positive Examples", [])
+        if not isinstance(positives, list):
+            raise DataError(f"{f}: 'Positive Examples' must be a list, got {type(positives).__name__}")
+        for k, ex in enumerate(positives[:num_pos_examples], 1):  # the ones that reach a prompt
+            for key in ("input", "output"):
+                if not isinstance(ex, dict) or key not in ex:
+                    raise DataError(f"{f}: Positive Example {k} has no {key!r}")
+                _niv2_text(ex[key], f"{f}: Positive Example {k} {key!r}")
         for i, inst in enumerate(task["Instances"]):
             where = f"{f} instance {i}"
+            if not isinstance(inst, dict):
+                raise DataError(f"{where}: expected a JSON object, got {type(inst).__name__}")
             for key in ("id", "input", "output"):
                 if key not in inst:
                     raise DataError(f"{where}: missing field {key!r}")
+            _niv2_text(inst["input"], f"{where} (id {inst['id']!r}): 'input'")
             outputs = inst["output"] if isinstance(inst["output"], list) else [inst["output"]]
             if not outputs:
                 raise DataError(f"{where} (id {inst['id']!r}): empty 'output'")
@@ -290,18 +303,26 @@ def _iter_task_json(root: Path) -> Iterator[tuple[str, dict]]:
             for m in tar:
                 if m.isfile() and m.name.endswith("/task.json") and "/benchmark_tasks/" in m.name:
                     rel = m.name.split("/benchmark_tasks/", 1)[1][: -len("/task.json")]
-                    yield rel, _parse_json(tar.extractfile(m).read(), f"{root}:{m.name}")
+                    yield rel, parse_json(tar.extractfile(m).read(), f"{root}:{m.name}")
     else:
         base = root / "benchmark_tasks" if (root / "benchmark_tasks").is_dir() else root
         for f in sorted(base.rglob("task.json")):
-            yield str(f.parent.relative_to(base)), _parse_json(f.read_bytes(), str(f))
+            yield str(f.parent.relative_to(base)), parse_json(f.read_bytes(), str(f))
 
 
-def _parse_json(raw: bytes, where: str) -> dict:
+def parse_json(raw: str | bytes, where: str, first_line: int = 1,
+               hint: str = "the file may be truncated") -> Any:
+    """`json.loads`, with every way it fails named by `where` and the line: malformed or truncated
+    text, and nesting deeper than Python's recursion allows (100,000 `[` would otherwise escape as
+    a RecursionError). `first_line`: the file line `raw` starts at."""
     try:
         return json.loads(raw)
     except json.JSONDecodeError as e:
-        raise DataError(f"{where}:{e.lineno}: malformed JSON ({e.msg}); the file may be truncated") from None
+        raise DataError(f"{where}:{first_line + e.lineno - 1}: malformed JSON ({e.msg} at column {e.colno}); "
+                        f"{hint}") from None
+    except RecursionError:
+        raise DataError(f"{where}:{first_line}: JSON nested too deeply to read (a structure no record "
+                        "has; the file may be damaged)") from None
 
 
 def is_generative(task: dict) -> bool:

@@ -57,7 +57,7 @@ def check_out(out: str | Path, kind: str = "jsonl", force: bool = False, inputs:
             raise DataError(f"{out}: the output would overwrite the input {given}; choose another output")
     if out.exists():
         if not force:
-            raise DataError(f"{out} exists; set force to overwrite it")
+            raise DataError(f"{out} exists; pass --force (force=True) to overwrite it")
         what, is_previous = _PREVIOUS[kind]
         if not is_previous(out):
             raise DataError(f"{out} is not {what}; force replaces only a previous output of that kind, never "
@@ -96,7 +96,7 @@ def _is_jsonl(path: Path) -> bool:
             for line in f:
                 if line.strip():
                     return isinstance(json.loads(line), dict)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # unreadable, not JSON, or nested past reading: not ours
         return False
     return True
 
@@ -139,7 +139,8 @@ def arrange_file(train: str | Path, test: str | Path, out: str | Path, method: s
         try:
             check_disjoint(train_records, test_records)
         except DataError as e:
-            raise DataError(f"{e}. The test set must be unseen; set allow_overlap to arrange anyway") from None
+            raise DataError(f"{e}. The test set must be unseen; pass --allow-overlap (allow_overlap=True) to arrange "
+                            "anyway") from None
     arrangement = arrange_records(train_records, test_records, method, tma_budget, arrangement_seed, embed_text,
                                   rounds=rounds, processes=processes, features=features, test_view=test_view,
                                   source=source)

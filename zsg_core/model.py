@@ -238,6 +238,7 @@ def process_state():
 
 def load_model(name: str, seed: int = 0) -> tuple[nn.Module, object]:
     """(model in fp32, tokenizer). Tiny models are random-init from `seed`; real ones pretrained."""
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
     _register_packed_attention()
@@ -247,8 +248,12 @@ def load_model(name: str, seed: int = 0) -> tuple[nn.Module, object]:
         model = AutoModelForCausalLM.from_config(_tiny_config(name, tokenizer), dtype=torch.float32,
                                                  attn_implementation=PACKED_ATTENTION)
     else:
-        model = AutoModelForCausalLM.from_pretrained(model_path(name), dtype=torch.float32,
-                                                     attn_implementation=PACKED_ATTENTION)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(model_path(name), dtype=torch.float32,
+                                                         attn_implementation=PACKED_ATTENTION)
+        except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as e:  # truncated or damaged weights
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelError(f"{model_path(name)}: cannot load the model's weights ({reason[:200]})") from None
     model.config.use_cache = False
     for module in model.modules():
         if isinstance(module, nn.Linear):

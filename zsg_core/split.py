@@ -102,10 +102,25 @@ class Split:
         }
 
     def save(self, folder: Path) -> None:
-        """train.jsonl, test.jsonl and the per-task report.csv in `folder`."""
+        """train.jsonl, test.jsonl and the per-task report.csv in `folder`, then `SPLIT_MARKER`: what
+        `zsg split --force` may replace later (a folder of the user's never has it)."""
+        from .util import atomic_file
+
         write_jsonl(self.train, folder / "train.jsonl")
         write_jsonl(self.test, folder / "test.jsonl")
-        self.report.to_csv(folder / "report.csv", index=False)
+        with atomic_file(folder / "report.csv") as f:
+            self.report.to_csv(f, index=False)
+        with atomic_file(folder / SPLIT_MARKER) as f:
+            json.dump({"written_by": "zsg split", "files": list(SPLIT_FILES), "summary": self.summary()}, f, indent=1)
+
+
+SPLIT_FILES = ("train.jsonl", "test.jsonl", "report.csv")
+SPLIT_MARKER = "zsg_split.json"  # in every folder `zsg split` writes
+
+
+def is_previous_split(folder: Path) -> bool:
+    """A folder `zsg split` wrote (it holds `SPLIT_MARKER`): the only kind `--force` replaces into."""
+    return (Path(folder) / SPLIT_MARKER).is_file()
 
 
 def cap_families(records: list[Record], max_tasks_per_family: int) -> list[Record]:
@@ -304,7 +319,7 @@ def load_split(config: SplitConfig = SplitConfig(), model: str = "smollm2-135m",
     tokens_of = "smollm2-135m" if model in TINY_MODELS else model  # tiny models share SmolLM2's tokenizer
     key = json.dumps({"config": config.identity(), "model": tokens_of, "version": SPLIT_VERSION}, sort_keys=True)
     folder = cache_dir() / "splits" / hashlib.sha1(key.encode()).hexdigest()[:16]
-    names = ["train.jsonl", "test.jsonl", "report.csv"]
+    names = list(SPLIT_FILES)
     with file_lock(folder):  # two notebooks asking at once compute it once
         if (folder / "summary.json").exists():
             try:

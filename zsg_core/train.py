@@ -108,8 +108,8 @@ class TrainConfig:
         for name in ("batch_size", "generate_per_task", "max_new_tokens"):
             if getattr(self, name) < 1:
                 raise DataError(f"training parameter {name} must be at least 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise DataError(f"training parameter lr must be positive, got {self.lr}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):  # inf passes "> 0" and fails only at step 2
+            raise DataError(f"training parameter lr must be positive and finite, got {self.lr}")
         if self.max_steps is not None and self.max_steps < 1:
             raise DataError(f"training parameter max_steps must be at least 1, got {self.max_steps}")
         if self.frozen_layers < 0:
