@@ -107,8 +107,14 @@ def test_arrangements_and_runs_take_a_feature_kind(tmp_path, monkeypatch):
     monkeypatch.setattr(features, "cache_dir", lambda: tmp_path)
     monkeypatch.setattr("zsg_core.model.cache_dir", lambda: tmp_path)
     source = LMSource("tiny-llama", precision="fp32")
-    order = arrange_records(RECORDS, TEST, "nft", features="hidden", source=source).order
+    hidden_nft = arrange_records(RECORDS, TEST, "nft", features="hidden", source=source)
+    order = hidden_nft.order
     assert sorted(order) == list(range(len(RECORDS)))
+    # the WSD weight and its rule are recorded, positive and finite whatever the features (issue 32)
+    summary = hidden_nft.summary()
+    assert summary["wsd_weight_rule"] in ("mean ratio", "spread ratio", "one term constant")
+    assert 0 < summary["wsd_w_avg"] < float("inf")
+    assert "wsd_w_avg" not in arrange_records(RECORDS, TEST, "cluster").summary()  # no WSD, no weight
     assert arrange_records(RECORDS, TEST, "fft", features="hidden", source=source).order == order[::-1]
     assert order != arrange_records(RECORDS, TEST, "nft").order or order != arrange_records(
         RECORDS, TEST, "nft", features="gradient", source=source).order  # the kinds do not all agree

@@ -8,8 +8,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from zsg_core.similarity import (SimilarityError, bigram_kl, bigram_kl_per_task, check_embeddings,
-                                 min_avg_distance, ot_cost, prefix_measures, wsd)
+from zsg_core.similarity import (SimilarityError, bigram_kl, bigram_kl_per_task, check_embeddings, combine_wsd,
+                                 min_avg_distance, ot_cost, prefix_measures, wsd, wsd_weight)
 
 S = math.sqrt(0.5)
 # three training points on the unit circle (x, y, diagonal), two test points (x and y axes)
@@ -23,6 +23,53 @@ def test_wsd_follows_the_paper_code():
     w_avg = md.mean() / ad.mean()  # the code's data-dependent weight
     assert np.allclose(wsd(TRAIN, TEST), md + w_avg * ad)
     assert np.allclose(wsd(TRAIN, TEST, w_min=2.0, w_avg=0.0), 2 * md)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_the_wsd_weight_is_positive_and_orders_nearest_first_on_centred_features():
+    """Features centred on the pool (the LM's hidden states) make mean(AD) ~0: the paper's ratio
+    then came out anywhere from about -84,000 to +57,000, its sign flipping from seed to seed, and a
+    negative weight put the farthest instances first. The weight is now positive on every seed,
+    and WSD still rises with the nearest distance."""
+    papers = []
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        pool = rng.standard_normal((400, 32))
+        pool -= pool.mean(axis=0)  # centred on the pool, as features.compute centres hidden states
+        pool = _unit(pool)
+        train, test = pool[:360], pool[360:]
+        md, ad = min_avg_distance(train, test)
+        papers.append(md.mean() / ad.mean())
+        w, rule = wsd_weight(md, ad)
+        assert rule == "spread ratio" and 0 < w < 100 and w == pytest.approx(md.std() / ad.std())
+        score = combine_wsd(md, ad)
+        z = (md - md.mean()) / md.std() + (ad - ad.mean()) / ad.std()
+        assert (np.argsort(score, kind="stable") == np.argsort(z, kind="stable")).all()  # z(MD) + z(AD)'s order
+        assert np.corrcoef(score, md)[0, 1] > 0.3  # nearest first still means nearest first
+    assert min(papers) < 0  # what the paper's ratio alone would have used here: farthest first
+
+
+def test_the_paper_weight_is_kept_where_it_is_defined():
+    """MiniLM-like vectors (one common direction, as sentence embeddings share one): distances
+    of one sign, mean(AD) far from 0, the paper's mean(MD) / mean(AD) exactly."""
+    rng = np.random.default_rng(0)
+    x = _unit(rng.standard_normal((300, 16)) * 0.4 + 1.0)
+    md, ad = min_avg_distance(x[:250], x[250:])
+    assert wsd_weight(md, ad) == (pytest.approx(md.mean() / ad.mean()), "mean ratio")
+    assert wsd_weight(np.array([-1.0, -0.8]), np.array([0.5, 0.7]))[1] == "spread ratio"  # signs differ: never negative
+    assert wsd_weight(np.array([-1.0, -1.0]), np.array([0.1, -0.1])) == (1.0, "one term constant")
+
+
+@pytest.mark.parametrize("w_avg", [-0.5, float("inf"), float("nan")])
+def test_a_weight_that_would_reverse_or_swamp_the_order_is_refused(w_avg):
+    md, ad = min_avg_distance(TRAIN, TEST)
+    with pytest.raises(SimilarityError, match="w_avg must be finite and not negative"):
+        combine_wsd(md, ad, w_avg=w_avg)
+    with pytest.raises(SimilarityError, match="both 0"):
+        combine_wsd(md, ad, w_min=0.0, w_avg=0.0)
 
 
 def test_wsd_chunks_give_the_same_answer(monkeypatch):

@@ -12,7 +12,7 @@ from typing import Callable, Literal, Sequence
 
 import numpy as np
 
-from .similarity import SimilarityError, check_embeddings, combine_wsd, min_avg_distance, ot_cost, wsd
+from .similarity import SimilarityError, check_embeddings, combine_wsd, min_avg_distance, ot_cost, wsd, wsd_weight
 from .tma import tma_rounds
 
 __all__ = ["random_order", "round_robin", "cluster", "nft", "fft", "rt", "ot", "coarse", "tma_rounds", "tma",
@@ -285,6 +285,7 @@ class Method:
     embed_text: str = "all"  # the paper's text to embed: all messages (WSD), or the first turn (TMA)
     min_tma_budget: int = 1  # the min-max layout splits the budget in two halves of at least 1
     version: int = 1  # bumped when the method's order changes, so that runs stored under the old order are not served
+    wsd: bool = False  # orders by WSD (its weight goes into the summary)
 
     def check(self, tma_budget: int | None = None, rounds: Sequence[int] | None = None,
               embed_text: str | None = None, pool_size: int | None = None) -> None:
@@ -345,11 +346,11 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("round-robin", lambda a: (round_robin(a.tasks), None), "E2: one instance of every task per sweep",
            features=False),
     Method("cluster", lambda a: (cluster(a.tasks), None), "E2: each task's instances contiguous", features=False),
-    Method("nft", _wsd_method("nft"), "E4: nearest first by Weighted Similarity Distance"),
-    Method("fft", _wsd_method("fft"), "E4: farthest first (the reverse of nft)"),
-    Method("rt", _wsd_method("rt"), "E4: nft's list shuffled", seeded=True),
+    Method("nft", _wsd_method("nft"), "E4: nearest first by Weighted Similarity Distance", wsd=True),
+    Method("fft", _wsd_method("fft"), "E4: farthest first (the reverse of nft)", wsd=True),
+    Method("rt", _wsd_method("rt"), "E4: nft's list shuffled", seeded=True, wsd=True),
     Method("family-nft", _family_method, "nft's sequence of task families, each family's instances in random order",
-           seeded=True),
+           seeded=True, wsd=True),
     Method("ot", lambda a: (ot(a.train, a.test), None), "E9: cheapest to move to the test set first (optimal transport)"),
     Method("coarse", lambda a: (coarse(a.train, a.test, a.tasks), None), "E5: whole tasks, nearest centroid first"),
     *[Method(f"tma-{v}", _tma_method(v), f"E6: Test-centric Multi-turn Arrangement, {_TMA_HELP[v]}",
@@ -374,9 +375,12 @@ class Arrangement:
     method: str
     rounds: dict[int, tuple[str, int]] | None = None  # TMA: item -> (direction, round)
     nearest_distance: np.ndarray | None = None  # per training item: min distance to the test set
+    wsd_weight: tuple[float, str] | None = None  # WSD orders: (w_avg, the rule that gave it), `similarity.wsd_weight`
 
     def summary(self) -> dict:
         out: dict = {"method": self.method, "instances": len(self.order)}
+        if self.wsd_weight is not None:
+            out["wsd_w_avg"], out["wsd_weight_rule"] = float(f"{self.wsd_weight[0]:.6g}"), self.wsd_weight[1]
         if self.rounds is not None:
             out["pool_seed"] = TMA_POOL_SEED
             out["rounds"] = {d: 1 + max(r for dd, r in self.rounds.values() if dd == d)
@@ -419,4 +423,4 @@ def arrange_records(train: Sequence, test: Sequence, method: str, tma_budget: in
                    encoder=encoder, log=log)
     md, ad = min_avg_distance(x, t)  # one pass serves the WSD orders and the summary
     order, labels = m.order(replace(inputs, train=x, test=t, min_distance=md, avg_distance=ad))
-    return Arrangement(order, method, labels, md)
+    return Arrangement(order, method, labels, md, wsd_weight(md, ad) if m.wsd else None)

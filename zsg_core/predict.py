@@ -27,7 +27,7 @@ import pandas as pd
 from .data import DataError, Record
 from .embed import Encoder, embed_text
 from .features import LMSource, compute
-from .similarity import MEASURES, bigram_kl_per_task, prefix_measures
+from .similarity import MEASURES, bigram_kl_per_task, prefix_measures, wsd_weight
 
 if TYPE_CHECKING:
     from .runs import RunResult
@@ -50,8 +50,8 @@ def prefix_table(received: Mapping[tuple[str, int], Sequence[str]], records_by_i
     some prefix holds (hidden and gradient: every record of `records_by_id`, the pool they are
     centred on or warm up on, as in the arrangements) and the held-out set (`test_view`: with its answers, or its prompts only).
     Columns: label, seed, task, step, measure, value. Adds the WSD-style combination of Cosine-Min
-    and Cosine-Avg with one weight for the whole table (w = mean Min / mean Avg, the paper's w_avg
-    rule), so the combination is on one scale across runs.
+    and Cosine-Avg with one weight for the whole table (`similarity.wsd_weight`: the paper's w_avg
+    rule, mean Min / mean Avg, where it is defined), so the combination is on one scale across runs.
     """
     steps = sorted(s for s in steps if s > 0)
     if not steps:
@@ -94,7 +94,7 @@ def prefix_table(received: Mapping[tuple[str, int], Sequence[str]], records_by_i
     keys = ["label", "seed", "task", "step"]
     out = pd.concat(frames, ignore_index=True)[keys + ["measure", "value"]]
     mins, avgs = (out[out.measure == m].set_index(keys).value for m in ("Cosine-Min", "Cosine-Avg"))
-    w = float(mins.mean() / avgs.mean())
+    w = wsd_weight(mins.to_numpy(), avgs.to_numpy())[0]  # the arrangements' rule: defined for centred features too
     combined = (mins + w * avgs).rename("value").reset_index().assign(measure=WSD_MEASURE)
     return pd.concat([out, combined[out.columns]], ignore_index=True)
 

@@ -45,7 +45,8 @@ from .util import atomic_file, cache_dir, file_lock, without_late_defaults
 
 # Bump when training or evaluation changes what a config produces (3: packed rows, generation batched
 # by length; 4: frozen-cache entries independent of what filled the cache, so a config's numbers no
-# longer depend on which runs came before it). Not bumped for changes that compute the same function
+# longer depend on which runs came before it; and WSD's weight defined for centred features, which
+# changes the hidden-feature WSD orders, MiniLM's not). Not bumped for changes that compute the same function
 # and move only bf16 rounding the same way for every run (benchmarks/README, "Training speed"): the
 # last layer at label rows only, training's hand-written span attention and the fused AdamW. A run's
 # manifest names the commit that trained it.

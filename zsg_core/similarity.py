@@ -75,19 +75,52 @@ def min_avg_distance(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, n
 def wsd(train: np.ndarray, test: np.ndarray, w_min: float = 1.0, w_avg: float | None = None) -> np.ndarray:
     """Weighted Similarity Distance per training row: w_min * MD + w_avg * AD (paper.md section 5).
 
-    `w_avg=None` follows the paper's code (split_data_job.py), not a tuned constant: w_avg =
-    mean(MD) / mean(AD), which rescales AD to the mean of MD. The paper's text only names generic
-    weights; its code fixes w_min = 1 and this w_avg.
+    `w_avg=None` follows the paper's code (split_data_job.py), not a tuned constant, wherever that
+    rule is defined (`wsd_weight`). The paper's text only names generic weights; its code fixes
+    w_min = 1 and w_avg = mean(MD) / mean(AD).
     """
     return combine_wsd(*min_avg_distance(train, test), w_min, w_avg)
 
 
+# AD counts as centred (its mean not bounded away from 0) when |mean(AD)| is below this share of
+# mean(|AD|): the distances are then of both signs in about equal measure, as for features centred
+# on the pool (the LM's hidden states), and mean(MD) / mean(AD) is noise of either sign.
+CENTRED_SHARE = 0.1
+
+
+def wsd_weight(md: np.ndarray, ad: np.ndarray) -> tuple[float, str]:
+    """(w_avg, the rule that gave it): the weight of AD in WSD, positive and finite for any
+    representation.
+
+    - "mean ratio" (the paper's code): mean(MD) / mean(AD), which rescales AD to MD's mean; used
+      where mean(AD) is bounded away from 0 (|mean(AD)| >= CENTRED_SHARE * mean(|AD|)) and has
+      MD's sign, as for MiniLM's unit vectors, whose distances to a test set are mostly of one sign.
+    - "spread ratio": sd(MD) / sd(AD), which rescales AD to MD's spread; used where AD is centred.
+      It orders exactly as z(MD) + z(AD) (z-scoring shifts and scales; a shift changes no order), so
+      it is scale-free. On centred features the mean ratio came out anywhere from about -84,000 to
+      +57,000 from seed to seed, and a negative weight put the farthest instances first.
+    Where MD or AD is constant over the training rows it changes no order, and the weight is 1."""
+    md, ad = np.asarray(md, dtype=np.float64), np.asarray(ad, dtype=np.float64)
+    if len(md) == 0 or len(md) != len(ad):
+        raise SimilarityError(f"MD and AD must be non-empty and of one length, got {len(md)} and {len(ad)}")
+    mean_md, mean_ad, size_ad = md.mean(), ad.mean(), np.abs(ad).mean()
+    if size_ad > 0 and abs(mean_ad) >= CENTRED_SHARE * size_ad and mean_md * mean_ad > 0:
+        return float(mean_md / mean_ad), "mean ratio"
+    sd_md, sd_ad = md.std(), ad.std()
+    return (float(sd_md / sd_ad), "spread ratio") if sd_md > 0 and sd_ad > 0 else (1.0, "one term constant")
+
+
 def combine_wsd(md: np.ndarray, ad: np.ndarray, w_min: float = 1.0, w_avg: float | None = None) -> np.ndarray:
-    """`wsd` from already computed MD and AD (see `min_avg_distance`)."""
+    """`wsd` from already computed MD and AD (see `min_avg_distance`); `w_avg=None`: `wsd_weight`.
+    A weight given by hand may be 0 (order by the other term alone) but never negative or
+    infinite: a negative one turns nearest-first into farthest-first, an infinite one is no order."""
     if w_avg is None:
-        if ad.mean() == 0:
-            raise SimilarityError("mean(AD) is 0, so the paper's w_avg = mean(MD)/mean(AD) is undefined; pass w_avg")
-        w_avg = float(md.mean() / ad.mean())
+        w_avg = wsd_weight(md, ad)[0]
+    for name, w in (("w_min", w_min), ("w_avg", w_avg)):
+        if not (np.isfinite(w) and w >= 0):
+            raise SimilarityError(f"WSD weight {name} must be finite and not negative, got {w!r}")
+    if w_min == 0 and w_avg == 0:
+        raise SimilarityError("WSD weights w_min and w_avg are both 0: nothing to order by")
     return w_min * md + w_avg * ad
 
 
