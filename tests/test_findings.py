@@ -45,6 +45,10 @@ def test_records_are_collected_and_other_parameters_refused(tmp_path, monkeypatc
     assert table.verdict.tolist() == ["inconclusive", "contradicted"] and set(table.chapter) == {"04_x"}
     assert table.p_holm.tolist() == pytest.approx([0.04, 0.02])  # Holm over the table's p-values
     assert math.isnan(curves.lo.iloc[0]) and curves["diff"].tolist() == [0.0, -0.1]
+    # no interval anywhere (too few units): the columns still come back as numbers, which a plot can take
+    findings.record("04_x", params, [row], curve.assign(lo=NAN, hi=NAN))
+    table, curves = findings.collect(params, ["04_x"])
+    assert curves.lo.dtype == float and curves.hi.isna().all() and table.lo.dtype == float
     with pytest.raises(DataError, match="other parameters"):
         findings.collect({**params, "lr": 1e-4}, ["04_x"])
     with pytest.raises(DataError, match="execute it first"):

@@ -128,6 +128,15 @@ def record(chapter: str, params: Mapping[str, Any], findings: Sequence[Finding],
         json.dump(body, f, indent=1, allow_nan=True)
 
 
+NUMERIC = ("effect", "diff", "lo", "hi", "p")  # the columns of findings and curves that may hold NaN
+
+
+def _numeric(frame: pd.DataFrame) -> pd.DataFrame:
+    """JSON writes NaN as null: a column whose every value is missing (no interval anywhere) would
+    come back as objects, which plots and arithmetic refuse; read them back as floats."""
+    return frame.assign(**{c: pd.to_numeric(frame[c], errors="coerce") for c in NUMERIC if c in frame})
+
+
 def collect(params: Mapping[str, Any], chapters: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(findings table, gap curves) of `chapters`, each recorded with the same shared parameters."""
     want = shared_params(params)
@@ -144,8 +153,8 @@ def collect(params: Mapping[str, Any], chapters: Sequence[str]) -> tuple[pd.Data
             diff = {k: (body.get("params", {}).get(k), v) for k, v in want.items() if body.get("params", {}).get(k) != v}
             raise DataError(f"chapter {chapter}'s findings were computed with other parameters (theirs, ours): {diff}; "
                             f"execute it with these parameters first")
-        tables.append(pd.DataFrame(body["findings"]).assign(chapter=chapter))
-        curves.append(pd.DataFrame(body["curves"]).assign(chapter=chapter))
+        tables.append(_numeric(pd.DataFrame(body["findings"])).assign(chapter=chapter))
+        curves.append(_numeric(pd.DataFrame(body["curves"])).assign(chapter=chapter))
     table = pd.concat(tables, ignore_index=True)
     return table.assign(p_holm=holm(table.p.to_numpy(float))), pd.concat(curves, ignore_index=True)
 

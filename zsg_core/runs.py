@@ -413,12 +413,12 @@ def _prepare(config: RunConfig, root: Path) -> _Prepared:
     arranged, test, summary = arranged_training_list(config)
     lm = TunedLM(config.model, config.train.frozen_layers, config.split.max_len, seed=config.train.seed,
                  autocast=config.train.precision == "bf16")
-    steps, _, eval_steps = plan(len(arranged), config.train, lm_world_size())
+    steps, _, eval_steps = plan(len(arranged), config.train, _world_size())
     _check_free_space(root, _expected_bytes(lm, steps, config.train.batch_size, len(eval_steps), len(test)))
     return _Prepared(arranged, test, summary, lm, started, t0)
 
 
-def lm_world_size() -> int:
+def _world_size() -> int:
     """How many training processes share a run (torchrun / accelerate launch), 1 alone."""
     from .model import process_state
 
