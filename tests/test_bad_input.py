@@ -77,9 +77,9 @@ def test_gradient_features_refuse_a_batch_size_of_zero_before_loading_a_model(tm
     args = ["arrange", "--train", str(train), "--test", str(test), "--method", "nft", "--features", "gradient",
             "--model", "tiny-llama", "--precision", "fp32", "--out", str(tmp_path / "o.jsonl")]
     assert main([*args, "--batch-size", "0"]) == 2
-    _one_line_error(capsys, "batch size must be an integer of at least 1, got 0")
+    _one_line_error(capsys, "training parameter batch_size must be at least 1, got 0")
     assert main([*args, "--lr", "nan"]) == 2
-    _one_line_error(capsys, "lr must be a positive finite number")
+    _one_line_error(capsys, "training parameter lr must be positive and finite, got nan")
 
 
 NIV2 = {"Definition": ["Answer the question."], "Positive Examples": [{"input": "2+2?", "output": "4"}],

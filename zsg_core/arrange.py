@@ -268,6 +268,7 @@ class Inputs:
     test: np.ndarray | None = None
     min_distance: np.ndarray | None = None
     avg_distance: np.ndarray | None = None
+    wsd_weight: float | None = None  # WSD's w_avg for these distances (`similarity.wsd_weight`), computed once
 
 
 Order = tuple[list[int], dict[int, tuple[str, int]] | None]  # positions, and TMA's item -> (direction, round)
@@ -319,12 +320,13 @@ class Method:
 
 def _wsd_method(direction: str) -> Callable[[Inputs], Order]:
     def order(a: Inputs) -> Order:
-        return _wsd_order(combine_wsd(a.min_distance, a.avg_distance), direction, a.seed), None
+        return _wsd_order(combine_wsd(a.min_distance, a.avg_distance, w_avg=a.wsd_weight), direction, a.seed), None
     return order
 
 
 def _family_method(a: Inputs) -> Order:
-    return family_matched(_wsd_order(combine_wsd(a.min_distance, a.avg_distance), "nft"), a.tasks, a.seed), None
+    return family_matched(_wsd_order(combine_wsd(a.min_distance, a.avg_distance, w_avg=a.wsd_weight), "nft"),
+                          a.tasks, a.seed), None
 
 
 def _tma_method(variant: str) -> Callable[[Inputs], Order]:
@@ -422,5 +424,7 @@ def arrange_records(train: Sequence, test: Sequence, method: str, tma_budget: in
     x, t = compute(train, test, features, text=embed_text or m.embed_text, test_view=test_view, source=source,
                    encoder=encoder, log=log)
     md, ad = min_avg_distance(x, t)  # one pass serves the WSD orders and the summary
-    order, labels = m.order(replace(inputs, train=x, test=t, min_distance=md, avg_distance=ad))
-    return Arrangement(order, method, labels, md, wsd_weight(md, ad) if m.wsd else None)
+    weight = wsd_weight(md, ad) if m.wsd else None  # one weight orders and is recorded
+    order, labels = m.order(replace(inputs, train=x, test=t, min_distance=md, avg_distance=ad,
+                                    wsd_weight=weight[0] if weight else None))
+    return Arrangement(order, method, labels, md, weight)

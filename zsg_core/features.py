@@ -72,15 +72,11 @@ class LMSource:
     batch_size: int = 8
 
     def __post_init__(self) -> None:
-        # refused here, before a model is loaded: a batch of 0 would divide by zero in the warm-up, an
-        # infinite lr fill the gradients with NaN
-        for name, least in (("batch_size", 1), ("frozen_layers", 0)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < least:
-                raise DataError(f"{name.replace('_', ' ')} must be an integer of at least {least}, got {v!r}")
-        lr = self.lr
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (lr > 0 and math.isfinite(lr)):
-            raise DataError(f"lr must be a positive finite number, got {self.lr!r}")
+        # refused here, before a model is loaded (a batch of 0 divides by zero in the warm-up, an
+        # infinite lr fills the gradients with NaN), by the rules the training config declares
+        from .train import TrainConfig
+
+        TrainConfig(lr=self.lr, batch_size=self.batch_size, frozen_layers=self.frozen_layers, precision=self.precision)
 
 
 def check_kind(kind: str, test_view: str = "with-answer") -> None:

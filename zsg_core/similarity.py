@@ -97,8 +97,8 @@ def wsd_weight(md: np.ndarray, ad: np.ndarray) -> tuple[float, str]:
       MD's sign, as for MiniLM's unit vectors, whose distances to a test set are mostly of one sign.
     - "spread ratio": sd(MD) / sd(AD), which rescales AD to MD's spread; used where AD is centred.
       It orders exactly as z(MD) + z(AD) (z-scoring shifts and scales; a shift changes no order), so
-      it is scale-free. On centred features the mean ratio came out anywhere from about -84,000 to
-      +57,000 from seed to seed, and a negative weight put the farthest instances first.
+      it is scale-free. On centred features the mean ratio is noise of either sign and unbounded
+      size, and a negative weight puts the farthest instances first (tests/test_similarity.py).
     Where MD or AD is constant over the training rows it changes no order, and the weight is 1."""
     md, ad = np.asarray(md, dtype=np.float64), np.asarray(ad, dtype=np.float64)
     if len(md) == 0 or len(md) != len(ad):
