@@ -40,7 +40,7 @@ def _pad_batch(rows: list[list[int]], pad_id: int, side: Literal["left", "right"
     return ids, mask
 
 
-def _pad_id(tokenizer) -> int:
+def pad_id(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
@@ -87,10 +87,10 @@ def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 128
     out: dict[int, str] = {}
     try:
         for batch in batches:
-            ids, mask = _pad_batch([encoded[i] for i in batch], _pad_id(tokenizer), side="left")  # decoder-only: pad left
+            ids, mask = _pad_batch([encoded[i] for i in batch], pad_id(tokenizer), side="left")  # decoder-only: pad left
             gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
                                  max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id,
-                                 pad_token_id=_pad_id(tokenizer), **sampling)
+                                 pad_token_id=pad_id(tokenizer), **sampling)
             out.update(zip(batch, tokenizer.batch_decode(gen[:, ids.shape[1]:], skip_special_tokens=True)))
     finally:
         torch.random.set_rng_state(generator_state)

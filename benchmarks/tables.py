@@ -1,0 +1,120 @@
+"""The Markdown tables of measured figures, built from `benchmarks/results/*.json`, never typed.
+
+    .venv/bin/python benchmarks/tables.py           # rewrite every table in place
+    .venv/bin/python benchmarks/tables.py --check   # exit 1 naming each table that is out of date
+
+A table lives in a Markdown file between `<!-- table: NAME -->` and `<!-- /table -->`; NAME is a
+function below, which reads one results file and returns the table's text. `tests/test_tables.py`
+runs `--check`, so a table can never drift from the figures it shows.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+DOCUMENTS = (ROOT / "README.md", ROOT / "benchmarks" / "README.md")
+BLOCK = re.compile(r"(<!-- table: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
+
+
+def _load(name: str) -> dict:
+    return json.loads((RESULTS / name).read_text())
+
+
+def _machine(m: dict) -> str:
+    return f"{m['name']}, CPU kind {m['cpu_capability']}, {m['threads']} threads, {m['precision']}"
+
+
+def _versions(setup: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in setup["versions"].items())
+
+
+PEERS = {"zsg": "zsg", "trl": "TRL `SFTTrainer`", "trainer": "transformers `Trainer`"}
+
+
+def peer_speed(results: dict | None = None) -> str:
+    """README: tokens per second of each engine on the same ordered data, and zsg's ratio to it."""
+    d = results or _load("bench_peer_cpu.json")
+    e, s = d["engines"], d["setup"]
+    lines = ["| engine | tokens/s, whole run | tokens/s, training steps only | zsg / engine, whole run | order kept |",
+             "|---|---|---|---|---|"]
+    for key, label in PEERS.items():
+        ratio = "1" if key == "zsg" else f"{d['ratios'][f'zsg/{key}']['wall']:.2f}"
+        lines.append(f"| {label} | {e[key]['tokens_per_s']:,.0f} | {e[key]['tokens_per_s_steps_only']:,.0f} | "
+                     f"{ratio} | {'yes' if e[key]['order_kept'] else 'no'} |")
+    cold = e["zsg"]["cold_cache_tokens_per_s"]
+    lines += ["", f"{_machine(d['machine'])}; {s['model']}, the first {s['instances']} instances of NFT's order on "
+                  f"split {s['split_seed']} ({s['training_tokens']:,} tokens), {s['steps']} steps of batch "
+                  f"{s['batch_size']}, the bottom {s['frozen_layers']} layers frozen; medians of {s['rounds']} "
+                  f"alternating rounds (`benchmarks/bench_peer.py`, `results/bench_peer_cpu.json`; {_versions(s)}). "
+                  f"zsg reads its frozen layers' outputs from its cache; its first run on a new split fills it: "
+                  f"{cold:,.0f} tokens/s that time."]
+    return "\n".join(lines) + "\n"
+
+
+def peer_curves(results: dict | None = None) -> str:
+    """benchmarks/README: each engine's held-out loss at the evaluated steps, one evaluation function."""
+    d = results or _load("bench_peer_cpu.json")
+    e = d["engines"]
+    steps = list(e["zsg"]["heldout_loss"])
+    names = dict(PEERS, zsg_fp32="zsg in fp32 (the bf16 yardstick)")
+    lines = ["| engine | " + " | ".join(f"step {s}" for s in steps) + " | first / last training loss |",
+             "|---|" + "---|" * len(steps) + "---|"]
+    for key, label in names.items():
+        if key not in e:
+            continue
+        train = e[key].get("train_loss_first_last")
+        lines.append(f"| {label} | " + " | ".join(f"{e[key]['heldout_loss'][s]:.4f}" for s in steps)
+                     + f" | {f'{train[0]:.4f} / {train[1]:.4f}' if train else ''} |")
+    short = {"zsg": "zsg", "trl": "TRL", "trainer": "Trainer", "zsg_fp32 (bf16 noise)": "zsg in fp32 (bf16 rounding alone)"}
+    lines += ["", "| difference in held-out loss | " + " | ".join(f"step {s}" for s in steps) + " |",
+              "|---|" + "---|" * len(steps)]
+    for name, gaps in d["heldout_loss_gaps"].items():
+        a, b = name.split("-", 1)
+        lines.append(f"| {short[a]} - {short[b]} | " + " | ".join(f"{gaps[s]:+.4f}" for s in steps) + " |")
+    fb = d["first_batch_loss"]
+    ways = {"zsg": "zsg, bottom from its cache", "zsg_no_cache": "zsg, every layer computed",
+            "transformers": "transformers, padded forward"}
+    lines += ["", "| first batch's loss at the starting weights | " + " | ".join(ways[k] for k in fb["bf16"]) + " |",
+              "|---|" + "---|" * len(fb["bf16"])]
+    for precision, losses in fb.items():
+        lines.append(f"| {precision} | " + " | ".join(f"{losses[k]:.4f}" if k in losses else "not computed"
+                                                     for k in fb["bf16"]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+TABLES = {"peer-speed": peer_speed, "peer-curves": peer_curves}
+
+
+def rebuilt(text: str) -> str:
+    def fill(m: re.Match) -> str:
+        if m["name"] not in TABLES:
+            raise SystemExit(f"unknown table {m['name']!r}; known: {', '.join(TABLES)}")
+        return m.group(1) + TABLES[m["name"]]() + m.group(4)
+    return BLOCK.sub(fill, text)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a table is out of date")
+    args = parser.parse_args()
+    stale = []
+    for doc in DOCUMENTS:
+        text = doc.read_text()
+        new = rebuilt(text)
+        if new != text:
+            stale.append(doc.relative_to(ROOT))
+            if not args.check:
+                doc.write_text(new)
+    if args.check and stale:
+        print(f"out of date (run benchmarks/tables.py): {', '.join(map(str, stale))}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
