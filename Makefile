@@ -24,10 +24,6 @@ export HF_HUB_OFFLINE := 1
 # Since those runs (2026-12-01) a training step is ~10-15% faster (hand-written attention, fused AdamW:
 # benchmarks/README, "Training speed"); training is 11-12% of chapter 2's generating runs and 41% of
 # chapter 7's (their manifests), so the first build gains well under 10%: not re-timed.
-# smoke: 7.8 minutes from an empty cache (2026-12-01, chapters 1-10: 86 / 51 / 46 / 71 / 20 / 40 /
-# 26 / 70 / 49 / 6 s; 9.7 on 2026-11-30). `make test` from a clean clone with empty caches (zsg's and
-# pip's): 13.5 minutes (2026-12-01: smoke book 7.8, pytest 2.9 in two workers, set-up, assets and the
-# HTML 2.8; 16.4 on 2026-11-30, 20.5 before the workers).
 BOOK_TIME_cpu   := about 11 hours the first time (its 108 runs' measured times summed, never timed in one sitting; see each chapter's 'What it took'), about 10 minutes once its runs are stored
 BOOK_TIME_smoke := about 8 minutes the first time (under 3 once its runs are stored)
 BOOK_TIME_cpu-full := the cpu book plus chapter 7's 30 slow-regime runs on its 5 task splits (every layer trained: 3.0-6.2 minutes a run alone; Gemma-3-270m base: 1.6-2.3; measured 2026-11-30 and 12-01): about 1.6 hours more alone (2.2 as recorded: some shared the cores); not timed end to end
@@ -41,14 +37,13 @@ book:
 	@$(MAKE) --no-print-directory prepare
 	@$(BIN)/python -m zsg_core.book --profile $(PROFILE) --html
 
-# Every chapter executed on the smoke profile (papermill runs each in a fresh kernel and fails on
-# any cell error), then the tests; tests/test_book.py builds the HTML from those notebooks.
-# (nbval re-executed the same notebooks a second time, 2.3 of 24.5 minutes, and proved nothing more.)
-# The tests run in one worker per core (pytest-xdist): most of them start processes or load models
-# one thread at a time, so one process alone left a core idle for much of their 6.4 minutes.
+# The tests, in one worker per core (pytest-xdist), and every chapter executed on the smoke profile
+# (papermill runs each in a fresh kernel and fails on any cell error): one worker executes the book
+# (tests/test_book.py, ZSG_TEST_BOOK=execute) and builds its HTML while the other runs the rest and
+# then steals what is left of the first one's share (--dist worksteal), instead of every test
+# waiting for the whole book. Figures and findings that tests write go to the smoke build's folder.
 test: prepare
-	$(BIN)/python -m zsg_core.book --profile smoke
-	ZSG_BUILD=$(CURDIR)/_build/smoke $(BIN)/python -m pytest -n auto tests
+	ZSG_TEST_BOOK=execute ZSG_BUILD=$(CURDIR)/_build/smoke $(BIN)/python -m pytest -n auto --dist worksteal tests
 
 venv: $(VENV)/.installed
 

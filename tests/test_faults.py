@@ -316,45 +316,6 @@ def test_embeddings_are_keyed_by_the_weights_and_a_damaged_shard_is_recomputed(t
     assert fresh.n_encoded == 2 and np.allclose(again, first, atol=1e-6) and not shard.exists()
 
 
-# -- packaging: a wheel carries what the CLI needs ----------------------------------------------
-
-def test_a_wheel_installs_and_runs_prepare_arrange_and_train(data, tmp_path):
-    """`pip wheel .` and an install elsewhere: the profiles ship as package data, so `zsg train
-    --profile smoke` works from the installed copy (not from this checkout)."""
-    import shutil
-
-    root, source = Path(__file__).resolve().parents[1], tmp_path / "source"
-    source.mkdir()
-    for name in ("pyproject.toml", "README.md"):  # a copy: setuptools builds inside the source tree
-        shutil.copy2(root / name, source / name)
-    shutil.copytree(root / "zsg_core", source / "zsg_core", ignore=shutil.ignore_patterns("__pycache__"))
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                            "-w", str(tmp_path / "dist"), str(source)], capture_output=True, text=True, timeout=300)
-    assert built.returncode == 0, built.stderr[-2000:]
-    wheel = next((tmp_path / "dist").glob("zsg-*.whl"))
-    assert {"zsg_core/profiles/cpu.yaml", "zsg_core/profiles/smoke.yaml"} <= set(zipfile.ZipFile(wheel).namelist())
-    site = tmp_path / "site"
-    installed = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site),
-                                str(wheel)], capture_output=True, text=True, timeout=300)
-    assert installed.returncode == 0, installed.stderr[-2000:]
-    env = {**os.environ, "PYTHONPATH": str(site), "ZSG_RUNS": str(tmp_path / "runs"), "TQDM_DISABLE": "1"}
-
-    def zsg(*args: str) -> subprocess.CompletedProcess:
-        code = "import sys, zsg_core, zsg_core.cli as c; print('from', zsg_core.__file__); sys.exit(c.main(sys.argv[1:]))"
-        return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env,
-                              cwd=tmp_path, timeout=600)
-
-    listing = zsg("prepare", "--list")
-    assert listing.returncode == 0 and f"from {site}" in listing.stdout and "smollm2-135m" in listing.stdout
-    arranged = zsg("arrange", "--train", str(data[0]), "--test", str(data[1]), "--method", "round-robin",
-                   "--out", str(tmp_path / "rr.jsonl"))
-    assert arranged.returncode == 0, arranged.stderr[-2000:]
-    trained = zsg("train", "--profile", "smoke", "--set", "max_steps=2", "--set", "eval_steps=[0,2]",
-                  "--set", "generate_steps=[]")
-    assert trained.returncode == 0, trained.stderr[-2000:]
-    assert "held-out loss:" in trained.stdout
-
-
 def test_run_results_are_data_not_code(tiny_run):
     """Every file a run leaves is a data format (parquet, JSON, text): nothing a load would execute."""
     _, result = tiny_run

@@ -1,5 +1,6 @@
 """The wheel a user installs: built from this checkout, installed into a fresh virtual environment
-(not on top of the project's), it declares what it needs and `zsg` runs there.
+(not on top of the project's), it declares what it needs and `zsg` runs there: it lists the
+prepared assets, arranges a file and trains a smoke run from the profile the wheel ships.
 
 It resolves the wheel's declared dependencies from the package index as a user's `pip install`
 would (pip's cache makes it quick after `make`): a dependency the wheel forgets fails here."""
@@ -9,7 +10,10 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
+
+from zsg_core.data import Record, write_jsonl
 
 ROOT = Path(__file__).parents[1]
 SOURCES = ["pyproject.toml", "README.md", "requirements.txt", "requirements-book.txt", "requirements-test.txt"]
@@ -36,7 +40,19 @@ def test_the_wheel_runs_in_a_fresh_environment(tmp_path):
     where = subprocess.run([str(venv / "bin" / "python"), "-c", "import zsg_core; print(zsg_core.__file__)"],
                            capture_output=True, text=True, env=env, cwd=tmp_path)
     assert str(venv) in where.stdout, where  # the installed copy, not this checkout
-    for args in (["--help"], ["prepare", "--list"], ["train", "--profile", "smoke", "--print-config"]):
-        proc = subprocess.run([zsg, *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert {"zsg_core/profiles/cpu.yaml", "zsg_core/profiles/smoke.yaml"} <= set(zipfile.ZipFile(wheel).namelist())
+    env["ZSG_RUNS"] = str(tmp_path / "runs")
+    records = [Record(f"{task}-{i}", task, [{"role": "user", "content": f"Question {i} about {task}?"},
+                                            {"role": "assistant", "content": f"Answer {i}."}])
+               for task in ("cooking", "maths") for i in range(3)]
+    write_jsonl(records, tmp_path / "train.jsonl")
+    write_jsonl([Record("held", "travel", [{"role": "user", "content": "Do I need a visa?"},
+                                           {"role": "assistant", "content": "It depends."}])], tmp_path / "test.jsonl")
+    arrange = ["arrange", "--train", "train.jsonl", "--test", "test.jsonl", "--method", "round-robin", "--out", "rr.jsonl"]
+    # the smoke profile ships inside the wheel: a run from the installed copy, on the prepared assets
+    train = ["train", "--profile", "smoke", "--set", "max_steps=2", "--set", "eval_steps=[0,2]", "--set", "generate_steps=[]"]
+    for args in (["--help"], ["prepare", "--list"], arrange, train):
+        proc = subprocess.run([zsg, *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
         assert proc.returncode == 0, (args, proc.stderr[-3000:])
-    assert '"key"' in proc.stdout  # the smoke profile ships inside the wheel
+        assert args[0] != "prepare" or "smollm2-135m" in proc.stdout
+    assert "held-out loss:" in proc.stdout
