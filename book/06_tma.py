@@ -50,7 +50,7 @@
 # | `split_seeds` | task splits NFT / FFT / RT are repeated on |
 # | `side_split_seeds` | task splits MIN, MAX and the round groups run on |
 # | `arrangement_seeds` | RT's shuffle: the first of them on every split |
-# | `tma_pool_per_task` | instances of each training task TMA may pick (the first `train_per_task` of them are the other chapters' list) |
+# | `tma_pool_per_task` | instances of each training task TMA may pick (the split's `pool_per_task`: the first `train_per_task` of them are the other chapters' list, and the held-out set is theirs whatever the pool) |
 # | `tma_near_rounds` | NFT's near half spans at least this many rounds on every split; the budget follows |
 # | `round_width`, `round_starts` | E8: one run on the instances of TMA rounds [s, s + round_width) for each start s |
 

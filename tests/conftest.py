@@ -19,6 +19,13 @@ if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under `make test` (ZSG_TEST_BOOK=execute) the test that executes the smoke book comes first,
+    so one worker starts the book at once and the other takes the rest (test_book.smoke_chapters)."""
+    if os.environ.get("ZSG_TEST_BOOK") == "execute":
+        items.sort(key=lambda item: "smoke_chapters" not in getattr(item, "fixturenames", ()))
+
+
 @pytest.fixture(scope="session")
 def fixtures() -> Path:
     return FIXTURES

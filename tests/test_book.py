@@ -149,7 +149,17 @@ def smoke_chapters() -> Path:
     tests (`--dist worksteal`), instead of the tests waiting for the whole book. A bare pytest
     uses what an earlier build left, and skips without it."""
     if os.environ.get("ZSG_TEST_BOOK") == "execute":
-        book.run("smoke")  # a chapter that fails raises BookError, naming it and its cell: the test errors
+        # The chapters' kernels may use every core (conftest gives each worker one thread): the
+        # other worker's tests end well before the book, which then has the machine to itself.
+        threads = os.environ.get("OMP_NUM_THREADS")
+        os.environ["OMP_NUM_THREADS"] = str(os.cpu_count() or 1)
+        try:
+            book.run("smoke")  # a chapter that fails raises BookError, naming it and its cell: the test errors
+        finally:
+            if threads is None:
+                os.environ.pop("OMP_NUM_THREADS")
+            else:
+                os.environ["OMP_NUM_THREADS"] = threads
     built = book.build_dir("smoke") / "book"
     missing = [n for n in book.chapters() if not (built / f"{n}.ipynb").exists()]
     if missing:

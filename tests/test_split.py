@@ -42,14 +42,35 @@ def test_task_sample_does_not_depend_on_the_rest_of_the_pool():
 
 
 def test_a_larger_pool_extends_each_task_and_keeps_the_held_out_set():
-    """TMA's pool (train_per_task raised, chapter 6) holds the other orders' training list as a
-    prefix of each task's instances, with the same held-out tasks and instances."""
+    """TMA's pool (`pool_per_task`, chapter 6) holds the other orders' training list as a prefix of
+    each task's instances, with the same held-out tasks and instances."""
     cfg = SplitConfig(seed=2, test_tasks=6, train_per_task=4, test_per_task=3)
-    small, large = make_split(_pool(), cfg), make_split(_pool(), dataclasses.replace(cfg, train_per_task=10))
+    small, large = make_split(_pool(), cfg), make_split(_pool(), dataclasses.replace(cfg, pool_per_task=10))
     assert large.test == small.test
     for task in {r.task for r in small.train}:
         ids = [r.id for r in large.train if r.task == task]
         assert len(ids) == 10 and ids[:4] == [r.id for r in small.train if r.task == task]
+
+
+def test_the_held_out_set_is_the_same_for_every_pool_size_with_the_real_tokenizer(smol_tokenizer):
+    """A task whose instances are nearly all over max_len: k slots visit 20 x k of them, so a larger
+    pool may find the one that fits where the training list's k slots did not, and the task turns
+    usable. Usability and the held-out set are decided on the training list's slots alone, so the
+    held-out set is the same for every pool size (raising train_per_task itself, as chapter 6 once
+    did, moves it)."""
+    long_text = "word " * 300
+    rare = [_rec("bb/rare/r", i, None if i == 150 else long_text) for i in range(200)]
+    pool = [_rec(f"bb/f{t}/t{t}", i) for t in range(6) for i in range(10)] + rare
+    moved = 0
+    for seed in range(12):
+        cfg = SplitConfig(seed=seed, test_tasks=2, train_per_task=4, test_per_task=2, max_len=64)
+        small = make_split(pool, cfg, smol_tokenizer)
+        for pool_per_task in (10, 100):
+            large = make_split(pool, dataclasses.replace(cfg, pool_per_task=pool_per_task), smol_tokenizer)
+            assert [r.id for r in large.test] == [r.id for r in small.test], (seed, pool_per_task)
+        raised = make_split(pool, dataclasses.replace(cfg, train_per_task=100), smol_tokenizer)
+        moved += [r.id for r in raised.test] != [r.id for r in small.test]
+    assert moved  # the mechanism is real on this pool: a larger train_per_task does move the held-out set
 
 
 def test_test_tasks_are_stratified_by_source():
@@ -99,6 +120,12 @@ def test_bad_split_parameters():
         make_split(_pool(5), SplitConfig(test_tasks=5))
     with pytest.raises(DataError, match="pool is empty"):
         make_split([], SplitConfig())
+    with pytest.raises(DataError, match=r"pool_per_task \(10\) is smaller than train_per_task \(20\)"):
+        SplitConfig(pool_per_task=10)
+    with pytest.raises(DataError, match="pool_per_task and held_out='instances' exclude each other"):
+        SplitConfig(pool_per_task=40, held_out="instances")
+    with pytest.raises(DataError, match="pool_per_task must be an integer"):
+        SplitConfig(pool_per_task="40")
 
 
 def test_cap_families_keeps_first_tasks_by_name():
@@ -163,4 +190,7 @@ def test_instance_hold_out_draws_instances_without_regard_to_tasks():
 
 def test_a_field_added_later_names_a_split_only_when_set():
     assert "held_out" not in SplitConfig().identity()  # splits and runs stored before it keep their names
+    assert "pool_per_task" not in SplitConfig().identity()
+    assert SplitConfig(pool_per_task=100).identity()["pool_per_task"] == 100
+    assert SplitConfig(pool_per_task=20) == SplitConfig()  # a pool no larger than the list is the list
     assert SplitConfig(held_out="instances").identity()["held_out"] == "instances"

@@ -218,7 +218,7 @@ class TmaPlan:
 def _tma_params(params: Mapping[str, Any], pool_per_task: int) -> dict[str, Any]:
     """A TMA run's parameters: the larger pool, and one pass over the whole selection, so that
     NFT, FFT and RT train on the same instances under the same schedule."""
-    return {**params, **QUIET, "train_per_task": pool_per_task, "max_steps": None}
+    return {**params, **QUIET, "pool_per_task": pool_per_task, "max_steps": None}
 
 
 def tma_plan(params: Mapping[str, Any], split_seeds: Sequence[int], pool_per_task: int, near_rounds: int,

@@ -48,10 +48,15 @@ class SplitConfig:
     max_tasks_per_family: int = 40  # BIG-bench families only
     family_blocked: bool = False  # hold out whole families: no held-out task has a training sibling
     held_out: str = "tasks"  # "tasks" (the paper's zero-shot split) or "instances" (task-free, E7)
+    # Training instances sampled per training task when a larger pool is wanted (TMA, E6): None is
+    # train_per_task. Which tasks are usable and what is held out never depend on it (`make_split`).
+    pool_per_task: int | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
+            if f.name == "pool_per_task" and v is None:
+                continue
             if f.name == "family_blocked":
                 if not isinstance(v, bool):
                     raise DataError(f"split parameter family_blocked must be true or false, got {v!r}")
@@ -65,6 +70,14 @@ class SplitConfig:
             if f.name != "seed" and v < 1:
                 raise DataError(f"split parameter {f.name} must be at least 1, got {v}")
 
+        if self.pool_per_task is not None and self.pool_per_task < self.train_per_task:
+            raise DataError(f"split parameter pool_per_task ({self.pool_per_task}) is smaller than train_per_task "
+                            f"({self.train_per_task}): the pool holds the training list")
+        if self.pool_per_task == self.train_per_task:  # the same split: one identity, one cache entry
+            object.__setattr__(self, "pool_per_task", None)
+        if self.pool_per_task is not None and self.held_out == "instances":
+            raise DataError("split parameters pool_per_task and held_out='instances' exclude each other: the "
+                            "task-free hold-out draws from the training instances themselves")
         if self.held_out == "instances" and self.family_blocked:
             raise DataError("split parameters held_out='instances' and family_blocked exclude each other: "
                             "an instance-level hold-out keeps every task on the training side")
@@ -80,7 +93,7 @@ class SplitConfig:
 
 
 HELD_OUT = ("tasks", "instances")
-LATE_DEFAULTS = {"held_out": "tasks"}  # field -> default that is left out of `identity`
+LATE_DEFAULTS = {"held_out": "tasks", "pool_per_task": None}  # field -> default that is left out of `identity`
 
 
 @dataclass
@@ -261,13 +274,18 @@ def make_split(records: list[Record], config: SplitConfig = SplitConfig(), token
     for r in records:
         by_task[r.task].append(r)
     k = max(config.train_per_task, config.test_per_task)
-    rows, sample = [], {}
+    pool_k = config.pool_per_task or config.train_per_task
+    rows, sample, pooled = [], {}, {}
     for task in sorted(by_task):
         # One generator per task, seeded by (seed, task): a task's sample does not depend on
-        # which other tasks are in the pool.
+        # which other tasks are in the pool. Which tasks are usable and which instances are held
+        # out are decided on the first k slots alone: a larger pool visits more instances, and
+        # could otherwise find a usable instance where k slots found none and so move the held-out set.
         kept, examined, too_long = _sample_task(by_task[task], k, config.max_len, tokenizer,
                                                 random.Random(f"{config.seed}:{task}"))
         sample[task] = kept
+        pooled[task] = kept if pool_k <= k else \
+            _sample_task(by_task[task], pool_k, config.max_len, tokenizer, random.Random(f"{config.seed}:{task}"))[0]
         rows.append({"task": task, "family": task_family(task), "source": by_task[task][0].source or "",
                      "available": len(by_task[task]), "examined": examined, "too_long": too_long})
     usable = [t for t in sample if sample[t]]
@@ -282,7 +300,7 @@ def make_split(records: list[Record], config: SplitConfig = SplitConfig(), token
         test_tasks = _stratified_test_tasks(usable, source_of, config.test_tasks, random.Random(config.seed),
                                             config.family_blocked)
         test = [r for t in sorted(test_tasks) for r in sample[t][: config.test_per_task]]
-        candidates = [r for t in sorted(set(usable) - test_tasks) for r in sample[t][: config.train_per_task]]
+        candidates = [r for t in sorted(set(usable) - test_tasks) for r in pooled[t][:pool_k]]
     held = _held_out_texts(test)
     train, removed = [], defaultdict(int)
     for r in candidates:
