@@ -79,7 +79,7 @@ plots.use_style()
 
 # %% tags=["hide-output"]
 params = run_params(globals())  # every parameter above that a run takes
-runs = experiments.early_generalization(params, arrangement_seeds, side_split_seeds)
+runs = experiments.chapter_runs("02_early_generalization", globals())
 results = runs["shuffles"]  # the split of `split_seed`, with generations
 split = run_split(next(iter(results.values())).config)  # the runs' own split
 source = {r.task: SOURCE_NAMES.get(r.source, r.source) for r in split.test}

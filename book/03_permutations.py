@@ -78,7 +78,7 @@ plots.use_style()
 # %% tags=["hide-output"]
 params = run_params(globals())
 ORDERS = ["round-robin", "random", "cluster"]
-runs = experiments.permutations(params, arrangement_seeds, side_split_seeds)
+runs = experiments.chapter_runs("03_permutations", globals())
 results = runs["first"]  # the split of `split_seed`: every order
 split = run_split(next(iter(results.values())).config)  # the runs' own split
 curves = compare.loss_curves(results)

@@ -75,7 +75,7 @@ plots.use_style()
 
 # %% tags=["hide-output"]
 params = run_params(globals())
-runs = experiments.similarity(params, split_seeds, arrangement_seeds, side_split_seeds)
+runs = experiments.chapter_runs("04_similarity", globals())
 first = split_seeds[0]
 ORDERS = ["NFT", "RT", "FFT", "OT"]
 CHAIN = ("NFT", "RT", "FFT")

@@ -68,7 +68,7 @@ plots.use_style()
 
 # %% tags=["hide-output"]
 params = run_params(globals())
-runs = experiments.granularity(params, side_split_seeds, long_steps)
+runs = experiments.chapter_runs("05_granularity", globals())
 curves = compare.loss_curves(runs)
 per_task = compare.task_curves(runs)
 gap = stats.split_gaps(per_task, [("fine", "coarse")])

@@ -74,8 +74,6 @@ round_width = 5
 round_starts = [0, 10, 20]
 
 # %% tags=["hide-cell"]
-import time
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -90,12 +88,7 @@ plots.use_style()
 
 # %% tags=["hide-output"]
 params = run_params(globals())
-started = time.perf_counter()
-plan = experiments.tma_plan(params, sorted(set(split_seeds) | set(side_split_seeds)), tma_pool_per_task,
-                            tma_near_rounds, round_width, round_starts)
-plan_seconds = time.perf_counter() - started  # embedding the pools (once; cached after) and computing the rounds
-runs = experiments.tma(params, plan, split_seeds, side_split_seeds, arrangement_seeds)
-groups = experiments.round_groups(params, plan, round_width, round_starts, side_split_seeds)
+plan, runs, groups = experiments.chapter_runs("06_tma", globals())  # sized on every split either part uses
 first = split_seeds[0]
 ORDERS = ["NFT", "RT", "FFT", "MIN", "MAX"]
 
@@ -122,9 +115,8 @@ same = compare.same_instances(runs["by_split"], ["NFT", "FFT", "RT"])
 # %% tags=["hide-input"]
 display(Markdown(f"Pool: up to {tma_pool_per_task} instances per training task, shuffled once (seed {TMA_POOL_SEED}); "
                  f"budget {plan.budget:,}. NFT, FFT and RT received the same instances (from their batches) on "
-                 f"{sum(same.values())} of {len(same)} splits. Sizing it (embedding {sum(plan.pool.values()):,} pool "
-                 f"instances over {len(plan.pool)} splits, once, and Algorithm 1 over each pool) took {plan_seconds / 60:.1f} "
-                 "minutes in this execution (seconds once the embeddings are cached)."))
+                 f"{sum(same.values())} of {len(same)} splits. Sizing it embeds {sum(plan.pool.values()):,} pool "
+                 f"instances over {len(plan.pool)} splits (once: cached after) and runs Algorithm 1 over each pool."))
 layouts
 
 # %% [markdown]

@@ -91,8 +91,7 @@ plots.use_style()
 
 # %% tags=["hide-output"]
 params = run_params(globals())
-orders = experiments.nearest_first(params, split_seeds, arrangement_seeds)
-setups = experiments.regimes(params, regimes, split_seeds, arrangement_seeds)
+orders, setups = experiments.chapter_runs("07_nearest_first", globals())
 tasks = compare.task_curves(orders)
 curves = compare.loss_curves(orders)
 epoch = compare.epoch_steps(orders[("NFT", split_seeds[0])])

@@ -94,8 +94,7 @@ plots.use_style()
 params = run_params(globals())
 reference = feature_kinds[0]
 others = feature_kinds[1:]
-stored_e3 = experiments.permutations(params, arrangement_seeds[:1], side_split_seeds)["by_split"]  # chapter 3's runs
-orders = experiments.representations(params, feature_kinds, side_split_seeds, arrangement_seeds)
+orders, stored_e3 = experiments.chapter_runs("08_representations", globals())  # stored_e3: chapter 3's runs
 tasks = compare.task_curves(orders)
 epoch = compare.epoch_steps(next(iter(orders.values())))
 point = findings.relative_step(findings.paper_fraction("E4"), epoch, sorted(tasks.step.unique()))

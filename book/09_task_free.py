@@ -70,7 +70,7 @@ plots.use_style()
 
 # %% tags=["hide-output"]
 params = run_params(globals())
-runs = experiments.task_free(params, side_split_seeds, arrangement_seeds)
+runs = experiments.chapter_runs("09_task_free", globals())
 split = run_split(next(iter(runs.values())).config)  # the first draw
 curves = compare.loss_curves(runs)
 per_task = compare.task_curves(runs)

@@ -14,7 +14,7 @@ import torch
 
 from zsg_core.data import DataError
 from zsg_core.model import Pack, TunedLM
-from zsg_core.train import NotFiniteError, TrainConfig, comparison_schedule, dense_schedule, plan, train
+from zsg_core.train import NotFiniteError, TrainConfig, comparison_schedule, dense_schedule, step_plan, train
 
 sys.path.insert(0, str(Path(__file__).parent / "scripts"))
 from ddp_order import records  # noqa: E402
@@ -223,16 +223,16 @@ def test_plan_and_parameters_are_checked():
     assert comparison_schedule(60) == (0, 5, 10, 15, 20, 30, 40, 50, 60)
     assert comparison_schedule(230)[-4:] == (175, 200, 225, 230) and len(comparison_schedule(230)) == 19
     assert comparison_schedule(7) == (0, 5, 7)
-    assert plan(10, TrainConfig(batch_size=4)) == (3, 3, dense_schedule(3))
-    assert plan(10, TrainConfig(batch_size=4), world_size=2)[1] == 2  # the partial batch is dropped
+    assert step_plan(10, TrainConfig(batch_size=4)) == (3, 3, dense_schedule(3))
+    assert step_plan(10, TrainConfig(batch_size=4), world_size=2)[1] == 2  # the partial batch is dropped
     with pytest.raises(DataError, match="empty"):
-        plan(0, TrainConfig())
+        step_plan(0, TrainConfig())
     with pytest.raises(DataError, match="more than one epoch"):
-        plan(10, TrainConfig(batch_size=4, max_steps=4))
+        step_plan(10, TrainConfig(batch_size=4, max_steps=4))
     with pytest.raises(DataError, match="eval_steps asks for step 9"):
-        plan(40, TrainConfig(batch_size=4, max_steps=5, eval_steps=(0, 9)))
+        step_plan(40, TrainConfig(batch_size=4, max_steps=5, eval_steps=(0, 9)))
     with pytest.raises(DataError, match="not divisible"):
-        plan(40, TrainConfig(batch_size=3), world_size=2)
+        step_plan(40, TrainConfig(batch_size=3), world_size=2)
     with pytest.raises(DataError, match="unknown training parameter"):
         TrainConfig.from_dict({"learning_rate": 1e-4})
     with pytest.raises(DataError, match="lr"):

@@ -1,8 +1,9 @@
 """zsg: how the arrangement of instruction-tuning data drives zero-shot generalization.
 
 Data flows one way; nothing lower imports anything higher:
-    assets -> data -> prompt -> split -> embed -> similarity -> tma -> arrange -> metrics
-    (-> train -> runs) -> plots -> book
+    assets -> data -> prompt -> split -> embed -> features -> similarity -> tma -> arrange
+    -> export, model -> metrics -> train -> runs -> experiments -> plan, costs -> execute
+    -> compare, stats, predict -> findings, rules -> plots -> book
 """
 import warnings
 

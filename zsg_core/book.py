@@ -1,6 +1,11 @@
 """The executed book: chapter sources -> notebooks -> papermill with a profile -> Jupyter Book HTML.
 
-    python -m zsg_core.book [--profile cpu] [--html] [--only CHAPTER ...]   (what `make book` runs)
+    python -m zsg_core.book [--profile cpu] [--html] [--only CHAPTER ...] [--workers N] [--ray]
+                                                        (what `make book` runs)
+
+First the plan: every run the chapters read, listed with its predicted cost (`zsg plan`); the runs
+the store lacks are trained (one after another here, or on worker processes or Ray: `execute`);
+then the chapters are executed, and read their runs back.
 
 The chapters and their order are `_toc.yml`'s, read here, by the findings chapter and by the
 tests. Each chapter source `book/NN_name.py` (jupytext py:percent, a cell tagged `parameters`) is
@@ -20,6 +25,7 @@ rerun redoes only what is missing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import subprocess
@@ -27,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 from .util import BUILD_ENV, DEFAULT_PROFILE, build_dir
 
@@ -110,6 +117,20 @@ def check_profile_keys(name: str, params: dict) -> None:
                         f"run parameter nor a chapter parameter (run parameters: {', '.join(sorted(PARAMETERS))})")
 
 
+def chapter_parameters(name: str, profile: dict) -> dict:
+    """The parameters chapter `name` runs with under a profile: its parameters cell's defaults,
+    with the profile's values for those it declares (what papermill injects)."""
+    import jupytext
+
+    source = BOOK / f"{name}.py"
+    cells = [c for c in jupytext.read(source).cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if not cells:
+        raise BookError(f"{source.name}: no cell tagged 'parameters'")
+    defaults: dict = {}
+    exec(compile(cells[0].source, str(source), "exec"), {}, defaults)  # the chapter's own code, as papermill runs it
+    return {**defaults, **{k: v for k, v in profile.items() if k in defaults}}
+
+
 def convert(source: Path, notebook: Path) -> Path:
     """book/NN_name.py (py:percent) -> `notebook`."""
     import jupytext
@@ -128,6 +149,20 @@ def declared_parameters(notebook: Path) -> set[str]:
     return names
 
 
+@contextlib.contextmanager
+def set_env(name: str, value: str) -> Iterator[None]:
+    """`name` set to `value` inside (for the kernels started there), as it was after."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
 def _hide_injected(notebook: Path) -> None:
     import nbformat
 
@@ -139,9 +174,27 @@ def _hide_injected(notebook: Path) -> None:
     nbformat.write(nb, notebook)
 
 
-def run(profile: str = DEFAULT_PROFILE, log=print, only: list[str] | None = None) -> list[Path]:
-    """Convert and execute every chapter (or those named in `only`) with the profile's parameters;
-    return the notebooks."""
+def train_plan(profile: str, only: list[str] | None = None, executor=None, log=print) -> None:
+    """Print the plan of the chapters' runs (`zsg plan`), then train the ones the store lacks
+    with `executor` (default: one after another, in this process), so that the chapters only read."""
+    from .costs import CostModel, manifests
+    from .execute import train_missing
+    from .plan import book_plan, render
+
+    plan = book_plan(profile, only)
+    log(render(plan, CostModel.fit(manifests())))
+    if plan.unsized:
+        log("sizing the runs that wait on it (embedding the TMA pools; cached after)")
+        plan = book_plan(profile, only, size=True)
+    if executor is None:
+        train_missing(plan, log=log)
+    else:
+        train_missing(plan, executor, log=log)
+
+
+def run(profile: str = DEFAULT_PROFILE, log=print, only: list[str] | None = None, executor=None) -> list[Path]:
+    """Train the runs the chapters (or those named in `only`) read (`train_plan`), then convert
+    and execute the chapters with the profile's parameters; return the notebooks."""
     import papermill
 
     from .runs import PARAMETERS
@@ -163,20 +216,25 @@ def run(profile: str = DEFAULT_PROFILE, log=print, only: list[str] | None = None
     unknown = set(params) - set().union(*declared.values(), PARAMETERS)
     if unknown:
         raise BookError(f"profile {profile!r} sets parameter(s) {sorted(unknown)} that no chapter or run declares")
+    train_plan(profile, only, executor, log)
+    from .experiments import PLANNED_ENV
+
     executed = []
-    for nb in notebooks:
-        if only and nb.stem not in only:
-            continue
-        executed.append(nb)
-        start = time.perf_counter()
-        log(f"executing {nb.stem} (profile {profile}) in {nb.parent}")
-        try:
-            papermill.execute_notebook(str(nb), str(nb), parameters={k: v for k, v in params.items() if k in declared[nb.stem]},
-                                       cwd=str(nb.parent), kernel_name="python3", progress_bar=False)
-        except papermill.PapermillExecutionError as e:
-            raise BookError(f"{nb.name} failed in cell {e.exec_count}: {e.ename}: {e.evalue}") from None
-        _hide_injected(nb)
-        log(f"  done in {time.perf_counter() - start:.0f} s")
+    with set_env(PLANNED_ENV, "1"):  # the kernels inherit it: a chapter reading a run the plan missed fails
+        for nb in notebooks:
+            if only and nb.stem not in only:
+                continue
+            executed.append(nb)
+            start = time.perf_counter()
+            log(f"executing {nb.stem} (profile {profile}) in {nb.parent}")
+            try:
+                papermill.execute_notebook(str(nb), str(nb), parameters={k: v for k, v in params.items()
+                                                                         if k in declared[nb.stem]},
+                                           cwd=str(nb.parent), kernel_name="python3", progress_bar=False)
+            except papermill.PapermillExecutionError as e:
+                raise BookError(f"{nb.name} failed in cell {e.exec_count}: {e.ename}: {e.evalue}") from None
+            _hide_injected(nb)
+            log(f"  done in {time.perf_counter() - start:.0f} s")
     return executed
 
 
@@ -203,12 +261,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default=DEFAULT_PROFILE, help="zsg_core/profiles/<name>.yaml (smoke, cpu, gpu)")
     parser.add_argument("--html", action="store_true", help="also build the HTML with Jupyter Book")
     parser.add_argument("--only", nargs="+", metavar="CHAPTER", help="execute only these chapters (e.g. 04_similarity)")
+    from .data import DataError
+    from .execute import add_arguments, from_arguments
+
+    add_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        run(args.profile, only=args.only)
+        run(args.profile, only=args.only, executor=from_arguments(args))
         if args.html:
             print(f"the book is at {build_html(args.profile)}")
-    except BookError as e:
+    except (BookError, DataError) as e:
         print(f"book: error: {e}", file=sys.stderr)
         return 2
     return 0

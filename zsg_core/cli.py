@@ -8,6 +8,8 @@
                                        order anyone's SFT data for a test set (every method of the paper)
     zsg train [--profile cpu] [--arrangement nft] [--set lr=3e-4 ...]
                                        one run: train in the arranged order, evaluate densely, store
+    zsg plan [--profile cpu] [--chapters 04_similarity ...] [--runs] [--train [--workers N] [--ray]]
+                                       the book's runs before any trains: stored or not, predicted cost
 """
 from __future__ import annotations
 
@@ -185,6 +187,22 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan(args: argparse.Namespace) -> int:
+    from .costs import CostModel, manifests
+    from .execute import from_arguments, train_missing
+    from .plan import book_plan, render
+
+    executor = from_arguments(args)  # its options are checked before anything is planned
+    plan = book_plan(args.profile, args.chapters, size=args.size)
+    print(render(plan, CostModel.fit(manifests()), every_run=args.runs), flush=True)
+    if args.train:
+        if plan.unsized:
+            print("sizing the runs that wait on it (embedding the TMA pools; cached after)", flush=True)
+            plan = book_plan(args.profile, args.chapters, size=True)
+        train_missing(plan, executor)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     parser = argparse.ArgumentParser(prog="zsg", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -272,6 +290,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", help="a stored run's config.json: rerun exactly that")
     p.add_argument("--print-config", action="store_true", help="print the config and its folder, train nothing")
     p.set_defaults(func=_train)
+
+    from .execute import add_arguments
+
+    p = sub.add_parser("plan", help="the book's runs before any trains: stored or not, their predicted cost, the total")
+    p.add_argument("--profile", default="cpu", help="zsg_core/profiles/<name>.yaml: smoke, cpu (default), cpu-full, gpu")
+    p.add_argument("--chapters", nargs="+", metavar="CHAPTER", help="only these chapters' runs (e.g. 04_similarity)")
+    p.add_argument("--runs", action="store_true", help="a line per run, not only per chapter")
+    p.add_argument("--size", action="store_true",
+                   help="do the work that decides some runs (embedding chapter 6's TMA pools) now, so every run is listed")
+    p.add_argument("--train", action="store_true", help="then train the runs the store lacks (the chapters only read them)")
+    add_arguments(p)
+    p.set_defaults(func=_plan)
 
     args = parser.parse_args(argv)
     from .assets import AssetError

@@ -87,6 +87,14 @@ class VectorStore:
                 self._loaded_shards.add(f.name)
 
 
+_ENCODED = [0]  # texts this process has encoded, whatever Encoder did it: what a run's manifest records
+
+
+def texts_encoded() -> int:
+    """Texts this process has encoded so far (cached ones not counted)."""
+    return _ENCODED[0]
+
+
 class Encoder:
     """A cached sentence encoder. `n_encoded` counts texts the model actually encoded.
 
@@ -164,6 +172,7 @@ class Encoder:
                 chunk = todo[start: start + SHARD_TEXTS]
                 self.store.add(chunk, self._encode([first[k] for k in chunk], pool))
                 self.n_encoded += len(chunk)
+                _ENCODED[0] += len(chunk)
         return self.store.get(keys)
 
 

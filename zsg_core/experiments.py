@@ -1,7 +1,7 @@
 """Every run the book trains, launched from here: each chapter's groups of runs, defined once.
 
-A chapter, the findings table and the benchmarks call the same function, so all see the same runs
-(read back from the run store after the first time). Each group is keyed (label, seed):
+A chapter, the plan, the findings table and the benchmarks call the same function, so all see the
+same runs (read back from the run store after the first time). Each group is keyed (label, seed):
 
     runs = run_arrangements(params, {"NFT": {"arrangement": "nft"}, "RT": {"arrangement": "rt"}},
                             seeds=[0, 1, 2])          # params: flat run parameters (runs.PARAMETERS)
@@ -14,24 +14,103 @@ A chapter, the findings table and the benchmarks call the same function, so all 
     tma_plan, tma, round_groups   E6 and E8: sized once (the pool, the budget, E8's group size), then run
     task_free             E7's analog: random-instance hold-outs
 
+A chapter asks for its runs by name, `chapter_runs("04_similarity", globals())`: `BOOK_RUNS` says
+once which of these each chapter calls with which of its parameters. Under `planning()` the same
+calls train nothing: every run they would read is recorded (`PlannedRun`) and stands in the results
+as `Pending`, which is how `zsg plan` lists the book's runs before any of them trains.
+
 Only chapter 2 and 3's random runs generate text: every other group compares held-out loss, so
 its runs carry no `generate_steps` (and are shared between chapters and the benchmarks).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+import contextlib
+import contextvars
+import functools
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from .data import DataError
-from .runs import RunResult, run, run_config, run_split, stored
+from .runs import RunConfig, RunResult, is_complete, run, run_config, run_params, run_split, runs_dir, stored
 from .train import comparison_schedule
 
 Runs = dict[tuple[str, int], RunResult]
 Log = Callable[[str], None]
 
 SEED_PARAMS = ("arrangement_seed", "split_seed")
+PLANNED_ENV = "ZSG_PLAN_TRAINED"  # set by the book runner for its kernels: every run a chapter reads is stored
 QUIET = {"generate_steps": []}
 WSD_ORDERS = {"NFT": {"arrangement": "nft"}, "FFT": {"arrangement": "fft"}, "RT": {"arrangement": "rt"}}
+
+
+# -- the plan: the runs a chapter reads, recorded instead of trained ---------------------------------
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run a chapter reads: where it is read (chapter, experiment function, label, seed) and
+    what it is (its config)."""
+    chapter: str
+    experiment: str
+    label: str
+    seed: int
+    seed_param: str
+    config: RunConfig
+
+    @property
+    def key(self) -> str:
+        return self.config.key()
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A planned run's place in the results while planning: what the chapter would read there."""
+    config: RunConfig
+
+
+class Unsized(Exception):
+    """Planning met a group whose runs are decided by work not yet done (TMA's budget is computed
+    from the pools' embeddings): how many runs it holds is known, their configs are not."""
+
+    def __init__(self, experiment: str, runs: int, work: str):
+        super().__init__(f"{experiment}: {runs} runs, sized once {work}")
+        self.experiment, self.runs, self.work = experiment, runs, work
+
+
+@dataclass
+class Recorder:
+    """What `planning()` collects: the runs in the order the chapters ask for them, and whether
+    work that sizes runs (embedding TMA's pools) may be done now (`size`)."""
+    size: bool = False
+    chapter: str = ""
+    runs: list[PlannedRun] = field(default_factory=list)
+
+
+_RECORDER: contextvars.ContextVar[Recorder | None] = contextvars.ContextVar("zsg_planning", default=None)
+_EXPERIMENT: contextvars.ContextVar[str] = contextvars.ContextVar("zsg_experiment", default="")
+
+
+@contextlib.contextmanager
+def planning(size: bool = False) -> Iterator[Recorder]:
+    """Inside, the experiments train nothing and record the runs they would read."""
+    recorder = Recorder(size)
+    token = _RECORDER.set(recorder)
+    try:
+        yield recorder
+    finally:
+        _RECORDER.reset(token)
+
+
+def _experiment(fn: Callable) -> Callable:
+    """Name the runs `fn` asks for after it (the plan's "experiment" column); the outermost wins."""
+    @functools.wraps(fn)
+    def named(*args: Any, **kwargs: Any) -> Any:
+        token = _EXPERIMENT.set(_EXPERIMENT.get() or fn.__name__)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _EXPERIMENT.reset(token)
+    return named
 
 
 def run_arrangements(params: Mapping[str, Any], variants: Mapping[str, Mapping[str, Any]],
@@ -48,6 +127,7 @@ def run_arrangements(params: Mapping[str, Any], variants: Mapping[str, Mapping[s
         raise DataError(f"seed_param must be one of {SEED_PARAMS}, got {seed_param!r}")
     if not seeds:
         raise DataError("no seeds given: a comparison needs at least one run per variant")
+    recorder = _RECORDER.get()
     out: Runs = {}
     for label, over in variants.items():
         seen: set[str] = set()
@@ -56,8 +136,20 @@ def run_arrangements(params: Mapping[str, Any], variants: Mapping[str, Mapping[s
             if config.key() in seen:
                 continue
             seen.add(config.key())
+            if recorder is not None:
+                recorder.runs.append(PlannedRun(recorder.chapter, _EXPERIMENT.get() or "run_arrangements",
+                                                label, seed, seed_param, config))
+                out[(label, seed)] = Pending(config)
+                continue
             log(f"{label} ({seed_param} {seed}): run {config.key()}")
-            result = run(config, log=lambda m: None) if train else stored(config)
+            if train and os.environ.get(PLANNED_ENV):  # the book trained its plan: a chapter only reads
+                result = stored(config)
+                if result is None:
+                    raise DataError(f"{label} ({seed_param} {seed}): run {config.key()} is not in the run store, "
+                                    "though the book's plan was trained: the plan (experiments.BOOK_RUNS) does not "
+                                    "list every run this chapter reads")
+            else:
+                result = run(config, log=lambda m: None) if train else stored(config)
             if result is not None:
                 out[(label, seed)] = result
     return out
@@ -75,6 +167,7 @@ def compared(params: Mapping[str, Any], max_steps: int | None = None) -> dict[st
     return out
 
 
+@_experiment
 def early_generalization(params: Mapping[str, Any], arrangement_seeds: Sequence[int],
                          split_seeds: Sequence[int] = (), log: Log = print) -> dict[str, Runs]:
     """E1: random order over `arrangement_seeds` on the profile's split, generating at the
@@ -96,6 +189,7 @@ def _on_other_splits(params: Mapping[str, Any], variants: Mapping[str, Mapping[s
     return run_arrangements({**params, **QUIET}, variants, others, "split_seed", log) if others else {}
 
 
+@_experiment
 def permutations(params: Mapping[str, Any], arrangement_seeds: Sequence[int], split_seeds: Sequence[int] = (),
                  log: Log = print) -> dict[str, Runs]:
     """E2 and E3, densely evaluated (they read every window): on the profile's split, round-robin
@@ -112,6 +206,7 @@ def permutations(params: Mapping[str, Any], arrangement_seeds: Sequence[int], sp
     return {"first": first, "by_split": by_split | _on_other_splits(params, variants, split_seeds, log)}
 
 
+@_experiment
 def similarity(params: Mapping[str, Any], split_seeds: Sequence[int], arrangement_seeds: Sequence[int],
                blocked_split_seeds: Sequence[int] = (), log: Log = print) -> dict[str, Runs]:
     """E4: NFT / FFT / RT by WSD on each split of `split_seeds` (RT: one shuffle per split, its
@@ -136,6 +231,7 @@ NEAREST_FIRST_ORDERS = {"NFT": WSD_ORDERS["NFT"], "RT": WSD_ORDERS["RT"],
                         "family": {"arrangement": "family-nft"}}
 
 
+@_experiment
 def nearest_first(params: Mapping[str, Any], split_seeds: Sequence[int], arrangement_seeds: Sequence[int],
                   log: Log = print) -> Runs:
     """Why nearest-first loses, experiments 1 and 2, on E4's set-up over the same training list:
@@ -153,6 +249,7 @@ def represented_label(order: str, kind: str) -> str:
     return f"{order} ({kind})"
 
 
+@_experiment
 def representations(params: Mapping[str, Any], kinds: Sequence[str], split_seeds: Sequence[int],
                     arrangement_seeds: Sequence[int], log: Log = print) -> Runs:
     """Which similarity orders best: WSD-NFT and coverage-balanced nearest-first
@@ -165,6 +262,7 @@ def representations(params: Mapping[str, Any], kinds: Sequence[str], split_seeds
     return run_arrangements(p, variants, split_seeds, "split_seed", log)
 
 
+@_experiment
 def regimes(params: Mapping[str, Any], setups: Mapping[str, Mapping[str, Any]], split_seeds: Sequence[int],
             arrangement_seeds: Sequence[int], log: Log = print, train: bool = True) -> dict[str, Runs]:
     """E4's NFT / FFT / RT (RT: `arrangement_seeds[0]`) on each split under each set-up of `setups`
@@ -182,6 +280,7 @@ def regimes(params: Mapping[str, Any], setups: Mapping[str, Mapping[str, Any]], 
     return out
 
 
+@_experiment
 def granularity(params: Mapping[str, Any], split_seeds: Sequence[int], long_steps: int | None = None,
                 log: Log = print) -> Runs:
     """E5: coarse (task-centroid WSD, tasks contiguous) vs fine (instance WSD, E4's NFT order),
@@ -280,6 +379,7 @@ def tma_plan(params: Mapping[str, Any], split_seeds: Sequence[int], pool_per_tas
     return TmaPlan(pool_per_task, budget, spans, pool, rounds, group_size, selected, near_end, fft_near_start)
 
 
+@_experiment
 def tma(params: Mapping[str, Any], plan: TmaPlan, split_seeds: Sequence[int], side_split_seeds: Sequence[int],
         arrangement_seeds: Sequence[int], log: Log = print) -> dict[str, Runs]:
     """E6: TMA NFT / FFT / RT on each split of `split_seeds` (RT: one shuffle per split), MIN and
@@ -306,6 +406,7 @@ def round_label(start: int, width: int) -> str:
     return f"rounds {start}-{start + width - 1}"
 
 
+@_experiment
 def round_groups(params: Mapping[str, Any], plan: TmaPlan, width: int, starts: Sequence[int],
                  split_seeds: Sequence[int], log: Log = print) -> Runs:
     """E8: on each split, one run per group of TMA min rounds [s, s + width) over the whole pool,
@@ -318,6 +419,7 @@ def round_groups(params: Mapping[str, Any], plan: TmaPlan, width: int, starts: S
     return run_arrangements(p, variants, split_seeds, "split_seed", log)
 
 
+@_experiment
 def task_free(params: Mapping[str, Any], split_seeds: Sequence[int], arrangement_seeds: Sequence[int],
               log: Log = print) -> Runs:
     """E7's analog: held-out instances drawn at random (tasks never consulted; each split seed
@@ -325,3 +427,90 @@ def task_free(params: Mapping[str, Any], split_seeds: Sequence[int], arrangement
     RT shuffle (`arrangement_seeds[0]`) on each split."""
     p = {**compared(params), "held_out": "instances", "tma_budget": None, "arrangement_seed": arrangement_seeds[0]}
     return run_arrangements(p, tma_orders(("NFT", "FFT", "RT")), split_seeds, "split_seed", log)
+
+
+# -- the chapters' runs: which experiments each chapter calls, with which of its parameters ----------
+
+def tma_chapter(params: Mapping[str, Any], split_seeds: Sequence[int], side_split_seeds: Sequence[int],
+                arrangement_seeds: Sequence[int], pool_per_task: int, near_rounds: int, round_width: int,
+                round_starts: Sequence[int], log: Log = print) -> tuple[TmaPlan, dict[str, Runs], Runs]:
+    """Chapter 6: E6 and E8 sized on every split either uses (`tma_plan`), then run: (plan, E6's
+    runs, E8's runs). Planning without `size` cannot size them until the pools are embedded:
+    `Unsized` then says how many runs wait on that."""
+    seeds = sorted(set(split_seeds) | set(side_split_seeds))
+    recorder = _RECORDER.get()
+    if recorder is not None and not recorder.size and not _pools_embedded(params, seeds, pool_per_task):
+        runs = 3 * len(split_seeds) + 2 * len(side_split_seeds) + len(round_starts) * len(side_split_seeds)
+        raise Unsized("tma", runs, f"the TMA pools of splits {seeds} are embedded")
+    plan = tma_plan(params, seeds, pool_per_task, near_rounds, round_width, round_starts)
+    return (plan, tma(params, plan, split_seeds, side_split_seeds, arrangement_seeds, log),
+            round_groups(params, plan, round_width, round_starts, side_split_seeds, log))
+
+
+def _pools_embedded(params: Mapping[str, Any], split_seeds: Sequence[int], pool_per_task: int) -> bool:
+    """Whether `tma_plan` would only read caches: every pool split cached and all its texts embedded."""
+    from .embed import Encoder, embed_text
+    from .split import is_cached
+    from .util import text_hash
+
+    encoder = Encoder()
+    for seed in split_seeds:
+        config = run_config(**{**_tma_params(params, pool_per_task), "split_seed": seed, "arrangement": "tma-min"})
+        if not is_cached(config.split, config.model):
+            return False
+        split = run_split(config)
+        texts = [embed_text(r, "first-turn") for r in split.train + split.test]
+        if encoder.store.missing([text_hash(t) for t in texts]):
+            return False
+    return True
+
+
+def _regimes_and_orders(p: Mapping[str, Any]) -> tuple[Runs, dict[str, Runs]]:
+    params = run_params(p)
+    return (nearest_first(params, p["split_seeds"], p["arrangement_seeds"]),
+            regimes(params, p["regimes"], p["split_seeds"], p["arrangement_seeds"]))
+
+
+# chapter -> its runs from its parameters (a profile, or a notebook's globals): what it reads
+BOOK_RUNS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
+    "02_early_generalization": lambda p: early_generalization(run_params(p), p["arrangement_seeds"], p["side_split_seeds"]),
+    "03_permutations": lambda p: permutations(run_params(p), p["arrangement_seeds"], p["side_split_seeds"]),
+    "04_similarity": lambda p: similarity(run_params(p), p["split_seeds"], p["arrangement_seeds"], p["side_split_seeds"]),
+    "05_granularity": lambda p: granularity(run_params(p), p["side_split_seeds"], p["long_steps"]),
+    "06_tma": lambda p: tma_chapter(run_params(p), p["split_seeds"], p["side_split_seeds"], p["arrangement_seeds"],
+                                    p["tma_pool_per_task"], p["tma_near_rounds"], p["round_width"], p["round_starts"]),
+    "07_nearest_first": _regimes_and_orders,
+    "08_representations": lambda p: (representations(run_params(p), p["feature_kinds"], p["side_split_seeds"],
+                                                     p["arrangement_seeds"]),  # and chapter 3's cluster and random runs
+                                     permutations(run_params(p), p["arrangement_seeds"][:1], p["side_split_seeds"])["by_split"]),
+    "09_task_free": lambda p: task_free(run_params(p), p["side_split_seeds"], p["arrangement_seeds"]),
+}
+
+
+def chapter_runs(chapter: str, params: Mapping[str, Any]) -> Any:
+    """The runs `chapter` reads, trained if missing (or recorded, under `planning()`), from its
+    parameters: a profile, or the notebook's `globals()`."""
+    if chapter not in BOOK_RUNS:
+        raise DataError(f"no runs are declared for chapter {chapter!r}; chapters with runs: {', '.join(BOOK_RUNS)}")
+    recorder = _RECORDER.get()
+    if recorder is not None:
+        recorder.chapter = chapter
+    return BOOK_RUNS[chapter](_ChapterParams(chapter, params))
+
+
+class _ChapterParams(Mapping[str, Any]):
+    """A chapter's parameters; one it needs and lacks is named (not a KeyError from deep inside)."""
+
+    def __init__(self, chapter: str, params: Mapping[str, Any]):
+        self.chapter, self.params = chapter, params
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self.params:
+            raise DataError(f"chapter {self.chapter}: parameter {name!r} is not set")
+        return self.params[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.params)
+
+    def __len__(self) -> int:
+        return len(self.params)

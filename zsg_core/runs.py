@@ -401,21 +401,25 @@ class _Prepared:
     lm: Any  # model.TunedLM
     started: datetime.datetime  # when preparing began: a run's wall time counts arranging and loading too
     t0: float
+    texts_embedded: int  # texts arranging had to embed (not cached yet)
 
 
 def _prepare(config: RunConfig, root: Path) -> _Prepared:
     """Arrange the training list, load the model and check that the run fits its schedule and the
     disk: everything that can refuse a run, done before anything of it is written."""
     from .model import TunedLM
-    from .train import plan
+    from .train import step_plan
 
-    started, t0 = datetime.datetime.now(datetime.timezone.utc), time.perf_counter()
+    from .embed import texts_encoded
+
+    started, t0, encoded = datetime.datetime.now(datetime.timezone.utc), time.perf_counter(), texts_encoded()
     arranged, test, summary = arranged_training_list(config)
+    encoded = texts_encoded() - encoded  # a split's first run embeds its texts; the others read them
     lm = TunedLM(config.model, config.train.frozen_layers, config.split.max_len, seed=config.train.seed,
                  autocast=config.train.precision == "bf16")
-    steps, _, eval_steps = plan(len(arranged), config.train, _world_size())
+    steps, _, eval_steps = step_plan(len(arranged), config.train, _world_size())
     _check_free_space(root, _expected_bytes(lm, steps, config.train.batch_size, len(eval_steps), len(test)))
-    return _Prepared(arranged, test, summary, lm, started, t0)
+    return _Prepared(arranged, test, summary, lm, started, t0, encoded)
 
 
 def _world_size() -> int:
@@ -459,6 +463,7 @@ def _train_and_store(config: RunConfig, folder: Path, state, work: _Prepared, lo
         with atomic_file(folder / "config.json") as f:
             json.dump(config.to_dict(), f, indent=1)
     started, t0, lm = work.started, work.t0, work.lm
+    prepare_seconds = time.perf_counter() - t0  # arranging (embedding a new split's texts) and loading the model
     result = train(lm, work.arranged, work.test, config.train, workdir=folder, log=log, on_step=on_step,
                    checkpoint_every=checkpoint_every)
     if not main:
@@ -470,7 +475,9 @@ def _train_and_store(config: RunConfig, folder: Path, state, work: _Prepared, lo
     manifest = {"key": config.key(), "run_version": RUN_VERSION, "versions": _versions(), **_git_state(),
                 "started": started.isoformat(timespec="seconds"),
                 "ended": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                "wall_seconds": round(time.perf_counter() - t0, 2), "cpu_count": os.cpu_count(),
+                "wall_seconds": round(time.perf_counter() - t0, 2), "prepare_seconds": round(prepare_seconds, 2),
+                "texts_embedded": work.texts_embedded,
+                "cpu_count": os.cpu_count(),
                 "machine": capability(),  # CPU kind (or GPU), bf16 support, threads: what the timings mean
                 "model_fingerprint": lm.fingerprint, "arrangement": work.summary,
                 "train_instances": len(work.arranged), **{k: v for k, v in result.stats.items()}}

@@ -323,6 +323,20 @@ def make_split(records: list[Record], config: SplitConfig = SplitConfig(), token
     return Split(train, test, pd.DataFrame(rows), config)
 
 
+def _cached_folder(config: SplitConfig, model: str) -> tuple[Path, str]:
+    """Where a split is cached, and the tokenizer that measures it (tiny models share SmolLM2's)."""
+    from .assets import TINY_MODELS
+
+    tokens_of = "smollm2-135m" if model in TINY_MODELS else model
+    key = json.dumps({"config": config.identity(), "model": tokens_of, "version": SPLIT_VERSION}, sort_keys=True)
+    return cache_dir() / "splits" / hashlib.sha1(key.encode()).hexdigest()[:16], tokens_of
+
+
+def is_cached(config: SplitConfig, model: str = "smollm2-135m") -> bool:
+    """Whether `load_split` would read the split back instead of computing it."""
+    return (_cached_folder(config, model)[0] / "summary.json").exists()
+
+
 def load_split(config: SplitConfig = SplitConfig(), model: str = "smollm2-135m",
                log: Callable[[str], None] = print) -> Split:
     """The split of the default pool, measured with `model`'s tokenizer, cached on disk.
@@ -331,12 +345,10 @@ def load_split(config: SplitConfig = SplitConfig(), model: str = "smollm2-135m",
     The cached files' sha256 are recorded in its summary.json: a damaged copy is named through
     `log`, removed and computed again.
     """
-    from .assets import TINY_MODELS, load_tokenizer
+    from .assets import load_tokenizer
     from .util import checked_record, file_digests
 
-    tokens_of = "smollm2-135m" if model in TINY_MODELS else model  # tiny models share SmolLM2's tokenizer
-    key = json.dumps({"config": config.identity(), "model": tokens_of, "version": SPLIT_VERSION}, sort_keys=True)
-    folder = cache_dir() / "splits" / hashlib.sha1(key.encode()).hexdigest()[:16]
+    folder, tokens_of = _cached_folder(config, model)
     names = list(SPLIT_FILES)
     with file_lock(folder):  # two notebooks asking at once compute it once
         if (folder / "summary.json").exists():

@@ -148,7 +148,7 @@ class TrainResult:
 TABLES = ("train_log", "eval_loss", "generations", "batches")
 
 
-def plan(n_items: int, config: TrainConfig, world_size: int = 1) -> tuple[int, int, tuple[int, ...]]:
+def step_plan(n_items: int, config: TrainConfig, world_size: int = 1) -> tuple[int, int, tuple[int, ...]]:
     """(steps to run, steps in the epoch = the schedule's horizon, evaluation steps)."""
     if n_items == 0:
         raise DataError("nothing to train on: the arranged list is empty")
@@ -242,13 +242,14 @@ def train(lm: TunedLM, arranged: Sequence[Record], test: Sequence[Record], confi
     process_state()
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     world = accelerator.num_processes
-    steps, epoch, eval_steps = plan(len(arranged), config, world)
+    steps, epoch, eval_steps = step_plan(len(arranged), config, world)
     checkpoint_every = checkpoint_every or checkpoint_interval(steps)
     lm.autocast = config.precision == "bf16"
     items = lm.items(arranged[: steps * config.batch_size])
     test_items = lm.items(test)
     if not test_items:
         raise DataError("the held-out set is empty")
+    t_cache, computed = time.perf_counter(), 0
     if accelerator.is_main_process:  # compute the frozen bottom's outputs once, then share them
         bar = progress_bar(len(items) + len(test_items), "frozen layers (cached once)")
         computed = lm.cache_bottom(list(items) + list(test_items), bar, log=log)
@@ -257,6 +258,7 @@ def train(lm: TunedLM, arranged: Sequence[Record], test: Sequence[Record], confi
         lm.check(test_items)
     accelerator.wait_for_everyone()
     lm.cache_bottom(list(items) + list(test_items), log=log)
+    cache_seconds = time.perf_counter() - t_cache
 
     params = lm.trainable_parameters()
     optimizer = adamw(params, config.lr)
@@ -268,7 +270,8 @@ def train(lm: TunedLM, arranged: Sequence[Record], test: Sequence[Record], confi
 
     tables: dict[str, list[dict]] = {t: [] for t in TABLES}
     start_step = 0
-    train_seconds, train_tokens, eval_seconds = 0.0, 0, 0.0  # this call's (a resumed run: since resuming)
+    # this call's (a resumed run: since resuming); evaluation and generation apart, as the plan's costs
+    train_seconds, train_tokens, eval_seconds, generate_seconds = 0.0, 0, 0.0, 0.0
     t1 = time.perf_counter()
     state_path = workdir / STATE if workdir is not None else None
     state = _load_state(state_path, log) if state_path is not None else None
@@ -283,9 +286,11 @@ def train(lm: TunedLM, arranged: Sequence[Record], test: Sequence[Record], confi
         log(f"resuming from step {start_step} of {steps}")
     elif 0 in eval_steps and accelerator.is_main_process:
         tables["eval_loss"] += _eval_rows(lm, test_items, test, 0)
-    if start_step == 0 and 0 in config.generate_steps and accelerator.is_main_process:
-        tables["generations"] += _generations(lm, test, config, 0)
     eval_seconds += time.perf_counter() - t1
+    if start_step == 0 and 0 in config.generate_steps and accelerator.is_main_process:
+        t1 = time.perf_counter()
+        tables["generations"] += _generations(lm, test, config, 0)
+        generate_seconds += time.perf_counter() - t1
 
     lm.model.train()
     bar = progress_bar(steps, "training", unit="step") if accelerator.is_main_process else None
@@ -323,9 +328,11 @@ def train(lm: TunedLM, arranged: Sequence[Record], test: Sequence[Record], confi
             t1 = time.perf_counter()
             if step in eval_steps:
                 tables["eval_loss"] += _eval_rows(lm, test_items, test, step)
-            if step in config.generate_steps:
-                tables["generations"] += _generations(lm, test, config, step)
             eval_seconds += time.perf_counter() - t1
+            if step in config.generate_steps:
+                t1 = time.perf_counter()
+                tables["generations"] += _generations(lm, test, config, step)
+                generate_seconds += time.perf_counter() - t1
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{tables['train_log'][-1]['loss']:.3f}")
@@ -338,7 +345,10 @@ def train(lm: TunedLM, arranged: Sequence[Record], test: Sequence[Record], confi
         bar.close()
     stats = {"train_seconds": round(train_seconds, 2), "train_tokens": train_tokens,
              "train_tokens_per_s": round(train_tokens / train_seconds, 1) if train_seconds else None,
-             "eval_seconds": round(eval_seconds, 2), "steps": steps, "epoch_steps": epoch, "processes": world}
+             "eval_seconds": round(eval_seconds, 2), "generate_seconds": round(generate_seconds, 2),
+             "cache_seconds": round(cache_seconds, 2), "cache_entries_computed": computed,
+             "evaluations": len([s for s in eval_steps if s > start_step or start_step == 0]), "held_out": len(test_items),
+             "steps": steps, "epoch_steps": epoch, "processes": world}
     return TrainResult(**{t: pd.DataFrame(tables[t], columns=_COLUMNS[t]) for t in TABLES}, stats=stats)
 
 

@@ -1,0 +1,253 @@
+"""The book as one planned computation: the plan lists exactly what a chapter reads and trains
+nothing; the cost model predicts from manifests; the executors (worker processes, Ray's own
+multi-node test cluster) store what the in-process one stores, survive a lost node, and an
+interrupted plan resumes. On the tiny random-init Llama over the real data."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from zsg_core import book, experiments
+from zsg_core.costs import CostModel, machine_kind, manifests
+from zsg_core.data import DataError
+from zsg_core.execute import Executor, train_missing, waves
+from zsg_core.experiments import PlannedRun
+from zsg_core.plan import Plan, book_plan, predictions, render
+from zsg_core.precision import capability
+from zsg_core.runs import TABLES, load, run_config
+
+TINY = dict(model="tiny-llama", train_per_task=4, test_per_task=2, max_len=256, batch_size=4, lr=1e-3,
+            frozen_layers=2, precision="fp32")  # fp32: runs from two executors compare bit for bit
+
+
+def _chapter_params(chapter: str, **over) -> dict:
+    return {**book.chapter_parameters(chapter, book.load_profile("smoke")), **TINY, **over}
+
+
+def test_planning_trains_nothing_and_lists_exactly_what_the_chapter_reads(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZSG_RUNS", str(tmp_path))
+    params = _chapter_params("05_granularity", side_split_seeds=[0], long_steps=4, max_steps=2)
+    with experiments.planning() as recorder:
+        pending = experiments.chapter_runs("05_granularity", params)
+    assert not list(tmp_path.iterdir())  # nothing trained, nothing written
+    assert all(isinstance(v, experiments.Pending) for v in pending.values())
+    planned = {r.key: r for r in recorder.runs}
+    assert sorted((r.experiment, r.label, r.seed) for r in recorder.runs) == \
+        [("granularity", "coarse", 0), ("granularity", "fine", 0)]
+    read = experiments.chapter_runs("05_granularity", params)  # the chapter's own call, training
+    assert {r.config.key() for r in read.values()} == set(planned)
+    assert {r.config.key(): r.config for r in read.values()} == {k: r.config for k, r in planned.items()}
+
+
+def test_a_book_chapter_reading_a_run_its_plan_lacks_fails(tmp_path, monkeypatch):
+    """The book runner trains the plan, then sets ZSG_PLAN_TRAINED for its kernels: a run the plan
+    did not list is then an error naming BOOK_RUNS, not a silent training inside the chapter."""
+    monkeypatch.setenv("ZSG_RUNS", str(tmp_path))
+    monkeypatch.setenv(experiments.PLANNED_ENV, "1")
+    with pytest.raises(DataError, match="BOOK_RUNS"):
+        experiments.run_arrangements({**TINY, "max_steps": 2}, {"random": {"arrangement": "random"}})
+    assert not list(tmp_path.glob("*/complete"))
+
+
+def test_a_chapter_parameter_that_is_missing_is_named():
+    with pytest.raises(DataError, match="05_granularity: parameter 'long_steps'"):
+        experiments.chapter_runs("05_granularity", {**TINY, "side_split_seeds": [0]})
+    with pytest.raises(DataError, match="no runs are declared"):
+        experiments.chapter_runs("01_data", TINY)
+
+
+def test_every_chapter_with_runs_is_planned_and_each_run_counted_once():
+    """The smoke profile's plan: every chapter that reads runs is in BOOK_RUNS, runs read by two
+    chapters (E4's in 7 and 8, chapter 3's in 8) are listed once, under the first reader."""
+    sources = {src.stem for src in book.chapter_sources() if "experiments.chapter_runs(" in src.read_text()}
+    assert sources == set(experiments.BOOK_RUNS)
+    plan = book_plan("smoke")
+    keys = [r.key for r in plan.runs]
+    assert len(keys) == len(set(keys))
+    shared = [k for k, readers in plan.readers.items() if len(readers) > 1]
+    assert shared and all(plan.readers[k][0] == next(r.chapter for r in plan.runs if r.key == k) for k in shared)
+    assert "08_representations" in {c for k in shared for c in plan.readers[k]}
+
+
+def test_tma_runs_wait_on_their_pools_and_are_counted(monkeypatch):
+    monkeypatch.setattr(experiments, "_pools_embedded", lambda *a: False)
+    plan = book_plan("smoke", ["06_tma"])
+    assert plan.runs == [] and list(plan.unsized) == ["06_tma"]
+    p = book.chapter_parameters("06_tma", book.load_profile("smoke"))
+    n = 3 * len(p["split_seeds"]) + 2 * len(p["side_split_seeds"]) + len(p["round_starts"]) * len(p["side_split_seeds"])
+    assert plan.unsized["06_tma"].runs == n
+    assert f"+{n} runs of tma, sized once the TMA pools" in render(plan, CostModel(machine_kind(capability()), 0))
+
+
+def _manifest(config, steps, seconds, kind="AVX512", first=False, new_entries=0):
+    """A manifest as runs._train_and_store writes it, with chosen parts."""
+    evals = len(config.train.eval_steps)
+    held = config.split.test_tasks * config.split.test_per_task
+    parts = {"train_seconds": steps * seconds["step"], "eval_seconds": evals * held * seconds["eval"],
+             "generate_seconds": 0.0, "cache_seconds": new_entries * seconds["entry"]}
+    return {"config": config, "machine": {"device": "cpu", "cpu_capability": kind}, "steps": steps,
+            "evaluations": evals, "held_out": held, "processes": 1, "cache_entries_computed": new_entries,
+            "texts_embedded": 500 if first else 0, "prepare_seconds": seconds["fixed"], **parts,
+            "wall_seconds": seconds["fixed"] + sum(parts.values()) + (seconds["split"] if first else 0.0)}
+
+
+def test_the_cost_model_recovers_the_parts_of_the_runs_it_is_fitted_on():
+    rates = {"step": 0.5, "eval": 0.01, "fixed": 20.0, "entry": 0.2, "split": 40.0}
+    configs = [run_config(**{**TINY, "max_steps": s, "eval_steps": [0, s], "split_seed": i}) for i, s in enumerate((10, 20, 40))]
+    kind = capability().get("cpu_capability")
+    held = configs[0].split.test_tasks * configs[0].split.test_per_task
+    reads = [c.train.max_steps * 4 + held for c in configs]
+    new = [reads[0], reads[1] // 2, 0]  # the first run computes every entry it reads, the next half, the last none
+    stored = [_manifest(c, c.train.max_steps, rates, kind, first=(i == 0), new_entries=new[i]) for i, c in enumerate(configs)]
+    stored.append(_manifest(configs[1], 20, {k: 100 * v for k, v in rates.items()}, kind="OTHER"))  # another machine: ignored
+    model = CostModel.fit(stored, f"cpu:{kind}")
+    assert model.fitted == 3
+    share = sum(new) / sum(reads)
+    target = run_config(**{**TINY, "max_steps": 30, "eval_steps": [0, 10, 30]})
+    warm = 20.0 + 30 * 0.5 + 3 * held * 0.01 + (30 * 4 + held) * share * 0.2
+    assert model.predict(target) == pytest.approx(warm)
+    assert model.predict(target, first_on_split=True) == pytest.approx(warm + 40.0)
+    assert model.predict(run_config(**{**TINY, "max_steps": 30, "frozen_layers": 0})) is None  # never seen: no guess
+    assert CostModel.fit([], f"cpu:{kind}").predict(target) is None
+
+
+def test_a_splits_first_missing_run_pays_for_what_its_runs_share(tmp_path):
+    a, b = (run_config(**{**TINY, "max_steps": 4, "eval_steps": [0, 4], "arrangement": m}) for m in ("random", "cluster"))
+    c = run_config(**{**TINY, "max_steps": 4, "eval_steps": [0, 4], "split_seed": 1})
+    plan = Plan("t", ["c"], [PlannedRun("c", "e", l, 0, "split_seed", x) for l, x in (("a", a), ("b", b), ("c", c))])
+    model = CostModel("k", 1, fixed=1.0, step={("tiny-llama", 2, 4, "fp32"): 1.0}, first_on_split=100.0)
+    got = predictions(plan, model, tmp_path)
+    assert got == {a.key(): pytest.approx(105.0), b.key(): pytest.approx(5.0), c.key(): pytest.approx(105.0)}
+    assert [[r.label for r in w] for w in waves(plan.runs)] == [["a", "c"], ["b"]]
+
+
+def _tiny_plan(steps: int = 6) -> Plan:
+    """Six tiny runs on two splits: enough for two workers to hold one each."""
+    runs = [PlannedRun("t", "e", arrangement, seed, "split_seed",
+                       run_config(**{**TINY, "max_steps": steps, "eval_steps": [0, steps], "arrangement": arrangement,
+                                     "split_seed": seed}))
+            for seed in (0, 1) for arrangement in ("random", "cluster", "round-robin")]
+    return Plan("tiny", ["t"], runs)
+
+
+def _same_tables(a: Path, b: Path) -> None:
+    """Every number two runs stored is the same bits, but how long their steps took."""
+    for t in TABLES:
+        left, right = (pd.read_parquet(f / f"{t}.parquet").drop(columns=["seconds"], errors="ignore") for f in (a, b))
+        pd.testing.assert_frame_equal(left, right, check_exact=True)
+
+
+def test_worker_processes_store_what_the_process_itself_stores(tmp_path):
+    plan = _tiny_plan(steps=2)
+    plan.runs = plan.runs[:2]
+    train_missing(plan, Executor("inprocess", threads=1), log=lambda m: None, root=tmp_path / "here")
+    walls = train_missing(plan, Executor("processes", workers=2, threads=1), log=lambda m: None, root=tmp_path / "pool")
+    assert set(walls) == {r.key for r in plan.runs}
+    for r in plan.runs:
+        _same_tables(load(tmp_path / "here" / r.key).folder, load(tmp_path / "pool" / r.key).folder)
+    assert train_missing(plan, Executor("processes", workers=2), log=lambda m: None, root=tmp_path / "pool") == {}
+
+
+def test_an_executor_refuses_what_it_cannot_do():
+    for bad in (dict(kind="slurm"), dict(workers=0), dict(threads=0), dict(gpus_per_run=2)):
+        with pytest.raises(DataError):
+            Executor(**bad)
+
+
+def test_ray_on_a_two_node_cluster_completes_a_plan_after_losing_a_node(tmp_path):
+    """Ray's own multi-node test cluster on this machine: a head that runs nothing and two worker
+    nodes of one CPU each. When both hold a run, one node is removed: its run is retried on the
+    other, and every run is stored once, whole, and equal (fp32) to the in-process one."""
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    plan = _tiny_plan(steps=40)
+    root = tmp_path / "ray"
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    try:
+        ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False, logging_level="warning",
+                 runtime_env={"env_vars": {"ZSG_CACHE": os.environ.get("ZSG_CACHE", ""), "OMP_NUM_THREADS": "1"}}
+                 if os.environ.get("ZSG_CACHE") else None)
+        import threading
+
+        def lose_a_node() -> None:  # once two runs are under way (folders without a marker), one node goes
+            deadline = time.time() + 300
+            while time.time() < deadline:
+                busy = [f for f in root.glob("*") if f.is_dir() and not (f / "complete").exists()]
+                if len(busy) >= 2:
+                    cluster.remove_node(nodes[1])
+                    lost.append(len(busy))
+                    return
+                time.sleep(0.2)
+
+        lost: list[int] = []
+        killer = threading.Thread(target=lose_a_node)
+        killer.start()
+        walls = train_missing(plan, Executor("ray", workers=2, threads=1), log=lambda m: None, root=root)
+        killer.join()
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert lost, "the test never saw two runs under way"
+    assert set(walls) == {r.key for r in plan.runs}
+    folders = [f for f in root.iterdir() if f.is_dir()]
+    assert sorted(f.name for f in folders) == sorted(r.key for r in plan.runs)  # each once, nothing else
+    here = tmp_path / "here"
+    train_missing(plan, Executor("inprocess", threads=1), log=lambda m: None, root=here)
+    for r in plan.runs:
+        stored = load(root / r.key)  # verified against its checksums and its key: whole
+        assert not (stored.folder / "state").exists()
+        _same_tables(stored.folder, here / r.key)
+
+
+def test_ray_refuses_a_store_the_tasks_do_not_see(tmp_path):
+    from zsg_core.execute import STORE_TOKEN, _ray_task
+
+    (tmp_path / STORE_TOKEN).write_text("driver's")
+    with pytest.raises(DataError, match="every node mounts"):
+        _ray_task({}, str(tmp_path), "another", 1)
+    with pytest.raises(DataError, match="no store"):
+        _ray_task({}, str(tmp_path / "elsewhere"), "another", 1)
+
+
+_INTERRUPTED = """
+import sys
+from zsg_core.execute import train_missing
+from zsg_core.plan import Plan
+from zsg_core.experiments import PlannedRun
+from zsg_core.runs import RunConfig
+import json
+runs = [PlannedRun("t", "e", str(i), 0, "split_seed", RunConfig.from_dict(c)) for i, c in enumerate(json.load(open(sys.argv[1])))]
+train_missing(Plan("t", ["t"], runs), log=lambda m: print(m, flush=True))
+"""
+
+
+def test_an_interrupted_plan_leaves_a_store_that_a_rerun_completes(tmp_path):
+    plan = _tiny_plan(steps=30)
+    plan.runs = plan.runs[:2]
+    (tmp_path / "plan.json").write_text(json.dumps([r.config.to_dict() for r in plan.runs]))
+    root = tmp_path / "runs"
+    env = {**os.environ, "ZSG_RUNS": str(root), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", _INTERRUPTED, str(tmp_path / "plan.json")], env=env,
+                            stdout=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(root.glob("*/state")):  # a checkpoint: the first run is half-way
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not list(root.glob("*/complete"))
+    rerun = subprocess.run([sys.executable, "-c", _INTERRUPTED, str(tmp_path / "plan.json")], env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert sorted(f.parent.name for f in root.glob("*/complete")) == sorted(r.key for r in plan.runs)
+    for r in plan.runs:
+        assert load(root / r.key).train_log.step.tolist() == list(range(1, 31))
