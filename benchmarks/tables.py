@@ -87,7 +87,45 @@ def peer_curves(results: dict | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-TABLES = {"peer-speed": peer_speed, "peer-curves": peer_curves}
+def executors(results: dict | None = None) -> str:
+    """benchmarks/README: the same runs through each executor, wall time and ratio to in-process."""
+    d = results or _load("bench_executors_cpu.json")
+    s, m = d["setup"], d["machine"]
+    lines = ["| executor | wall, median (s) | rounds (s) | / in-process |", "|---|---|---|---|"]
+    for name, e in d["executors"].items():
+        lines.append(f"| {name} | {e['median']:.1f} | {', '.join(f'{w:.1f}' for w in e['wall_seconds'])} | "
+                     f"{e['ratio_to_in_process']:.2f} |")
+    lines += ["", f"{m['name']}, CPU kind {m['cpu_capability']}, {m['cores']} cores; {s['runs']} runs of the "
+                  f"{s['profile']} profile on split {s['split_seed']}, {s['steps']} steps each, caches warm; "
+                  f"{s['rounds']} alternating rounds (`benchmarks/bench_executors.py`, `results/bench_executors_cpu.json`)."]
+    return "\n".join(lines) + "\n"
+
+
+COST_PARTS = {"prepare_seconds": "preparing (split, embedding, arranging)", "cache_seconds": "frozen cache", "train_seconds": "training",
+              "eval_seconds": "evaluation", "generate_seconds": "generation"}
+
+
+def book_costs(profile: str) -> str:
+    """benchmarks/README: where each chapter's time goes, summed from its runs' manifests."""
+    d = _load(f"book_costs_{profile}.json")
+    lines = ["| chapter | runs (stored) | wall (min) | " + " | ".join(COST_PARTS.values()) + " | other |",
+             "|---|---|---|" + "---|" * (len(COST_PARTS) + 1)]
+    total = {"runs": 0, "stored": 0, "wall_seconds": 0.0, **{p: 0.0 for p in COST_PARTS}}
+    for chapter, c in d["chapters"].items():
+        for k in total:
+            total[k] += c[k]
+    for chapter, c in [*d["chapters"].items(), ("all", total)]:
+        other = c["wall_seconds"] - sum(c[p] for p in COST_PARTS)
+        lines.append(f"| {chapter} | {c['runs']} ({c['stored']}) | {c['wall_seconds'] / 60:.1f} | "
+                     + " | ".join(f"{c[p] / 60:.1f}" for p in COST_PARTS) + f" | {other / 60:.1f} |")
+    lines += ["", f"Minutes, summed over the stored runs' manifests (`benchmarks/book_costs.py --profile {profile}`, "
+                  f"`results/book_costs_{profile}.json`); each run counted in the first chapter that reads it; machine "
+                  f"kind {', '.join(d['machine_kinds']) or 'none'}, {', '.join(map(str, d['threads']))} threads."]
+    return "\n".join(lines) + "\n"
+
+
+TABLES = {"peer-speed": peer_speed, "peer-curves": peer_curves, "executors": executors,
+          "book-costs-smoke": lambda: book_costs("smoke"), "book-costs-cpu": lambda: book_costs("cpu")}
 
 
 def rebuilt(text: str) -> str:

@@ -35,8 +35,12 @@
 # each run makes one pass over the whole selection, so NFT, FFT and RT train on exactly the same
 # instances under the same schedule (checked below from the batches each model received); the
 # pool is shuffled once before TMA indexes it, so inside a round the picks do not come sorted by
-# task name. NFT / FFT / RT run on every split of `split_seeds` (RT one shuffle per split), MIN,
-# MAX and the round groups on every split of `side_split_seeds`.
+# task name. NFT / FFT / RT run on every split of `split_seeds` (RT one shuffle per split); on the
+# first, they and MIN and MAX train the whole pass (the picture of the five orders below); on the
+# others, NFT / FFT / RT stop at the step where NFT leaves its near half, still under the whole
+# pass's schedule: this chapter reads them there and before (its reading point lies inside the near
+# half), and what a run does up to a step does not depend on where it stops (tested). The round
+# groups run on every split of `side_split_seeds`.
 #
 # **What it takes to run**: see the table at the end of the chapter ("What it took"); minutes once
 # the runs are stored.
@@ -48,7 +52,7 @@
 # |---|---|
 # | `model`, split and training parameters | as in chapter 2 (`split_seed` and `max_steps` are unused here: every TMA run makes one pass over its selection) |
 # | `split_seeds` | task splits NFT / FFT / RT are repeated on |
-# | `side_split_seeds` | task splits MIN, MAX and the round groups run on |
+# | `side_split_seeds` | task splits the round groups run on |
 # | `arrangement_seeds` | RT's shuffle: the first of them on every split |
 # | `tma_pool_per_task` | instances of each training task TMA may pick (the split's `pool_per_task`: the first `train_per_task` of them are the other chapters' list, and the held-out set is theirs whatever the pool) |
 # | `tma_near_rounds` | NFT's near half spans at least this many rounds on every split; the budget follows |
@@ -98,24 +102,27 @@ def layout_facts(seed: int) -> dict:
     return {"split": seed, "pool": plan.pool[seed], "near rounds": plan.near_rounds[seed],
             "selected": plan.selected[seed]["tma-nft"], "steps": -(-plan.selected[seed]["tma-nft"] // batch_size),
             "near half ends at step": plan.near_end[seed] // batch_size,
-            "FFT reaches it at step": plan.fft_near_start[seed] // batch_size + 1}
+            "FFT reaches it at step": plan.fft_near_start[seed] // batch_size + 1,
+            "trained to step": int(runs["by_split"][("NFT", seed)].batches.step.max())}
 
 
 layouts = pd.DataFrame([layout_facts(s) for s in split_seeds]).set_index("split")
-same = compare.same_instances(runs["by_split"], ["NFT", "FFT", "RT"])
+whole = [s for s in split_seeds if layouts.loc[s, "trained to step"] == layouts.loc[s, "steps"]]  # one whole pass
+same = compare.same_instances({k: r for k, r in runs["by_split"].items() if k[1] in whole}, ["NFT", "FFT", "RT"])
 
 # %% [markdown]
 # ## The selection on each split
 #
 # The budget is the same on every split; how many rounds the near half spans, how many instances
 # the two halves select together (each half keeps its last round whole, as the paper's code does,
-# and an instance both halves pick counts once, so this differs from the budget), and the step at
-# which NFT leaves its near half and FFT enters it:
+# and an instance both halves pick counts once, so this differs from the budget), the step at
+# which NFT leaves its near half and FFT enters it, and the step NFT, FFT and RT trained to:
 
 # %% tags=["hide-input"]
 display(Markdown(f"Pool: up to {tma_pool_per_task} instances per training task, shuffled once (seed {TMA_POOL_SEED}); "
-                 f"budget {plan.budget:,}. NFT, FFT and RT received the same instances (from their batches) on "
-                 f"{sum(same.values())} of {len(same)} splits. Sizing it embeds {sum(plan.pool.values()):,} pool "
+                 f"budget {plan.budget:,}. Trained the whole pass on split{'s' * (len(whole) > 1)} {', '.join(map(str, whole))}, where NFT, "
+                 f"FFT and RT received the same instances (from their batches) on {sum(same.values())} of {len(same)}; on "
+                 f"the other {len(split_seeds) - len(whole)}, until NFT leaves its near half. Sizing it embeds {sum(plan.pool.values()):,} pool "
                  f"instances over {len(plan.pool)} splits (once: cached after) and runs Algorithm 1 over each pool."))
 layouts
 

@@ -295,7 +295,8 @@ def test_tma_runs_train_the_same_instances_and_round_groups_the_same_steps(tmp_p
     monkeypatch.setenv("ZSG_RUNS", str(tmp_path))
     params = {**SMOKE, "split_seed": 0, "batch_size": 16}  # one pass is a few steps
     plan = experiments.tma_plan(params, [0], pool_per_task=4, near_rounds=1, round_width=1, round_starts=[0, 2])
-    runs = experiments.tma(params, plan, [0], [], [0], log=lambda m: None)  # no MIN / MAX: it saves time
+    runs = experiments.tma(params, plan, [0], [0], log=lambda m: None)  # split 0 whole: with MIN and MAX
+    assert sorted(runs["extremes"]) == [("MAX", 0), ("MIN", 0)]
     assert compare.same_instances(runs["by_split"], ["NFT", "FFT", "RT"]) == {0: True}
     nft = runs["by_split"][("NFT", 0)]
     assert len(nft.batches) == int(nft.manifest["train_instances"])  # one whole pass: nothing left untrained
@@ -320,3 +321,20 @@ def test_tma_runs_train_the_same_instances_and_round_groups_the_same_steps(tmp_p
         assert got.id.tolist() == [split.train[i].id for i in rounds[start][: plan.group_size]]
     other = {("NFT", 0): nft, ("FFT", 0): groups[(experiments.round_label(0, 1), 0)]}
     assert compare.same_instances(other, ["NFT", "FFT"]) == {0: False}
+    # On a split not drawn whole, NFT / FFT / RT stop where NFT leaves its near half, under the whole
+    # pass's schedule: every number the chapter reads there (steps up to the stop) is the whole run's.
+    stop = experiments.near_half_stop(plan, 0, params["batch_size"])
+    cut = experiments.tma(params, plan, [0], [0], whole_on=[], log=lambda m: None)
+    assert cut["extremes"] == {} and 0 < stop < compare.epoch_steps(nft)
+    for label in ("NFT", "FFT", "RT"):
+        whole, short = runs["by_split"][(label, 0)], cut["by_split"][(label, 0)]
+        assert short.config.train.max_steps == stop and short.batches.step.max() == stop
+        assert compare.epoch_steps(short) == compare.epoch_steps(whole)  # the same schedule horizon
+        assert short.batches.equals(whole.batches[whole.batches.step <= stop].reset_index(drop=True))
+        assert short.train_log[["step", "lr", "loss"]].equals(whole.train_log[whole.train_log.step <= stop][["step", "lr", "loss"]].reset_index(drop=True))
+        both = set(whole.eval_loss.step) & set(short.eval_loss.step)
+        assert both == {s for s in whole.eval_loss.step if s <= stop}  # every evaluation the whole run made by then
+        pair = [r.eval_loss[r.eval_loss.step.isin(both)].sort_values(["step", "id"]).reset_index(drop=True)
+                for r in (short, whole)]
+        pd.testing.assert_frame_equal(*pair, check_exact=True)
+    assert stop in set(cut["by_split"][("NFT", 0)].eval_loss.step)

@@ -82,7 +82,7 @@ def test_tma_runs_wait_on_their_pools_and_are_counted(monkeypatch):
     plan = book_plan("smoke", ["06_tma"])
     assert plan.runs == [] and list(plan.unsized) == ["06_tma"]
     p = book.chapter_parameters("06_tma", book.load_profile("smoke"))
-    n = 3 * len(p["split_seeds"]) + 2 * len(p["side_split_seeds"]) + len(p["round_starts"]) * len(p["side_split_seeds"])
+    n = 3 * len(p["split_seeds"]) + 2 + len(p["round_starts"]) * len(p["side_split_seeds"])  # MIN, MAX: first split
     assert plan.unsized["06_tma"].runs == n
     assert f"+{n} runs of tma, sized once the TMA pools" in render(plan, CostModel(machine_kind(capability()), 0))
 
@@ -251,3 +251,15 @@ def test_an_interrupted_plan_leaves_a_store_that_a_rerun_completes(tmp_path):
     assert sorted(f.parent.name for f in root.glob("*/complete")) == sorted(r.key for r in plan.runs)
     for r in plan.runs:
         assert load(root / r.key).train_log.step.tolist() == list(range(1, 31))
+
+
+def test_zsg_plan_prints_each_chapter_and_the_total_and_refuses_bad_options(capsys):
+    from zsg_core.cli import main
+
+    assert main(["plan", "--profile", "smoke", "--chapters", "05_granularity", "--runs"]) == 0
+    out = capsys.readouterr().out
+    assert "plan for profile smoke" in out and "05_granularity" in out and "total to train" in out
+    assert out.count(" granularity ") == len(book_plan("smoke", ["05_granularity"]).runs)  # a line per run
+    assert main(["plan", "--profile", "smoke", "--workers", "0"]) == 2
+    assert "workers must be" in capsys.readouterr().err
+    assert main(["plan", "--profile", "smoke", "--chapters", "99_nothing"]) == 2

@@ -380,26 +380,41 @@ def tma_plan(params: Mapping[str, Any], split_seeds: Sequence[int], pool_per_tas
 
 
 @_experiment
-def tma(params: Mapping[str, Any], plan: TmaPlan, split_seeds: Sequence[int], side_split_seeds: Sequence[int],
-        arrangement_seeds: Sequence[int], log: Log = print) -> dict[str, Runs]:
-    """E6: TMA NFT / FFT / RT on each split of `split_seeds` (RT: one shuffle per split), MIN and
-    MAX on each of `side_split_seeds`; all select `plan.budget` instances from the pool of
-    `plan.pool_per_task` per task and train one pass over them."""
+def tma(params: Mapping[str, Any], plan: TmaPlan, split_seeds: Sequence[int], arrangement_seeds: Sequence[int],
+        whole_on: Sequence[int] | None = None, log: Log = print) -> dict[str, Runs]:
+    """E6: TMA NFT / FFT / RT on each split of `split_seeds` (RT: one shuffle per split); all select
+    `plan.budget` instances from the pool of `plan.pool_per_task` per task under the schedule of
+    one pass over them.
+
+    On the splits of `whole_on` (default: the first of `split_seeds`) NFT, FFT, RT and MIN, MAX
+    train the whole pass: chapter 6's picture of the five orders, where FFT meets MAX after its far
+    half. On the others NFT, FFT and RT stop where NFT leaves its near half (`near_half_stop`):
+    chapter 6 reads them there and before (its reading point lies inside the near half), and a
+    pass's first steps do not depend on where it stops (the schedule's horizon is the pass)."""
+    whole_on = split_seeds[:1] if whole_on is None else whole_on
     p = {**_tma_params(params, plan.pool_per_task), "tma_budget": plan.budget, "arrangement_seed": arrangement_seeds[0]}
     by_split, extremes = {}, {}
     for seed in split_seeds:  # each split's own epoch, so each its own evaluation schedule
-        one = {**p, "split_seed": seed, "eval_steps": _tma_schedule(p, plan, seed, "tma-nft")}
+        stop = None if seed in whole_on else near_half_stop(plan, seed, p["batch_size"])
+        one = {**p, "split_seed": seed, "max_steps": stop, "eval_steps": _tma_schedule(p, plan, seed, "tma-nft", stop)}
         by_split |= run_arrangements(one, tma_orders(("NFT", "FFT", "RT")), [seed], "split_seed", log)
-    for seed in side_split_seeds:
+    for seed in whole_on:
         for label in ("MIN", "MAX"):
             one = {**p, "split_seed": seed, "eval_steps": _tma_schedule(p, plan, seed, f"tma-{label.lower()}")}
             extremes |= run_arrangements(one, tma_orders((label,)), [seed], "split_seed", log)
     return {"by_split": by_split, "extremes": extremes}
 
 
-def _tma_schedule(params: Mapping[str, Any], plan: TmaPlan, split_seed: int, arrangement: str) -> list[int]:
-    """The comparison schedule over one pass of a TMA selection on one split."""
-    return list(comparison_schedule(-(-plan.selected[split_seed][arrangement] // params["batch_size"])))
+def near_half_stop(plan: TmaPlan, split_seed: int, batch_size: int) -> int:
+    """The step at which NFT's last near-half instance has been trained on, on one split."""
+    return -(-plan.near_end[split_seed] // batch_size)
+
+
+def _tma_schedule(params: Mapping[str, Any], plan: TmaPlan, split_seed: int, arrangement: str,
+                  stop: int | None = None) -> list[int]:
+    """The comparison schedule over one pass of a TMA selection on one split, up to `stop` (and at it)."""
+    schedule = comparison_schedule(-(-plan.selected[split_seed][arrangement] // params["batch_size"]))
+    return list(schedule) if stop is None else sorted({s for s in schedule if s <= stop} | {stop})
 
 
 def round_label(start: int, width: int) -> str:
@@ -440,10 +455,10 @@ def tma_chapter(params: Mapping[str, Any], split_seeds: Sequence[int], side_spli
     seeds = sorted(set(split_seeds) | set(side_split_seeds))
     recorder = _RECORDER.get()
     if recorder is not None and not recorder.size and not _pools_embedded(params, seeds, pool_per_task):
-        runs = 3 * len(split_seeds) + 2 * len(side_split_seeds) + len(round_starts) * len(side_split_seeds)
+        runs = 3 * len(split_seeds) + 2 + len(round_starts) * len(side_split_seeds)
         raise Unsized("tma", runs, f"the TMA pools of splits {seeds} are embedded")
     plan = tma_plan(params, seeds, pool_per_task, near_rounds, round_width, round_starts)
-    return (plan, tma(params, plan, split_seeds, side_split_seeds, arrangement_seeds, log),
+    return (plan, tma(params, plan, split_seeds, arrangement_seeds, log=log),
             round_groups(params, plan, round_width, round_starts, side_split_seeds, log))
 
 
