@@ -16,7 +16,7 @@
 # One row per *part* of each claim of the paper: a compound claim such as NFT < RT < FFT is
 # judged as NFT < RT, RT < FFT and NFT < FFT, each with its own interval and verdict. Each row
 # gives the paper's number as read off its released figure, our effect at the same relative point
-# of training with its 95% interval over independent units (task splits, unless the row says
+# of training with its interval over independent units (task splits, unless the row says
 # otherwise), and a verdict. Every row was computed by the rule of `zsg_core.rules` that the
 # chapter named in it states above its result, from its stored runs; this chapter refuses rows
 # computed with other parameters than its own.
@@ -25,9 +25,14 @@
 # side the paper claims, **contradicted** when it lies wholly on the other side, **inconclusive**
 # when it straddles the boundary or there are too few units for an interval (fewer than three, or
 # units that all agree exactly: a single run or a single split never makes a verdict). Effects are differences in held-out loss (negative = the
-# first order is ahead) unless the row says otherwise. Where a row has a p-value (of the effect at
-# its boundary, a t-test over the same units), the table also gives it Holm-adjusted over every
-# row with one, since the table tests many claims at once.
+# first order is ahead) unless the row says otherwise.
+#
+# **One family of the paper's claims.** The rows of the paper's own claims (E1-E8) are one
+# confirmatory family, declared in `zsg_core.findings.CONFIRMATORY` before the runs: each is judged
+# on its Bonferroni interval over the whole family, so that all its verdicts together are wrong
+# with chance at most 5%, and its p-values are also given Holm-adjusted over the family. The other
+# rows (E4+, E9, S1, S2: this book's own questions) are exploratory: judged on their own 95%
+# interval, with no adjusted p, and marked so.
 #
 # **What it takes to run**: seconds; it reads what chapters 2-8 recorded.
 #
@@ -64,8 +69,9 @@ table, curves = findings.collect(params, book.recording_chapters())  # in _toc.y
 # ## The table
 
 # %%
-shown = table[["experiment", "part", "verdict", "measured", "point", "p", "p_holm"]].rename(columns={"p_holm": "p (Holm)"})  # verdict first: a wide table scrolls
-shown.style.hide(axis="index").format({"p": "{:.3f}", "p (Holm)": "{:.3f}"}, na_rep="-").set_properties(
+shown = table[["experiment", "part", "verdict", "family", "measured", "point", "p", "p_holm"]].rename(
+    columns={"p_holm": "p (Holm, family)"})  # verdict first: a wide table scrolls
+shown.style.hide(axis="index").format({"p": "{:.3f}", "p (Holm, family)": "{:.3f}"}, na_rep="-").set_properties(
     **{"text-align": "left", "vertical-align": "top", "padding-right": "1em"})
 
 # %% [markdown]
@@ -106,11 +112,13 @@ plt.show()
 # ## What we saw
 
 # %% tags=["hide-input"]
-counts = table.verdict.value_counts()
-tested = table.p.notna()
-lines = [f"{len(table)} parts of {table.claim.nunique()} claims: " + ", ".join(f"{n} {v}" for v, n in counts.items())
-         + f". {int(tested.sum())} parts have a p-value; after Holm's adjustment over them, "
-         f"{int((table.p_holm < 0.05).sum())} stay below 0.05."]
+confirmatory = table[table.family == "confirmatory"]
+lines = [f"{len(table)} parts of {table.claim.nunique()} claims. The paper's claims, {len(confirmatory)} parts of the "
+         f"declared family of {findings.FAMILY_SIZE}: " + ", ".join(f"{n} {v}" for v, n in confirmatory.verdict.value_counts().items())
+         + f"; {int(confirmatory.p.notna().sum())} have a p-value, {int((confirmatory.p_holm < 0.05).sum())} of them below "
+         "0.05 after Holm's adjustment over the family. This book's own questions, "
+         f"{len(table) - len(confirmatory)} exploratory parts: "
+         + ", ".join(f"{n} {v}" for v, n in table[table.family == "exploratory"].verdict.value_counts().items()) + "."]
 for claim, parts in table.groupby("claim", sort=False):
     lines.append(f"{parts.experiment.iloc[0]}: {claim}: " + "; ".join(
         f"{row.part} **{row.verdict}** ({row.measured})" for row in parts.itertuples()) + ".")

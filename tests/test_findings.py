@@ -43,7 +43,7 @@ def test_records_are_collected_and_other_parameters_refused(tmp_path, monkeypatc
     findings.record("04_x", params, [row, other], curve)
     table, curves = findings.collect(params, ["04_x"])
     assert table.verdict.tolist() == ["inconclusive", "contradicted"] and set(table.chapter) == {"04_x"}
-    assert table.p_holm.tolist() == pytest.approx([0.04, 0.02])  # Holm over the table's p-values
+    assert table.p_holm.tolist() == pytest.approx([0.04, 0.02])  # Holm over the confirmatory family's p-values
     assert math.isnan(curves.lo.iloc[0]) and curves["diff"].tolist() == [0.0, -0.1]
     # no interval anywhere (too few units): the columns still come back as numbers, which a plot can take
     findings.record("04_x", params, [row], curve.assign(lo=NAN, hi=NAN))
@@ -63,3 +63,29 @@ def test_the_shared_parameters_are_run_parameters():
     from zsg_core.runs import PARAMETERS
 
     assert set(findings.SHARED) <= set(PARAMETERS)
+
+
+def test_holm_runs_over_the_confirmatory_family_only_and_the_family_is_fixed(tmp_path, monkeypatch):
+    """The paper's claims (findings.CONFIRMATORY) are one family: Holm adjusts their p-values among
+    themselves; the book's own questions are marked exploratory and keep their p. A table with more
+    parts of a paper's claim than were declared is refused."""
+    monkeypatch.setenv("ZSG_BUILD", str(tmp_path))
+    params = {"model": "m"}
+
+    def part(experiment, name, p):
+        return findings.Finding(experiment, "claim", name, "paper", "ours", -0.1, -0.2, 0.0, 5, "task splits", p,
+                                "step 30", "inconclusive")
+
+    findings.record("04_x", params, [part("E4", "NFT < RT", 0.01), part("E4", "RT < FFT", 0.04),
+                                     part("E4+", "NFT < RT", 0.001), part("S1", "a > b", 0.02)])
+    table, _ = findings.collect(params, ["04_x"])
+    assert table.family.tolist() == ["confirmatory", "confirmatory", "exploratory", "exploratory"]
+    assert table.p_holm.iloc[:2].tolist() == pytest.approx([0.02, 0.04])  # two in the family, not four
+    assert table.p_holm.iloc[2:].isna().all()
+    assert findings.FAMILY_SIZE == sum(findings.CONFIRMATORY.values())
+    assert findings.interval_level("E6") == pytest.approx(1 - 0.05 / findings.FAMILY_SIZE)
+    assert findings.interval_level("S2") == pytest.approx(0.95)
+    too_many = [part("E8", f"rounds {i} < rounds {i + 1}", 0.5) for i in range(findings.CONFIRMATORY["E8"] + 1)]
+    findings.record("04_x", params, too_many)
+    with pytest.raises(DataError, match="declare the family"):
+        findings.collect(params, ["04_x"])

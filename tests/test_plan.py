@@ -108,8 +108,10 @@ def test_the_cost_model_recovers_the_parts_of_the_runs_it_is_fitted_on():
     new = [reads[0], reads[1] // 2, 0]  # the first run computes every entry it reads, the next half, the last none
     stored = [_manifest(c, c.train.max_steps, rates, kind, first=(i == 0), new_entries=new[i]) for i, c in enumerate(configs)]
     stored.append(_manifest(configs[1], 20, {k: 100 * v for k, v in rates.items()}, kind="OTHER"))  # another machine: ignored
+    other = run_config(**{**TINY, "max_steps": 10, "eval_steps": [0, 10], "frozen_layers": 1})  # another set-up
+    stored.append(_manifest(other, 10, {k: 10 * v for k, v in rates.items()}, kind, first=True))
     model = CostModel.fit(stored, f"cpu:{kind}")
-    assert model.fitted == 3
+    assert model.fitted == 4 and len(model.step) == 2
     share = sum(new) / sum(reads)
     target = run_config(**{**TINY, "max_steps": 30, "eval_steps": [0, 10, 30]})
     warm = 20.0 + 30 * 0.5 + 3 * held * 0.01 + (30 * 4 + held) * share * 0.2
@@ -123,7 +125,8 @@ def test_a_splits_first_missing_run_pays_for_what_its_runs_share(tmp_path):
     a, b = (run_config(**{**TINY, "max_steps": 4, "eval_steps": [0, 4], "arrangement": m}) for m in ("random", "cluster"))
     c = run_config(**{**TINY, "max_steps": 4, "eval_steps": [0, 4], "split_seed": 1})
     plan = Plan("t", ["c"], [PlannedRun("c", "e", l, 0, "split_seed", x) for l, x in (("a", a), ("b", b), ("c", c))])
-    model = CostModel("k", 1, fixed=1.0, step={("tiny-llama", 2, 4, "fp32"): 1.0}, first_on_split=100.0)
+    setup = ("tiny-llama", 2, 4, "fp32")
+    model = CostModel("k", 1, fixed={setup: 1.0}, step={setup: 1.0}, first_on_split={setup: 100.0})
     got = predictions(plan, model, tmp_path)
     assert got == {a.key(): pytest.approx(105.0), b.key(): pytest.approx(5.0), c.key(): pytest.approx(105.0)}
     assert [[r.label for r in w] for w in waves(plan.runs)] == [["a", "c"], ["b"]]

@@ -136,8 +136,9 @@ def windows(effects: list[float], tasks: int = 10, noise: float = 0.01) -> pd.Da
 
 
 def test_sudden_rule():
-    assert rules.sudden(windows([.1, .12, .09])).verdict == REPRODUCED
-    assert rules.sudden(windows([-.1, -.12, -.09])).verdict == CONTRADICTED
+    # three splits under the confirmatory family's interval (E2 is a claim of the paper): tight ones
+    assert rules.sudden(windows([.1, .102, .098])).verdict == REPRODUCED
+    assert rules.sudden(windows([-.1, -.102, -.098])).verdict == CONTRADICTED
     assert rules.sudden(windows([.1, -.1, .02])).verdict == INCONCLUSIVE
     assert rules.sudden(windows([.3])).verdict == INCONCLUSIVE  # one split
     with pytest.raises(DataError, match="columns"):
@@ -237,3 +238,29 @@ def test_correlation_contrast():
     assert flat.value == pytest.approx(1) and not flat.has_interval  # three units: no z interval
     with pytest.raises(DataError, match="two paired series"):
         stats.correlation([1, 2], [1])
+
+
+def test_the_papers_claims_are_judged_on_the_familys_bonferroni_interval_the_rest_on_95():
+    """Declared before the runs: a part of a paper's claim (E4) is judged on the interval at
+    1 - 0.05 / FAMILY_SIZE, an exploratory part (E4+) on its own 95%. Splits whose 95% interval
+    just excludes 0 reproduce the exploratory part and leave the confirmatory one inconclusive."""
+    from scipy import stats as st
+
+    offsets = {"NFT": [-.10, -.02, -.09, -.03, -.06], "RT": [0] * 5}
+    curves = task_curves(offsets, noise=0.0)
+    diffs = np.array(offsets["NFT"])
+    se = diffs.std(ddof=1) / math.sqrt(5)
+    assert diffs.mean() + st.t.ppf(0.975, 4) * se < 0 < diffs.mean() + st.t.ppf(1 - 0.025 / findings.FAMILY_SIZE, 4) * se
+    judged = {e: rules.order_parts(curves, 30, ("NFT", "RT"), experiment=e, claim="c", paper="p", point="s")[0]
+              for e in ("E4", "E4+")}
+    assert judged["E4+"].verdict == REPRODUCED and judged["E4+"].level == pytest.approx(0.95)
+    assert judged["E4"].verdict == INCONCLUSIVE and judged["E4"].level == pytest.approx(1 - 0.05 / findings.FAMILY_SIZE)
+    assert judged["E4"].hi > 0 > judged["E4+"].hi and f"({judged['E4'].level:.2%})" in judged["E4"].measured
+    assert "(95" not in judged["E4+"].measured
+    # a clear effect still reproduces, and contradicts, under the family's interval
+    strong = {"NFT": [-.30, -.25, -.35, -.28, -.32], "RT": [0] * 5}
+    [f] = rules.order_parts(task_curves(strong, noise=0.0), 30, ("NFT", "RT"), experiment="E4", claim="c", paper="p", point="s")
+    assert f.verdict == REPRODUCED
+    [f] = rules.order_parts(task_curves({"NFT": [-x for x in strong["NFT"]], "RT": [0] * 5}, noise=0.0), 30, ("NFT", "RT"),
+                            experiment="E4", claim="c", paper="p", point="s")
+    assert f.verdict == CONTRADICTED

@@ -88,14 +88,14 @@ def _median(values: Iterable[float]) -> float | None:
 class CostModel:
     kind: str  # the machine kind the manifests came from (`machine_kind`)
     fitted: int  # manifests the rates come from
-    fixed: float | None = None  # seconds a run spends outside its steps, evaluations, generations and cache
+    fixed: dict[SetUp, float] = field(default_factory=dict)  # seconds outside steps, evaluations, generations, cache
     step: dict[SetUp, float] = field(default_factory=dict)  # seconds per training step
     evaluation: dict[SetUp, float] = field(default_factory=dict)  # seconds per held-out instance evaluated
     generation: dict[SetUp, float] = field(default_factory=dict)  # seconds per answer generated
     cache_entry: dict[SetUp, float] = field(default_factory=dict)  # seconds per frozen-layer cache entry computed
     # of the instances a run reads (its steps' and the held-out set), the share not cached by the runs before it
     cache_new: dict[SetUp, float] = field(default_factory=dict)
-    first_on_split: float | None = None  # extra seconds of a split's first run: loading and embedding its texts
+    first_on_split: dict[SetUp, float] = field(default_factory=dict)  # a split's first run's extra: loading, embedding
 
     @classmethod
     def fit(cls, stored: list[dict[str, Any]], kind: str | None = None) -> "CostModel":
@@ -123,21 +123,21 @@ class CostModel:
                 model.cache_entry[key] = rate
             read = sum(_cache_reads(m["config"], m["steps"]) for m in ms)
             model.cache_new[key] = sum(m["cache_entries_computed"] for m in ms) / read if read else 0.0
-        rest = {id(m): m["wall_seconds"] - m["train_seconds"] - m["eval_seconds"] - m["generate_seconds"]
-                - m["cache_seconds"] for m in usable}
-        later = [m for m in usable if not m["texts_embedded"]]
-        first = [m for m in usable if m["texts_embedded"]]
-        model.fixed = _median(rest[id(m)] for m in later) if later else _median(rest.values())
-        if first and model.fixed is not None:
-            model.first_on_split = _median(rest[id(m)] - model.fixed for m in first)
+            rest = {id(m): m["wall_seconds"] - m["train_seconds"] - m["eval_seconds"] - m["generate_seconds"]
+                    - m["cache_seconds"] for m in ms}
+            later = [m for m in ms if not m["texts_embedded"]]
+            first = [m for m in ms if m["texts_embedded"]]
+            model.fixed[key] = _median(rest[id(m)] for m in later) if later else _median(rest.values())
+            if first:
+                model.first_on_split[key] = _median(rest[id(m)] - model.fixed[key] for m in first)
         return model
 
     def predict(self, config: RunConfig, first_on_split: bool = False) -> float | None:
         """Predicted wall seconds of `config` on this machine kind; None where a part has no rate."""
         key, steps = set_up(config), planned_steps(config)
-        if steps is None or self.fixed is None or key not in self.step:
+        if steps is None or key not in self.step:
             return None
-        seconds = self.fixed + steps * self.step[key]
+        seconds = self.fixed[key] + steps * self.step[key]
         seconds += _evaluations(config, steps) * _held_out(config) * (self.evaluation.get(key) or 0.0)
         seconds += _cache_reads(config, steps) * self.cache_new.get(key, 0.0) * self.cache_entry.get(key, 0.0)
         if _generated(config):
@@ -145,7 +145,7 @@ class CostModel:
                 return None
             seconds += _generated(config) * self.generation[key]
         if first_on_split:
-            seconds += self.first_on_split or 0.0
+            seconds += self.first_on_split.get(key, 0.0)
         return seconds
 
 

@@ -1,5 +1,6 @@
-"""The findings table: each claim of the paper, part by part: the paper's number, ours with a 95%
-interval over independent units, and a verdict from one vocabulary (`VERDICTS`).
+"""The findings table: each claim of the paper, part by part: the paper's number, ours with an
+interval over independent units (Bonferroni over the paper's claims, `CONFIRMATORY`; 95% for the
+rest), and a verdict from one vocabulary (`VERDICTS`).
 
 The rule behind each finding lives in `rules` (one function per finding, tested to return every
 verdict it can); this module holds the vocabulary, the record and the table.
@@ -21,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from .data import DataError
@@ -53,6 +55,27 @@ PAPER = {
 SHARED = ("model", "test_tasks", "train_per_task", "test_per_task", "max_len", "lr", "batch_size",
           "max_steps", "frozen_layers")
 
+# The confirmatory family, declared before the runs: the paper's own claims as the findings table
+# lists them (experiment -> the most parts its rules judge there). Their verdicts rest on
+# Bonferroni intervals over the whole family, each at coverage 1 - ALPHA / FAMILY_SIZE, so that
+# the chance of any false verdict among them stays at ALPHA; every other row (E4+, E9, S1, S2:
+# questions of this book, not the paper's claims) is exploratory, judged on its own 95% interval
+# and marked so in the table. A table with more parts of a confirmatory experiment than declared
+# is refused (`collect`): the family is fixed before the results are seen.
+ALPHA = 0.05
+CONFIRMATORY = {"E1": 2, "E2": 1, "E3": 2, "E4": 3, "E5": 2, "E6": 3, "E7": 2, "E8": 2}
+FAMILY_SIZE = sum(CONFIRMATORY.values())
+
+
+def family(experiment: str) -> str:
+    return "confirmatory" if experiment in CONFIRMATORY else "exploratory"
+
+
+def interval_level(experiment: str) -> float:
+    """The coverage of the interval a part of `experiment` is judged on."""
+    return 1 - ALPHA / FAMILY_SIZE if experiment in CONFIRMATORY else 1 - ALPHA
+
+
 # One vocabulary for every verdict, defined here only. A part of a claim is judged on the 95%
 # interval of its effect over independent units (task splits, or shuffles where a claim is about
 # one split's order noise):
@@ -71,13 +94,14 @@ class Finding:
     paper: str  # the paper's number, read off its figure
     measured: str  # ours, in words
     effect: float  # the number the verdict rests on
-    lo: float  # its 95% interval (NaN: fewer than stats.MIN_UNITS units, or no spread between them)
+    lo: float  # its interval at `level` (NaN: fewer than stats.MIN_UNITS units, or no spread between them)
     hi: float
     n: int  # independent units the interval is over
     unit: str  # what they are ("task splits", "shuffles on one split", "runs")
     p: float  # two-sided p of the effect at the rule's boundary (NaN: no test)
     point: str  # where in training it was measured
     verdict: str  # one of VERDICTS
+    level: float = 1 - ALPHA  # the interval's coverage (`interval_level`: Bonferroni for the confirmatory family)
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -156,13 +180,24 @@ def collect(params: Mapping[str, Any], chapters: Sequence[str]) -> tuple[pd.Data
         tables.append(_numeric(pd.DataFrame(body["findings"])).assign(chapter=chapter))
         curves.append(_numeric(pd.DataFrame(body["curves"])).assign(chapter=chapter))
     table = pd.concat(tables, ignore_index=True)
-    return table.assign(p_holm=holm(table.p.to_numpy(float))), pd.concat(curves, ignore_index=True)
+    table = table.assign(family=table.experiment.map(family))
+    parts = table[table.family == "confirmatory"].groupby("experiment").size()
+    over = {e: int(n) for e, n in parts.items() if n > CONFIRMATORY[e]}
+    if over:
+        raise DataError(f"the confirmatory family declares {({e: CONFIRMATORY[e] for e in over})} parts, the table has "
+                        f"{over}: declare the family (findings.CONFIRMATORY) before the runs, not after")
+    confirmatory = (table.family == "confirmatory").to_numpy()
+    p_holm = np.full(len(table), np.nan)
+    p_holm[confirmatory] = holm(table.p.to_numpy(float)[confirmatory])  # the family only
+    return table.assign(p_holm=p_holm), pd.concat(curves, ignore_index=True)
 
 
-def fmt(estimate: "Estimate", unit: str = "task splits") -> str:
-    """'-0.120 [-0.200, -0.040] over 5 task splits', or '-0.120 (one task split only: no interval)'."""
+def fmt(estimate: "Estimate", unit: str = "task splits", level: float = 1 - ALPHA) -> str:
+    """'-0.120 [-0.200, -0.040] over 5 task splits' (the interval's coverage named when it is not
+    95%), or '-0.120 (one task split only: no interval)'."""
     if not estimate.has_interval:
         one = {"task splits": "task split", "instance draws": "instance draw", "runs": "run"}.get(unit, unit)
         return f"{estimate.value:+.3f} (one {one} only: no interval)" if estimate.n == 1 else \
             f"{estimate.value:+.3f} ({estimate.n} {unit}: no interval)"
-    return f"{estimate.value:+.3f} [{estimate.lo:+.3f}, {estimate.hi:+.3f}] over {estimate.n} {unit}"
+    coverage = "" if abs(level - (1 - ALPHA)) < 1e-12 else f" ({level:.2%})"
+    return f"{estimate.value:+.3f} [{estimate.lo:+.3f}, {estimate.hi:+.3f}]{coverage} over {estimate.n} {unit}"

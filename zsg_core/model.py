@@ -247,6 +247,12 @@ def load_model(name: str, seed: int = 0) -> tuple[nn.Module, object]:
         model = AutoModelForCausalLM.from_config(_tiny_config(name, tokenizer), dtype=torch.float32,
                                                  attn_implementation=PACKED_ATTENTION)
     else:
+        from transformers.utils import logging as hf_logging
+
+        from .util import show_progress
+
+        if not show_progress():  # no weight-loading bar per run in logs (make book, workers, notebooks)
+            hf_logging.disable_progress_bar()
         model = AutoModelForCausalLM.from_pretrained(model_path(name), dtype=torch.float32,
                                                      attn_implementation=PACKED_ATTENTION)
     model.config.use_cache = False

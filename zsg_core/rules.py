@@ -29,51 +29,58 @@ import numpy as np
 import pandas as pd
 
 from .data import DataError
-from .findings import CONTRADICTED, INCONCLUSIVE, PAPER, REPRODUCED, Finding, fmt, relative_step, verdict
+from .findings import (ALPHA, CONTRADICTED, FAMILY_SIZE, INCONCLUSIVE, PAPER, REPRODUCED, Finding, fmt, interval_level,
+                       relative_step, verdict)
 from .stats import Estimate, over_units, split_means
 
 EARLY_FRACTION = 0.02  # of an epoch: the paper's "~20 of ~1,800 steps" (1.1%), with some room
 REFERENCE_FRACTION = 0.10  # of an epoch: the horizon "early" is measured against
 EARLY_SHARE = 0.8  # "most of the drop": the share of the drop by the reference made by the early point
 
+# Said once under every rule that gives a verdict on the paper's claims or the book's own questions.
+LEVELS = (f" The interval is the Bonferroni one at {1 - ALPHA / FAMILY_SIZE:.2%} for a part of the paper's own claims "
+          f"(the confirmatory family of {FAMILY_SIZE} parts, declared before the runs in `findings.CONFIRMATORY`), "
+          f"so that all of them together are wrong with chance at most {ALPHA:.0%}; the 95% one for the book's other, "
+          "exploratory questions.")
+
 RULES = {
     "order": ("Each part \"A < B\" compares the held-out loss under order A with order B at the reading point: per "
               "task split, the mean over its held-out tasks of A's loss minus B's (an order's shuffles averaged); "
-              "**reproduced** if the 95% t-interval over splits lies wholly below 0, **contradicted** if wholly "
-              "above, else **inconclusive** (also with a single split)."),
+              "**reproduced** if the t-interval over splits lies wholly below 0, **contradicted** if wholly "
+              "above, else **inconclusive** (also with a single split)." + LEVELS),
     "early": (f"E1 reads each random-order run at {EARLY_FRACTION:.0%} and {REFERENCE_FRACTION:.0%} of an epoch "
               f"(fixed fractions of the epoch, so the rule does not move with `max_steps`): the share of the "
               f"held-out loss drop by {REFERENCE_FRACTION:.0%} that had happened by {EARLY_FRACTION:.0%}. "
-              f"**Reproduced** if the 95% interval over task splits (each split's shuffles averaged) lies wholly "
+              f"**Reproduced** if the interval over task splits (each split's shuffles averaged) lies wholly "
               f"above {EARLY_SHARE:.0%}, **contradicted** if wholly below (a straight-line decline scores "
               f"{EARLY_FRACTION / REFERENCE_FRACTION:.0%}), else inconclusive; inconclusive too when the runs "
-              f"stop before {REFERENCE_FRACTION:.0%} of the epoch."),
+              f"stop before {REFERENCE_FRACTION:.0%} of the epoch." + LEVELS),
     "steadiest": ("Claim 2 compares, run by run, the jitter of held-out loss after its change with the jitter of the "
                   "steadiest generation metric of the same run (all on the same checkpoints): **reproduced** if the "
-                  "95% interval of the difference over runs lies wholly below 0, **contradicted** if wholly above, "
-                  "else inconclusive."),
+                  "interval of the difference over runs lies wholly below 0, **contradicted** if wholly above, "
+                  "else inconclusive." + LEVELS),
     "sudden": ("E2 counts every (held-out task, window between evaluations) under cluster order, decided before "
                "looking: its excess fall (loss fall under cluster minus under random order in the same window) where "
                "a closer training instance arrived (Cosine-Min of the prefix fell) against where none did, compared "
-               "inside each window and averaged over windows. **Reproduced** if the 95% interval over task splits "
+               "inside each window and averaged over windows. **Reproduced** if the interval over task splits "
                "lies wholly above 0, **contradicted** if wholly below, else inconclusive. The split is the unit, so "
-               "tasks of one family dropping together cannot inflate the evidence."),
+               "tasks of one family dropping together cannot inflate the evidence." + LEVELS),
     "measures": ("E3 scores each measure by its within-window rank correlation with the loss change on each task "
                  "split, and compares the paper's measures with every other, paired by split. The WSD combination "
                  "of Min and Avg is **reproduced** as the better predictor if its interval over splits is wholly "
                  "above that of chance (first part) and wholly above every alternative (second part), "
                  "**contradicted** if wholly below chance or below some alternative, else inconclusive. The "
                  "alternatives are the measures that are neither Min nor Avg (Max, Centroid, KL); Euclidean Min "
-                 "and Avg are the paper's measures under another distance, shown but not judged."),
+                 "and Avg are the paper's measures under another distance, shown but not judged." + LEVELS),
     "explanation": ("Each explanation of why nearest-first loses predicts the sign of one contrast (below); it is "
                     "**supported** if the contrast's 95% interval over task splits lies wholly on the predicted side, "
                     "**refuted** if wholly on the other, else **undecided**. The table ranks supported explanations "
                     "first, then undecided, then refuted, and within each by |estimate| / interval half-width."),
     "representations": ("Which representation predicts the loss change: each measure's within-window rank correlation "
                         "with the loss change (E3's analysis) on each task split, with the prefix and the held-out set "
-                        "represented by each feature kind; a part \"a > b\" is **reproduced** if the 95% t-interval "
+                        "represented by each feature kind; a part \"a > b\" is **reproduced** if the t-interval "
                         "over splits of rho(a) - rho(b), paired by split, lies wholly above 0, **contradicted** if "
-                        "wholly below, else inconclusive. \"chance\" is a measure of pure noise scored the same way."),
+                        "wholly below, else inconclusive. \"chance\" is a measure of pure noise scored the same way." + LEVELS),
     "granularity": ("E5 is judged in two parts, each at its relative point of the paper's run: coarse < fine early "
                     "(the paper's step 150 of 1,797) and fine < coarse later (its step 800), each by the order rule."),
 }
@@ -106,10 +113,12 @@ def rank_explanations(rows: Sequence[dict[str, object]]) -> pd.DataFrame:
 
 def _part(experiment: str, claim: str, part: str, paper: str, estimate: Estimate, side: str, boundary: float,
           point: str, unit: str, measured: str | None = None) -> Finding:
+    """A part judged on `estimate`, whose interval is at `interval_level(experiment)`."""
+    level = interval_level(experiment)
     return Finding(experiment=experiment, claim=claim, part=part, paper=paper,
-                   measured=measured or f"{part.replace(' < ', ' - ').replace(' > ', ' - ')} {fmt(estimate, unit)}",
+                   measured=measured or f"{part.replace(' < ', ' - ').replace(' > ', ' - ')} {fmt(estimate, unit, level)}",
                    effect=estimate.value, lo=estimate.lo, hi=estimate.hi, n=estimate.n, unit=unit, p=estimate.p,
-                   point=point, verdict=verdict(estimate, side, boundary))
+                   point=point, verdict=verdict(estimate, side, boundary), level=level)
 
 
 def order_parts(task_curves: pd.DataFrame, step: int, chain: Sequence[str], *, experiment: str, claim: str,
@@ -121,7 +130,8 @@ def order_parts(task_curves: pd.DataFrame, step: int, chain: Sequence[str], *, e
     out = []
     for a, b in pairs:
         means = split_means(task_curves, a, b, step)
-        out.append(_part(experiment, claim, f"{a} < {b}", paper, over_units(means["diff"]), "<", 0.0, point, unit))
+        out.append(_part(experiment, claim, f"{a} < {b}", paper, over_units(means["diff"], level=interval_level(experiment)),
+                         "<", 0.0, point, unit))
     return out
 
 
@@ -154,9 +164,9 @@ def early(curves: pd.DataFrame, epoch: int, *, paper: str = PAPER["E1"]["text"])
         return Finding("E1", claim, part, paper, f"runs stop at step {reached} ({reached / epoch:.1%} of the epoch), "
                        f"before the reference point", float("nan"), float("nan"), float("nan"), 0, "task splits",
                        float("nan"), point, INCONCLUSIVE)
-    estimate = over_units(shares.groupby("split").share.mean(), null=EARLY_SHARE)
+    estimate = over_units(shares.groupby("split").share.mean(), null=EARLY_SHARE, level=interval_level("E1"))
     return _part("E1", claim, part, paper, estimate, ">", EARLY_SHARE, point, "task splits",
-                 f"share of the drop made early {fmt(estimate, 'task splits')}")
+                 f"share of the drop made early {fmt(estimate, 'task splits', interval_level('E1'))}")
 
 
 def steadiest(jitters: pd.DataFrame, *, paper: str = PAPER["E1b"]["text"]) -> Finding:
@@ -174,9 +184,9 @@ def steadiest(jitters: pd.DataFrame, *, paper: str = PAPER["E1b"]["text"]) -> Fi
         return Finding("E1", claim, part, paper, "no run has both a loss and a moving generation metric",
                        float("nan"), float("nan"), float("nan"), 0, "runs", float("nan"), "generation steps",
                        INCONCLUSIVE)
-    estimate = over_units(per_run)
+    estimate = over_units(per_run, level=interval_level("E1"))
     return _part("E1", claim, part, paper, estimate, "<", 0.0, "generation steps", "runs",
-                 f"loss jitter - least generation-metric jitter {fmt(estimate, 'runs')}")
+                 f"loss jitter - least generation-metric jitter {fmt(estimate, 'runs', interval_level('E1'))}")
 
 
 def window_contrast(windows: pd.DataFrame) -> float:
@@ -201,24 +211,25 @@ def sudden(windows: pd.DataFrame, *, paper: str = PAPER["E2"]["text"], point: st
     if per_split.empty:
         return Finding("E2", claim, part, paper, "no window had both kinds of task", float("nan"), float("nan"),
                        float("nan"), 0, "task splits", float("nan"), point, INCONCLUSIVE)
-    estimate = over_units(per_split)
+    estimate = over_units(per_split, level=interval_level("E2"))
     return _part("E2", claim, part, paper, estimate, ">", 0.0, point, "task splits",
-                 f"excess fall, arrived - not {fmt(estimate, 'task splits')}")
+                 f"excess fall, arrived - not {fmt(estimate, 'task splits', interval_level('E2'))}")
 
 
 PAPER_MEASURES = ("Cosine-Min", "Cosine-Avg")  # the two WSD is built from (claim: Min and Avg track the loss)
 
 
-def measure_differences(power: pd.DataFrame, mine: Sequence[str], others: Sequence[str]) -> pd.DataFrame:
+def measure_differences(power: pd.DataFrame, mine: Sequence[str], others: Sequence[str],
+                        level: float = 1 - ALPHA) -> pd.DataFrame:
     """Paired by split (power: columns split, measure, rho): rho(mine) - rho(other) for every pair,
-    with its interval over splits. Columns measure, other, diff, lo, hi, n, p."""
+    with its interval over splits at `level`. Columns measure, other, diff, lo, hi, n, p."""
     wide = power.pivot_table(index="split", columns="measure", values="rho")
     rows = []
     for a in mine:
         for b in others:
             if a == b:
                 continue
-            e = over_units((wide[a] - wide[b]).dropna())
+            e = over_units((wide[a] - wide[b]).dropna(), level=level)
             rows.append({"measure": a, "other": b, "diff": e.value, "lo": e.lo, "hi": e.hi, "n": e.n, "p": e.p})
     return pd.DataFrame(rows)
 
@@ -229,11 +240,12 @@ def measures(power: pd.DataFrame, combined: str, alternatives: Sequence[str], nu
     combination `combined` against chance (`null`), and against every one of `alternatives`
     (the part's effect is the smallest of those differences; its verdict needs all of them)."""
     claim = "Min and Avg (combined as in WSD) track the held-out loss better than the alternatives (E3)"
-    chance = measure_differences(power, [combined], [null]).iloc[0]
+    level = interval_level("E3")
+    chance = measure_differences(power, [combined], [null], level).iloc[0]
     estimate = Estimate(float(chance["diff"]), float(chance.lo), float(chance.hi), int(chance.n), float(chance.p))
     first = _part("E3", claim, f"{combined} > chance", paper, estimate, ">", 0.0, point, "task splits",
-                  f"within-window rho, {combined} - chance: {fmt(estimate)}")
-    against = measure_differences(power, [combined], alternatives)
+                  f"within-window rho, {combined} - chance: {fmt(estimate, level=level)}")
+    against = measure_differences(power, [combined], alternatives, level)
     worst = against.loc[against["diff"].idxmin()]
     # every alternative: reproduced iff the lowest lower bound is above 0, contradicted iff some
     # upper bound is below 0; so the shared rule on (lowest lo, lowest hi) decides it
@@ -241,9 +253,9 @@ def measures(power: pd.DataFrame, combined: str, alternatives: Sequence[str], nu
     outcome = verdict(replace(closest, lo=float(against.lo.min(skipna=False)), hi=float(against.hi.min(skipna=False))), ">")
     second = Finding("E3", claim, f"{combined} > every alternative", paper,
                      f"within-window rho, {combined} - {worst.other} (the closest of {len(against)} alternatives): "
-                     f"{fmt(closest)}; wholly above {int((against.lo > 0).sum())}, wholly below "
+                     f"{fmt(closest, level=level)}; wholly above {int((against.lo > 0).sum())}, wholly below "
                      f"{int((against.hi < 0).sum())}", closest.value, closest.lo, closest.hi, closest.n, "task splits",
-                     closest.p, point, outcome)
+                     closest.p, point, outcome, level)
     return [first, second]
 
 
@@ -258,10 +270,10 @@ def representations(power: pd.DataFrame, pairs: Sequence[tuple[str, str]], *, ex
     by_kind = power.rename(columns={"kind": "measure"})
     out = []
     for a, b in pairs:
-        d = measure_differences(by_kind, [a], [b]).iloc[0]
+        d = measure_differences(by_kind, [a], [b], interval_level(experiment)).iloc[0]
         e = Estimate(float(d["diff"]), float(d.lo), float(d.hi), int(d.n), float(d.p))
         out.append(_part(experiment, claim, f"{a} > {b}", paper, e, ">", 0.0, point, "task splits",
-                         f"within-window rho, {a} - {b}: {fmt(e)}"))
+                         f"within-window rho, {a} - {b}: {fmt(e, level=interval_level(experiment))}"))
     return out
 
 
