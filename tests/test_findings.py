@@ -89,3 +89,11 @@ def test_holm_runs_over_the_confirmatory_family_only_and_the_family_is_fixed(tmp
     findings.record("04_x", params, too_many)
     with pytest.raises(DataError, match="declare the family"):
         findings.collect(params, ["04_x"])
+
+
+def test_no_shipped_profile_judges_more_parts_of_a_claim_than_the_family_declares():
+    from zsg_core.book import SHIPPED_PROFILES, load_profile
+
+    for name in SHIPPED_PROFILES:
+        starts = load_profile(name).get("round_starts", [])
+        assert len(starts) - 1 <= findings.CONFIRMATORY["E8"], name  # E8: one part per neighbouring pair

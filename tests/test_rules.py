@@ -117,7 +117,7 @@ def test_steadiest_rule():
         return pd.DataFrame(rows)
 
     assert rules.steadiest(jitters([.05, .06, .04], [.3, .35, .32])).verdict == REPRODUCED
-    assert rules.steadiest(jitters([.5, .6, .55], [.1, .12, .11])).verdict == CONTRADICTED
+    assert rules.steadiest(jitters([.5, .52, .51], [.1, .11, .105])).verdict == CONTRADICTED
     assert rules.steadiest(jitters([.1, .3, .2], [.2, .1, .3])).verdict == INCONCLUSIVE
     assert rules.steadiest(jitters([.1], [.3], runs=1)).verdict == INCONCLUSIVE
 
