@@ -13,41 +13,39 @@
 # %% [markdown]
 # # Why nearest-first loses here
 #
-# Chapter 4 found the paper's central ordering reversed at this scale: nearest-first by WSD (NFT)
-# ends *above* random order (RT) in held-out loss, on every task split. This chapter asks why. Each
-# experiment below separates two explanations, on the same training list and task splits as
-# chapter 4, and each explanation predicts the sign of one contrast; the chapter ends with one
-# table that ranks the explanations by the evidence.
+# Chapter 4 compared nearest-first by WSD (NFT) with random order (RT) on several task splits;
+# the gap between them at its reading point is computed below. This chapter asks what in NFT's
+# order makes that gap. Each control below is a permutation of the same training list that keeps
+# one thing of NFT's order and drops the rest, so NFT - RT splits into parts that add up to it,
+# each the effect of one thing, in the same unit:
 #
-# 1. **Concentration vs similarity.** WSD's single global score can put one task family first
-#    (chapter 4: NFT's first steps are mostly one family). A *coverage-balanced* nearest-first
-#    order, TMA's nearest rounds over the same list (every held-out point gets its nearest
-#    remaining instance in turn, embedded as WSD embeds), keeps similarity and drops the
-#    concentration. If it recovers the gain, the failure is concentration; if it loses to RT too,
-#    nearness itself hurts (SIFT, Hübotter et al. 2024: nearest neighbours are redundant).
-# 2. **Nearest instances vs their family.** NFT's own sequence of task families, each position
-#    filled with a *random* instance of that family: the same family mix at every step, without
-#    the nearest instances. Does being the nearest matter, or only being from that family?
-# 3. **Regime.** The profile trains the top 4 of 30 layers at lr 3e-4, and held-out loss flattens
-#    within ~20 steps. The same NFT / FFT / RT under other set-ups (`regimes`): a 10x lower lr in
-#    the default profile; every layer trained, and a base (not instruction-tuned) model, in the
-#    `cpu-full` profile, whose runs cost several times more and so stop at the reading point
-#    (step 30; the first 30 steps of the epoch's schedule are those of a longer run).
-# 4. **From the stored runs** (no training): does the gap follow how concentrated NFT's first
-#    steps are; is it carried by held-out tasks with or without a training sibling; does the
-#    paper's average over answer tokens tell another story than the per-task average? (Every
-#    held-out task has the same number of instances here, so an average over instances is the
-#    per-task one; over tokens, tasks with longer answers weigh more.)
+# 1. **The nearest instances, one task's template, or the family mix.** NFT's sequence of tasks
+#    with a random instance of each task (*task-matched*), and NFT's sequence of task families with
+#    a random instance of each family (*family-matched*): NFT - task is what being the nearest
+#    instances adds, task - family what one task's template adds over its family's mix of tasks,
+#    family - RT what the families NFT puts first cost.
+# 2. **Format and stopping.** Short BIG-bench answers make the end-of-sequence token (EOS) a
+#    quarter to a half of an instance's loss, and any concentrated prefix teaches one family's
+#    answer length and where to stop. NFT's sequence of answer lengths with any task's instance of
+#    each length (*length-matched*) splits NFT - RT into length - RT (format and stopping alone)
+#    and NFT - length (the rest). The gap is also read on the answer tokens and on the EOS apart,
+#    and regressed, task by task, on how far each held-out task's answers are from those NFT
+#    trained on first.
+# 3. **Concentration vs nearness.** A *coverage-balanced* nearest-first order, TMA's nearest rounds
+#    over the same list (every held-out point gets its nearest remaining instance in turn): NFT -
+#    balanced is what the concentration costs, balanced - RT what nearness itself costs (SIFT,
+#    Hübotter et al. 2024: nearest neighbours are redundant).
+# 4. **Regime.** The same NFT / FFT / RT under other set-ups (`regimes`): a 10x lower lr in the
+#    default profile; every layer trained, and a base (not instruction-tuned) model, in the
+#    `cpu-full` profile, whose runs stop at the reading point (step 30; the first 30 steps of the
+#    epoch's schedule are those of a longer run).
+# 5. **From the stored runs** (no training): does the gap follow how concentrated NFT's first steps
+#    are, is it carried by held-out tasks with or without a training sibling, and does the paper's
+#    average over answer tokens tell another story?
 #
-# **What it takes to run**: see "What it took" at the end; on the cpu profile 2 new runs per task
-# split for experiments 1-2 (chapter 4's NFT and RT runs are read back) and 3 per task split for
-# each regime, on the same splits: 25 runs of 1-3 minutes each. Minutes once the runs are stored.
-# `cpu-full`'s two slow regimes add 15 runs each
-# (measured on 2 AVX512 cores, bf16, 2026-11-30 and 2026-12-01: every layer trained, 30 steps,
-# 3.0-6.2 minutes a run alone, about half of it the six whole-model evaluations; Gemma-3-270m base,
-# 30 steps, top 4 of 18 layers trained: 1.6-2.3 minutes a run, its frozen layers cached by the
-# first run on a split). This chapter alone on `cpu-full` from a store holding only those slow
-# runs of three splits: 106 minutes (2026-12-01, its 52 new runs, in two sittings).
+# **What it takes to run**: the cpu profile trains 4 orders per task split besides chapter 4's
+# NFT and RT, and 3 per split for each regime, on chapter 4's splits; "What it took" at the end
+# gives the measured time. Minutes once the runs are stored.
 #
 # Rerun with other parameters, for example the slow regimes:
 # `make book PROFILE=cpu-full`, or
@@ -57,7 +55,7 @@
 # |---|---|
 # | `model`, split and training parameters | as in chapter 2 (`split_seed` is unused here: `split_seeds` says which splits) |
 # | `split_seeds` | task splits every experiment runs on (chapter 4's): a regime's verdict is over the same splits as the others' |
-# | `arrangement_seeds` | the seeded orders' shuffle (RT, the family-matched order): the first of them |
+# | `arrangement_seeds` | the seeded orders' shuffle (RT and the matched orders): the first of them |
 # | `sibling_steps` | the early window (steps) over which what each order received is counted |
 # | `regimes` | name -> run parameters that differ from the profile's (lr, frozen_layers, model, ...) |
 
@@ -97,11 +95,12 @@ curves = compare.loss_curves(orders)
 epoch = compare.epoch_steps(orders[("NFT", split_seeds[0])])
 point = findings.relative_step(findings.paper_fraction("E4"), epoch, sorted(tasks.step.unique()))
 LABELS = list(experiments.NEAREST_FIRST_ORDERS)
+ONE_SIDED = rules.EVIDENCE_LEVEL  # explanations are judged on one-sided 95% bounds: two-sided 90% intervals
 
 
-def gap(a: str, b: str, table: pd.DataFrame = tasks, step: int = point) -> stats.Estimate:
+def gap(a: str, b: str, table: pd.DataFrame = tasks, step: int = point, level: float = 0.95) -> stats.Estimate:
     """a - b at `step`: per split the mean over its held-out tasks, the estimate over splits."""
-    return stats.over_units(stats.split_means(table, a, b, step)["diff"])
+    return stats.over_units(stats.split_means(table, a, b, step)["diff"], level=level)
 
 
 # %% [markdown]
@@ -116,30 +115,112 @@ display(Markdown(f"The gap to explain: NFT - RT {findings.fmt(to_explain)} at st
                  f"averages the first split's {len(arrangement_seeds)} shuffles)."))
 
 # %% [markdown]
-# ## Experiments 1 and 2: the same list in four orders
+# ## Six orders of the same list
 #
 # Mean held-out loss over the task splits (the band spans them), and what each order received in
-# its first `sibling_steps` steps: the family that contributed most and its share, averaged over
-# splits.
+# its first `sibling_steps` steps: the share of the family and of the task that contributed most,
+# and how many families contributed, averaged over splits.
 
-# %%
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(7.5, 3.8))
-plots.band_plot(curves, ax, order=LABELS, title=f"Four orders of the same list, {len(split_seeds)} task splits")
+plots.band_plot(curves, ax, order=LABELS, title=f"Six orders of the same list, {len(split_seeds)} task splits")
 ax.axvline(point, ls=":", color="grey")
 plots.save(fig, "07_orders")
 plt.show()
 seen = pd.DataFrame([{"order": label, "split": seed, **compare.leading_family(r, sibling_steps)}
                      for (label, seed), r in orders.items()])
-seen.groupby("order", sort=False)[["its share", "families"]].mean().reindex(LABELS).round(2)
+seen_mean = seen.groupby("order", sort=False)[["its share", "leading task's share", "families"]].mean().reindex(LABELS)
+at_point = tasks[tasks.step == point].groupby("label").loss.mean()
+display(Markdown(f"At step {point}, the mean held-out loss over splits is lowest under "
+                 f"{at_point.idxmin()} ({at_point.min():.3f}) and highest under {at_point.idxmax()} "
+                 f"({at_point.max():.3f}); NFT's leading family made up {seen_mean.loc['NFT', 'its share']:.0%} of its "
+                 f"first {sibling_steps} steps, the family-matched and task-matched orders' "
+                 f"{seen_mean.loc['family', 'its share']:.0%} and {seen_mean.loc['task', 'its share']:.0%}, the "
+                 f"length-matched order's {seen_mean.loc['length', 'its share']:.0%}, RT's "
+                 f"{seen_mean.loc['RT', 'its share']:.0%}."))
+seen_mean.rename(columns={"its share": "leading family's share"}).round(2)
 
 # %% [markdown]
-# ## Experiment 3: other regimes
+# ## NFT - RT in parts
+#
+# Three ways to split the gap, each through controls that keep one thing of NFT's order. The rule:
+
+# %% tags=["hide-input"]
+display(Markdown(rules.RULES["explanation"]))
+DECOMPOSITIONS = {
+    "what NFT's prefix holds": (("NFT", "task", "family", "RT"), [
+        ("The nearest instances within NFT's tasks", "NFT loses to random instances of its own tasks", ">"),
+        ("One task's template", "NFT's tasks lose to NFT's families with any of their tasks", ">"),
+        ("The families NFT puts first", "NFT's family mix with random instances loses to RT", ">")]),
+    "answer format": (("NFT", "length", "RT"), [
+        ("What NFT puts first, beyond answer length", "NFT loses to its own answer lengths from any task", ">"),
+        ("Format and stopping", "NFT's answer lengths alone lose to RT", ">")]),
+    "coverage": (("NFT", "balanced", "RT"), [
+        ("Concentration: one family first", "coverage-balanced nearest-first beats WSD-NFT", ">"),
+        ("Nearness itself (redundant neighbours)", "coverage-balanced nearest-first still loses to RT", ">")]),
+}
+parts = pd.concat([rules.decomposition(tasks, point, chain, carries).assign(decomposition=name)
+                   for name, (chain, carries) in DECOMPOSITIONS.items()], ignore_index=True)
+(parts[["decomposition", "contrast", "explanation", "predicted", "measured", "share of the gap", "evidence"]]
+ .style.hide(axis="index").format({"share of the gap": "{:.0%}"}))
+
+# %% tags=["hide-input"]
+display(Markdown(
+    f"Each decomposition's parts add up to NFT - RT ({to_explain.value:+.3f}); the largest part is "
+    + "; ".join(f"{name}: {g.loc[g.estimate.abs().idxmax(), 'contrast']} "
+                f"({g.loc[g.estimate.abs().idxmax(), 'share of the gap']:.0%} of the gap)"
+                for name, g in parts.groupby("decomposition", sort=False)) + "."))
+
+# %% [markdown]
+# ## Format and stopping, read from the loss
+#
+# The held-out loss of an instance is the mean over its answer tokens and its EOS. Read apart:
+# NFT - RT on the answer tokens alone and on the EOS alone, per step over the task splits. If
+# format and stopping carry the gap, it sits in the EOS.
+
+# %% tags=["hide-input"]
+by_measure = {"whole": tasks, "answer tokens": compare.task_curves(orders, measure="answer"),
+              "EOS alone": compare.task_curves(orders, measure="eos")}
+fig, axes = plt.subplots(1, 3, figsize=(11, 3.4), sharey=False)
+for ax, (name, table) in zip(axes, by_measure.items()):
+    plots.gap_plot(stats.split_gaps(table, [("NFT", "RT"), ("length", "RT")]), ax, title=f"held-out loss: {name}")
+    ax.axvline(point, ls=":", color="grey")
+plots.save(fig, "07_eos")
+plt.show()
+measure_gaps = {name: gap("NFT", "RT", table) for name, table in by_measure.items()}
+display(Markdown("NFT - RT at step " + f"{point}: " + "; ".join(f"{name} {findings.fmt(e)}" for name, e in measure_gaps.items())
+                 + "."))
+
+# %% [markdown]
+# Task by task: per split, NFT - RT of each held-out task at the reading point regressed on the
+# (log2) length of its answers and on how far that is from the answers NFT received in its first
+# `sibling_steps` steps (`compare.answer_format`); each coefficient's interval is over splits.
+
+# %% tags=["hide-input"]
+at = tasks[tasks.step == point]
+task_gap = (at[at.label == "NFT"].groupby(["split", "task"]).loss.mean()
+            - at[at.label == "RT"].groupby(["split", "task"]).loss.mean()).rename("NFT - RT").reset_index()
+form = pd.concat([compare.answer_format(orders[("NFT", s)], sibling_steps).assign(split=s) for s in split_seeds])
+per_task = task_gap.merge(form, on=["split", "task"])
+slopes = stats.split_slopes(per_task, "NFT - RT", ["mismatch", "held-out length"], level=ONE_SIDED)
+fig, ax = plt.subplots(figsize=(4.8, 3.4))
+ax.scatter(per_task["mismatch"], per_task["NFT - RT"], s=10, alpha=0.6)
+ax.axhline(0, color="grey", lw=0.8)
+ax.set(xlabel=f"|log2 answer length - NFT's first {sibling_steps} steps'|", ylabel=f"NFT - RT at step {point}")
+plots.save(fig, "07_format")
+plt.show()
+display(Markdown(f"Over {len(per_task)} (split, held-out task) pairs, the coefficient of the mismatch is "
+                 f"{slopes['mismatch'].value:+.3f} per factor of 2 and that of the held-out answers' length "
+                 f"{slopes['held-out length'].value:+.3f} (their one-sided bounds are in the table below)."))
+
+# %% [markdown]
+# ## Other regimes
 #
 # NFT - RT and FFT - RT per step under each set-up, with the 95% interval over the task splits. A
 # gentler set-up moves every loss less and so shrinks every gap; what would show that the regime
 # is to blame is the paper's order coming back, NFT below RT, under it.
 
-# %%
+# %% tags=["hide-input"]
 setup_tasks = {name: compare.task_curves(runs) for name, runs in setups.items() if runs}
 columns = min(len(setup_tasks), 2)  # two to a row: four side by side are too small to read on a page
 panel_rows = math.ceil(len(setup_tasks) / columns)
@@ -149,19 +230,21 @@ for ax, (name, table) in zip(axes.flat, setup_tasks.items()):
     ax.axvline(point, ls=":", color="grey")
 for ax in axes.flat[len(setup_tasks):]:
     ax.set_visible(False)
-fig.tight_layout()
 plots.save(fig, "07_regimes")
 plt.show()
-pd.DataFrame({name: {f"{a} - {b}": findings.fmt(gap(a, b, table)) for a, b in (("NFT", "RT"), ("FFT", "RT"))}
-              for name, table in setup_tasks.items()}).T
+regime_gaps = pd.DataFrame({name: {f"{a} - {b}": findings.fmt(gap(a, b, table)) for a, b in (("NFT", "RT"), ("FFT", "RT"))}
+                            for name, table in setup_tasks.items()}).T
+display(Markdown("NFT - RT at step " + f"{point}: " + "; ".join(f"under {name} {regime_gaps.loc[name, 'NFT - RT']}"
+                                                               for name in regime_gaps.index) + "."))
+regime_gaps
 
 # %% [markdown]
-# ## Experiment 4: from the stored runs
+# ## Concentration and siblings, from the stored runs
 #
 # Per split, the share of NFT's first `sibling_steps` steps that its leading family made up,
 # against NFT - RT at the reading point:
 
-# %%
+# %% tags=["hide-input"]
 by_split = pd.DataFrame([{"split": s, "leading share": compare.leading_family(orders[("NFT", s)], sibling_steps)["its share"],
                           "NFT - RT": stats.split_means(tasks, "NFT", "RT", point).set_index("split")["diff"][s]}
                          for s in split_seeds])
@@ -172,44 +255,49 @@ for _, row in by_split.iterrows():
 ax.set(xlabel=f"leading family's share of NFT's first {sibling_steps} steps", ylabel=f"NFT - RT at step {point}")
 plots.save(fig, "07_concentration")
 plt.show()
+concentration = stats.correlation(by_split["leading share"], by_split["NFT - RT"], level=ONE_SIDED)
 with_sibling = {s: compare.held_out_with_sibling(orders[("NFT", s)]) for s in split_seeds}
 has_sibling = pd.Series([t in with_sibling[s] for s, t in zip(tasks.split, tasks.task)], index=tasks.index)
-by_split.set_index("split").assign(**{"held-out tasks with a training sibling": pd.Series(
-    {s: len(with_sibling[s]) for s in split_seeds})}).round(3)
+display(Markdown(f"Across {len(by_split)} splits, Pearson r between the leading family's share and NFT - RT is "
+                 f"{concentration.value:+.2f}; {sum(len(v) for v in with_sibling.values())} of the "
+                 f"{tasks.groupby('split').task.nunique().sum()} held-out tasks have a training sibling."))
 
 # %% [markdown]
-# ## The explanations, ranked
+# ## The other evidence
+#
+# What is not a part of NFT - RT, judged by the same one-sided rule: a correlation, a difference
+# between groups of held-out tasks, the gap under other averages of the loss, the regression's
+# coefficients, and the gap under other regimes.
 
 # %% tags=["hide-input"]
-display(Markdown(rules.RULES["explanation"]))
-over_tokens = gap("NFT", "RT", compare.loss_curves(orders, weight="tokens"))
-rows = [
-    rules.explanation("Concentration: one family first", "coverage-balanced nearest-first beats WSD-NFT",
-                      gap("balanced", "NFT"), "<", contrast="balanced - NFT"),
-    rules.explanation("Nearness itself (redundant neighbours)", "coverage-balanced nearest-first still loses to RT",
-                      gap("balanced", "RT"), ">", contrast="balanced - RT"),
-    rules.explanation("The nearest instances within the families", "NFT loses to random instances of its own families",
-                      gap("NFT", "family"), ">", contrast="NFT - family"),
-    rules.explanation("The families NFT puts first", "NFT's family mix with random instances loses to RT",
-                      gap("family", "RT"), ">", contrast="family - RT"),
+over_tokens = gap("NFT", "RT", compare.loss_curves(orders, weight="tokens"), level=ONE_SIDED)
+other = [
     rules.explanation("Concentration predicts the gap", "splits where one family leads more have a larger gap",
-                      stats.correlation(by_split["leading share"], by_split["NFT - RT"]), ">",
-                      contrast="Pearson r (leading share, NFT - RT)"),
+                      concentration, ">", contrast="Pearson r (leading share, NFT - RT)"),
     rules.explanation("Tasks far from NFT's head suffer", "NFT - RT is larger on held-out tasks without a training sibling",
-                      stats.gap_difference(tasks[~has_sibling], tasks[has_sibling], "NFT", "RT", point), ">",
-                      contrast="(NFT - RT, no sibling) - (NFT - RT, sibling)"),
+                      stats.gap_difference(tasks[~has_sibling], tasks[has_sibling], "NFT", "RT", point, level=ONE_SIDED),
+                      ">", contrast="(NFT - RT, no sibling) - (NFT - RT, sibling)"),
     # Every held-out task has the same number of instances, so an instance average equals the
-    # per-task one; the paper's Trainer averages over answer tokens, which can differ. As with a
-    # regime, what would make the loss an artefact is NFT winning under that average.
+    # per-task one; the paper's Trainer averages over answer tokens, which can differ: what would
+    # make the loss an artefact is NFT winning under that average.
     rules.explanation("An averaging artefact", "NFT beats RT under the paper's average over answer tokens",
                       over_tokens, "<", contrast="NFT - RT over answer tokens"),
+    rules.explanation("Stopping carries the gap", "NFT - RT is larger on the EOS than on the answer's own tokens",
+                      stats.gap_difference(by_measure["EOS alone"], by_measure["answer tokens"], "NFT", "RT", point,
+                                           level=ONE_SIDED),
+                      ">", contrast="(NFT - RT, EOS) - (NFT - RT, answer tokens)"),
+    rules.explanation("Answer-length mismatch", "held-out tasks whose answers differ more from NFT's first answers lose more",
+                      slopes["mismatch"], ">", contrast="coefficient of the mismatch (per factor of 2)"),
+    rules.explanation("Short answers weigh the EOS more", "held-out tasks with shorter answers lose more",
+                      slopes["held-out length"], "<", contrast="coefficient of log2 answer length"),
     # A gentler regime moves every loss less, so it shrinks every gap: the test is the sign of
     # NFT - RT under it (does the paper's order come back?), not a smaller gap.
-] + [rules.explanation(f"The regime: {name}", f"NFT beats RT under {name}", gap("NFT", "RT", table), "<",
+] + [rules.explanation(f"The regime: {name}", f"NFT beats RT under {name}", gap("NFT", "RT", table, level=ONE_SIDED), "<",
                        contrast=f"NFT - RT under {name}")
      for name, table in setup_tasks.items() if name != "profile"]
-ranked = rules.rank_explanations(rows)
-ranked[["explanation", "prediction", "measured", "p", "evidence"]].style.hide(axis="index").format(precision=3)
+other_table = pd.DataFrame(other)
+other_table[["explanation", "prediction", "contrast", "measured", "p (one-sided)", "evidence"]] \
+    .style.hide(axis="index").format({"p (one-sided)": "{:.3f}"}, na_rep="-")
 
 # %% [markdown]
 # ## What it took
@@ -223,17 +311,18 @@ display(Markdown(compare.run_costs(orders, *setups.values())))
 # ## What we saw
 
 # %% tags=["hide-input"]
-share = seen.groupby("order").mean(numeric_only=True)["its share"]
 lines = [
     f"The gap to explain, NFT - RT at step {point}: {findings.fmt(to_explain)}.",
-    "The leading family's share of the first " + f"{sibling_steps} steps: "
-    + ", ".join(f"{o} {share[o]:.0%}" for o in LABELS) + ".",
-    f"Averaged over answer tokens, as the paper's Trainer reports held-out loss, NFT - RT is "
-    f"{findings.fmt(over_tokens)}: longer answers weigh more there.",
     "Against RT at the same step: " + "; ".join(f"{o} - RT {findings.fmt(gap(o, 'RT'))}" for o in LABELS if o != "RT") + ".",
+    f"On the answer tokens alone NFT - RT is {findings.fmt(measure_gaps['answer tokens'])}; on the EOS alone "
+    f"{findings.fmt(measure_gaps['EOS alone'])}.",
 ]
+for name, g in parts.groupby("decomposition", sort=False):
+    lines.append(f"Split by {name}: " + "; ".join(f"{r.contrast} {r.estimate:+.3f} ({r.evidence})" for r in g.itertuples())
+                 + ".")
+judged = pd.concat([parts, other_table], ignore_index=True)
 for evidence in rules.EVIDENCE:
-    names = ranked[ranked.evidence == evidence].explanation.tolist()
+    names = judged[judged.evidence == evidence].explanation.tolist()
     if names:
-        lines.append(f"{evidence.capitalize()} ({len(names)}): " + "; ".join(names) + ".")
+        lines.append(f"{evidence.capitalize()} ({len(names)} of {len(judged)}): " + "; ".join(names) + ".")
 display(Markdown("\n".join("- " + line for line in lines)))

@@ -119,6 +119,84 @@ def test_family_matched_keeps_every_prefix_family_count_but_not_the_instances():
         family_matched(order, tasks[:3])
 
 
+def test_family_matched_is_the_order_stored_runs_were_trained_on():
+    """key_matched generalizes family_matched; the family-nft runs already stored keep their order
+    (the list below is what the implementation before the generalization gave)."""
+    tasks = [f"bb/list_functions/c{i:03d}" for i in range(10)] + [f"ni/subtask{i:03d}_qa" for i in range(10)] \
+        + ["bb/arithmetic/x"] * 5
+    order = [int(i) for i in np.random.default_rng(0).permutation(len(tasks))]
+    assert family_matched(order, tasks, seed=1) == [18, 2, 17, 14, 22, 6, 23, 4, 11, 24, 0, 20, 1, 3, 21, 12, 13, 15,
+                                                     5, 8, 10, 19, 9, 7, 16]
+
+
+def test_task_matched_keeps_every_prefix_task_count_and_changes_the_instances():
+    from collections import Counter
+
+    from zsg_core.arrange import task_matched
+
+    tasks = [f"t{i % 4}" for i in range(24)]
+    order = list(np.random.default_rng(3).permutation(len(tasks)))
+    got = task_matched(order, tasks, seed=0)
+    assert sorted(got) == list(range(len(tasks)))
+    for k in range(1, len(order) + 1):
+        assert Counter(tasks[i] for i in got[:k]) == Counter(tasks[i] for i in order[:k])
+    assert got != order and task_matched(order, tasks, seed=0) == got and task_matched(order, tasks, seed=1) != got
+
+
+def test_length_matched_keeps_the_answer_lengths_and_mixes_the_tasks():
+    """NFT's sequence of answer-length classes with any task's instance of each length: same
+    lengths at every prefix, other tasks (the format-and-stopping control of issue 32 item 7)."""
+    from collections import Counter
+
+    from zsg_core.arrange import answer_length_bucket, length_matched
+
+    assert [answer_length_bucket(c) for c in (0, 1, 2, 3, 4, 7, 8, 300)] == ["empty", "0", "1", "1", "2", "2", "3", "8"]
+    with pytest.raises(SimilarityError, match="count of characters"):
+        answer_length_bucket(-1)
+    # two tasks with short answers, two with long ones: the first items of the order are task a's
+    tasks = ["a"] * 6 + ["b"] * 6 + ["c"] * 6 + ["d"] * 6
+    chars = [2] * 6 + [3] * 6 + [40] * 6 + [50] * 6
+    order = list(range(24))
+    got = length_matched(order, chars, seed=0)
+    assert sorted(got) == list(range(24))
+    for k in range(1, 25):
+        assert Counter(answer_length_bucket(chars[i]) for i in got[:k]) == \
+            Counter(answer_length_bucket(chars[i]) for i in order[:k])
+    assert {tasks[i] for i in got[:6]} == {"a", "b"}  # the short answers first, from both short tasks
+    assert length_matched(order, chars, seed=0) == got and length_matched(order, chars, seed=1) != got
+    with pytest.raises(SimilarityError, match="3 answer lengths for 24"):
+        length_matched(order, chars[:3])
+
+
+def test_the_matched_orders_are_arranged_from_records():
+    """task-nft and length-nft through `arrange_records`: permutations of the list, NFT's tasks /
+    answer lengths at every prefix, reproducible from the seed."""
+    from collections import Counter
+
+    from zsg_core.arrange import answer_length_bucket, arrange_records
+    from zsg_core.data import Record
+
+    rng = np.random.default_rng(0)
+    train = [Record(f"i{i}", f"task{i % 5}", [{"role": "user", "content": f"question {i} " + "x" * int(rng.integers(1, 50))},
+                                             {"role": "assistant", "content": "y" * int(rng.integers(1, 300))}])
+             for i in range(40)]
+    test = [Record(f"h{i}", "held", [{"role": "user", "content": f"held-out {i}"}, {"role": "assistant", "content": "z"}])
+            for i in range(4)]
+    class HashEncoder:  # the arrangement, not MiniLM, is under test: a fixed unit vector per text
+        def encode(self, texts):
+            vectors = np.stack([np.random.default_rng(sum(map(ord, t))).normal(size=8) for t in texts])
+            return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+    encoder = HashEncoder()
+    nft_order = arrange_records(train, test, "nft", encoder=encoder).order
+    for method, key in (("task-nft", lambda r: r.task), ("length-nft", lambda r: answer_length_bucket(len(r.response)))):
+        got = arrange_records(train, test, method, arrangement_seed=2, encoder=encoder).order
+        assert sorted(got) == list(range(40)) and got != nft_order
+        for k in (1, 7, 20, 40):
+            assert Counter(key(train[i]) for i in got[:k]) == Counter(key(train[i]) for i in nft_order[:k])
+        assert arrange_records(train, test, method, arrangement_seed=2, encoder=encoder).order == got
+
+
 # --- E6 / Algorithm 1 --------------------------------------------------------------------------
 
 def test_tma_rounds_by_hand():
@@ -303,7 +381,8 @@ def test_a_method_is_one_function_and_one_entry(monkeypatch, capsys):
 def test_the_declaration_decides_what_applies():
     from zsg_core import arrange
 
-    assert {n for n, m in arrange.METHODS.items() if m.seeded} == {"random", "rt", "tma-rt", "family-nft"}
+    assert {n for n, m in arrange.METHODS.items() if m.seeded} == {"random", "rt", "tma-rt", "family-nft", "task-nft",
+                                                                             "length-nft"}
     assert {n for n, m in arrange.METHODS.items() if m.takes_rounds} == {"tma-min", "tma-max"}
     assert {n for n, m in arrange.METHODS.items() if not m.features} == {"random", "round-robin", "cluster"}
     assert all(m.embed_text == ("first-turn" if n.startswith("tma-") else "all") for n, m in arrange.METHODS.items())

@@ -76,6 +76,24 @@ def test_a_grid_runs_each_config_once_and_curves_are_tidy(tmp_path, monkeypatch)
     lead = compare.leading_family(r, 2)
     assert lead["instances"] == len(first_two) and 0 < lead["its share"] <= 1
     assert lead["leading family"] == first_two.task.map(task_family).value_counts().index[0]
+    assert lead["leading task's share"] == first_two.task.value_counts().iloc[0] / len(first_two)
+    # the answer-format table (issue 32 item 7 b) and the loss read without / only its EOS (c)
+    chars = {x.id: len(x.response) for x in [*split.train, *split.test]}
+    form = compare.answer_format(r, 2).set_index("task")
+    early = np.log2(np.mean([chars[i] for i in first_two.id]) + 1)
+    for task, g in r.eval_loss[r.eval_loss.step == 0].groupby("task"):
+        length = np.log2(g.id.map(chars).mean() + 1)
+        assert form.loc[task, "held-out length"] == pytest.approx(length)
+        assert form.loc[task, "mismatch"] == pytest.approx(abs(length - early))
+    e = r.eval_loss
+    answer = r.task_loss("answer").stack()
+    whole = e.assign(a=(e.loss * e.tokens - e.eos_loss) / (e.tokens - 1)).groupby(["step", "task"]).a.mean()
+    assert np.allclose(answer.sort_index().to_numpy(), whole.sort_index().to_numpy())
+    assert np.allclose(r.task_loss("eos").stack().sort_index().to_numpy(),
+                       e.groupby(["step", "task"]).eos_loss.mean().sort_index().to_numpy())
+    assert set(compare.task_curves(results, measure="eos").columns) == set(tasks.columns)
+    with pytest.raises(DataError, match="unknown loss measure 'tail'"):
+        r.task_loss("tail")
     with pytest.raises(DataError, match="seed_param"):
         experiments.run_arrangements(SMOKE, {}, seed_param="seed")
     with pytest.raises(DataError, match="unknown run parameter"):

@@ -30,6 +30,14 @@ def test_heldout_loss_is_the_per_instance_response_loss(smol_tokenizer, tmp_path
         ref = lm.model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss.item()
         assert row.loss == pytest.approx(ref, rel=1e-4)
         assert row.tokens == sum(1 for l in labels[1:] if l != IGNORE)
+        # the EOS's own CE: the model's logits at the position before the last label
+        assert labels[-1] == smol_tokenizer.eos_token_id
+        logits = lm.model(input_ids=torch.tensor([ids])).logits[0, -2].float()
+        eos = torch.nn.functional.cross_entropy(logits[None], torch.tensor([labels[-1]])).item()
+        assert row.eos_loss == pytest.approx(eos, rel=1e-4)
+    # packed with the others or alone, the same EOS losses (an item's last label found in any row)
+    alone = [heldout_loss(lm, [r]).eos_loss.iloc[0] for r in RECORDS]
+    assert table.eos_loss.tolist() == pytest.approx(alone, rel=1e-5)
 
 
 def test_real_model_loss_prefers_the_right_answer(tmp_path):

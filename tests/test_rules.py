@@ -200,6 +200,38 @@ def test_granularity_rule_has_two_parts():
     assert "paper step ~141" in found[0].point
 
 
+def test_e5s_early_part_says_whether_coarse_helps_or_fine_hurts():
+    """Issue 32 item 4: "coarse < fine" early is reproduced in both worlds below; read against RT,
+    one is coarse order helping (coarse below RT), the other NFT's own penalty (fine above RT,
+    coarse level with it)."""
+    steps = [0, 20, 40, 100, 225]
+
+    def world(early: dict[str, float]) -> pd.DataFrame:
+        rows = []
+        for split in range(4):
+            for label in ("fine", "coarse", "RT"):
+                for t in range(5):
+                    for s in steps:
+                        ahead = early[label] if s <= 40 else 0.0
+                        rows.append({"label": label, "split": split, "order_seed": 0, "task": f"t{t}", "step": s,
+                                     "loss": 1 + ahead + 0.004 * math.sin(3 * split + 5 * t + len(label))})
+        return pd.DataFrame(rows)
+
+    for early, carrier in (({"coarse": -0.05, "fine": 0.0, "RT": 0.0}, "granularity"),
+                           ({"coarse": 0.0, "fine": 0.05, "RT": 0.0}, "fine's penalty"),
+                           ({"coarse": 0.0, "fine": 0.0, "RT": 0.0}, "undecided")):
+        table = world(early)
+        part = rules.granularity(table, 40, 225, 510)[0]
+        against = rules.granularity_against_random(table, 40, 225, 510)
+        assert [f.part for f in against] == ["coarse < RT", "fine < RT"] * 2
+        assert all(f.experiment == "E5+" and findings.family(f.experiment) == "exploratory" for f in against)
+        if carrier != "undecided":
+            assert part.verdict == REPRODUCED
+        assert rules.carried_by(part, against) == carrier
+    with pytest.raises(DataError, match="no E5\\+ parts"):
+        rules.carried_by(part, against[2:])
+
+
 def test_a_finding_refuses_a_verdict_outside_the_vocabulary():
     with pytest.raises(DataError, match="verdict must be one of"):
         findings.Finding("E4", "c", "a < b", "p", "m", 0.0, 0.0, 0.0, 1, "task splits", 0.5, "s", "partly")
@@ -207,26 +239,78 @@ def test_a_finding_refuses_a_verdict_outside_the_vocabulary():
         findings.verdict(rules.over_units([1, 2]), "<=")
 
 
-def test_an_explanation_can_be_supported_refuted_or_undecided_and_the_table_ranks_them():
-    """Why-NFT-loses rows: a prediction judged by the findings' own verdict, on gap differences
-    between set-ups (the regime experiments) built from synthetic splits."""
+def test_an_explanation_can_be_supported_refuted_or_undecided():
+    """Why-NFT-loses rows: a prediction judged on the one-sided bound in its direction, on gap
+    differences between set-ups built from synthetic splits."""
     from zsg_core import stats
 
+    level = rules.EVIDENCE_LEVEL
     base = task_curves({"NFT": [0.8, 0.9, 0.7, 1.0, 0.85], "RT": [0, 0, 0, 0, 0]})
     shrunk = task_curves({"NFT": [0.1, 0.2, 0.0, 0.15, 0.1], "RT": [0, 0, 0, 0, 0]}, seed=1)
     grown = task_curves({"NFT": [1.5, 1.6, 1.4, 1.7, 1.55], "RT": [0, 0, 0, 0, 0]}, seed=2)
     mixed = task_curves({"NFT": [0.3, 1.5, 0.2, 1.6, 0.9], "RT": [0, 0, 0, 0, 0]}, seed=3)
     prediction = "a lower lr shrinks NFT - RT"
-    rows = [rules.explanation(name, prediction, stats.gap_difference(curves, base, "NFT", "RT", 30), "<",
+    rows = [rules.explanation(name, prediction, stats.gap_difference(curves, base, "NFT", "RT", 30, level=level), "<",
                               contrast="(NFT - RT, lower lr) - (NFT - RT, profile)")
             for name, curves in (("shrinks", shrunk), ("grows", grown), ("mixed", mixed))]
     assert [r["evidence"] for r in rows] == ["supported", "refuted", "undecided"]
-    single = stats.gap_difference(shrunk[shrunk.split == 0], base, "NFT", "RT", 30)
+    assert rows[0]["p (one-sided)"] < 0.05 < rows[1]["p (one-sided)"]
+    single = stats.gap_difference(shrunk[shrunk.split == 0], base, "NFT", "RT", 30, level=level)
     assert rules.explanation("one split", prediction, single, "<", contrast="c")["evidence"] == "undecided"
-    table = rules.rank_explanations(rows[::-1])
-    assert table.explanation.tolist() == ["shrinks", "mixed", "grows"]
-    with pytest.raises(DataError, match="no explanations"):
-        rules.rank_explanations([])
+    with pytest.raises(DataError, match="one-sided 95% bounds: compute its estimate at level 0.90"):
+        rules.explanation("two-sided", prediction, stats.gap_difference(shrunk, base, "NFT", "RT", 30), "<", contrast="c")
+
+
+def test_evidence_is_measured_in_the_predicted_direction():
+    """Five splits whose mean is above 0 with a two-sided 95% interval that reaches below it: the
+    one-sided bound in the predicted direction is above 0, so the prediction is supported (a
+    two-sided 95% rule left it undecided)."""
+    from zsg_core import stats
+
+    values = [0.05, 0.25, -0.02, 0.18, 0.09]
+    two_sided = stats.over_units(values)
+    assert two_sided.lo < 0 < two_sided.hi
+    one_sided = stats.over_units(values, level=rules.EVIDENCE_LEVEL)
+    assert rules.explanation("leans", "x > 0", one_sided, ">", contrast="x")["evidence"] == "supported"
+    assert rules.explanation("against", "x < 0", one_sided, "<", contrast="x")["evidence"] == "refuted"
+
+
+def test_the_decomposition_adds_up_to_the_gap_and_keeps_its_order():
+    """NFT - RT = (NFT - task) + (task - family) + (family - RT) on every split; each part judged in
+    its predicted direction; rows in the chain's order, never ranked (an undecided part leaning
+    against its prediction stays where it is); the shares sum to 1."""
+    curves = task_curves({"NFT": [0.30, 0.42, 0.25, 0.38, 0.33], "task": [0.28, 0.40, 0.27, 0.35, 0.30],
+                          "family": [0.10, 0.05, 0.12, 0.02, 0.09], "RT": [0, 0, 0, 0, 0]}, noise=0.01)
+    carries = [("nearest instances", "NFT loses to random instances of its tasks", ">"),
+               ("one task's template", "task-matched loses to family-matched", ">"),
+               ("the family mix", "family-matched loses to RT", ">")]
+    table = rules.decomposition(curves, 30, ("NFT", "task", "family", "RT"), carries)
+    assert table.contrast.tolist() == ["NFT - task", "task - family", "family - RT"]
+    assert table.evidence.tolist() == ["undecided", "supported", "supported"]
+    whole = rules.split_means(curves, "NFT", "RT", 30)["diff"].mean()
+    assert table.estimate.sum() == pytest.approx(whole) and table["share of the gap"].sum() == pytest.approx(1)
+    refuting = task_curves({"NFT": [0.0] * 5, "task": [0.3, 0.32, 0.28, 0.31, 0.29], "RT": [0] * 5}, noise=0.01)
+    assert rules.decomposition(refuting, 30, ("NFT", "task", "RT"), carries[:2]).evidence.tolist() == \
+        ["refuted", "supported"]
+    with pytest.raises(DataError, match="2 parts in the chain"):
+        rules.decomposition(curves, 30, ("NFT", "task", "RT"), carries)
+    fewer = curves[~((curves.label == "task") & (curves.task == "t0"))]  # one order evaluated on fewer tasks
+    with pytest.raises(DataError, match="do not add up on every split"):
+        rules.decomposition(fewer, 30, ("NFT", "task", "family", "RT"), carries)
+
+
+def test_split_slopes_are_estimated_over_splits():
+    """The regression of item 7 (b): fitted on each split apart, its coefficients over splits."""
+    from zsg_core import stats
+
+    rng = np.random.default_rng(0)
+    rows = [{"split": s, "task": t, "mismatch": m, "held-out length": h, "gap": 0.5 * m + 0.1 * s + rng.normal(0, 0.05)}
+            for s in range(5) for t, (m, h) in enumerate(rng.uniform(0, 3, size=(12, 2)))]
+    slopes = stats.split_slopes(pd.DataFrame(rows), "gap", ["mismatch", "held-out length"])
+    assert slopes["mismatch"].lo < 0.5 < slopes["mismatch"].hi and slopes["mismatch"].lo > 0.3
+    assert slopes["held-out length"].lo < 0 < slopes["held-out length"].hi and slopes["mismatch"].n == 5
+    with pytest.raises(DataError, match="columns"):
+        stats.split_slopes(pd.DataFrame(rows), "gap", ["length"])
 
 
 def test_correlation_contrast():

@@ -16,7 +16,8 @@ from .similarity import SimilarityError, check_embeddings, combine_wsd, min_avg_
 from .tma import tma_rounds
 
 __all__ = ["random_order", "round_robin", "cluster", "nft", "fft", "rt", "ot", "coarse", "tma_rounds", "tma",
-           "tma_layout", "tma_round_range", "family_matched", "pool_rounds", "TMA_POOL_SEED", "apply", "Method", "METHODS", "get_method", "arrange_records"]
+           "tma_layout", "tma_round_range", "key_matched", "family_matched", "task_matched",
+           "length_matched", "answer_length_bucket", "pool_rounds", "TMA_POOL_SEED", "apply", "Method", "METHODS", "get_method", "arrange_records"]
 
 
 def _check_tasks(tasks: Sequence[str], n: int | None = None) -> list[str]:
@@ -101,23 +102,52 @@ def _wsd_order(score: np.ndarray, direction: str, seed: int = 0) -> list[int]:
     return _seeded_shuffle(order, seed) if direction == "rt" else order
 
 
-def family_matched(order: Sequence[int], tasks: Sequence[str], seed: int = 0) -> list[int]:
-    """`order`'s sequence of task families with other instances: position p holds a random
-    instance of the family `order[p]` belongs to (each family's instances in a seeded shuffle, each
-    used once). Every prefix has exactly `order`'s family counts, but not its instances: set
-    against `order` it asks whether being the *nearest* matters or only being from the right
-    family (the "why nearest-first loses" chapter)."""
-    from .data import task_family
-
-    tasks = _check_tasks(tasks, len(order))
-    family = [task_family(t) for t in tasks]
+def key_matched(order: Sequence[int], keys: Sequence[str], seed: int = 0) -> list[int]:
+    """`order`'s sequence of keys with other instances: position p holds a random instance with
+    the key of `order[p]` (each key's instances in a seeded shuffle, each used once). Every prefix
+    has exactly `order`'s key counts, but not its instances; the same multiset in another order.
+    The controls of the "why nearest-first loses" chapter, each keeping one thing of NFT's:
+    its task families (`family_matched`), its tasks (`task_matched`), its answer lengths
+    (`length_matched`)."""
+    keys = _check_tasks(keys, len(order))
     rng = random.Random(seed)
     queue: dict[str, list[int]] = {}
-    for f in sorted(set(family)):  # sorted: the draw does not depend on set order
-        members = [i for i, g in enumerate(family) if g == f]
+    for k in sorted(set(keys)):  # sorted: the draw does not depend on set order
+        members = [i for i, g in enumerate(keys) if g == k]
         rng.shuffle(members)
-        queue[f] = members[::-1]  # pop() from the end takes them in shuffled order
-    return [queue[family[i]].pop() for i in order]
+        queue[k] = members[::-1]  # pop() from the end takes them in shuffled order
+    return [queue[keys[i]].pop() for i in order]
+
+
+def family_matched(order: Sequence[int], tasks: Sequence[str], seed: int = 0) -> list[int]:
+    """`order`'s sequence of task families, a random instance of the family at each position: set
+    against `order` it asks whether being the *nearest* matters or only being from the right family."""
+    from .data import task_family
+
+    return key_matched(order, [task_family(t) for t in _check_tasks(tasks, len(order))], seed)
+
+
+def task_matched(order: Sequence[int], tasks: Sequence[str], seed: int = 0) -> list[int]:
+    """`order`'s sequence of tasks, a random instance of the task at each position: the same task
+    mix at every step (one task's template and answer format), without the nearest instances."""
+    return key_matched(order, tasks, seed)
+
+
+def answer_length_bucket(chars: int) -> str:
+    """An answer's length class: floor(log2(characters)), so each class spans a factor of 2 (a
+    one-word answer and a sentence fall apart, two sentences of similar length together)."""
+    if chars < 0:
+        raise SimilarityError(f"an answer length is a count of characters, got {chars}")
+    return str(int(np.log2(chars))) if chars > 0 else "empty"
+
+
+def length_matched(order: Sequence[int], answer_chars: Sequence[int], seed: int = 0) -> list[int]:
+    """`order`'s sequence of answer lengths (`answer_length_bucket`), a random instance of that
+    length at each position, whatever its task: every prefix teaches `order`'s answer lengths (and
+    so where to stop) without its tasks or its nearest instances (the format-and-stopping control)."""
+    if len(answer_chars) != len(order):
+        raise SimilarityError(f"{len(answer_chars)} answer lengths for {len(order)} training items")
+    return key_matched(order, [answer_length_bucket(int(c)) for c in answer_chars], seed)
 
 
 def coarse(train: np.ndarray, test: np.ndarray, tasks: Sequence[str],
@@ -262,6 +292,7 @@ class Inputs:
     the embeddings of both sides with each training item's min / avg distance to the test set."""
     tasks: list[str]
     seed: int = 0
+    answer_chars: list[int] | None = None  # each training item's answer (first assistant turn) in characters
     tma_budget: int | None = None
     rounds: tuple[int, int] | None = None
     train: np.ndarray | None = None
@@ -324,9 +355,22 @@ def _wsd_method(direction: str) -> Callable[[Inputs], Order]:
     return order
 
 
+def _nft_order(a: Inputs) -> list[int]:
+    return _wsd_order(combine_wsd(a.min_distance, a.avg_distance, w_avg=a.wsd_weight), "nft")
+
+
 def _family_method(a: Inputs) -> Order:
-    return family_matched(_wsd_order(combine_wsd(a.min_distance, a.avg_distance, w_avg=a.wsd_weight), "nft"),
-                          a.tasks, a.seed), None
+    return family_matched(_nft_order(a), a.tasks, a.seed), None
+
+
+def _task_method(a: Inputs) -> Order:
+    return task_matched(_nft_order(a), a.tasks, a.seed), None
+
+
+def _length_method(a: Inputs) -> Order:
+    if a.answer_chars is None:
+        raise SimilarityError("length-nft needs each training item's answer length (arrange_records gives it)")
+    return length_matched(_nft_order(a), a.answer_chars, a.seed), None
 
 
 def _tma_method(variant: str) -> Callable[[Inputs], Order]:
@@ -353,6 +397,10 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("rt", _wsd_method("rt"), "E4: nft's list shuffled", seeded=True, wsd=True),
     Method("family-nft", _family_method, "nft's sequence of task families, each family's instances in random order",
            seeded=True, wsd=True),
+    Method("task-nft", _task_method, "nft's sequence of tasks, each task's instances in random order",
+           seeded=True, wsd=True),
+    Method("length-nft", _length_method, "nft's sequence of answer lengths (factors of 2), any task's instance of "
+           "each length in random order", seeded=True, wsd=True),
     Method("ot", lambda a: (ot(a.train, a.test), None), "E9: cheapest to move to the test set first (optimal transport)"),
     Method("coarse", lambda a: (coarse(a.train, a.test, a.tasks), None), "E5: whole tasks, nearest centroid first"),
     *[Method(f"tma-{v}", _tma_method(v), f"E6: Test-centric Multi-turn Arrangement, {_TMA_HELP[v]}",
@@ -414,6 +462,7 @@ def arrange_records(train: Sequence, test: Sequence, method: str, tma_budget: in
     m.check(tma_budget, rounds, embed_text, pool_size=len(train))
     check_kind(features, test_view)
     inputs = Inputs(tasks=_check_tasks([r.task for r in train]), seed=arrangement_seed, tma_budget=tma_budget,
+                    answer_chars=[len(r.response) for r in train],
                     rounds=tuple(rounds) if rounds is not None else None)
     if not m.features:
         return Arrangement(m.order(inputs)[0], method)

@@ -71,9 +71,10 @@ def loss_curves(*groups: Mapping[tuple[str, int], RunResult], by: Mapping[str, s
     return pd.concat(frames, ignore_index=True)[cols]
 
 
-def task_curves(*groups: Mapping[tuple[str, int], RunResult]) -> pd.DataFrame:
-    """Per-task held-out loss (`task_loss`), tidy: label, seed, split, order_seed, task, step, loss."""
-    frames = [r.task_loss().stack().rename("loss").reset_index().assign(label=label, seed=seed, **_identity(r))
+def task_curves(*groups: Mapping[tuple[str, int], RunResult], measure: str = "loss") -> pd.DataFrame:
+    """Per-task held-out loss (`task_loss`; or its answer or EOS part, `runs.LOSS_MEASURES`), tidy:
+    label, seed, split, order_seed, task, step, loss."""
+    frames = [r.task_loss(measure).stack().rename("loss").reset_index().assign(label=label, seed=seed, **_identity(r))
               for label, seed, r in labelled(groups)]
     if not frames:
         raise DataError("no runs to draw curves from")
@@ -253,6 +254,30 @@ def _split_index(split: SplitConfig, model: str) -> tuple[dict[str, str], frozen
     return {r.id: r.task for r in loaded.train}, frozenset(task_family(r.task) for r in loaded.test)
 
 
+@functools.lru_cache(maxsize=8)
+def _answer_chars(split: SplitConfig, model: str) -> dict[str, int]:
+    """Every instance of a split (training and held-out) -> its answer's length in characters."""
+    loaded = run_split(RunConfig(model=model, split=split))
+    return {r.id: len(r.response) for r in [*loaded.train, *loaded.test]}
+
+
+def answer_format(result: RunResult, upto_step: int) -> pd.DataFrame:
+    """Per held-out task of the run's split: the log2 mean answer length of its instances
+    (`held-out length`, characters), and how far it is from the answers the run received in its
+    first `upto_step` steps (`mismatch`: |held-out length - log2 of their mean length|). The
+    format-and-stopping explanation of issue 32 item 7 predicts a larger gap where they differ."""
+    chars = _answer_chars(result.config.split, result.config.model)
+    seen = result.batches[result.batches.step <= upto_step]
+    if seen.empty:
+        raise DataError(f"the run received nothing by step {upto_step}")
+    early = float(np.log2(np.mean([chars[i] for i in seen.id]) + 1))
+    held = result.eval_loss[result.eval_loss.step == result.eval_loss.step.min()]
+    length = held.assign(chars=held.id.map(chars)).groupby("task").chars.mean()
+    log_length = np.log2(length + 1)
+    return pd.DataFrame({"task": length.index, "held-out length": log_length.to_numpy(),
+                         "mismatch": (log_length - early).abs().to_numpy()})
+
+
 def received(result: RunResult) -> pd.DataFrame:
     """The run's `batches` (step, position, id) with each instance's task, its family, and whether
     that family also has a held-out task (`sibling`), from the run's own split."""
@@ -288,11 +313,14 @@ def held_out_with_sibling(result: RunResult) -> set[str]:
 
 def leading_family(result: RunResult, upto_step: int) -> dict[str, object]:
     """What a run's first `upto_step` steps were made of: the family that contributed most, its
-    share of the instances, and how many families contributed at all."""
+    share of the instances, how many families contributed at all, and the share of the task that
+    contributed most."""
     seen = received(result)
     seen = seen[seen.step <= upto_step]
     if seen.empty:
         raise DataError(f"the run received nothing by step {upto_step}")
     counts = seen.family.value_counts()
+    tasks = seen.task.value_counts()
     return {"leading family": counts.index[0], "its share": float(counts.iloc[0] / len(seen)),
-            "families": int(len(counts)), "instances": int(len(seen))}
+            "families": int(len(counts)), "instances": int(len(seen)),
+            "leading task's share": float(tasks.iloc[0] / len(seen))}

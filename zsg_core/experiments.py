@@ -228,16 +228,21 @@ NEAREST_FIRST_ORDERS = {"NFT": WSD_ORDERS["NFT"], "RT": WSD_ORDERS["RT"],
                         # Algorithm 1's min rounds over the same list, embedded as WSD embeds it: every
                         # held-out point gets its nearest instance in turn, so no family can come first
                         "balanced": {"arrangement": "tma-min", "embed_text": "all"},
-                        "family": {"arrangement": "family-nft"}}
+                        "family": {"arrangement": "family-nft"},
+                        # NFT's tasks (its task mix and templates) with random instances of each
+                        "task": {"arrangement": "task-nft"},
+                        # NFT's answer lengths with any task's instances: format and stopping alone
+                        "length": {"arrangement": "length-nft"}}
 
 
 @_experiment
 def nearest_first(params: Mapping[str, Any], split_seeds: Sequence[int], arrangement_seeds: Sequence[int],
                   log: Log = print) -> Runs:
     """Why nearest-first loses, experiments 1 and 2, on E4's set-up over the same training list:
-    WSD-NFT and RT (E4's own runs, read back), coverage-balanced nearest-first ("balanced") and
-    NFT's family sequence with random instances of each family ("family"), one run each per split
-    (the seeded orders: `arrangement_seeds[0]`). Keyed (label, split seed)."""
+    WSD-NFT and RT (E4's own runs, read back), coverage-balanced nearest-first ("balanced"), and
+    NFT's sequence of task families, of tasks and of answer lengths with random instances of each
+    ("family", "task", "length"), one run each per split (the seeded orders: `arrangement_seeds[0]`).
+    Keyed (label, split seed)."""
     p = {**compared(params), "arrangement_seed": arrangement_seeds[0]}
     return run_arrangements(p, NEAREST_FIRST_ORDERS, split_seeds, "split_seed", log)
 
@@ -287,8 +292,10 @@ def granularity(params: Mapping[str, Any], split_seeds: Sequence[int], long_step
     both nearest first over the same training list, on each split, trained `long_steps` steps
     (None: the profile's `max_steps`) so that they reach the paper's reading point (its step 800
     of 1,797, after its curves cross). The fine runs' first `max_steps` steps are E4's NFT runs
-    (same order, same schedule): E4 and E5 share that prefix and are not independent evidence."""
-    orders = {"fine": WSD_ORDERS["NFT"], "coarse": {"arrangement": "coarse"}}
+    (same order, same schedule): E4 and E5 share that prefix and are not independent evidence.
+    RT, on the same schedule, is what each granularity is read against: "coarse < fine" could come
+    from NFT's own penalty (chapter 7) rather than from coarse order helping."""
+    orders = {"fine": WSD_ORDERS["NFT"], "coarse": {"arrangement": "coarse"}, "RT": WSD_ORDERS["RT"]}
     return run_arrangements(compared(params, long_steps), orders, split_seeds, "split_seed", log)
 
 

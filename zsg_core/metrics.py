@@ -45,15 +45,17 @@ def pad_id(tokenizer) -> int:
 
 
 def heldout_loss(lm: "TunedLM", records: Sequence[Record], items: Sequence | None = None) -> pd.DataFrame:
-    """Per-instance held-out loss: columns id, task, loss (mean CE over response + EOS), tokens.
+    """Per-instance held-out loss: columns id, task, loss (mean CE over response + EOS), tokens
+    (their count) and eos_loss (the CE of the EOS alone: where the answer stops).
 
     Each instance runs alone with no padding (see zsg_core.model), so its loss never depends on
     what it was batched with. `items` are `lm.items(records)` when the caller already has them.
     """
     items = lm.items(records) if items is None else items
-    losses = lm.item_losses(items)
+    losses = lm.item_losses(items, final_token=True)
     return pd.DataFrame({"id": [r.id for r in records], "task": [r.task for r in records],
-                         "loss": [l for l, _ in losses], "tokens": [n for _, n in losses]})
+                         "loss": [l for l, _, _ in losses], "tokens": [n for _, n, _ in losses],
+                         "eos_loss": [e for _, _, e in losses]})
 
 
 @torch.no_grad()

@@ -389,8 +389,11 @@ class ResponseLoss(nn.Module):
             self.label_rows_only.append(attention)
 
     def forward(self, inputs: torch.Tensor, positions: torch.Tensor, targets: torch.Tensor, segments: torch.Tensor,
-                spans: Sequence[tuple[int, int, int, int]], n_items: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(summed loss, label count) per item of the row (the fields of a `Pack`, in order)."""
+                spans: Sequence[tuple[int, int, int, int]], n_items: int,
+                final_token: bool = False) -> tuple[torch.Tensor, ...]:
+        """(summed loss, label count) per item of the row (the fields of a `Pack`, in order); with
+        `final_token`, also each item's loss on its last label alone: the EOS that ends its answer
+        (`prompt.encode` never truncates), which weighs 1/count in the item's mean."""
         key = "inputs_embeds" if self.frozen_layers else "input_ids"
         chosen = (targets != IGNORE).nonzero(as_tuple=True)[0]
         for m in self.label_rows_only:
@@ -407,7 +410,15 @@ class ResponseLoss(nn.Module):
         token_loss = nn.functional.cross_entropy(logits, targets[chosen], reduction="none")
         item = segments[chosen]
         losses = torch.zeros(n_items, device=logits.device).index_add(0, item, token_loss)
-        return losses, torch.bincount(item, minlength=n_items)
+        counts = torch.bincount(item, minlength=n_items)
+        if not final_token:
+            return losses, counts
+        # `chosen` ascends and each item's labels are contiguous, so an item's last label is the
+        # last position of its segment among them
+        last = torch.zeros(n_items, dtype=torch.long, device=logits.device).scatter_reduce(
+            0, item, torch.arange(len(item), device=logits.device), reduce="amax", include_self=False)
+        final = torch.where(counts > 0, token_loss[last], torch.full_like(losses, float("nan")))
+        return losses, counts, final
 
 
 @dataclass(frozen=True)
@@ -706,23 +717,26 @@ class TunedLM:
     # -- evaluation ------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def item_losses(self, items: Sequence[Item], tokens_per_row: int = PACK_TOKENS) -> list[tuple[float, int]]:
-        """(mean loss over response tokens + EOS, their count) per item, in eval mode. Items run
-        packed in rows of `tokens_per_row` tokens, those with a common beginning side by side so
-        that they share it; each item attends only to itself and its prefix, so its loss does not
-        depend on its row (equal to one at a time; tested)."""
+    def item_losses(self, items: Sequence[Item], tokens_per_row: int = PACK_TOKENS,
+                    final_token: bool = False) -> list[tuple]:
+        """(mean loss over response tokens + EOS, their count) per item, in eval mode, and with
+        `final_token` the loss of the item's last label (its EOS) third. Items run packed in rows
+        of `tokens_per_row` tokens, those with a common beginning side by side so that they share
+        it; each item attends only to itself and its prefix, so its loss does not depend on its row
+        (equal to one at a time; tested)."""
         was_training = self.model.training
         self.model.eval()
         self.loss.eval()  # the loss module too: hooks on it see an evaluation, not a training step
-        out: list[tuple[float, int]] = [(0.0, 0)] * len(items)
+        out: list[tuple] = [(0.0, 0)] * len(items)
         order = sorted(range(len(items)), key=lambda i: (_by_prefix(items[i]), i))
         done = 0  # how many of `order` the rows so far held
         try:
             with self.precision():
                 for row in rows([items[i] for i in order], tokens_per_row):
-                    sums, counts = self.loss(*self.pack(row).args())
-                    for position, total, n in zip(order[done:], sums.tolist(), counts.tolist()):
-                        out[position] = (total / max(n, 1), n)
+                    sums, counts, *final = self.loss(*self.pack(row).args(), final_token=final_token)
+                    lasts = final[0].tolist() if final_token else [None] * len(row)
+                    for position, total, n, last in zip(order[done:], sums.tolist(), counts.tolist(), lasts):
+                        out[position] = (total / max(n, 1), n) + ((last,) if final_token else ())
                     done += len(row)
         finally:
             self.model.train(was_training)

@@ -13,8 +13,9 @@ one Finding per part. Fewer than three units, or units that all agree exactly: n
     sudden(windows)                                                            # E2
     measures(power)                                                            # E3
     representations(power, pairs)                                              # S1: which similarity predicts
-    granularity(task_curves, early_step, late_step)                            # E5
-    explanation(name, prediction, estimate, side, contrast=...), rank_explanations(rows)   # why NFT loses
+    granularity(task_curves, early_step, late_step), granularity_against_random(...)  # E5, E5+
+    decomposition(task_curves, step, ("NFT", "task", "family", "RT"), carries)      # why NFT loses: its parts
+    explanation(name, prediction, estimate, side, contrast=...)                     # other evidence, one row
 
 tests/test_rules.py feeds each rule synthetic curves that make it return every verdict it can,
 the one that contradicts the paper included.
@@ -72,43 +73,76 @@ RULES = {
                  "**contradicted** if wholly below chance or below some alternative, else inconclusive. The "
                  "alternatives are the measures that are neither Min nor Avg (Max, Centroid, KL); Euclidean Min "
                  "and Avg are the paper's measures under another distance, shown but not judged." + LEVELS),
-    "explanation": ("Each explanation of why nearest-first loses predicts the sign of one contrast (below); it is "
-                    "**supported** if the contrast's 95% interval over task splits lies wholly on the predicted side, "
-                    "**refuted** if wholly on the other, else **undecided**. The table ranks supported explanations "
-                    "first, then undecided, then refuted, and within each by |estimate| / interval half-width."),
+    "explanation": ("NFT - RT at the reading point is split into parts that add up to it, each the difference "
+                    "between two orders that differ in one thing, in the same unit (held-out loss; per task split "
+                    "the mean over its held-out tasks, and a split's parts sum to its NFT - RT). Each explanation "
+                    "predicts the sign of one part: **supported** if the one-sided 95% bound over task splits lies "
+                    "on the predicted side of 0, **refuted** if the one-sided 95% bound the other way lies on the "
+                    "other side, else **undecided**. Parts are listed in the decomposition's order with the share of "
+                    "the gap each carries, not ranked. Evidence that is not a part of NFT - RT (correlations, "
+                    "groups of tasks, other averages and set-ups) is judged the same way in a table of its own."),
     "representations": ("Which representation predicts the loss change: each measure's within-window rank correlation "
                         "with the loss change (E3's analysis) on each task split, with the prefix and the held-out set "
                         "represented by each feature kind; a part \"a > b\" is **reproduced** if the t-interval "
                         "over splits of rho(a) - rho(b), paired by split, lies wholly above 0, **contradicted** if "
                         "wholly below, else inconclusive. \"chance\" is a measure of pure noise scored the same way." + LEVELS),
     "granularity": ("E5 is judged in two parts, each at its relative point of the paper's run: coarse < fine early "
-                    "(the paper's step 150 of 1,797) and fine < coarse later (its step 800), each by the order rule."),
+                    "(the paper's step 150 of 1,797) and fine < coarse later (its step 800), each by the order rule. "
+                    "Each point is also read against random order on the same schedule (E5+, exploratory): coarse < "
+                    "RT and fine < RT. A part \"a < b\" is carried by granularity where a beats RT; where instead b "
+                    "loses to RT and a does not beat it, it is carried by b's own penalty (fine is chapter 4's NFT)."),
 }
 
 
-EVIDENCE = {"supported": 0, "undecided": 1, "refuted": 2}  # the explanations' words, in ranking order
+EVIDENCE = ("supported", "undecided", "refuted")  # the explanations' words
+EVIDENCE_LEVEL = 1 - 2 * ALPHA  # a two-sided 90% interval: each bound is a one-sided 95% bound
 
 
 def explanation(name: str, prediction: str, estimate: Estimate, side: str, *, contrast: str,
                 unit: str = "task splits") -> dict[str, object]:
-    """One row of the explanations table: `prediction` says the contrast is `side` 0 ('<' or '>');
-    its evidence in the words of `EVIDENCE`, decided by the findings' own `verdict`."""
+    """One row of an explanations table: `prediction` says the contrast is `side` 0 ('<' or '>'),
+    judged on the one-sided bound in that direction (`RULES["explanation"]`); `estimate` is computed
+    at `EVIDENCE_LEVEL` (`stats.over_units(..., level=EVIDENCE_LEVEL)`, `stats.correlation` alike)."""
+    if side not in ("<", ">"):
+        raise DataError(f"side must be '<' or '>', got {side!r}")
+    if abs(estimate.level - EVIDENCE_LEVEL) > 1e-12:
+        raise DataError(f"an explanation is judged on one-sided {1 - ALPHA:.0%} bounds: compute its estimate at level "
+                        f"{EVIDENCE_LEVEL:.2f}, not {estimate.level}")
     evidence = {REPRODUCED: "supported", CONTRADICTED: "refuted", INCONCLUSIVE: "undecided"}[verdict(estimate, side)]
-    half = (estimate.hi - estimate.lo) / 2 if estimate.has_interval else float("nan")
-    strength = abs(estimate.value) / half if estimate.has_interval and half > 0 else \
-        (float("inf") if estimate.has_interval else 0.0)
-    return {"explanation": name, "prediction": prediction, "contrast": contrast, "measured": fmt(estimate, unit),
-            "estimate": estimate.value, "lo": estimate.lo, "hi": estimate.hi, "n": estimate.n, "p": estimate.p,
-            "evidence": evidence, "strength": strength}
+    if estimate.has_interval:
+        bound = estimate.lo if side == ">" else estimate.hi
+        leans = (estimate.value > 0) == (side == ">")
+        p = estimate.p / 2 if leans else 1 - estimate.p / 2  # one-sided, in the predicted direction
+        measured = (f"{estimate.value:+.3f}, one-sided {1 - ALPHA:.0%} bound {'>' if side == '>' else '<'} "
+                    f"{bound:+.3f}, over {estimate.n} {unit}")
+    else:
+        p, measured = float("nan"), fmt(estimate, unit)
+    return {"explanation": name, "prediction": prediction, "contrast": contrast, "predicted": f"{side} 0",
+            "measured": measured, "estimate": estimate.value, "lo": estimate.lo, "hi": estimate.hi, "n": estimate.n,
+            "p (one-sided)": p, "evidence": evidence}
 
 
-def rank_explanations(rows: Sequence[dict[str, object]]) -> pd.DataFrame:
-    """The explanations table, ranked by the evidence (`RULES["explanation"]`)."""
-    if not rows:
-        raise DataError("no explanations to rank")
-    table = pd.DataFrame(list(rows))
-    table = table.assign(_rank=table.evidence.map(EVIDENCE)).sort_values(["_rank", "strength"], ascending=[True, False])
-    return table.drop(columns="_rank").reset_index(drop=True)
+def decomposition(task_curves: pd.DataFrame, step: int, chain: Sequence[str],
+                  carries: Sequence[tuple[str, str, str]], unit: str = "task splits") -> pd.DataFrame:
+    """chain[0] - chain[-1] at `step` as the sum of the neighbouring differences chain[i] - chain[i+1]
+    (`stats.split_means`), one explanation row each: `carries[i]` = (explanation, prediction, side)
+    of part i. Adds the share of the whole each part carries; refuses parts that do not add up to
+    the whole on every split (orders evaluated on different tasks or splits)."""
+    if len(carries) != len(chain) - 1:
+        raise DataError(f"{len(chain) - 1} parts in the chain {' > '.join(chain)}, {len(carries)} explanations given")
+    whole = split_means(task_curves, chain[0], chain[-1], step).set_index("split")["diff"]
+    parts = [split_means(task_curves, a, b, step).set_index("split")["diff"] for a, b in zip(chain, chain[1:])]
+    summed = sum(parts)
+    if not (summed.index.equals(whole.index) and np.allclose(summed.to_numpy(), whole.to_numpy(), atol=1e-9)):
+        raise DataError(f"the parts of {chain[0]} - {chain[-1]} do not add up on every split: the orders "
+                        f"{', '.join(chain)} must be evaluated on the same splits and held-out tasks")
+    total = float(whole.mean())
+    rows = []
+    for (a, b), values, (name, prediction, side) in zip(zip(chain, chain[1:]), parts, carries):
+        row = explanation(name, prediction, over_units(values, level=EVIDENCE_LEVEL), side, contrast=f"{a} - {b}",
+                          unit=unit)
+        rows.append(row | {"share of the gap": row["estimate"] / total if total else float("nan")})
+    return pd.DataFrame(rows)
 
 
 def _part(experiment: str, claim: str, part: str, paper: str, estimate: Estimate, side: str, boundary: float,
@@ -289,3 +323,29 @@ def granularity(task_curves: pd.DataFrame, early_step: int, late_step: int, epoc
         return finding
 
     return [at(early_step, "coarse", "fine"), at(late_step, "fine", "coarse")]
+
+
+def granularity_against_random(task_curves: pd.DataFrame, early_step: int, late_step: int, epoch: int) -> list[Finding]:
+    """E5+ (exploratory): coarse < RT and fine < RT at each of E5's two points."""
+    claim = "Each granularity against random order on the same schedule (what separates E5's parts)"
+    out = []
+    for step in (early_step, late_step):
+        out += order_parts(task_curves, step, ("coarse", "fine", "RT"), experiment="E5+", claim=claim,
+                           paper="not studied", pairs=[("coarse", "RT"), ("fine", "RT")],
+                           point=f"step {step} ({step / epoch:.1%} of the epoch)")
+    return out
+
+
+def carried_by(part: Finding, against_random: Sequence[Finding]) -> str:
+    """What carries an E5 part "a < b" (RULES["granularity"]): 'granularity' if a < RT is
+    reproduced at the part's point, 'b's penalty' if b < RT is contradicted (b above RT) and a
+    < RT is not reproduced, else 'undecided'."""
+    a, b = part.part.split(" < ")
+    at_point = {f.part: f.verdict for f in against_random if f.point.split(" (")[0] == part.point.split(" (")[0]}
+    if {f"{a} < RT", f"{b} < RT"} - set(at_point):
+        raise DataError(f"no E5+ parts at {part.point!r} for {part.part!r}")
+    if at_point[f"{a} < RT"] == REPRODUCED:
+        return "granularity"
+    if at_point[f"{b} < RT"] == CONTRADICTED:
+        return f"{b}'s penalty"
+    return "undecided"

@@ -46,11 +46,12 @@ from .util import atomic_file, cache_dir, file_lock, without_late_defaults
 # Bump when training or evaluation changes what a config produces (3: packed rows, generation batched
 # by length; 4: frozen-cache entries independent of what filled the cache, so a config's numbers no
 # longer depend on which runs came before it; and WSD's weight defined for centred features, which
-# changes the hidden-feature WSD orders, MiniLM's not). Not bumped for changes that compute the same function
+# changes the hidden-feature WSD orders, MiniLM's not; 5: the held-out table records each instance's EOS
+# loss, which a run stored before cannot give). Not bumped for changes that compute the same function
 # and move only bf16 rounding the same way for every run (benchmarks/README, "Training speed"): the
 # last layer at label rows only, training's hand-written span attention and the fused AdamW. A run's
 # manifest names the commit that trained it.
-RUN_VERSION = 4
+RUN_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -220,14 +221,29 @@ class RunResult:
         """Held-out loss averaged over all test instances (the paper's micro average), per step."""
         return self.eval_loss.groupby("step").loss.mean()
 
-    def task_loss(self) -> pd.DataFrame:
-        """Per-task mean held-out loss: steps x tasks."""
-        return self.eval_loss.groupby(["step", "task"]).loss.mean().unstack()
+    def task_loss(self, measure: str = "loss") -> pd.DataFrame:
+        """Per-task mean held-out loss (or another of `LOSS_MEASURES`): steps x tasks."""
+        if measure not in LOSS_MEASURES:
+            raise DataError(f"unknown loss measure {measure!r}; choose one of {', '.join(LOSS_MEASURES)}")
+        t = self.eval_loss
+        if measure == "loss":
+            values = t.loss
+        elif "eos_loss" not in t.columns:
+            raise DataError(f"run {self.folder.name} records no EOS loss (stored before run version 5)")
+        elif measure == "eos":
+            values = t.eos_loss
+        else:  # the answer's own tokens: the mean without the EOS term (NaN for an empty answer)
+            values = (t.loss * t.tokens - t.eos_loss) / (t.tokens - 1).where(t.tokens > 1)
+        return t.assign(value=values).groupby(["step", "task"]).value.mean().unstack()
 
 
 def is_complete(folder: Path) -> bool:
     return (folder / "complete").exists()
 
+
+# What a per-instance held-out loss can be read as: the whole (answer tokens and EOS, the book's
+# measure), the answer tokens alone, or the EOS alone (where the answer stops).
+LOSS_MEASURES = ("loss", "answer", "eos")
 
 CHECKED = ["config.json"] + [f"{t}.parquet" for t in TABLES]  # the files a manifest records the sha256 of
 

@@ -35,6 +35,7 @@ class Estimate:
     hi: float
     n: int
     p: float
+    level: float = 0.95  # the interval's two-sided coverage
 
     @property
     def has_interval(self) -> bool:
@@ -60,11 +61,11 @@ def over_units(values: Sequence[float], null: float = 0.0, level: float = 0.95) 
     mean = float(x.mean())
     sd = float(x.std(ddof=1)) if len(x) > 1 else 0.0
     if len(x) < MIN_UNITS or np.ptp(x) == 0:
-        return Estimate(mean, math.nan, math.nan, len(x), math.nan)
+        return Estimate(mean, math.nan, math.nan, len(x), math.nan, level)
     se = sd / math.sqrt(len(x))
     half = float(stats.t.ppf((1 + level) / 2, len(x) - 1) * se)
     p = float(2 * stats.t.sf(abs(mean - null) / se, len(x) - 1))
-    return Estimate(mean, mean - half, mean + half, len(x), p)
+    return Estimate(mean, mean - half, mean + half, len(x), p, level)
 
 
 def holm(pvalues: Sequence[float]) -> np.ndarray:
@@ -121,7 +122,7 @@ def split_gaps(task_curves: pd.DataFrame, pairs: Sequence[tuple[str, str]], leve
 
 
 def gap_difference(first: pd.DataFrame, second: pd.DataFrame, a: str, b: str, step: int,
-                   second_step: int | None = None) -> Estimate:
+                   second_step: int | None = None, level: float = 0.95) -> Estimate:
     """Per split: (a - b in `first`) - (a - b in `second`), each a `split_means` at its step
     (`second_step`, default `step`); the estimate over the splits both have. It asks whether a gap
     differs between two set-ups (another lr, another model) or two groups of held-out tasks."""
@@ -130,7 +131,28 @@ def gap_difference(first: pd.DataFrame, second: pd.DataFrame, a: str, b: str, st
     both = one.index.intersection(two.index)
     if both.empty:
         raise DataError(f"the two tables share no split with both {a} and {b}")
-    return over_units((one[both] - two[both]).tolist())
+    return over_units((one[both] - two[both]).tolist(), level=level)
+
+
+def split_slopes(table: pd.DataFrame, y: str, xs: Sequence[str], level: float = 0.95) -> dict[str, Estimate]:
+    """Each of `xs`'s least-squares coefficient (with an intercept) in a regression of `y` fitted
+    on every split apart (table: columns split, y, xs; one row per held-out task), as an estimate
+    over splits: the split stays the unit, as in every interval here. Splits with fewer rows than
+    coefficients + 2 are left out."""
+    missing = {"split", y, *xs} - set(table.columns)
+    if missing:
+        raise DataError(f"a regression needs columns {sorted(missing)}")
+    coefficients: dict[str, list[float]] = {x: [] for x in xs}
+    for _, g in table.dropna(subset=[y, *xs]).groupby("split"):
+        if len(g) < len(xs) + 3:
+            continue
+        design = np.column_stack([np.ones(len(g)), *(g[x].to_numpy(float) for x in xs)])
+        beta, *_ = np.linalg.lstsq(design, g[y].to_numpy(float), rcond=None)
+        for x, b in zip(xs, beta[1:]):
+            coefficients[x].append(float(b))
+    if not coefficients[xs[0]]:
+        raise DataError(f"no split has enough rows to regress {y} on {', '.join(xs)}")
+    return {x: over_units(c, level=level) for x, c in coefficients.items()}
 
 
 def correlation(x: Sequence[float], y: Sequence[float], level: float = 0.95) -> Estimate:
@@ -142,13 +164,14 @@ def correlation(x: Sequence[float], y: Sequence[float], level: float = 0.95) -> 
     if len(x) != len(y) or len(x) < 2:
         raise DataError(f"a correlation needs two paired series of at least 2 units, got {len(x)} and {len(y)}")
     if np.std(x) == 0 or np.std(y) == 0:
-        return Estimate(0.0, math.nan, math.nan, len(x), math.nan)
+        return Estimate(0.0, math.nan, math.nan, len(x), math.nan, level)
     r = float(np.corrcoef(x, y)[0, 1])
     if len(x) < 4:
-        return Estimate(r, math.nan, math.nan, len(x), math.nan)
+        return Estimate(r, math.nan, math.nan, len(x), math.nan, level)
     z, half = math.atanh(max(min(r, 1 - 1e-12), -1 + 1e-12)), stats.norm.ppf((1 + level) / 2) / math.sqrt(len(x) - 3)
     t = r * math.sqrt((len(x) - 2) / max(1e-12, 1 - r * r))
-    return Estimate(r, math.tanh(z - half), math.tanh(z + half), len(x), float(2 * stats.t.sf(abs(t), len(x) - 2)))
+    return Estimate(r, math.tanh(z - half), math.tanh(z + half), len(x), float(2 * stats.t.sf(abs(t), len(x) - 2)),
+                    level)
 
 
 def noise_sources(task_curves: pd.DataFrame, a: str, b: str, step: int) -> dict[str, float]:

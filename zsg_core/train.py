@@ -354,7 +354,7 @@ def train(lm: TunedLM, arranged: Sequence[Record], test: Sequence[Record], confi
 
 _COLUMNS = {
     "train_log": ["step", "lr", "loss", "tokens", "seconds"],
-    "eval_loss": ["step", "id", "task", "loss", "tokens"],
+    "eval_loss": ["step", "id", "task", "loss", "tokens", "eos_loss"],
     "generations": ["step", "protocol", "id", "task", "prediction", "rouge1", "rougeL", "exact_match", "reward"],
     "batches": ["step", "position", "id"],
 }
