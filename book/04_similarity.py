@@ -42,7 +42,7 @@
 # | parameter | meaning |
 # |---|---|
 # | `model`, split and training parameters | as in chapter 2 (`split_seed` is unused here: `split_seeds` says which splits) |
-# | `split_seeds` | task splits the comparison is repeated on; the first also carries RT's extra shuffles and OT |
+# | `split_seeds` | task splits the comparison (and OT's, E9) is repeated on; the first also carries RT's extra shuffles |
 # | `side_split_seeds` | task splits whose family-blocked versions are compared too |
 # | `arrangement_seeds` | RT's shuffles: the first on every split, all of them on the first split |
 # | `sibling_steps` | the early window (steps) over which what each order received is counted |
@@ -81,7 +81,7 @@ ORDERS = ["NFT", "RT", "FFT", "OT"]
 CHAIN = ("NFT", "RT", "FFT")
 # the first split: NFT, FFT, the RT shuffles and OT, one curve each (RT as a band over shuffles)
 on_first = {k: v for k, v in runs["by_split"].items() if k[1] == first and k[0] != "RT"}
-on_first |= runs["shuffles"] | runs["ot"]
+on_first |= runs["shuffles"] | {k: v for k, v in runs["ot"].items() if k[1] == first}
 curves_first = compare.loss_curves(on_first)
 tasks_split = compare.task_curves(runs["by_split"], runs["shuffles"])
 tasks_blocked = compare.task_curves(runs["blocked"]) if "blocked" in runs else None
@@ -134,6 +134,28 @@ sds = {k: v for k, v in noise.items() if k not in ("splits", "shuffles")}
 pd.Series(sds).to_frame(f"SD of NFT - RT at step {point} ({noise['splits']} splits, {noise['shuffles']} shuffles)").round(3)
 
 # %% [markdown]
+# How many task splits would decide each part: from the mean and the spread between splits seen
+# here, the fewest splits whose interval at the part's level (the confirmatory family's, the
+# paper's claim being part of it) excludes 0 with 80% chance, if the effect is as large as seen.
+# A figure for planning the next build's splits, fixed before it runs; never a reason to add
+# splits because an interval happens to exclude 0.
+
+# %% tags=["hide-input"]
+def splits_needed(a: str, b: str) -> dict[str, object]:
+    diffs = stats.split_means(tasks_split, a, b, point)["diff"]
+    sd = float(diffs.std(ddof=1)) if len(diffs) > 1 else float("nan")
+    needed = stats.units_needed(float(diffs.mean()), sd, findings.interval_level("E4")) if sd > 0 else None
+    return {"part": f"{a} - {b}", "mean": diffs.mean(), "SD between splits": sd, "splits run": len(diffs),
+            "splits needed": "more than 200" if needed is None else needed}
+
+
+planning = pd.DataFrame([splits_needed(a, b) for a, b in (("NFT", "RT"), ("RT", "FFT"), ("NFT", "FFT"))])
+display(Markdown("At the spread seen between splits, deciding each part as large as seen would take: "
+                 + "; ".join(f"{r['part']} {r['splits needed']}" for r in planning.to_dict("records")) + f" task splits (this chapter ran "
+                 f"{len(split_seeds)})."))
+planning.style.hide(axis="index").format(precision=3)
+
+# %% [markdown]
 # ## What each order saw first
 #
 # BIG-bench groups near-identical subtasks into families (`list_functions/c001` ... `c250`). With
@@ -175,8 +197,7 @@ found = rules.order_parts(tasks_split, point, CHAIN, experiment="E4", claim=clai
 found += (rules.order_parts(tasks_blocked, point, CHAIN, experiment="E4+", paper="not studied", point=relative,
                             claim="Beyond the paper: the same on family-blocked splits (no sibling task in training)")
           if tasks_blocked is not None else [])
-found += rules.order_parts(tasks_split[tasks_split.split == first].query("label != 'OT'").pipe(
-    lambda t: pd.concat([t, compare.task_curves(runs["ot"])])), point, ("OT", "RT"), experiment="E9",
+found += rules.order_parts(pd.concat([tasks_split, compare.task_curves(runs["ot"])]), point, ("OT", "RT"), experiment="E9",
     claim="Beyond the paper: the optimal-transport order of the paper's code (cheapest first) beats RT",
     paper="not in the paper's figures", point=relative)
 verdicts = pd.DataFrame([vars(f) for f in found])
@@ -216,7 +237,7 @@ if tasks_blocked is not None:
     lines.append(f"Family-blocked splits ({tasks_blocked.split.nunique()}): "
                  + "; ".join(f"{f.part}: {f.measured} → **{f.verdict}**" for f in found if f.experiment == "E4+") + ".")
 ot = by_part[("E9", "OT < RT")]
-lines.append(f"OT order (E9) on split {first}: {ot.measured} → **{ot.verdict}**.")
+lines.append(f"OT order (E9) over {len(split_seeds)} task splits: {ot.measured} → **{ot.verdict}**.")
 display(Markdown("\n".join("- " + line for line in lines)))
 findings.record("04_similarity", params, found,
                 pd.concat([gap_split.assign(experiment="E4", setting="random splits")]

@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # Which similarity? MiniLM, the model's hidden states, its gradients
+# # Which similarity? MiniLM, the model's hidden states (RDS-like), its gradients (LESS-like)
 #
 # The paper measures "similar" with a sentence encoder, all-MiniLM-L6-v2. Later work on targeted
 # data selection points elsewhere: LESS (Xia et al. 2024) selects by low-rank projected
@@ -23,17 +23,25 @@
 #
 # - **minilm**: the paper's embeddings (first turn and answer, or every message, as the paper's
 #   scripts embed them);
-# - **hidden**: the model's last hidden layer, mean-pooled over the instance as training reads it,
-#   centred on the training pool and normalised (RDS+'s pooling);
-# - **gradient**: the gradient of the instance's answer loss with respect to the trained weights
-#   after a 10-step warm-up on a random order, projected to ~8,000 dimensions per instance with a
-#   Kronecker-factored random projection per layer (LoGra's), normalised (LESS's recipe, with plain
-#   gradients: see `zsg_core/features.py` for why).
+# - **hidden** (*RDS-like*): the model's last hidden layer, mean-pooled over the instance as
+#   training reads it, centred on the training pool and normalised;
+# - **gradient** (*LESS-like*): the gradient of the instance's answer loss with respect to the
+#   trained weights after a 10-step warm-up on a random order, projected to ~8,000 dimensions per
+#   instance with a Kronecker-factored random projection per layer (LoGra's), normalised.
+#
+# Both are built in the spirit of the originals, not as them; how each differs:
+#
+# | | the original | here |
+# |---|---|---|
+# | LESS (Xia et al. 2024) | gradients of LoRA weights, preconditioned by Adam's moments, at several warm-up checkpoints, summed; a dense random projection to 8,192 dimensions; selects the top instances by similarity to a few target examples | plain gradients of the tuned top layers at one checkpoint, after a 10-step warm-up; a Kronecker-factored projection per layer (LoGra's); orders the whole list, nothing is dropped |
+# | RDS+ (Ivison et al. 2025) | the base model's hidden states, position-weighted mean pooling, no centring; selects at million scale by similarity to target examples | the last hidden layer of the model being tuned, at its starting weights, plain mean pooling, centred on the training pool; orders the whole list |
 #
 # A held-out instance is represented *with its reference answer*, as the paper embeds its test
-# responses; a user without labels has prompts only, so experiment 1 also scores the **prompt-only**
-# view (minilm embeds the prompt, hidden pools the prompt's positions, gradient takes the loss of
-# the model's own greedy answer).
+# responses. A user without labels has prompts only, and an order built with the answers has seen
+# what the held-out loss measures, so the **prompt-only** view (minilm embeds the prompt, hidden
+# pools the prompt's positions, gradient takes the loss of the model's own greedy answer) is the
+# fair one: experiment 1 judges both views, and experiment 2 also builds the balanced order from
+# the prompt-only view of `prompt_only_orders`.
 #
 # 1. **Which representation predicts the loss change?** E3's analysis (chapter 3) on the same
 #    stored runs: for every held-out task and window between evaluations, the change of a prefix
@@ -58,6 +66,7 @@
 # | `arrangement_seeds` | RT's shuffle and chapter 3's random orders: the first of them |
 # | `feature_kinds` | the representations compared (`zsg_core.features.FEATURES`); the first is the reference |
 # | `test_views` | how held-out instances are represented in experiment 1 (`with-answer`, `prompt-only`) |
+# | `prompt_only_orders` | representations whose balanced order is also built from the prompt-only view (experiment 2) |
 # | `cost_instances` | training instances the cost of each representation is measured on |
 # | `sibling_steps` | the early window in which experiment 2 counts each order's leading task family (as chapter 7) |
 
@@ -76,10 +85,13 @@ arrangement_seeds = [0, 1, 2]
 side_split_seeds = [0, 1, 2]
 feature_kinds = ["minilm", "hidden", "gradient"]
 test_views = ["with-answer", "prompt-only"]
+prompt_only_orders = ["gradient"]
 cost_instances = 200
 sibling_steps = 20
 
 # %% tags=["hide-cell"]
+from dataclasses import replace
+
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
@@ -137,18 +149,22 @@ plt.show()
 summary.unstack("kind")
 
 # %% [markdown]
-# The parts judged (held-out side with answers, the paper's; the WSD combination, the measure the
-# paper built its orders on): every representation against chance, and every pair.
+# The parts judged, for each view of the held-out side (with answers, the paper's; prompts only,
+# the fair one), on the WSD combination, the measure the paper built its orders on: every
+# representation against chance, and every pair.
 
 # %% tags=["hide-input"]
 display(Markdown(rules.RULES["representations"]))
-judged = power_all[(power_all.view == "with-answer") & (power_all.measure == MEASURE)][["split", "kind", "rho"]]
-chance = power_all[(power_all.view == "with-answer") & (power_all.measure == predict.NULL_MEASURE)]
-judged = pd.concat([judged, chance[chance.kind == reference][["split", "rho"]].assign(kind="chance")], ignore_index=True)
 pairs = [(k, "chance") for k in feature_kinds] + [(k, reference) for k in others] \
     + [(a, b) for i, a in enumerate(others) for b in others[i + 1:]]
-found = rules.representations(judged, pairs, experiment="S1", paper=findings.PAPER["S1"]["text"],
-                              claim=f"Which representation predicts the held-out loss change ({MEASURE} of the prefix)")
+found = []
+for view in test_views:
+    judged = power_all[(power_all.view == view) & (power_all.measure == MEASURE)][["split", "kind", "rho"]]
+    chance = power_all[(power_all.view == view) & (power_all.measure == predict.NULL_MEASURE)]
+    judged = pd.concat([judged, chance[chance.kind == reference][["split", "rho"]].assign(kind="chance")], ignore_index=True)
+    for f in rules.representations(judged, pairs, experiment="S1", paper=findings.PAPER["S1"]["text"],
+                                   claim=f"Which representation predicts the held-out loss change ({MEASURE} of the prefix)"):
+        found.append(f if view == "with-answer" else replace(f, part=f"{f.part} (prompts only)"))
 pd.DataFrame([vars(f) for f in found])[["part", "measured", "p", "verdict"]].style.hide(axis="index").format(precision=3)
 
 # %% [markdown]
@@ -161,10 +177,13 @@ pd.DataFrame([vars(f) for f in found])[["part", "measured", "p", "verdict"]].sty
 
 # %%
 curves = compare.loss_curves(orders)
-labels = ["RT"] + [experiments.represented_label(o, k) for o in experiments.REPRESENTED_ORDERS for k in feature_kinds]
+prompt_only_labels = [experiments.represented_label("balanced", f"{k}, prompts only") for k in prompt_only_orders]
+labels = ["RT"] + [experiments.represented_label(o, k) for o in experiments.REPRESENTED_ORDERS for k in feature_kinds] \
+    + prompt_only_labels
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
 for ax, order in zip(axes, experiments.REPRESENTED_ORDERS):
-    shown_labels = ["RT"] + [experiments.represented_label(order, k) for k in feature_kinds]
+    shown_labels = ["RT"] + [experiments.represented_label(order, k) for k in feature_kinds] \
+        + (prompt_only_labels if order == "balanced" else [])
     plots.band_plot(curves[curves.label.isin(shown_labels)], ax, order=shown_labels, title=f"{order} by representation")
     ax.axvline(point, ls=":", color="grey")
 plots.save(fig, "08_orders")
@@ -183,7 +202,8 @@ at_point.round(3).to_frame(f"loss at step {point}").join(leading.round(2))
 display(Markdown(rules.RULES["order"]))
 named = experiments.represented_label
 order_pairs = [(named(o, k), "RT") for o in experiments.REPRESENTED_ORDERS for k in others] \
-    + [(named(o, k), named(o, reference)) for o in experiments.REPRESENTED_ORDERS for k in others]
+    + [(named(o, k), named(o, reference)) for o in experiments.REPRESENTED_ORDERS for k in others] \
+    + [(label, "RT") for label in prompt_only_labels] + [(label, named("balanced", reference)) for label in prompt_only_labels]
 found_orders = rules.order_parts(tasks, point, labels, pairs=order_pairs, experiment="S2", paper=findings.PAPER["S2"]["text"],
                                  claim="A nearest-first order built from the model's own representation beats random "
                                        "order and the same order built from MiniLM",

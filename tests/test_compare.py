@@ -265,15 +265,31 @@ def test_decline_kinds_and_metric_shapes():
     kinds = compare.decline_kinds(task_mean, {"fast": "A", "slow": "B", "flat": "B"}, rapid_by=4).set_index("task")
     assert kinds.kind.to_dict() == {"fast": "rapid", "slow": "gradual", "flat": "gradual"}
     assert kinds.loc["flat", "fall"] < 0 and kinds.loc["fast", "group"] == "A"
-    curves = pd.DataFrame([{"label": "r", "seed": 0, "step": s, "loss": v}
-                           for s, v in zip(steps, [4, 2, 1.5, 1.4, 1.4, 1.4])])
-    scores = pd.DataFrame([{"protocol": "greedy", "metric": "ROUGE-1", "seed": 0, "step": s, "score": v}
-                           for s, v in zip([0, 4, 10], [5, 30, 12])])
-    jitters = compare.metric_jitters(curves, scores)
-    assert set(jitters.seed) == {0} and len(jitters) == 2
-    shapes = compare.metric_shapes(jitters).set_index("metric")
+    # one run: greedy on fixed ids a, b; the paper protocol on another id at each step. The loss is
+    # read on the instances each protocol generated (issue 32 item 3), not on every held-out one.
+    from types import SimpleNamespace
+
+    loss_of = {"a": [4, 2, 1.5, 1.4, 1.4, 1.4], "b": [4, 2.2, 1.6, 1.5, 1.5, 1.5], "c": [4, 3, 9, 1, 9, 1]}
+    eval_loss = pd.DataFrame([{"step": s, "id": i, "task": "t", "loss": v}
+                              for i, values in loss_of.items() for s, v in zip(steps, values)])
+    made = [("greedy", s, i, r) for s, r in zip([0, 4, 10], [5, 30, 12]) for i in ("a", "b")] \
+        + [("paper", s, "c", r) for s, r in zip([0, 4, 10], [5, 30, 31])]
+    generations = pd.DataFrame([{"step": s, "protocol": p, "id": i, "task": "t", "prediction": "x", "rouge1": r,
+                                 "rougeL": r, "exact_match": 0.0, "reward": None} for p, s, i, r in made])
+    run = SimpleNamespace(generations=generations, eval_loss=eval_loss, folder=SimpleNamespace(name="r"),
+                          config=SimpleNamespace(split=SimpleNamespace(seed=7), key=lambda: "r"))
+    jitters = compare.metric_jitters({("random", 0): run})
+    assert set(jitters.seed) == {0} and set(jitters.split) == {7} and len(jitters) == 2 * (1 + len(compare.METRIC_NAMES))
+    loss_rows = jitters[jitters.metric == "held-out loss"].set_index("protocol")
+    ab = [(x + y) / 2 for x, y in zip(loss_of["a"], loss_of["b"])]
+    assert loss_rows.loc["greedy", "jitter"] == pytest.approx(compare.jitter([0, 4, 10], [ab[0], ab[2], ab[5]], after=4))
+    assert loss_rows.loc["paper", "jitter"] > loss_rows.loc["greedy", "jitter"]  # c's loss at 0, 4, 10: 4, 9, 1
+    shapes = compare.metric_shapes(jitters[jitters.protocol == "greedy"]).set_index("metric")
     assert shapes.index[0] == "held-out loss"  # the steadiest here
     assert shapes.loc["ROUGE-1", "jitter_mean"] > shapes.loc["held-out loss", "jitter_mean"]
+    run.eval_loss = eval_loss[eval_loss.step != 4]
+    with pytest.raises(DataError, match="generated at steps it did not evaluate"):
+        compare.metric_jitters({("random", 0): run})
 
 
 def test_comparisons_are_evaluated_where_they_are_read():

@@ -41,10 +41,32 @@ def test_planning_trains_nothing_and_lists_exactly_what_the_chapter_reads(tmp_pa
     assert all(isinstance(v, experiments.Pending) for v in pending.values())
     planned = {r.key: r for r in recorder.runs}
     assert sorted((r.experiment, r.label, r.seed) for r in recorder.runs) == \
-        [("granularity", "coarse", 0), ("granularity", "fine", 0)]
+        [("granularity", "RT", 0), ("granularity", "coarse", 0), ("granularity", "fine", 0)]
     read = experiments.chapter_runs("05_granularity", params)  # the chapter's own call, training
     assert {r.config.key() for r in read.values()} == set(planned)
     assert {r.config.key(): r.config for r in read.values()} == {k: r.config for k, r in planned.items()}
+
+
+def test_the_plan_holds_the_runs_issue_32_asks_for(tmp_path, monkeypatch):
+    """E9's OT on every headline split (item 10); a generating random order on every side split for
+    E1's claim 2 (item 3); chapter 7's task- and length-matched controls (items 7, 8); chapter 8's
+    balanced order from the prompt-only gradients (item 12)."""
+    monkeypatch.setenv("ZSG_RUNS", str(tmp_path))
+
+    def planned(chapter: str, generating: bool = False, **over) -> set[tuple[str, str, int]]:
+        with experiments.planning() as recorder:
+            experiments.chapter_runs(chapter, _chapter_params(chapter, **over))
+        return {(r.experiment, r.label, r.seed) for r in recorder.runs
+                if not generating or (r.config.train.generate_steps and r.seed_param == "split_seed")}
+
+    assert {("similarity", "OT", s) for s in (0, 1, 2)} <= planned("04_similarity", split_seeds=[0, 1, 2])
+    ch2 = planned("02_early_generalization", generating=True, side_split_seeds=[0, 1, 2])
+    assert ch2 == {("early_generalization", "random", s) for s in (1, 2)}
+    ch7 = planned("07_nearest_first", split_seeds=[0, 1])
+    assert {(label, s) for _, label, s in ch7} >= {(label, s) for label in ("task", "length") for s in (0, 1)}
+    assert ("representations", "balanced (gradient, prompts only)", 0) in planned("08_representations",
+                                                                                side_split_seeds=[0])
+    assert not list(tmp_path.glob("*/complete"))
 
 
 def test_a_book_chapter_reading_a_run_its_plan_lacks_fails(tmp_path, monkeypatch):

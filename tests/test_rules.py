@@ -108,18 +108,27 @@ def test_early_rule_does_not_move_with_the_window():
 
 
 def test_steadiest_rule():
-    def jitters(loss, metric, runs=3):
+    def jitters(loss, metric, splits=3, runs_per_split=1):
         rows = []
-        for seed in range(runs):
-            rows += [{"seed": seed, "metric": "held-out loss", "protocol": "teacher-forced", "jitter": loss[seed]},
-                     {"seed": seed, "metric": "ROUGE-1", "protocol": "greedy", "jitter": metric[seed]},
-                     {"seed": seed, "metric": "Exact match", "protocol": "greedy", "jitter": float("nan")}]
+        for i, (l, m) in enumerate(zip(loss, metric)):
+            split, seed = (i // runs_per_split, i % runs_per_split) if splits > 1 else (0, i)
+            rows += [{"split": split, "seed": seed, "metric": "held-out loss", "protocol": "greedy", "jitter": l},
+                     {"split": split, "seed": seed, "metric": "ROUGE-1", "protocol": "greedy", "jitter": m},
+                     {"split": split, "seed": seed, "metric": "Exact match", "protocol": "greedy", "jitter": float("nan")}]
         return pd.DataFrame(rows)
 
     assert rules.steadiest(jitters([.05, .06, .04], [.3, .35, .32])).verdict == REPRODUCED
     assert rules.steadiest(jitters([.5, .52, .51], [.1, .11, .105])).verdict == CONTRADICTED
     assert rules.steadiest(jitters([.1, .3, .2], [.2, .1, .3])).verdict == INCONCLUSIVE
-    assert rules.steadiest(jitters([.1], [.3], runs=1)).verdict == INCONCLUSIVE
+    assert rules.steadiest(jitters([.1], [.3])).verdict == INCONCLUSIVE
+    # issue 32 item 3: three shuffles of one split are one unit, not three (runs as units reproduced it)
+    one_split = rules.steadiest(jitters([.05, .06, .04], [.3, .35, .32], splits=1))
+    assert one_split.verdict == INCONCLUSIVE and one_split.n == 1 and one_split.unit == "task splits"
+    two_runs_each = rules.steadiest(jitters([.05, .07, .06, .04, .05, .06], [.3, .32, .35, .3, .32, .31],
+                                            runs_per_split=2))
+    assert two_runs_each.verdict == REPRODUCED and two_runs_each.n == 3
+    with pytest.raises(DataError, match="split"):
+        rules.steadiest(jitters([.1], [.3]).drop(columns="split"))
 
 
 def windows(effects: list[float], tasks: int = 10, noise: float = 0.01) -> pd.DataFrame:
@@ -311,6 +320,24 @@ def test_split_slopes_are_estimated_over_splits():
     assert slopes["held-out length"].lo < 0 < slopes["held-out length"].hi and slopes["mismatch"].n == 5
     with pytest.raises(DataError, match="columns"):
         stats.split_slopes(pd.DataFrame(rows), "gap", ["length"])
+
+
+def test_units_needed_follows_the_t_test_power():
+    """Item 13: how many task splits decide an effect of a given size; checked against a simulation
+    of the interval's own rule, and monotone in effect, spread and level."""
+    from zsg_core import stats
+
+    n = stats.units_needed(-0.05, 0.06, level=0.95)
+    assert n is not None and 10 <= n <= 16  # the issue's E6 example: about 8-10 by a normal rule of thumb, a bit more under t
+    rng = np.random.default_rng(0)
+    for units, expect in ((n, True), (n - 2, False)):
+        decided = np.mean([(lambda e: e.hi < 0)(stats.over_units(rng.normal(-0.05, 0.06, units)))
+                           for _ in range(2000)])
+        assert (decided >= 0.78) == expect, (units, decided)
+    assert stats.units_needed(-0.10, 0.06) < n < stats.units_needed(-0.05, 0.06, level=1 - 0.05 / 20)
+    assert stats.units_needed(0.001, 0.5, most=50) is None and stats.power(0.1, 0.1, 2) == 0.0
+    with pytest.raises(DataError, match="positive spread"):
+        stats.power(0.1, 0.0, 5)
 
 
 def test_correlation_contrast():

@@ -208,6 +208,21 @@ def test_generations_and_reward_scores_at_chosen_steps(tmp_path, tiny_reward_mod
     assert greedy.prediction.tolist() == g.prediction.tolist()  # sampling first or not, greedy is the same
 
 
+def test_the_paper_protocol_draws_its_own_subsets_for_each_shuffle():
+    """Issue 32 item 3: the paper protocol's subset (and sampling seed) come from the training seed,
+    the order's seed and the step, so shuffles of one split are independent units; greedy prompts
+    stay fixed."""
+    from zsg_core.train import _generation_subset, generation_seed
+
+    items = records(60)
+    config = TrainConfig(generate_per_task=1, generate_protocol="both")
+    draws = {seed: _generation_subset(items, config, 4, "paper", order_seed=seed) for seed in (0, 1, 2)}
+    assert len({tuple(d) for d in draws.values()}) == 3
+    assert _generation_subset(items, config, 4, "paper", order_seed=1) == draws[1]
+    assert _generation_subset(items, config, 4, "greedy", order_seed=0) == _generation_subset(items, config, 4, "greedy", 2)
+    assert len({generation_seed(config, s, 4) for s in (0, 1, 2)}) == 3
+
+
 def test_generating_does_not_change_training(tmp_path):
     """Runs with and without generation share one trajectory: a chapter may compare them."""
     items = records(16)

@@ -167,22 +167,35 @@ def generation_scores(results: Mapping[tuple[str, int], RunResult]) -> pd.DataFr
     return scores.assign(metric=scores.metric.map(METRIC_NAMES))
 
 
-def metric_jitters(curves: pd.DataFrame, scores: pd.DataFrame, fraction: float = 0.8) -> pd.DataFrame:
-    """Per run (seed): for held-out loss and each generation metric and protocol, the step by which
-    `fraction` of its change happened and the jitter after it. Loss jitter is measured on the
-    generation steps only, so all are compared on the same checkpoints. Columns metric, protocol,
-    seed, step, jitter."""
+def metric_jitters(*groups: Mapping[tuple[str, int], RunResult], fraction: float = 0.8) -> pd.DataFrame:
+    """Per generating run and protocol: for each generation metric, and for the held-out loss of
+    the very instances that protocol generated at each step (the same checkpoints and the same
+    instances: the fixed greedy prompts, or the paper protocol's fresh subset of each step), the
+    step by which `fraction` of its change happened and the jitter after it. Columns metric,
+    protocol, seed, split, step, jitter."""
     rows = []
-    generation_steps = set(scores.step)
-    for seed, loss in curves.groupby("seed"):
-        when = change_step(loss.step, loss.loss, fraction)
-        same = loss[loss.step.isin(generation_steps)]
-        rows.append({"metric": "held-out loss", "protocol": "teacher-forced", "seed": seed, "step": when,
-                     "jitter": jitter(same.step, same.loss, after=when or 0)})
-    for (protocol, metric, seed), table in scores.groupby(["protocol", "metric", "seed"]):
-        when = change_step(table.step, table.score, fraction)
-        rows.append({"metric": metric, "protocol": protocol, "seed": seed, "step": when,
-                     "jitter": jitter(table.step, table.score, after=when or 0)})
+    for _, seed, result in labelled(groups):
+        gens = result.generations
+        if gens.empty:
+            continue
+        split = result.config.split.seed
+        loss = result.eval_loss.set_index(["step", "id"]).loss
+        for protocol, made in gens.groupby("protocol"):
+            pairs = pd.MultiIndex.from_frame(made[["step", "id"]])
+            if not pairs.isin(loss.index).all():
+                raise DataError(f"run {result.folder.name} generated at steps it did not evaluate: give its "
+                                "eval_steps every generate_step")
+            curve = loss.loc[pairs].groupby(level="step").mean()
+            when = change_step(curve.index, curve.to_numpy(), fraction)
+            rows.append({"metric": "held-out loss", "protocol": protocol, "seed": seed, "split": split, "step": when,
+                         "jitter": jitter(curve.index, curve.to_numpy(), after=when or 0)})
+            means = made.groupby("step")[list(METRIC_NAMES)].mean()
+            for column, metric in METRIC_NAMES.items():
+                when = change_step(means.index, means[column].to_numpy(), fraction)
+                rows.append({"metric": metric, "protocol": protocol, "seed": seed, "split": split, "step": when,
+                             "jitter": jitter(means.index, means[column].to_numpy(), after=when or 0)})
+    if not rows:
+        raise DataError("these runs generated nothing: give them generate_steps")
     return pd.DataFrame(rows)
 
 

@@ -171,14 +171,18 @@ def compared(params: Mapping[str, Any], max_steps: int | None = None) -> dict[st
 def early_generalization(params: Mapping[str, Any], arrangement_seeds: Sequence[int],
                          split_seeds: Sequence[int] = (), log: Log = print) -> dict[str, Runs]:
     """E1: random order over `arrangement_seeds` on the profile's split, generating at the
-    profile's `generate_steps` ("shuffles", keyed by arrangement seed); and random order on each
+    profile's `generate_steps` ("shuffles", keyed by arrangement seed); random order on each
     split of `split_seeds` ("by_split", keyed by split seed: the profile's split is its first
     shuffle, the others one shuffle each, loss only and densely evaluated; chapter 3 compares on
-    the same runs)."""
+    the same runs); and, so that claim 2 has task splits as its units, one generating random
+    order on each of those other splits ("generating", keyed by split seed)."""
     order = {"random": {"arrangement": "random"}}
     shuffles = run_arrangements(params, order, arrangement_seeds, log=log)
     by_split = {("random", params["split_seed"]): shuffles[("random", arrangement_seeds[0])]}
-    return {"shuffles": shuffles, "by_split": by_split | _on_other_splits(params, order, split_seeds, log)}
+    others = [s for s in split_seeds if s != params["split_seed"]]
+    generating = run_arrangements(params, order, others, "split_seed", log) if others else {}
+    return {"shuffles": shuffles, "by_split": by_split | _on_other_splits(params, order, split_seeds, log),
+            "generating": generating}
 
 
 def _on_other_splits(params: Mapping[str, Any], variants: Mapping[str, Mapping[str, Any]],
@@ -210,14 +214,15 @@ def permutations(params: Mapping[str, Any], arrangement_seeds: Sequence[int], sp
 def similarity(params: Mapping[str, Any], split_seeds: Sequence[int], arrangement_seeds: Sequence[int],
                blocked_split_seeds: Sequence[int] = (), log: Log = print) -> dict[str, Runs]:
     """E4: NFT / FFT / RT by WSD on each split of `split_seeds` (RT: one shuffle per split, its
-    `arrangement_seeds[0]`); RT's other shuffles and the OT order (E9) on the first split; the
-    same three orders on the family-blocked version of each split in `blocked_split_seeds`."""
+    `arrangement_seeds[0]`), and the OT order (E9) on each split too (one split can only leave E9
+    inconclusive); RT's other shuffles on the first split; the same three orders on the
+    family-blocked version of each split in `blocked_split_seeds`."""
     p = compared(params)
     first = {**p, "split_seed": split_seeds[0]}
     one = {**p, "arrangement_seed": arrangement_seeds[0]}
     out = {"by_split": run_arrangements(one, WSD_ORDERS, split_seeds, "split_seed", log),
            "shuffles": run_arrangements(first, {"RT": WSD_ORDERS["RT"]}, arrangement_seeds, log=log),
-           "ot": run_arrangements(first, {"OT": {"arrangement": "ot"}}, log=log)}
+           "ot": run_arrangements(one, {"OT": {"arrangement": "ot"}}, split_seeds, "split_seed", log)}
     if blocked_split_seeds:
         out["blocked"] = run_arrangements({**one, "family_blocked": True}, WSD_ORDERS, blocked_split_seeds,
                                           "split_seed", log)
@@ -256,14 +261,18 @@ def represented_label(order: str, kind: str) -> str:
 
 @_experiment
 def representations(params: Mapping[str, Any], kinds: Sequence[str], split_seeds: Sequence[int],
-                    arrangement_seeds: Sequence[int], log: Log = print) -> Runs:
+                    arrangement_seeds: Sequence[int], prompt_only_kinds: Sequence[str] = (), log: Log = print) -> Runs:
     """Which similarity orders best: WSD-NFT and coverage-balanced nearest-first
     (`NEAREST_FIRST_ORDERS`) built from each feature kind of `kinds`, and E4's RT (read back), one
-    run each per split. Keyed (`represented_label(order, kind)` or "RT", split seed); minilm's
-    runs are chapter 4's and chapter 7's own."""
+    run each per split; for each kind of `prompt_only_kinds`, the balanced order also built from
+    the held-out prompts alone (no reference answers: what a user without labels can build).
+    Keyed (`represented_label(order, kind)` or "RT", split seed); minilm's runs are chapter 4's
+    and chapter 7's own."""
     p = {**compared(params), "arrangement_seed": arrangement_seeds[0]}
     variants = {"RT": WSD_ORDERS["RT"]} | {represented_label(order, kind): {**NEAREST_FIRST_ORDERS[order], "features": kind}
                                            for kind in kinds for order in REPRESENTED_ORDERS}
+    variants |= {represented_label("balanced", f"{kind}, prompts only"): {
+        **NEAREST_FIRST_ORDERS["balanced"], "features": kind, "test_view": "prompt-only"} for kind in prompt_only_kinds}
     return run_arrangements(p, variants, split_seeds, "split_seed", log)
 
 
@@ -499,11 +508,13 @@ BOOK_RUNS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     "03_permutations": lambda p: permutations(run_params(p), p["arrangement_seeds"], p["side_split_seeds"]),
     "04_similarity": lambda p: similarity(run_params(p), p["split_seeds"], p["arrangement_seeds"], p["side_split_seeds"]),
     "05_granularity": lambda p: granularity(run_params(p), p["side_split_seeds"], p["long_steps"]),
-    "06_tma": lambda p: tma_chapter(run_params(p), p["split_seeds"], p["side_split_seeds"], p["arrangement_seeds"],
-                                    p["tma_pool_per_task"], p["tma_near_rounds"], p["round_width"], p["round_starts"]),
+    # and chapter 4's runs on the same splits, read back: E6 set against E4 like with like
+    "06_tma": lambda p: (*tma_chapter(run_params(p), p["split_seeds"], p["side_split_seeds"], p["arrangement_seeds"],
+                                      p["tma_pool_per_task"], p["tma_near_rounds"], p["round_width"], p["round_starts"]),
+                         similarity(run_params(p), p["split_seeds"], p["arrangement_seeds"])["by_split"]),
     "07_nearest_first": _regimes_and_orders,
     "08_representations": lambda p: (representations(run_params(p), p["feature_kinds"], p["side_split_seeds"],
-                                                     p["arrangement_seeds"]),  # and chapter 3's cluster and random runs
+                                                     p["arrangement_seeds"], p["prompt_only_orders"]),  # and chapter 3's cluster and random runs
                                      permutations(run_params(p), p["arrangement_seeds"][:1], p["side_split_seeds"])["by_split"]),
     "09_task_free": lambda p: task_free(run_params(p), p["side_split_seeds"], p["arrangement_seeds"]),
 }

@@ -56,10 +56,11 @@ RULES = {
               f"above {EARLY_SHARE:.0%}, **contradicted** if wholly below (a straight-line decline scores "
               f"{EARLY_FRACTION / REFERENCE_FRACTION:.0%}), else inconclusive; inconclusive too when the runs "
               f"stop before {REFERENCE_FRACTION:.0%} of the epoch." + LEVELS),
-    "steadiest": ("Claim 2 compares, run by run, the jitter of held-out loss after its change with the jitter of the "
-                  "steadiest generation metric of the same run (all on the same checkpoints): **reproduced** if the "
-                  "interval of the difference over runs lies wholly below 0, **contradicted** if wholly above, "
-                  "else inconclusive." + LEVELS),
+    "steadiest": ("Claim 2 compares, run by run and protocol by protocol, the jitter of held-out loss after its "
+                  "change with the jitter of the steadiest generation metric, both on the same checkpoints and the "
+                  "same instances (those the protocol generated at each step); the differences are averaged per "
+                  "task split: **reproduced** if the interval over task splits lies wholly below 0, "
+                  "**contradicted** if wholly above, else inconclusive." + LEVELS),
     "sudden": ("E2 counts every (held-out task, window between evaluations) under cluster order, decided before "
                "looking: its excess fall (loss fall under cluster minus under random order in the same window) where "
                "a closer training instance arrived (Cosine-Min of the prefix fell) against where none did, compared "
@@ -204,23 +205,30 @@ def early(curves: pd.DataFrame, epoch: int, *, paper: str = PAPER["E1"]["text"])
 
 
 def steadiest(jitters: pd.DataFrame, *, paper: str = PAPER["E1b"]["text"]) -> Finding:
-    """E1 claim 2 from per-run jitters (columns seed, metric, protocol, jitter; held-out loss is
-    metric "held-out loss"): loss jitter minus the least jitter of a generation metric, per run."""
+    """E1 claim 2 from per-run jitters (`compare.metric_jitters`: columns split, seed, metric,
+    protocol, jitter; held-out loss is metric "held-out loss", measured per protocol on the
+    instances it generated): per run and protocol, the loss's jitter minus the least jitter of a
+    generation metric of the same protocol; averaged per task split, the estimate over splits."""
+    missing = {"split", "seed", "metric", "protocol", "jitter"} - set(jitters.columns)
+    if missing:
+        raise DataError(f"E1's jitters need columns {sorted(missing)}")
     per_run = []
-    for _, g in jitters.groupby("seed"):
+    for (split, _, _), g in jitters.groupby(["split", "seed", "protocol"]):
         loss = g[g.metric == "held-out loss"].jitter
         others = g[(g.metric != "held-out loss") & g.jitter.notna()].jitter
         if len(loss) == 1 and np.isfinite(loss.iloc[0]) and len(others):
-            per_run.append(float(loss.iloc[0] - others.min()))
+            per_run.append({"split": split, "diff": float(loss.iloc[0] - others.min())})
     claim = "Held-out loss is the steadiest indicator (claim 2)"
     part = "loss jitter < the steadiest generation metric's"
     if not per_run:
         return Finding("E1", claim, part, paper, "no run has both a loss and a moving generation metric",
-                       float("nan"), float("nan"), float("nan"), 0, "runs", float("nan"), "generation steps",
+                       float("nan"), float("nan"), float("nan"), 0, "task splits", float("nan"), "generation steps",
                        INCONCLUSIVE)
-    estimate = over_units(per_run, level=interval_level("E1"))
-    return _part("E1", claim, part, paper, estimate, "<", 0.0, "generation steps", "runs",
-                 f"loss jitter - least generation-metric jitter {fmt(estimate, 'runs', interval_level('E1'))}")
+    by_split = pd.DataFrame(per_run).groupby("split")["diff"].mean()
+    estimate = over_units(by_split, level=interval_level("E1"))
+    return _part("E1", claim, part, paper, estimate, "<", 0.0, "generation steps", "task splits",
+                 f"loss jitter - least generation-metric jitter, same instances "
+                 f"{fmt(estimate, 'task splits', interval_level('E1'))}")
 
 
 def window_contrast(windows: pd.DataFrame) -> float:

@@ -47,7 +47,8 @@ from .util import atomic_file, cache_dir, file_lock, without_late_defaults
 # by length; 4: frozen-cache entries independent of what filled the cache, so a config's numbers no
 # longer depend on which runs came before it; and WSD's weight defined for centred features, which
 # changes the hidden-feature WSD orders, MiniLM's not; 5: the held-out table records each instance's EOS
-# loss, which a run stored before cannot give). Not bumped for changes that compute the same function
+# loss, which a run stored before cannot give; and the paper protocol's generations seeded by the
+# order's seed too, so shuffles are independent units). Not bumped for changes that compute the same function
 # and move only bf16 rounding the same way for every run (benchmarks/README, "Training speed"): the
 # last layer at label rows only, training's hand-written span attention and the fused AdamW. A run's
 # manifest names the commit that trained it.
@@ -481,7 +482,7 @@ def _train_and_store(config: RunConfig, folder: Path, state, work: _Prepared, lo
     started, t0, lm = work.started, work.t0, work.lm
     prepare_seconds = time.perf_counter() - t0  # arranging (embedding a new split's texts) and loading the model
     result = train(lm, work.arranged, work.test, config.train, workdir=folder, log=log, on_step=on_step,
-                   checkpoint_every=checkpoint_every)
+                   checkpoint_every=checkpoint_every, order_seed=config.arrangement_seed)
     if not main:
         state.wait_for_everyone()
         return load(folder)

@@ -68,6 +68,32 @@ def over_units(values: Sequence[float], null: float = 0.0, level: float = 0.95) 
     return Estimate(mean, mean - half, mean + half, len(x), p, level)
 
 
+def power(effect: float, sd: float, n: int, level: float = 0.95) -> float:
+    """The chance that the t-interval at `level` over `n` units excludes 0 when the units' mean is
+    `effect` and their standard deviation `sd` (the noncentral t; 0 with fewer than MIN_UNITS)."""
+    from scipy import stats
+
+    if n < MIN_UNITS:
+        return 0.0
+    if not sd > 0:
+        raise DataError(f"power needs a positive spread between units, got {sd}")
+    critical = stats.t.ppf((1 + level) / 2, n - 1)
+    shift = effect / (sd / math.sqrt(n))
+    return float(stats.nct.sf(critical, n - 1, shift) + stats.nct.cdf(-critical, n - 1, shift))
+
+
+def units_needed(effect: float, sd: float, level: float = 0.95, power_wanted: float = 0.8,
+                 most: int = 200) -> int | None:
+    """The fewest units (task splits) whose interval at `level` decides an effect of size `effect`
+    with chance `power_wanted`, given the spread `sd` between units; None if `most` are not enough.
+    Decided before the runs from an earlier spread: never a reason to add splits because an
+    interval happens to exclude 0."""
+    for n in range(MIN_UNITS, most + 1):
+        if power(effect, sd, n, level) >= power_wanted:
+            return n
+    return None
+
+
 def holm(pvalues: Sequence[float]) -> np.ndarray:
     """Holm's step-down adjustment of a family of p-values (NaN stays NaN and is not counted)."""
     p = np.asarray(pvalues, dtype=float)

@@ -170,7 +170,15 @@ def step_plan(n_items: int, config: TrainConfig, world_size: int = 1) -> tuple[i
     return steps, epoch, evals
 
 
-def _generation_subset(test: Sequence[Record], config: TrainConfig, step: int, protocol: str) -> list[int]:
+def generation_seed(config: TrainConfig, order_seed: int, step: int) -> int:
+    """The paper protocol's seed at `step` (its subset and its sampling): from the training seed,
+    the order's seed and the step, so that runs that differ in their shuffle draw their own subsets
+    and samples (independent units), and one run is the same whenever it is redone."""
+    return (config.seed * 1_000_003 + order_seed) * 100_003 + step
+
+
+def _generation_subset(test: Sequence[Record], config: TrainConfig, step: int, protocol: str,
+                       order_seed: int = 0) -> list[int]:
     """Greedy: the first `generate_per_task` instances of each task, the same at every step.
     Paper: a fresh random subset of that size at every step, as gen_on_*.py did."""
     by_task: dict[str, list[int]] = {}
@@ -178,18 +186,18 @@ def _generation_subset(test: Sequence[Record], config: TrainConfig, step: int, p
         by_task.setdefault(r.task, []).append(i)
     if protocol == "greedy":
         return [i for idx in by_task.values() for i in idx[: config.generate_per_task]]
-    rng = random.Random(config.seed * 100_003 + step)
+    rng = random.Random(generation_seed(config, order_seed, step))
     return sorted(rng.sample(range(len(test)), min(len(test), config.generate_per_task * len(by_task))))
 
 
-def _generations(lm: TunedLM, test: Sequence[Record], config: TrainConfig, step: int) -> list[dict]:
+def _generations(lm: TunedLM, test: Sequence[Record], config: TrainConfig, step: int, order_seed: int) -> list[dict]:
     rows = []
     for protocol in ("greedy", "paper") if config.generate_protocol == "both" else (config.generate_protocol,):
-        chosen = [test[i] for i in _generation_subset(test, config, step, protocol)]
+        chosen = [test[i] for i in _generation_subset(test, config, step, protocol, order_seed)]
         prompts = [r.messages[0]["content"] for r in chosen]
         with lm.precision():
             preds = generate(lm.model, lm.tokenizer, prompts, config.max_new_tokens, protocol,
-                             seed=config.seed * 100_003 + step)
+                             seed=generation_seed(config, order_seed, step))
         # No reward model ships on a registry: without one the column is empty, never a stand-in number.
         rewards = reward_scores(config.reward_model, prompts, preds) if config.reward_model else [None] * len(preds)
         for r, pred, reward in zip(chosen, preds, rewards):
@@ -226,8 +234,11 @@ def adamw(params: Sequence[torch.nn.Parameter], lr: float) -> torch.optim.AdamW:
 
 def train(lm: TunedLM, arranged: Sequence[Record], test: Sequence[Record], config: TrainConfig,
           workdir: Path | None = None, log: Callable[[str], None] = print,
-          on_step: Callable[[int], None] | None = None, checkpoint_every: int | None = None) -> TrainResult:
+          on_step: Callable[[int], None] | None = None, checkpoint_every: int | None = None,
+          order_seed: int = 0) -> TrainResult:
     """Fine-tune `lm` on `arranged` in its order; evaluate on `test` at the chosen steps.
+    `order_seed` (the arrangement's seed) seeds the paper protocol's generations with the training
+    seed (`generation_seed`).
 
     `workdir` holds the resumable state, written every `checkpoint_every` steps (default
     `checkpoint_interval(steps)`; no workdir: no checkpoints; how often is bookkeeping, not part of
@@ -289,7 +300,7 @@ def train(lm: TunedLM, arranged: Sequence[Record], test: Sequence[Record], confi
     eval_seconds += time.perf_counter() - t1
     if start_step == 0 and 0 in config.generate_steps and accelerator.is_main_process:
         t1 = time.perf_counter()
-        tables["generations"] += _generations(lm, test, config, 0)
+        tables["generations"] += _generations(lm, test, config, 0, order_seed)
         generate_seconds += time.perf_counter() - t1
 
     lm.model.train()
@@ -331,7 +342,7 @@ def train(lm: TunedLM, arranged: Sequence[Record], test: Sequence[Record], confi
             eval_seconds += time.perf_counter() - t1
             if step in config.generate_steps:
                 t1 = time.perf_counter()
-                tables["generations"] += _generations(lm, test, config, step)
+                tables["generations"] += _generations(lm, test, config, step, order_seed)
                 generate_seconds += time.perf_counter() - t1
             if bar is not None:
                 bar.update(1)
