@@ -200,7 +200,7 @@ remaining.round(3)
 # round order, on every side split. Every group trains on its first instances up to the same
 # count (the smallest group's, to a whole batch), so all train the same steps under the same
 # schedule. Before the losses, how close each group is to the held-out set: the mean cosine
-# distance (MiniLM, first turn) from each of its instances to its nearest held-out instance, and
+# similarity (MiniLM, first turn) of each of its instances to its nearest held-out instance, and
 # the share of its instances whose task family also has a held-out task (siblings).
 
 # %% tags=["hide-input"]
@@ -214,15 +214,15 @@ def group_facts(label: str, seed: int) -> dict:
     position = {r.id: i for i, r in enumerate(split.train)}
     x = embed_records(split.train, "first-turn", encoder)  # cached by the plan
     t = embed_records(split.test, "first-turn", encoder)
-    nearest, _ = min_avg_distance(x[[position[i] for i in run.batches.id.unique()]], t)
-    return {"group": label, "split": seed, "mean nearest distance": float(nearest.mean()),
+    distance, _ = min_avg_distance(x[[position[i] for i in run.batches.id.unique()]], t)  # the paper's d = -cosine
+    return {"group": label, "split": seed, "cosine to the nearest held-out": float(-distance.mean()),
             "sibling share": compare.sibling_share(run, int(run.batches.step.max()))}
 
 
 closeness = pd.DataFrame([group_facts(label, s) for label in labels for s in side_split_seeds])
-closeness_mean = closeness.groupby("group", sort=False)[["mean nearest distance", "sibling share"]].mean().reindex(labels)
-display(Markdown("Mean over splits, from the earliest group to the latest: nearest distance "
-                 + ", ".join(f"{v:.3f}" for v in closeness_mean["mean nearest distance"]) + "; sibling share "
+closeness_mean = closeness.groupby("group", sort=False)[["cosine to the nearest held-out", "sibling share"]].mean().reindex(labels)
+display(Markdown("Mean over splits, from the earliest group to the latest: cosine to the nearest held-out instance "
+                 + ", ".join(f"{v:.3f}" for v in closeness_mean["cosine to the nearest held-out"]) + "; sibling share "
                  + ", ".join(f"{v:.0%}" for v in closeness_mean["sibling share"]) + "."))
 closeness_mean.round(3)
 
@@ -308,7 +308,8 @@ if {"MAX", "FFT"} <= set(mean_first):  # the paper saw FFT hidden under MAX, the
     after = [s for s in mean_first.index if s >= fft_near]
     gap = mean_first.FFT - mean_first.MAX
     lines.append(f"FFT reaches its near half at step {fft_near} (split {first}). FFT - MAX averaged "
-                 f"{gap.loc[before].mean():+.3f} before it and {gap.loc[after].mean():+.3f} from then on.")
+                 f"{round(gap.loc[before].mean(), 3) + 0.0:+.3f} before it and "  # + 0.0: no "-0.000"
+                 f"{round(gap.loc[after].mean(), 3) + 0.0:+.3f} from then on.")
 final = tasks_rounds[tasks_rounds.step == last].groupby("label").loss.mean().reindex(labels)
 lines.append(f"Rounds (E8), loss at step {last} (mean over {len(side_split_seeds)} splits): "
              + ", ".join(f"{k} {v:.3f}" for k, v in final.items()) + "; "
