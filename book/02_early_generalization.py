@@ -28,10 +28,9 @@
 # for the Natural Instructions and the BIG-bench tasks separately, like the paper's per-dataset
 # panels.
 #
-# **What it takes to run**: on the cpu profile, 3 runs that generate text (about 7 minutes each on
-# 2 AVX512 cores) and 2 that do not (2-3 minutes each, plus a few minutes for each new split's
-# first run): 30-55 minutes the first time
-# ("What it took" below gives this build's own), seconds once the runs are stored.
+# **What it takes to run**: on the cpu profile, 5 runs that generate text (3 shuffles of one
+# split, one run on each other side split) and 2 that do not; "What it took" at the end gives
+# this build's time (`zsg plan` predicts it before). Seconds once the runs are stored.
 #
 # Rerun with other parameters, for example:
 # `papermill _build/cpu/book/02_early_generalization.ipynb out.ipynb -p arrangement_seeds "[0,1,2,3]" -p model gemma-270m`.

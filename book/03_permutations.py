@@ -28,9 +28,9 @@
 # claims are judged over task splits (`side_split_seeds`: cluster and random order on each), since
 # one split's tasks are not independent (a BIG-bench family drops together when its block arrives).
 #
-# **What it takes to run**: on the cpu profile, 4 runs that do not generate (2-3 minutes each on 2
-# AVX512 cores) besides chapter 2's, and the prefix measures of every run on three splits (seconds:
-# 4.5 s for one split's four runs, measured under load): about 20 minutes the first time.
+# **What it takes to run**: on the cpu profile, 4 runs that do not generate besides chapter 2's,
+# and the prefix measures of every run on three splits (seconds); "What it took" at the end gives
+# this build's time. Seconds once the runs are stored.
 #
 # Rerun with other parameters, for example:
 # `papermill _build/cpu/book/03_permutations.ipynb out.ipynb -p arrangement_seeds "[0,1,2]" -p model gemma-270m`.

@@ -30,11 +30,11 @@
 # - **family-blocked splits**, where no held-out task has a sibling task (same BIG-bench family)
 #   in training, and what each order's first steps were made of.
 #
-# **What it takes to run**: on the cpu profile, 27 runs of 60 steps. Measured on 2 AVX512 cores
-# (bf16): 2-3 minutes per run, plus 3-8 minutes for the first run on each new split (its
-# embeddings and frozen-layer cache); 1.5-2.5 hours the first time (see "What it took"), seconds once the runs are
-# stored, and several times longer on a CPU without native bf16. It needs the prepared assets
-# (`make book` fetches them).
+# **What it takes to run**: on the cpu profile, the runs of 60 steps listed by `zsg plan --chapters
+# 04_similarity` (with its predicted time), the first on each new split also embedding it and
+# filling its frozen-layer cache; "What it took" at the end gives this build's time. Seconds once
+# the runs are stored; several times longer on a CPU without native bf16. It needs the prepared
+# assets (`make book` fetches them).
 #
 # Rerun with other parameters, for example:
 # `papermill _build/cpu/book/04_similarity.ipynb out.ipynb -p split_seeds "[0,1,2,3,4,5,6]" -p lr 1e-4`.

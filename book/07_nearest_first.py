@@ -87,7 +87,7 @@ from zsg_core.runs import run_params
 
 plots.use_style()
 
-# %% tags=["hide-output"]
+# %% tags=["hide-cell"]
 params = run_params(globals())
 orders, setups = experiments.chapter_runs("07_nearest_first", globals())
 tasks = compare.task_curves(orders)
@@ -138,12 +138,14 @@ display(Markdown(f"At step {point}, the mean held-out loss over splits is lowest
                  f"{seen_mean.loc['family', 'its share']:.0%} and {seen_mean.loc['task', 'its share']:.0%}, the "
                  f"length-matched order's {seen_mean.loc['length', 'its share']:.0%}, RT's "
                  f"{seen_mean.loc['RT', 'its share']:.0%}."))
-seen_mean.rename(columns={"its share": "leading family's share"}).round(2)
+seen_mean.rename(columns={"its share": "leading family's share", "families": "families (mean over splits)"}).round(2) \
+    .style.format(precision=2)
 
 # %% [markdown]
 # ## NFT - RT in parts
 #
-# Three ways to split the gap, each through controls that keep one thing of NFT's order. The rule:
+# Three ways to split the gap, each through controls that keep one thing of NFT's order; every
+# part predicts that the first order of its pair loses (its contrast > 0). The rule:
 
 # %% tags=["hide-input"]
 display(Markdown(rules.RULES["explanation"]))
@@ -161,7 +163,7 @@ DECOMPOSITIONS = {
 }
 parts = pd.concat([rules.decomposition(tasks, point, chain, carries).assign(decomposition=name)
                    for name, (chain, carries) in DECOMPOSITIONS.items()], ignore_index=True)
-(parts[["decomposition", "contrast", "explanation", "predicted", "measured", "share of the gap", "evidence"]]
+(parts[["decomposition", "contrast", "explanation", "measured", "share of the gap", "evidence"]]
  .style.hide(axis="index").format({"share of the gap": "{:.0%}"}))
 
 # %% tags=["hide-input"]

@@ -34,9 +34,8 @@
 # The comparison runs on several instance draws (`side_split_seeds`, each its own held-out set
 # and RT shuffle), so its interval is over draws, as chapter 4's is over task splits.
 #
-# **What it takes to run**: on the cpu profile, 9 runs of 60 steps (2-3 minutes each on 2 AVX512
-# cores, plus a few minutes for each new draw's first run): 30-55 minutes the first time (see "What it took"),
-# seconds once the runs are stored.
+# **What it takes to run**: on the cpu profile, 9 runs of 60 steps, the first on each new draw also
+# preparing it; "What it took" at the end gives this build's time. Seconds once the runs are stored.
 #
 # | parameter | meaning |
 # |---|---|
