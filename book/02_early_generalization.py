@@ -128,7 +128,7 @@ plt.show()
 # %%
 jitters = compare.metric_jitters(results, runs["generating"])
 summary = compare.metric_shapes(jitters)
-summary
+summary.style.format({"step_80": "{:.0f}", "jitter_mean": "{:.3f}"}, na_rep=findings.MISSING)
 
 # %% [markdown]
 # ## Reward model
@@ -184,7 +184,7 @@ plt.show()
 # %% tags=["hide-input"]
 display(Markdown(rules.RULES["early"] + "\n\n" + rules.RULES["steadiest"]))
 found = [rules.early(all_splits, epoch), rules.steadiest(jitters)]
-pd.DataFrame([vars(f) for f in found])[["part", "point", "measured", "p", "verdict"]].style.hide(axis="index").format(precision=3)
+findings.verdict_table(found, ["part", "point", "measured", "p", "verdict"])
 
 # %% [markdown]
 # ## What it took

@@ -179,7 +179,7 @@ differences = rules.measure_differences(power_split, mine, others)
 power_split.pivot_table(index="measure", columns="split", values="rho").round(3)
 
 # %%
-differences.round(3)
+differences.style.hide(axis="index").format(precision=3, na_rep=findings.MISSING)
 
 # %% [markdown]
 # ## The verdicts
@@ -200,7 +200,7 @@ alternatives = [m for m in others if m not in (predict.NULL_MEASURE, "Euclidean-
 found = [rules.sudden(windows, point=f"every window, steps 0-{max_steps}")]
 found += rules.measures(power_split, predict.WSD_MEASURE, alternatives, predict.NULL_MEASURE,
                         point=f"every window, steps 0-{max_steps}")
-pd.DataFrame([vars(f) for f in found])[["experiment", "part", "measured", "p", "verdict"]].style.hide(axis="index").format(precision=3)
+findings.verdict_table(found, ["experiment", "part", "measured", "p", "verdict"])
 
 # %% [markdown]
 # ## What it took

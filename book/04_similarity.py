@@ -153,7 +153,7 @@ planning = pd.DataFrame([splits_needed(a, b) for a, b in (("NFT", "RT"), ("RT", 
 display(Markdown("At the spread seen between splits, deciding each part as large as seen would take: "
                  + "; ".join(f"{r['part']} {r['splits needed']}" for r in planning.to_dict("records")) + f" task splits (this chapter ran "
                  f"{len(split_seeds)})."))
-planning.style.hide(axis="index").format(precision=3)
+planning.style.hide(axis="index").format(precision=3, na_rep=findings.MISSING)
 
 # %% [markdown]
 # ## What each order saw first
@@ -200,8 +200,7 @@ found += (rules.order_parts(tasks_blocked, point, CHAIN, experiment="E4+", paper
 found += rules.order_parts(pd.concat([tasks_split, compare.task_curves(runs["ot"])]), point, ("OT", "RT"), experiment="E9",
     claim="Beyond the paper: the optimal-transport order of the paper's code (cheapest first) beats RT",
     paper="not in the paper's figures", point=relative)
-verdicts = pd.DataFrame([vars(f) for f in found])
-verdicts[["experiment", "part", "measured", "p", "verdict"]].style.hide(axis="index").format(precision=3)
+findings.verdict_table(found, ["experiment", "part", "measured", "p", "verdict"])
 
 # %% [markdown]
 # ## What it took

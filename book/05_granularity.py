@@ -97,7 +97,7 @@ for ax in axes:
         ax.axvline(s, ls=":", color="grey")
 plots.save(fig, "05_granularity")
 plt.show()
-gap.set_index("step")[["diff", "lo", "hi"]].T.round(3)
+gap.set_index("step")[["diff", "lo", "hi"]].T.style.format(precision=3, na_rep=findings.MISSING)
 
 # %% [markdown]
 # ## What the two orders had trained on
@@ -129,10 +129,8 @@ display(Markdown(rules.RULES["granularity"] + " " + rules.RULES["order"]))
 found = rules.granularity(per_task, early_point, late_point, epoch)
 against_random = rules.granularity_against_random(per_task, early_point, late_point, epoch)
 carriers = {f.part: rules.carried_by(f, against_random) for f in found}
-(pd.DataFrame([vars(f) for f in found + against_random]).assign(
-    **{"carried by": lambda t: t.part.map(carriers).fillna("")})[["experiment", "part", "point", "measured", "p", "verdict",
-                                                                   "carried by"]]
- .style.hide(axis="index").format(precision=3))
+findings.verdict_table(found + against_random, ["experiment", "part", "point", "measured", "p", "verdict"],
+                       extra={"carried by": [carriers.get(f.part, "") if f.experiment == "E5" else "" for f in found + against_random]})
 
 # %% [markdown]
 # ## What it took
@@ -156,7 +154,8 @@ lines = [
     *[f"{f.part} at {f.point}: {f.measured} → **{f.verdict}**; carried by {carriers[f.part]}." for f in found],
     "Against random order: " + "; ".join(f"at {f.point.split(' (')[0]}, {f.measured} ({f.verdict})"
                                          for f in against_random) + ".",
-    f"The mean gap (fine - coarse over splits) changes sign at step(s) {switches if switches else 'none'}.",
+    "The mean gap (fine - coarse over splits) changes sign " + (f"at step{'s' * (len(switches) > 1)} "
+                                                                + ", ".join(map(str, switches)) if switches else "nowhere") + ".",
     f"At step {late_point} the two prefixes shared {shared.loc[late_point]:.0%} of their instances "
     f"({shared.loc[early_point]:.0%} at step {early_point}).",
 ]

@@ -277,7 +277,7 @@ last = int(tasks_rounds.step.max())
 found += rules.order_parts(tasks_rounds, last, labels, pairs=list(zip(labels, labels[1:])), experiment="E8",
                            claim="Data from earlier TMA rounds gives lower held-out loss", paper=findings.PAPER["E8"]["text"],
                            point=f"step {last} (every group's last)")
-pd.DataFrame([vars(f) for f in found])[["experiment", "part", "measured", "p", "verdict"]].style.hide(axis="index").format(precision=3)
+findings.verdict_table(found, ["experiment", "part", "measured", "p", "verdict"])
 
 # %% [markdown]
 # ## What it took

@@ -165,7 +165,7 @@ for view in test_views:
     for f in rules.representations(judged, pairs, experiment="S1", paper=findings.PAPER["S1"]["text"],
                                    claim=f"Which representation predicts the held-out loss change ({MEASURE} of the prefix)"):
         found.append(f if view == "with-answer" else replace(f, part=f"{f.part} (prompts only)"))
-pd.DataFrame([vars(f) for f in found])[["part", "measured", "p", "verdict"]].style.hide(axis="index").format(precision=3)
+findings.verdict_table(found, ["part", "measured", "p", "verdict"])
 
 # %% [markdown]
 # ## Experiment 2: which representation orders best?
@@ -208,7 +208,7 @@ found_orders = rules.order_parts(tasks, point, labels, pairs=order_pairs, experi
                                  claim="A nearest-first order built from the model's own representation beats random "
                                        "order and the same order built from MiniLM",
                                  point=f"step {point} ({point / epoch:.0%} of the epoch, chapter 4's reading point)")
-pd.DataFrame([vars(f) for f in found_orders])[["part", "measured", "p", "verdict"]].style.hide(axis="index").format(precision=3)
+findings.verdict_table(found_orders, ["part", "measured", "p", "verdict"])
 
 # %% [markdown]
 # ## Experiment 3: what each representation costs

@@ -78,7 +78,7 @@ gap = stats.split_gaps(per_task, pairs)
 summary = split.summary()
 
 # %%
-pd.Series({k: v for k, v in summary.items() if k != "config"}, name="instance-level hold-out")
+pd.Series({k: v for k, v in summary.items() if k != "config"}, name="instance-level hold-out").to_frame()
 
 # %% [markdown]
 # ## Held-out loss under TMA's three orders
@@ -123,7 +123,7 @@ last = steps[-1]
 found = rules.order_parts(per_task, last, ("NFT", "RT", "FFT"), pairs=pairs, experiment="E7",
                           claim="TMA's NFT advantage holds without any notion of task (analog: random-instance hold-out)",
                           unit="instance draws", paper=findings.PAPER["E7"]["text"], point=f"step {last} of {max_steps} ({last / epoch:.1%} of the epoch)")
-pd.DataFrame([vars(f) for f in found])[["part", "measured", "p", "verdict"]].style.hide(axis="index").format(precision=3)
+findings.verdict_table(found, ["part", "measured", "p", "verdict"])
 
 # %% [markdown]
 # ## What it took

@@ -185,3 +185,30 @@ def test_book_builds_without_warnings(smoke_chapters):
     for name in book.chapters():
         page = (html / f"{name}.html").read_text()
         assert computed[name] in page and "Traceback" not in page, name
+        assert not shown_leaks(page), (name, shown_leaks(page))
+
+
+LEAKS = {"a missing number shown raw": r"\bnan\b|\bNaN\b", "a negative zero": r"-0\.0+\b",
+         "a pandas dtype": r"\bdtype: ", "a warning": r"\b[A-Z][a-z]+Warning\b", "a local path": r"/(tmp|root|home)/",
+         "a Python list in prose": r"step\(s\) \["}
+
+
+def shown_leaks(page: str) -> dict[str, str]:
+    """What a reader would see on a built page that only the machine should (issue 33): the page's
+    text without its code inputs (folded away; the code may say anything), scripts and styles."""
+    import re
+
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(page, "html.parser")
+    for element in soup.select(".cell_input, script, style"):
+        element.decompose()
+    text = soup.get_text(" ")
+    return {what: m.group(0) for what, pattern in LEAKS.items() if (m := re.search(pattern, text))}
+
+
+def test_the_leak_check_finds_what_it_looks_for():
+    shown = "<div class='cell_output'><p>p nan; -0.000; dtype: int64; UserWarning: x; /tmp/a; step(s) [5]</p></div>"
+    assert set(shown_leaks(shown)) == set(LEAKS)
+    folded = "<div class='cell_input'><pre>x = float('nan')  # -0.000 /tmp/</pre></div><p>+0.000, nanoGPT</p>"
+    assert shown_leaks(folded) == {}

@@ -143,6 +143,19 @@ def findings_dir() -> Path:
     return build_dir() / "findings"
 
 
+MISSING = "–"  # how a table shows a number that does not exist (no interval, no p): never "nan"
+
+
+def verdict_table(findings: Sequence[Finding], columns: Sequence[str] = ("part", "measured", "p", "verdict"),
+                  extra: Mapping[str, Sequence[Any]] | None = None) -> "pd.io.formats.style.Styler":
+    """The verdicts as a chapter shows them: `columns` of each Finding (and `extra` columns, one
+    value per finding), numbers to 3 decimals, a missing number as MISSING."""
+    table = pd.DataFrame([asdict(f) for f in findings])[list(columns)]
+    for name, values in (extra or {}).items():
+        table[name] = list(values)
+    return table.style.hide(axis="index").format(precision=3, na_rep=MISSING)
+
+
 def record(chapter: str, params: Mapping[str, Any], findings: Sequence[Finding],
            curves: pd.DataFrame | None = None) -> None:
     """Store a chapter's findings (and the tidy gap curves behind them) for the findings chapter (10_findings)."""
