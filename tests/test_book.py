@@ -60,6 +60,10 @@ def test_a_chapter_runs_with_the_profile_and_hides_the_injected_cell(tiny_book):
     assert len(injected) == 1 and "hide-input" in injected[0].metadata.tags and "x = 21" in injected[0].source
     outputs = [o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert "42\n" in outputs
+    # the page says what ran (issue 33 item 2): the profile, and each value that differs from the defaults shown
+    [said] = [c for c in nb.cells if "what-ran" in c.metadata.get("tags", [])]
+    assert "`p` profile" in said.source and "| `x` | `1` | `21` |" in said.source and "mean nothing" not in said.source
+    assert nb.cells.index(said) + 1 == next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
 
 
 def test_profile_errors(tiny_book):

@@ -12,7 +12,8 @@ tests. Each chapter source `book/NN_name.py` (jupytext py:percent, a cell tagged
 converted to a notebook in the profile's build folder and executed there by papermill, in its own
 kernel, with the profile's parameters that the chapter declares; a profile key that is neither a
 chapter's nor a run's parameter (`runs.PARAMETERS`) is an error. The injected-parameters cell is
-tagged `hide-input`.
+tagged `hide-input`; a sentence above the parameters cell says which profile built the page and
+what it changed.
 
 Everything a build writes lives in `_build/<profile>/` (`build_dir`): the executed notebooks
 under `book/`, the figures under `figures/`, the findings records under `findings/`, and the
@@ -163,14 +164,33 @@ def set_env(name: str, value: str) -> Iterator[None]:
             os.environ[name] = before
 
 
-def _hide_injected(notebook: Path) -> None:
+def _show_what_ran(notebook: Path, profile: str, injected: dict) -> None:
+    """Fold the injected-parameters cell away and say instead, in a sentence above the parameters
+    cell (which shows the chapter's defaults), which profile built the page and every value it
+    ran with that differs from them; a page built on a tiny random-init model says its numbers mean
+    nothing."""
     import nbformat
 
     nb = nbformat.read(notebook, as_version=4)
+    defaults: dict = {}
     for cell in nb.cells:
         tags = cell.get("metadata", {}).get("tags", [])
         if "injected-parameters" in tags and "hide-input" not in tags:
             tags.append("hide-input")
+        if "parameters" in tags:
+            exec(compile(cell.source, notebook.name, "exec"), {}, defaults)  # the chapter's own cell
+    position = next((i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    if position is None or any("what-ran" in c.get("metadata", {}).get("tags", []) for c in nb.cells):
+        nbformat.write(nb, notebook)
+        return
+    changed = {k: v for k, v in injected.items() if k in defaults and defaults[k] != v}
+    text = f"**This page was built with the `{profile}` profile**"
+    if str(injected.get("model", defaults.get("model", ""))).startswith("tiny-"):
+        text += " (a tiny random-init model, for tests: its numbers mean nothing)"
+    text += ("; it ran with the defaults below." if not changed else
+             ". It ran with the defaults below except:\n\n| parameter | default | this page |\n|---|---|---|\n"
+             + "".join(f"| `{k}` | `{defaults[k]!r}` | `{v!r}` |\n" for k, v in changed.items()))
+    nb.cells.insert(position, nbformat.v4.new_markdown_cell(text, metadata={"tags": ["what-ran"]}))
     nbformat.write(nb, notebook)
 
 
@@ -233,7 +253,7 @@ def run(profile: str = DEFAULT_PROFILE, log=print, only: list[str] | None = None
                                            cwd=str(nb.parent), kernel_name="python3", progress_bar=False)
             except papermill.PapermillExecutionError as e:
                 raise BookError(f"{nb.name} failed in cell {e.exec_count}: {e.ename}: {e.evalue}") from None
-            _hide_injected(nb)
+            _show_what_ran(nb, profile, {k: v for k, v in params.items() if k in declared[nb.stem]})
             log(f"  done in {time.perf_counter() - start:.0f} s")
     return executed
 
