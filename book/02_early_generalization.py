@@ -76,7 +76,7 @@ from zsg_core.runs import run_params, run_split
 
 plots.use_style()
 
-# %% tags=["hide-output"]
+# %% tags=["hide-cell"]
 params = run_params(globals())  # every parameter above that a run takes
 runs = experiments.chapter_runs("02_early_generalization", globals())
 results = runs["shuffles"]  # the split of `split_seed`, with generations

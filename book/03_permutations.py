@@ -75,7 +75,7 @@ from zsg_core.runs import run_params, run_split
 
 plots.use_style()
 
-# %% tags=["hide-output"]
+# %% tags=["hide-cell"]
 params = run_params(globals())
 ORDERS = ["round-robin", "random", "cluster"]
 runs = experiments.chapter_runs("03_permutations", globals())

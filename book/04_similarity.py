@@ -73,7 +73,7 @@ from zsg_core.runs import run_params
 
 plots.use_style()
 
-# %% tags=["hide-output"]
+# %% tags=["hide-cell"]
 params = run_params(globals())
 runs = experiments.chapter_runs("04_similarity", globals())
 first = split_seeds[0]

@@ -69,7 +69,7 @@ from zsg_core.runs import run_params
 
 plots.use_style()
 
-# %% tags=["hide-output"]
+# %% tags=["hide-cell"]
 params = run_params(globals())
 runs = experiments.chapter_runs("05_granularity", globals())
 curves = compare.loss_curves(runs)

@@ -91,7 +91,7 @@ from zsg_core.similarity import min_avg_distance
 
 plots.use_style()
 
-# %% tags=["hide-output"]
+# %% tags=["hide-cell"]
 params = run_params(globals())
 plan, runs, groups, e4 = experiments.chapter_runs("06_tma", globals())  # sized on every split either part uses; e4: chapter 4's
 first = split_seeds[0]

@@ -102,7 +102,7 @@ from zsg_core.runs import lm_source, run_params, run_split
 
 plots.use_style()
 
-# %% tags=["hide-output"]
+# %% tags=["hide-cell"]
 params = run_params(globals())
 reference = feature_kinds[0]
 others = feature_kinds[1:]
@@ -120,7 +120,7 @@ MEASURE = predict.WSD_MEASURE
 # Centroid, and WSD's combination of Min and Avg). Below, each representation's within-window rho
 # per split for the WSD combination and Cosine-Min, and chance (a measure of pure noise).
 
-# %% tags=["hide-output"]
+# %% tags=["hide-cell"]
 power_rows = []
 for view in test_views:
     for kind in feature_kinds:

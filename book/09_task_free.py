@@ -67,7 +67,7 @@ from zsg_core.runs import run_params, run_split
 
 plots.use_style()
 
-# %% tags=["hide-output"]
+# %% tags=["hide-cell"]
 params = run_params(globals())
 runs = experiments.chapter_runs("09_task_free", globals())
 split = run_split(next(iter(runs.values())).config)  # the first draw
