@@ -59,7 +59,7 @@ batch_size = 8
 max_steps = 60
 frozen_layers = 26
 arrangement_seeds = [0, 1, 2]
-split_seeds = [0, 1, 2, 3, 4]
+split_seeds = [0, 1, 2, 3, 4, 5, 6, 7]
 side_split_seeds = [0, 1, 2]
 sibling_steps = 20
 
