@@ -24,9 +24,9 @@
 #    a random instance of each family (*family-matched*): NFT - task is what being the nearest
 #    instances adds, task - family what one task's template adds over its family's mix of tasks,
 #    family - RT what the families NFT puts first cost.
-# 2. **Format and stopping.** Short BIG-bench answers make the end-of-sequence token (EOS) a
-#    quarter to a half of an instance's loss, and any concentrated prefix teaches one family's
-#    answer length and where to stop. NFT's sequence of answer lengths with any task's instance of
+# 2. **Format and stopping.** An instance's loss is the mean over its answer tokens and its
+#    end-of-sequence token (EOS), so in a short answer the EOS weighs much (one over the answer's
+#    tokens), and any concentrated prefix teaches one family's answer length and where to stop. NFT's sequence of answer lengths with any task's instance of
 #    each length (*length-matched*) splits NFT - RT into length - RT (format and stopping alone)
 #    and NFT - length (the rest). The gap is also read on the answer tokens and on the EOS apart,
 #    and regressed, task by task, on how far each held-out task's answers are from those NFT
