@@ -16,6 +16,7 @@ import contextlib
 import os
 import sys
 import uuid
+import warnings
 from pathlib import Path
 from typing import Callable, Iterator, Literal, Sequence
 
@@ -213,7 +214,10 @@ def map_2d(vectors: np.ndarray, seed: int = 0, n_neighbors: int = 15, min_dist: 
             print(f"2-D map cache {path} is damaged ({type(e).__name__}: {e}); computing it again", file=sys.stderr)
     import umap
 
-    xy = umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, metric="cosine", random_state=seed).fit_transform(vectors)
+    with warnings.catch_warnings():  # a seeded UMAP runs on one thread by design; its notice says only that
+        warnings.filterwarnings("ignore", message="n_jobs value .* overridden", category=UserWarning)
+        xy = umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, metric="cosine",
+                       random_state=seed).fit_transform(vectors)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(path, "wb") as f:
         np.savez(f, xy=xy)
