@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 # (zsg_core/execute.py; README, "Run it faster").
 BOOK_ARGS ?=
 
-.PHONY: book test venv prepare chapters clean
+.PHONY: book test test-fast venv prepare chapters clean
 
 # Everything a build writes (executed notebooks, figures, findings, HTML) is in _build/$(PROFILE)/.
 # First the plan: every run the chapters read, stored or not, and the predicted time of the rest
@@ -28,6 +28,11 @@ book:
 # waiting for the whole book. Figures and findings that tests write go to the smoke build's folder.
 test: prepare
 	ZSG_TEST_BOOK=execute ZSG_BUILD=$(CURDIR)/_build/smoke $(BIN)/python -m pytest -n auto --dist worksteal tests
+
+# The edit loop: every test but those marked slow (they start processes or execute notebooks; see
+# pyproject.toml), in one process. `make test` still runs them all.
+test-fast: prepare
+	$(BIN)/python -m pytest -q -m "not slow" tests
 
 venv: $(VENV)/.installed
 

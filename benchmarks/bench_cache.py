@@ -19,17 +19,21 @@ from pathlib import Path
 import torch
 from report import report
 
-from zsg_core.book import load_profile
-from zsg_core.model import PACK_TOKENS, TunedLM, _by_prefix, lay_out, rows
+from zsg_core.config import load_profile
+from zsg_core.model import TunedLM
+from zsg_core.packing import PACK_TOKENS, by_prefix, lay_out, rows
 from zsg_core.precision import capability
-from zsg_core.runs import run_config, run_params, run_split
+from zsg_core.config import run_config, run_params
+
+
+from zsg_core.runs import run_split
 
 
 def before(lm: TunedLM, items) -> dict[str, torch.Tensor]:
     """The cache's computation until this change: packed as they come, shared prefixes."""
     out = {}
     with torch.no_grad():
-        for row in rows(sorted(items, key=_by_prefix), PACK_TOKENS):
+        for row in rows(sorted(items, key=by_prefix), PACK_TOKENS):
             pack = lay_out(row, [it.ids for it in row])
             with lm.precision():
                 hidden = lm.bottom(input_ids=pack.inputs, position_ids=pack.positions, zsg_spans=pack.spans,

@@ -21,12 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from zsg_core.book import load_profile
+from zsg_core.config import load_profile
 from zsg_core.execute import Executor, train_missing
 from zsg_core.experiments import PlannedRun
 from zsg_core.plan import Plan
 from zsg_core.precision import capability
-from zsg_core.runs import run_config, run_params
+from zsg_core.config import run_config, run_params
 
 EXECUTORS = {"in-process, 1 x all cores": Executor("inprocess"),
              "2 processes x half the cores": Executor("processes", workers=2),

@@ -25,10 +25,12 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import torch  # noqa: E402
 
 from zsg_core import features  # noqa: E402
-from zsg_core.book import load_profile  # noqa: E402
+from zsg_core.config import load_profile  # noqa: E402
 from zsg_core.embed import Encoder, embed_text  # noqa: E402
-from zsg_core.model import PACK_TOKENS, TunedLM, rows  # noqa: E402
-from zsg_core.runs import lm_source, run_config, run_params, run_split  # noqa: E402
+from zsg_core.model import TunedLM  # noqa: E402
+from zsg_core.packing import PACK_TOKENS, rows  # noqa: E402
+from zsg_core.config import run_config, run_params  # noqa: E402
+from zsg_core.runs import lm_source, run_split  # noqa: E402
 
 
 def _say(message: str) -> None:  # progress on stderr; the figures go to stdout as JSON
@@ -78,7 +80,7 @@ def main() -> None:
         t0 = time.perf_counter()
         for row in rows(items, PACK_TOKENS):  # a bare forward + backward of the loss, weight gradients included
             with lm.precision():
-                sums, counts = lm.loss(*lm.pack(row, share_prefixes=False).args())
+                sums, counts, _ = lm.loss(*lm.pack(row, share_prefixes=False).args())
             (sums / counts.clamp(min=1)).sum().backward()
             lm.model.zero_grad(set_to_none=True)
         bare_backward = time.perf_counter() - t0

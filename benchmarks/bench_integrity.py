@@ -67,7 +67,8 @@ def bench_assets() -> dict:
 
 
 def bench_run(tmp: Path) -> dict:
-    from zsg_core.runs import load, run, run_config
+    from zsg_core.config import run_config
+    from zsg_core.runs import load, run
     from zsg_core.train import TABLES
 
     config = run_config(model="tiny-llama", test_tasks=8, train_per_task=2, test_per_task=1, max_len=128,
@@ -84,7 +85,9 @@ def bench_hidden(tmp: Path, entries: int) -> dict:
     from safetensors.torch import load_file
 
     from zsg_core.model import TunedLM, _read_hidden
-    from zsg_core.runs import run_split, run_config
+    from zsg_core.config import run_config
+
+    from zsg_core.runs import run_split
 
     split = run_split(run_config(model="smollm2-135m", test_tasks=36, train_per_task=4, test_per_task=2, max_len=256))
     lm = TunedLM("smollm2-135m", frozen_layers=26, max_len=256, hidden_cache=tmp)

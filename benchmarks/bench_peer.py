@@ -204,7 +204,7 @@ def first_batch_losses(config, first: list, rows: dict, path: Path, pad: int) ->
                 lm.cache_bottom(items, log=lambda _: None)
             lm.model.train()  # the training path: with grad, as a step computes it (attention by hand)
             with torch.enable_grad(), lm.precision():
-                sums, counts = lm.loss(*lm.pack(items).args())
+                sums, counts, _ = lm.loss(*lm.pack(items).args())
             losses[name] = round(float(sums.detach().sum() / counts.sum()), 6)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             losses["transformers"] = round(float(hf(**batch).loss), 6)
@@ -215,10 +215,12 @@ def first_batch_losses(config, first: list, rows: dict, path: Path, pad: int) ->
 def main() -> None:
     from zsg_core import precision
     from zsg_core.assets import model_path
-    from zsg_core.book import load_profile
+    from zsg_core.config import load_profile
     from zsg_core.metrics import heldout_loss
     from zsg_core.model import TunedLM
-    from zsg_core.runs import arranged_training_list, run_config, run_params
+    from zsg_core.config import run_config, run_params
+
+    from zsg_core.runs import arranged_training_list
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--profile", default="cpu")

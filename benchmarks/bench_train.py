@@ -121,9 +121,10 @@ def old_rows(lm, inputs, labels):
 
 def main() -> None:
     from zsg_core import precision
-    from zsg_core.book import load_profile
+    from zsg_core.config import load_profile
     from zsg_core.model import TunedLM
-    from zsg_core.runs import arranged_training_list, run_config, run_params
+    from zsg_core.config import run_config, run_params
+    from zsg_core.runs import arranged_training_list
     from zsg_core.train import BETAS, EPS, GRAD_CLIP, WEIGHT_DECAY, adamw, train
 
     parser = argparse.ArgumentParser()
@@ -168,7 +169,7 @@ def main() -> None:
 
     def new_step(batch) -> float:
         with lm.precision():
-            sums, counts = lm.loss(*lm.pack(batch).args())
+            sums, counts, _ = lm.loss(*lm.pack(batch).args())
             n_labels = int(counts.sum())
             (sums.sum() / n_labels).backward()
         return float(sums.detach().sum()) / n_labels
@@ -261,10 +262,10 @@ def main() -> None:
         return out
 
     def new_eval() -> list[float]:
-        return [v for v, _ in lm.item_losses(test_items)]
+        return [v for v, _, _ in lm.item_losses(test_items)]
 
     def alone_eval() -> list[float]:  # the reference: each instance in a row of its own
-        return [v for v, _ in lm.item_losses(test_items, tokens_per_row=1)]
+        return [v for v, _, _ in lm.item_losses(test_items, tokens_per_row=1)]
 
     evals = {"alone": (0.0, alone_eval()), **interleaved({"old": old_eval, "new": new_eval}, args.rounds)}
     eval_flops = counted_flops(new_eval)

@@ -32,8 +32,10 @@ def main() -> None:
     os.environ.setdefault("ZSG_RUNS", tempfile.mkdtemp(prefix="zsg-gpu-miniature-"))
 
     from zsg_core import precision
-    from zsg_core.book import load_profile
-    from zsg_core.runs import run, run_config, run_params
+    from zsg_core.config import load_profile
+    from zsg_core.config import run_config, run_params
+
+    from zsg_core.runs import run
 
     params = run_params(load_profile("gpu"))
     params.update(test_tasks=args.test_tasks, test_per_task=2, max_steps=args.steps, eval_steps=[0, args.steps],

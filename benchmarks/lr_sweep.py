@@ -13,9 +13,9 @@ import argparse
 import json
 import sys
 
-from zsg_core.book import load_profile
+from zsg_core.config import load_profile
 from zsg_core.experiments import run_arrangements
-from zsg_core.runs import run_params
+from zsg_core.config import run_params
 
 
 def main() -> None:

@@ -53,7 +53,9 @@ from IPython.display import Markdown, display
 from zsg_core.data import task_family
 from zsg_core.embed import Encoder, embed_records, map_2d
 from zsg_core.plots import save, use_style
-from zsg_core.runs import run_config, run_params, run_split
+from zsg_core.config import run_config, run_params
+
+from zsg_core.runs import run_split
 
 use_style()
 
@@ -183,7 +185,7 @@ both.groupby("split").agg(median_nearest_cosine=("nearest cosine", "median"),
 # %% [markdown]
 # ## What we saw
 
-# %% tags=["hide-input"]
+# %%
 d, b = near["default split"], near["family-blocked"]
 s = split.summary()
 display(Markdown(

@@ -72,7 +72,9 @@ from IPython.display import Markdown, display
 
 from zsg_core import compare, experiments, findings, plots, rules
 from zsg_core.data import SOURCE_NAMES
-from zsg_core.runs import run_params, run_split
+from zsg_core.config import run_params
+
+from zsg_core.runs import run_split
 
 plots.use_style()
 
@@ -181,23 +183,29 @@ plt.show()
 # Claim 1 (early generalization) is judged on every split's random order; claim 2 (loss is the
 # steadiest indicator) on every run that generated text, a task split being the unit.
 
-# %% tags=["hide-input"]
+# %% tags=["verdict"]
 display(Markdown(rules.RULES["early"] + "\n\n" + rules.RULES["steadiest"]))
 found = [rules.early(all_splits, epoch), rules.steadiest(jitters)]
 findings.verdict_table(found, ["part", "point", "measured", "p", "verdict"])
+
+# %% [markdown]
+# The verdicts above go to the findings table (chapter 10), with the curves they were read on:
+
+# %% tags=["record"]
+findings.record("02_early_generalization", params, found)
 
 # %% [markdown]
 # ## What it took
 #
 # The runs above, from their manifests (a rerun of this chapter reads them back):
 
-# %% tags=["hide-input"]
+# %%
 display(Markdown(compare.run_costs(runs)))
 
 # %% [markdown]
 # ## What we saw
 
-# %% tags=["hide-input"]
+# %%
 start, end = curves[curves.step == 0].loss.mean(), curves[curves.step == curves.step.max()].loss.mean()
 step_80 = float(pd.Series([compare.change_step(c.step, c.loss) for _, c in curves.groupby("seed")]).median())
 greedy = summary[summary.protocol == "greedy"]
@@ -221,7 +229,7 @@ lines = [
     f"Held-out loss fell from **{start:.2f}** at step 0 to **{end:.2f}** at step {curves.step.max()} (mean over "
     f"{len(arrangement_seeds)} shuffles); {(start - early) / (start - end):.0%} of that fall had happened by step {first_eval}, "
     f"and 80% of it by step {step_80:.0f} (median over shuffles) of a {max_steps}-step run, that is "
-    f"{step_80 / epoch:.1%} of one epoch ({epoch} steps; the paper: about 20 of 1,800 steps, ~1%).",
+    f"{step_80 / epoch:.1%} of one epoch ({epoch} steps; the paper: {findings.PAPER['E1']['text']}).",
     "By source (mean over shuffles), 80% of the held-out loss drop happened by step: "
     + "; ".join(f"{group} {compare.change_step(t.step, t.loss)} (from {t.loss.iloc[0]:.2f} to {t.loss.iloc[-1]:.2f})"
                 for group, t in by_source.groupby(["group", "step"]).loss.mean().reset_index().groupby("group"))
@@ -234,4 +242,3 @@ lines = [
     *[f"{f.claim}: {f.part} ({f.point}): {f.measured} → **{f.verdict}**." for f in found],
 ]
 display(Markdown("\n".join("- " + line for line in lines)))
-findings.record("02_early_generalization", params, found)

@@ -67,11 +67,12 @@ n_boot = 300
 
 # %% tags=["hide-cell"]
 import matplotlib.pyplot as plt
-import pandas as pd
 from IPython.display import Markdown, display
 
 from zsg_core import compare, experiments, findings, plots, predict, rules
-from zsg_core.runs import run_params, run_split
+from zsg_core.config import run_params
+
+from zsg_core.runs import run_split
 
 plots.use_style()
 
@@ -188,7 +189,7 @@ differences.style.hide(axis="index").format(precision=3, na_rep=findings.MISSING
 # fall over random order (below, per split) where a closer training instance arrived and where
 # none did.
 
-# %% tags=["hide-input"]
+# %% tags=["verdict"]
 windows = compare.excess_windows(compare.task_curves(results, runs["by_split"]), "cluster", "random").merge(
     predict.arrivals(changes_all, "cluster"), on=["split", "task", "start", "end"])
 contrast = windows.groupby("split").apply(rules.window_contrast, include_groups=False).rename("arrived - not")
@@ -203,17 +204,23 @@ found += rules.measures(power_split, predict.WSD_MEASURE, alternatives, predict.
 findings.verdict_table(found, ["experiment", "part", "measured", "p", "verdict"])
 
 # %% [markdown]
+# The verdicts above go to the findings table (chapter 10), with the curves they were read on:
+
+# %% tags=["record"]
+findings.record("03_permutations", params, found)
+
+# %% [markdown]
 # ## What it took
 #
 # The runs above, from their manifests (a rerun of this chapter reads them back):
 
-# %% tags=["hide-input"]
+# %%
 display(Markdown(compare.run_costs(runs)))
 
 # %% [markdown]
 # ## What we saw
 
-# %% tags=["hide-input"]
+# %%
 last = curves[curves.step == curves.step.max()].groupby("label").loss.mean()
 mid_steps = [s for s in curves.step.unique() if 0 < s <= max_steps // 2]
 early = curves[curves.step.isin(mid_steps)].groupby("label").loss.mean()
@@ -235,4 +242,3 @@ lines = [
     *[f"{f.part}: {f.measured} → **{f.verdict}**." for f in found[1:]],
 ]
 display(Markdown("\n".join("- " + line for line in lines)))
-findings.record("03_permutations", params, found)

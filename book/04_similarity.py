@@ -41,7 +41,7 @@
 #
 # | parameter | meaning |
 # |---|---|
-# | `model`, split and training parameters | as in chapter 2 (`split_seed` is unused here: `split_seeds` says which splits) |
+# | `model`, split and training parameters | as in chapter 2 |
 # | `split_seeds` | task splits the comparison (and OT's, E9) is repeated on; the first also carries RT's extra shuffles |
 # | `side_split_seeds` | task splits whose family-blocked versions are compared too |
 # | `arrangement_seeds` | RT's shuffles: the first on every split, all of them on the first split |
@@ -49,7 +49,6 @@
 
 # %% tags=["parameters"]
 model = "smollm2-135m"
-split_seed = 0
 test_tasks = 36
 train_per_task = 20
 test_per_task = 5
@@ -69,7 +68,8 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from zsg_core import compare, experiments, findings, plots, rules, stats
-from zsg_core.runs import run_params
+from zsg_core.config import run_params
+from zsg_core.data import task_family
 
 plots.use_style()
 
@@ -128,7 +128,7 @@ gap_split.pivot_table(index="comparison", columns="step", values="diff").round(3
 # split's mean over its held-out tasks, and the spread over RT's shuffles on the first split.
 # Where the first dwarfs the last, more shuffles buy nothing and more splits buy power.
 
-# %% tags=["hide-input"]
+# %%
 noise = stats.noise_sources(tasks_split, "NFT", "RT", point)
 sds = {k: v for k, v in noise.items() if k not in ("splits", "shuffles")}
 pd.Series(sds).to_frame(f"SD of NFT - RT at step {point} ({noise['splits']} splits, {noise['shuffles']} shuffles)").round(3)
@@ -140,7 +140,7 @@ pd.Series(sds).to_frame(f"SD of NFT - RT at step {point} ({noise['splits']} spli
 # A figure for planning the next build's splits, fixed before it runs; never a reason to add
 # splits because an interval happens to exclude 0.
 
-# %% tags=["hide-input"]
+# %%
 def splits_needed(a: str, b: str) -> dict[str, object]:
     diffs = stats.split_means(tasks_split, a, b, point)["diff"]
     sd = float(diffs.std(ddof=1)) if len(diffs) > 1 else float("nan")
@@ -177,7 +177,7 @@ seen.sort_values(["order", "split"]).set_index(["order", "split"]).round(2)
 # %%
 at_point = tasks_split[tasks_split.step == point].groupby(["label", "split", "task"]).loss.mean().unstack("label")
 wins = pd.DataFrame({f"{o} below RT": at_point[o] < at_point["RT"] for o in ("NFT", "FFT")})
-wins = wins.assign(family=[t.split("/")[1] if t.startswith("bb/") else "ni" for t in wins.index.get_level_values("task")])
+wins = wins.assign(family=[task_family(t) for t in wins.index.get_level_values("task")])
 by_family = wins.groupby("family").agg(tasks=("NFT below RT", "size"), **{
     "NFT below RT": ("NFT below RT", "sum"), "FFT below RT": ("FFT below RT", "sum")})
 by_family.sort_values("NFT below RT", ascending=False).head(12)
@@ -185,10 +185,10 @@ by_family.sort_values("NFT below RT", ascending=False).head(12)
 # %% [markdown]
 # ## The verdict, part by part
 #
-# The paper read its figure at step 100 of its 1,797-step epoch; the reading point here is the
-# evaluated step nearest the same fraction of our epoch.
+# The paper read its figure early in its epoch (its step and epoch are quoted with the verdict
+# below); the reading point here is the evaluated step nearest the same fraction of our epoch.
 
-# %% tags=["hide-input"]
+# %% tags=["verdict"]
 display(Markdown(rules.RULES["order"]))
 paper = findings.PAPER["E4"]
 relative = f"step {point} of {max_steps} ({point / epoch:.1%} of the {epoch}-step epoch)"
@@ -203,17 +203,26 @@ found += rules.order_parts(pd.concat([tasks_split, compare.task_curves(runs["ot"
 findings.verdict_table(found, ["experiment", "part", "measured", "p", "verdict"])
 
 # %% [markdown]
+# The verdicts above go to the findings table (chapter 10), with the curves they were read on:
+
+# %% tags=["record"]
+findings.record("04_similarity", params, found,
+                pd.concat([gap_split.assign(experiment="E4", setting="random splits")]
+                          + ([gap_blocked.assign(experiment="E4+", setting="family-blocked splits")]
+                             if gap_blocked is not None else [])))
+
+# %% [markdown]
 # ## What it took
 #
 # The runs above, from their manifests (a rerun of this chapter reads them back):
 
-# %% tags=["hide-input"]
+# %%
 display(Markdown(compare.run_costs(runs)))
 
 # %% [markdown]
 # ## What we saw
 
-# %% tags=["hide-input"]
+# %%
 by_part = {(f.experiment, f.part): f for f in found}
 early = [s for s in sorted(gap_split.step.unique()) if 0 < s <= max_steps // 2]
 mean_early = gap_split[gap_split.step.isin(early)].groupby("comparison")["diff"].mean()
@@ -238,7 +247,3 @@ if tasks_blocked is not None:
 ot = by_part[("E9", "OT < RT")]
 lines.append(f"OT order (E9) over {len(split_seeds)} task splits: {ot.measured} → **{ot.verdict}**.")
 display(Markdown("\n".join("- " + line for line in lines)))
-findings.record("04_similarity", params, found,
-                pd.concat([gap_split.assign(experiment="E4", setting="random splits")]
-                          + ([gap_blocked.assign(experiment="E4+", setting="family-blocked splits")]
-                             if gap_blocked is not None else [])))

@@ -22,7 +22,7 @@
 # 250-350 steps and fine ahead at step 800, where it reads the claim.
 #
 # This chapter trains both orders on every task split for `long_steps` steps, so that the runs
-# reach the paper's reading point (44.5% of an epoch) rather than stopping before its crossing,
+# reach the paper's late reading point (the same fraction of an epoch) rather than stopping before its crossing,
 # and judges the claim in its two parts, each at its own relative point. The fine runs follow
 # chapter 4's NFT order under the same schedule, so their first `max_steps` steps are chapter 4's
 # NFT runs: E4 and E5 share that prefix and are not independent evidence. Since chapter 4 found
@@ -42,12 +42,11 @@
 # | parameter | meaning |
 # |---|---|
 # | `model`, split and training parameters | as in chapter 2 |
-# | `side_split_seeds` | task splits the comparison is repeated on (`split_seed` is unused here) |
-# | `long_steps` | how long both orders train (None: `max_steps`); the paper's reading point needs 44.5% of an epoch |
+# | `side_split_seeds` | task splits the comparison is repeated on |
+# | `long_steps` | how long both orders train (None: `max_steps`); the paper's late reading point needs the fraction of an epoch said under the figure |
 
 # %% tags=["parameters"]
 model = "smollm2-135m"
-split_seed = 0
 test_tasks = 36
 train_per_task = 20
 test_per_task = 5
@@ -65,7 +64,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from zsg_core import compare, experiments, findings, plots, rules, stats
-from zsg_core.runs import run_params
+from zsg_core.config import run_params
 
 plots.use_style()
 
@@ -86,7 +85,7 @@ late_point = findings.relative_step(findings.paper_fraction("E5"), epoch, steps)
 #
 # Left: the mean over task splits with the band spanning them. Right: fine - coarse per split
 # (mean over its held-out tasks), with its 95% t-interval over splits (below 0: fine is ahead).
-# Dotted: the two reading points, the paper's steps 150 and 800 at the same fraction of our epoch.
+# Dotted: the paper's two reading points, each at the same fraction of our epoch.
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(13, 3.8))
@@ -97,6 +96,12 @@ for ax in axes:
         ax.axvline(s, ls=":", color="grey")
 plots.save(fig, "05_granularity")
 plt.show()
+at_late = stats.over_units(stats.split_means(per_task, "fine", "coarse", late_point)["diff"])
+display(Markdown(
+    f"Dotted: the paper's steps {paper['early_step']} and {paper['step']} of {paper['epoch']:,} "
+    f"({paper['early_step'] / paper['epoch']:.1%} and {paper['step'] / paper['epoch']:.1%} of its epoch), here steps "
+    f"{early_point} and {late_point} of a {epoch}-step epoch. At step {late_point}, fine - coarse is "
+    f"{findings.fmt(at_late, level=0.95)}."))
 gap.set_index("step")[["diff", "lo", "hi"]].T.style.format(precision=3, na_rep=findings.MISSING)
 
 # %% [markdown]
@@ -124,7 +129,7 @@ prefix.groupby("step").mean(numeric_only=True).drop(columns="split").round(2)
 # %% [markdown]
 # ## The verdict, part by part
 
-# %% tags=["hide-input"]
+# %% tags=["verdict"]
 display(Markdown(rules.RULES["granularity"] + " " + rules.RULES["order"]))
 found = rules.granularity(per_task, early_point, late_point, epoch)
 against_random = rules.granularity_against_random(per_task, early_point, late_point, epoch)
@@ -133,17 +138,23 @@ findings.verdict_table(found + against_random, ["experiment", "part", "point", "
                        extra={"carried by": [carriers.get(f.part, "") if f.experiment == "E5" else "" for f in found + against_random]})
 
 # %% [markdown]
+# The verdicts above go to the findings table (chapter 10), with the curves they were read on:
+
+# %% tags=["record"]
+findings.record("05_granularity", params, found + against_random, gap.assign(experiment="E5", setting="random splits"))
+
+# %% [markdown]
 # ## What it took
 #
 # The runs above, from their manifests (a rerun of this chapter reads them back):
 
-# %% tags=["hide-input"]
+# %%
 display(Markdown(compare.run_costs(runs)))
 
 # %% [markdown]
 # ## What we saw
 
-# %% tags=["hide-input"]
+# %%
 mean_gap = gap.set_index("step")["diff"]
 ahead = ["fine" if d < 0 else "coarse" for d in mean_gap]
 switches = [int(s) for s, a, b in zip(mean_gap.index[1:], ahead, ahead[1:]) if a != b]
@@ -160,4 +171,3 @@ lines = [
     f"({shared.loc[early_point]:.0%} at step {early_point}).",
 ]
 display(Markdown("\n".join("- " + line for line in lines)))
-findings.record("05_granularity", params, found + against_random, gap.assign(experiment="E5", setting="random splits"))

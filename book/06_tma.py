@@ -50,7 +50,7 @@
 #
 # | parameter | meaning |
 # |---|---|
-# | `model`, split and training parameters | as in chapter 2 (`split_seed` and `max_steps` are unused here: every TMA run makes one pass over its selection) |
+# | `model`, split and training parameters | as in chapter 2 (but `max_steps`: every TMA run makes one pass over its selection) |
 # | `split_seeds` | task splits NFT / FFT / RT are repeated on |
 # | `side_split_seeds` | task splits the round groups run on |
 # | `arrangement_seeds` | RT's shuffle: the first of them on every split |
@@ -60,14 +60,12 @@
 
 # %% tags=["parameters"]
 model = "smollm2-135m"
-split_seed = 0
 test_tasks = 36
 train_per_task = 20
 test_per_task = 5
 max_len = 512
 lr = 3.0e-4
 batch_size = 8
-max_steps = 60
 frozen_layers = 26
 arrangement_seeds = [0, 1, 2]
 split_seeds = [0, 1, 2, 3, 4, 5, 6, 7]
@@ -86,7 +84,8 @@ from IPython.display import Markdown, display
 from zsg_core import compare, experiments, findings, plots, rules, stats
 from zsg_core.arrange import TMA_POOL_SEED
 from zsg_core.embed import Encoder, embed_records, map_2d
-from zsg_core.runs import run_params, run_split
+from zsg_core.config import run_params
+from zsg_core.runs import run_split
 from zsg_core.similarity import min_avg_distance
 
 plots.use_style()
@@ -119,7 +118,7 @@ same = compare.same_instances({k: r for k, r in runs["by_split"].items() if k[1]
 # and an instance both halves pick counts once, so this differs from the budget), the step at
 # which NFT leaves its near half and FFT enters it, and the step NFT, FFT and RT trained to:
 
-# %% tags=["hide-input"]
+# %%
 display(Markdown(f"Pool: up to {tma_pool_per_task} instances per training task, shuffled once (seed {TMA_POOL_SEED}); "
                  f"budget {plan.budget:,}. Trained the whole pass on split{'s' * (len(whole) > 1)} {', '.join(map(str, whole))}, where NFT, "
                  f"FFT and RT received the same instances (from their batches) on {sum(same.values())} of {len(same)}; on "
@@ -170,7 +169,7 @@ gap_split.pivot_table(index="comparison", columns="step", values="diff").round(3
 # evaluated at chapter 4's reading point, so per split the difference of the two gaps there
 # (`stats.gap_difference`, splits as the unit). Then what still differs, per split:
 
-# %% tags=["hide-input"]
+# %%
 tasks_e4 = compare.task_curves({k: v for k, v in e4.items() if k[0] in ("NFT", "RT")})
 e4_point = findings.relative_step(findings.paper_fraction("E4"), compare.epoch_steps(e4[("NFT", first)]),
                                   sorted(set(tasks_e4.step) & set(common_steps)))
@@ -203,17 +202,25 @@ remaining.round(3)
 # similarity (MiniLM, first turn) of each of its instances to its nearest held-out instance, and
 # the share of its instances whose task family also has a held-out task (siblings).
 
-# %% tags=["hide-input"]
+# %%
 labels = [experiments.round_label(s, round_width) for s in round_starts]
 encoder = Encoder()
 
 
+def split_vectors(seed: int) -> tuple[dict, np.ndarray, np.ndarray]:
+    """(training id -> row, training embeddings, held-out embeddings) of a side split's pool, once
+    per split: every round group of the split reads the same (cached on disk by the plan)."""
+    split = run_split(groups[(labels[0], seed)].config)
+    return ({r.id: i for i, r in enumerate(split.train)}, embed_records(split.train, "first-turn", encoder),
+            embed_records(split.test, "first-turn", encoder))
+
+
+vectors = {s: split_vectors(s) for s in side_split_seeds}
+
+
 def group_facts(label: str, seed: int) -> dict:
     run = groups[(label, seed)]
-    split = run_split(run.config)
-    position = {r.id: i for i, r in enumerate(split.train)}
-    x = embed_records(split.train, "first-turn", encoder)  # cached by the plan
-    t = embed_records(split.test, "first-turn", encoder)
+    position, x, t = vectors[seed]
     distance, _ = min_avg_distance(x[[position[i] for i in run.batches.id.unique()]], t)  # the paper's d = -cosine
     return {"group": label, "split": seed, "cosine to the nearest held-out": float(-distance.mean()),
             "sibling share": compare.sibling_share(run, int(run.batches.step.max()))}
@@ -259,12 +266,12 @@ plt.show()
 # %% [markdown]
 # ## The verdicts, part by part
 #
-# TMA's NFT < RT < FFT, judged as chapter 4's, at the paper's reading point (its step 500 of a
-# 1,875-step epoch) at the same fraction of the shortest epoch here, which lies inside the near
+# TMA's NFT < RT < FFT, judged as chapter 4's, at the paper's reading point (quoted with the
+# verdict) at the same fraction of the shortest epoch here, which lies inside the near
 # half as the paper's does; and E8's "earlier rounds, lower loss", one part per pair of
 # neighbouring groups, at the groups' last step, over the side splits.
 
-# %% tags=["hide-input"]
+# %% tags=["verdict"]
 display(Markdown(rules.RULES["order"]))
 epoch = int(layouts["steps"].min())
 paper = findings.PAPER["E6"]
@@ -280,17 +287,23 @@ found += rules.order_parts(tasks_rounds, last, labels, pairs=list(zip(labels, la
 findings.verdict_table(found, ["experiment", "part", "measured", "p", "verdict"])
 
 # %% [markdown]
+# The verdicts above go to the findings table (chapter 10), with the curves they were read on:
+
+# %% tags=["record"]
+findings.record("06_tma", params, found, gap_split.assign(experiment="E6", setting="random splits"))
+
+# %% [markdown]
 # ## What it took
 #
 # The runs above, from their manifests (a rerun of this chapter reads them back):
 
-# %% tags=["hide-input"]
+# %%
 display(Markdown(compare.run_costs(runs, groups)))
 
 # %% [markdown]
 # ## What we saw
 
-# %% tags=["hide-input"]
+# %%
 inside = gap_split[(gap_split.step > 0) & (gap_split.step <= near_end)].groupby("comparison")["diff"].mean()
 mean_first = curves_first.groupby(["label", "step"]).loss.mean().unstack(0)
 fft_near = int(layouts.loc[first, "FFT reaches it at step"])
@@ -316,4 +329,3 @@ lines.append(f"Rounds (E8), loss at step {last} (mean over {len(side_split_seeds
              + "; ".join(f"{f.part}: **{f.verdict}**" for f in found if f.experiment == "E8")
              + f". Paper: {findings.PAPER['E8']['text']}.")
 display(Markdown("\n".join("- " + line for line in lines)))
-findings.record("06_tma", params, found, gap_split.assign(experiment="E6", setting="random splits"))

@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # Why nearest-first loses here
+# # Nearest-first against random, taken apart
 #
 # Chapter 4 compared nearest-first by WSD (NFT) with random order (RT) on several task splits;
 # the gap between them at its reading point is computed below. This chapter asks what in NFT's
@@ -53,7 +53,7 @@
 #
 # | parameter | meaning |
 # |---|---|
-# | `model`, split and training parameters | as in chapter 2 (`split_seed` is unused here: `split_seeds` says which splits) |
+# | `model`, split and training parameters | as in chapter 2 |
 # | `split_seeds` | task splits every experiment runs on (chapter 4's): a regime's verdict is over the same splits as the others' |
 # | `arrangement_seeds` | the seeded orders' shuffle (RT and the matched orders): the first of them |
 # | `sibling_steps` | the early window (steps) over which what each order received is counted |
@@ -61,7 +61,6 @@
 
 # %% tags=["parameters"]
 model = "smollm2-135m"
-split_seed = 0
 test_tasks = 36
 train_per_task = 20
 test_per_task = 5
@@ -83,7 +82,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from zsg_core import compare, experiments, findings, plots, rules, stats
-from zsg_core.runs import run_params
+from zsg_core.config import run_params
 
 plots.use_style()
 
@@ -106,9 +105,9 @@ def gap(a: str, b: str, table: pd.DataFrame = tasks, step: int = point, level: f
 # %% [markdown]
 # ## The gap to explain
 #
-# Chapter 4's reading point (the paper's step 100 of 1,797 at the same fraction of our epoch):
+# Chapter 4's reading point (the paper's E4 step at the same fraction of our epoch):
 
-# %% tags=["hide-input"]
+# %%
 to_explain = gap("NFT", "RT")
 display(Markdown(f"The gap to explain: NFT - RT {findings.fmt(to_explain)} at step {point} "
                  f"(positive: nearest-first is worse; RT here is each split's first shuffle, where chapter 4 "
@@ -121,7 +120,7 @@ display(Markdown(f"The gap to explain: NFT - RT {findings.fmt(to_explain)} at st
 # its first `sibling_steps` steps: the share of the family and of the task that contributed most,
 # and how many families contributed, averaged over splits.
 
-# %% tags=["hide-input"]
+# %%
 fig, ax = plt.subplots(figsize=(7.5, 3.8))
 plots.band_plot(curves, ax, order=LABELS, title=f"Six orders of the same list, {len(split_seeds)} task splits")
 ax.axvline(point, ls=":", color="grey")
@@ -147,7 +146,7 @@ seen_mean.rename(columns={"its share": "leading family's share", "families": "fa
 # Three ways to split the gap, each through controls that keep one thing of NFT's order; every
 # part predicts that the first order of its pair loses (its contrast > 0). The rule:
 
-# %% tags=["hide-input"]
+# %% tags=["verdict"]
 display(Markdown(rules.RULES["explanation"]))
 DECOMPOSITIONS = {
     "what NFT's prefix holds": (("NFT", "task", "family", "RT"), [
@@ -166,7 +165,7 @@ parts = pd.concat([rules.decomposition(tasks, point, chain, carries).assign(deco
 (parts[["decomposition", "contrast", "explanation", "measured", "share of the gap", "evidence"]]
  .style.hide(axis="index").format({"share of the gap": "{:.0%}"}))
 
-# %% tags=["hide-input"]
+# %%
 display(Markdown(
     f"Each decomposition's parts add up to NFT - RT ({to_explain.value:+.3f}); the largest part is "
     + "; ".join(f"{name}: {g.loc[g.estimate.abs().idxmax(), 'contrast']} "
@@ -180,7 +179,7 @@ display(Markdown(
 # NFT - RT on the answer tokens alone and on the EOS alone, per step over the task splits. If
 # format and stopping carry the gap, it sits in the EOS.
 
-# %% tags=["hide-input"]
+# %%
 by_measure = {"whole": tasks, "answer tokens": compare.task_curves(orders, measure="answer"),
               "EOS alone": compare.task_curves(orders, measure="eos")}
 fig, axes = plt.subplots(1, 3, figsize=(11, 3.4), sharey=False)
@@ -198,7 +197,7 @@ display(Markdown("NFT - RT at step " + f"{point}: " + "; ".join(f"{name} {findin
 # (log2) length of its answers and on how far that is from the answers NFT received in its first
 # `sibling_steps` steps (`compare.answer_format`); each coefficient's interval is over splits.
 
-# %% tags=["hide-input"]
+# %%
 at = tasks[tasks.step == point]
 task_gap = (at[at.label == "NFT"].groupby(["split", "task"]).loss.mean()
             - at[at.label == "RT"].groupby(["split", "task"]).loss.mean()).rename("NFT - RT").reset_index()
@@ -222,7 +221,7 @@ display(Markdown(f"Over {len(per_task)} (split, held-out task) pairs, the coeffi
 # gentler set-up moves every loss less and so shrinks every gap; what would show that the regime
 # is to blame is the paper's order coming back, NFT below RT, under it.
 
-# %% tags=["hide-input"]
+# %%
 setup_tasks = {name: compare.task_curves(runs) for name, runs in setups.items() if runs}
 columns = min(len(setup_tasks), 2)  # two to a row: four side by side are too small to read on a page
 panel_rows = math.ceil(len(setup_tasks) / columns)
@@ -246,7 +245,7 @@ regime_gaps
 # Per split, the share of NFT's first `sibling_steps` steps that its leading family made up,
 # against NFT - RT at the reading point:
 
-# %% tags=["hide-input"]
+# %%
 by_split = pd.DataFrame([{"split": s, "leading share": compare.leading_family(orders[("NFT", s)], sibling_steps)["its share"],
                           "NFT - RT": stats.split_means(tasks, "NFT", "RT", point).set_index("split")["diff"][s]}
                          for s in split_seeds])
@@ -271,7 +270,7 @@ display(Markdown(f"Across {len(by_split)} splits, Pearson r between the leading 
 # between groups of held-out tasks, the gap under other averages of the loss, the regression's
 # coefficients, and the gap under other regimes.
 
-# %% tags=["hide-input"]
+# %%
 over_tokens = gap("NFT", "RT", compare.loss_curves(orders, weight="tokens"), level=ONE_SIDED)
 other = [
     rules.explanation("Concentration predicts the gap", "splits where one family leads more have a larger gap",
@@ -306,13 +305,13 @@ other_table[["explanation", "prediction", "contrast", "measured", "p (one-sided)
 #
 # The runs above, from their manifests (chapter 4's NFT and RT runs included; a rerun reads them back):
 
-# %% tags=["hide-input"]
+# %%
 display(Markdown(compare.run_costs(orders, *setups.values())))
 
 # %% [markdown]
 # ## What we saw
 
-# %% tags=["hide-input"]
+# %%
 lines = [
     f"The gap to explain, NFT - RT at step {point}: {findings.fmt(to_explain)}.",
     "Against RT at the same step: " + "; ".join(f"{o} - RT {findings.fmt(gap(o, 'RT'))}" for o in LABELS if o != "RT") + ".",

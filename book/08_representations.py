@@ -98,7 +98,9 @@ from IPython.display import Markdown, display
 
 from zsg_core import compare, experiments, findings, plots, predict, rules, stats
 from zsg_core.features import cost as representation_cost, cost_of  # not `features`: that name is a run parameter
-from zsg_core.runs import lm_source, run_params, run_split
+from zsg_core.config import run_params
+
+from zsg_core.runs import lm_source, run_split
 
 plots.use_style()
 
@@ -153,7 +155,7 @@ summary.unstack("kind")
 # the fair one), on the WSD combination, the measure the paper built its orders on: every
 # representation against chance, and every pair.
 
-# %% tags=["hide-input"]
+# %% tags=["verdict"]
 display(Markdown(rules.RULES["representations"]))
 pairs = [(k, "chance") for k in feature_kinds] + [(k, reference) for k in others] \
     + [(a, b) for i, a in enumerate(others) for b in others[i + 1:]]
@@ -198,7 +200,7 @@ at_point.round(3).to_frame(f"loss at step {point}").join(leading.round(2))
 # reference representation (the first of `feature_kinds`: MiniLM, the paper's), judged by the order
 # rule at chapter 4's reading point:
 
-# %% tags=["hide-input"]
+# %% tags=["verdict"]
 display(Markdown(rules.RULES["order"]))
 named = experiments.represented_label
 order_pairs = [(named(o, k), "RT") for o in experiments.REPRESENTED_ORDERS for k in others] \
@@ -211,6 +213,13 @@ found_orders = rules.order_parts(tasks, point, labels, pairs=order_pairs, experi
 findings.verdict_table(found_orders, ["part", "measured", "p", "verdict"])
 
 # %% [markdown]
+# The verdicts above go to the findings table (chapter 10), with the curves they were read on:
+
+# %% tags=["record"]
+gaps = stats.split_gaps(tasks, order_pairs)
+findings.record("08_representations", params, found + found_orders, gaps.assign(experiment="S2", setting="orders by representation"))
+
+# %% [markdown]
 # ## Experiment 3: what each representation costs
 #
 # Computing each representation afresh (a temporary store) for the first `cost_instances`
@@ -219,7 +228,7 @@ findings.verdict_table(found_orders, ["part", "measured", "p", "verdict"])
 # the cost per instance, the rest is fixed (loading the LM; gradient's warm-up). Scaled to a split's
 # whole training list and held-out set.
 
-# %% tags=["hide-input"]
+# %%
 split = run_split(next(iter(orders.values())).config)
 cost = representation_cost(split.train[:cost_instances], split.test, feature_kinds, lm_source(next(iter(orders.values())).config))
 per_split = len(split.train) + len(split.test)
@@ -229,7 +238,7 @@ cost.style.hide(axis="index").format(precision=1)
 # %% [markdown]
 # ## Against the literature
 
-# %% tags=["hide-input"]
+# %%
 parts = {f.part: f for f in found + found_orders}
 
 
@@ -263,13 +272,13 @@ literature.style.hide(axis="index")
 #
 # The runs above, from their manifests (chapters 3, 4 and 7's runs included; a rerun reads them back):
 
-# %% tags=["hide-input"]
+# %%
 display(Markdown(compare.run_costs(orders, stored_e3)))
 
 # %% [markdown]
 # ## What we saw
 
-# %% tags=["hide-input"]
+# %%
 means = power_all[power_all.measure == MEASURE].groupby(["view", "kind"]).rho.mean()
 lines = [
     f"Within-window rho of the prefix's {MEASURE} with the loss change, mean over {len(side_split_seeds)} splits, "
@@ -285,5 +294,3 @@ lines = [
         f"{row.kind} {row['minutes per split (estimated)']:.1f} minutes" for _, row in cost.iterrows()) + ".",
 ]
 display(Markdown("\n".join("- " + line for line in lines)))
-gaps = stats.split_gaps(tasks, order_pairs)
-findings.record("08_representations", params, found + found_orders, gaps.assign(experiment="S2", setting="orders by representation"))

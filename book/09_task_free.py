@@ -39,13 +39,12 @@
 #
 # | parameter | meaning |
 # |---|---|
-# | `model`, split and training parameters | as in chapter 2 (`split_seed` is unused here: `side_split_seeds` says which draws) |
+# | `model`, split and training parameters | as in chapter 2 |
 # | `side_split_seeds` | the instance draws the comparison is repeated on |
 # | `arrangement_seeds` | RT's shuffle: the first of them on every draw |
 
 # %% tags=["parameters"]
 model = "smollm2-135m"
-split_seed = 0
 test_tasks = 36
 train_per_task = 20
 test_per_task = 5
@@ -63,7 +62,9 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from zsg_core import compare, experiments, findings, plots, rules, stats
-from zsg_core.runs import run_params, run_split
+from zsg_core.config import run_params
+
+from zsg_core.runs import run_split
 
 plots.use_style()
 
@@ -115,7 +116,7 @@ pd.DataFrame({"received in the first 10 steps from a held-out instance's task": 
 # The paper's E7 claim is that NFT is lowest (its RT and FFT curves coincide), read at the end of
 # its window; so the parts are NFT < RT and NFT < FFT at our last step.
 
-# %% tags=["hide-input"]
+# %% tags=["verdict"]
 display(Markdown(rules.RULES["order"].replace("task split", "instance draw")))
 steps = sorted(per_task.step.unique())
 epoch = compare.epoch_steps(next(iter(runs.values())))
@@ -126,17 +127,23 @@ found = rules.order_parts(per_task, last, ("NFT", "RT", "FFT"), pairs=pairs, exp
 findings.verdict_table(found, ["part", "measured", "p", "verdict"])
 
 # %% [markdown]
+# The verdicts above go to the findings table (chapter 10), with the curves they were read on:
+
+# %% tags=["record"]
+findings.record("09_task_free", params, found, gap.assign(experiment="E7", setting="random-instance hold-out"))
+
+# %% [markdown]
 # ## What it took
 #
 # The runs above, from their manifests (a rerun of this chapter reads them back):
 
-# %% tags=["hide-input"]
+# %%
 display(Markdown(compare.run_costs(runs)))
 
 # %% [markdown]
 # ## What we saw
 
-# %% tags=["hide-input"]
+# %%
 mean_gap = gap[gap.step > 0].groupby("comparison")["diff"].mean()
 below = gap[(gap.comparison == "NFT - RT") & (gap.step > 0)]
 with_sibling = sum(r.task in train_tasks for r in split.test) / len(split.test)
@@ -149,4 +156,3 @@ lines = [
     + f". NFT was below RT (mean over draws) at {int((below['diff'] < 0).sum())} of {len(below)} evaluations.",
 ]
 display(Markdown("\n".join("- " + line for line in lines)))
-findings.record("09_task_free", params, found, gap.assign(experiment="E7", setting="random-instance hold-out"))

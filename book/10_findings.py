@@ -66,14 +66,14 @@ frozen_layers = 26
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-from zsg_core import book, findings, plots
-from zsg_core.runs import run_params
+from zsg_core import findings, plots, toc
+from zsg_core.config import run_params
 
 plots.use_style()
 
 # %% tags=["hide-cell"]
 params = run_params(globals())
-table, curves = findings.collect(params, book.recording_chapters())  # in _toc.yml order
+table, curves = findings.collect(params, toc.recording_chapters())  # in _toc.yml order
 
 # %% [markdown]
 # ## The table
@@ -81,8 +81,8 @@ table, curves = findings.collect(params, book.recording_chapters())  # in _toc.y
 # Each part with the paper's reading of its figure beside ours; where each was read (the relative
 # point of training) is in the claims table below.
 
-# %% tags=["hide-input", "full-width"]
-display(Markdown("Recorded by: " + ", ".join(f"`{c}`" for c in book.recording_chapters()) + "."))
+# %% tags=["verdict", "full-width"]
+display(Markdown("Recorded by: " + ", ".join(f"`{c}`" for c in toc.recording_chapters()) + "."))
 shown = table[["experiment", "part", "verdict", "family", "paper", "measured", "p", "p_holm"]].rename(
     columns={"p_holm": "p (Holm, family)", "paper": "the paper's figure"})  # verdict first: a wide table scrolls
 shown.style.hide(axis="index").format({"p": "{:.3f}", "p (Holm, family)": "{:.3f}"}, na_rep=findings.MISSING) \
@@ -91,7 +91,7 @@ shown.style.hide(axis="index").format({"p": "{:.3f}", "p (Holm, family)": "{:.3f
 # %% [markdown]
 # The claims behind the parts, and what the paper's figures show:
 
-# %% tags=["hide-input", "full-width"]
+# %% tags=["full-width"]
 claims = table.drop_duplicates(["claim", "point"])[["experiment", "claim", "point"]].rename(columns={"point": "read at"})
 claims.style.hide(axis="index").set_properties(**{"text-align": "left", "vertical-align": "top"})
 
@@ -115,9 +115,9 @@ plots.save(fig, "08_headline")
 plt.show()
 
 # %% [markdown]
-# ## Where nearest-first loses, why
+# ## Nearest-first against random, taken apart
 #
-# Wherever E4's NFT < RT is not reproduced above, chapter 7 ("Why nearest-first loses here") splits
+# Whatever E4's verdict on NFT < RT above, chapter 7 splits
 # NFT - RT into additive parts through controls that each keep one thing of NFT's order (its
 # tasks, its families, its answer lengths, its nearness without concentration), reads the gap on
 # the answer tokens and on the end-of-sequence token apart, and tries other regimes (a lower lr;
@@ -127,7 +127,7 @@ plt.show()
 # %% [markdown]
 # ## What we saw
 
-# %% tags=["hide-input"]
+# %%
 confirmatory = table[table.family == "confirmatory"]
 lines = [f"{len(table)} parts of {table.claim.nunique()} claims. The paper's claims, {len(confirmatory)} parts of the "
          f"declared family of {findings.FAMILY_SIZE}: " + ", ".join(f"{n} {v}" for v, n in confirmatory.verdict.value_counts().items())

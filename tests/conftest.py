@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tarfile
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -91,3 +92,67 @@ def tiny_reward_model(smol_tokenizer, tmp_path_factory) -> Path:
     LlamaForSequenceClassification(config).save_pretrained(folder)
     smol_tokenizer.save_pretrained(folder)
     return folder
+
+
+def _once_per_test_run(name: str, make: Callable[[], None]) -> None:
+    """`make()` once per test run, whichever pytest-xdist worker asks first: the others wait for it
+    (a lock in the smoke build's folder) and then use what it made, instead of making it again."""
+    from zsg_core.util import build_dir, file_lock
+
+    build = build_dir("smoke")
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", f"pid{os.getpid()}")
+    with file_lock(build / f".{name}"):
+        if (build / f".{name}-{run}").exists():
+            return
+        for old in build.glob(f".{name}-*"):
+            old.unlink()
+        make()
+        (build / f".{name}-{run}").touch()
+
+
+@pytest.fixture(scope="session")
+def smoke_chapters() -> Path:
+    """The smoke profile's executed chapters. `make test` asks the test run to execute them
+    (`ZSG_TEST_BOOK=execute`), once, by the first worker that needs them, while the other runs
+    the rest of the tests (`--dist worksteal`), instead of the tests waiting for the whole book. A
+    bare pytest uses what an earlier build left, and skips without it."""
+    from zsg_core import book, toc
+
+    if os.environ.get("ZSG_TEST_BOOK") == "execute":
+        def execute() -> None:
+            # The chapters' kernels may use every core (this file gives each worker one thread): the
+            # other worker's tests end well before the book, which then has the machine to itself.
+            threads = os.environ.get("OMP_NUM_THREADS")
+            os.environ["OMP_NUM_THREADS"] = str(os.cpu_count() or 1)
+            try:
+                book.run("smoke")  # a chapter that fails raises BookError, naming it and its cell: the test errors
+            finally:
+                if threads is None:
+                    os.environ.pop("OMP_NUM_THREADS")
+                else:
+                    os.environ["OMP_NUM_THREADS"] = threads
+
+        _once_per_test_run("executed", execute)
+    built = book.build_dir("smoke") / "book"
+    missing = [n for n in toc.chapters() if not (built / f"{n}.ipynb").exists()]
+    if missing:
+        pytest.skip(f"chapters not executed yet ({missing[0]}): `make test` executes them")
+    return built
+
+
+@pytest.fixture(scope="session")
+def smoke_html(smoke_chapters: Path) -> Path:
+    """The smoke book's HTML folder, built once per test run from the executed chapters (Jupyter
+    Book, warnings as errors)."""
+    import subprocess
+
+    from zsg_core import book
+
+    def build() -> None:
+        try:
+            book.build_html("smoke")
+        except subprocess.CalledProcessError as e:
+            pytest.fail(f"jupyter-book failed: {e}")
+
+    _once_per_test_run("html", build)
+    return book.build_dir("smoke") / "_build" / "html"

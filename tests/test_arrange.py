@@ -355,7 +355,7 @@ def test_a_method_is_one_function_and_one_entry(monkeypatch, capsys):
     from zsg_core import arrange
     from zsg_core.cli import main
     from zsg_core.data import DataError
-    from zsg_core.runs import run_config
+    from zsg_core.config import run_config
 
     calls = []
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from zsg_core import book
+from zsg_core import config
 from zsg_core.cli import main
 from zsg_core.data import DataError, load_records
 
@@ -169,18 +169,18 @@ def _profiles(tmp_path, monkeypatch, **files: str) -> None:
     """Profiles in a folder of their own, with the shipped ones beside them."""
     import shutil
 
-    for shipped in book.PROFILES.glob("*.yaml"):
+    for shipped in config.PROFILES.glob("*.yaml"):
         if shipped.parent != tmp_path:  # called twice in one test: the shipped ones are there already
             shutil.copy(shipped, tmp_path / shipped.name)
     for name, text in files.items():
         (tmp_path / f"{name}.yaml").write_text(text)
-    monkeypatch.setattr(book, "PROFILES", tmp_path)
+    monkeypatch.setattr(config, "PROFILES", tmp_path)
 
 
 def test_profiles_that_extend_in_a_circle_are_named(tmp_path, monkeypatch, capsys):
     _profiles(tmp_path, monkeypatch, a="extends: b\nlr: 1.0e-3\n", b="extends: a\n")
-    with pytest.raises(book.BookError, match=r"extends 'a', which comes back to it: a -> b -> a"):
-        book.load_profile("a")
+    with pytest.raises(config.ProfileError, match=r"extends 'a', which comes back to it: a -> b -> a"):
+        config.load_profile("a")
     assert main(["train", "--profile", "a"]) == 2
     _one_line_error(capsys, "comes back to it")
 
@@ -194,8 +194,8 @@ def test_a_yaml_error_in_a_profile_names_the_file_and_line(tmp_path, monkeypatch
 
 def test_a_missing_base_profile_says_which_profile_asked(tmp_path, monkeypatch):
     _profiles(tmp_path, monkeypatch, mine="extends: cpuu\n")
-    with pytest.raises(book.BookError, match=f"no profile 'cpuu', which {tmp_path / 'mine'}.yaml extends"):
-        book.load_profile("mine")
+    with pytest.raises(config.ProfileError, match=f"no profile 'cpuu', which {tmp_path / 'mine'}.yaml extends"):
+        config.load_profile("mine")
 
 
 def test_an_unknown_key_in_a_custom_profile_is_named_not_dropped(tmp_path, monkeypatch, capsys):

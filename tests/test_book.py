@@ -5,12 +5,14 @@ import ast
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from zsg_core import book
+from zsg_core import book, config, toc
+from zsg_core.experiments import PLANNED_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,15 +43,16 @@ def tiny_book(tmp_path, monkeypatch):
     (tmp_path / "profiles").mkdir()
     (tmp_path / "book" / "01_tiny.py").write_text(TINY)
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/01_tiny\n")
-    monkeypatch.setattr(book, "BOOK", tmp_path / "book")
-    monkeypatch.setattr(book, "PROFILES", tmp_path / "profiles")
-    monkeypatch.setattr(book, "ROOT", tmp_path)
+    monkeypatch.setattr(toc, "BOOK", tmp_path / "book")
+    monkeypatch.setattr(config, "PROFILES", tmp_path / "profiles")
+    monkeypatch.setattr(toc, "ROOT", tmp_path)
     monkeypatch.setattr(util, "BUILD_ROOT", tmp_path / "_build")
     monkeypatch.setenv("ZSG_BUILD", "")  # records the caller's value: book.run sets it, teardown restores it
     monkeypatch.delenv("ZSG_BUILD")
     return tmp_path
 
 
+@pytest.mark.slow
 def test_a_chapter_runs_with_the_profile_and_hides_the_injected_cell(tiny_book):
     (tiny_book / "profiles" / "p.yaml").write_text("x: 21\n")
     [nb_path] = book.run("p", log=lambda s: None)
@@ -66,38 +69,51 @@ def test_a_chapter_runs_with_the_profile_and_hides_the_injected_cell(tiny_book):
     assert nb.cells.index(said) + 1 == next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
 
 
+def test_a_page_shows_only_the_code_that_decides_and_records_verdicts(tmp_path):
+    source = tmp_path / "01_c.py"
+    source.write_text(TINY + '\n# %% tags=["verdict"]\nfound = x\n\n# %% tags=["record"]\nrecorded = found\n'
+                      '\n# %% tags=["hide-cell"]\nsetup = 1\n')
+    cells = [c for c in nbformat.read(book.convert(source, tmp_path / "01_c.ipynb"), 4).cells if c.cell_type == "code"]
+    tags = {c.source.split()[0]: c.metadata.get("tags", []) for c in cells}
+    assert tags == {"x": ["parameters"], "print(x": ["hide-input"], "found": ["verdict", "nbval-check-output"],
+                    "recorded": ["record"], "setup": ["hide-cell"]}
+
+
+@pytest.mark.slow
 def test_profile_errors(tiny_book):
     (tiny_book / "profiles" / "bad.yaml").write_text("x: 1\ny: 2\n")
     with pytest.raises(book.BookError, match=r"sets parameter\(s\) \['y'\] that no chapter or run declares"):
         book.run("bad", log=lambda s: None)
-    with pytest.raises(book.BookError, match="no profile 'nope' \\(profiles: bad\\)"):
+    with pytest.raises(config.ProfileError, match="no profile 'nope' \\(profiles: bad\\)"):
         book.run("nope", log=lambda s: None)
     (tiny_book / "profiles" / "more.yaml").write_text("extends: bad\ny: 3\nz: 4\n")
-    assert book.load_profile("more") == {"x": 1, "y": 3, "z": 4}  # the base's keys, this one's on top
+    assert config.load_profile("more") == {"x": 1, "y": 3, "z": 4}  # the base's keys, this one's on top
     (tiny_book / "profiles" / "self.yaml").write_text("extends: self\n")
-    with pytest.raises(book.BookError, match="extends must name another profile"):
-        book.load_profile("self")
+    with pytest.raises(config.ProfileError, match="extends must name another profile"):
+        config.load_profile("self")
 
 
+@pytest.mark.slow
 def test_the_chapter_order_is_the_toc(tiny_book):
     (tiny_book / "book" / "02_second.py").write_text(TINY.replace("# # Tiny", "# # Second")
                                                  + "\n# %%\nif False:\n    findings.record()\n")
     (tiny_book / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n"
                                         "  - file: book/02_second\n  - file: book/01_tiny\n")
-    assert book.chapters() == ["02_second", "01_tiny"]  # the toc's order, not the file names'
-    assert book.recording_chapters() == ["02_second"]
+    assert toc.chapters() == ["02_second", "01_tiny"]  # the toc's order, not the file names'
+    assert toc.recording_chapters() == ["02_second"]
     (tiny_book / "profiles" / "p.yaml").write_text("x: 1\n")
     assert [nb.stem for nb in book.run("p", log=lambda s: None)] == ["02_second", "01_tiny"]
     assert [nb.stem for nb in book.run("p", log=lambda s: None, only=["01_tiny"])] == ["01_tiny"]
     executed = book.build_dir("p") / "book" / "02_second.ipynb"  # not re-executed: it keeps its outputs
     assert any(cell.get("outputs") for cell in json.loads(executed.read_text())["cells"])
-    with pytest.raises(book.BookError, match=r"no chapter\(s\) \['03_x'\]"):
+    with pytest.raises(toc.BookError, match=r"no chapter\(s\) \['03_x'\]"):
         book.run("p", log=lambda s: None, only=["03_x"])
     (tiny_book / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/03_gone\n")
-    with pytest.raises(book.BookError, match="no chapter source book/03_gone.py"):
-        book.chapters()
+    with pytest.raises(toc.BookError, match="no chapter source book/03_gone.py"):
+        toc.chapters()
 
 
+@pytest.mark.slow
 def test_each_profile_builds_into_its_own_folder(tiny_book):
     from zsg_core import plots
     import matplotlib.pyplot as plt
@@ -114,20 +130,20 @@ def test_each_profile_builds_into_its_own_folder(tiny_book):
 
 
 def test_the_real_toc_lists_every_chapter_source_and_the_intro_names_them_in_order():
-    names = book.chapters()
-    assert sorted(names) == sorted(p.stem for p in book.BOOK.glob("[0-9][0-9]_*.py"))
-    intro = (book.BOOK / "intro.md").read_text()
+    names = toc.chapters()
+    assert sorted(names) == sorted(p.stem for p in toc.BOOK.glob("[0-9][0-9]_*.py"))
+    intro = (toc.BOOK / "intro.md").read_text()
     assert [intro.index(f"(`{n}`") for n in names] == sorted(intro.index(f"(`{n}`") for n in names)
-    assert names[-1] == "10_findings" and "10_findings" not in book.recording_chapters()
+    assert names[-1] == "10_findings" and "10_findings" not in toc.recording_chapters()
 
 
 def test_the_real_profiles_only_set_declared_parameters(tmp_path):
-    from zsg_core.runs import PARAMETERS, run_config, run_params
+    from zsg_core.config import PARAMETERS, run_config, run_params
 
     declared = set().union(*(book.declared_parameters(book.convert(src, tmp_path / (src.stem + ".ipynb")))
-                             for src in book.chapter_sources()))
+                             for src in toc.chapter_sources()))
     for name in ("smoke", "cpu", "cpu-full", "gpu"):
-        profile = book.load_profile(name)
+        profile = config.load_profile(name)
         assert set(profile) <= declared | set(PARAMETERS), name
         assert {"tma_pool_per_task", "tma_near_rounds"} <= set(profile), name  # TMA's sizing, in every profile
         assert "tma_budget" not in profile, name  # chapter 6 computes the budget from tma_near_rounds
@@ -138,45 +154,17 @@ def test_chapter_defaults_are_the_cpu_profile(tmp_path):
     """A chapter opened in JupyterLab, or run by papermill with no -p, runs the default profile."""
     import papermill
 
-    cpu = book.load_profile("cpu")
-    for src in book.chapter_sources():
+    cpu = config.load_profile("cpu")
+    for src in toc.chapter_sources():
         declared = papermill.inspect_notebook(str(book.convert(src, tmp_path / (src.stem + ".ipynb"))))
         for name, value in cpu.items():
             if name in declared:
                 assert ast.literal_eval(declared[name]["default"]) == value, f"{src.name}: {name}"
 
 
-@pytest.fixture(scope="session")
-def smoke_chapters() -> Path:
-    """The smoke profile's executed chapters. `make test` asks this session to execute them
-    (`ZSG_TEST_BOOK=execute`): one worker executes the book while the other runs the rest of the
-    tests (`--dist worksteal`), instead of the tests waiting for the whole book. A bare pytest
-    uses what an earlier build left, and skips without it."""
-    if os.environ.get("ZSG_TEST_BOOK") == "execute":
-        # The chapters' kernels may use every core (conftest gives each worker one thread): the
-        # other worker's tests end well before the book, which then has the machine to itself.
-        threads = os.environ.get("OMP_NUM_THREADS")
-        os.environ["OMP_NUM_THREADS"] = str(os.cpu_count() or 1)
-        try:
-            book.run("smoke")  # a chapter that fails raises BookError, naming it and its cell: the test errors
-        finally:
-            if threads is None:
-                os.environ.pop("OMP_NUM_THREADS")
-            else:
-                os.environ["OMP_NUM_THREADS"] = threads
-    built = book.build_dir("smoke") / "book"
-    missing = [n for n in book.chapters() if not (built / f"{n}.ipynb").exists()]
-    if missing:
-        pytest.skip(f"chapters not executed yet ({missing[0]}): `make test` executes them")
-    return built
-
-
-def test_book_builds_without_warnings(smoke_chapters):
-    try:
-        index = book.build_html("smoke")
-    except subprocess.CalledProcessError as e:
-        pytest.fail(f"jupyter-book failed: {e}")
-    html = index.parent / "book"
+@pytest.mark.slow
+def test_book_builds_without_warnings(smoke_html):
+    html = smoke_html / "book"
     assert list((book.build_dir("smoke") / "figures").glob("*.png"))  # figures went to the build folder
     assert "Data arrangement and zero-shot generalization" in (html / "intro.html").read_text()
     # a computed sentence of each chapter's "What we saw": its outputs are on the page
@@ -185,8 +173,8 @@ def test_book_builds_without_warnings(smoke_chapters):
                 "05_granularity": "The mean gap (fine - coarse over splits)", "06_tma": "Rounds (E8)",
                 "07_nearest_first": "The gap to explain", "08_representations": "Within-window rho of the prefix",
                 "09_task_free": "held-out instances from", "10_findings": "parts of the declared family of"}
-    assert set(computed) == set(book.chapters())  # a new chapter names its computed sentence here
-    for name in book.chapters():
+    assert set(computed) == set(toc.chapters())  # a new chapter names its computed sentence here
+    for name in toc.chapters():
         page = (html / f"{name}.html").read_text()
         assert computed[name] in page and "Traceback" not in page, name
         assert not shown_leaks(page), (name, shown_leaks(page))
@@ -216,3 +204,20 @@ def test_the_leak_check_finds_what_it_looks_for():
     assert set(shown_leaks(shown)) == set(LEAKS)
     folded = "<div class='cell_input'><pre>x = float('nan')  # -0.000 /tmp/</pre></div><p>+0.000, nanoGPT</p>"
     assert shown_leaks(folded) == {}
+
+
+@pytest.mark.slow
+def test_re_executed_chapters_reproduce_their_verdicts(smoke_chapters, tmp_path):
+    """nbval, for what it proves: the book is deterministic given its runs, so each chapter
+    executed again from the filled run store shows exactly the verdicts it showed (its cells tagged
+    `nbval-check-output`: the verdict tables, chapter 7's decomposition, the findings table), and
+    trains nothing on the way (`PLANNED_ENV`: a chapter that would train fails)."""
+    checked = [nb for nb in sorted(smoke_chapters.glob("*.ipynb"))
+               if any("nbval-check-output" in c.get("metadata", {}).get("tags", []) for c in nbformat.read(nb, 4).cells)]
+    assert len(checked) >= 8, [nb.stem for nb in checked]
+    env = {**os.environ, "ZSG_BUILD": str(book.build_dir("smoke")), PLANNED_ENV: "1"}
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+                             "--nbval-current-env", "--nbval-sanitize-with", str(Path(__file__).parent / "nbval_sanitize.cfg"),
+                             "--nbval-cell-timeout", "900", *map(str, checked)],
+                            cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]

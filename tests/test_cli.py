@@ -4,6 +4,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from zsg_core.cli import main
 
 
@@ -17,6 +19,7 @@ def test_prepare_list_shows_every_asset(capsys):
     assert "bigbench" in out and "yes" in next(line for line in out.splitlines() if line.startswith("bigbench"))
 
 
+@pytest.mark.slow
 def test_second_prepare_does_nothing_and_says_so():
     proc = subprocess.run([sys.executable, "-m", "zsg_core.cli", "prepare"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -45,6 +48,7 @@ def test_split_writes_the_default_split(tmp_path, capsys):
     assert (tmp_path / "s" / "report.csv").exists()
 
 
+@pytest.mark.slow
 def test_embed_twice_encodes_nothing_the_second_time(tmp_path, fixtures):
     import numpy as np
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from zsg_core import compare, experiments, findings, predict, stats
-from zsg_core.runs import run_params
+from zsg_core.config import run_params
 from zsg_core.data import DataError, Record
 from zsg_core.embed import Encoder
 
@@ -329,7 +329,7 @@ def test_tma_runs_train_the_same_instances_and_round_groups_the_same_steps(tmp_p
     monkeypatch.setenv("ZSG_RUNS", str(tmp_path))
     params = {**SMOKE, "split_seed": 0, "batch_size": 16}  # one pass is a few steps
     plan = experiments.tma_plan(params, [0], pool_per_task=4, near_rounds=1, round_width=1, round_starts=[0, 2])
-    runs = experiments.tma(params, plan, [0], [0], log=lambda m: None)  # split 0 whole: with MIN and MAX
+    runs = experiments.tma_comparison(params, plan, [0], [0], log=lambda m: None)  # split 0 whole: with MIN and MAX
     assert sorted(runs["extremes"]) == [("MAX", 0), ("MIN", 0)]
     assert compare.same_instances(runs["by_split"], ["NFT", "FFT", "RT"]) == {0: True}
     nft = runs["by_split"][("NFT", 0)]
@@ -358,7 +358,7 @@ def test_tma_runs_train_the_same_instances_and_round_groups_the_same_steps(tmp_p
     # On a split not drawn whole, NFT / FFT / RT stop where NFT leaves its near half, under the whole
     # pass's schedule: every number the chapter reads there (steps up to the stop) is the whole run's.
     stop = experiments.near_half_stop(plan, 0, params["batch_size"])
-    cut = experiments.tma(params, plan, [0], [0], whole_on=[], log=lambda m: None)
+    cut = experiments.tma_comparison(params, plan, [0], [0], whole_on=[], log=lambda m: None)
     assert cut["extremes"] == {} and 0 < stop < compare.epoch_steps(nft)
     for label in ("NFT", "FFT", "RT"):
         whole, short = runs["by_split"][(label, 0)], cut["by_split"][(label, 0)]

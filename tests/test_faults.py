@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
-import sys
 import threading
 import zipfile
 from pathlib import Path
@@ -25,7 +23,8 @@ from zsg_core.arrange import Arrangement
 from zsg_core.cli import main
 from zsg_core.data import DataError, Record, load_records, write_jsonl
 from zsg_core.export import HF_MARKER, write_arranged
-from zsg_core.runs import DamagedRun, load, run, run_config, stored
+from zsg_core.config import run_config
+from zsg_core.runs import DamagedRun, load, run, stored
 from zsg_core.util import atomic_dir, atomic_file
 
 QUIET = {"log": lambda message: None}

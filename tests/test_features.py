@@ -10,7 +10,8 @@ from zsg_core import features
 from zsg_core.arrange import arrange_records
 from zsg_core.data import DataError, Record
 from zsg_core.features import LMSource, compute, pooled_hidden, projected_gradients, projections, trained_linears
-from zsg_core.model import TunedLM, lay_out
+from zsg_core.model import TunedLM
+from zsg_core.packing import lay_out
 
 DEFINITION = "Answer the question below in one word, using only lowercase letters and no punctuation. "  # > 16 tokens
 
@@ -37,7 +38,7 @@ def test_projected_gradients_equal_the_projection_of_each_items_own_gradient(tmp
     assert len(layers) == 2 * 7 and got.shape == (len(items), len(layers) * proj[layers[0][0]][0].shape[0] ** 2)
     for row, item in zip(got, items):  # each item alone, its exact weight gradient, projected by hand
         lm.model.zero_grad(set_to_none=True)
-        sums, counts = lm.loss(*lay_out([item], [lm.inputs(item)]).args())
+        sums, counts, _ = lm.loss(*lay_out([item], [lm.inputs(item)]).args())
         (sums[0] / counts[0]).backward()
         expected = torch.cat([(proj[name][0] @ m.weight.grad @ proj[name][1].T).flatten() for name, m in layers])
         assert np.allclose(row, expected.numpy(), rtol=1e-3, atol=1e-5 * float(expected.abs().max()))  # fp32 sums
@@ -102,7 +103,7 @@ def test_bad_feature_requests_are_named():
 
 
 def test_arrangements_and_runs_take_a_feature_kind(tmp_path, monkeypatch):
-    from zsg_core.runs import run_config
+    from zsg_core.config import run_config
 
     monkeypatch.setattr(features, "cache_dir", lambda: tmp_path)
     monkeypatch.setattr("zsg_core.model.cache_dir", lambda: tmp_path)

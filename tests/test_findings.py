@@ -60,7 +60,7 @@ def test_records_are_collected_and_other_parameters_refused(tmp_path, monkeypatc
 
 
 def test_the_shared_parameters_are_run_parameters():
-    from zsg_core.runs import PARAMETERS
+    from zsg_core.config import PARAMETERS
 
     assert set(findings.SHARED) <= set(PARAMETERS)
 
@@ -92,7 +92,7 @@ def test_holm_runs_over_the_confirmatory_family_only_and_the_family_is_fixed(tmp
 
 
 def test_no_shipped_profile_judges_more_parts_of_a_claim_than_the_family_declares():
-    from zsg_core.book import SHIPPED_PROFILES, load_profile
+    from zsg_core.config import SHIPPED_PROFILES, load_profile
 
     for name in SHIPPED_PROFILES:
         starts = load_profile(name).get("round_starts", [])

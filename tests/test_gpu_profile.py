@@ -11,13 +11,15 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
-from zsg_core.book import load_profile
+from zsg_core.config import load_profile
 
 MINIATURE = {"model": "tiny-gemma3", "test_tasks": 4, "train_per_task": 2, "test_per_task": 2, "max_steps": 2,
              "generate_steps": "[0,2]", "generate_per_task": 1, "max_new_tokens": 4}
 
 
+@pytest.mark.slow
 def test_the_gpu_profile_runs_in_miniature(tmp_path):
     gpu = load_profile("gpu")
     assert gpu["frozen_layers"] == 0 and gpu["batch_size"] == 16 and gpu["max_len"] == 1024  # what is exercised

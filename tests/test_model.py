@@ -8,7 +8,7 @@ import torch
 from zsg_core.data import Record
 from zsg_core.metrics import heldout_loss
 from zsg_core.assets import AssetError, model_path
-from zsg_core import model as model_module
+from zsg_core import attention, cast_once
 from zsg_core.model import ModelError, TunedLM
 
 
@@ -112,13 +112,13 @@ def test_packed_evaluation_equals_each_item_alone(model, frozen, tmp_path):
     pack = lm.pack(items)  # the three instances of one "task" share their definition, computed once
     assert pack.inputs.shape[1] < sum(len(it.ids) for it in items) - 2 * 30
     packed, alone = lm.item_losses(items, tokens_per_row=4096), lm.item_losses(items, tokens_per_row=1)
-    assert [n for _, n in packed] == [n for _, n in alone]
-    assert np.allclose([v for v, _ in packed], [v for v, _ in alone], atol=1e-5)
+    assert [n for _, n, _ in packed] == [n for _, n, _ in alone]
+    assert np.allclose([v for v, _, _ in packed], [v for v, _, _ in alone], atol=1e-5)
     if frozen == 0:
         lm.model.eval()
         with torch.no_grad():
             reference = [_hf_loss(lm, it) for it in items]
-        assert np.allclose([v for v, _ in packed], reference, atol=1e-4)
+        assert np.allclose([v for v, _, _ in packed], reference, atol=1e-4)
 
 
 @pytest.mark.parametrize("model", ["tiny-llama", "tiny-gemma3"])
@@ -131,10 +131,10 @@ def test_a_packed_training_step_equals_one_item_at_a_time(model, tmp_path, monke
     items = lm.items(LONGER)
     params = lm.trainable_parameters()
     by_hand = []
-    monkeypatch.setattr(model_module._SpanAttention, "apply",
-                        lambda *a, f=model_module._SpanAttention.apply: by_hand.append(a[0].shape[2]) or f(*a))
+    monkeypatch.setattr(attention._SpanAttention, "apply",
+                        lambda *a, f=attention._SpanAttention.apply: by_hand.append(a[0].shape[2]) or f(*a))
     pack = lm.pack(items)
-    sums, counts = lm.loss(*pack.args())
+    sums, counts, _ = lm.loss(*pack.args())
     layers = len(lm.loss.top.layers)
     assert sum(by_hand) == (layers - 1) * pack.inputs.shape[1] + int((pack.targets != -100).sum())
     monkeypatch.undo()
@@ -176,7 +176,7 @@ def test_the_hand_written_span_attention_is_sdpas_forward_and_backward(mask):
         return [t.float() for t in (out, q.grad, k.grad, v.grad)]
 
     sdpa = lambda q, k, v: torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=0.3)
-    by_hand = lambda q, k, v: model_module._SpanAttention.apply(q, k, v, allowed, 0.3)
+    by_hand = lambda q, k, v: attention._SpanAttention.apply(q, k, v, allowed, 0.3)
     reference = run(sdpa, torch.float32)
     for got, want in zip(run(by_hand, torch.float32), reference):
         assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
@@ -201,7 +201,7 @@ def test_packed_attention_under_autocast_takes_mixed_dtypes_and_a_backward_calle
             out = attention(q, k, v.to(torch.bfloat16) if autocast else v)
         return [t.float() for t in (out, *torch.autograd.grad(out, (q, k, v), grad_out.to(out.dtype)))]
 
-    ours = lambda q, k, v: model_module.packed_attention(module, q, k, v, None, scaling=0.4, zsg_spans=spans)[0]
+    ours = lambda q, k, v: attention.packed_attention(module, q, k, v, None, scaling=0.4, zsg_spans=spans)[0]
 
     def theirs(q, k, v):  # sdpa item by item, as `packed_attention` without a backward would run it
         outs = []
@@ -277,7 +277,7 @@ def test_a_residual_stream_beyond_fp16_is_cached_in_fp32(tmp_path):
     assert lm.cache_bottom(items) == len(items)
     assert all(torch.isfinite(lm.inputs(it)).all() for it in items)
     assert max(float(lm.inputs(it).abs().max()) for it in items) > 65504
-    assert all(np.isfinite(v) for v, _ in lm.item_losses(items))
+    assert all(np.isfinite(v) for v, _, _ in lm.item_losses(items))
 
 
 def test_the_start_up_check_fails_on_a_loss_that_is_not_finite(tmp_path):
@@ -298,7 +298,7 @@ def test_packing_under_bf16_stays_within_bf16_rounding_on_the_real_tokenizer(tmp
     for it in items:  # each cache entry computed in a row of its own
         alone_lm.cache_bottom([it])
     alone = alone_lm.item_losses(items, tokens_per_row=1)
-    assert np.allclose([v for v, _ in packed], [v for v, _ in alone], atol=2e-2)
+    assert np.allclose([v for v, _, _ in packed], [v for v, _, _ in alone], atol=2e-2)
     for it in items:
         assert torch.allclose(lm.inputs(it), alone_lm.inputs(it), atol=5e-2, rtol=2e-2)
 
@@ -333,15 +333,15 @@ def test_an_input_read_by_several_projections_is_cast_once_and_never_stale(tmp_p
     x = torch.randn(5, attention.q_proj.in_features)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         q, k = attention.q_proj(x), attention.k_proj(x)
-        shared = model_module._last_input_cast[0][2]
-        assert model_module._input_in_bf16(x) is shared
+        shared = cast_once._last_input_cast[0][2]
+        assert cast_once._input_in_bf16(x) is shared
         assert torch.equal(q, torch.nn.functional.linear(x, attention.q_proj.weight))
         assert torch.equal(k, torch.nn.functional.linear(x, attention.k_proj.weight))
         x.mul_(2)  # changed in place: cast again
-        assert model_module._input_in_bf16(x) is not shared
+        assert cast_once._input_in_bf16(x) is not shared
         assert torch.equal(attention.v_proj(x), torch.nn.functional.linear(x, attention.v_proj.weight))
         leaf = x.clone().requires_grad_()
-        assert model_module._input_in_bf16(leaf) is not model_module._input_in_bf16(leaf)
+        assert cast_once._input_in_bf16(leaf) is not cast_once._input_in_bf16(leaf)
 
 
 def test_outputs_under_bf16_and_fp32_are_cached_apart(tmp_path):

@@ -15,21 +15,23 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from zsg_core import book, experiments
-from zsg_core.costs import CostModel, machine_kind, manifests
+from zsg_core import experiments, toc
+from zsg_core.costs import CostModel, machine_kind
 from zsg_core.data import DataError
 from zsg_core.execute import Executor, train_missing, waves
 from zsg_core.experiments import PlannedRun
 from zsg_core.plan import Plan, book_plan, predictions, render
 from zsg_core.precision import capability
-from zsg_core.runs import TABLES, load, run_config
+from zsg_core.config import load_profile, run_config
+
+from zsg_core.runs import TABLES, load
 
 TINY = dict(model="tiny-llama", train_per_task=4, test_per_task=2, max_len=256, batch_size=4, lr=1e-3,
             frozen_layers=2, precision="fp32")  # fp32: runs from two executors compare bit for bit
 
 
 def _chapter_params(chapter: str, **over) -> dict:
-    return {**book.chapter_parameters(chapter, book.load_profile("smoke")), **TINY, **over}
+    return {**toc.chapter_parameters(chapter, load_profile("smoke")), **TINY, **over}
 
 
 def test_planning_trains_nothing_and_lists_exactly_what_the_chapter_reads(tmp_path, monkeypatch):
@@ -89,7 +91,7 @@ def test_a_chapter_parameter_that_is_missing_is_named():
 def test_every_chapter_with_runs_is_planned_and_each_run_counted_once():
     """The smoke profile's plan: every chapter that reads runs is in BOOK_RUNS, runs read by two
     chapters (E4's in 7 and 8, chapter 3's in 8) are listed once, under the first reader."""
-    sources = {src.stem for src in book.chapter_sources() if "experiments.chapter_runs(" in src.read_text()}
+    sources = {src.stem for src in toc.chapter_sources() if "experiments.chapter_runs(" in src.read_text()}
     assert sources == set(experiments.BOOK_RUNS)
     plan = book_plan("smoke")
     keys = [r.key for r in plan.runs]
@@ -103,7 +105,7 @@ def test_tma_runs_wait_on_their_pools_and_are_counted(monkeypatch):
     monkeypatch.setattr(experiments, "_pools_embedded", lambda *a: False)
     plan = book_plan("smoke", ["06_tma"])
     assert plan.runs == [] and list(plan.unsized) == ["06_tma"]
-    p = book.chapter_parameters("06_tma", book.load_profile("smoke"))
+    p = toc.chapter_parameters("06_tma", load_profile("smoke"))
     n = 3 * len(p["split_seeds"]) + 2 + len(p["round_starts"]) * len(p["side_split_seeds"])  # MIN, MAX: first split
     assert plan.unsized["06_tma"].runs == n
     assert f"+{n} runs of tma, sized once the TMA pools" in render(plan, CostModel(machine_kind(capability()), 0))
@@ -170,6 +172,7 @@ def _same_tables(a: Path, b: Path) -> None:
         pd.testing.assert_frame_equal(left, right, check_exact=True)
 
 
+@pytest.mark.slow
 def test_worker_processes_store_what_the_process_itself_stores(tmp_path):
     plan = _tiny_plan(steps=2)
     plan.runs = plan.runs[:2]
@@ -187,6 +190,7 @@ def test_an_executor_refuses_what_it_cannot_do():
             Executor(**bad)
 
 
+@pytest.mark.slow
 def test_ray_on_a_two_node_cluster_completes_a_plan_after_losing_a_node(tmp_path):
     """Ray's own multi-node test cluster on this machine: a head that runs nothing and two worker
     nodes of one CPU each. When both hold a run, one node is removed: its run is retried on the
@@ -249,13 +253,14 @@ import sys
 from zsg_core.execute import train_missing
 from zsg_core.plan import Plan
 from zsg_core.experiments import PlannedRun
-from zsg_core.runs import RunConfig
+from zsg_core.config import RunConfig
 import json
 runs = [PlannedRun("t", "e", str(i), 0, "split_seed", RunConfig.from_dict(c)) for i, c in enumerate(json.load(open(sys.argv[1])))]
 train_missing(Plan("t", ["t"], runs), log=lambda m: print(m, flush=True))
 """
 
 
+@pytest.mark.slow
 def test_an_interrupted_plan_leaves_a_store_that_a_rerun_completes(tmp_path):
     plan = _tiny_plan(steps=30)
     plan.runs = plan.runs[:2]

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from zsg_core.book import load_profile
+from zsg_core.config import load_profile
 from zsg_core.data import DataError
-from zsg_core.runs import MisfiledRun, load, run, run_config, run_params, stored
+from zsg_core.config import run_config, run_params
+
+from zsg_core.runs import MisfiledRun, load, run, stored
 
 SMOKE = dict(model="tiny-llama", train_per_task=4, test_per_task=2, max_len=256, batch_size=4, lr=1e-3,
              frozen_layers=2, max_steps=4, eval_steps=[0, 4])
@@ -106,6 +108,7 @@ def test_a_run_is_the_same_bits_whatever_filled_the_frozen_cache(tmp_path, monke
     assert other.train_log.loss.equals(fresh.train_log.loss)
 
 
+@pytest.mark.slow
 def test_an_installed_zsg_never_records_the_enclosing_repository(tmp_path):
     """zsg installed inside someone's git project (a venv in it, a vendored copy) records its
     version, not the project's commit; a source checkout of zsg records its own commit."""
@@ -129,6 +132,7 @@ def test_an_installed_zsg_never_records_the_enclosing_repository(tmp_path):
         assert json.loads(own.stdout)["git_commit"] == head.stdout.strip()
 
 
+@pytest.mark.slow
 def test_the_smoke_profile_reaches_a_checkpoint_and_resumes_from_it(tmp_path):
     """The smoke profile's own run, with the default checkpoint interval, killed after its first
     checkpoint, resumes from it (not from scratch) to the uninterrupted numbers."""

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from zsg_core.data import DataError
-from zsg_core.runs import RunConfig, is_complete, load, run, run_config
+from zsg_core.config import RunConfig, run_config
+
+from zsg_core.runs import is_complete, load, run
 
 SMOKE = dict(model="tiny-llama", train_per_task=4, test_per_task=2, max_len=256, batch_size=4, lr=1e-3,
              frozen_layers=2)
@@ -65,6 +67,7 @@ def _kill_at(config: RunConfig, root: Path, step: int) -> subprocess.CompletedPr
 
 
 @pytest.mark.parametrize("kill_step, resumes_from", [(5, 4), (1, None)])
+@pytest.mark.slow
 def test_a_killed_run_is_never_complete_and_is_finished_by_the_next_call(tmp_path, kill_step, resumes_from):
     config = _config()
     proc = _kill_at(config, tmp_path, kill_step)
@@ -97,8 +100,8 @@ def test_run_parameters_are_validated_by_name():
 def test_run_parameters_are_declared_once_and_defaults_say_why_they_differ():
     """One flat namespace over the three configs; each default that differs from the default
     profile carries its reason, and a flat config round-trips."""
-    from zsg_core.book import load_profile
-    from zsg_core.runs import PARAMETERS, flat_params, run_params
+    from zsg_core.config import load_profile
+    from zsg_core.config import PARAMETERS, flat_params, run_params
 
     cpu = run_params(load_profile("cpu"))
     def same(a, b):
@@ -121,6 +124,7 @@ def test_a_fixed_order_ignores_its_seed_and_a_shuffle_does_not():
     assert _config(generate_steps=[0], max_new_tokens=5).key() != _config(generate_steps=[0]).key()
 
 
+@pytest.mark.slow
 def test_cli_train_runs_and_reports(tmp_path):
     env = {**os.environ, "ZSG_RUNS": str(tmp_path), "TQDM_DISABLE": "1"}
     zsg = Path(sys.executable).with_name("zsg")

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from zsg_core.data import DataError
-from zsg_core.model import Pack, TunedLM
+from zsg_core.model import TunedLM
+from zsg_core.packing import Pack
 from zsg_core.train import NotFiniteError, TrainConfig, comparison_schedule, dense_schedule, step_plan, train
 
 sys.path.insert(0, str(Path(__file__).parent / "scripts"))
@@ -39,6 +40,7 @@ def test_batches_the_model_received_are_the_arranged_list_in_order(frozen, tmp_p
     assert list(result.batches.step) == [k // 4 + 1 for k in range(24)]
 
 
+@pytest.mark.slow
 def test_two_processes_take_contiguous_halves_of_each_global_batch(tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}

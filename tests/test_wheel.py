@@ -13,12 +13,15 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from zsg_core.data import Record, write_jsonl
 
 ROOT = Path(__file__).parents[1]
 SOURCES = ["pyproject.toml", "README.md", "requirements.txt", "requirements-book.txt", "requirements-test.txt"]
 
 
+@pytest.mark.slow
 def test_the_wheel_runs_in_a_fresh_environment(tmp_path):
     source = tmp_path / "source"  # built from a copy: the build's own folders stay out of the checkout
     source.mkdir()

@@ -12,8 +12,20 @@ from typing import Callable, Literal, Sequence
 
 import numpy as np
 
-from .similarity import SimilarityError, check_embeddings, combine_wsd, min_avg_distance, ot_cost, wsd, wsd_weight
+from .data import task_family
+from .embed import Encoder
+from .features import check_kind, compute
+from .similarity import (
+    SimilarityError,
+    check_embeddings,
+    combine_wsd,
+    min_avg_distance,
+    ot_cost,
+    wsd,
+    wsd_weight,
+)
 from .tma import tma_rounds
+from .util import seeded_shuffle
 
 __all__ = ["random_order", "round_robin", "cluster", "nft", "fft", "rt", "ot", "coarse", "tma_rounds", "tma",
            "tma_layout", "tma_round_range", "key_matched", "family_matched", "task_matched",
@@ -29,18 +41,11 @@ def _check_tasks(tasks: Sequence[str], n: int | None = None) -> list[str]:
     return tasks
 
 
-def _seeded_shuffle(items: list[int], seed: int) -> list[int]:
-    """Python's `random.seed(seed); random.shuffle(x)`, as the paper's split_cluster.py."""
-    out = list(items)
-    random.Random(seed).shuffle(out)
-    return out
-
-
 def random_order(n: int, seed: int = 0) -> list[int]:
     """E2 "random": a seeded shuffle of 0..n-1."""
     if n < 1:
         raise SimilarityError("the training set is empty: nothing to arrange")
-    return _seeded_shuffle(list(range(n)), seed)
+    return seeded_shuffle(list(range(n)), seed)
 
 
 def _task_keys(tasks: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -99,7 +104,7 @@ def _wsd_order(score: np.ndarray, direction: str, seed: int = 0) -> list[int]:
     order = np.argsort(score, kind="stable").tolist()
     if direction == "fft":
         return order[::-1]
-    return _seeded_shuffle(order, seed) if direction == "rt" else order
+    return seeded_shuffle(order, seed) if direction == "rt" else order
 
 
 def key_matched(order: Sequence[int], keys: Sequence[str], seed: int = 0) -> list[int]:
@@ -122,7 +127,6 @@ def key_matched(order: Sequence[int], keys: Sequence[str], seed: int = 0) -> lis
 def family_matched(order: Sequence[int], tasks: Sequence[str], seed: int = 0) -> list[int]:
     """`order`'s sequence of task families, a random instance of the family at each position: set
     against `order` it asks whether being the *nearest* matters or only being from the right family."""
-    from .data import task_family
 
     return key_matched(order, [task_family(t) for t in _check_tasks(tasks, len(order))], seed)
 
@@ -244,7 +248,7 @@ def tma_layout(train: np.ndarray, test: np.ndarray, variant: str = "nft", budget
         else:  # the min-max file (and rt's set)
             base, label = _unique_in_order(near + far[::-1]), {**far_label, **near_label}
     if variant == "rt":
-        base = _seeded_shuffle(base, seed)
+        base = seeded_shuffle(base, seed)
     return base, {i: label[i] for i in base}
 
 
@@ -456,7 +460,6 @@ def arrange_records(train: Sequence, test: Sequence, method: str, tma_budget: in
     what rounds [a, b) over the whole pool pick (E8). Without an `encoder`, one is made with
     `processes` encoding processes (`embed.Encoder`).
     """
-    from .features import check_kind, compute
 
     m = get_method(method)
     m.check(tma_budget, rounds, embed_text, pool_size=len(train))
@@ -466,7 +469,6 @@ def arrange_records(train: Sequence, test: Sequence, method: str, tma_budget: in
                     rounds=tuple(rounds) if rounds is not None else None)
     if not m.features:
         return Arrangement(m.order(inputs)[0], method)
-    from .embed import Encoder
 
     if features == "minilm":
         encoder = encoder or Encoder(processes=processes)  # one encoder (one model load, one cache) for both sets

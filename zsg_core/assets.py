@@ -25,7 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .util import atomic_dir, cache_dir, damaged_files, file_digests, file_lock, sha256_file
+from .util import (
+    atomic_dir,
+    cache_dir,
+    damaged_files,
+    file_digests,
+    file_lock,
+    sha256_file,
+    show_progress,
+)
 
 CONVERTER_VERSION = 1  # bump when a conversion changes, so cached folders are rebuilt
 
@@ -87,7 +95,6 @@ def _gguf_to_safetensors(gguf: Path, out: Path) -> None:
     from transformers import modeling_gguf_pytorch_utils as gguf_reader
     from transformers.utils import logging as hf_logging
 
-    from .util import show_progress
 
     bar = gguf_reader.tqdm
     if not show_progress():  # keep transformers' bars, and its GGUF reader's plain tqdm, out of logs

@@ -11,9 +11,10 @@ The chapters and their order are `_toc.yml`'s, read here, by the findings chapte
 tests. Each chapter source `book/NN_name.py` (jupytext py:percent, a cell tagged `parameters`) is
 converted to a notebook in the profile's build folder and executed there by papermill, in its own
 kernel, with the profile's parameters that the chapter declares; a profile key that is neither a
-chapter's nor a run's parameter (`runs.PARAMETERS`) is an error. The injected-parameters cell is
-tagged `hide-input`; a sentence above the parameters cell says which profile built the page and
-what it changed.
+chapter's nor a run's parameter (`config.PARAMETERS`) is an error. A page shows the code of the
+cells that decide and record its verdicts and folds the rest away (`convert`); the
+injected-parameters cell is folded too, and a sentence above the parameters cell says which
+profile built the page and what it changed.
 
 Everything a build writes lives in `_build/<profile>/` (`build_dir`): the executed notebooks
 under `book/`, the figures under `figures/`, the findings records under `findings/`, and the
@@ -36,108 +37,41 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from . import toc
+from .config import PARAMETERS, load_profile
+from .costs import CostModel, manifests
+from .data import DataError
+from .execute import add_arguments, from_arguments, train_missing
+from .experiments import PLANNED_ENV
+from .plan import book_plan, render
+from .toc import BookError, chapter_defaults, chapter_sources, chapters
 from .util import BUILD_ENV, DEFAULT_PROFILE, build_dir
 
-ROOT = Path(__file__).resolve().parents[1]
-BOOK = ROOT / "book"
-PROFILES = Path(__file__).resolve().parent / "profiles"  # package data: a wheel ships them
 
-
-class BookError(RuntimeError):
-    """A profile or a chapter is wrong, or a chapter failed to execute."""
-
-
-def chapters() -> list[str]:
-    """The chapters' names in reading order, as `_toc.yml` lists them (its root page aside)."""
-    import yaml
-
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    names = []
-    for entry in toc.get("chapters", []):
-        path = Path(entry["file"])
-        if path.parent != Path(BOOK.name) or not (BOOK / f"{path.name}.py").exists():
-            raise BookError(f"_toc.yml lists {entry['file']!r}, but there is no chapter source {BOOK.name}/{path.name}.py")
-        names.append(path.name)
-    return names
-
-
-def chapter_sources() -> list[Path]:
-    return [BOOK / f"{name}.py" for name in chapters()]
-
-
-def recording_chapters() -> list[str]:
-    """The chapters that record findings for the findings table (their source calls
-    `findings.record`), in reading order."""
-    return [src.stem for src in chapter_sources() if "findings.record(" in src.read_text()]
-
-
-def load_profile(name: str, _asked_by: tuple[str, ...] = ()) -> dict:
-    """A profile's parameters (`profiles/<name>.yaml`), with those of the profile it `extends:`
-    beneath its own. A missing profile names the profile that asked for it; a YAML error names the
-    file and line; a chain of `extends:` that comes back on itself names the chain."""
-    import yaml
-
-    path = PROFILES / f"{name}.yaml"
-    if not path.exists():
-        known = ", ".join(sorted(p.stem for p in PROFILES.glob("*.yaml")))
-        asker = f", which {PROFILES / _asked_by[-1]}.yaml extends" if _asked_by else ""
-        raise BookError(f"no profile {name!r}{asker} (profiles: {known})")
-    try:
-        params = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise BookError(f"{path}{line}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
-    if not isinstance(params, dict):
-        raise BookError(f"{path}: a profile is a mapping of parameter names to values")
-    if "extends" in params:  # another profile's parameters, with this one's on top
-        base = params.pop("extends")
-        if base == name or not isinstance(base, str):
-            raise BookError(f"{path}: extends must name another profile, got {base!r}")
-        chain = (*_asked_by, name)
-        if base in chain:
-            raise BookError(f"{path}: extends {base!r}, which comes back to it: {' -> '.join((*chain, base))}")
-        params = {**load_profile(base, chain), **params}
-    return params
-
-
-# The profiles zsg ships: their keys are the chapters' parameters a custom profile may set too.
-SHIPPED_PROFILES = ("smoke", "cpu", "cpu-full", "gpu")
-
-
-def check_profile_keys(name: str, params: dict) -> None:
-    """Refuse a profile key that is neither a run parameter nor a chapter parameter (a key one of
-    the shipped profiles sets), so that a typo is named instead of dropped. The book runner checks
-    against the chapters' own declarations; this check needs no book sources (an installed zsg)."""
-    from .runs import PARAMETERS
-
-    shipped = [load_profile(p) for p in SHIPPED_PROFILES if (PROFILES / f"{p}.yaml").exists()]
-    unknown = sorted(set(params) - set(PARAMETERS).union(*shipped))
-    if unknown:
-        raise BookError(f"profile {name!r} ({PROFILES / name}.yaml) sets {', '.join(map(repr, unknown))}: neither a "
-                        f"run parameter nor a chapter parameter (run parameters: {', '.join(sorted(PARAMETERS))})")
-
-
-def chapter_parameters(name: str, profile: dict) -> dict:
-    """The parameters chapter `name` runs with under a profile: its parameters cell's defaults,
-    with the profile's values for those it declares (what papermill injects)."""
-    import jupytext
-
-    source = BOOK / f"{name}.py"
-    cells = [c for c in jupytext.read(source).cells if "parameters" in c.get("metadata", {}).get("tags", [])]
-    if not cells:
-        raise BookError(f"{source.name}: no cell tagged 'parameters'")
-    defaults: dict = {}
-    exec(compile(cells[0].source, str(source), "exec"), {}, defaults)  # the chapter's own code, as papermill runs it
-    return {**defaults, **{k: v for k, v in profile.items() if k in defaults}}
+# What a page shows of a chapter's code: the calls that decide and record its verdicts, which a
+# reader of a reproduction wants to check, and nothing else (the rest folds away with its input).
+SHOWN = ("verdict", "record")  # cell tags: the rule's call and its table; `findings.record`
+FOLDED = ("hide-input", "hide-cell", "remove-input", "remove-cell")
 
 
 def convert(source: Path, notebook: Path) -> Path:
-    """book/NN_name.py (py:percent) -> `notebook`."""
+    """book/NN_name.py (py:percent) -> `notebook`, with each code cell's display decided here: a
+    cell tagged `verdict` or `record` shows its code (a `verdict` cell's outputs are also checked
+    on re-execution: `nbval-check-output`), the parameters cell shows the defaults, and every other
+    code cell folds its input away (`hide-input`) unless its tags fold more."""
     import jupytext
 
+    nb = jupytext.read(source)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if cell.cell_type != "code" or "parameters" in tags:
+            continue
+        if "verdict" in tags:
+            tags.append("nbval-check-output")
+        elif not set(SHOWN + FOLDED) & set(tags):
+            tags.append("hide-input")
     notebook.parent.mkdir(parents=True, exist_ok=True)
-    jupytext.write(jupytext.read(source), notebook)
+    jupytext.write(nb, notebook)
     return notebook
 
 
@@ -172,13 +106,11 @@ def _show_what_ran(notebook: Path, profile: str, injected: dict) -> None:
     import nbformat
 
     nb = nbformat.read(notebook, as_version=4)
-    defaults: dict = {}
+    defaults = chapter_defaults(notebook.stem)
     for cell in nb.cells:
         tags = cell.get("metadata", {}).get("tags", [])
         if "injected-parameters" in tags and "hide-input" not in tags:
             tags.append("hide-input")
-        if "parameters" in tags:
-            exec(compile(cell.source, notebook.name, "exec"), {}, defaults)  # the chapter's own cell
     position = next((i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])), None)
     if position is None or any("what-ran" in c.get("metadata", {}).get("tags", []) for c in nb.cells):
         nbformat.write(nb, notebook)
@@ -197,9 +129,6 @@ def _show_what_ran(notebook: Path, profile: str, injected: dict) -> None:
 def train_plan(profile: str, only: list[str] | None = None, executor=None, log=print) -> None:
     """Print the plan of the chapters' runs (`zsg plan`), then train the ones the store lacks
     with `executor` (default: one after another, in this process), so that the chapters only read."""
-    from .costs import CostModel, manifests
-    from .execute import train_missing
-    from .plan import book_plan, render
 
     plan = book_plan(profile, only)
     log(render(plan, CostModel.fit(manifests())))
@@ -217,8 +146,6 @@ def run(profile: str = DEFAULT_PROFILE, log=print, only: list[str] | None = None
     and execute the chapters with the profile's parameters; return the notebooks."""
     import papermill
 
-    from .runs import PARAMETERS
-
     params = load_profile(profile)
     build = build_dir(profile)
     os.environ[BUILD_ENV] = str(build)  # the kernels inherit it: figures and findings go there
@@ -229,7 +156,7 @@ def run(profile: str = DEFAULT_PROFILE, log=print, only: list[str] | None = None
         if unknown_chapters:
             raise BookError(f"no chapter(s) {sorted(unknown_chapters)}; the chapters are {[src.stem for src in sources]}")
     with tempfile.TemporaryDirectory() as tmp:  # a chapter not executed keeps its executed notebook
-        notebooks = [convert(src, (build / BOOK.name if not only or src.stem in only else Path(tmp)) / f"{src.stem}.ipynb")
+        notebooks = [convert(src, (build / toc.BOOK.name if not only or src.stem in only else Path(tmp)) / f"{src.stem}.ipynb")
                      for src in sources]
         declared = {nb.stem: declared_parameters(nb) for nb in notebooks}
     # a key must mean something: a parameter of some chapter, or of a run (`zsg train --profile`)
@@ -237,7 +164,6 @@ def run(profile: str = DEFAULT_PROFILE, log=print, only: list[str] | None = None
     if unknown:
         raise BookError(f"profile {profile!r} sets parameter(s) {sorted(unknown)} that no chapter or run declares")
     train_plan(profile, only, executor, log)
-    from .experiments import PLANNED_ENV
 
     executed = []
     with set_env(PLANNED_ENV, "1"):  # the kernels inherit it: a chapter reading a run the plan missed fails
@@ -262,14 +188,14 @@ def build_html(profile: str = DEFAULT_PROFILE) -> Path:
     """Render the profile's executed notebooks with Jupyter Book (warnings are errors); the HTML's
     index. The book's configuration, table of contents and prose pages are copied beside them."""
     build = build_dir(profile)
-    missing = [name for name in chapters() if not (build / BOOK.name / f"{name}.ipynb").exists()]
+    missing = [name for name in chapters() if not (build / toc.BOOK.name / f"{name}.ipynb").exists()]
     if missing:
         raise BookError(f"chapter {missing[0]} has not been executed for profile {profile!r}: "
                         f"run `python -m zsg_core.book --profile {profile}` first")
     for name in ("_config.yml", "_toc.yml"):
-        shutil.copy2(ROOT / name, build / name)
-    for page in BOOK.glob("*.md"):
-        shutil.copy2(page, build / BOOK.name / page.name)
+        shutil.copy2(toc.ROOT / name, build / name)
+    for page in toc.BOOK.glob("*.md"):
+        shutil.copy2(page, build / toc.BOOK.name / page.name)
     jb = Path(sys.executable).with_name("jupyter-book")
     subprocess.run([str(jb), "build", str(build), "--all", "-W", "-n", "--keep-going"], check=True)
     return build / "_build" / "html" / "index.html"
@@ -281,8 +207,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default=DEFAULT_PROFILE, help="zsg_core/profiles/<name>.yaml (smoke, cpu, gpu)")
     parser.add_argument("--html", action="store_true", help="also build the HTML with Jupyter Book")
     parser.add_argument("--only", nargs="+", metavar="CHAPTER", help="execute only these chapters (e.g. 04_similarity)")
-    from .data import DataError
-    from .execute import add_arguments, from_arguments
 
     add_arguments(parser)
     args = parser.parse_args(argv)

@@ -41,9 +41,9 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _split(args: argparse.Namespace) -> int:
+    from .config import PARAMETERS, run_config
     from .data import DataError
     from .export import check_writable
-    from .runs import PARAMETERS, run_config
     from .split import SPLIT_MARKER, is_previous_split, load_split
 
     config = run_config(model=args.model, **{n: getattr(args, n) for n, p in PARAMETERS.items() if p.section == "split"}).split
@@ -126,9 +126,16 @@ def _parse_value(text: str):
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .book import check_profile_keys, load_profile
+    from .config import (
+        RunConfig,
+        check_profile_keys,
+        flat_params,
+        load_profile,
+        run_config,
+        run_params,
+    )
     from .data import DataError
-    from .runs import RunConfig, flat_params, run, run_config, run_params, runs_dir
+    from .runs import run, runs_dir
 
     if args.config:
         from .data import parse_json, read_text
@@ -214,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="convert again even if ready")
     p.set_defaults(func=_prepare)
 
-    from .runs import PARAMETERS
+    from .config import PARAMETERS
     from .split import HELD_OUT
 
     p = sub.add_parser("split", help="write the held-out split of the default task pool")

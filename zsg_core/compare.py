@@ -11,13 +11,15 @@ computed from stored runs.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Literal, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .data import DataError
-from .runs import RunConfig, RunResult, run_split
+from .config import RunConfig
+from .data import DataError, task_family
+from .runs import RunResult, run_split
 from .split import SplitConfig
 
 
@@ -257,21 +259,21 @@ def same_instances(runs: Mapping[tuple[str, int], RunResult], labels: Sequence[s
     return out
 
 
-@functools.lru_cache(maxsize=8)
-def _split_index(split: SplitConfig, model: str) -> tuple[dict[str, str], frozenset[str]]:
-    """(training id -> task, held-out families) of a split, built once per process: every run on
-    the split shares it (chapters ask for many runs' received tables)."""
-    from .data import task_family
-
-    loaded = run_split(RunConfig(model=model, split=split))
-    return {r.id: r.task for r in loaded.train}, frozenset(task_family(r.task) for r in loaded.test)
+@dataclass(frozen=True)
+class _SplitIndex:
+    task: dict[str, str]  # training id -> its task
+    held_out_families: frozenset[str]
+    answer_chars: dict[str, int]  # every instance's id (training and held-out) -> its answer's length in characters
 
 
 @functools.lru_cache(maxsize=8)
-def _answer_chars(split: SplitConfig, model: str) -> dict[str, int]:
-    """Every instance of a split (training and held-out) -> its answer's length in characters."""
+def _split_index(split: SplitConfig, model: str) -> _SplitIndex:
+    """What the analyses read of a split beside a run's own tables, built once per process: every
+    run on the split shares it (chapters ask for many runs' received tables)."""
     loaded = run_split(RunConfig(model=model, split=split))
-    return {r.id: len(r.response) for r in [*loaded.train, *loaded.test]}
+    return _SplitIndex(task={r.id: r.task for r in loaded.train},
+                       held_out_families=frozenset(task_family(r.task) for r in loaded.test),
+                       answer_chars={r.id: len(r.response) for r in [*loaded.train, *loaded.test]})
 
 
 def answer_format(result: RunResult, upto_step: int) -> pd.DataFrame:
@@ -279,7 +281,7 @@ def answer_format(result: RunResult, upto_step: int) -> pd.DataFrame:
     (`held-out length`, characters), and how far it is from the answers the run received in its
     first `upto_step` steps (`mismatch`: |held-out length - log2 of their mean length|). The
     format-and-stopping explanation of issue 32 item 7 predicts a larger gap where they differ."""
-    chars = _answer_chars(result.config.split, result.config.model)
+    chars = _split_index(result.config.split, result.config.model).answer_chars
     seen = result.batches[result.batches.step <= upto_step]
     if seen.empty:
         raise DataError(f"the run received nothing by step {upto_step}")
@@ -294,9 +296,9 @@ def answer_format(result: RunResult, upto_step: int) -> pd.DataFrame:
 def received(result: RunResult) -> pd.DataFrame:
     """The run's `batches` (step, position, id) with each instance's task, its family, and whether
     that family also has a held-out task (`sibling`), from the run's own split."""
-    from .data import task_family
 
-    task, held = _split_index(result.config.split, result.config.model)
+    index = _split_index(result.config.split, result.config.model)
+    task, held = index.task, index.held_out_families
     out = result.batches.assign(task=result.batches.id.map(task))
     if out.task.isna().any():
         raise DataError(f"run {result.folder.name} received ids its split does not have, e.g. {out.id[out.task.isna()].iloc[0]!r}")
@@ -317,9 +319,8 @@ def sibling_share(result: RunResult, upto_step: int) -> float:
 def held_out_with_sibling(result: RunResult) -> set[str]:
     """The held-out tasks of the run's split whose family also has a training task (a BIG-bench
     subtask whose siblings train): the tasks a family-led order is closest to."""
-    from .data import task_family
 
-    task, _ = _split_index(result.config.split, result.config.model)
+    task = _split_index(result.config.split, result.config.model).task
     trained = {task_family(t) for t in task.values()}
     return {t for t in result.eval_loss.task.unique() if task_family(t) in trained}
 

@@ -19,7 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from .runs import RunConfig, is_complete, runs_dir
+from .config import RunConfig
+from .precision import capability
+from .runs import is_complete, runs_dir
+from .train import dense_schedule
 
 SetUp = tuple[str, int, int, str]  # model, frozen layers, batch size, precision
 
@@ -62,7 +65,6 @@ def planned_steps(config: RunConfig) -> int | None:
 
 
 def _evaluations(config: RunConfig, steps: int) -> int:
-    from .train import dense_schedule
 
     schedule = dense_schedule(steps) if config.train.eval_steps is None else config.train.eval_steps
     return len([s for s in schedule if s <= steps])
@@ -100,7 +102,6 @@ class CostModel:
     @classmethod
     def fit(cls, stored: list[dict[str, Any]], kind: str | None = None) -> "CostModel":
         """Rates from the manifests of `kind` (default: this machine's) that record every part."""
-        from .precision import capability
 
         kind = kind or machine_kind(capability())
         usable = [m for m in stored if machine_kind(m.get("machine", {})) == kind and "texts_embedded" in m

@@ -17,9 +17,11 @@ from __future__ import annotations
 import json
 import re
 import tarfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable, Iterator
+
+from .util import atomic_file
 
 ROLES = ("user", "assistant")
 ARRANGEMENT_FIELDS = {"order", "round", "round_direction"}  # written by `zsg arrange`; read back and ignored
@@ -32,8 +34,6 @@ class DataError(ValueError):
 
 def from_known_fields(cls, d: dict, what: str):
     """`cls(**d)` for a dataclass, with an error naming any key that is not one of its fields."""
-    from dataclasses import fields
-
     known = {f.name for f in fields(cls)}
     if unknown := set(d) - known:
         raise DataError(f"unknown {what} parameter(s) {sorted(unknown)}; known: {sorted(known)}")
@@ -189,7 +189,6 @@ def load_jsonl(path: str | Path) -> list[Record]:
 
 
 def write_jsonl(records: Iterable[Record | dict], path: str | Path) -> None:
-    from .util import atomic_file
 
     with atomic_file(Path(path), "w", encoding="utf-8") as f:
         for r in records:

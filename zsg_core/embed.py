@@ -22,7 +22,8 @@ from typing import Callable, Iterator, Literal, Sequence
 
 import numpy as np
 
-from .data import Record
+from .assets import asset_path, content_id
+from .data import DataError, Record
 from .util import atomic_file, cache_dir, device_type, show_progress, text_hash
 
 EmbedText = Literal["all", "first-turn"]
@@ -105,10 +106,8 @@ class Encoder:
 
     def __init__(self, model: str = "minilm-l6", batch_size: int = 64, cache: Path | None = None,
                  log: Callable[[str], None] | None = None, processes: int = 1):
-        from .assets import asset_path, content_id
 
         if not isinstance(processes, int) or processes < 1:
-            from .data import DataError
 
             raise DataError(f"processes must be a whole number >= 1, got {processes!r}")
         self.model_name = model

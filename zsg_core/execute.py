@@ -28,11 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .config import RunConfig
 from .data import DataError
 from .experiments import PlannedRun
 from .plan import Plan, _split_of
-from .runs import RunConfig, run, runs_dir
-from .util import atomic_file
+from .runs import run, runs_dir
+from .util import atomic_file, cache_dir, progress_bar
 
 EXECUTORS = ("inprocess", "processes", "ray")
 STORE_TOKEN = ".zsg-store-id"  # written by the driver in the run store; every task must read the same
@@ -146,7 +147,6 @@ def _ray_task(config: dict[str, Any], root: str, token: str, threads: int) -> fl
 def _on_ray(todo: list[PlannedRun], executor: Executor, root: Path, bar: "_Progress", walls: dict[str, float]) -> None:
     import ray
 
-    from .util import cache_dir
 
     token = _store_token(root)
     threads = executor.run_threads()
@@ -179,7 +179,6 @@ class _Progress:
     terminal, a line per run otherwise."""
 
     def __init__(self, total: int, log: Callable[[str], None]):
-        from .util import progress_bar
 
         self.total, self.count, self.log, self.t0 = total, 0, log, time.perf_counter()
         self.bar = progress_bar(total, "runs", unit="run")

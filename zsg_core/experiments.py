@@ -11,7 +11,7 @@ same runs (read back from the run store after the first time). Each group is key
     similarity            E4 over task splits (+ E9's OT order, the family-blocked splits)
     nearest_first, regimes  why nearest-first loses: balanced and family-matched orders; other set-ups
     granularity           E5: coarse vs fine over task splits, trained to the paper's reading point
-    tma_plan, tma, round_groups   E6 and E8: sized once (the pool, the budget, E8's group size), then run
+    tma_plan, tma_comparison, round_groups  E6 and E8: sized once (the pool, the budget, E8's group size), then run
     task_free             E7's analog: random-instance hold-outs
 
 A chapter asks for its runs by name, `chapter_runs("04_similarity", globals())`: `BOOK_RUNS` says
@@ -31,9 +31,15 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
+from .arrange import TMA_POOL_SEED, pool_rounds
+from .config import RunConfig, run_config, run_params
 from .data import DataError
-from .runs import RunConfig, RunResult, is_complete, run, run_config, run_params, run_split, runs_dir, stored
+from .embed import Encoder, embed_records, embed_text
+from .runs import RunResult, run, run_split, stored
+from .split import is_cached
+from .tma import first_rounds
 from .train import comparison_schedule
+from .util import text_hash
 
 Runs = dict[tuple[str, int], RunResult]
 Log = Callable[[str], None]
@@ -299,8 +305,8 @@ def granularity(params: Mapping[str, Any], split_seeds: Sequence[int], long_step
                 log: Log = print) -> Runs:
     """E5: coarse (task-centroid WSD, tasks contiguous) vs fine (instance WSD, E4's NFT order),
     both nearest first over the same training list, on each split, trained `long_steps` steps
-    (None: the profile's `max_steps`) so that they reach the paper's reading point (its step 800
-    of 1,797, after its curves cross). The fine runs' first `max_steps` steps are E4's NFT runs
+    (None: the profile's `max_steps`) so that they reach the paper's late reading point
+    (`findings.PAPER["E5"]`, after its curves cross). The fine runs' first `max_steps` steps are E4's NFT runs
     (same order, same schedule): E4 and E5 share that prefix and are not independent evidence.
     RT, on the same schedule, is what each granularity is read against: "coarse < fine" could come
     from NFT's own penalty (chapter 7) rather than from coarse order helping."""
@@ -346,9 +352,6 @@ def tma_plan(params: Mapping[str, Any], split_seeds: Sequence[int], pool_per_tas
     paper's plotted half spans ~13). E8's groups [s, s + round_width) all train on their first
     `group_size` instances, the smallest group's size over splits rounded down to a batch, so every
     group trains the same steps under the same schedule."""
-    from .arrange import TMA_POOL_SEED, pool_rounds
-    from .embed import Encoder, embed_records
-    from .tma import first_rounds
 
     if near_rounds < 1:
         raise DataError(f"tma_near_rounds must be at least 1, got {near_rounds}")
@@ -396,7 +399,7 @@ def tma_plan(params: Mapping[str, Any], split_seeds: Sequence[int], pool_per_tas
 
 
 @_experiment
-def tma(params: Mapping[str, Any], plan: TmaPlan, split_seeds: Sequence[int], arrangement_seeds: Sequence[int],
+def tma_comparison(params: Mapping[str, Any], plan: TmaPlan, split_seeds: Sequence[int], arrangement_seeds: Sequence[int],
         whole_on: Sequence[int] | None = None, log: Log = print) -> dict[str, Runs]:
     """E6: TMA NFT / FFT / RT on each split of `split_seeds` (RT: one shuffle per split); all select
     `plan.budget` instances from the pool of `plan.pool_per_task` per task under the schedule of
@@ -472,17 +475,14 @@ def tma_chapter(params: Mapping[str, Any], split_seeds: Sequence[int], side_spli
     recorder = _RECORDER.get()
     if recorder is not None and not recorder.size and not _pools_embedded(params, seeds, pool_per_task):
         runs = 3 * len(split_seeds) + 2 + len(round_starts) * len(side_split_seeds)
-        raise Unsized("tma", runs, f"the TMA pools of splits {seeds} are embedded")
+        raise Unsized("tma_comparison", runs, f"the TMA pools of splits {seeds} are embedded")
     plan = tma_plan(params, seeds, pool_per_task, near_rounds, round_width, round_starts)
-    return (plan, tma(params, plan, split_seeds, arrangement_seeds, log=log),
+    return (plan, tma_comparison(params, plan, split_seeds, arrangement_seeds, log=log),
             round_groups(params, plan, round_width, round_starts, side_split_seeds, log))
 
 
 def _pools_embedded(params: Mapping[str, Any], split_seeds: Sequence[int], pool_per_task: int) -> bool:
     """Whether `tma_plan` would only read caches: every pool split cached and all its texts embedded."""
-    from .embed import Encoder, embed_text
-    from .split import is_cached
-    from .util import text_hash
 
     encoder = Encoder()
     for seed in split_seeds:

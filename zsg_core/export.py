@@ -20,6 +20,8 @@ from typing import Sequence
 
 from .arrange import Arrangement, arrange_records
 from .data import DataError, Record, load_records, write_jsonl
+from .split import check_disjoint
+from .util import atomic_dir
 
 FORMATS = ("jsonl", "hf")
 
@@ -106,7 +108,6 @@ def write_arranged(train: Sequence[Record], arrangement: Arrangement, out: str |
     """Write the arranged records to `out`: JSON Lines, or with fmt="hf" a Hugging Face
     `save_to_disk` folder. Returns `out`. With `force`, a previous output of the same kind is
     replaced atomically (readers see the old one or the new one); nothing else is ever replaced."""
-    from .util import atomic_dir
 
     out = check_out(out, _format(fmt), force)
     rows = arranged_rows(train, arrangement)
@@ -131,7 +132,6 @@ def arrange_file(train: str | Path, test: str | Path, out: str | Path, method: s
     tasks, ids or texts) unless `allow_overlap`, arrange with `method` and write `out`;
     `processes` encoders embed the texts (`embed.Encoder`); `features`, `test_view` and `source`
     (a `features.LMSource` for hidden / gradient) as in `arrange.arrange_records`."""
-    from .split import check_disjoint
 
     check_out(out, _format(fmt), force, inputs=(train, test))  # before any work
     train_records, test_records = load_records(train), load_records(test)

@@ -49,7 +49,7 @@ import pandas as pd
 
 from .data import DataError, Record
 from .embed import EmbedText, Encoder, VectorStore, embed_text
-from .util import cache_dir
+from .util import cache_dir, seeded_shuffle
 
 FEATURES = ("minilm", "hidden", "gradient")
 TEST_VIEWS = ("with-answer", "prompt-only")
@@ -156,7 +156,7 @@ def pooled_hidden(lm, items, prompt_only: bool = False) -> np.ndarray:
     `prompt_only`) of the LM's last hidden layer; items run packed, each attending to itself."""
     import torch
 
-    from .model import PACK_TOKENS, _by_prefix, _first_label, rows
+    from .packing import PACK_TOKENS, by_prefix, first_label, rows
 
     lm.cache_bottom(items, log=lambda m: None)
     out: dict[int, np.ndarray] = {}
@@ -164,11 +164,11 @@ def pooled_hidden(lm, items, prompt_only: bool = False) -> np.ndarray:
     lm.model.eval()
     try:
         with torch.no_grad(), lm.precision():
-            for row in rows(sorted(items, key=_by_prefix), PACK_TOKENS):
+            for row in rows(sorted(items, key=by_prefix), PACK_TOKENS):
                 pack = lm.pack(row)
                 hidden = lm.top_states(pack).float()
                 for item, states in zip(row, pack.item_rows(hidden)):
-                    end = _first_label(item) if prompt_only else len(states)
+                    end = first_label(item) if prompt_only else len(states)
                     out[id(item)] = states[: max(end, 1)].mean(dim=0).cpu().numpy()
     finally:
         lm.model.train(was_training)
@@ -178,11 +178,11 @@ def pooled_hidden(lm, items, prompt_only: bool = False) -> np.ndarray:
 # -- gradients ---------------------------------------------------------------------------------------
 
 def _gradient(train, test, source: LMSource, test_view: str, cache, log) -> tuple[np.ndarray, np.ndarray]:
-    from .arrange import random_order
-    from .train import TrainConfig, train as train_lm
+    from .train import TrainConfig
+    from .train import train as train_lm
 
     lm = _lm(source)
-    warm = [train[i] for i in random_order(len(train), WARMUP_SEED)][: WARMUP_STEPS * source.batch_size]
+    warm = seeded_shuffle(train, WARMUP_SEED)[: WARMUP_STEPS * source.batch_size]
     spec = {"warmup": hashlib.sha256("\n".join(r.id for r in warm).encode()).hexdigest()[:16],
             "steps": WARMUP_STEPS, "lr": source.lr, "batch_size": source.batch_size,
             "dim": PROJECTION_DIM, "projection_seed": PROJECTION_SEED}
@@ -257,7 +257,7 @@ def projected_gradients(lm, items, dim: int = PROJECTION_DIM, seed: int = PROJEC
     shared prefixes, so each position's gradient belongs to one item alone."""
     import torch
 
-    from .model import PACK_TOKENS, rows
+    from .packing import PACK_TOKENS, rows
     from .prompt import IGNORE
 
     proj = projections(lm, dim, seed)
@@ -279,11 +279,11 @@ def projected_gradients(lm, items, dim: int = PROJECTION_DIM, seed: int = PROJEC
             pack = lm.pack(row, share_prefixes=False)
             seen.clear()
             with lm.precision():
-                sums, counts = lm.loss(*pack.args())
+                sums, counts, _ = lm.loss(*pack.args())
                 objective = (sums / counts.clamp(min=1)).sum()  # each item's mean answer loss
             outputs = [seen[name][1] for name, _ in layers]
             grads = torch.autograd.grad(objective, outputs)  # only what the outputs need: no weight gradients
-            # the last layer runs only at the label positions (model.py): its MLP's linears see those rows alone
+            # the last layer runs only at the label positions (model.ResponseLoss): its MLP's linears see those rows alone
             labelled = pack.segments[pack.targets != IGNORE]
             parts = []
             for (name, _), g in zip(layers, grads):

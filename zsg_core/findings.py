@@ -103,6 +103,7 @@ class Finding:
     point: str  # where in training it was measured
     verdict: str  # one of VERDICTS
     level: float = 1 - ALPHA  # the interval's coverage (`interval_level`: Bonferroni for the confirmatory family)
+    step: int | None = None  # the training step it was read at, where it was read at one
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:

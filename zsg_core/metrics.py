@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import re
 import string
-from typing import TYPE_CHECKING, Literal, Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
 from .data import Record
+from .model import TunedLM
 from .prompt import encode_prompt
-
-if TYPE_CHECKING:
-    from .model import TunedLM
 
 
 def _pad_batch(rows: list[list[int]], pad_id: int, side: Literal["left", "right"] = "right") -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,7 +50,7 @@ def heldout_loss(lm: "TunedLM", records: Sequence[Record], items: Sequence | Non
     what it was batched with. `items` are `lm.items(records)` when the caller already has them.
     """
     items = lm.items(records) if items is None else items
-    losses = lm.item_losses(items, final_token=True)
+    losses = lm.item_losses(items)
     return pd.DataFrame({"id": [r.id for r in records], "task": [r.task for r in records],
                          "loss": [l for l, _, _ in losses], "tokens": [n for _, n, _ in losses],
                          "eos_loss": [e for _, _, e in losses]})

@@ -11,21 +11,11 @@ parameter is trained, as in the paper.
 
 How the computation is laid out (exact for any F; the numbers equal one item at a time, tested):
 
-- **Packing.** The items of a training step, of an evaluation row or of a cache row are laid end
-  to end in one row (`Pack`), so every matmul sees ~1,000-2,000 tokens instead of one item's
-  ~170. Each item keeps its own positions (0, 1, ...), and attention runs item by item
-  (`packed_attention`: causal within an item, sliding-window where the model has one, never
-  across items), so no item sees another and there is no padding at all. A step still consumes
-  exactly the items [kB, (k+1)B) of the arranged list; only the layout of the matmul changes.
-- **Attention by hand when training on CPU.** torch's CPU flash-attention backward costs ~6x its
-  forward; a span's attention with a backward to follow is plain matmuls with the backward
-  written out (`_SpanAttention`, fp32 scores and softmax as flash attention's), ~30% less
-  attention time over real training steps. Evaluation and the cache keep flash attention, whose
-  forward is the faster one.
-- **Frozen weights cast once.** Under bf16 autocast torch casts every weight to bf16 at every
-  call, except leaves that require grad. A frozen `nn.Linear` (the 26 bottom layers, the tied LM
-  head) keeps a bf16 copy instead: the same kernel on the same values, without re-casting ~120M
-  weights per forward.
+- **Packing** (`packing`): the items of a step, an evaluation row or a cache row in one row, each
+  attending only to itself (`attention.packed_attention`), with no padding.
+- **Attention by hand when training on CPU** (`attention`): plain matmuls with the backward
+  written out, where torch's flash-attention backward costs ~6x its forward.
+- **Frozen weights cast once** (`cast_once`): a frozen linear keeps its bf16 copy under autocast.
 - **The LM head only where a label is predicted** (~5-7% of tokens in our data), and likewise the
   last layer's query projection, attention, attention output projection and MLP
   (`_at_label_rows`, `packed_attention`): a position's output of the last layer feeds nothing but
@@ -43,188 +33,28 @@ import copy
 import hashlib
 import json
 import math
-import types
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 import torch
 from torch import nn
 
+from .assets import ASSETS, TINY_MODELS, load_tokenizer, model_path, verified_files
+from .attention import PACKED_ATTENTION, ModelError
+from .attention import register as register_packed_attention
+from .cast_once import cast_weights_once
 from .data import Record
+from .packing import PACK_TOKENS, Item, Pack, by_prefix, lay_out, padded, rows
+from .precision import resolve
 from .prompt import IGNORE, encode
-from .assets import TINY_MODELS, load_tokenizer, model_path
-from .util import atomic_file, cache_dir, sha256_file
+from .util import atomic_file, cache_dir, sha256_file, show_progress
 
-class ModelError(ValueError):
-    """A model or an architecture that cannot be used this way."""
-
-
-PACKED_ATTENTION = "zsg_packed"  # the attention implementation every model loaded here runs with
-# Tokens per packed row in evaluation and the frozen cache: the fastest of 1,024 / 2,048 / 4,096 /
-# 8,192 for one held-out evaluation on 2 cores (5.9 / 5.5 / 6.0 / 6.0 s); longer rows gain nothing
-# because the matmuls are already large and the per-item attention grows with the row.
-PACK_TOKENS = 2048
 # The frozen bottom's outputs are stored in fp16 when the model's largest value on a probe instance
 # stays below this, a quarter of fp16's largest finite value (room for instances that go higher).
 FP16_HEADROOM = 2.0 ** 14
 # Bump when a cache entry's computation changes (2: each entry independent of what is computed with
 # it); older entries then sit in another folder and are never mixed with new ones.
 CACHE_VERSION = 2
-
-
-class _SpanAttention(torch.autograd.Function):
-    """Softmax attention of one span written as plain matmuls, with its backward by hand; for
-    training on CPU, where torch's flash-attention backward costs ~6x its forward (3.1 ms against
-    0.5 ms for a 128-token item) and a step of the cpu profile spent ~24% of its time
-    there. Scores and softmax are fp32 as in flash attention, the probabilities enter P @ V in the
-    inputs' dtype as flash attention's do; the backward's products run in the inputs' dtype.
-    Over the spans of 20 real training steps this is ~30% faster than flash forward + backward
-    (benchmarks/README); in fp32 it is exact."""
-
-    @staticmethod
-    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor,
-                scale: float) -> torch.Tensor:
-        """q, k, v of one dtype (`packed_attention` casts them as autocast would for sdpa); autocast
-        is off inside, or it would round the fp32 scores to bf16."""
-        with torch.autocast(q.device.type, enabled=False):
-            scores = torch.matmul(q.float(), k.float().transpose(-1, -2)).mul_(scale)
-            probs = scores.masked_fill_(~allowed, float("-inf")).softmax(-1).to(q.dtype)
-            out = torch.matmul(probs, v)
-        ctx.save_for_backward(q, k, v, probs, out)
-        ctx.scale = scale
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out: torch.Tensor):
-        q, k, v, probs, out = ctx.saved_tensors
-        with torch.autocast(q.device.type, enabled=False):  # the same wherever the backward is called
-            grad_out = grad_out.to(q.dtype)
-            grad_v = torch.matmul(probs.transpose(-1, -2), grad_out)
-            grad_probs = torch.matmul(grad_out, v.transpose(-1, -2)).float()
-            row = (grad_out.float() * out.float()).sum(-1, keepdim=True)  # = sum_j P_ij dP_ij
-            grad_scores = (probs.float() * (grad_probs - row)).mul_(ctx.scale).to(q.dtype)
-            grad_q, grad_k = torch.matmul(grad_scores, k), torch.matmul(grad_scores.transpose(-1, -2), q)
-        return grad_q, grad_k, grad_v, None, None
-
-
-def packed_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                     attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
-                     sliding_window: int | None = None, zsg_spans: Sequence[tuple[int, int, int, int]] | None = None,
-                     **kwargs) -> tuple[torch.Tensor, None]:
-    """Attention over a packed row, span by span: the queries [start, end) attend to the shared
-    prefix [prefix_start, prefix_end) (empty for an item alone) and causally to themselves, within
-    the sliding window on layers that have one; never to anything else, so an item's output is
-    what it would be alone. Where the attention module carries `zsg_rows` (the last layer, set by
-    `ResponseLoss` for one forward) only those query positions are computed and the others are
-    zeros: their outputs feed nothing. With a backward to follow on CPU each span runs
-    `_SpanAttention`, else torch's sdpa kernels. Called without `zsg_spans` (generation, any plain
-    forward) it is transformers' own sdpa attention."""
-    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
-
-    if zsg_spans is None:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                      sliding_window=sliding_window, **kwargs)
-    if kwargs.get("softcap") is not None:
-        raise ModelError("packed attention does not support attention-logit soft-capping")
-    # a backward will follow on CPU: the hand-written span attention, else torch's own kernels
-    by_hand = query.requires_grad and query.device.type == "cpu" and not dropout
-    if by_hand and torch.is_autocast_enabled("cpu"):  # one dtype for q, k, v, as autocast gives sdpa
-        low = torch.get_autocast_dtype("cpu")  # (rotary embeddings leave q, k in fp32 and v in bf16)
-        query, key, value = query.to(low), key.to(low), value.to(low)
-    groups = getattr(module, "num_key_value_groups", 1)
-    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
-    # the spans tile the row in order (`lay_out`); one split per tensor, not a slice per span: the
-    # backward of a split is one concatenation, that of each slice a zero tensor of the whole row
-    starts = [start for start, _, _, _ in zsg_spans]
-    lengths = [end - start for start, end, _, _ in zsg_spans]
-    if sum(lengths) != key.shape[2] or any(a[1] != b[0] for a, b in zip(zsg_spans, zsg_spans[1:])):
-        raise ModelError("packed attention needs spans that tile the row in order, as `lay_out` makes them")
-    keys = dict(zip(starts, key.split(lengths, 2)))
-    values = dict(zip(starts, value.split(lengths, 2)))
-    query_rows = getattr(module, "zsg_rows", None)
-    if query_rows is None:
-        queries = query.split(lengths, 2)
-    else:  # only these rows (sorted: nonzero's order), gathered once and cut where each span begins
-        bounds = torch.searchsorted(query_rows, torch.tensor(starts[1:], device=query_rows.device)).tolist()
-        counts = [hi - lo for lo, hi in zip([0] + bounds, bounds + [len(query_rows)])]
-        queries = query[:, :, query_rows].split(counts, 2)
-        picked_rows = query_rows.split(counts)
-    sdpa = nn.functional.scaled_dot_product_attention
-    if scaling is None:
-        scaling = query.shape[-1] ** -0.5
-    outputs = []
-    for i, (start, end, prefix_start, prefix_end) in enumerate(zsg_spans):
-        shared, n, q = prefix_end - prefix_start, end - start, queries[i]
-        if q.shape[2] == 0:
-            continue
-        k, v = keys[start], values[start]
-        if shared:
-            k = torch.cat([keys[prefix_start], k], 2)
-            v = torch.cat([values[prefix_start], v], 2)
-        if not by_hand and query_rows is None and not shared and (sliding_window is None or n <= sliding_window):
-            outputs.append(sdpa(q, k, v, is_causal=True, dropout_p=dropout, scale=scaling))
-            continue
-        q_pos = (torch.arange(shared, shared + n, device=q.device) if query_rows is None
-                 else picked_rows[i] - start + shared)[:, None]
-        k_pos = torch.arange(shared + n, device=q.device)[None]
-        allowed = k_pos <= q_pos
-        if sliding_window is not None:  # q - kv < window, as transformers' sliding-window mask
-            allowed &= q_pos - k_pos < sliding_window
-        outputs.append(_SpanAttention.apply(q, k, v, allowed, scaling) if by_hand
-                       else sdpa(q, k, v, attn_mask=allowed, dropout_p=dropout, scale=scaling))
-    if query_rows is None:
-        return torch.cat(outputs, 2).transpose(1, 2).contiguous(), None
-    out = query.new_zeros(query.shape[:3] + (value.shape[-1],))
-    if outputs:
-        out = out.index_copy(2, query_rows, torch.cat(outputs, 2))
-    return out.transpose(1, 2).contiguous(), None
-
-
-def _register_packed_attention() -> None:
-    """Make `PACKED_ATTENTION` an attention implementation transformers can load a model with; its
-    mask for plain forwards is sdpa's (a packed forward builds no mask of its own)."""
-    from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
-
-    AttentionInterface.register(PACKED_ATTENTION, packed_attention)
-    ALL_MASK_ATTENTION_FUNCTIONS.register(PACKED_ATTENTION, sdpa_mask)
-
-
-def _linear_with_weight_cast_once(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    """`nn.Linear.forward`, except that under bf16 autocast a frozen weight is cast to bf16 once
-    and kept (autocast itself re-casts every weight at every call unless it requires grad), and an
-    input outside autograd is cast once for all the projections that read it (`_input_in_bf16`).
-    Same kernel, same bf16 values: the result is identical, only the casts are saved."""
-    device = x.device.type
-    if not torch.is_autocast_enabled(device) or torch.get_autocast_dtype(device) != torch.bfloat16:
-        return nn.functional.linear(x, self.weight, self.bias)
-    if self.weight.requires_grad:  # autocast casts the weight (once per forward: it requires grad)
-        return nn.functional.linear(_input_in_bf16(x), self.weight, self.bias)
-    stamp = (self.weight.data_ptr(), self.weight._version)  # a weight changed in place is cast again
-    cast = self.__dict__.get("_bf16_cast")
-    if cast is None or cast[0] != stamp:
-        bias = None if self.bias is None else self.bias.detach().to(torch.bfloat16)
-        cast = self.__dict__["_bf16_cast"] = (stamp, self.weight.detach().to(torch.bfloat16), bias)
-    return nn.functional.linear(_input_in_bf16(x), cast[1], cast[2])
-
-
-_last_input_cast: list = [None]  # (input, its version, its bf16 copy): the latest input cast
-
-
-def _input_in_bf16(x: torch.Tensor) -> torch.Tensor:
-    """`x` in bf16, reusing the copy made for the previous linear when it read the same, unchanged
-    tensor: q/k/v, and gate/up, read one normalised input, which autocast would cast once per
-    projection (3% of the frozen cache's time). Only for inputs outside autograd (the frozen
-    bottom, evaluation); the entry keeps its input alive, so a reused address cannot fool it."""
-    if x.dtype == torch.bfloat16 or x.requires_grad:
-        return x.to(torch.bfloat16)
-    last = _last_input_cast[0]
-    if last is not None and last[0] is x and last[1] == x._version:
-        return last[2]
-    cast = x.to(torch.bfloat16)
-    _last_input_cast[0] = (x, x._version, cast)
-    return cast
 
 
 def process_state():
@@ -240,7 +70,7 @@ def load_model(name: str, seed: int = 0) -> tuple[nn.Module, object]:
     """(model in fp32, tokenizer). Tiny models are random-init from `seed`; real ones pretrained."""
     from transformers import AutoModelForCausalLM
 
-    _register_packed_attention()
+    register_packed_attention()
     tokenizer = load_tokenizer(name)
     if name in TINY_MODELS:
         torch.manual_seed(seed)
@@ -249,16 +79,13 @@ def load_model(name: str, seed: int = 0) -> tuple[nn.Module, object]:
     else:
         from transformers.utils import logging as hf_logging
 
-        from .util import show_progress
 
         if not show_progress():  # no weight-loading bar per run in logs (make book, workers, notebooks)
             hf_logging.disable_progress_bar()
         model = AutoModelForCausalLM.from_pretrained(model_path(name), dtype=torch.float32,
                                                      attn_implementation=PACKED_ATTENTION)
     model.config.use_cache = False
-    for module in model.modules():
-        if isinstance(module, nn.Linear):
-            module.forward = types.MethodType(_linear_with_weight_cast_once, module)
+    cast_weights_once(model)
     return model, tokenizer
 
 
@@ -285,7 +112,6 @@ def fingerprint(name: str, model: nn.Module) -> str:
         for p in model.state_dict().values():
             h.update(p.detach().float().numpy().tobytes())
         return h.hexdigest()
-    from .assets import ASSETS, verified_files
 
     files = sorted(model_path(name).glob("*.safetensors"))
     if not files:
@@ -363,6 +189,13 @@ def _at_label_rows(module: nn.Module) -> None:
     module.forward = forward
 
 
+class ItemLosses(NamedTuple):
+    """What `ResponseLoss` returns for a packed row: one value per item."""
+    sums: torch.Tensor  # summed cross-entropy over the item's labels (response tokens + EOS)
+    counts: torch.Tensor  # how many labels
+    final: torch.Tensor  # the loss on the last label (the EOS) alone
+
+
 class ResponseLoss(nn.Module):
     """Summed cross-entropy over the response tokens (+EOS) of each item of a packed row, and
     their counts. Input is token ids (frozen_layers = 0) or the cached output of the frozen bottom,
@@ -389,11 +222,10 @@ class ResponseLoss(nn.Module):
             self.label_rows_only.append(attention)
 
     def forward(self, inputs: torch.Tensor, positions: torch.Tensor, targets: torch.Tensor, segments: torch.Tensor,
-                spans: Sequence[tuple[int, int, int, int]], n_items: int,
-                final_token: bool = False) -> tuple[torch.Tensor, ...]:
-        """(summed loss, label count) per item of the row (the fields of a `Pack`, in order); with
-        `final_token`, also each item's loss on its last label alone: the EOS that ends its answer
-        (`prompt.encode` never truncates), which weighs 1/count in the item's mean."""
+                spans: Sequence[tuple[int, int, int, int]], n_items: int) -> "ItemLosses":
+        """Per item of the row (the fields of a `Pack`, in order): its summed loss, its label
+        count, and its loss on its last label alone, the EOS that ends its answer (`prompt.encode`
+        never truncates), which weighs 1/count in the item's mean (NaN for an item without labels)."""
         key = "inputs_embeds" if self.frozen_layers else "input_ids"
         chosen = (targets != IGNORE).nonzero(as_tuple=True)[0]
         for m in self.label_rows_only:
@@ -411,157 +243,13 @@ class ResponseLoss(nn.Module):
         item = segments[chosen]
         losses = torch.zeros(n_items, device=logits.device).index_add(0, item, token_loss)
         counts = torch.bincount(item, minlength=n_items)
-        if not final_token:
-            return losses, counts
         # `chosen` ascends and each item's labels are contiguous, so an item's last label is the
         # last position of its segment among them
         last = torch.zeros(n_items, dtype=torch.long, device=logits.device).scatter_reduce(
             0, item, torch.arange(len(item), device=logits.device), reduce="amax", include_self=False)
         final = torch.where(counts > 0, token_loss[last], torch.full_like(losses, float("nan")))
-        return losses, counts, final
+        return ItemLosses(losses, counts, final)
 
-
-@dataclass(frozen=True)
-class Item:
-    """One encoded instance: its position in the list it came from, ids, labels, and cache key."""
-    index: int
-    id: str
-    ids: torch.Tensor
-    labels: torch.Tensor
-    key: str
-
-    @property
-    def targets(self) -> torch.Tensor:
-        """The label each position predicts (the next token's), IGNORE at the last position."""
-        return torch.cat([self.labels[1:], self.labels.new_full((1,), IGNORE)])
-
-
-MIN_SHARED_PREFIX = 16  # tokens; shorter common prefixes are not worth a span of their own
-
-
-@dataclass(frozen=True)
-class Pack:
-    """Items laid end to end in one row: the arguments of one `ResponseLoss` forward.
-
-    Items that begin with the same tokens (instances of one task share its definition: 41% of the
-    held-out tokens of the cpu profile's split) share one copy of that prefix: it is computed once
-    and each item's own tokens attend to it. The prefix stops before the first position that
-    predicts a label, so every loss term still comes from an item's own tokens."""
-    inputs: torch.Tensor     # (1, T) token ids, or (1, T, hidden) frozen-bottom outputs
-    positions: torch.Tensor  # (1, T): each token's position within its own item
-    targets: torch.Tensor    # (T,): the label each position predicts, IGNORE where none
-    segments: torch.Tensor   # (T,): which item each position's loss belongs to
-    spans: list[tuple[int, int, int, int]]  # attention: (start, end, prefix_start, prefix_end)
-    placed: list[tuple[int, int, int, int]]  # item i = row[prefix_start:prefix_end] + row[start:end]
-
-    def args(self) -> tuple:
-        return self.inputs, self.positions, self.targets, self.segments, self.spans, len(self.placed)
-
-    def item_rows(self, row: torch.Tensor) -> list[torch.Tensor]:
-        """Each item's part of a per-position tensor of this row (e.g. hidden states), in item order."""
-        return [torch.cat([row[ps:pe], row[s:e]]) for s, e, ps, pe in self.placed]
-
-    @staticmethod
-    def item_targets(args: tuple) -> list[tuple[int, ...]]:
-        """The targets of each item in a forward's arguments (how tests see what the model got),
-        in the order the items were given, whatever the layout."""
-        targets, segments, n = args[2], args[3], args[5]
-        return [tuple(targets[segments == i].tolist()) for i in range(n)]
-
-
-def _first_label(item: Item) -> int:
-    labelled = (item.labels != IGNORE).nonzero(as_tuple=True)[0]
-    return int(labelled[0]) if len(labelled) else len(item.ids)
-
-
-def _shared_prefixes(items: Sequence[Item], share: bool = True) -> list[tuple[int, list[int]]]:
-    """Groups of items (indices) with the length of the prefix they share; 0 for an item alone.
-    A prefix is shared only if at least `MIN_SHARED_PREFIX` tokens long and it ends before the
-    position that predicts any member's first label. `share=False`: every item alone."""
-    if not share:
-        return [(0, [i]) for i in range(len(items))]
-    by_head: dict[tuple[int, ...], list[int]] = {}
-    for i, item in enumerate(items):
-        head = tuple(item.ids[:MIN_SHARED_PREFIX].tolist()) if len(item.ids) > MIN_SHARED_PREFIX else (i,)
-        by_head.setdefault(head, []).append(i)
-    groups: list[tuple[int, list[int]]] = []
-    for members in by_head.values():
-        first = items[members[0]].ids
-        shared = min(_first_label(items[i]) for i in members) - 1
-        for i in members[1:]:
-            other = items[i].ids
-            n = min(shared, len(other))
-            differ = (first[:n] != other[:n]).nonzero(as_tuple=True)[0]
-            shared = int(differ[0]) if len(differ) else n
-        if len(members) > 1 and shared >= MIN_SHARED_PREFIX:
-            groups.append((shared, members))
-        else:
-            groups += [(0, [i]) for i in members]
-    return groups
-
-
-def lay_out(items: Sequence[Item], inputs: Sequence[torch.Tensor], share_prefixes: bool = True) -> Pack:
-    """`items` in one row, with `inputs[i]` the input of item i (its ids, or its cached bottom
-    output), on the inputs' device; shared prefixes once (see `Pack`), unless `share_prefixes` is
-    False (every position then belongs to one item alone: per-item gradients need that)."""
-    device = inputs[0].device
-    pieces, positions, targets, segments = [], [], [], []
-    spans: list[tuple[int, int, int, int]] = []
-    placed: list[tuple[int, int, int, int]] = [(0, 0, 0, 0)] * len(items)
-    cursor = 0
-
-    def put(values: torch.Tensor, first_position: int, item_targets: torch.Tensor, owner: int) -> tuple[int, int]:
-        nonlocal cursor
-        n = len(values)
-        pieces.append(values)
-        positions.append(torch.arange(first_position, first_position + n))
-        targets.append(item_targets)
-        segments.append(torch.full((n,), owner, dtype=torch.long))
-        cursor += n
-        return cursor - n, cursor
-
-    for shared, members in _shared_prefixes(items, share_prefixes):
-        prefix = (cursor, cursor)
-        if shared:
-            prefix = put(inputs[members[0]][:shared], 0, items[members[0]].targets[:shared], members[0])
-            spans.append((*prefix, cursor - shared, cursor - shared))  # the prefix: causal, alone
-        for i in members:
-            start, end = put(inputs[i][shared:], shared, items[i].targets[shared:], i)
-            spans.append((start, end, *prefix))
-            placed[i] = (start, end, *prefix)
-    return Pack(inputs=torch.cat(pieces)[None], positions=torch.cat(positions)[None].to(device),
-                targets=torch.cat(targets).to(device), segments=torch.cat(segments).to(device),
-                spans=spans, placed=placed)
-
-
-def _by_prefix(item: Item) -> tuple[int, ...]:
-    """A sort key that puts items with a common beginning next to each other."""
-    return tuple(item.ids[:64].tolist())
-
-
-def rows(items: Sequence[Item], tokens: int) -> list[list[Item]]:
-    """Consecutive items grouped into rows of at most `tokens` tokens (a longer item: a row alone)."""
-    out: list[list[Item]] = []
-    width = 0
-    for item in items:
-        if not out or width + len(item.ids) > tokens:
-            out.append([])
-            width = 0
-        out[-1].append(item)
-        width += len(item.ids)
-    return out
-
-
-def _padded(pack: Pack, width: int) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int, int, int]]]:
-    """(token ids, positions, spans) of a packed row of ids filled up to `width` tokens by a span
-    of its own (token 0, attended by nothing else; its output is dropped)."""
-    fill = width - pack.inputs.shape[1]
-    if fill <= 0:
-        return pack.inputs, pack.positions, pack.spans
-    end = pack.inputs.shape[1]
-    inputs = torch.cat([pack.inputs, pack.inputs.new_zeros((1, fill))], 1)
-    positions = torch.cat([pack.positions, torch.arange(fill, device=pack.positions.device)[None]], 1)
-    return inputs, positions, [*pack.spans, (end, width, end, end)]
 
 
 class TunedLM:
@@ -571,7 +259,6 @@ class TunedLM:
                  autocast: bool | None = None, hidden_cache: Path | None = None):
         """`autocast`: bf16 autocast on or off; None decides as `precision: auto` does."""
         if autocast is None:
-            from .precision import resolve
 
             autocast = resolve("auto") == "bf16"
         self.name, self.max_len, self.autocast = name, max_len, autocast
@@ -693,7 +380,7 @@ class TunedLM:
         across fill histories (tested)."""
         for row in rows(sorted(items, key=lambda it: it.key), PACK_TOKENS):
             pack = lay_out(row, [it.ids.to(self.device) for it in row], share_prefixes=False)
-            inputs, positions, spans = _padded(pack, PACK_TOKENS)
+            inputs, positions, spans = padded(pack, PACK_TOKENS)
             with self.precision():
                 hidden = self.bottom(input_ids=inputs, position_ids=positions, zsg_spans=spans,
                                      use_cache=False).last_hidden_state[0]
@@ -717,26 +404,23 @@ class TunedLM:
     # -- evaluation ------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def item_losses(self, items: Sequence[Item], tokens_per_row: int = PACK_TOKENS,
-                    final_token: bool = False) -> list[tuple]:
-        """(mean loss over response tokens + EOS, their count) per item, in eval mode, and with
-        `final_token` the loss of the item's last label (its EOS) third. Items run packed in rows
-        of `tokens_per_row` tokens, those with a common beginning side by side so that they share
-        it; each item attends only to itself and its prefix, so its loss does not depend on its row
-        (equal to one at a time; tested)."""
+    def item_losses(self, items: Sequence[Item], tokens_per_row: int = PACK_TOKENS) -> list[tuple[float, int, float]]:
+        """(mean loss over response tokens + EOS, their count, the loss of the EOS alone) per item,
+        in eval mode. Items run packed in rows of `tokens_per_row` tokens, those with a common
+        beginning side by side so that they share it; each item attends only to itself and its
+        prefix, so its loss does not depend on its row (equal to one at a time; tested)."""
         was_training = self.model.training
         self.model.eval()
         self.loss.eval()  # the loss module too: hooks on it see an evaluation, not a training step
-        out: list[tuple] = [(0.0, 0)] * len(items)
-        order = sorted(range(len(items)), key=lambda i: (_by_prefix(items[i]), i))
+        out: list[tuple[float, int, float]] = [(0.0, 0, math.nan)] * len(items)
+        order = sorted(range(len(items)), key=lambda i: (by_prefix(items[i]), i))
         done = 0  # how many of `order` the rows so far held
         try:
             with self.precision():
                 for row in rows([items[i] for i in order], tokens_per_row):
-                    sums, counts, *final = self.loss(*self.pack(row).args(), final_token=final_token)
-                    lasts = final[0].tolist() if final_token else [None] * len(row)
-                    for position, total, n, last in zip(order[done:], sums.tolist(), counts.tolist(), lasts):
-                        out[position] = (total / max(n, 1), n) + ((last,) if final_token else ())
+                    sums, counts, final = self.loss(*self.pack(row).args())
+                    for position, total, n, last in zip(order[done:], sums.tolist(), counts.tolist(), final.tolist()):
+                        out[position] = (total / max(n, 1), n, last)
                     done += len(row)
         finally:
             self.model.train(was_training)
@@ -760,7 +444,7 @@ class TunedLM:
         whole = ResponseLoss(self.model, 0)
 
         def losses(loss: ResponseLoss, items: list[Item], inputs: list[torch.Tensor]) -> list[float]:
-            sums, counts = loss(*lay_out(items, inputs).args())
+            sums, counts, _ = loss(*lay_out(items, inputs).args())
             return [float(t) / max(int(n), 1) for t, n in zip(sums, counts)]
 
         try:

@@ -14,6 +14,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import toc
+from .config import load_profile
 from .costs import CostModel
 from .experiments import BOOK_RUNS, PlannedRun, Unsized, chapter_runs, planning
 from .runs import is_complete, runs_dir
@@ -39,20 +41,18 @@ class Plan:
 def book_plan(profile: str, chapters: list[str] | None = None, size: bool = False) -> Plan:
     """The runs the book's chapters (or those named) read under `profile`. With `size`, work that
     decides runs (embedding TMA's pools) is done now, so that every run is listed."""
-    from . import book
-
-    params = book.load_profile(profile)
-    names = [c for c in book.chapters() if c in BOOK_RUNS]
+    params = load_profile(profile)
+    names = [c for c in toc.chapters() if c in BOOK_RUNS]
     if chapters:
-        unknown = sorted(set(chapters) - set(book.chapters()))
+        unknown = sorted(set(chapters) - set(toc.chapters()))
         if unknown:
-            raise book.BookError(f"no chapter(s) {unknown}; the chapters are {book.chapters()}")
+            raise toc.BookError(f"no chapter(s) {unknown}; the chapters are {toc.chapters()}")
         names = [c for c in names if c in chapters]
     plan = Plan(profile, names, [])
     for chapter in names:
         with planning(size) as recorder:
             try:
-                chapter_runs(chapter, book.chapter_parameters(chapter, params))
+                chapter_runs(chapter, toc.chapter_parameters(chapter, params))
             except Unsized as wait:
                 plan.unsized[chapter] = wait
         for r in recorder.runs:

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from .data import DataError
 from .util import atomic_file, cache_dir, device_type
 
 CHOICES = ("auto", "bf16", "fp32")
@@ -128,7 +129,6 @@ def decision() -> dict[str, Any]:
 def resolve(requested: str) -> str:
     """The concrete precision for a requested one: "bf16" and "fp32" as given, "auto" decided."""
     if requested not in CHOICES:
-        from .data import DataError
 
         raise DataError(f"precision must be one of {', '.join(CHOICES)}, got {requested!r}")
     return decision()["precision"] if requested == "auto" else requested

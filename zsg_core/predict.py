@@ -19,18 +19,17 @@ goes with a loss that fell.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
+from .compare import labelled, task_curves
 from .data import DataError, Record
 from .embed import Encoder, embed_text
 from .features import LMSource, compute
+from .runs import RunResult, lm_source, run_split
 from .similarity import MEASURES, bigram_kl_per_task, prefix_measures, wsd_weight
-
-if TYPE_CHECKING:
-    from .runs import RunResult
 
 WSD_MEASURE = "WSD (Min + w Avg)"
 NULL_MEASURE = "Random (null)"
@@ -178,8 +177,6 @@ def prefix_changes(*groups: Mapping[tuple[str, int], "RunResult"], batch_size: i
     (hidden and gradient from the runs' own model, cut and precision: `runs.lm_source`). Both
     tables carry a `split` column, and `seed` is the run's order seed (unique with its label
     inside a split)."""
-    from .compare import labelled, task_curves
-    from .runs import lm_source, run_split
 
     by_split: dict = {}
     for label, _, result in labelled(groups):

@@ -30,8 +30,19 @@ import numpy as np
 import pandas as pd
 
 from .data import DataError
-from .findings import (ALPHA, CONTRADICTED, FAMILY_SIZE, INCONCLUSIVE, PAPER, REPRODUCED, Finding, fmt, interval_level,
-                       relative_step, verdict)
+from .findings import (
+    ALPHA,
+    CONTRADICTED,
+    FAMILY_SIZE,
+    INCONCLUSIVE,
+    PAPER,
+    REPRODUCED,
+    Finding,
+    fmt,
+    interval_level,
+    relative_step,
+    verdict,
+)
 from .stats import Estimate, over_units, split_means
 
 EARLY_FRACTION = 0.02  # of an epoch: the paper's "~20 of ~1,800 steps" (1.1%), with some room
@@ -88,7 +99,7 @@ RULES = {
                         "over splits of rho(a) - rho(b), paired by split, lies wholly above 0, **contradicted** if "
                         "wholly below, else inconclusive. \"chance\" is a measure of pure noise scored the same way." + LEVELS),
     "granularity": ("E5 is judged in two parts, each at its relative point of the paper's run: coarse < fine early "
-                    "(the paper's step 150 of 1,797) and fine < coarse later (its step 800), each by the order rule. "
+                    "(the paper's early step) and fine < coarse later (its late step), each by the order rule. "
                     "Each point is also read against random order on the same schedule (E5+, exploratory): coarse < "
                     "RT and fine < RT. A part \"a < b\" is carried by granularity where a beats RT; where instead b "
                     "loses to RT and a does not beat it, it is carried by b's own penalty (fine is chapter 4's NFT)."),
@@ -147,13 +158,14 @@ def decomposition(task_curves: pd.DataFrame, step: int, chain: Sequence[str],
 
 
 def _part(experiment: str, claim: str, part: str, paper: str, estimate: Estimate, side: str, boundary: float,
-          point: str, unit: str, measured: str | None = None) -> Finding:
+          point: str, unit: str, measured: str | None = None, step: int | None = None) -> Finding:
     """A part judged on `estimate`, whose interval is at `interval_level(experiment)`."""
     level = interval_level(experiment)
     return Finding(experiment=experiment, claim=claim, part=part, paper=paper,
                    measured=measured or f"{part.replace(' < ', ' - ').replace(' > ', ' - ')} {fmt(estimate, unit, level)}",
                    effect=estimate.value, lo=estimate.lo, hi=estimate.hi, n=estimate.n, unit=unit, p=estimate.p,
-                   point=point, verdict=verdict(estimate, side, boundary), level=level)
+                   point=point, verdict=verdict(estimate, side, boundary), level=level,
+                   step=None if step is None else int(step))
 
 
 def order_parts(task_curves: pd.DataFrame, step: int, chain: Sequence[str], *, experiment: str, claim: str,
@@ -166,7 +178,7 @@ def order_parts(task_curves: pd.DataFrame, step: int, chain: Sequence[str], *, e
     for a, b in pairs:
         means = split_means(task_curves, a, b, step)
         out.append(_part(experiment, claim, f"{a} < {b}", paper, over_units(means["diff"], level=interval_level(experiment)),
-                         "<", 0.0, point, unit))
+                         "<", 0.0, point, unit, step=step))
     return out
 
 
@@ -349,7 +361,7 @@ def carried_by(part: Finding, against_random: Sequence[Finding]) -> str:
     reproduced at the part's point, 'b's penalty' if b < RT is contradicted (b above RT) and a
     < RT is not reproduced, else 'undecided'."""
     a, b = part.part.split(" < ")
-    at_point = {f.part: f.verdict for f in against_random if f.point.split(" (")[0] == part.point.split(" (")[0]}
+    at_point = {f.part: f.verdict for f in against_random if f.step == part.step}
     if {f"{a} < RT", f"{b} < RT"} - set(at_point):
         raise DataError(f"no E5+ parts at {part.point!r} for {part.part!r}")
     if at_point[f"{a} < RT"] == REPRODUCED:

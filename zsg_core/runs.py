@@ -24,169 +24,28 @@ from __future__ import annotations
 import contextlib
 import datetime
 import functools
-import hashlib
 import json
 import os
 import platform
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import pandas as pd
 
-from .data import DataError, from_known_fields
-from .split import SplitConfig
+from .arrange import apply, arrange_records
+from .config import RUN_VERSION, RunConfig
+from .data import DataError
+from .embed import texts_encoded
+from .features import LMSource
+from .model import TunedLM, process_state
 from .precision import capability
-from .train import LEGACY_STATE, TABLES, TrainConfig
-from .util import atomic_file, cache_dir, file_lock, without_late_defaults
-
-# Bump when training or evaluation changes what a config produces (3: packed rows, generation batched
-# by length; 4: frozen-cache entries independent of what filled the cache, so a config's numbers no
-# longer depend on which runs came before it; and WSD's weight defined for centred features, which
-# changes the hidden-feature WSD orders, MiniLM's not; 5: the held-out table records each instance's EOS
-# loss, which a run stored before cannot give; and the paper protocol's generations seeded by the
-# order's seed too, so shuffles are independent units). Not bumped for changes that compute the same function
-# and move only bf16 rounding the same way for every run (benchmarks/README, "Training speed"): the
-# last layer at label rows only, training's hand-written span attention and the fused AdamW. A run's
-# manifest names the commit that trained it.
-RUN_VERSION = 5
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    model: str = "smollm2-135m"
-    split: SplitConfig = SplitConfig()
-    arrangement: str = "random"  # a name in zsg_core.arrange.METHODS
-    arrangement_seed: int = 0  # the shuffle of the seeded methods (random / rt / tma-rt)
-    budget: int | None = field(default=None, metadata={  # flat name tma_budget: instances TMA selects
-        "why": "None selects the whole pool (Algorithm 1 as written); a profile sizes the selection for its runs"})
-    embed_text: str | None = None  # None: the paper's choice per method
-    train: TrainConfig = TrainConfig()
-    rounds: tuple[int, int] | None = None  # tma-min/tma-max: train on rounds [a, b) only (E8)
-    features: str = "minilm"  # what "similar" means for the orders that measure it (zsg_core.features)
-    test_view: str = "with-answer"  # held-out features with the reference answer, or from the prompt only
-
-    def __post_init__(self) -> None:
-        from .arrange import get_method
-        from .similarity import SimilarityError
-
-        if not isinstance(self.model, str) or not self.model:
-            raise DataError(f"run parameter model must be a model name or folder, got {self.model!r}")
-        if not isinstance(self.arrangement_seed, int) or isinstance(self.arrangement_seed, bool):
-            raise DataError(f"run parameter arrangement_seed must be an integer, got {self.arrangement_seed!r}")
-        try:
-            method = get_method(self.arrangement)
-            # A parameter that cannot change this run is no part of its identity: a fixed order's
-            # seed (one run, not n), and a profile's tma_budget for an order that selects nothing.
-            if not method.seeded:
-                object.__setattr__(self, "arrangement_seed", 0)
-            if not method.takes_tma_budget:
-                object.__setattr__(self, "budget", None)
-            method.check(self.budget, self.rounds, self.embed_text)
-        except SimilarityError as e:
-            raise DataError(f"run parameters: {e}") from None
-        from .features import check_kind
-
-        check_kind(self.features, self.test_view)
-        if not method.features:  # an order that measures no similarity: its features are no part of it
-            object.__setattr__(self, "features", "minilm")
-            object.__setattr__(self, "test_view", "with-answer")
-        if self.features != "minilm":  # the text MiniLM would embed does not reach the LM's features
-            object.__setattr__(self, "embed_text", None)
-        if self.rounds is not None:
-            object.__setattr__(self, "rounds", tuple(self.rounds))
-
-    def to_dict(self) -> dict[str, Any]:
-        d = without_late_defaults({f.name: getattr(self, f.name) for f in fields(self)},
-                                  {"rounds": None, "features": "minilm", "test_view": "with-answer"})
-        if "rounds" in d:
-            d["rounds"] = list(d["rounds"])
-        return {**d, "split": self.split.identity(), "train": self.train.to_dict()}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
-        d = dict(d)
-        if isinstance(d.get("split"), dict):
-            d["split"] = SplitConfig.from_dict(d["split"])
-        if isinstance(d.get("train"), dict):
-            d["train"] = TrainConfig.from_dict(d["train"])
-        return from_known_fields(cls, d, "run")
-
-    def key(self) -> str:
-        """Hash of the config (and, for a model given as a folder, of its weight files' names, sizes
-        and times: the same path with new weights is a new run; assets are pinned by sha256)."""
-        from .assets import ASSETS, TINY_MODELS
-
-        from .arrange import get_method
-
-        identity: dict[str, Any] = {"config": self.to_dict(), "version": RUN_VERSION}
-        if get_method(self.arrangement).version != 1:  # a method whose order changed: new runs, not old ones
-            identity["arrangement_version"] = get_method(self.arrangement).version
-        if self.model not in ASSETS and self.model not in TINY_MODELS:
-            identity["weights"] = [(p.name, p.stat().st_size, p.stat().st_mtime_ns)
-                                   for p in sorted(Path(self.model).expanduser().glob("*.safetensors"))]
-        text = json.dumps(identity, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-# -- the run parameters: one flat namespace over the three configs ---------------------------------
-# Profiles, papermill parameters, `zsg train --set` and `run_config` all name a run's parameters by
-# these flat names. Types, defaults and validation live on the config fields (`SplitConfig`,
-# `TrainConfig`, `RunConfig`); a default that differs from the default profile says why in its
-# field's metadata ("why"; tests/test_runs.py holds every such default to it).
-
-@dataclass(frozen=True)
-class Parameter:
-    name: str  # the flat name
-    section: str  # "split", "train" or "run": the config that holds it
-    field: str  # its field there
-    default: Any
-    why: str | None  # why the default differs from the default profile's value, if it does
-
-
-# Flat names that differ from their field's: each seed is named for what it seeds, and the TMA
-# selection size for what it selects. Fields keep their names, so stored runs keep their keys.
-RENAMED = {("split", "seed"): "split_seed", ("train", "seed"): "train_seed", ("run", "budget"): "tma_budget"}
-
-
-def _declare() -> dict[str, Parameter]:
-    out: dict[str, Parameter] = {}
-    for section, cls in (("split", SplitConfig), ("train", TrainConfig), ("run", RunConfig)):
-        for f in fields(cls):
-            if f.name in ("split", "train"):  # RunConfig's nested configs: their fields are listed above
-                continue
-            name = RENAMED.get((section, f.name), f.name)
-            assert name not in out, f"run parameter {name} is declared twice"
-            out[name] = Parameter(name, section, f.name, f.default, f.metadata.get("why"))
-    return out
-
-
-PARAMETERS: dict[str, Parameter] = _declare()
-
-
-def run_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The run parameters among `params` (a profile, a chapter's globals); the rest are not a run's."""
-    return {k: v for k, v in params.items() if k in PARAMETERS}
-
-
-def run_config(**params: Any) -> RunConfig:
-    """A RunConfig from flat parameters (a profile plus overrides); an unknown name is an error."""
-    nested: dict[str, dict[str, Any]] = {"split": {}, "train": {}, "run": {}}
-    for name, value in params.items():
-        if name not in PARAMETERS:
-            raise DataError(f"unknown run parameter {name!r}; known: {', '.join(sorted(PARAMETERS))}")
-        p = PARAMETERS[name]
-        nested[p.section][p.field] = value
-    return RunConfig(split=SplitConfig(**nested["split"]), train=TrainConfig.from_dict(nested["train"]), **nested["run"])
-
-
-def flat_params(config: RunConfig) -> dict[str, Any]:
-    """The flat parameters of a config: `run_config(**flat_params(c)) == c`."""
-    holders = {"split": config.split, "train": config.train, "run": config}
-    return {name: getattr(holders[p.section], p.field) for name, p in PARAMETERS.items()}
+from .split import SplitConfig, load_split
+from .train import LEGACY_STATE, STATE, TABLES, step_plan, train
+from .util import atomic_file, cache_dir, checked_record, file_digests, file_lock
 
 
 def run_split(config: RunConfig):
@@ -197,7 +56,6 @@ def run_split(config: RunConfig):
 
 @functools.lru_cache(maxsize=8)
 def _load_split(split: SplitConfig, model: str):
-    from .split import load_split
 
     return load_split(split, model)
 
@@ -257,7 +115,6 @@ def verify(folder: Path) -> dict[str, Any]:
     """The manifest of a complete run whose config and tables match their recorded sha256;
     DamagedRun naming each damaged file otherwise (`util.checked_record`; a run stored before
     checksums were kept is sealed on its first successful read)."""
-    from .util import checked_record
 
     def readable() -> None:
         for name in CHECKED:
@@ -348,7 +205,6 @@ def _versions() -> dict[str, str]:
 def lm_source(config: RunConfig):
     """The LM a run's hidden / gradient features come from: its own model, cut, precision, and
     its lr and batch size for the gradients' warm-up (`features.LMSource`)."""
-    from .features import LMSource
 
     return LMSource(config.model, config.train.frozen_layers, config.train.precision, config.split.max_len,
                     config.train.lr, config.train.batch_size)
@@ -356,7 +212,6 @@ def lm_source(config: RunConfig):
 
 def arranged_training_list(config: RunConfig, split=None) -> tuple[list, list, dict]:
     """(arranged training records, test records, arrangement summary) of a run."""
-    from .arrange import apply, arrange_records
 
     split = split or run_split(config)
     arrangement = arrange_records(split.train, split.test, config.arrangement, config.budget,
@@ -387,7 +242,6 @@ def run(config: RunConfig, log: Callable[[str], None] = print, on_step: Callable
     A run that cannot be trained (an unknown model, too many frozen layers, a TMA budget larger
     than the pool, a disk without room for it) is refused before anything is written: no folder,
     no lock file is left behind for it."""
-    from .model import process_state
 
     root = root or runs_dir()
     folder = root / config.key()
@@ -424,10 +278,7 @@ class _Prepared:
 def _prepare(config: RunConfig, root: Path) -> _Prepared:
     """Arrange the training list, load the model and check that the run fits its schedule and the
     disk: everything that can refuse a run, done before anything of it is written."""
-    from .model import TunedLM
-    from .train import step_plan
 
-    from .embed import texts_encoded
 
     started, t0, encoded = datetime.datetime.now(datetime.timezone.utc), time.perf_counter(), texts_encoded()
     arranged, test, summary = arranged_training_list(config)
@@ -441,7 +292,6 @@ def _prepare(config: RunConfig, root: Path) -> _Prepared:
 
 def _world_size() -> int:
     """How many training processes share a run (torchrun / accelerate launch), 1 alone."""
-    from .model import process_state
 
     return process_state().num_processes
 
@@ -471,8 +321,6 @@ def _check_free_space(root: Path, needed: int) -> None:
 
 def _train_and_store(config: RunConfig, folder: Path, state, work: _Prepared, log, on_step,
                      checkpoint_every: int | None) -> RunResult:
-    from .train import STATE, train
-    from .util import file_digests
 
     main = state.is_main_process
     if main:

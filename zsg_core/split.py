@@ -30,8 +30,26 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from .data import DataError, Record, from_known_fields, load_bigbench, load_jsonl, task_family, write_jsonl
-from .util import atomic_dir, cache_dir, file_lock, without_late_defaults
+from .assets import TINY_MODELS, asset_path, load_tokenizer
+from .data import (
+    DataError,
+    Record,
+    from_known_fields,
+    load_bigbench,
+    load_jsonl,
+    task_family,
+    write_jsonl,
+)
+from .prompt import encoded_length
+from .util import (
+    atomic_dir,
+    atomic_file,
+    cache_dir,
+    checked_record,
+    file_digests,
+    file_lock,
+    without_late_defaults,
+)
 
 SPLIT_VERSION = 4  # bump when the split procedure changes, so cached splits are recomputed
 
@@ -117,7 +135,6 @@ class Split:
     def save(self, folder: Path) -> None:
         """train.jsonl, test.jsonl and the per-task report.csv in `folder`, then `SPLIT_MARKER`: what
         `zsg split --force` may replace later (a folder of the user's never has it)."""
-        from .util import atomic_file
 
         write_jsonl(self.train, folder / "train.jsonl")
         write_jsonl(self.test, folder / "test.jsonl")
@@ -150,7 +167,6 @@ def default_pool(max_tasks_per_family: int = SplitConfig.max_tasks_per_family, r
     """The default task pool: generative NI v1 + BIG-bench tasks from the prepared bigbench asset.
     Parsed once per process (~30 s): a chapter that builds several splits pays for one."""
     if root is None:
-        from .assets import asset_path
 
         root = asset_path("bigbench")
     return list(_parsed_pool(Path(root), max_tasks_per_family))
@@ -207,7 +223,6 @@ def _sample_task(records: list[Record], k: int, max_len: int, tokenizer, rng: ra
     At most EXAMINE_FACTOR * k instances are visited, which bounds the tokenizing work on tasks
     whose instances are nearly all too long (a few NI v1 tasks carry 1k-token definitions).
     """
-    from .prompt import encoded_length
 
     order = list(range(len(records)))
     rng.shuffle(order)
@@ -325,7 +340,6 @@ def make_split(records: list[Record], config: SplitConfig = SplitConfig(), token
 
 def _cached_folder(config: SplitConfig, model: str) -> tuple[Path, str]:
     """Where a split is cached, and the tokenizer that measures it (tiny models share SmolLM2's)."""
-    from .assets import TINY_MODELS
 
     tokens_of = "smollm2-135m" if model in TINY_MODELS else model
     key = json.dumps({"config": config.identity(), "model": tokens_of, "version": SPLIT_VERSION}, sort_keys=True)
@@ -345,8 +359,6 @@ def load_split(config: SplitConfig = SplitConfig(), model: str = "smollm2-135m",
     The cached files' sha256 are recorded in its summary.json: a damaged copy is named through
     `log`, removed and computed again.
     """
-    from .assets import load_tokenizer
-    from .util import checked_record, file_digests
 
     folder, tokens_of = _cached_folder(config, model)
     names = list(SPLIT_FILES)

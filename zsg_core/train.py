@@ -315,7 +315,7 @@ def train(lm: TunedLM, arranged: Sequence[Record], test: Sequence[Record], confi
         batch_items = [items[i] for i in batch]
         # one packed forward and backward over this process's slice of batch k (items in order)
         with lm.precision():
-            loss_sums, label_counts = loss_module(*lm.pack(batch_items).args())
+            loss_sums, label_counts, _ = loss_module(*lm.pack(batch_items).args())
             n_labels = int(label_counts.sum())
             (loss_sums.sum() / max(n_labels, 1)).backward()
         total = _finite(float(loss_sums.detach().sum()), f"training loss at step {step}")

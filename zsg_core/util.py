@@ -13,11 +13,12 @@ import functools
 import hashlib
 import json
 import os
+import random
 import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence, TypeVar
 
 
 def device_type() -> str:
@@ -273,3 +274,14 @@ def without_late_defaults(d: dict, late_defaults: dict) -> dict:
     """`d` without the fields that were added after results were stored and still hold their
     default: such a field names a result only when set, so adding it orphans nothing."""
     return {k: v for k, v in d.items() if not (k in late_defaults and v == late_defaults[k])}
+
+
+T = TypeVar("T")
+
+
+def seeded_shuffle(items: Sequence[T], seed: int) -> list[T]:
+    """Python's `random.seed(seed); random.shuffle(x)` on a copy, as the paper's split_cluster.py:
+    every seeded order of zsg (RT, random, the gradient features' warm-up) shuffles this way."""
+    out = list(items)
+    random.Random(seed).shuffle(out)
+    return out

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from zsg_core.data import Record
-from zsg_core.model import Pack, TunedLM
+from zsg_core.model import TunedLM
+from zsg_core.packing import Pack
 from zsg_core.train import TrainConfig, train
 
 
