@@ -10,8 +10,24 @@ from hypothesis import strategies as st
 
 import zsg_core.similarity as similarity_module
 import zsg_core.tma as tma_module
-from zsg_core.arrange import (TMA_POOL_SEED, apply, cluster, coarse, family_matched, fft, nft, ot, pool_rounds,
-                              random_order, round_robin, rt, tma, tma_layout, tma_round_range, tma_rounds)
+from zsg_core.arrange import (
+    TMA_POOL_SEED,
+    apply,
+    cluster,
+    coarse,
+    family_matched,
+    fft,
+    nft,
+    ot,
+    pool_rounds,
+    random_order,
+    round_robin,
+    rt,
+    tma,
+    tma_layout,
+    tma_round_range,
+    tma_rounds,
+)
 from zsg_core.similarity import SimilarityError, wsd
 
 
@@ -354,8 +370,8 @@ def test_a_method_is_one_function_and_one_entry(monkeypatch, capsys):
     CLI offers it, and its declaration decides which parameters apply."""
     from zsg_core import arrange
     from zsg_core.cli import main
-    from zsg_core.data import DataError
     from zsg_core.config import run_config
+    from zsg_core.data import DataError
 
     calls = []
 
@@ -382,9 +398,12 @@ def test_the_declaration_decides_what_applies():
     from zsg_core import arrange
 
     assert {n for n, m in arrange.METHODS.items() if m.seeded} == {"random", "rt", "tma-rt", "family-nft", "task-nft",
-                                                                             "length-nft"}
+                                                                             "length-nft", "adaptive-gradient",
+                                                                             "adaptive-lookahead"}
     assert {n for n, m in arrange.METHODS.items() if m.takes_rounds} == {"tma-min", "tma-max"}
-    assert {n for n, m in arrange.METHODS.items() if not m.features} == {"random", "round-robin", "cluster"}
+    adaptive = {n for n, m in arrange.METHODS.items() if m.adaptive}
+    assert adaptive == {"adaptive-loss", "adaptive-gradient", "adaptive-lookahead"}
+    assert {n for n, m in arrange.METHODS.items() if not m.features} == {"random", "round-robin", "cluster"} | adaptive
     assert all(m.embed_text == ("first-turn" if n.startswith("tma-") else "all") for n, m in arrange.METHODS.items())
     with pytest.raises(SimilarityError, match="unknown arrangement method 'nearest'; choose one of random"):
         arrange.get_method("nearest")

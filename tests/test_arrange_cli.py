@@ -8,7 +8,9 @@ import pytest
 
 from zsg_core.arrange import METHODS
 from zsg_core.cli import main
-from zsg_core.data import load_jsonl, load_records, write_jsonl, Record
+from zsg_core.data import Record, load_jsonl, load_records, write_jsonl
+
+pytestmark = pytest.mark.slow  # trains, loads a model or encodes with MiniLM: `make test`, not `make test-fast`
 
 TOPICS = {
     "cooking": ["How long do I boil an egg?", "What temperature bakes bread?", "How do I cook rice?",

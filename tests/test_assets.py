@@ -133,6 +133,7 @@ def test_unknown_asset():
         assets.prepare("gpt-5")
 
 
+@pytest.mark.slow
 def test_real_assets_are_ready_and_load():
     """What `make test` prepared: the real model answers, the real data is there."""
     import torch

@@ -8,12 +8,13 @@ import json
 from pathlib import Path
 
 import pytest
+from test_faults import (
+    _one_line_error,  # what one line naming the fault looks like, checked once
+)
 
 from zsg_core import config
 from zsg_core.cli import main
 from zsg_core.data import DataError, load_records
-
-from test_faults import _one_line_error  # what one line naming the fault looks like, checked once
 
 
 def _train_and_test(folder: Path) -> tuple[Path, Path]:

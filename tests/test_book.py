@@ -115,8 +115,9 @@ def test_the_chapter_order_is_the_toc(tiny_book):
 
 @pytest.mark.slow
 def test_each_profile_builds_into_its_own_folder(tiny_book):
-    from zsg_core import plots
     import matplotlib.pyplot as plt
+
+    from zsg_core import plots
 
     for name in ("p", "q"):
         (tiny_book / "profiles" / f"{name}.yaml").write_text("x: 1\n")

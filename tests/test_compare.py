@@ -13,6 +13,8 @@ from zsg_core.config import run_params
 from zsg_core.data import DataError, Record
 from zsg_core.embed import Encoder
 
+pytestmark = pytest.mark.slow  # trains, loads a model or encodes with MiniLM: `make test`, not `make test-fast`
+
 SMOKE = dict(model="tiny-llama", train_per_task=4, test_per_task=2, max_len=256, batch_size=4, lr=1e-3,
              frozen_layers=2, max_steps=4, eval_steps=[0, 2, 4])
 

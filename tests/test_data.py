@@ -6,8 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from zsg_core.data import (DataError, Record, load_bigbench, load_flan_mini, load_hf, load_jsonl,
-                           load_niv2_tasks, load_records, task_family, write_jsonl)
+from zsg_core.data import (
+    DataError,
+    Record,
+    load_bigbench,
+    load_flan_mini,
+    load_hf,
+    load_jsonl,
+    load_niv2_tasks,
+    load_records,
+    task_family,
+    write_jsonl,
+)
 
 
 def test_bigbench_tarball_and_folder_agree(fixtures: Path, sdist: Path):

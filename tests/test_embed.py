@@ -7,6 +7,8 @@ import pytest
 from zsg_core.data import Record
 from zsg_core.embed import Encoder, embed_records, embed_text
 
+pytestmark = pytest.mark.slow  # trains, loads a model or encodes with MiniLM: `make test`, not `make test-fast`
+
 
 def _rec(q: str, a: str, *more: str) -> Record:
     turns = [q, a, *more]

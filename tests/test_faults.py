@@ -21,11 +21,13 @@ import pytest
 from zsg_core import assets
 from zsg_core.arrange import Arrangement
 from zsg_core.cli import main
+from zsg_core.config import run_config
 from zsg_core.data import DataError, Record, load_records, write_jsonl
 from zsg_core.export import HF_MARKER, write_arranged
-from zsg_core.config import run_config
 from zsg_core.runs import DamagedRun, load, run, stored
 from zsg_core.util import atomic_dir, atomic_file
+
+pytestmark = pytest.mark.slow  # trains, loads a model or encodes with MiniLM: `make test`, not `make test-fast`
 
 QUIET = {"log": lambda message: None}
 

@@ -9,9 +9,18 @@ import torch
 from zsg_core import features
 from zsg_core.arrange import arrange_records
 from zsg_core.data import DataError, Record
-from zsg_core.features import LMSource, compute, pooled_hidden, projected_gradients, projections, trained_linears
+from zsg_core.features import (
+    LMSource,
+    compute,
+    pooled_hidden,
+    projected_gradients,
+    projections,
+    trained_linears,
+)
 from zsg_core.model import TunedLM
 from zsg_core.packing import lay_out
+
+pytestmark = pytest.mark.slow  # trains, loads a model or encodes with MiniLM: `make test`, not `make test-fast`
 
 DEFINITION = "Answer the question below in one word, using only lowercase letters and no punctuation. "  # > 16 tokens
 

@@ -6,9 +6,17 @@ import pytest
 import torch
 
 from zsg_core.data import Record
-from zsg_core.metrics import generate, heldout_loss, normalize_answer, reward_scores, rouge_em
+from zsg_core.metrics import (
+    generate,
+    heldout_loss,
+    normalize_answer,
+    reward_scores,
+    rouge_em,
+)
 from zsg_core.model import TunedLM
 from zsg_core.prompt import IGNORE, encode
+
+pytestmark = pytest.mark.slow  # trains, loads a model or encodes with MiniLM: `make test`, not `make test-fast`
 
 
 def _rec(i: int, q: str, a: str, task: str = "t") -> Record:

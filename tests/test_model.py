@@ -5,11 +5,13 @@ import numpy as np
 import pytest
 import torch
 
+from zsg_core import attention, cast_once
+from zsg_core.assets import AssetError, model_path
 from zsg_core.data import Record
 from zsg_core.metrics import heldout_loss
-from zsg_core.assets import AssetError, model_path
-from zsg_core import attention, cast_once
 from zsg_core.model import ModelError, TunedLM
+
+pytestmark = pytest.mark.slow  # trains, loads a model or encodes with MiniLM: `make test`, not `make test-fast`
 
 
 def _rec(i: int, q: str, a: str) -> Record:

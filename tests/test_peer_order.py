@@ -19,6 +19,8 @@ from zsg_core.cli import main
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from zsg_core.data import Record, write_jsonl
 
+pytestmark = pytest.mark.slow  # trains, loads a model or encodes with MiniLM: `make test`, not `make test-fast`
+
 TASKS = ("cooking", "maths", "travel", "music")
 PER_TASK = 4
 BATCH = 4
@@ -142,7 +144,12 @@ def test_transformers_trainer_with_a_sequential_sampler_trains_the_arranged_orde
     their EOS), the collator the README points to (`bench_peer.pad_and_mask`), sequential sampling."""
     from bench_peer import pad_and_mask
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        Trainer,
+        TrainingArguments,
+    )
 
     from zsg_core.data import load_jsonl
     from zsg_core.metrics import pad_id

@@ -16,18 +16,20 @@ import pandas as pd
 import pytest
 
 from zsg_core import experiments, toc
+from zsg_core.config import load_profile, run_config
 from zsg_core.costs import CostModel, machine_kind
 from zsg_core.data import DataError
 from zsg_core.execute import Executor, train_missing, waves
 from zsg_core.experiments import PlannedRun
 from zsg_core.plan import Plan, book_plan, predictions, render
 from zsg_core.precision import capability
-from zsg_core.config import load_profile, run_config
-
 from zsg_core.runs import TABLES, load
 
 TINY = dict(model="tiny-llama", train_per_task=4, test_per_task=2, max_len=256, batch_size=4, lr=1e-3,
             frozen_layers=2, precision="fp32")  # fp32: runs from two executors compare bit for bit
+
+pytestmark = pytest.mark.slow  # trains, loads a model or encodes with MiniLM: `make test`, not `make test-fast`
+
 
 
 def _chapter_params(chapter: str, **over) -> dict:
@@ -108,7 +110,7 @@ def test_tma_runs_wait_on_their_pools_and_are_counted(monkeypatch):
     p = toc.chapter_parameters("06_tma", load_profile("smoke"))
     n = 3 * len(p["split_seeds"]) + 2 + len(p["round_starts"]) * len(p["side_split_seeds"])  # MIN, MAX: first split
     assert plan.unsized["06_tma"].runs == n
-    assert f"+{n} runs of tma, sized once the TMA pools" in render(plan, CostModel(machine_kind(capability()), 0))
+    assert f"+{n} runs of tma_comparison, sized once the TMA pools" in render(plan, CostModel(machine_kind(capability()), 0))
 
 
 def _manifest(config, steps, seconds, kind="AVX512", first=False, new_entries=0):
@@ -255,6 +257,7 @@ from zsg_core.plan import Plan
 from zsg_core.experiments import PlannedRun
 from zsg_core.config import RunConfig
 import json
+
 runs = [PlannedRun("t", "e", str(i), 0, "split_seed", RunConfig.from_dict(c)) for i, c in enumerate(json.load(open(sys.argv[1])))]
 train_missing(Plan("t", ["t"], runs), log=lambda m: print(m, flush=True))
 """

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from zsg_core.config import load_profile
+from zsg_core.config import load_profile, run_config, run_params
 from zsg_core.data import DataError
-from zsg_core.config import run_config, run_params
-
 from zsg_core.runs import MisfiledRun, load, run, stored
+
+pytestmark = pytest.mark.slow  # trains, loads a model or encodes with MiniLM: `make test`, not `make test-fast`
 
 SMOKE = dict(model="tiny-llama", train_per_task=4, test_per_task=2, max_len=256, batch_size=4, lr=1e-3,
              frozen_layers=2, max_steps=4, eval_steps=[0, 4])

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from zsg_core.data import DataError
 from zsg_core.config import RunConfig, run_config
-
+from zsg_core.data import DataError
 from zsg_core.runs import is_complete, load, run
+
+pytestmark = pytest.mark.slow  # trains, loads a model or encodes with MiniLM: `make test`, not `make test-fast`
 
 SMOKE = dict(model="tiny-llama", train_per_task=4, test_per_task=2, max_len=256, batch_size=4, lr=1e-3,
              frozen_layers=2)
@@ -100,8 +101,7 @@ def test_run_parameters_are_validated_by_name():
 def test_run_parameters_are_declared_once_and_defaults_say_why_they_differ():
     """One flat namespace over the three configs; each default that differs from the default
     profile carries its reason, and a flat config round-trips."""
-    from zsg_core.config import load_profile
-    from zsg_core.config import PARAMETERS, flat_params, run_params
+    from zsg_core.config import PARAMETERS, flat_params, load_profile, run_params
 
     cpu = run_params(load_profile("cpu"))
     def same(a, b):

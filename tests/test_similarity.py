@@ -8,8 +8,18 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from zsg_core.similarity import (SimilarityError, bigram_kl, bigram_kl_per_task, check_embeddings, combine_wsd,
-                                 min_avg_distance, ot_cost, prefix_measures, wsd, wsd_weight)
+from zsg_core.similarity import (
+    SimilarityError,
+    bigram_kl,
+    bigram_kl_per_task,
+    check_embeddings,
+    combine_wsd,
+    min_avg_distance,
+    ot_cost,
+    prefix_measures,
+    wsd,
+    wsd_weight,
+)
 
 S = math.sqrt(0.5)
 # three training points on the unit circle (x, y, diagonal), two test points (x and y axes)

@@ -7,7 +7,13 @@ from collections import Counter
 import pytest
 
 from zsg_core.data import DataError, Record, task_family
-from zsg_core.split import SplitConfig, cap_families, check_disjoint, load_split, make_split
+from zsg_core.split import (
+    SplitConfig,
+    cap_families,
+    check_disjoint,
+    load_split,
+    make_split,
+)
 
 
 def _rec(task: str, i: int, text: str | None = None, source: str = "bigbench") -> Record:
@@ -52,6 +58,31 @@ def test_a_larger_pool_extends_each_task_and_keeps_the_held_out_set():
         assert len(ids) == 10 and ids[:4] == [r.id for r in small.train if r.task == task]
 
 
+def test_validation_instances_are_held_out_tasks_own_and_never_held_out_instances():
+    """Issue 35 item 1: orders that watch the held-out tasks while training read a validation set
+    of their own; it shares no instance (nor an instance's text) with the held-out set the book
+    evaluates on, comes only from held-out tasks, and leaves the split's other sets as they were."""
+    cfg = SplitConfig(seed=3, test_tasks=6, train_per_task=5, test_per_task=3)
+    first = make_split(_pool(), cfg).test[0]
+    held_ids = {r.id for r in make_split(_pool(), cfg).test}
+    # every other instance of one held-out task repeats the text of one of its held-out instances
+    pool = [_rec(r.task, int(r.id.split("#")[1]), text=first.messages[0]["content"])
+            if r.task == first.task and r.id not in held_ids else r for r in _pool()]
+    plain, with_val = make_split(pool, cfg), make_split(pool, dataclasses.replace(cfg, val_per_task=2))
+    assert with_val.test == plain.test and with_val.train == plain.train and plain.validation == []
+    held_out_tasks = {r.task for r in with_val.test}
+    assert Counter(r.task for r in with_val.validation) == {t: 2 for t in held_out_tasks - {first.task}}
+    assert not {r.id for r in with_val.validation} & {r.id for r in with_val.test}
+    texts = lambda records: {r.messages[0]["content"] for r in records}
+    assert not texts(with_val.validation) & texts(with_val.test)
+    assert dataclasses.replace(cfg, val_per_task=0).identity() == cfg.identity()  # old splits keep their keys
+    with pytest.raises(DataError, match="val_per_task must be 0"):
+        SplitConfig(val_per_task=-1)
+    with pytest.raises(DataError, match="held_out='instances' and val_per_task"):
+        SplitConfig(held_out="instances", val_per_task=1)
+
+
+@pytest.mark.slow
 def test_the_held_out_set_is_the_same_for_every_pool_size_with_the_real_tokenizer(smol_tokenizer):
     """A task whose instances are nearly all over max_len: k slots visit 20 x k of them, so a larger
     pool may find the one that fits where the training list's k slots did not, and the task turns
@@ -81,6 +112,7 @@ def test_test_tasks_are_stratified_by_source():
     assert sources.count("natural_instructions") == 2 * 2 and sources.count("bigbench") == 6 * 2
 
 
+@pytest.mark.slow
 def test_length_filter_drops_and_reports(smol_tokenizer):
     long_text = "word " * 400
     pool = [_rec(f"bb/f/t{t}", i, long_text if i % 2 else None) for t in range(8) for i in range(10)]
@@ -134,6 +166,7 @@ def test_cap_families_keeps_first_tasks_by_name():
     assert kept == {"bb/big/c000", "bb/big/c001", "bb/big/c002", "ni/subtask001_a_b"}
 
 
+@pytest.mark.slow
 def test_real_split_has_enough_tasks_and_no_leak():
     """The default split of the real NI v1 + BIG-bench pool (computed once, then cached)."""
     s = load_split(SplitConfig())

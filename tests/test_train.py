@@ -15,10 +15,19 @@ import torch
 from zsg_core.data import DataError
 from zsg_core.model import TunedLM
 from zsg_core.packing import Pack
-from zsg_core.train import NotFiniteError, TrainConfig, comparison_schedule, dense_schedule, step_plan, train
+from zsg_core.train import (
+    NotFiniteError,
+    TrainConfig,
+    comparison_schedule,
+    dense_schedule,
+    step_plan,
+    train,
+)
 
 sys.path.insert(0, str(Path(__file__).parent / "scripts"))
 from ddp_order import records  # noqa: E402
+
+pytestmark = pytest.mark.slow  # trains, loads a model or encodes with MiniLM: `make test`, not `make test-fast`
 
 SCRIPTS = Path(__file__).parent / "scripts"
 QUIET = dict(log=lambda s: None)

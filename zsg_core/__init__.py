@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("util", "toc", "similarity", "attention", "cast_once"),  # nothing of zsg below them
     ("data", "assets", "tma"),
-    ("prompt", "precision", "embed", "stats"),
+    ("prompt", "precision", "embed", "stats", "adaptive"),
     ("split", "packing", "findings"),
     ("model", "rules", "plots"),
     ("metrics",),

@@ -127,7 +127,6 @@ def key_matched(order: Sequence[int], keys: Sequence[str], seed: int = 0) -> lis
 def family_matched(order: Sequence[int], tasks: Sequence[str], seed: int = 0) -> list[int]:
     """`order`'s sequence of task families, a random instance of the family at each position: set
     against `order` it asks whether being the *nearest* matters or only being from the right family."""
-
     return key_matched(order, [task_family(t) for t in _check_tasks(tasks, len(order))], seed)
 
 
@@ -322,6 +321,7 @@ class Method:
     min_tma_budget: int = 1  # the min-max layout splits the budget in two halves of at least 1
     version: int = 1  # bumped when the method's order changes, so that runs stored under the old order are not served
     wsd: bool = False  # orders by WSD (its weight goes into the summary)
+    adaptive: bool = False  # decided while training (zsg_core.adaptive): `order` gives only the list it permutes
 
     def check(self, tma_budget: int | None = None, rounds: Sequence[int] | None = None,
               embed_text: str | None = None, pool_size: int | None = None) -> None:
@@ -406,6 +406,16 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("length-nft", _length_method, "nft's sequence of answer lengths (factors of 2), any task's instance of "
            "each length in random order", seeded=True, wsd=True),
     Method("ot", lambda a: (ot(a.train, a.test), None), "E9: cheapest to move to the test set first (optimal transport)"),
+    # Orders decided while training (zsg_core.adaptive), each a permutation of this seeded list
+    Method("adaptive-loss", lambda a: (random_order(len(a.tasks), a.seed), None),
+           "TMA's rounds over the held-out tasks, the highest validation loss first, re-ranked every adapt_every steps",
+           features=False, adaptive=True),  # decided by the data and the model alone: one run, not one per seed
+    Method("adaptive-gradient", lambda a: (random_order(len(a.tasks), a.seed), None),
+           "every adapt_every steps, the instances whose gradient aligns best with a held-out task's, round robin",
+           features=False, seeded=True, adaptive=True),
+    Method("adaptive-lookahead", lambda a: (random_order(len(a.tasks), a.seed), None),
+           "each step, the one of lookahead_batches random batches whose step lowers validation loss most (a bound)",
+           features=False, seeded=True, adaptive=True),
     Method("coarse", lambda a: (coarse(a.train, a.test, a.tasks), None), "E5: whole tasks, nearest centroid first"),
     *[Method(f"tma-{v}", _tma_method(v), f"E6: Test-centric Multi-turn Arrangement, {_TMA_HELP[v]}",
              seeded=v == "rt", takes_tma_budget=True, takes_rounds=v in ("min", "max"), embed_text="first-turn",
@@ -460,7 +470,6 @@ def arrange_records(train: Sequence, test: Sequence, method: str, tma_budget: in
     what rounds [a, b) over the whole pool pick (E8). Without an `encoder`, one is made with
     `processes` encoding processes (`embed.Encoder`).
     """
-
     m = get_method(method)
     m.check(tma_budget, rounds, embed_text, pool_size=len(train))
     check_kind(features, test_view)

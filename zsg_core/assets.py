@@ -95,7 +95,6 @@ def _gguf_to_safetensors(gguf: Path, out: Path) -> None:
     from transformers import modeling_gguf_pytorch_utils as gguf_reader
     from transformers.utils import logging as hf_logging
 
-
     bar = gguf_reader.tqdm
     if not show_progress():  # keep transformers' bars, and its GGUF reader's plain tqdm, out of logs
         hf_logging.disable_progress_bar()

@@ -28,13 +28,11 @@ class ModelError(ValueError):
 
 class _SpanAttention(torch.autograd.Function):
     """Softmax attention of one span written as plain matmuls, with its backward by hand; for
-    training on CPU, where torch's flash-attention backward costs ~6x its forward (3.1 ms against
-    0.5 ms for a 128-token item) and a step of the cpu profile spent ~24% of its time
-    there. Scores and softmax are fp32 as in flash attention, the probabilities enter P @ V in the
-    inputs' dtype as flash attention's do; the backward's products run in the inputs' dtype.
-    Over the spans of 20 real training steps this is ~30% faster than flash forward + backward
-    (benchmarks/README); in fp32 it is exact."""
-
+    training on CPU, where torch's flash-attention backward costs several times its forward and
+    dominated a training step's attention (benchmarks/README, "Training speed", has the figures).
+    Scores and softmax are fp32 as in flash attention, the probabilities enter P @ V in the
+    inputs' dtype as flash attention's do; the backward's products run in the inputs' dtype. In
+    fp32 it is exact."""
     @staticmethod
     def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor,
                 scale: float) -> torch.Tensor:

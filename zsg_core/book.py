@@ -47,7 +47,6 @@ from .plan import book_plan, render
 from .toc import BookError, chapter_defaults, chapter_sources, chapters
 from .util import BUILD_ENV, DEFAULT_PROFILE, build_dir
 
-
 # What a page shows of a chapter's code: the calls that decide and record its verdicts, which a
 # reader of a reproduction wants to check, and nothing else (the rest folds away with its input).
 SHOWN = ("verdict", "record")  # cell tags: the rule's call and its table; `findings.record`
@@ -129,7 +128,6 @@ def _show_what_ran(notebook: Path, profile: str, injected: dict) -> None:
 def train_plan(profile: str, only: list[str] | None = None, executor=None, log=print) -> None:
     """Print the plan of the chapters' runs (`zsg plan`), then train the ones the store lacks
     with `executor` (default: one after another, in this process), so that the chapters only read."""
-
     plan = book_plan(profile, only)
     log(render(plan, CostModel.fit(manifests())))
     if plan.unsized:

@@ -296,7 +296,6 @@ def answer_format(result: RunResult, upto_step: int) -> pd.DataFrame:
 def received(result: RunResult) -> pd.DataFrame:
     """The run's `batches` (step, position, id) with each instance's task, its family, and whether
     that family also has a held-out task (`sibling`), from the run's own split."""
-
     index = _split_index(result.config.split, result.config.model)
     task, held = index.task, index.held_out_families
     out = result.batches.assign(task=result.batches.id.map(task))
@@ -319,7 +318,6 @@ def sibling_share(result: RunResult, upto_step: int) -> float:
 def held_out_with_sibling(result: RunResult) -> set[str]:
     """The held-out tasks of the run's split whose family also has a training task (a BIG-bench
     subtask whose siblings train): the tasks a family-led order is closest to."""
-
     task = _split_index(result.config.split, result.config.model).task
     trained = {task_family(t) for t in task.values()}
     return {t for t in result.eval_loss.task.unique() if task_family(t) in trained}

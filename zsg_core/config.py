@@ -57,9 +57,11 @@ class RunConfig:
     rounds: tuple[int, int] | None = None  # tma-min/tma-max: train on rounds [a, b) only (E8)
     features: str = "minilm"  # what "similar" means for the orders that measure it (zsg_core.features)
     test_view: str = "with-answer"  # held-out features with the reference answer, or from the prompt only
+    adapt_every: int = 10  # adaptive-loss / adaptive-gradient: steps between re-rankings
+    adapt_pool: int | None = None  # adaptive-gradient: remaining instances whose gradients a re-rank takes (None: all)
+    lookahead_batches: int = 4  # adaptive-lookahead: candidate batches tried at each step
 
     def __post_init__(self) -> None:
-
         if not isinstance(self.model, str) or not self.model:
             raise DataError(f"run parameter model must be a model name or folder, got {self.model!r}")
         if not isinstance(self.arrangement_seed, int) or isinstance(self.arrangement_seed, bool):
@@ -84,10 +86,28 @@ class RunConfig:
             object.__setattr__(self, "embed_text", None)
         if self.rounds is not None:
             object.__setattr__(self, "rounds", tuple(self.rounds))
+        self._check_adaptive(method)
+
+    def _check_adaptive(self, method) -> None:
+        """The adaptive orders' parameters: checked for those orders, no part of any other run."""
+        for name, least, none_ok in (("adapt_every", 1, False), ("adapt_pool", 1, True), ("lookahead_batches", 1, False)):
+            value = getattr(self, name)
+            if value is None and none_ok:
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise DataError(f"run parameter {name} must be an integer >= {least}{' or None' if none_ok else ''}, "
+                                f"got {value!r}")
+        if not method.adaptive:
+            for f in ("adapt_every", "adapt_pool", "lookahead_batches"):
+                object.__setattr__(self, f, next(x for x in fields(self) if x.name == f).default)
+        elif not self.split.val_per_task:
+            raise DataError(f"run parameters: {self.arrangement} watches the held-out tasks while training and "
+                            "reads their validation instances: set val_per_task (e.g. 2)")
 
     def to_dict(self) -> dict[str, Any]:
         d = without_late_defaults({f.name: getattr(self, f.name) for f in fields(self)},
-                                  {"rounds": None, "features": "minilm", "test_view": "with-answer"})
+                                  {"rounds": None, "features": "minilm", "test_view": "with-answer",
+                                   "adapt_every": 10, "adapt_pool": None, "lookahead_batches": 4})
         if "rounds" in d:
             d["rounds"] = list(d["rounds"])
         return {**d, "split": self.split.identity(), "train": self.train.to_dict()}
@@ -104,8 +124,6 @@ class RunConfig:
     def key(self) -> str:
         """Hash of the config (and, for a model given as a folder, of its weight files' names, sizes
         and times: the same path with new weights is a new run; assets are pinned by sha256)."""
-
-
         identity: dict[str, Any] = {"config": self.to_dict(), "version": RUN_VERSION}
         if get_method(self.arrangement).version != 1:  # a method whose order changed: new runs, not old ones
             identity["arrangement_version"] = get_method(self.arrangement).version

@@ -102,7 +102,6 @@ class CostModel:
     @classmethod
     def fit(cls, stored: list[dict[str, Any]], kind: str | None = None) -> "CostModel":
         """Rates from the manifests of `kind` (default: this machine's) that record every part."""
-
         kind = kind or machine_kind(capability())
         usable = [m for m in stored if machine_kind(m.get("machine", {})) == kind and "texts_embedded" in m
                   and m.get("steps") and m.get("processes", 1) == 1]

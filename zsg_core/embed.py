@@ -1,8 +1,7 @@
 """Sentence embeddings with the paper's encoder (all-MiniLM-L6-v2), cached on disk by text hash.
 
-The encoder runs at about 22 texts/s on 2 cores for the split's long texts (benchmarks/results/
-bench_embed_cpu.json; several processes or GPUs: `processes`), so every text is encoded once per
-model, ever: vectors live in `$ZSG_CACHE/embeddings/<model>-<checksum of its weights>/` as .npz shards
+Encoding is slow on a CPU for the split's long texts (benchmarks/results/bench_embed_cpu.json;
+several processes or GPUs: `processes`), so every text is encoded once per model, ever: vectors live in `$ZSG_CACHE/embeddings/<model>-<checksum of its weights>/` as .npz shards
 (sha1 of the text -> float32 vector), each written atomically. A second call for the same texts
 encodes nothing; vectors from other weights (a repaired or replaced asset) are never served. A
 damaged shard (zip CRCs, shapes and values are checked) is named, removed, and its texts encoded
@@ -46,7 +45,6 @@ class VectorStore:
     """Vectors on disk by key (a text's or an item's hash), as .npz shards written atomically;
     a damaged shard is named through `log`, removed, and its keys are computed again. Embeddings
     and the LM features (`features`) keep their vectors here, one folder per what made them."""
-
     def __init__(self, folder: Path, log: Callable[[str], None] | None = None):
         self.folder = folder
         self.log = log or (lambda message: print(message, file=sys.stderr))
@@ -103,7 +101,6 @@ class Encoder:
     `processes` > 1 encodes with sentence-transformers' multi-process pool: one process per GPU
     when there are GPUs (`processes` of them at most), else `processes` CPU processes, each given
     its share of the cores. Vectors are the same either way (one text at a time in a batch)."""
-
     def __init__(self, model: str = "minilm-l6", batch_size: int = 64, cache: Path | None = None,
                  log: Callable[[str], None] | None = None, processes: int = 1):
 

@@ -147,7 +147,6 @@ def _ray_task(config: dict[str, Any], root: str, token: str, threads: int) -> fl
 def _on_ray(todo: list[PlannedRun], executor: Executor, root: Path, bar: "_Progress", walls: dict[str, float]) -> None:
     import ray
 
-
     token = _store_token(root)
     threads = executor.run_threads()
     env = {"ZSG_CACHE": str(cache_dir()), "ZSG_RUNS": str(root), "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1",
@@ -177,7 +176,6 @@ def _on_ray(todo: list[PlannedRun], executor: Executor, root: Path, bar: "_Progr
 class _Progress:
     """Runs done of the total, elapsed, and the time left at the rate so far: a tqdm bar on a
     terminal, a line per run otherwise."""
-
     def __init__(self, total: int, log: Callable[[str], None]):
 
         self.total, self.count, self.log, self.t0 = total, 0, log, time.perf_counter()

@@ -77,7 +77,6 @@ class Pending:
 class Unsized(Exception):
     """Planning met a group whose runs are decided by work not yet done (TMA's budget is computed
     from the pools' embeddings): how many runs it holds is known, their configs are not."""
-
     def __init__(self, experiment: str, runs: int, work: str):
         super().__init__(f"{experiment}: {runs} runs, sized once {work}")
         self.experiment, self.runs, self.work = experiment, runs, work
@@ -352,7 +351,6 @@ def tma_plan(params: Mapping[str, Any], split_seeds: Sequence[int], pool_per_tas
     paper's plotted half spans ~13). E8's groups [s, s + round_width) all train on their first
     `group_size` instances, the smallest group's size over splits rounded down to a batch, so every
     group trains the same steps under the same schedule."""
-
     if near_rounds < 1:
         raise DataError(f"tma_near_rounds must be at least 1, got {near_rounds}")
     if pool_per_task < params["train_per_task"]:
@@ -483,7 +481,6 @@ def tma_chapter(params: Mapping[str, Any], split_seeds: Sequence[int], side_spli
 
 def _pools_embedded(params: Mapping[str, Any], split_seeds: Sequence[int], pool_per_task: int) -> bool:
     """Whether `tma_plan` would only read caches: every pool split cached and all its texts embedded."""
-
     encoder = Encoder()
     for seed in split_seeds:
         config = run_config(**{**_tma_params(params, pool_per_task), "split_seed": seed, "arrangement": "tma-min"})
@@ -533,7 +530,6 @@ def chapter_runs(chapter: str, params: Mapping[str, Any]) -> Any:
 
 class _ChapterParams(Mapping[str, Any]):
     """A chapter's parameters; one it needs and lacks is named (not a KeyError from deep inside)."""
-
     def __init__(self, chapter: str, params: Mapping[str, Any]):
         self.chapter, self.params = chapter, params
 

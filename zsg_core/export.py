@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from .arrange import Arrangement, arrange_records
+from .arrange import Arrangement, arrange_records, get_method
 from .data import DataError, Record, load_records, write_jsonl
 from .split import check_disjoint
 from .util import atomic_dir
@@ -108,7 +108,6 @@ def write_arranged(train: Sequence[Record], arrangement: Arrangement, out: str |
     """Write the arranged records to `out`: JSON Lines, or with fmt="hf" a Hugging Face
     `save_to_disk` folder. Returns `out`. With `force`, a previous output of the same kind is
     replaced atomically (readers see the old one or the new one); nothing else is ever replaced."""
-
     out = check_out(out, _format(fmt), force)
     rows = arranged_rows(train, arrangement)
     if fmt == "hf":
@@ -132,7 +131,10 @@ def arrange_file(train: str | Path, test: str | Path, out: str | Path, method: s
     tasks, ids or texts) unless `allow_overlap`, arrange with `method` and write `out`;
     `processes` encoders embed the texts (`embed.Encoder`); `features`, `test_view` and `source`
     (a `features.LMSource` for hidden / gradient) as in `arrange.arrange_records`."""
-
+    if get_method(method).adaptive:  # before any work: there is no list to write
+        raise DataError(f"{method} is decided while training, from the model's own signals, so there is no list to "
+                        f"write: train with `zsg train --arrangement {method}`, or plug zsg_core.adaptive.BatchSampler "
+                        "into your trainer (README, \"Orders that watch the model\")")
     check_out(out, _format(fmt), force, inputs=(train, test))  # before any work
     train_records, test_records = load_records(train), load_records(test)
     if not allow_overlap:

@@ -79,7 +79,6 @@ def load_model(name: str, seed: int = 0) -> tuple[nn.Module, object]:
     else:
         from transformers.utils import logging as hf_logging
 
-
         if not show_progress():  # no weight-loading bar per run in logs (make book, workers, notebooks)
             hf_logging.disable_progress_bar()
         model = AutoModelForCausalLM.from_pretrained(model_path(name), dtype=torch.float32,
@@ -200,7 +199,6 @@ class ResponseLoss(nn.Module):
     """Summed cross-entropy over the response tokens (+EOS) of each item of a packed row, and
     their counts. Input is token ids (frozen_layers = 0) or the cached output of the frozen bottom,
     laid out by `Pack`."""
-
     def __init__(self, model: nn.Module, frozen_layers: int):
         super().__init__()
         decoder = _decoder(model)
@@ -254,7 +252,6 @@ class ResponseLoss(nn.Module):
 
 class TunedLM:
     """A model, its tokenizer, the frozen/trained split and the cache of bottom outputs."""
-
     def __init__(self, name: str, frozen_layers: int = 0, max_len: int | None = None, seed: int = 0,
                  autocast: bool | None = None, hidden_cache: Path | None = None):
         """`autocast`: bf16 autocast on or off; None decides as `precision: auto` does."""

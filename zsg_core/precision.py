@@ -1,10 +1,10 @@
 """Which precision a run computes in: bf16 autocast where the hardware does bf16 natively and
 faster, fp32 elsewhere (`precision: auto`, the default).
 
-bf16 autocast over fp32 master weights is 2-3x faster than fp32 on a CPU with AVX512-BF16 or AMX
-(measured: 2048^2 products at 0.36 vs 0.13 TFLOP/s on 2 AMD EPYC cores), but on a CPU without
-them torch emulates bf16 and the same product is up to ~35x *slower* than fp32 (0.9 vs 33.8
-GFLOP/s on an AVX2 machine). So the choice is made from two facts:
+bf16 autocast over fp32 master weights is faster than fp32 on a CPU with AVX512-BF16 or AMX, but
+on a CPU without them torch emulates bf16 and the same product is many times *slower* than fp32
+(seen on an AVX2 machine; the bf16 speed-up on an AVX512-BF16 one is in benchmarks/README,
+"Training speed"). So the choice is made from two facts:
 
 1. the capability: the CPU's flags (`avx512_bf16`, `amx_bf16` on Linux; `FEAT_BF16` on Apple
    silicon) or, on a GPU, `torch.cuda.is_bf16_supported(including_emulation=False)`;

@@ -177,7 +177,6 @@ def prefix_changes(*groups: Mapping[tuple[str, int], "RunResult"], batch_size: i
     (hidden and gradient from the runs' own model, cut and precision: `runs.lm_source`). Both
     tables carry a `split` column, and `seed` is the run's order seed (unique with its label
     inside a split)."""
-
     by_split: dict = {}
     for label, _, result in labelled(groups):
         by_split.setdefault(result.config.split, {})[(label, result.config.arrangement_seed)] = result

@@ -36,15 +36,16 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from .arrange import apply, arrange_records
+from .adaptive import GradientAligned, Lookahead, LossRounds, nearest_by_task
+from .arrange import apply, arrange_records, get_method
 from .config import RUN_VERSION, RunConfig
 from .data import DataError
-from .embed import texts_encoded
-from .features import LMSource
+from .embed import Encoder, embed_records, texts_encoded
+from .features import LMSource, projected_gradients
 from .model import TunedLM, process_state
 from .precision import capability
 from .split import SplitConfig, load_split
-from .train import LEGACY_STATE, STATE, TABLES, step_plan, train
+from .train import LEGACY_STATE, STATE, TABLES, Adaptive, step_plan, train
 from .util import atomic_file, cache_dir, checked_record, file_digests, file_lock
 
 
@@ -115,7 +116,6 @@ def verify(folder: Path) -> dict[str, Any]:
     """The manifest of a complete run whose config and tables match their recorded sha256;
     DamagedRun naming each damaged file otherwise (`util.checked_record`; a run stored before
     checksums were kept is sealed on its first successful read)."""
-
     def readable() -> None:
         for name in CHECKED:
             try:
@@ -205,19 +205,35 @@ def _versions() -> dict[str, str]:
 def lm_source(config: RunConfig):
     """The LM a run's hidden / gradient features come from: its own model, cut, precision, and
     its lr and batch size for the gradients' warm-up (`features.LMSource`)."""
-
     return LMSource(config.model, config.train.frozen_layers, config.train.precision, config.split.max_len,
                     config.train.lr, config.train.batch_size)
 
 
 def arranged_training_list(config: RunConfig, split=None) -> tuple[list, list, dict]:
     """(arranged training records, test records, arrangement summary) of a run."""
-
     split = split or run_split(config)
     arrangement = arrange_records(split.train, split.test, config.arrangement, config.budget,
                                   config.arrangement_seed, config.embed_text, rounds=config.rounds,
                                   features=config.features, test_view=config.test_view, source=lm_source(config))
     return apply(split.train, arrangement.order), split.test, arrangement.summary()
+
+
+def adaptive_order(config: RunConfig, arranged: list, split=None) -> Adaptive | None:
+    """The order an adaptive method decides while training, over `arranged` (the seeded list it
+    permutes), and the held-out tasks' validation instances it watches; None for a static order."""
+    if not get_method(config.arrangement).adaptive:
+        return None
+    validation = (split or run_split(config)).validation
+    batch, every, seed = config.train.batch_size, config.adapt_every, config.arrangement_seed
+    if config.arrangement == "adaptive-loss":  # nearness as TMA's: MiniLM on the first turn
+        encoder = Encoder()
+        nearest = nearest_by_task(embed_records(arranged, "first-turn", encoder),
+                                  embed_records(validation, "first-turn", encoder), [r.task for r in validation])
+        return Adaptive(LossRounds(nearest, batch, every, seed), validation)
+    if config.arrangement == "adaptive-gradient":
+        return Adaptive(GradientAligned(len(arranged), sorted({r.task for r in validation}), batch, every, seed,
+                                        config.adapt_pool), validation, sketch=projected_gradients)
+    return Adaptive(Lookahead(len(arranged), batch, config.lookahead_batches, seed), validation)
 
 
 def stored(config: RunConfig, root: Path | None = None, log: Callable[[str], None] = print) -> RunResult | None:
@@ -242,7 +258,6 @@ def run(config: RunConfig, log: Callable[[str], None] = print, on_step: Callable
     A run that cannot be trained (an unknown model, too many frozen layers, a TMA budget larger
     than the pool, a disk without room for it) is refused before anything is written: no folder,
     no lock file is left behind for it."""
-
     root = root or runs_dir()
     folder = root / config.key()
     state = process_state()
@@ -273,26 +288,25 @@ class _Prepared:
     started: datetime.datetime  # when preparing began: a run's wall time counts arranging and loading too
     t0: float
     texts_embedded: int  # texts arranging had to embed (not cached yet)
+    adaptive: Adaptive | None = None  # an order decided while training, over `arranged`
 
 
 def _prepare(config: RunConfig, root: Path) -> _Prepared:
     """Arrange the training list, load the model and check that the run fits its schedule and the
     disk: everything that can refuse a run, done before anything of it is written."""
-
-
     started, t0, encoded = datetime.datetime.now(datetime.timezone.utc), time.perf_counter(), texts_encoded()
     arranged, test, summary = arranged_training_list(config)
+    adaptive = adaptive_order(config, arranged)
     encoded = texts_encoded() - encoded  # a split's first run embeds its texts; the others read them
     lm = TunedLM(config.model, config.train.frozen_layers, config.split.max_len, seed=config.train.seed,
                  autocast=config.train.precision == "bf16")
     steps, _, eval_steps = step_plan(len(arranged), config.train, _world_size())
     _check_free_space(root, _expected_bytes(lm, steps, config.train.batch_size, len(eval_steps), len(test)))
-    return _Prepared(arranged, test, summary, lm, started, t0, encoded)
+    return _Prepared(arranged, test, summary, lm, started, t0, encoded, adaptive)
 
 
 def _world_size() -> int:
     """How many training processes share a run (torchrun / accelerate launch), 1 alone."""
-
     return process_state().num_processes
 
 
@@ -330,7 +344,7 @@ def _train_and_store(config: RunConfig, folder: Path, state, work: _Prepared, lo
     started, t0, lm = work.started, work.t0, work.lm
     prepare_seconds = time.perf_counter() - t0  # arranging (embedding a new split's texts) and loading the model
     result = train(lm, work.arranged, work.test, config.train, workdir=folder, log=log, on_step=on_step,
-                   checkpoint_every=checkpoint_every, order_seed=config.arrangement_seed)
+                   checkpoint_every=checkpoint_every, order_seed=config.arrangement_seed, adaptive=work.adaptive)
     if not main:
         state.wait_for_everyone()
         return load(folder)

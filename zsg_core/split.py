@@ -24,7 +24,7 @@ import json
 import random
 import shutil
 from collections import defaultdict
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -69,6 +69,10 @@ class SplitConfig:
     # Training instances sampled per training task when a larger pool is wanted (TMA, E6): None is
     # train_per_task. Which tasks are usable and what is held out never depend on it (`make_split`).
     pool_per_task: int | None = None
+    # Instances per held-out task kept apart from the held-out set, for orders that watch the model
+    # on the held-out tasks while it trains (as LESS uses a few target examples); 0: none. Drawn
+    # after the held-out instances, so the held-out set is the same with or without them.
+    val_per_task: int = 0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -85,8 +89,10 @@ class SplitConfig:
                 continue
             if not isinstance(v, int) or isinstance(v, bool):
                 raise DataError(f"split parameter {f.name} must be an integer, got {v!r}")
-            if f.name != "seed" and v < 1:
+            if f.name not in ("seed", "val_per_task") and v < 1:
                 raise DataError(f"split parameter {f.name} must be at least 1, got {v}")
+            if f.name == "val_per_task" and v < 0:
+                raise DataError(f"split parameter val_per_task must be 0 (none) or more, got {v}")
 
         if self.pool_per_task is not None and self.pool_per_task < self.train_per_task:
             raise DataError(f"split parameter pool_per_task ({self.pool_per_task}) is smaller than train_per_task "
@@ -96,6 +102,9 @@ class SplitConfig:
         if self.pool_per_task is not None and self.held_out == "instances":
             raise DataError("split parameters pool_per_task and held_out='instances' exclude each other: the "
                             "task-free hold-out draws from the training instances themselves")
+        if self.held_out == "instances" and self.val_per_task:
+            raise DataError("split parameters held_out='instances' and val_per_task exclude each other: the "
+                            "task-free hold-out has no held-out tasks to keep validation instances of")
         if self.held_out == "instances" and self.family_blocked:
             raise DataError("split parameters held_out='instances' and family_blocked exclude each other: "
                             "an instance-level hold-out keeps every task on the training side")
@@ -111,7 +120,7 @@ class SplitConfig:
 
 
 HELD_OUT = ("tasks", "instances")
-LATE_DEFAULTS = {"held_out": "tasks", "pool_per_task": None}  # field -> default that is left out of `identity`
+LATE_DEFAULTS = {"held_out": "tasks", "pool_per_task": None, "val_per_task": 0}  # field -> default that is left out of `identity`
 
 
 @dataclass
@@ -120,6 +129,7 @@ class Split:
     test: list[Record]
     report: pd.DataFrame  # one row per pool task: side, available, examined, too_long, leak_removed, kept
     config: SplitConfig
+    validation: list[Record] = field(default_factory=list)  # `SplitConfig.val_per_task` per held-out task
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -128,6 +138,7 @@ class Split:
             "test_tasks": len({r.task for r in self.test}),
             "train_instances": len(self.train),
             "test_instances": len(self.test),
+            **({"validation_instances": len(self.validation)} if self.config.val_per_task else {}),
             "dropped_too_long": int(self.report.too_long.sum()),
             "removed_as_leaks": int(self.report.leak_removed.sum()),
         }
@@ -135,16 +146,19 @@ class Split:
     def save(self, folder: Path) -> None:
         """train.jsonl, test.jsonl and the per-task report.csv in `folder`, then `SPLIT_MARKER`: what
         `zsg split --force` may replace later (a folder of the user's never has it)."""
-
         write_jsonl(self.train, folder / "train.jsonl")
         write_jsonl(self.test, folder / "test.jsonl")
+        if self.config.val_per_task:
+            write_jsonl(self.validation, folder / VALIDATION_FILE)
         with atomic_file(folder / "report.csv") as f:
             self.report.to_csv(f, index=False)
         with atomic_file(folder / SPLIT_MARKER) as f:
-            json.dump({"written_by": "zsg split", "files": list(SPLIT_FILES), "summary": self.summary()}, f, indent=1)
+            files = list(SPLIT_FILES) + ([VALIDATION_FILE] if self.config.val_per_task else [])
+            json.dump({"written_by": "zsg split", "files": files, "summary": self.summary()}, f, indent=1)
 
 
 SPLIT_FILES = ("train.jsonl", "test.jsonl", "report.csv")
+VALIDATION_FILE = "validation.jsonl"  # written only for a split with validation instances
 SPLIT_MARKER = "zsg_split.json"  # in every folder `zsg split` writes
 
 
@@ -223,7 +237,6 @@ def _sample_task(records: list[Record], k: int, max_len: int, tokenizer, rng: ra
     At most EXAMINE_FACTOR * k instances are visited, which bounds the tokenizing work on tasks
     whose instances are nearly all too long (a few NI v1 tasks carry 1k-token definitions).
     """
-
     order = list(range(len(records)))
     rng.shuffle(order)
     kept, examined = [], 0
@@ -317,6 +330,7 @@ def make_split(records: list[Record], config: SplitConfig = SplitConfig(), token
         test = [r for t in sorted(test_tasks) for r in sample[t][: config.test_per_task]]
         candidates = [r for t in sorted(set(usable) - test_tasks) for r in pooled[t][:pool_k]]
     held = _held_out_texts(test)
+    validation = _validation(by_task, sorted(test_tasks), test, held, config, tokenizer) if config.val_per_task else []
     train, removed = [], defaultdict(int)
     for r in candidates:
         if _repeats(r, held):
@@ -324,6 +338,8 @@ def make_split(records: list[Record], config: SplitConfig = SplitConfig(), token
         else:
             train.append(r)
     check_disjoint(train, test, by_family=config.family_blocked, by_task=config.held_out == "tasks")
+    if validation:
+        check_disjoint(train, validation, by_family=config.family_blocked, by_task=True)
     kept_count, tested = defaultdict(int), {r.task for r in test}
     for r in train + test:
         kept_count[r.task] += 1
@@ -335,12 +351,25 @@ def make_split(records: list[Record], config: SplitConfig = SplitConfig(), token
             row["side"] = "test" if t in test_tasks else ("train" if sample[t] else "unused")
         row["leak_removed"] = removed[t]
         row["kept"] = kept_count[t]
-    return Split(train, test, pd.DataFrame(rows), config)
+    return Split(train, test, pd.DataFrame(rows), config, validation)
+
+
+def _validation(by_task: dict[str, list[Record]], test_tasks: list[str], test: list[Record],
+                held: tuple[set[str], set[str]], config: SplitConfig, tokenizer) -> list[Record]:
+    """Up to `val_per_task` instances of each held-out task, none of them a held-out instance or a
+    repeat of one's text: the task's next instances in the same seeded visit order that drew its
+    held-out ones (`_sample_task`), so they come after them and the held-out set does not move."""
+    tested = {r.id for r in test}
+    out = []
+    for task in test_tasks:
+        more, _, _ = _sample_task(by_task[task], config.test_per_task + config.val_per_task, config.max_len, tokenizer,
+                                  random.Random(f"{config.seed}:{task}"))
+        out += [r for r in more if r.id not in tested and not _repeats(r, held)][: config.val_per_task]
+    return out
 
 
 def _cached_folder(config: SplitConfig, model: str) -> tuple[Path, str]:
     """Where a split is cached, and the tokenizer that measures it (tiny models share SmolLM2's)."""
-
     tokens_of = "smollm2-135m" if model in TINY_MODELS else model
     key = json.dumps({"config": config.identity(), "model": tokens_of, "version": SPLIT_VERSION}, sort_keys=True)
     return cache_dir() / "splits" / hashlib.sha1(key.encode()).hexdigest()[:16], tokens_of
@@ -359,15 +388,15 @@ def load_split(config: SplitConfig = SplitConfig(), model: str = "smollm2-135m",
     The cached files' sha256 are recorded in its summary.json: a damaged copy is named through
     `log`, removed and computed again.
     """
-
     folder, tokens_of = _cached_folder(config, model)
-    names = list(SPLIT_FILES)
+    names = list(SPLIT_FILES) + ([VALIDATION_FILE] if config.val_per_task else [])
     with file_lock(folder):  # two notebooks asking at once compute it once
         if (folder / "summary.json").exists():
             try:
                 checked_record(folder, "summary.json", names, readable=lambda: None)  # the load below reads them
                 return Split(load_jsonl(folder / "train.jsonl"), load_jsonl(folder / "test.jsonl"),
-                             pd.read_csv(folder / "report.csv", keep_default_na=False), config)
+                             pd.read_csv(folder / "report.csv", keep_default_na=False), config,
+                             load_jsonl(folder / VALIDATION_FILE) if config.val_per_task else [])
             except Exception as e:  # damaged: never used
                 log(f"cached split {folder} is damaged ({e}); removed it, computing it again")
                 shutil.rmtree(folder, ignore_errors=True)

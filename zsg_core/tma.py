@@ -103,7 +103,6 @@ def _sorted_lists(train: np.ndarray, rows: np.ndarray, queries: np.ndarray) -> l
 
 class _Pointers:
     """Per-test candidate lists as one padded array (sentinel n = list end) and a pointer each."""
-
     def __init__(self, n: int, m: int):
         self.n = n
         self.dtype = np.int32 if n < 2**31 - 1 else np.int64  # halves the lists' memory
@@ -241,7 +240,6 @@ def first_rounds(rounds: Sequence[Sequence[int]], budget: int) -> list[list[int]
 class _DirectPicker:
     """The paper's own loop, for small problems with few rounds: the whole score matrix, one
     argmax per test per round (first index on ties, like the code's argmin)."""
-
     def __init__(self, vectors: np.ndarray, queries: np.ndarray, target: int):
         self.scores = queries @ vectors.T  # m x n: each test's row is contiguous
         self.left = len(vectors)
@@ -256,7 +254,6 @@ class _DirectPicker:
 
 class _ListPicker:
     """Candidate lists with pointers, refilled from the remaining pool when they run out."""
-
     def __init__(self, vectors: np.ndarray, queries: np.ndarray, target: int):
         n, m = len(vectors), len(queries)
         self.vectors, self.queries, self.n = vectors, queries, n

@@ -226,17 +226,116 @@ def _eval_rows(lm: TunedLM, test_items: Sequence[Item], test: Sequence[Record], 
 
 def adamw(params: Sequence[torch.nn.Parameter], lr: float) -> torch.optim.AdamW:
     """The paper's AdamW, as torch's fused kernel where it has one for the parameters' device (one
-    pass over each tensor instead of a dozen element-wise passes: 0.33-0.46 -> 0.13-0.18 s per 20
-    steps of the cpu profile). The same update; the rounding of its fp32 arithmetic may differ."""
+    pass over each tensor instead of a dozen element-wise passes). The same update; the rounding
+    of its fp32 arithmetic may differ."""
     fused = all(p.device.type in ("cpu", "cuda") for p in params) or None
     return torch.optim.AdamW(params, lr=lr, betas=BETAS, eps=EPS, weight_decay=WEIGHT_DECAY, fused=fused)
+
+
+def _step(lm: TunedLM, loss_module, params: list, optimizer, batch_items: Sequence[Item], what: str) -> tuple[float, int]:
+    """One optimizer step on `batch_items` (this process's slice of the batch, in order): one packed
+    forward and backward, the paper's clipping, AdamW; (summed loss, labels). The schedule is the
+    caller's to step: a lookahead tries steps it then undoes."""
+    with lm.precision():
+        loss_sums, label_counts, _ = loss_module(*lm.pack(batch_items).args())
+        n_labels = int(label_counts.sum())
+        (loss_sums.sum() / max(n_labels, 1)).backward()
+    total = _finite(float(loss_sums.detach().sum()), what)
+    torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return total, n_labels
+
+
+@dataclass
+class Adaptive:
+    """An order decided while training (`zsg_core.adaptive`), what it watches, and how it sketches
+    gradients (`features.projected_gradients`; only the gradient-aligned order asks)."""
+    order: Any  # adaptive.AdaptiveOrder
+    validation: Sequence[Record]  # the held-out tasks' validation instances, never the held-out set
+    sketch: Callable[[TunedLM, Sequence[Item]], Any] | None = None
+
+
+def _timed(method: Callable) -> Callable:
+    """A probe's method, its time added to the probe's `seconds`."""
+    def timed(self, *args):
+        t0 = time.perf_counter()
+        try:
+            return method(self, *args)
+        finally:
+            self.seconds += time.perf_counter() - t0
+    return timed
+
+
+class EngineProbe:
+    """`adaptive.Probe` on the engine's current weights. The time it spends is kept apart
+    (`take_seconds`), so a run says what its order cost beside training."""
+
+    def __init__(self, lm: TunedLM, items: Sequence[Item], validation: Sequence[Item], tasks: Sequence[str],
+                 params: list, optimizer, loss_module, sketch: Callable | None) -> None:
+        if not validation:
+            raise DataError("an adaptive order needs validation instances of the held-out tasks: set val_per_task")
+        self.lm, self.items, self.validation, self.tasks = lm, items, validation, list(tasks)
+        self.params, self.optimizer, self.loss_module, self.sketch = params, optimizer, loss_module, sketch
+        self.seconds = 0.0
+
+    def take_seconds(self) -> float:
+        seconds, self.seconds = self.seconds, 0.0
+        return seconds
+
+    def _task_means(self, values: Sequence[Any]) -> dict[str, Any]:
+        by_task: dict[str, list] = {}
+        for task, value in zip(self.tasks, values):
+            by_task.setdefault(task, []).append(value)
+        return {task: sum(v) / len(v) for task, v in by_task.items()}
+
+    @_timed
+    def validation_losses(self) -> dict[str, float]:
+        return self._task_means([loss for loss, _, _ in self.lm.item_losses(self.validation)])
+
+    @_timed
+    def train_gradients(self, positions: Sequence[int]):
+        if self.sketch is None:
+            raise DataError("this adaptive order reads gradients, but the run gave no way to sketch them")
+        return self.sketch(self.lm, [self.items[p] for p in positions])
+
+    @_timed
+    def validation_gradients(self) -> dict[str, Any]:
+        if self.sketch is None:
+            raise DataError("this adaptive order reads gradients, but the run gave no way to sketch them")
+        return self._task_means(list(self.sketch(self.lm, self.validation)))
+
+    @_timed
+    def lookahead(self, positions: Sequence[int]) -> float:
+        """The mean validation loss after one step on `positions` at the current lr, then the step
+        undone: the weights and the optimizer's state put back exactly."""
+        import copy
+
+        weights = [p.detach().clone() for p in self.params]
+        state = copy.deepcopy(self.optimizer.state_dict())
+        _step(self.lm, self.loss_module, self.params, self.optimizer, [self.items[p] for p in positions], "a lookahead step")
+        losses = [loss for loss, _, _ in self.lm.item_losses(self.validation)]
+        with torch.no_grad():
+            for p, w in zip(self.params, weights):
+                p.copy_(w)
+        self.optimizer.load_state_dict(state)
+        return float(sum(losses) / len(losses))
+
+
+def _decided(order, probe, steps: int):
+    """`steps` batches of an adaptive order, each decided when the loop asks for it."""
+    for _ in range(steps):
+        yield order.next_batch(probe)
 
 
 def train(lm: TunedLM, arranged: Sequence[Record], test: Sequence[Record], config: TrainConfig,
           workdir: Path | None = None, log: Callable[[str], None] = print,
           on_step: Callable[[int], None] | None = None, checkpoint_every: int | None = None,
-          order_seed: int = 0) -> TrainResult:
+          order_seed: int = 0, adaptive: "Adaptive | None" = None) -> TrainResult:
     """Fine-tune `lm` on `arranged` in its order; evaluate on `test` at the chosen steps.
+    With `adaptive`, the order is decided while training: each step's batch is
+    `adaptive.order.next_batch(probe)`, positions into `arranged`, asked of the current weights
+    (`EngineProbe`, on `adaptive.validation`); one process only.
     `order_seed` (the arrangement's seed) seeds the paper protocol's generations with the training
     seed (`generation_seed`).
 
@@ -256,19 +355,23 @@ def train(lm: TunedLM, arranged: Sequence[Record], test: Sequence[Record], confi
     steps, epoch, eval_steps = step_plan(len(arranged), config, world)
     checkpoint_every = checkpoint_every or checkpoint_interval(steps)
     lm.autocast = config.precision == "bf16"
-    items = lm.items(arranged[: steps * config.batch_size])
+    if adaptive is not None and world > 1:
+        raise DataError("an adaptive order decides each batch in one process; train it without torchrun")
+    # a static order trains on its first steps x batch_size items; an adaptive one may pick any
+    items = lm.items(arranged if adaptive is not None else arranged[: steps * config.batch_size])
     test_items = lm.items(test)
     if not test_items:
         raise DataError("the held-out set is empty")
+    validation_items = lm.items(adaptive.validation) if adaptive is not None else []
     t_cache, computed = time.perf_counter(), 0
     if accelerator.is_main_process:  # compute the frozen bottom's outputs once, then share them
         bar = progress_bar(len(items) + len(test_items), "frozen layers (cached once)")
-        computed = lm.cache_bottom(list(items) + list(test_items), bar, log=log)
+        computed = lm.cache_bottom(list(items) + list(test_items) + validation_items, bar, log=log)
         if computed:
             log(f"cached the frozen layers' outputs of {computed} new instances")
         lm.check(test_items)
     accelerator.wait_for_everyone()
-    lm.cache_bottom(list(items) + list(test_items), log=log)
+    lm.cache_bottom(list(items) + list(test_items) + validation_items, log=log)
     cache_seconds = time.perf_counter() - t_cache
 
     params = lm.trainable_parameters()
@@ -279,10 +382,12 @@ def train(lm: TunedLM, arranged: Sequence[Record], test: Sequence[Record], confi
     loader = accelerator.prepare(DataLoader(range(len(items)), batch_size=config.batch_size // world,
                                             shuffle=False, collate_fn=list))
 
+    probe = None if adaptive is None else EngineProbe(lm, items, validation_items, [r.task for r in adaptive.validation],
+                                                      params, optimizer, loss_module, adaptive.sketch)
     tables: dict[str, list[dict]] = {t: [] for t in TABLES}
     start_step = 0
     # this call's (a resumed run: since resuming); evaluation and generation apart, as the plan's costs
-    train_seconds, train_tokens, eval_seconds, generate_seconds = 0.0, 0, 0.0, 0.0
+    train_seconds, train_tokens, eval_seconds, generate_seconds, adapt_seconds = 0.0, 0, 0.0, 0.0, 0.0
     t1 = time.perf_counter()
     state_path = workdir / STATE if workdir is not None else None
     state = _load_state(state_path, log) if state_path is not None else None
@@ -294,6 +399,8 @@ def train(lm: TunedLM, arranged: Sequence[Record], test: Sequence[Record], confi
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         tables, start_step = state["tables"], state["step"]
+        if adaptive is not None:
+            adaptive.order.load_state_dict(state["order"])
         log(f"resuming from step {start_step} of {steps}")
     elif 0 in eval_steps and accelerator.is_main_process:
         tables["eval_loss"] += _eval_rows(lm, test_items, test, 0)
@@ -307,23 +414,20 @@ def train(lm: TunedLM, arranged: Sequence[Record], test: Sequence[Record], confi
     bar = progress_bar(steps, "training", unit="step") if accelerator.is_main_process else None
     if bar is not None:
         bar.update(start_step)
-    batches = accelerator.skip_first_batches(loader, start_step) if start_step else loader
+    if adaptive is None:
+        batches = accelerator.skip_first_batches(loader, start_step) if start_step else loader
+    else:  # each batch decided when its step comes, from the weights the steps before left
+        batches = _decided(adaptive.order, probe, steps - start_step)
     for step, batch in enumerate(batches, start=start_step + 1):
         if step > steps:
             break
         t0 = time.perf_counter()
+        if adaptive is not None:
+            adapt_seconds += probe.take_seconds()
         batch_items = [items[i] for i in batch]
-        # one packed forward and backward over this process's slice of batch k (items in order)
-        with lm.precision():
-            loss_sums, label_counts, _ = loss_module(*lm.pack(batch_items).args())
-            n_labels = int(label_counts.sum())
-            (loss_sums.sum() / max(n_labels, 1)).backward()
-        total = _finite(float(loss_sums.detach().sum()), f"training loss at step {step}")
-        torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP)
         lr = scheduler.get_last_lr()[0]
-        optimizer.step()
+        total, n_labels = _step(lm, loss_module, params, optimizer, batch_items, f"training loss at step {step}")
         scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
         n_tokens = sum(len(it.ids) for it in batch_items)
         # one (ids, loss sum, labels, tokens) per process, in rank order: rank r held slice r of batch k
         parts = gather_object([([it.id for it in batch_items], total, n_labels, n_tokens)])
@@ -348,7 +452,8 @@ def train(lm: TunedLM, arranged: Sequence[Record], test: Sequence[Record], confi
                 bar.update(1)
                 bar.set_postfix(loss=f"{tables['train_log'][-1]['loss']:.3f}")
             if state_path is not None and step % checkpoint_every == 0 and step < steps:
-                _save_state(state_path, lm, optimizer, scheduler, tables, step)
+                _save_state(state_path, lm, optimizer, scheduler, tables, step,
+                            adaptive.order.state_dict() if adaptive is not None else None)
         accelerator.wait_for_everyone()
         if on_step is not None:
             on_step(step)
@@ -359,7 +464,9 @@ def train(lm: TunedLM, arranged: Sequence[Record], test: Sequence[Record], confi
              "eval_seconds": round(eval_seconds, 2), "generate_seconds": round(generate_seconds, 2),
              "cache_seconds": round(cache_seconds, 2), "cache_entries_computed": computed,
              "evaluations": len([s for s in eval_steps if s > start_step or start_step == 0]), "held_out": len(test_items),
-             "steps": steps, "epoch_steps": epoch, "processes": world}
+             "steps": steps, "epoch_steps": epoch, "processes": world,
+             **({"adapt_seconds": round(adapt_seconds, 2), "reranked_at": adaptive.order.reranked_at}
+                if adaptive is not None else {})}
     return TrainResult(**{t: pd.DataFrame(tables[t], columns=_COLUMNS[t]) for t in TABLES}, stats=stats)
 
 
@@ -410,14 +517,15 @@ def _load_state(folder: Path, log: Callable[[str], None]) -> dict | None:
             state.setdefault(int(index), {})[name] = value
         return {"step": meta["step"], "weights": load_file(folder / "weights.safetensors"),
                 "optimizer": {"state": state, "param_groups": meta["param_groups"]},
-                "scheduler": meta["scheduler"], "tables": meta["tables"]}
+                "scheduler": meta["scheduler"], "tables": meta["tables"], "order": meta.get("order")}
     except Exception as e:  # written atomically, so only outside damage gets here
         log(f"checkpoint {folder} is damaged or unreadable ({type(e).__name__}: {e}); removed it, starting this run over")
         shutil.rmtree(folder, ignore_errors=True)
         return None
 
 
-def _save_state(folder: Path, lm: TunedLM, optimizer, scheduler, tables: dict, step: int) -> None:
+def _save_state(folder: Path, lm: TunedLM, optimizer, scheduler, tables: dict, step: int,
+                order: dict | None = None) -> None:
     """The trainable weights and the optimizer's tensors as safetensors, the rest as JSON, in one
     folder that appears whole or not at all."""
     from safetensors.torch import save_file
@@ -429,5 +537,6 @@ def _save_state(folder: Path, lm: TunedLM, optimizer, scheduler, tables: dict, s
         save_file(weights, tmp / "weights.safetensors")
         save_file(tensors, tmp / "optimizer.safetensors")
         (tmp / "state.json").write_text(json.dumps({"step": step, "param_groups": opt["param_groups"],
-                                                    "scheduler": scheduler.state_dict(), "tables": tables}))
+                                                    "scheduler": scheduler.state_dict(), "tables": tables,
+                                                    "order": order}))
         (tmp / "checksums.json").write_text(json.dumps(file_digests(tmp, _STATE_FILES)))
