@@ -189,7 +189,7 @@ found = [rules.early(all_splits, epoch), rules.steadiest(jitters)]
 findings.verdict_table(found, ["part", "point", "measured", "p", "verdict"])
 
 # %% [markdown]
-# The verdicts above go to the findings table (chapter 10), with the curves they were read on:
+# The verdicts above go to the findings table (the last chapter), with the curves they were read on:
 
 # %% tags=["record"]
 findings.record("02_early_generalization", params, found)

@@ -204,7 +204,7 @@ found += rules.measures(power_split, predict.WSD_MEASURE, alternatives, predict.
 findings.verdict_table(found, ["experiment", "part", "measured", "p", "verdict"])
 
 # %% [markdown]
-# The verdicts above go to the findings table (chapter 10), with the curves they were read on:
+# The verdicts above go to the findings table (the last chapter), with the curves they were read on:
 
 # %% tags=["record"]
 findings.record("03_permutations", params, found)

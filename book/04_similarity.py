@@ -203,7 +203,7 @@ found += rules.order_parts(pd.concat([tasks_split, compare.task_curves(runs["ot"
 findings.verdict_table(found, ["experiment", "part", "measured", "p", "verdict"])
 
 # %% [markdown]
-# The verdicts above go to the findings table (chapter 10), with the curves they were read on:
+# The verdicts above go to the findings table (the last chapter), with the curves they were read on:
 
 # %% tags=["record"]
 findings.record("04_similarity", params, found,

@@ -138,7 +138,7 @@ findings.verdict_table(found + against_random, ["experiment", "part", "point", "
                        extra={"carried by": [carriers.get(f.part, "") if f.experiment == "E5" else "" for f in found + against_random]})
 
 # %% [markdown]
-# The verdicts above go to the findings table (chapter 10), with the curves they were read on:
+# The verdicts above go to the findings table (the last chapter), with the curves they were read on:
 
 # %% tags=["record"]
 findings.record("05_granularity", params, found + against_random, gap.assign(experiment="E5", setting="random splits"))

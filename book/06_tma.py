@@ -287,7 +287,7 @@ found += rules.order_parts(tasks_rounds, last, labels, pairs=list(zip(labels, la
 findings.verdict_table(found, ["experiment", "part", "measured", "p", "verdict"])
 
 # %% [markdown]
-# The verdicts above go to the findings table (chapter 10), with the curves they were read on:
+# The verdicts above go to the findings table (the last chapter), with the curves they were read on:
 
 # %% tags=["record"]
 findings.record("06_tma", params, found, gap_split.assign(experiment="E6", setting="random splits"))

@@ -213,7 +213,7 @@ found_orders = rules.order_parts(tasks, point, labels, pairs=order_pairs, experi
 findings.verdict_table(found_orders, ["part", "measured", "p", "verdict"])
 
 # %% [markdown]
-# The verdicts above go to the findings table (chapter 10), with the curves they were read on:
+# The verdicts above go to the findings table (the last chapter), with the curves they were read on:
 
 # %% tags=["record"]
 gaps = stats.split_gaps(tasks, order_pairs)

@@ -179,6 +179,30 @@ def test_an_adaptive_run_needs_validation_instances_and_cannot_be_written_as_a_l
 
     with pytest.raises(DataError, match="set val_per_task"):
         run_config(**{**SMOKE, "val_per_task": 0}, arrangement="adaptive-loss")
-    assert run_config(**SMOKE, arrangement="random", adapt_every=3).adapt_every == 10  # no part of a static run
+    static = run_config(**SMOKE, arrangement="rt", adapt_every=3)  # the adaptive parameters are no part of a static run
+    assert static.adapt_every == 10 and static.split.val_per_task == 0
+    assert static.key() == run_config(**{**SMOKE, "val_per_task": 0}, arrangement="rt").key()
     with pytest.raises(DataError, match="decided while training"):
         arrange_file(tmp_path / "train.jsonl", tmp_path / "test.jsonl", tmp_path / "out.jsonl", "adaptive-loss")
+
+
+@pytest.mark.slow
+def test_an_interrupted_adaptive_run_resumes_the_same_order(tmp_path):
+    from zsg_core.config import run_config
+    from zsg_core.runs import run
+
+    config = run_config(**SMOKE, arrangement="adaptive-loss", adapt_every=1)
+    whole = run(config, root=tmp_path / "whole", log=lambda s: None)
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_3(step):
+        if step == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        run(config, root=tmp_path / "cut", log=lambda s: None, on_step=stop_at_3, checkpoint_every=2)
+    resumed = run(config, root=tmp_path / "cut", log=lambda s: None)  # from the checkpoint at step 2
+    assert resumed.batches.equals(whole.batches) and resumed.eval_loss.equals(whole.eval_loss)
+    assert resumed.manifest["reranked_at"] == whole.manifest["reranked_at"] == [0, 1, 2, 3]

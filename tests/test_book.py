@@ -135,7 +135,7 @@ def test_the_real_toc_lists_every_chapter_source_and_the_intro_names_them_in_ord
     assert sorted(names) == sorted(p.stem for p in toc.BOOK.glob("[0-9][0-9]_*.py"))
     intro = (toc.BOOK / "intro.md").read_text()
     assert [intro.index(f"(`{n}`") for n in names] == sorted(intro.index(f"(`{n}`") for n in names)
-    assert names[-1] == "10_findings" and "10_findings" not in toc.recording_chapters()
+    assert names[-1] == "11_findings" and "11_findings" not in toc.recording_chapters()
 
 
 def test_the_real_profiles_only_set_declared_parameters(tmp_path):
@@ -173,7 +173,8 @@ def test_book_builds_without_warnings(smoke_html):
                 "03_permutations": "a closer instance arrived in", "04_similarity": "the leading family made up",
                 "05_granularity": "The mean gap (fine - coarse over splits)", "06_tma": "Rounds (E8)",
                 "07_nearest_first": "The gap to explain", "08_representations": "Within-window rho of the prefix",
-                "09_task_free": "held-out instances from", "10_findings": "parts of the declared family of"}
+                "09_adaptive": "Cost, wall time over RT",
+                "10_task_free": "held-out instances from", "11_findings": "parts of the declared family of"}
     assert set(computed) == set(toc.chapters())  # a new chapter names its computed sentence here
     for name in toc.chapters():
         page = (html / f"{name}.html").read_text()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -58,7 +58,8 @@ class RunConfig:
     features: str = "minilm"  # what "similar" means for the orders that measure it (zsg_core.features)
     test_view: str = "with-answer"  # held-out features with the reference answer, or from the prompt only
     adapt_every: int = 10  # adaptive-loss / adaptive-gradient: steps between re-rankings
-    adapt_pool: int | None = None  # adaptive-gradient: remaining instances whose gradients a re-rank takes (None: all)
+    adapt_pool: int | None = field(default=None, metadata={  # adaptive-gradient: instances sketched per re-rank
+        "why": "None sketches every remaining instance; a profile caps it to what its machine affords"})
     lookahead_batches: int = 4  # adaptive-lookahead: candidate batches tried at each step
 
     def __post_init__(self) -> None:
@@ -100,6 +101,8 @@ class RunConfig:
         if not method.adaptive:
             for f in ("adapt_every", "adapt_pool", "lookahead_batches"):
                 object.__setattr__(self, f, next(x for x in fields(self) if x.name == f).default)
+            if self.split.val_per_task:  # a static order never reads the validation set: the same run
+                object.__setattr__(self, "split", replace(self.split, val_per_task=0))
         elif not self.split.val_per_task:
             raise DataError(f"run parameters: {self.arrangement} watches the held-out tasks while training and "
                             "reads their validation instances: set val_per_task (e.g. 2)")

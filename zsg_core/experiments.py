@@ -12,6 +12,7 @@ same runs (read back from the run store after the first time). Each group is key
     nearest_first, regimes  why nearest-first loses: balanced and family-matched orders; other set-ups
     granularity           E5: coarse vs fine over task splits, trained to the paper's reading point
     tma_plan, tma_comparison, round_groups  E6 and E8: sized once (the pool, the budget, E8's group size), then run
+    adaptive              orders decided while training (issue 35) against RT and the best static order
     task_free             E7's analog: random-instance hold-outs
 
 A chapter asks for its runs by name, `chapter_runs("04_similarity", globals())`: `BOOK_RUNS` says
@@ -451,6 +452,25 @@ def round_groups(params: Mapping[str, Any], plan: TmaPlan, width: int, starts: S
     return run_arrangements(p, variants, split_seeds, "split_seed", log)
 
 
+ADAPTIVE_ORDERS = {"loss-driven": {"arrangement": "adaptive-loss"}, "gradient-aligned": {"arrangement": "adaptive-gradient"}}
+LOOKAHEAD = {"lookahead (bound)": {"arrangement": "adaptive-lookahead"}}
+BEST_STATIC = "balanced (gradient)"  # chapter 8's best static order: coverage-balanced nearest-first by gradients
+
+
+@_experiment
+def adaptive(params: Mapping[str, Any], split_seeds: Sequence[int], arrangement_seeds: Sequence[int],
+             lookahead_split_seeds: Sequence[int] = (), log: Log = print) -> Runs:
+    """Orders that watch the model (issue 35), on E4's set-up: RT (E4's own runs, read back), the
+    best static order (`BEST_STATIC`) and the loss-driven and gradient-aligned orders on each split
+    of `split_seeds`; the one-step lookahead bound on `lookahead_split_seeds` (each of its steps
+    tries several). The seeded orders take `arrangement_seeds[0]`. Keyed (label, split seed)."""
+    p = {**compared(params), "arrangement_seed": arrangement_seeds[0]}
+    variants = {"RT": WSD_ORDERS["RT"], BEST_STATIC: {**NEAREST_FIRST_ORDERS["balanced"], "features": "gradient"},
+                **ADAPTIVE_ORDERS}
+    runs = run_arrangements(p, variants, split_seeds, "split_seed", log)
+    return runs | (run_arrangements(p, LOOKAHEAD, lookahead_split_seeds, "split_seed", log) if lookahead_split_seeds else {})
+
+
 @_experiment
 def task_free(params: Mapping[str, Any], split_seeds: Sequence[int], arrangement_seeds: Sequence[int],
               log: Log = print) -> Runs:
@@ -513,7 +533,8 @@ BOOK_RUNS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     "08_representations": lambda p: (representations(run_params(p), p["feature_kinds"], p["side_split_seeds"],
                                                      p["arrangement_seeds"], p["prompt_only_orders"]),  # and chapter 3's cluster and random runs
                                      permutations(run_params(p), p["arrangement_seeds"][:1], p["side_split_seeds"])["by_split"]),
-    "09_task_free": lambda p: task_free(run_params(p), p["side_split_seeds"], p["arrangement_seeds"]),
+    "09_adaptive": lambda p: adaptive(run_params(p), p["split_seeds"], p["arrangement_seeds"], p["lookahead_split_seeds"]),
+    "10_task_free": lambda p: task_free(run_params(p), p["side_split_seeds"], p["arrangement_seeds"]),
 }
 
 

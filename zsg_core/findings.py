@@ -49,6 +49,9 @@ PAPER = {
                    "representation at scale"},
     "S2": {"text": "LESS (Xia et al. 2024): projected gradient features select the most useful targeted instructions; "
                    "RDS+: hidden states beat gradients and embeddings for selection"},
+    # Beyond the paper (chapter 9): orders decided while training
+    "A": {"text": "not studied: online batch selection (GREATS, Wang et al. 2024) picks what to train on from the "
+                  "model's current gradients, but has not been turned on ordering a fixed set for unseen tasks"},
 }
 
 # The run parameters a record must share with the table (the seeds vary inside chapters).
@@ -159,7 +162,7 @@ def verdict_table(findings: Sequence[Finding], columns: Sequence[str] = ("part",
 
 def record(chapter: str, params: Mapping[str, Any], findings: Sequence[Finding],
            curves: pd.DataFrame | None = None) -> None:
-    """Store a chapter's findings (and the tidy gap curves behind them) for the findings chapter (10_findings)."""
+    """Store a chapter's findings (and the tidy gap curves behind them) for the findings chapter (11_findings)."""
     path = findings_dir() / f"{chapter}.json"
     body = {"chapter": chapter, "params": shared_params(params), "findings": [asdict(f) for f in findings],
             "curves": [] if curves is None else json.loads(curves.to_json(orient="records"))}

@@ -72,7 +72,8 @@ class SplitConfig:
     # Instances per held-out task kept apart from the held-out set, for orders that watch the model
     # on the held-out tasks while it trains (as LESS uses a few target examples); 0: none. Drawn
     # after the held-out instances, so the held-out set is the same with or without them.
-    val_per_task: int = 0
+    val_per_task: int = field(default=0, metadata={
+        "why": "0: a split holds no validation set unless an order reads one (the profiles set it for chapter 9)"})
 
     def __post_init__(self) -> None:
         for f in fields(self):

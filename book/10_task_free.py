@@ -70,7 +70,7 @@ plots.use_style()
 
 # %% tags=["hide-cell"]
 params = run_params(globals())
-runs = experiments.chapter_runs("09_task_free", globals())
+runs = experiments.chapter_runs("10_task_free", globals())
 split = run_split(next(iter(runs.values())).config)  # the first draw
 curves = compare.loss_curves(runs)
 per_task = compare.task_curves(runs)
@@ -91,7 +91,7 @@ pd.Series({k: v for k, v in summary.items() if k != "config"}, name="instance-le
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
 plots.band_plot(curves, axes[0], order=["NFT", "RT", "FFT"], title=f"Random-instance hold-out, TMA over the whole pool ({len(side_split_seeds)} draws)")
 plots.gap_plot(gap, axes[1], title="NFT against RT and FFT")
-plots.save(fig, "09_task_free")
+plots.save(fig, "10_task_free")
 plt.show()
 curves.groupby(["label", "step"]).loss.mean().unstack(0).round(3).T
 
@@ -127,10 +127,10 @@ found = rules.order_parts(per_task, last, ("NFT", "RT", "FFT"), pairs=pairs, exp
 findings.verdict_table(found, ["part", "measured", "p", "verdict"])
 
 # %% [markdown]
-# The verdicts above go to the findings table (chapter 10), with the curves they were read on:
+# The verdicts above go to the findings table (the last chapter), with the curves they were read on:
 
 # %% tags=["record"]
-findings.record("09_task_free", params, found, gap.assign(experiment="E7", setting="random-instance hold-out"))
+findings.record("10_task_free", params, found, gap.assign(experiment="E7", setting="random-instance hold-out"))
 
 # %% [markdown]
 # ## What it took

@@ -42,7 +42,9 @@
 # - **S1** (chapter 8): which representation of "similar" (MiniLM, the model's hidden states, its
 #   gradients) predicts the held-out loss change, with and without the held-out answers;
 # - **S2** (chapter 8): nearest-first orders built from those representations against random order
-#   and against MiniLM's.
+#   and against MiniLM's;
+# - **A** (chapter 9): orders decided while training, from a validation set of the held-out tasks,
+#   against random order and against the best static order.
 #
 # **What it takes to run**: seconds; it reads the findings the chapters recorded (listed below).
 #

@@ -1,0 +1,209 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Orders that watch the model: can any order beat random here?
+#
+# Every order in the chapters before this one is decided before the first step, from MiniLM, from
+# the model's hidden states or from its gradients. This chapter asks whether that is what limits
+# them: the orders below decide each batch *while training*, from what the model does at its
+# current weights on a small **validation set** of the held-out tasks (`val_per_task` instances of
+# each, drawn after the held-out instances the book evaluates on, never one of them):
+#
+# - **loss-driven** rounds: TMA's round robin over the held-out tasks (each task in turn takes its
+#   nearest remaining training instance, MiniLM on the first turn), the task whose validation loss
+#   is highest going first, re-ranked every `adapt_every` steps;
+# - **gradient-aligned**: every `adapt_every` steps, the next batches are the remaining instances
+#   whose sketched gradient at the current weights (chapter 8's LESS-like features, up to
+#   `adapt_pool` of them per re-rank) aligns best with a held-out task's validation gradient, taken
+#   round robin over the tasks so that no family comes first (chapter 7's lesson);
+# - a **one-step lookahead** bound: at each step, of `lookahead_batches` random batches of the
+#   remaining instances, the one whose step lowers the validation loss most (each tried from the
+#   current weights, then undone). It is an upper bound on what choosing the next batch greedily
+#   can gain, not a method one would run.
+#
+# Each is a permutation of the same training list (the runs train the same multiset in another
+# order), and each is read against random order (RT, chapter 4's runs) and against the best static
+# order of chapter 8 (coverage-balanced nearest-first by gradients), by the order rule at chapter
+# 4's reading point. Online batch selection (GREATS, Wang et al. 2024) picks *what* to train on
+# from the current gradients; no one has turned such signals on *ordering* a fixed set for unseen
+# tasks.
+#
+# **What it takes to run**: per headline split, two adaptive runs and the best static order (RT is
+# chapter 4's); the lookahead bound costs several steps per step and runs on
+# `lookahead_split_seeds` only (none in the default profile; `cpu-full` runs it on the side
+# splits). The table at the end of the chapter ("What it took") gives each order's cost.
+#
+# Rerun with other parameters, for example:
+# `papermill _build/cpu/book/09_adaptive.ipynb out.ipynb -p adapt_every 5 -p lookahead_split_seeds "[0]"`.
+#
+# | parameter | meaning |
+# |---|---|
+# | `model`, split and training parameters | as in chapter 2 |
+# | `split_seeds` | task splits RT, the best static order and the adaptive orders run on (chapter 4's) |
+# | `arrangement_seeds` | RT's shuffle and the seeded adaptive orders' seed: the first of them |
+# | `val_per_task` | validation instances per held-out task, the only held-out data the orders see |
+# | `adapt_every` | steps between the adaptive orders' re-rankings |
+# | `adapt_pool` | remaining instances the gradient-aligned order sketches per re-rank (a seeded sample) |
+# | `lookahead_batches` | candidate batches the lookahead bound tries at each step |
+# | `lookahead_split_seeds` | task splits the lookahead bound runs on |
+
+# %% tags=["parameters"]
+model = "smollm2-135m"
+test_tasks = 36
+train_per_task = 20
+test_per_task = 5
+max_len = 512
+lr = 3.0e-4
+batch_size = 8
+max_steps = 60
+frozen_layers = 26
+arrangement_seeds = [0, 1, 2]
+split_seeds = [0, 1, 2, 3, 4, 5, 6, 7]
+val_per_task = 2
+adapt_every = 10
+adapt_pool = 160
+lookahead_batches = 4
+lookahead_split_seeds = []
+
+# %% tags=["hide-cell"]
+import matplotlib.pyplot as plt
+import pandas as pd
+from IPython.display import Markdown, display
+
+from zsg_core import compare, experiments, findings, plots, rules, stats
+from zsg_core.config import run_params
+
+plots.use_style()
+
+# %% tags=["hide-cell"]
+params = run_params(globals())
+runs = experiments.chapter_runs("09_adaptive", globals())
+tasks = compare.task_curves(runs)
+epoch = compare.epoch_steps(next(iter(runs.values())))
+point = findings.relative_step(findings.paper_fraction("E4"), epoch, sorted(tasks.step.unique()))
+ADAPTIVE = list(experiments.ADAPTIVE_ORDERS)
+BOUND = list(experiments.LOOKAHEAD) if lookahead_split_seeds else []
+labels = ["RT", experiments.BEST_STATIC, *ADAPTIVE, *BOUND]
+
+# %% [markdown]
+# ## Held-out loss under each order
+#
+# Left: the mean over task splits with the band spanning them (the lookahead bound over its own
+# splits). Right: each order minus RT per split, with the 95% t-interval over splits (below 0: the
+# order is ahead of random). Dotted: chapter 4's reading point.
+
+# %%
+curves = compare.loss_curves(runs)
+pairs = [(label, "RT") for label in labels[1:]]
+gaps = stats.split_gaps(tasks, pairs)
+fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+plots.band_plot(curves, axes[0], order=labels, title=f"Held-out loss ({len(split_seeds)} splits)")
+plots.gap_plot(gaps, axes[1], title="each order - RT over splits")
+for ax in axes:
+    ax.axvline(point, ls=":", color="grey")
+plots.save(fig, "09_adaptive")
+plt.show()
+at_point = curves[curves.step == point].groupby("label").loss.mean().reindex(labels)
+display(Markdown(f"At step {point}, the mean held-out loss is lowest under {at_point.idxmin()} ({at_point.min():.3f}); "
+                 "against RT: " + "; ".join(f"{a} {findings.fmt(stats.over_units(stats.split_means(tasks, a, 'RT', point)['diff']), level=0.95)}"
+                                            for a, _ in pairs) + "."))
+
+# %% [markdown]
+# ## What the adaptive orders did
+#
+# When each re-ranked (the steps it asked the model), how much of its first `adapt_every` steps'
+# batches went to the leading task family (chapter 7's concentration), and, for the lookahead
+# bound, how far apart its candidate batches were at each step (the best against the mean of the
+# others: what one step's choice is worth).
+
+# %% tags=["hide-input"]
+rows = []
+for (label, seed), r in runs.items():
+    if label == "RT":
+        continue
+    family = compare.leading_family(r, adapt_every)
+    rows.append({"order": label, "split": seed, "re-ranked at": ", ".join(map(str, r.manifest.get("reranked_at", []))) or "–",
+                 "leading family's share": family["its share"], "families": family["families"]})
+did = pd.DataFrame(rows)
+summary = did.groupby("order", sort=False)[["leading family's share", "families"]].mean().reindex(labels[1:])
+summary.style.format({"leading family's share": "{:.0%}", "families": "{:.1f}"})
+
+# %% [markdown]
+# Each order against RT and each adaptive order against the best static order, judged by the order
+# rule at chapter 4's reading point (exploratory: a question of this book, not a claim of the
+# paper). The lookahead bound's gap to RT, where it ran, is how much choosing the next batch could
+# gain here at all.
+
+# %% tags=["verdict"]
+display(Markdown(rules.RULES["order"]))
+order_pairs = [(label, "RT") for label in labels[1:]] + [(label, experiments.BEST_STATIC) for label in ADAPTIVE + BOUND]
+found = rules.order_parts(tasks, point, labels, pairs=order_pairs, experiment="A", paper=findings.PAPER["A"]["text"],
+                          claim="An order decided while training, from a validation set of the held-out tasks, beats "
+                                "random order and the best static order",
+                          point=f"step {point} ({point / epoch:.0%} of the epoch, chapter 4's reading point)")
+findings.verdict_table(found, ["part", "measured", "p", "verdict"])
+
+# %% [markdown]
+# The verdicts above go to the findings table (the last chapter), with the curves they were read on:
+
+# %% tags=["record"]
+findings.record("09_adaptive", params, found, gaps.assign(experiment="A", setting="orders decided while training"))
+
+# %% [markdown]
+# ## What each order costs
+#
+# Per order, the mean over its runs of each part of a run's wall time (from the runs' manifests;
+# `adapt` is the time its probe of the model took: validation losses, sketched gradients, tried
+# steps), and its wall time over RT's on the same split. RT's runs are chapter 4's, trained at
+# another time, so the ratio carries that machine's load too.
+
+# %%
+parts = ["train_seconds", "eval_seconds", "adapt_seconds", "cache_seconds"]
+cost = pd.DataFrame([{"order": label, "split": seed, "wall": r.manifest["wall_seconds"],
+                      **{p.removesuffix("_seconds"): r.manifest.get(p, 0.0) for p in parts}}
+                     for (label, seed), r in runs.items()])
+rt_wall = cost[cost.order == "RT"].set_index("split").wall
+cost["times RT"] = cost.wall / cost.split.map(rt_wall)
+costs = cost.groupby("order", sort=False)[["wall", *[p.removesuffix("_seconds") for p in parts], "times RT"]].mean()
+costs = costs.reindex(labels)
+display(Markdown("Seconds, mean over splits: " + "; ".join(
+    f"{label} {row.wall:.0f} s ({row['times RT']:.1f}x RT's, of which adapting {row.adapt:.0f} s)"
+    for label, row in costs.iterrows()) + "."))
+costs.style.format(precision=1)
+
+# %% [markdown]
+# ## What it took
+#
+# The runs above, from their manifests (RT's are chapter 4's; a rerun reads them back):
+
+# %%
+display(Markdown(compare.run_costs(runs)))
+
+# %% [markdown]
+# ## What we saw
+
+# %%
+by_part = {f.part: f for f in found}
+lines = [
+    f"At step {point} ({len(split_seeds)} splits), against RT: "
+    + "; ".join(f"{by_part[f'{a} < RT'].measured} → **{by_part[f'{a} < RT'].verdict}**" for a in labels[1:]) + ".",
+    "Against the best static order: " + "; ".join(f"{f.part}: {f.measured} → **{f.verdict}**" for f in found
+                                                  if f.part.endswith(f"< {experiments.BEST_STATIC}")) + ".",
+    ("The lookahead bound ran on " + f"{len(lookahead_split_seeds)} split(s); its gap to RT is how much one step's "
+     "choice of batch could gain at this scale." if BOUND else
+     "The lookahead bound did not run in this profile (`lookahead_split_seeds` is empty): how much any order could "
+     "gain here is left to `cpu-full`."),
+    "Cost, wall time over RT's (mean over splits): " + ", ".join(
+        f"{label} {row['times RT']:.1f}x" for label, row in costs.iterrows() if label != "RT") + ".",
+]
+display(Markdown("\n".join("- " + line for line in lines)))
