@@ -165,3 +165,65 @@ def test_transformers_trainer_with_a_sequential_sampler_trains_the_arranged_orde
     trainer = Trainer(model=AutoModelForCausalLM.from_pretrained(model_folder), args=args, train_dataset=data,
                       data_collator=pad_and_mask(pad_id(tokenizer)))
     assert received(trainer, tokenizer) == arranged_ids(arranged_file)
+
+
+def test_an_adaptive_order_plugs_into_transformers_trainer_as_its_batch_sampler(arranged_file, model_folder, tmp_path):
+    """README, "Orders that watch the model": zsg's loss-driven order as a Trainer's batch sampler,
+    each batch decided while the model trains from a probe of the user's (the validation loss of
+    each task's one validation record); the model receives exactly the batches the order decided."""
+    import torch
+    from bench_peer import pad_and_mask
+    from datasets import Dataset
+    from torch.utils.data import DataLoader
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+
+    from zsg_core.adaptive import BatchSampler, LossRounds
+    from zsg_core.data import load_jsonl
+    from zsg_core.metrics import pad_id
+    from zsg_core.prompt import encode
+
+    tokenizer = AutoTokenizer.from_pretrained(model_folder)
+    records = load_jsonl(arranged_file)
+    encoded = [encode(r, tokenizer) for r in records]
+    data = Dataset.from_dict({"input_ids": [i for i, _ in encoded], "labels": [l for _, l in encoded]})
+    collate = pad_and_mask(pad_id(tokenizer))
+    validation = {t: collate([dict(zip(("input_ids", "labels"), encode(Record(f"v-{t}", t, [
+        {"role": "user", "content": f"One more question about {t}?"}, {"role": "assistant", "content": f"About {t}."}]),
+        tokenizer)))]) for t in TASKS}
+    # each task's nearest records: its own first, in file order, then the rest
+    nearest = {t: [i for i, r in enumerate(records) if r.task == t] + [i for i, r in enumerate(records) if r.task != t]
+               for t in TASKS}
+    order = LossRounds(nearest, BATCH, every=1)
+    decided: list[list[str]] = []
+    next_batch = order.next_batch
+
+    def recorded(probe) -> list[int]:  # what the order decided, to compare with what the model received
+        batch = next_batch(probe)
+        decided.append([records[i].id for i in batch])
+        return batch
+
+    order.next_batch = recorded
+
+    class Probe:
+        def validation_losses(self) -> dict[str, float]:
+            model = trainer.model
+            was_training = model.training
+            model.eval()
+            with torch.no_grad():
+                losses = {t: float(model(**batch).loss) for t, batch in validation.items()}
+            model.train(was_training)
+            return losses
+
+    class AdaptiveTrainer(Trainer):
+        def get_train_dataloader(self) -> DataLoader:
+            return DataLoader(self.train_dataset, batch_sampler=BatchSampler(order, Probe(), steps=len(records) // BATCH),
+                              collate_fn=self.data_collator)
+
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), num_train_epochs=1, per_device_train_batch_size=BATCH,
+                             use_cpu=True, report_to="none", save_strategy="no", disable_tqdm=True)
+    trainer = AdaptiveTrainer(model=AutoModelForCausalLM.from_pretrained(model_folder), args=args, train_dataset=data,
+                              data_collator=collate)
+    got = received(trainer, tokenizer)
+    assert got == decided and len(got) == len(records) // BATCH  # what the model received is what the order decided
+    assert sorted(i for b in got for i in b) == sorted(r.id for r in records)  # the same records, once each
+    assert order.reranked_at == list(range(len(records) // BATCH))  # asked the model before every batch
