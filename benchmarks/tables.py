@@ -101,6 +101,23 @@ def executors(results: dict | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def embed_precision(results: dict | None = None) -> str:
+    """benchmarks/README: MiniLM in bf16 against fp32, its speed and what it changes downstream."""
+    d = results or _load("bench_embed_precision_cpu.json")
+    lines = ["| split | training / held-out texts | cosine bf16 vs fp32, min (mean) | NFT's order the same | "
+             "positions moved | NFT's first 480 shared | TMA's min rounds the same | first round that differs |",
+             "|---|---|---|---|---|---|---|---|"]
+    for s in d["splits"]:
+        lines.append(f"| {s['split']} | {s['train']:,} / {s['test']} | {s['cosine_all_min']:.6f} ({s['cosine_all_mean']:.6f}) | "
+                     f"{'yes' if s['nft_same_order'] else 'no'} | {s['nft_positions_moved']:,} | {s['nft_first_480_overlap']:.1%} | "
+                     f"{'yes' if s['tma_same_rounds'] else 'no'} | {s['tma_first_round_that_differs'] if s['tma_first_round_that_differs'] is not None else '–'} |")
+    lines += ["", f"Encoding {d['texts_timed']} texts afresh: fp32 {d['fp32_texts_per_s']} texts/s, bf16 "
+                  f"{d['bf16_texts_per_s']} texts/s ({d['bf16_speedup']}x; medians of {d['rounds']} alternating rounds); "
+                  f"CPU kind {d['cpu_capability']}, {d['threads']} threads (`benchmarks/bench_embed_precision.py`, "
+                  "`results/bench_embed_precision_cpu.json`)."]
+    return "\n".join(lines) + "\n"
+
+
 COST_PARTS = {"prepare_seconds": "preparing (split, embedding, arranging)", "cache_seconds": "frozen cache", "train_seconds": "training",
               "eval_seconds": "evaluation", "generate_seconds": "generation"}
 
@@ -124,7 +141,7 @@ def book_costs(profile: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-TABLES = {"peer-speed": peer_speed, "peer-curves": peer_curves, "executors": executors,
+TABLES = {"peer-speed": peer_speed, "peer-curves": peer_curves, "executors": executors, "embed-precision": embed_precision,
           "book-costs-smoke": lambda: book_costs("smoke"), "book-costs-cpu": lambda: book_costs("cpu")}
 
 

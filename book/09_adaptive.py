@@ -108,7 +108,7 @@ pairs = [(label, "RT") for label in labels[1:]]
 gaps = stats.split_gaps(tasks, pairs)
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
 plots.band_plot(curves, axes[0], order=labels, title=f"Held-out loss ({len(split_seeds)} splits)")
-plots.gap_plot(gaps, axes[1], title="each order - RT over splits")
+plots.gap_plot(gaps, axes[1], title="each order - RT over splits", skip_colours=1)  # each order's colour on the left
 for ax in axes:
     ax.axvline(point, ls=":", color="grey")
 plots.save(fig, "09_adaptive")

@@ -69,6 +69,24 @@ def test_nft_puts_the_near_topics_first_and_fft_reverses_it(files, tmp_path, cap
     assert summaries["fft"][first] == summaries["nft"][last] and summaries["fft"][last] == summaries["nft"][first]
 
 
+def test_bf16_embeddings_arrange_the_same_records_from_a_cache_of_their_own(files, tmp_path, capsys):
+    """`--embed-precision bf16`: the near topics still come first, and its vectors never enter the
+    fp32 cache the book reads (benchmarks/README: bf16 moves exact orders, so the book keeps fp32)."""
+    from zsg_core.embed import Encoder, embed_records
+
+    train, test = files
+    assert main(["arrange", "--train", str(train), "--test", str(test), "--method", "nft", "--embed-precision", "bf16",
+                 "--out", str(tmp_path / "nft.jsonl")]) == 0
+    nft = [r.id for r in load_jsonl(tmp_path / "nft.jsonl")]
+    assert sorted(nft) == sorted(r.id for r in load_jsonl(train)) and all(not i.startswith("travel") for i in nft[:4])
+    bf16, fp32 = Encoder(precision="bf16"), Encoder()
+    assert bf16.folder != fp32.folder and bf16.folder.name.endswith("-bf16")
+    texts = [r for r in load_jsonl(train)]
+    before = bf16.n_encoded
+    embed_records(texts, "all", bf16)
+    assert bf16.n_encoded == before  # the CLI's bf16 vectors were cached there
+
+
 def test_tma_rounds_and_hf_format(files, tmp_path, capsys):
     train, test = files
     out = tmp_path / "tma"

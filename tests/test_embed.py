@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from zsg_core.data import Record
+from zsg_core.data import DataError, Record
 from zsg_core.embed import Encoder, embed_records, embed_text
 
 pytestmark = pytest.mark.slow  # trains, loads a model or encodes with MiniLM: `make test`, not `make test-fast`
@@ -99,3 +99,16 @@ def test_a_large_pool_is_stored_in_chunks_and_an_interruption_keeps_them(tmp_pat
     again = Encoder(cache=tmp_path)
     vectors = again.encode(texts)
     assert again.n_encoded == 2 and vectors.shape == (8, 384)  # only the unfinished chunk is encoded
+
+
+def test_bf16_vectors_are_unit_close_to_fp32_and_cached_apart(tmp_path):
+    """Embedding in bf16 (`Encoder(precision="bf16")`, benchmarks/bench_embed_precision.py decides
+    where it may be used): unit vectors close to fp32's, in a cache folder of their own."""
+    texts = ["How deep do I plant tulips?", "A question about music, number 3?", "Translate: der Hund"]
+    fp32, bf16 = Encoder(cache=tmp_path), Encoder(cache=tmp_path, precision="bf16")
+    a, b = fp32.encode(texts), bf16.encode(texts)
+    assert fp32.folder != bf16.folder and b.dtype == np.float32
+    assert np.allclose(np.linalg.norm(b, axis=1), 1, atol=1e-6)
+    assert (a * b).sum(1).min() > 0.99 and not np.array_equal(a, b)
+    with pytest.raises(DataError, match="precision must be one of fp32, bf16"):
+        Encoder(cache=tmp_path, precision="fp16")

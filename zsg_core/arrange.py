@@ -460,7 +460,7 @@ class Arrangement:
 def arrange_records(train: Sequence, test: Sequence, method: str, tma_budget: int | None = None, arrangement_seed: int = 0,
                     embed_text: str | None = None, encoder=None, rounds: tuple[int, int] | None = None,
                     processes: int = 1, features: str = "minilm", test_view: str = "with-answer",
-                    source=None, log: Callable[[str], None] = print) -> Arrangement:
+                    source=None, log: Callable[[str], None] = print, embed_precision: str = "fp32") -> Arrangement:
     """Order training records for a test set with any method in METHODS.
 
     `features` names what "similar" means (`features.FEATURES`: the paper's minilm, or the LM's
@@ -468,7 +468,8 @@ def arrange_records(train: Sequence, test: Sequence, method: str, tma_budget: in
     held-out features see the reference answer. `embed_text` (minilm) defaults to the paper's
     choice per method (`Method.embed_text`). `rounds=(a, b)` with tma-min / tma-max keeps only
     what rounds [a, b) over the whole pool pick (E8). Without an `encoder`, one is made with
-    `processes` encoding processes (`embed.Encoder`).
+    `processes` encoding processes in `embed_precision` (`embed.Encoder`; bf16 is faster where the
+    CPU has it and moves the orders slightly: benchmarks/README, "bench_embed_precision").
     """
     m = get_method(method)
     m.check(tma_budget, rounds, embed_text, pool_size=len(train))
@@ -480,7 +481,7 @@ def arrange_records(train: Sequence, test: Sequence, method: str, tma_budget: in
         return Arrangement(m.order(inputs)[0], method)
 
     if features == "minilm":
-        encoder = encoder or Encoder(processes=processes)  # one encoder (one model load, one cache) for both sets
+        encoder = encoder or Encoder(processes=processes, precision=embed_precision)  # one for both sets
     x, t = compute(train, test, features, text=embed_text or m.embed_text, test_view=test_view, source=source,
                    encoder=encoder, log=log)
     md, ad = min_avg_distance(x, t)  # one pass serves the WSD orders and the summary

@@ -76,7 +76,7 @@ def _embed(args: argparse.Namespace) -> int:
 
     out = check_out(args.out, "npy", args.force, inputs=(args.file,))
     records = load_records(args.file)
-    encoder = Encoder(processes=args.processes)
+    encoder = Encoder(processes=args.processes, precision=args.embed_precision)
     vectors = embed_records(records, args.text, encoder)
     with atomic_file(out, "wb") as f:
         np.save(f, vectors)
@@ -99,7 +99,8 @@ def _arrange(args: argparse.Namespace) -> int:
                         "sentence encoder")
     arrangement = arrange_file(args.train, args.test, args.out, args.method, args.tma_budget, args.arrangement_seed,
                                tuple(args.rounds) if args.rounds else None, args.embed_text, args.format,
-                               args.allow_overlap, args.force, args.processes, args.features, args.test_view, source)
+                               args.allow_overlap, args.force, args.processes, args.features, args.test_view, source,
+                               args.embed_precision)
     print(json.dumps(arrangement.summary(), indent=1))
     print(f"wrote {len(arrangement.order)} arranged records to {args.out} ({args.format}); keep this order when "
           "training: no shuffling (see README)")
@@ -107,10 +108,15 @@ def _arrange(args: argparse.Namespace) -> int:
 
 
 def _add_processes(p: argparse.ArgumentParser) -> None:
-    """`--processes`, for the commands that embed (zsg embed, zsg arrange)."""
+    """`--processes` and `--embed-precision`, for the commands that embed (zsg embed, zsg arrange)."""
+    from .embed import PRECISIONS
+
     p.add_argument("--processes", type=int, default=1,
                    help="encode with this many processes: one per GPU where there are GPUs, else CPU processes "
                         "sharing the cores (README: how long large pools take)")
+    p.add_argument("--embed-precision", choices=PRECISIONS, default="fp32",
+                   help="MiniLM in fp32 (the paper's, the book's) or bf16: faster where the CPU has it, and it moves "
+                        "the orders slightly (benchmarks/README)")
 
 
 def _parse_value(text: str):

@@ -126,10 +126,10 @@ def arrange_file(train: str | Path, test: str | Path, out: str | Path, method: s
                  arrangement_seed: int = 0, rounds: tuple[int, int] | None = None, embed_text: str | None = None,
                  fmt: str = "jsonl", allow_overlap: bool = False, force: bool = False,
                  processes: int = 1, features: str = "minilm", test_view: str = "with-answer",
-                 source=None) -> Arrangement:
+                 source=None, embed_precision: str = "fp32") -> Arrangement:
     """Load any supported training and test files, refuse a test set that is not unseen (shared
     tasks, ids or texts) unless `allow_overlap`, arrange with `method` and write `out`;
-    `processes` encoders embed the texts (`embed.Encoder`); `features`, `test_view` and `source`
+    `processes` encoders embed the texts in `embed_precision` (`embed.Encoder`); `features`, `test_view` and `source`
     (a `features.LMSource` for hidden / gradient) as in `arrange.arrange_records`."""
     if get_method(method).adaptive:  # before any work: there is no list to write
         raise DataError(f"{method} is decided while training, from the model's own signals, so there is no list to "
@@ -145,6 +145,6 @@ def arrange_file(train: str | Path, test: str | Path, out: str | Path, method: s
                             "anyway") from None
     arrangement = arrange_records(train_records, test_records, method, tma_budget, arrangement_seed, embed_text,
                                   rounds=rounds, processes=processes, features=features, test_view=test_view,
-                                  source=source)
+                                  source=source, embed_precision=embed_precision)
     write_arranged(train_records, arrangement, out, fmt, force)
     return arrangement

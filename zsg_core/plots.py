@@ -138,10 +138,12 @@ def rho_forest(power: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def gap_plot(gaps: pd.DataFrame, ax: plt.Axes, title: str = "", hue: str = "comparison") -> None:
+def gap_plot(gaps: pd.DataFrame, ax: plt.Axes, title: str = "", hue: str = "comparison", skip_colours: int = 0) -> None:
     """Differences of held-out loss per step (columns step, diff, lo, hi, and `hue`), each with
-    its 95% interval shaded (none for a single run); below 0 = the first order is ahead."""
-    for colour, (name, g) in zip(PAPER_COLORS, gaps.groupby(hue, sort=False)):
+    its 95% interval shaded (none for a single run); below 0 = the first order is ahead.
+    `skip_colours`: start that far into the palette, so that "X - RT" takes X's colour in a
+    `band_plot` beside it whose first order is RT."""
+    for colour, (name, g) in zip(PAPER_COLORS[skip_colours:], gaps.groupby(hue, sort=False)):
         g = g.sort_values("step")
         ax.plot(g.step, g["diff"], marker="o", markersize=3, color=colour, label=name)
         ax.fill_between(g.step, g.lo, g.hi, color=colour, alpha=0.25, lw=0)
