@@ -50,7 +50,7 @@
 #
 # | parameter | meaning |
 # |---|---|
-# | `model`, split and training parameters | as in chapter 2 (but `max_steps`: every TMA run makes one pass over its selection) |
+# | `model`, split and training parameters | as in chapter 2 (`max_steps` for chapter 4's runs read back here; every TMA run makes one pass over its selection) |
 # | `split_seeds` | task splits NFT / FFT / RT are repeated on |
 # | `side_split_seeds` | task splits the round groups run on |
 # | `arrangement_seeds` | RT's shuffle: the first of them on every split |
@@ -66,6 +66,7 @@ test_per_task = 5
 max_len = 512
 lr = 3.0e-4
 batch_size = 8
+max_steps = 60
 frozen_layers = 26
 arrangement_seeds = [0, 1, 2]
 split_seeds = [0, 1, 2, 3, 4, 5, 6, 7]

@@ -296,3 +296,17 @@ def test_zsg_plan_prints_each_chapter_and_the_total_and_refuses_bad_options(caps
     assert main(["plan", "--profile", "smoke", "--workers", "0"]) == 2
     assert "workers must be" in capsys.readouterr().err
     assert main(["plan", "--profile", "smoke", "--chapters", "99_nothing"]) == 2
+
+
+def test_a_chapter_that_reads_another_chapters_runs_back_plans_none_of_its_own():
+    """Chapter 6 reads chapter 4's E4 runs (like with like) and chapter 9 chapter 4's RT: in each
+    shipped profile's plan, every run a chapter reads back is the other chapter's own run (the plan
+    lists a run under the first chapter that reads it), so a parameter trimmed from a chapter cannot
+    quietly make it train new ones (as removing chapter 6's max_steps once did)."""
+    read_back = {("06_tma", "similarity")}
+    for profile in ("smoke", "cpu"):
+        plan = book_plan(profile)
+        own = [(r.chapter, r.experiment, r.label) for r in plan.runs if (r.chapter, r.experiment) in read_back]
+        assert not own, (profile, own[:3])
+        chapter9 = {r.label for r in plan.runs if r.chapter == "09_adaptive"}
+        assert "RT" not in chapter9, profile  # chapter 4's RT, read back
