@@ -190,17 +190,40 @@ differences.style.hide(axis="index").format(precision=3, na_rep=findings.MISSING
 # none did.
 
 # %% tags=["verdict"]
-windows = compare.excess_windows(compare.task_curves(results, runs["by_split"]), "cluster", "random").merge(
-    predict.arrivals(changes_all, "cluster"), on=["split", "task", "start", "end"])
-contrast = windows.groupby("split").apply(rules.window_contrast, include_groups=False).rename("arrived - not")
-by_kind = windows.groupby(["split", "arrived"]).excess.agg(["mean", "size"]).unstack("arrived")
-by_kind.columns = [f"{stat} excess, {'arrived' if arrived else 'none arrived'}" for stat, arrived in by_kind.columns]
+windows = compare.excess_windows(
+    compare.task_curves(results, runs["by_split"]), "cluster", "random"
+).merge(
+    predict.arrivals(changes_all, "cluster"), on=["split", "task", "start", "end"]
+)
+contrast = (
+    windows.groupby("split")
+    .apply(rules.window_contrast, include_groups=False)
+    .rename("arrived - not")
+)
+by_kind = (
+    windows.groupby(["split", "arrived"])
+    .excess.agg(["mean", "size"])
+    .unstack("arrived")
+)
+by_kind.columns = [
+    f"{stat} excess, {'arrived' if arrived else 'none arrived'}"
+    for stat, arrived in by_kind.columns
+]
 display(by_kind.join(contrast).round(3))
 display(Markdown(rules.RULES["sudden"] + "\n\n" + rules.RULES["measures"]))
-alternatives = [m for m in others if m not in (predict.NULL_MEASURE, "Euclidean-Min", "Euclidean-Avg")]
+alternatives = [
+    m
+    for m in others
+    if m not in (predict.NULL_MEASURE, "Euclidean-Min", "Euclidean-Avg")
+]
 found = [rules.sudden(windows, point=f"every window, steps 0-{max_steps}")]
-found += rules.measures(power_split, predict.WSD_MEASURE, alternatives, predict.NULL_MEASURE,
-                        point=f"every window, steps 0-{max_steps}")
+found += rules.measures(
+    power_split,
+    predict.WSD_MEASURE,
+    alternatives,
+    predict.NULL_MEASURE,
+    point=f"every window, steps 0-{max_steps}",
+)
 findings.verdict_table(found, ["experiment", "part", "measured", "p", "verdict"])
 
 # %% [markdown]

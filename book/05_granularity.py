@@ -132,16 +132,31 @@ prefix.groupby("step").mean(numeric_only=True).drop(columns="split").round(2)
 # %% tags=["verdict"]
 display(Markdown(rules.RULES["granularity"] + " " + rules.RULES["order"]))
 found = rules.granularity(per_task, early_point, late_point, epoch)
-against_random = rules.granularity_against_random(per_task, early_point, late_point, epoch)
+against_random = rules.granularity_against_random(
+    per_task, early_point, late_point, epoch
+)
 carriers = {f.part: rules.carried_by(f, against_random) for f in found}
-findings.verdict_table(found + against_random, ["experiment", "part", "point", "measured", "p", "verdict"],
-                       extra={"carried by": [carriers.get(f.part, "") if f.experiment == "E5" else "" for f in found + against_random]})
+findings.verdict_table(
+    found + against_random,
+    ["experiment", "part", "point", "measured", "p", "verdict"],
+    extra={
+        "carried by": [
+            carriers.get(f.part, "") if f.experiment == "E5" else ""
+            for f in found + against_random
+        ]
+    },
+)
 
 # %% [markdown]
 # The verdicts above go to the findings table (the last chapter), with the curves they were read on:
 
 # %% tags=["record"]
-findings.record("05_granularity", params, found + against_random, gap.assign(experiment="E5", setting="random splits"))
+findings.record(
+    "05_granularity",
+    params,
+    found + against_random,
+    gap.assign(experiment="E5", setting="random splits"),
+)
 
 # %% [markdown]
 # ## What it took

@@ -277,21 +277,41 @@ display(Markdown(rules.RULES["order"]))
 epoch = int(layouts["steps"].min())
 paper = findings.PAPER["E6"]
 point = findings.relative_step(findings.paper_fraction("E6"), epoch, common_steps)
-relative = f"step {point} ({point / epoch:.0%} of the shortest epoch, {epoch} steps; the near half ends at step {near_end} or later)"
-found = rules.order_parts(tasks_split, point, ("NFT", "RT", "FFT"), experiment="E6", paper=paper["text"],
-                          claim="TMA nearest-first lowers held-out loss: NFT < RT < FFT (claim 5)", point=relative)
+relative = (f"step {point} ({point / epoch:.0%} of the shortest epoch, {epoch} "
+            f"steps; the near half ends at step {near_end} or later)")
+found = rules.order_parts(
+    tasks_split,
+    point,
+    ("NFT", "RT", "FFT"),
+    experiment="E6",
+    paper=paper["text"],
+    claim="TMA nearest-first lowers held-out loss: NFT < RT < FFT (claim 5)",
+    point=relative,
+)
 tasks_rounds = compare.task_curves(groups)
 last = int(tasks_rounds.step.max())
-found += rules.order_parts(tasks_rounds, last, labels, pairs=list(zip(labels, labels[1:])), experiment="E8",
-                           claim="Data from earlier TMA rounds gives lower held-out loss", paper=findings.PAPER["E8"]["text"],
-                           point=f"step {last} (every group's last)")
+found += rules.order_parts(
+    tasks_rounds,
+    last,
+    labels,
+    pairs=list(zip(labels, labels[1:])),
+    experiment="E8",
+    claim="Data from earlier TMA rounds gives lower held-out loss",
+    paper=findings.PAPER["E8"]["text"],
+    point=f"step {last} (every group's last)",
+)
 findings.verdict_table(found, ["experiment", "part", "measured", "p", "verdict"])
 
 # %% [markdown]
 # The verdicts above go to the findings table (the last chapter), with the curves they were read on:
 
 # %% tags=["record"]
-findings.record("06_tma", params, found, gap_split.assign(experiment="E6", setting="random splits"))
+findings.record(
+    "06_tma",
+    params,
+    found,
+    gap_split.assign(experiment="E6", setting="random splits"),
+)
 
 # %% [markdown]
 # ## What it took

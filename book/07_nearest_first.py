@@ -149,21 +149,74 @@ seen_mean.rename(columns={"its share": "leading family's share", "families": "fa
 # %% tags=["verdict"]
 display(Markdown(rules.RULES["explanation"]))
 DECOMPOSITIONS = {
-    "what NFT's prefix holds": (("NFT", "task", "family", "RT"), [
-        ("The nearest instances within NFT's tasks", "NFT loses to random instances of its own tasks", ">"),
-        ("One task's template", "NFT's tasks lose to NFT's families with any of their tasks", ">"),
-        ("The families NFT puts first", "NFT's family mix with random instances loses to RT", ">")]),
-    "answer format": (("NFT", "length", "RT"), [
-        ("What NFT puts first, beyond answer length", "NFT loses to its own answer lengths from any task", ">"),
-        ("Format and stopping", "NFT's answer lengths alone lose to RT", ">")]),
-    "coverage": (("NFT", "balanced", "RT"), [
-        ("Concentration: one family first", "coverage-balanced nearest-first beats WSD-NFT", ">"),
-        ("Nearness itself (redundant neighbours)", "coverage-balanced nearest-first still loses to RT", ">")]),
+    "what NFT's prefix holds": (
+        ("NFT", "task", "family", "RT"),
+        [
+            (
+                "The nearest instances within NFT's tasks",
+                "NFT loses to random instances of its own tasks",
+                ">",
+            ),
+            (
+                "One task's template",
+                "NFT's tasks lose to NFT's families with any of their tasks",
+                ">",
+            ),
+            (
+                "The families NFT puts first",
+                "NFT's family mix with random instances loses to RT",
+                ">",
+            ),
+        ],
+    ),
+    "answer format": (
+        ("NFT", "length", "RT"),
+        [
+            (
+                "What NFT puts first, beyond answer length",
+                "NFT loses to its own answer lengths from any task",
+                ">",
+            ),
+            ("Format and stopping", "NFT's answer lengths alone lose to RT", ">"),
+        ],
+    ),
+    "coverage": (
+        ("NFT", "balanced", "RT"),
+        [
+            (
+                "Concentration: one family first",
+                "coverage-balanced nearest-first beats WSD-NFT",
+                ">",
+            ),
+            (
+                "Nearness itself (redundant neighbours)",
+                "coverage-balanced nearest-first still loses to RT",
+                ">",
+            ),
+        ],
+    ),
 }
-parts = pd.concat([rules.decomposition(tasks, point, chain, carries).assign(decomposition=name)
-                   for name, (chain, carries) in DECOMPOSITIONS.items()], ignore_index=True)
-(parts[["decomposition", "contrast", "explanation", "measured", "share of the gap", "evidence"]]
- .style.hide(axis="index").format({"share of the gap": "{:.0%}"}))
+parts = pd.concat(
+    [
+        rules.decomposition(tasks, point, chain, carries).assign(decomposition=name)
+        for name, (chain, carries) in DECOMPOSITIONS.items()
+    ],
+    ignore_index=True,
+)
+(
+    parts[
+        [
+            "decomposition",
+            "contrast",
+            "explanation",
+            "measured",
+            "share of the gap",
+            "evidence",
+        ]
+    ]
+    .style.hide(axis="index")
+    .format({"share of the gap": "{:.0%}"})
+)
 
 # %%
 display(Markdown(

@@ -157,16 +157,41 @@ summary.unstack("kind")
 
 # %% tags=["verdict"]
 display(Markdown(rules.RULES["representations"]))
-pairs = [(k, "chance") for k in feature_kinds] + [(k, reference) for k in others] \
-    + [(a, b) for i, a in enumerate(others) for b in others[i + 1:]]
+pairs = (
+    [(k, "chance") for k in feature_kinds]
+    + [(k, reference) for k in others]
+    + [(a, b) for i, a in enumerate(others) for b in others[i + 1 :]]
+)
 found = []
 for view in test_views:
-    judged = power_all[(power_all.view == view) & (power_all.measure == MEASURE)][["split", "kind", "rho"]]
-    chance = power_all[(power_all.view == view) & (power_all.measure == predict.NULL_MEASURE)]
-    judged = pd.concat([judged, chance[chance.kind == reference][["split", "rho"]].assign(kind="chance")], ignore_index=True)
-    for f in rules.representations(judged, pairs, experiment="S1", paper=findings.PAPER["S1"]["text"],
-                                   claim=f"Which representation predicts the held-out loss change ({MEASURE} of the prefix)"):
-        found.append(f if view == "with-answer" else replace(f, part=f"{f.part} (prompts only)"))
+    judged = power_all[(power_all.view == view) & (power_all.measure == MEASURE)][
+        ["split", "kind", "rho"]
+    ]
+    chance = power_all[
+        (power_all.view == view) & (power_all.measure == predict.NULL_MEASURE)
+    ]
+    judged = pd.concat(
+        [
+            judged,
+            chance[chance.kind == reference][["split", "rho"]].assign(
+                kind="chance"
+            ),
+        ],
+        ignore_index=True,
+    )
+    for f in rules.representations(
+        judged,
+        pairs,
+        experiment="S1",
+        paper=findings.PAPER["S1"]["text"],
+        claim=f"Which representation predicts the held-out loss change ({MEASURE} "
+              "of the prefix)",
+    ):
+        found.append(
+            f
+            if view == "with-answer"
+            else replace(f, part=f"{f.part} (prompts only)")
+        )
 findings.verdict_table(found, ["part", "measured", "p", "verdict"])
 
 # %% [markdown]
@@ -203,13 +228,29 @@ at_point.round(3).to_frame(f"loss at step {point}").join(leading.round(2))
 # %% tags=["verdict"]
 display(Markdown(rules.RULES["order"]))
 named = experiments.represented_label
-order_pairs = [(named(o, k), "RT") for o in experiments.REPRESENTED_ORDERS for k in others] \
-    + [(named(o, k), named(o, reference)) for o in experiments.REPRESENTED_ORDERS for k in others] \
-    + [(label, "RT") for label in prompt_only_labels] + [(label, named("balanced", reference)) for label in prompt_only_labels]
-found_orders = rules.order_parts(tasks, point, labels, pairs=order_pairs, experiment="S2", paper=findings.PAPER["S2"]["text"],
-                                 claim="A nearest-first order built from the model's own representation beats random "
-                                       "order and the same order built from MiniLM",
-                                 point=f"step {point} ({point / epoch:.0%} of the epoch, chapter 4's reading point)")
+order_pairs = (
+    [(named(o, k), "RT") for o in experiments.REPRESENTED_ORDERS for k in others]
+    + [
+        (named(o, k), named(o, reference))
+        for o in experiments.REPRESENTED_ORDERS
+        for k in others
+    ]
+    + [(label, "RT") for label in prompt_only_labels]
+    + [(label, named("balanced", reference)) for label in prompt_only_labels]
+)
+found_orders = rules.order_parts(
+    tasks,
+    point,
+    labels,
+    pairs=order_pairs,
+    experiment="S2",
+    paper=findings.PAPER["S2"]["text"],
+    claim="A nearest-first order built from the model's own representation beats "
+          "random "
+    "order and the same order built from MiniLM",
+    point=f"step {point} ({point / epoch:.0%} of the epoch, chapter 4's reading "
+          "point)",
+)
 findings.verdict_table(found_orders, ["part", "measured", "p", "verdict"])
 
 # %% [markdown]
@@ -217,7 +258,12 @@ findings.verdict_table(found_orders, ["part", "measured", "p", "verdict"])
 
 # %% tags=["record"]
 gaps = stats.split_gaps(tasks, order_pairs)
-findings.record("08_representations", params, found + found_orders, gaps.assign(experiment="S2", setting="orders by representation"))
+findings.record(
+    "08_representations",
+    params,
+    found + found_orders,
+    gaps.assign(experiment="S2", setting="orders by representation"),
+)
 
 # %% [markdown]
 # ## Experiment 3: what each representation costs

@@ -146,18 +146,34 @@ summary.style.format({"leading family's share": "{:.0%}", "families": "{:.1f}"})
 
 # %% tags=["verdict"]
 display(Markdown(rules.RULES["order"]))
-order_pairs = [(label, "RT") for label in labels[1:]] + [(label, experiments.BEST_STATIC) for label in ADAPTIVE + BOUND]
-found = rules.order_parts(tasks, point, labels, pairs=order_pairs, experiment="A", paper=findings.PAPER["A"]["text"],
-                          claim="An order decided while training, from a validation set of the held-out tasks, beats "
-                                "random order and the best static order",
-                          point=f"step {point} ({point / epoch:.0%} of the epoch, chapter 4's reading point)")
+order_pairs = [(label, "RT") for label in labels[1:]] + [
+    (label, experiments.BEST_STATIC) for label in ADAPTIVE + BOUND
+]
+found = rules.order_parts(
+    tasks,
+    point,
+    labels,
+    pairs=order_pairs,
+    experiment="A",
+    paper=findings.PAPER["A"]["text"],
+    claim="An order decided while training, from a validation set of the held-out "
+          "tasks, beats "
+    "random order and the best static order",
+    point=f"step {point} ({point / epoch:.0%} of the epoch, chapter 4's reading "
+          "point)",
+)
 findings.verdict_table(found, ["part", "measured", "p", "verdict"])
 
 # %% [markdown]
 # The verdicts above go to the findings table (the last chapter), with the curves they were read on:
 
 # %% tags=["record"]
-findings.record("09_adaptive", params, found, gaps.assign(experiment="A", setting="orders decided while training"))
+findings.record(
+    "09_adaptive",
+    params,
+    found,
+    gaps.assign(experiment="A", setting="orders decided while training"),
+)
 
 # %% [markdown]
 # ## What each order costs

@@ -121,16 +121,30 @@ display(Markdown(rules.RULES["order"].replace("task split", "instance draw")))
 steps = sorted(per_task.step.unique())
 epoch = compare.epoch_steps(next(iter(runs.values())))
 last = steps[-1]
-found = rules.order_parts(per_task, last, ("NFT", "RT", "FFT"), pairs=pairs, experiment="E7",
-                          claim="TMA's NFT advantage holds without any notion of task (analog: random-instance hold-out)",
-                          unit="instance draws", paper=findings.PAPER["E7"]["text"], point=f"step {last} of {max_steps} ({last / epoch:.1%} of the epoch)")
+found = rules.order_parts(
+    per_task,
+    last,
+    ("NFT", "RT", "FFT"),
+    pairs=pairs,
+    experiment="E7",
+    claim="TMA's NFT advantage holds without any notion of task (analog: "
+          "random-instance hold-out)",
+    unit="instance draws",
+    paper=findings.PAPER["E7"]["text"],
+    point=f"step {last} of {max_steps} ({last / epoch:.1%} of the epoch)",
+)
 findings.verdict_table(found, ["part", "measured", "p", "verdict"])
 
 # %% [markdown]
 # The verdicts above go to the findings table (the last chapter), with the curves they were read on:
 
 # %% tags=["record"]
-findings.record("10_task_free", params, found, gap.assign(experiment="E7", setting="random-instance hold-out"))
+findings.record(
+    "10_task_free",
+    params,
+    found,
+    gap.assign(experiment="E7", setting="random-instance hold-out"),
+)
 
 # %% [markdown]
 # ## What it took

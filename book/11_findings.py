@@ -84,11 +84,23 @@ table, curves = findings.collect(params, toc.recording_chapters())  # in _toc.ym
 # point of training) is in the claims table below.
 
 # %% tags=["verdict", "full-width"]
-display(Markdown("Recorded by: " + ", ".join(f"`{c}`" for c in toc.recording_chapters()) + "."))
-shown = table[["experiment", "part", "verdict", "family", "paper", "measured", "p", "p_holm"]].rename(
-    columns={"p_holm": "p (Holm, family)", "paper": "the paper's figure"})  # verdict first: a wide table scrolls
-shown.style.hide(axis="index").format({"p": "{:.3f}", "p (Holm, family)": "{:.3f}"}, na_rep=findings.MISSING) \
-    .set_properties(**{"text-align": "left", "vertical-align": "top", "padding-right": "1em"})
+display(
+    Markdown(
+        "Recorded by: "
+        + ", ".join(f"`{c}`" for c in toc.recording_chapters())
+        + "."
+    )
+)
+shown = table[
+    ["experiment", "part", "verdict", "family", "paper", "measured", "p", "p_holm"]
+].rename(
+    columns={"p_holm": "p (Holm, family)", "paper": "the paper's figure"}
+)  # verdict first: a wide table scrolls
+shown.style.hide(axis="index").format(
+    {"p": "{:.3f}", "p (Holm, family)": "{:.3f}"}, na_rep=findings.MISSING
+).set_properties(
+    **{"text-align": "left", "vertical-align": "top", "padding-right": "1em"}
+)
 
 # %% [markdown]
 # The claims behind the parts, and what the paper's figures show:

@@ -69,6 +69,21 @@ def test_a_chapter_runs_with_the_profile_and_hides_the_injected_cell(tiny_book):
     assert nb.cells.index(said) + 1 == next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
 
 
+SHOWN_LINE = 84  # characters of code the text column shows without a scroll bar (sphinx-book-theme, 1,280 px)
+
+
+def test_the_code_a_page_shows_fits_its_text_column():
+    """The cells a page shows (tagged verdict or record, `book.convert`) have no line a reader
+    must scroll sideways for."""
+    import re
+
+    long = [(src.stem, line) for src in toc.chapter_sources()
+            for cell in re.split(r"(?m)^(?=# %%)", src.read_text())
+            if any(f'"{tag}"' in cell.partition("\n")[0] for tag in book.SHOWN)
+            for line in cell.partition("\n")[2].splitlines() if len(line) > SHOWN_LINE]
+    assert not long, long[:3]
+
+
 def test_a_page_shows_only_the_code_that_decides_and_records_verdicts(tmp_path):
     source = tmp_path / "01_c.py"
     source.write_text(TINY + '\n# %% tags=["verdict"]\nfound = x\n\n# %% tags=["record"]\nrecorded = found\n'
