@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 # (zsg_core/execute.py; README, "Run it faster").
 BOOK_ARGS ?=
 
-.PHONY: book test test-fast venv prepare chapters clean
+.PHONY: book test test-fast venv prepare browser chapters clean
 
 # Everything a build writes (executed notebooks, figures, findings, HTML) is in _build/$(PROFILE)/.
 # First the plan: every run the chapters read, stored or not, and the predicted time of the rest
@@ -26,7 +26,7 @@ book:
 # (tests/test_book.py, ZSG_TEST_BOOK=execute) and builds its HTML while the other runs the rest and
 # then steals what is left of the first one's share (--dist worksteal), instead of every test
 # waiting for the whole book. Figures and findings that tests write go to the smoke build's folder.
-test: prepare
+test: prepare browser
 	ZSG_TEST_BOOK=execute ZSG_BUILD=$(CURDIR)/_build/smoke $(BIN)/python -m pytest -n auto --dist worksteal tests
 
 # The edit loop: every test but those marked slow (they start processes or execute notebooks; see
@@ -44,6 +44,18 @@ $(VENV)/.installed: requirements.txt requirements-book.txt requirements-test.txt
 
 prepare: venv
 	$(BIN)/zsg prepare
+
+# The browser tests/test_browser.py reads the built pages in: Debian's headless Chromium, which
+# Playwright (requirements-test.txt) drives instead of downloading its own. Installed where this
+# machine can (root, apt-get; the package lists fetched only if the first try finds none); elsewhere
+# that test skips, so a machine without it still runs every other test.
+browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium \
+	    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }; } \
+	  || echo "no browser: tests/test_browser.py will skip"; \
+	else echo "no browser: tests/test_browser.py will skip"; fi
 
 # Each chapter source book/NN_name.py (jupytext py:percent) -> _build/$(PROFILE)/book/NN_name.ipynb
 # -> executed by papermill with the profile's parameters, then Jupyter Book (zsg_core/book.py). Chapters share finished

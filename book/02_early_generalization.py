@@ -95,13 +95,17 @@ all_splits = compare.loss_curves(results, runs["by_split"])
 # for the Natural Instructions and BIG-bench held-out tasks alone. The band spans the shuffles.
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), sharey=False)
+fig, axes = plt.subplots(1, 3, figsize=(plots.PAGE_WIDTH, 3.4), sharey=False)
 plots.band_plot(curves, axes[0], title="all held-out tasks")
 for ax, (group, table) in zip(axes[1:], by_source.groupby("group")):
     plots.band_plot(table, ax, title=f"{group} held-out tasks")
 fig.suptitle(f"Held-out loss, random order, {len(arrangement_seeds)} shuffles ({model})")
 plots.save(fig, "02_heldout_loss")
 plt.show()
+falls = [("all held-out tasks", curves)] + list(by_source.groupby("group"))
+falls = [(name, t.groupby("step").loss.mean()) for name, t in falls]
+display(Markdown(f"Mean over shuffles, from step 0 to step {curves.step.max()}: "
+                 + "; ".join(f"{name} {m.iloc[0]:.3f} to {m.iloc[-1]:.3f}" for name, m in falls) + "."))
 
 # %% [markdown]
 # ## Generation metrics
@@ -116,6 +120,10 @@ scores = compare.generation_scores(results)
 fig = plots.generation_panels(scores)
 plots.save(fig, "02_generation_metrics")
 plt.show()
+final = scores[scores.step == scores.step.max()].groupby(["protocol", "metric"]).score.mean()
+display(Markdown(f"At step {scores.step.max()}, mean over shuffles: " + "; ".join(
+    f"{protocol}: " + ", ".join(f"{metric} {v:.1f}" for metric, v in final[protocol].items())
+    for protocol in final.index.unique("protocol")) + "."))
 
 # %% [markdown]
 # ## When does the change happen, and how noisy is each metric?
@@ -159,6 +167,11 @@ kinds = compare.decline_kinds(task_mean, source, rapid_by)
 fig = plots.decline_panels(task_mean, kinds)
 plots.save(fig, "02_rapid_gradual")
 plt.show()
+steepest = kinds.nlargest(1, "fall").iloc[0]
+ratio = task_mean[task_mean.task == steepest.task].sort_values("step").loss
+display(Markdown(f"{(kinds.kind == 'rapid').sum()} of {len(kinds)} tasks are rapid. The largest fall is "
+                 f"`{steepest.task}`'s ({steepest.kind}): to {ratio.iloc[-1] / ratio.iloc[0]:.1%} of its step-0 loss "
+                 f"at step {task_mean.step.max()}."))
 kinds.groupby(["group", "kind"]).size().unstack(fill_value=0)
 
 # %% [markdown]
@@ -170,12 +183,17 @@ kinds.groupby(["group", "kind"]).size().unstack(fill_value=0)
 # %%
 epoch = next(iter(results.values())).manifest["epoch_steps"]
 fig, ax = plt.subplots(figsize=(7, 3.4))
-plots.band_plot(all_splits.assign(split=all_splits.split.astype(str)), ax, hue="split",
+plots.band_plot(all_splits.assign(split="split " + all_splits.split.astype(str)), ax, hue="split",
                 title=f"Held-out loss, random order, {all_splits.split.nunique()} task splits")
 for fraction in (rules.EARLY_FRACTION, rules.REFERENCE_FRACTION):
     ax.axvline(fraction * epoch, ls=":", color="grey")
 plots.save(fig, "02_splits")
 plt.show()
+final = all_splits[all_splits.step == all_splits.step.max()].groupby("split").loss.mean().sort_values()
+display(Markdown(f"Dotted: steps {rules.EARLY_FRACTION * epoch:.1f} and {rules.REFERENCE_FRACTION * epoch:.1f} "
+                 f"({rules.EARLY_FRACTION:.0%} and {rules.REFERENCE_FRACTION:.0%} of the {epoch}-step epoch). At step "
+                 f"{all_splits.step.max()}, split {final.index[0]} is lowest ({final.iloc[0]:.3f}) and split "
+                 f"{final.index[-1]} highest ({final.iloc[-1]:.3f})."))
 
 # %% [markdown]
 # ## The verdicts

@@ -96,7 +96,12 @@ fig, ax = plt.subplots(figsize=(7, 3.6))
 plots.band_plot(curves, ax, order=ORDERS, title="Held-out loss: round-robin vs cluster vs random")
 plots.save(fig, "03_orders")
 plt.show()
-curves.groupby(["label", "step"]).loss.mean().unstack(0)[ORDERS].round(3).T
+mean = curves.groupby(["label", "step"]).loss.mean().unstack(0)[ORDERS]
+final = mean.iloc[-1].sort_values()
+display(Markdown(f"At step {mean.index[-1]}, {final.index[0]} order's mean loss is the lowest ({final.iloc[0]:.3f}), "
+                 f"{final.iloc[1] - final.iloc[0]:.3f} below {final.index[1]} and {final.iloc[2] - final.iloc[0]:.3f} "
+                 f"below {final.index[2]}."))
+mean.round(3)  # a row per step: a profile evaluates up to ~20 steps, too many columns for the page
 
 # %% [markdown]
 # ## Sudden drops under cluster order
@@ -113,6 +118,9 @@ sharpest = drops.head(sudden_tasks)
 fig = plots.sudden_panels(per_task, sharpest, ORDERS)
 plots.save(fig, "03_sudden_drops")
 plt.show()
+display(Markdown("In the shaded windows, left to right, cluster order's loss fell "
+                 + ", ".join(f"{excess:.3f}" for excess in sharpest.excess)
+                 + " more than random order's (mean over its shuffles)."))
 sharpest
 
 # %% [markdown]
@@ -122,28 +130,49 @@ sharpest
 # far (the run's own record of its batches) and the task's held-out instances, embedded with
 # MiniLM as the paper's E3 scripts did (first user turn and response): cosine and Euclidean
 # Avg / Min / Max / Centroid and the bigram KL, plus Min and Avg combined as WSD weights them.
-# Shown here for the tasks with the sharpest cluster-order drops above, next to their loss (the
-# table `measures` holds every task).
+# Shown here for the tasks with the sharpest cluster-order drops above, two figures each: its loss
+# and the cosine measures, then the Euclidean measures, KL and WSD (the table `measures` holds
+# every task).
 
 # %%
 measures_all, changes_all = predict.prefix_changes(results, runs["by_split"], batch_size=batch_size)  # every split
 measures = measures_all[measures_all.split == split_seed]
 
 focus = sharpest.task.iloc[0]
-for rank, task in enumerate(sharpest.task):
-    fig = plots.measure_grid(per_task, measures, task, ORDERS, list(predict.ALL_MEASURES))
-    plots.save(fig, f"03_nine_measures_{rank}")
-    plt.show()
+cosine = [m for m in predict.ALL_MEASURES if m.startswith("Cosine")]
+parts = [(cosine, True), ([m for m in predict.ALL_MEASURES if m not in cosine], False)]  # (measures, with the loss)
+for rank, drop in enumerate(sharpest.itertuples()):
+    for part, (names, loss) in enumerate(parts):
+        fig = plots.measure_grid(per_task, measures, drop.task, ORDERS, names, loss=loss)
+        plots.save(fig, f"03_nine_measures_{rank}_{part}")
+        plt.show()
+        seen = measures[(measures.task == drop.task) & (measures.label == "cluster")].groupby(["measure", "step"]).value.mean()
+        moved = {m: round(seen[m, drop.step] - seen[m, drop.start], 3) + 0.0 for m in names}  # + 0.0: no "-0.000"
+        display(Markdown(f"Cluster order, over its sudden drop (steps {drop.start}-{drop.step}): "
+                         + ", ".join(f"{m} {v:+.3f}" for m, v in moved.items()) + "."))
 
 # %% [markdown]
-# Every held-out task the same way, in small: its loss under the three orders (solid) and, on the
-# right axis, the closest-pair distance Cosine-Min of the cluster-order prefix (dashed grey), whose
-# steps mark the arrival of a training instance closer to the task than any before.
+# Held-out tasks the same way, in small: the loss under the three orders and, on the right axis,
+# the closest-pair distance Cosine-Min of the cluster-order prefix (dashed grey), whose steps mark
+# the arrival of a training instance closer to the task than any before. Here the nine tasks whose
+# loss at the last step differs most between cluster and random order; every task in the figure
+# linked below it.
 
-# %%
-fig = plots.task_grid(per_task, measures, ORDERS, "Cosine-Min", measured="cluster")
-plots.save(fig, "03_all_tasks")
+# %% mystnb={"markdown_format": "myst"}
+last = per_task.step.max()
+at_last = per_task[per_task.step == last].groupby(["task", "label"]).loss.mean().unstack()
+difference = at_last["cluster"] - at_last["random"]
+chosen = difference.abs().nlargest(9).index  # largest first
+fig = plots.task_grid(per_task, measures, ORDERS, "Cosine-Min", measured="cluster", tasks=list(chosen))
+plots.save(fig, "03_tasks_shown")
 plt.show()
+every = plots.task_grid(per_task, measures, ORDERS, "Cosine-Min", measured="cluster", tasks=sorted(at_last.index), cols=6)
+path = plots.save(every, "03_all_tasks")
+plt.close(every)  # saved, not shown: the page links it
+display(Markdown(f"The {len(chosen)} of {len(at_last)} held-out tasks whose mean loss at step {last} differs most between "
+                 f"cluster and random order, largest first ({difference[chosen].abs().min():.3f} to "
+                 f"{difference[chosen].abs().max():.3f}; cluster lower on {(difference[chosen] < 0).sum()} of them). "
+                 f"All {len(at_last)}: {plots.page_link(path)}."))
 
 # %% [markdown]
 # ## Which measure predicts the loss change?
@@ -161,7 +190,13 @@ power = predict.predictive_power(changes, n_boot=n_boot)
 fig = plots.rho_forest(power)
 plots.save(fig, "03_predictive_power")
 plt.show()
-power.round(3)
+top = {kind: power.loc[power[f"rho_{kind}"].idxmax()] for kind in ("within", "pooled")}
+noise = power.set_index("measure").loc[predict.NULL_MEASURE, ["rho_within", "rho_pooled"]].astype(float).round(2) + 0.0  # no "-0.00"
+display(Markdown(f"Highest rho within windows: {top['within'].measure} ({top['within'].rho_within:.2f}); pooled: "
+                 f"{top['pooled'].measure} ({top['pooled'].rho_pooled:.2f}); the random measure: "
+                 f"{noise.rho_within:.2f} within, {noise.rho_pooled:.2f} pooled."))
+# rho and its interval, within windows and pooled: the numbers the figure draws
+power.set_index("measure")[["rho_within", "within_lo", "within_hi", "rho_pooled", "pooled_lo", "pooled_hi"]].round(3)
 
 # %% [markdown]
 # ## Over task splits: the paper's measures against every other

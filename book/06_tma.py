@@ -143,7 +143,25 @@ for step in layouts.loc[first, ["near half ends at step", "FFT reaches it at ste
     ax.axvline(step, ls=":", color="grey")
 plots.save(fig, "06_tma_orders")
 plt.show()
-curves_first.groupby(["label", "step"]).loss.mean().unstack(0).dropna().round(3).T  # the steps every order was evaluated at
+table = curves_first.groupby(["label", "step"]).loss.mean().unstack(0).dropna()  # the steps every order was evaluated at
+shown = [o for o in ORDERS if o in table]
+final = table.iloc[-1][shown].sort_values()
+tolerance = 0.005 * (table.max().max() - table.min().min())  # closer than this, two lines draw as one
+coincide = []
+for i, a in enumerate(shown):
+    for b in shown[i + 1:]:
+        close = ((table[a] - table[b]).abs() <= tolerance) & (table.index > 0)  # at step 0 all are one model
+        stretch = (close != close.shift()).cumsum()[close]  # one number per stretch of consecutive evaluations
+        spans = [f"{g.index[0]}-{g.index[-1]}" if len(g) > 1 else str(g.index[0]) for _, g in stretch.groupby(stretch)]
+        if spans:
+            coincide.append(f"{b} on {a} at step{'s' * (len(close[close]) > 1)} {', '.join(spans)}")
+display(Markdown(f"Dotted: step {layouts.loc[first, 'near half ends at step']} (NFT leaves its near half) and step "
+                 f"{layouts.loc[first, 'FFT reaches it at step']} (FFT reaches it). At step {table.index[-1]}, "
+                 f"{final.index[0]} is lowest ({final.iloc[0]:.3f}) and {final.index[-1]} highest ({final.iloc[-1]:.3f}). "
+                 + ("Coinciding lines (closer than 0.5% of the loss range shown; the later order is drawn on top, the earlier "
+                    "shows between its dashes): "
+                    + "; ".join(coincide) + "." if coincide else "No two orders coincide after step 0.")))
+table.round(3)  # a row per step: too many steps for columns on the page
 
 # %% [markdown]
 # ## The gaps, over task splits
@@ -160,7 +178,12 @@ gap_split = stats.split_gaps(tasks_split[tasks_split.step.isin(common_steps)], p
 fig = plots.split_and_blocked(gap_split, None, mark=near_end)
 plots.save(fig, "06_tma_gaps")
 plt.show()
-gap_split.pivot_table(index="comparison", columns="step", values="diff").round(3)
+gap_table = gap_split.pivot_table(index="step", columns="comparison", values="diff")[[f"{a} - {b}" for a, b in pairs]]
+at_mark = gap_table.loc[:near_end].iloc[-1].round(3) + 0.0  # + 0.0: no "-0.000"
+display(Markdown(f"At step {gap_table.loc[:near_end].index[-1]}, the last evaluation up to the dotted line, mean over "
+                 f"{gap_split.n.max()} splits: " + ", ".join(f"{c} {v:+.3f}" for c, v in at_mark.items())
+                 + " (below 0: the first order's loss is lower)."))
+gap_table.round(3)  # a row per step: too many steps for columns on the page
 
 # %% [markdown]
 # ## Against chapter 4, like with like
@@ -240,7 +263,11 @@ fig, ax = plt.subplots(figsize=(7.5, 3.8))
 plots.band_plot(curves_rounds, ax, order=labels, title=f"One run per group of TMA rounds ({plan.group_size} instances each)")
 plots.save(fig, "06_rounds")
 plt.show()
-curves_rounds.groupby(["label", "step"]).loss.mean().unstack(0)[labels].round(3).T
+rounds_table = curves_rounds.groupby(["label", "step"]).loss.mean().unstack(0)[labels]
+display(Markdown(f"At step {rounds_table.index[-1]}, mean over {len(side_split_seeds)} splits: "
+                 + ", ".join(f"{label} {v:.3f}" for label, v in rounds_table.iloc[-1].items())
+                 + f"; {rounds_table.iloc[-1].idxmin()} lowest."))
+rounds_table.round(3)  # a row per step, as the tables above
 
 # %% [markdown]
 # ## Where the rounds reach, in a picture
@@ -263,6 +290,10 @@ points = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "kind": list(kind) + ["held
 fig = plots.rounds_map(points, labels)
 plots.save(fig, "06_rounds_umap")
 plt.show()
+counts = points.kind.value_counts()
+display(Markdown(f"Split {side_split_seeds[0]}: {counts['held-out']} held-out instances (crosses); "
+                 + ", ".join(f"{label} picked {counts.get(label, 0)}" for label in labels)
+                 + f"; {counts.get('not picked', 0)} of the pool's {len(x)} not picked (grey)."))
 
 # %% [markdown]
 # ## The verdicts, part by part

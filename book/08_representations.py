@@ -133,7 +133,7 @@ power_all = pd.concat(power_rows, ignore_index=True)
 # %%
 shown = power_all[power_all.measure.isin([MEASURE, "Cosine-Min", "Cosine-Avg", predict.NULL_MEASURE])]
 summary = shown.groupby(["view", "measure", "kind"]).rho.agg(["mean", "min", "max"]).round(3)
-fig, axes = plt.subplots(1, len(test_views), figsize=(5.2 * len(test_views), 3.6), sharey=True, squeeze=False)
+fig, axes = plt.subplots(1, len(test_views), figsize=(plots.PAGE_WIDTH / 2 * len(test_views), 3.6), sharey=True, squeeze=False)
 for ax, view in zip(axes[0], test_views):
     table = shown[(shown.view == view) & (shown.measure != predict.NULL_MEASURE)]
     means = table.groupby(["measure", "kind"]).rho.mean().unstack("kind")[feature_kinds]
@@ -145,10 +145,15 @@ for ax, view in zip(axes[0], test_views):
     chance = shown[(shown.view == view) & (shown.measure == predict.NULL_MEASURE)].rho.mean()
     ax.axhline(chance, ls=":", color="grey", label="chance")
     ax.set(title=f"held-out side: {view}", xlabel="", ylabel="within-window rho (per split: dots)")
-    ax.legend(fontsize=8)
+    ax.legend()
 plots.save(fig, "08_predictive_power")
 plt.show()
-summary.unstack("kind")
+bars = shown[shown.measure != predict.NULL_MEASURE].groupby(["view", "measure", "kind"]).rho.mean()
+chance = shown[shown.measure == predict.NULL_MEASURE].groupby("view").rho.mean().round(2) + 0.0  # + 0.0: no "-0.00"
+display(Markdown("; ".join(f"Held-out side {view}: the highest bar is {kind} on {measure} ({bars[view].max():.2f}), "
+                            f"chance {chance[view]:.2f}" for view in test_views for measure, kind in [bars[view].idxmax()]) + "."))
+# the mean over splits, one column per representation (each split's rho is a dot above)
+summary["mean"].unstack("kind")[feature_kinds]
 
 # %% [markdown]
 # The parts judged, for each view of the held-out side (with answers, the paper's; prompts only,
@@ -207,17 +212,24 @@ curves = compare.loss_curves(orders)
 prompt_only_labels = [experiments.represented_label("balanced", f"{k}, prompts only") for k in prompt_only_orders]
 labels = ["RT"] + [experiments.represented_label(o, k) for o in experiments.REPRESENTED_ORDERS for k in feature_kinds] \
     + prompt_only_labels
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+fig, axes = plt.subplots(1, 2, figsize=(plots.PAGE_WIDTH, 4.2), sharey=True)
 for ax, order in zip(axes, experiments.REPRESENTED_ORDERS):
-    shown_labels = ["RT"] + [experiments.represented_label(order, k) for k in feature_kinds] \
-        + (prompt_only_labels if order == "balanced" else [])
-    plots.band_plot(curves[curves.label.isin(shown_labels)], ax, order=shown_labels, title=f"{order} by representation")
+    shown_kinds = ["RT", *feature_kinds] + ([f"{k}, prompts only" for k in prompt_only_orders] if order == "balanced" else [])
+    kind_of = {("RT" if k == "RT" else experiments.represented_label(order, k)): k for k in shown_kinds}  # label -> its representation
+    table = curves[curves.label.isin(kind_of)]
+    plots.band_plot(table.assign(representation=table.label.map(kind_of)), ax, hue="representation", order=shown_kinds,
+                    title=f"{order} by representation")
     ax.axvline(point, ls=":", color="grey")
+plots.legend_below(fig, axes[-1])  # the same representation has the same colour in both panels; balanced's has them all
 plots.save(fig, "08_orders")
 plt.show()
 seen = pd.DataFrame([{"label": label, **compare.leading_family(r, sibling_steps)} for (label, _), r in orders.items()])
 at_point = curves[curves.step == point].groupby("label").loss.mean().reindex(labels)
 leading = seen.groupby("label")[["its share", "families"]].mean()
+lowest = {order: at_point[[label for label in labels if label.startswith(order)]].sort_values().iloc[:1]
+          for order in experiments.REPRESENTED_ORDERS}
+display(Markdown(f"At step {point} (dotted), RT {at_point['RT']:.3f}; the lowest of each panel: "
+                 + ", ".join(f"{low.index[0]} {low.iloc[0]:.3f}" for low in lowest.values()) + "."))
 at_point.round(3).to_frame(f"loss at step {point}").join(leading.round(2))
 
 # %% [markdown]
