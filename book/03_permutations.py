@@ -228,7 +228,8 @@ differences.style.hide(axis="index").format(precision=3, na_rep=findings.MISSING
 windows = compare.excess_windows(
     compare.task_curves(results, runs["by_split"]), "cluster", "random"
 ).merge(
-    predict.arrivals(changes_all, "cluster"), on=["split", "task", "start", "end"]
+    predict.arrivals(changes_all, "cluster"),
+    on=["split", "task", "start", "end"],
 )
 contrast = (
     windows.groupby("split")
@@ -259,7 +260,9 @@ found += rules.measures(
     predict.NULL_MEASURE,
     point=f"every window, steps 0-{max_steps}",
 )
-findings.verdict_table(found, ["experiment", "part", "measured", "p", "verdict"])
+findings.verdict_table(
+    found, ["experiment", "part", "measured", "p", "verdict"]
+)
 
 # %% [markdown]
 # The verdicts above go to the findings table (the last chapter), with the curves they were read on:

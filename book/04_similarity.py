@@ -191,11 +191,12 @@ by_family.sort_values("NFT below RT", ascending=False).head(12)
 # %% tags=["verdict"]
 display(Markdown(rules.RULES["order"]))
 paper = findings.PAPER["E4"]
-relative = (
-    f"step {point} of {max_steps} ({point / epoch:.1%} of the {epoch}-step epoch)"
+relative = (f"step {point} of {max_steps} ({point / epoch:.1%} of the "
+            f"{epoch}-step epoch)")
+claim = (
+    "Seeing high-similarity data earlier lowers held-out loss: NFT < RT < "
+    "FFT (claim 3)"
 )
-claim = ("Seeing high-similarity data earlier lowers held-out loss: NFT < RT < "
-         "FFT (claim 3)")
 found = rules.order_parts(
     tasks_split,
     point,
@@ -213,8 +214,9 @@ found += (
         experiment="E4+",
         paper="not studied",
         point=relative,
-        claim="Beyond the paper: the same on family-blocked splits (no sibling "
-              "task in training)",
+        claim="Beyond the paper: the same on family-blocked splits (no "
+              "sibling "
+        "task in training)",
     )
     if tasks_blocked is not None
     else []
@@ -224,12 +226,15 @@ found += rules.order_parts(
     point,
     ("OT", "RT"),
     experiment="E9",
-    claim="Beyond the paper: the optimal-transport order of the paper's code "
-          "(cheapest first) beats RT",
+    claim="Beyond the paper: the optimal-transport order of the paper's "
+          "code "
+    "(cheapest first) beats RT",
     paper="not in the paper's figures",
     point=relative,
 )
-findings.verdict_table(found, ["experiment", "part", "measured", "p", "verdict"])
+findings.verdict_table(
+    found, ["experiment", "part", "measured", "p", "verdict"]
+)
 
 # %% [markdown]
 # The verdicts above go to the findings table (the last chapter), with the curves they were read on:
@@ -242,7 +247,11 @@ findings.record(
     pd.concat(
         [gap_split.assign(experiment="E4", setting="random splits")]
         + (
-            [gap_blocked.assign(experiment="E4+", setting="family-blocked splits")]
+            [
+                gap_blocked.assign(
+                    experiment="E4+", setting="family-blocked splits"
+                )
+            ]
             if gap_blocked is not None
             else []
         )

@@ -307,16 +307,21 @@ display(Markdown(f"Split {side_split_seeds[0]}: {counts['held-out']} held-out in
 display(Markdown(rules.RULES["order"]))
 epoch = int(layouts["steps"].min())
 paper = findings.PAPER["E6"]
-point = findings.relative_step(findings.paper_fraction("E6"), epoch, common_steps)
-relative = (f"step {point} ({point / epoch:.0%} of the shortest epoch, {epoch} "
-            f"steps; the near half ends at step {near_end} or later)")
+point = findings.relative_step(
+    findings.paper_fraction("E6"), epoch, common_steps
+)
+relative = (
+    f"step {point} ({point / epoch:.0%} of the shortest epoch, {epoch} "
+    f"steps; the near half ends at step {near_end} or later)"
+)
 found = rules.order_parts(
     tasks_split,
     point,
     ("NFT", "RT", "FFT"),
     experiment="E6",
     paper=paper["text"],
-    claim="TMA nearest-first lowers held-out loss: NFT < RT < FFT (claim 5)",
+    claim="TMA nearest-first lowers held-out loss: NFT < RT < FFT (claim "
+          "5)",
     point=relative,
 )
 tasks_rounds = compare.task_curves(groups)
@@ -331,7 +336,9 @@ found += rules.order_parts(
     paper=findings.PAPER["E8"]["text"],
     point=f"step {last} (every group's last)",
 )
-findings.verdict_table(found, ["experiment", "part", "measured", "p", "verdict"])
+findings.verdict_table(
+    found, ["experiment", "part", "measured", "p", "verdict"]
+)
 
 # %% [markdown]
 # The verdicts above go to the findings table (the last chapter), with the curves they were read on:

@@ -159,7 +159,8 @@ DECOMPOSITIONS = {
             ),
             (
                 "One task's template",
-                "NFT's tasks lose to NFT's families with any of their tasks",
+                "NFT's tasks lose to NFT's families with any of their "
+                "tasks",
                 ">",
             ),
             (
@@ -177,7 +178,11 @@ DECOMPOSITIONS = {
                 "NFT loses to its own answer lengths from any task",
                 ">",
             ),
-            ("Format and stopping", "NFT's answer lengths alone lose to RT", ">"),
+            (
+                "Format and stopping",
+                "NFT's answer lengths alone lose to RT",
+                ">",
+            ),
         ],
     ),
     "coverage": (
@@ -198,7 +203,9 @@ DECOMPOSITIONS = {
 }
 parts = pd.concat(
     [
-        rules.decomposition(tasks, point, chain, carries).assign(decomposition=name)
+        rules.decomposition(tasks, point, chain, carries).assign(
+            decomposition=name
+        )
         for name, (chain, carries) in DECOMPOSITIONS.items()
     ],
     ignore_index=True,

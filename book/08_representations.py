@@ -169,11 +169,12 @@ pairs = (
 )
 found = []
 for view in test_views:
-    judged = power_all[(power_all.view == view) & (power_all.measure == MEASURE)][
-        ["split", "kind", "rho"]
-    ]
+    judged = power_all[
+        (power_all.view == view) & (power_all.measure == MEASURE)
+    ][["split", "kind", "rho"]]
     chance = power_all[
-        (power_all.view == view) & (power_all.measure == predict.NULL_MEASURE)
+        (power_all.view == view)
+        & (power_all.measure == predict.NULL_MEASURE)
     ]
     judged = pd.concat(
         [
@@ -189,8 +190,9 @@ for view in test_views:
         pairs,
         experiment="S1",
         paper=findings.PAPER["S1"]["text"],
-        claim=f"Which representation predicts the held-out loss change ({MEASURE} "
-              "of the prefix)",
+        claim=f"Which representation predicts the held-out loss change "
+              f"({MEASURE} "
+        "of the prefix)",
     ):
         found.append(
             f
@@ -241,14 +243,21 @@ at_point.round(3).to_frame(f"loss at step {point}").join(leading.round(2))
 display(Markdown(rules.RULES["order"]))
 named = experiments.represented_label
 order_pairs = (
-    [(named(o, k), "RT") for o in experiments.REPRESENTED_ORDERS for k in others]
+    [
+        (named(o, k), "RT")
+        for o in experiments.REPRESENTED_ORDERS
+        for k in others
+    ]
     + [
         (named(o, k), named(o, reference))
         for o in experiments.REPRESENTED_ORDERS
         for k in others
     ]
     + [(label, "RT") for label in prompt_only_labels]
-    + [(label, named("balanced", reference)) for label in prompt_only_labels]
+    + [
+        (label, named("balanced", reference))
+        for label in prompt_only_labels
+    ]
 )
 found_orders = rules.order_parts(
     tasks,
@@ -257,11 +266,13 @@ found_orders = rules.order_parts(
     pairs=order_pairs,
     experiment="S2",
     paper=findings.PAPER["S2"]["text"],
-    claim="A nearest-first order built from the model's own representation beats "
-          "random "
+    claim="A nearest-first order built from the model's own "
+          "representation beats "
+    "random "
     "order and the same order built from MiniLM",
-    point=f"step {point} ({point / epoch:.0%} of the epoch, chapter 4's reading "
-          "point)",
+    point=f"step {point} ({point / epoch:.0%} of the epoch, chapter 4's "
+          "reading "
+    "point)",
 )
 findings.verdict_table(found_orders, ["part", "measured", "p", "verdict"])
 

@@ -117,7 +117,9 @@ pd.DataFrame({"received in the first 10 steps from a held-out instance's task": 
 # its window; so the parts are NFT < RT and NFT < FFT at our last step.
 
 # %% tags=["verdict"]
-display(Markdown(rules.RULES["order"].replace("task split", "instance draw")))
+display(
+    Markdown(rules.RULES["order"].replace("task split", "instance draw"))
+)
 steps = sorted(per_task.step.unique())
 epoch = compare.epoch_steps(next(iter(runs.values())))
 last = steps[-1]
@@ -128,7 +130,7 @@ found = rules.order_parts(
     pairs=pairs,
     experiment="E7",
     claim="TMA's NFT advantage holds without any notion of task (analog: "
-          "random-instance hold-out)",
+    "random-instance hold-out)",
     unit="instance draws",
     paper=findings.PAPER["E7"]["text"],
     point=f"step {last} of {max_steps} ({last / epoch:.1%} of the epoch)",

@@ -92,14 +92,27 @@ display(
     )
 )
 shown = table[
-    ["experiment", "part", "verdict", "family", "paper", "measured", "p", "p_holm"]
+    [
+        "experiment",
+        "part",
+        "verdict",
+        "family",
+        "paper",
+        "measured",
+        "p",
+        "p_holm",
+    ]
 ].rename(
     columns={"p_holm": "p (Holm, family)", "paper": "the paper's figure"}
 )  # verdict first: a wide table scrolls
 shown.style.hide(axis="index").format(
     {"p": "{:.3f}", "p (Holm, family)": "{:.3f}"}, na_rep=findings.MISSING
 ).set_properties(
-    **{"text-align": "left", "vertical-align": "top", "padding-right": "1em"}
+    **{
+        "text-align": "left",
+        "vertical-align": "top",
+        "padding-right": "1em",
+    }
 )
 
 # %% [markdown]

@@ -69,7 +69,7 @@ def test_a_chapter_runs_with_the_profile_and_hides_the_injected_cell(tiny_book):
     assert nb.cells.index(said) + 1 == next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
 
 
-SHOWN_LINE = 84  # characters of code the text column shows without a scroll bar (sphinx-book-theme, 1,280 px)
+SHOWN_LINE = 76  # characters of code the text column shows without a scroll bar (sphinx-book-theme, 1,280 px)
 
 
 def test_the_code_a_page_shows_fits_its_text_column():
