@@ -191,10 +191,11 @@ fig = plots.rho_forest(power)
 plots.save(fig, "03_predictive_power")
 plt.show()
 top = {kind: power.loc[power[f"rho_{kind}"].idxmax()] for kind in ("within", "pooled")}
-noise = power.set_index("measure").loc[predict.NULL_MEASURE, ["rho_within", "rho_pooled"]].astype(float).round(2) + 0.0  # no "-0.00"
+noise = {kind: round(power.set_index("measure").loc[predict.NULL_MEASURE, f"rho_{kind}"], 2) + 0.0  # no "-0.00"
+         for kind in ("within", "pooled")}
 display(Markdown(f"Highest rho within windows: {top['within'].measure} ({top['within'].rho_within:.2f}); pooled: "
                  f"{top['pooled'].measure} ({top['pooled'].rho_pooled:.2f}); the random measure: "
-                 f"{noise.rho_within:.2f} within, {noise.rho_pooled:.2f} pooled."))
+                 f"{noise['within']:.2f} within, {noise['pooled']:.2f} pooled."))
 # rho and its interval, within windows and pooled: the numbers the figure draws
 power.set_index("measure")[["rho_within", "within_lo", "within_hi", "rho_pooled", "pooled_lo", "pooled_hi"]].round(3)
 

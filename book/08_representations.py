@@ -146,6 +146,7 @@ for ax, view in zip(axes[0], test_views):
     ax.axhline(chance, ls=":", color="grey", label="chance")
     ax.set(title=f"held-out side: {view}", xlabel="", ylabel="within-window rho (per split: dots)")
     ax.legend()
+plots.legend_below(fig, axes[0, 0])  # the same kinds in every panel: one legend, under the bars and dots
 plots.save(fig, "08_predictive_power")
 plt.show()
 bars = shown[shown.measure != predict.NULL_MEASURE].groupby(["view", "measure", "kind"]).rho.mean()

@@ -1,22 +1,32 @@
-"""Figures for the book: one look everywhere, and every figure also saved as a PNG."""
+"""Figures for the book: one look everywhere, and every figure also saved as a PNG.
+
+Sized for the page: the book's text column is about 720 px wide and a wider figure is shrunk to
+fit it, so a figure `PAGE_WIDTH` inches wide shows its text at about its point size in pixels. No
+figure is wider, and no row holds more than three panels (each then at least ~230 px wide); a grid
+too big for a page is saved whole as a PNG of its own, and the page shows a part of it."""
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 
 from .util import atomic_file, build_dir
 
 # the paper's draw scripts' colours, in their order (paper.md section 7)
 PAPER_COLORS = ["#82B0D2", "#FFBE7A", "#FA7F6F", "#8ECFC9", "#BEB8DC"]
+PAGE_WIDTH = 10.0  # inches: a figure this wide shows ~720 px wide, 1 pt of text ~ 1 px
 
 
 def use_style() -> None:
     sns.set_theme(context="notebook", style="whitegrid", palette=PAPER_COLORS)
     plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 150, "savefig.bbox": "tight",
-                         "figure.constrained_layout.use": True})
+                         "figure.constrained_layout.use": True, "axes.titlesize": 11, "legend.fontsize": 9})
 
 
 def save(fig: plt.Figure, name: str) -> Path:
@@ -28,14 +38,68 @@ def save(fig: plt.Figure, name: str) -> Path:
     return path
 
 
+def page_link(path: Path) -> str:
+    """A markdown link to the saved figure `path` (one too big to show on its page), relative to the
+    chapter's notebook, the kernel's folder. Shown by a cell whose outputs are read as MyST (cell
+    metadata `mystnb={"markdown_format": "myst"}`), it becomes a download: Jupyter Book copies the
+    file into the HTML, so the link works wherever the book is served from."""
+    return f"[{path.name}]({Path(os.path.relpath(path)).as_posix()})"
+
+
+def wrap(name: str, width: int = 30) -> str:
+    """`name` (a task's) on as many lines as it needs, broken after "/" or "_": a title names its
+    task whole, never cut short."""
+    lines = [""]
+    for part in re.split(r"(?<=[/_])", name):
+        if lines[-1] and len(lines[-1]) + len(part) > width:
+            lines.append("")
+        lines[-1] += part
+    return "\n".join(lines)
+
+
+def panels(n: int, cols: int = 3, height: float = 2.9) -> tuple[plt.Figure, list[plt.Axes]]:
+    """A figure of `n` panels, `cols` to a row, each a third of the page wide (slots left over hidden)."""
+    cols = min(cols, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(PAGE_WIDTH / 3 * cols, height * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    return fig, list(axes.flat[:n])
+
+
+def steps_axis(ax: plt.Axes) -> None:
+    """Steps on x, whole numbers only: there is no step 2.5."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("step")
+
+
+def legend_below(fig: plt.Figure, ax: plt.Axes, ncols: int = 5) -> None:
+    """`ax`'s legend as the only one of `fig` (a figure, or a subfigure for one panel of several),
+    under its panels: outside every panel it hides no data, and under them, not above, it keeps
+    clear of a title."""
+    legend = ax.get_legend()
+    handles, labels = legend.legend_handles, [t.get_text() for t in legend.get_texts()]
+    for a in fig.axes:
+        if a.get_legend():
+            a.get_legend().remove()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), ncols))
+
+
 def band_plot(data: pd.DataFrame, ax: plt.Axes, y: str = "loss", hue: str = "label", title: str = "",
               ylabel: str | None = None, order: list[str] | None = None) -> None:
     """The paper's look: steps on x, one colour per arrangement (`hue`); the line is the mean over
-    seeds and the band spans their minimum to maximum (no band for a single run)."""
-    sns.lineplot(data, x="step", y=y, hue=hue, hue_order=order, estimator="mean", errorbar=("pi", 100),
-                 marker="o", markersize=4, markeredgewidth=0, ax=ax)
-    ax.set(title=title, xlabel="step", ylabel=ylabel or ("held-out loss" if y == "loss" else y))
-    ax.legend(fontsize=8, title=None)
+    seeds and the band spans their minimum to maximum (no band for a single run). Each arrangement
+    also has its own dashes, marker and width, the first solid and widest: a line drawn exactly on
+    an earlier one (TMA's FFT under MAX until FFT reaches its near half) leaves the earlier showing
+    on both sides of it and between its dashes."""
+    levels = order or list(dict.fromkeys(data[hue]))  # seaborn's order: as they first appear
+    widths = dict(zip(levels, np.linspace(2.8, 1.4, len(levels)) if len(levels) > 1 else [1.75]))
+    sns.lineplot(data, x="step", y=y, hue=hue, hue_order=levels, style=hue, style_order=levels, markers=True,
+                 size=hue, size_order=levels, sizes=widths, estimator="mean", errorbar=("pi", 100),
+                 markersize=5, markeredgewidth=0, ax=ax)
+    steps_axis(ax)
+    ax.set(title=title, ylabel=("held-out loss" if y == "loss" else y) if ylabel is None else ylabel)
+    ax.legend(title=None)
 
 
 def generation_panels(scores: pd.DataFrame) -> plt.Figure:
@@ -43,28 +107,31 @@ def generation_panels(scores: pd.DataFrame) -> plt.Figure:
     sampling on a fresh subset per checkpoint)."""
     titles = {"greedy": "greedy, fixed prompts", "paper": "paper: sampled, fresh subset"}
     protocols = [p for p in titles if p in set(scores.protocol)]
-    fig, axes = plt.subplots(1, len(protocols), figsize=(5.5 * len(protocols), 3.4), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(protocols), figsize=(PAGE_WIDTH / 2 * len(protocols), 3.6), sharey=True, squeeze=False)
     for ax, protocol in zip(axes[0], protocols):
         band_plot(scores[scores.protocol == protocol], ax, y="score", hue="metric", title=titles[protocol])
+    legend_below(fig, axes[0, 0])
     fig.suptitle("Generation metrics on held-out tasks")
     return fig
 
 
 def decline_panels(task_mean: pd.DataFrame, kinds: pd.DataFrame, per_panel: int = 5) -> plt.Figure:
     """Rapid and gradual per-task declines (rows) per group (columns): each task's loss over its
-    step-0 loss, the `per_panel` tasks with the largest fall."""
+    step-0 loss, the `per_panel` tasks with the largest fall, named in full under their panel."""
     groups = sorted(kinds.group.unique())
-    fig, axes = plt.subplots(2, len(groups), figsize=(5.5 * len(groups), 6.5), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(4, len(groups), figsize=(PAGE_WIDTH, 10), height_ratios=[3, 1, 3, 1], squeeze=False)
     for i, group in enumerate(groups):
         for j, kind in enumerate(["rapid", "gradual"]):
-            ax = axes[j, i]
+            ax, key = axes[2 * j, i], axes[2 * j + 1, i]  # key: the row under the panel, for its legend
             chosen = kinds[(kinds.group == group) & (kinds.kind == kind)].nlargest(per_panel, "fall").task
             for task in chosen:
                 t = task_mean[task_mean.task == task].sort_values("step")
-                ax.plot(t.step, t.loss / t.loss.iloc[0], marker=".", label=task[:38])
-            ax.set(title=f"{kind.capitalize()} decline, {group}", xlabel="step", ylabel="loss / step-0 loss")
+                ax.plot(t.step, t.loss / t.loss.iloc[0], marker=".", label=task)
+            steps_axis(ax)
+            ax.set(title=f"{kind.capitalize()} decline, {group}", ylabel="loss / step-0 loss")
+            key.axis("off")
             if len(chosen):
-                ax.legend(fontsize=6)
+                key.legend(*ax.get_legend_handles_labels(), loc="upper center", frameon=False)
             else:
                 ax.text(0.5, 0.5, f"no {kind} task", transform=ax.transAxes, ha="center", color="grey")
     return fig
@@ -73,59 +140,49 @@ def decline_panels(task_mean: pd.DataFrame, kinds: pd.DataFrame, per_panel: int 
 def sudden_panels(task_curves: pd.DataFrame, drops: pd.DataFrame, order: list[str]) -> plt.Figure:
     """One panel per row of `drops` (task, start, step): the task's loss under every order, the
     window of its sudden drop shaded."""
-    fig, axes = plt.subplots(1, len(drops), figsize=(4.2 * len(drops), 3.4), squeeze=False)
-    for ax, row in zip(axes[0], drops.itertuples()):
-        band_plot(task_curves[task_curves.task == row.task], ax, order=order, title=row.task[:40], ylabel="task loss")
+    fig, axes = panels(len(drops), height=3.3)
+    for ax, row in zip(axes, drops.itertuples()):
+        band_plot(task_curves[task_curves.task == row.task], ax, order=order, title=wrap(row.task), ylabel="task loss")
         ax.axvspan(row.start, row.step, color=PAPER_COLORS[2], alpha=0.15)
+    legend_below(fig, axes[0])
     return fig
 
 
 def measure_grid(task_curves: pd.DataFrame, measures: pd.DataFrame, task: str, order: list[str],
-                 names: list[str]) -> plt.Figure:
-    """E3's figure: one task's loss, then each prefix measure in `names`, under every order."""
-    cols = 4
-    rows = -(-(len(names) + 1) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(15, 3.2 * rows), squeeze=False)
-    band_plot(task_curves[task_curves.task == task], axes.flat[0], order=order, title="task loss")
-    for ax, name in zip(axes.flat[1:], names):
-        data = measures[(measures.measure == name) & (measures.task == task)]
-        band_plot(data, ax, y="value", order=order, title=name, ylabel="distance")
-        ax.get_legend().remove()
-    for ax in axes.flat[len(names) + 1:]:
-        ax.axis("off")
-    fig.suptitle(f"{task}: loss and the prefix measures under each order")
+                 names: list[str], loss: bool = False) -> plt.Figure:
+    """E3's figure: one task's prefix measures `names` under every order, three to a row, after
+    the task's loss if `loss`."""
+    shown = [(task_curves[task_curves.task == task], "loss", "task loss", "task loss")] if loss else []
+    shown += [(measures[(measures.measure == name) & (measures.task == task)], "value", name, "distance") for name in names]
+    fig, axes = panels(len(shown))
+    for ax, (data, y, title, ylabel) in zip(axes, shown):
+        band_plot(data, ax, y=y, order=order, title=title, ylabel=ylabel)
+    legend_below(fig, axes[0])
+    fig.suptitle(task)
     return fig
 
 
 def task_grid(task_curves: pd.DataFrame, measures: pd.DataFrame, order: list[str], measure: str,
-              measured: str, cols: int = 6) -> plt.Figure:
-    """Every task in small: its loss under each order (mean over seeds), and on a second axis
-    `measure` of the `measured` order's prefix (dashed grey steps)."""
-    tasks = sorted(task_curves.task.unique())
-    rows = -(-len(tasks) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(16, 2.1 * rows), sharex=True, squeeze=False)
-    colours = dict(zip(order, PAPER_COLORS))
-    for ax, task in zip(axes.flat, tasks):
-        mean = task_curves[task_curves.task == task].groupby(["label", "step"]).loss.mean()
-        for label in order:
-            ax.plot(mean[label].index, mean[label].values, color=colours[label], lw=1.2, label=label)
+              measured: str, tasks: list[str], cols: int = 3) -> plt.Figure:
+    """`tasks` in small, `cols` to a row: each one's loss under every order (`band_plot`), and on
+    a second axis (right) `measure` of the `measured` order's prefix (dashed grey steps)."""
+    fig, axes = panels(len(tasks), cols, height=2.8)
+    for i, (ax, task) in enumerate(zip(axes, tasks)):
+        band_plot(task_curves[task_curves.task == task], ax, order=order, title=wrap(task),
+                  ylabel="" if i % cols else "task loss")
         m = measures[(measures.task == task) & (measures.label == measured) & (measures.measure == measure)]
         m = m.groupby("step").value.mean()
         twin = ax.twinx()
         twin.step(m.index, m.values, where="post", color="grey", ls="--", lw=1)
-        twin.tick_params(labelsize=6)
-        ax.set_title(task.split("/", 1)[-1][:30], fontsize=7)
-        ax.tick_params(labelsize=6)
-    for ax in axes.flat[len(tasks):]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=6)
-    fig.suptitle(f"Per held-out task: loss under each order; dashed: {measure} of the {measured}-order prefix")
+        twin.grid(False)  # the loss axis's grid is enough
+    legend_below(fig, axes[0])
+    fig.suptitle(f"Loss under each order; dashed grey (right axis): {measure} of the {measured}-order prefix")
     return fig
 
 
 def rho_forest(power: pd.DataFrame) -> plt.Figure:
     """Spearman rho with its interval per measure, within-window and pooled (zsg_core.predict)."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 0.35 * len(power) + 1.5), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH, 0.35 * len(power) + 1.5), sharey=True)
     y = range(len(power))
     for ax, kind in zip(axes, ["within", "pooled"]):
         rho = power[f"rho_{kind}"]
@@ -148,17 +205,18 @@ def gap_plot(gaps: pd.DataFrame, ax: plt.Axes, title: str = "", hue: str = "comp
         ax.plot(g.step, g["diff"], marker="o", markersize=3, color=colour, label=name)
         ax.fill_between(g.step, g.lo, g.hi, color=colour, alpha=0.25, lw=0)
     ax.axhline(0, color="black", lw=0.8)
-    ax.set(title=title, xlabel="step", ylabel="difference in held-out loss")
-    ax.legend(fontsize=8, title=None)
+    steps_axis(ax)
+    ax.set(title=title, ylabel="difference in held-out loss")
+    ax.legend(title=None)
 
 
 def split_and_blocked(gap_split: pd.DataFrame, gap_blocked: pd.DataFrame | None, mark: int | None = None) -> plt.Figure:
     """`gap_plot`s side by side: over random task splits and, if given, over family-blocked ones
     (`stats.split_gaps` tables: the band is the 95% interval over their splits); `mark` draws a
     dotted vertical line at that step (the reading point)."""
-    panels = [("Random task splits", gap_split)] + ([("Family-blocked splits", gap_blocked)] if gap_blocked is not None else [])
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 3.8), sharey=True, squeeze=False)
-    for ax, (title, gaps) in zip(axes[0], panels):
+    shown = [("Random task splits", gap_split)] + ([("Family-blocked splits", gap_blocked)] if gap_blocked is not None else [])
+    fig, axes = plt.subplots(1, len(shown), figsize=(min(PAGE_WIDTH, 6 * len(shown)), 3.8), sharey=True, squeeze=False)
+    for ax, (title, gaps) in zip(axes[0], shown):
         gap_plot(gaps, ax, title=f"{title} ({int(gaps.n.max())})")
         if mark is not None:
             ax.axvline(mark, ls=":", color="grey")
@@ -179,5 +237,5 @@ def rounds_map(points: pd.DataFrame, groups: list[str]) -> plt.Figure:
     test = points[points.kind == "held-out"]
     ax.scatter(test.x, test.y, s=22, marker="x", color="black", label="held-out", linewidths=1, zorder=3 + len(groups))
     ax.set(xticks=[], yticks=[], title="Which training instances each group of TMA rounds picked (UMAP of MiniLM)")
-    ax.legend(fontsize=7, markerscale=2, loc="best")
+    ax.legend(markerscale=2, loc="best")
     return fig
