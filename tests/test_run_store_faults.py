@@ -139,7 +139,7 @@ def test_the_smoke_profile_reaches_a_checkpoint_and_resumes_from_it(tmp_path):
     params = {**run_params(load_profile("smoke")), "arrangement": "random", "generate_steps": []}
     config = run_config(**params)
     steps = config.train.max_steps
-    code = (f"import os; from zsg_core.runs import run_config, run; "
+    code = (f"import os; from zsg_core.config import run_config; from zsg_core.runs import run; "
             f"c = run_config(**{params!r}); "
             f"run(c, root=__import__('pathlib').Path({str(tmp_path)!r}), log=lambda s: None, "
             f"on_step=lambda s: s == {steps - 1} and os.kill(os.getpid(), 9))")

@@ -59,7 +59,7 @@ def test_order_changes_the_key_and_the_results(tmp_path):
 
 
 def _kill_at(config: RunConfig, root: Path, step: int) -> subprocess.CompletedProcess:
-    code = (f"import os, json; from zsg_core.runs import RunConfig, run; "
+    code = (f"import os, json; from zsg_core.config import RunConfig; from zsg_core.runs import run; "
             f"c = RunConfig.from_dict(json.loads({json.dumps(json.dumps(config.to_dict()))})); "
             f"run(c, root=__import__('pathlib').Path({str(root)!r}), log=lambda s: None, checkpoint_every=2, "
             f"on_step=lambda s: s == {step} and os.kill(os.getpid(), 9))")
