@@ -153,8 +153,8 @@ bars = shown[shown.measure != predict.NULL_MEASURE].groupby(["view", "measure", 
 chance = shown[shown.measure == predict.NULL_MEASURE].groupby("view").rho.mean().round(2) + 0.0  # + 0.0: no "-0.00"
 display(Markdown("; ".join(f"Held-out side {view}: the highest bar is {kind} on {measure} ({bars[view].max():.2f}), "
                             f"chance {chance[view]:.2f}" for view in test_views for measure, kind in [bars[view].idxmax()]) + "."))
-# the mean over splits, one column per representation (each split's rho is a dot above)
-summary["mean"].unstack("kind")[feature_kinds]
+# mean, min and max over splits, a row per view, measure and representation (narrow enough for the column)
+summary
 
 # %% [markdown]
 # The parts judged, for each view of the held-out side (with answers, the paper's; prompts only,

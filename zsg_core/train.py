@@ -24,6 +24,7 @@ exists, and a resumed run gives the same numbers as an uninterrupted one (tested
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import random
@@ -36,6 +37,7 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 import torch
 
+from .adaptive import BatchSampler
 from .data import DataError, Record, from_known_fields
 from .metrics import generate, heldout_loss, reward_scores, rouge_em
 from .model import Item, TunedLM, process_state
@@ -309,8 +311,6 @@ class EngineProbe:
     def lookahead(self, positions: Sequence[int]) -> float:
         """The mean validation loss after one step on `positions` at the current lr, then the step
         undone: the weights and the optimizer's state put back exactly."""
-        import copy
-
         weights = [p.detach().clone() for p in self.params]
         state = copy.deepcopy(self.optimizer.state_dict())
         _step(self.lm, self.loss_module, self.params, self.optimizer, [self.items[p] for p in positions], "a lookahead step")
@@ -320,12 +320,6 @@ class EngineProbe:
                 p.copy_(w)
         self.optimizer.load_state_dict(state)
         return float(sum(losses) / len(losses))
-
-
-def _decided(order, probe, steps: int):
-    """`steps` batches of an adaptive order, each decided when the loop asks for it."""
-    for _ in range(steps):
-        yield order.next_batch(probe)
 
 
 def train(lm: TunedLM, arranged: Sequence[Record], test: Sequence[Record], config: TrainConfig,
@@ -417,7 +411,7 @@ def train(lm: TunedLM, arranged: Sequence[Record], test: Sequence[Record], confi
     if adaptive is None:
         batches = accelerator.skip_first_batches(loader, start_step) if start_step else loader
     else:  # each batch decided when its step comes, from the weights the steps before left
-        batches = _decided(adaptive.order, probe, steps - start_step)
+        batches = BatchSampler(adaptive.order, probe, steps - start_step)
     for step, batch in enumerate(batches, start=start_step + 1):
         if step > steps:
             break
