@@ -8,18 +8,26 @@ that the run store holds, its manifest's parts: loading the split and embedding 
 (arranging, loading the model, writing). Prints the JSON and writes it; `tables.py` builds the
 table in benchmarks/README.md ("The book's runs") from it. Runs the store lacks (or that are not sized
 yet: chapter 6's before its pools are embedded) are counted as missing, never guessed.
+
+The first build, sitting by sitting: the stored runs grouped into sittings (a pause of more than
+`SITTING_GAP` seconds between one run's end and the next run's start begins a new one), each with its
+wall time (first start to last end) and its runs' own seconds, next to what the plan predicts for
+the whole profile from an empty store (the cost model fitted on every stored manifest).
 """
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
+import tempfile
 from pathlib import Path
 
-from zsg_core.costs import machine_kind
-from zsg_core.plan import book_plan
+from zsg_core.costs import CostModel, machine_kind, manifests
+from zsg_core.plan import book_plan, predictions
 from zsg_core.runs import is_complete, runs_dir
 
+SITTING_GAP = 20 * 60  # longer than any one run's start-up, shorter than the breaks between sessions
 PARTS = ("prepare_seconds", "cache_seconds", "train_seconds", "eval_seconds", "generate_seconds")
 
 
@@ -31,6 +39,7 @@ def chapter_costs(profile: str) -> dict:
                                  for c in plan.chapters}
     kinds: set[str] = set()
     threads: set[int] = set()
+    stored: list[dict] = []
     for chapter, wait in plan.unsized.items():
         chapters[chapter]["runs"] += wait.runs
     for r in plan.runs:
@@ -42,13 +51,37 @@ def chapter_costs(profile: str) -> dict:
         if "prepare_seconds" not in m:  # stored before the manifests recorded every part
             continue
         row["stored"] += 1
+        stored.append(m)
         row["wall_seconds"] += m["wall_seconds"]
         for p in PARTS:
             row[p] += m[p]
         kinds.add(machine_kind(m["machine"]))
         threads.add(m["machine"].get("threads"))
+    with tempfile.TemporaryDirectory() as empty:  # the plan as `zsg plan` predicts it before any run
+        predicted = predictions(plan, CostModel.fit(manifests()), root=Path(empty))
     return {"profile": profile, "machine_kinds": sorted(kinds), "threads": sorted(t for t in threads if t),
-            "chapters": chapters}
+            "chapters": chapters, "sittings": sittings(stored),
+            "predicted_from_empty": {"runs": len(predicted), "unpredicted": sum(v is None for v in predicted.values()),
+                                     "unsized": sum(w.runs for w in plan.unsized.values()),
+                                     "seconds": round(sum(v for v in predicted.values() if v is not None), 1),
+                                     "stored_seconds": round(sum(predicted.get(m["key"]) or 0.0 for m in stored), 1)}}
+
+
+def sittings(stored: list[dict], gap: float = SITTING_GAP) -> list[dict]:
+    """The runs' manifests grouped into sittings by their start and end times."""
+    def at(stamp: str) -> datetime.datetime:
+        return datetime.datetime.fromisoformat(stamp)
+    out: list[dict] = []
+    for m in sorted(stored, key=lambda m: m["started"]):
+        if not out or (at(m["started"]) - at(out[-1]["ended"])).total_seconds() > gap:
+            out.append({"started": m["started"], "ended": m["ended"], "runs": 0, "run_seconds": 0.0})
+        s = out[-1]
+        s["ended"] = max(s["ended"], m["ended"])
+        s["runs"] += 1
+        s["run_seconds"] = round(s["run_seconds"] + m["wall_seconds"], 1)
+    for s in out:
+        s["wall_seconds"] = round((at(s["ended"]) - at(s["started"])).total_seconds(), 1)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

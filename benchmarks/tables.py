@@ -141,8 +141,31 @@ def book_costs(profile: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def book_sittings(profile: str) -> str:
+    """benchmarks/README: the first build of the profile's book, sitting by sitting, against the plan."""
+    d = _load(f"book_costs_{profile}.json")
+    lines = ["| sitting | started (UTC) | runs | wall (min) | runs' own (min) |", "|---|---|---|---|---|"]
+    for i, s in enumerate(d["sittings"], 1):
+        lines.append(f"| {i} | {s['started'][:16].replace('T', ' ')} | {s['runs']} | {s['wall_seconds'] / 60:.1f} | "
+                     f"{s['run_seconds'] / 60:.1f} |")
+    wall = sum(s["wall_seconds"] for s in d["sittings"])
+    own = sum(s["run_seconds"] for s in d["sittings"])
+    lines.append(f"| all | | {sum(s['runs'] for s in d['sittings'])} | {wall / 60:.1f} | {own / 60:.1f} |")
+    p = d["predicted_from_empty"]
+    n = sum(s["runs"] for s in d["sittings"])
+    lines += ["", f"From an empty store the plan predicts {p['seconds'] / 60:.1f} min for {p['runs'] - p['unpredicted']} of "
+                  f"its {p['runs']} listed runs ({p['unpredicted']} with no rate yet, {p['unsized']} more listed once "
+                  f"chapter 6's pools are embedded), and {p['stored_seconds'] / 60:.1f} min for the {n} runs the "
+                  f"sittings trained ({own / p['stored_seconds']:.2f}x measured over predicted; the cost model is "
+                  "fitted on these same manifests, so this is its fit; `plan_accuracy.py` measures its foresight). "
+                  "A sitting ends where no run started for 20 minutes; runs that shared the cores with tests or "
+                  "helpers are counted as they ran."]
+    return "\n".join(lines) + "\n"
+
+
 TABLES = {"peer-speed": peer_speed, "peer-curves": peer_curves, "executors": executors, "embed-precision": embed_precision,
-          "book-costs-smoke": lambda: book_costs("smoke"), "book-costs-cpu": lambda: book_costs("cpu")}
+          "book-costs-smoke": lambda: book_costs("smoke"), "book-costs-cpu": lambda: book_costs("cpu"),
+          "book-sittings-cpu": lambda: book_sittings("cpu")}
 
 
 def rebuilt(text: str) -> str:
