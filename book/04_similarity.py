@@ -214,9 +214,10 @@ found += (
         experiment="E4+",
         paper="not studied",
         point=relative,
-        claim="Beyond the paper: the same on family-blocked splits (no "
-              "sibling "
-        "task in training)",
+        claim=(
+            "Beyond the paper: the same on family-blocked splits "
+            "(no sibling task in training)"
+        ),
     )
     if tasks_blocked is not None
     else []
@@ -226,9 +227,10 @@ found += rules.order_parts(
     point,
     ("OT", "RT"),
     experiment="E9",
-    claim="Beyond the paper: the optimal-transport order of the paper's "
-          "code "
-    "(cheapest first) beats RT",
+    claim=(
+        "Beyond the paper: the optimal-transport order of the paper's "
+        "code (cheapest first) beats RT"
+    ),
     paper="not in the paper's figures",
     point=relative,
 )

@@ -320,8 +320,10 @@ found = rules.order_parts(
     ("NFT", "RT", "FFT"),
     experiment="E6",
     paper=paper["text"],
-    claim="TMA nearest-first lowers held-out loss: NFT < RT < FFT (claim "
-          "5)",
+    claim=(
+        "TMA nearest-first lowers held-out loss: NFT < RT < FFT "
+        "(claim 5)"
+    ),
     point=relative,
 )
 tasks_rounds = compare.task_curves(groups)

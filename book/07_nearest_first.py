@@ -159,8 +159,7 @@ DECOMPOSITIONS = {
             ),
             (
                 "One task's template",
-                "NFT's tasks lose to NFT's families with any of their "
-                "tasks",
+                "NFT's tasks lose to NFT's families (any of their tasks)",
                 ">",
             ),
             (

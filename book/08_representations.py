@@ -267,13 +267,14 @@ found_orders = rules.order_parts(
     pairs=order_pairs,
     experiment="S2",
     paper=findings.PAPER["S2"]["text"],
-    claim="A nearest-first order built from the model's own "
-          "representation beats "
-    "random "
-    "order and the same order built from MiniLM",
-    point=f"step {point} ({point / epoch:.0%} of the epoch, chapter 4's "
-          "reading "
-    "point)",
+    claim=(
+        "A nearest-first order built from the model's own representation "
+        "beats random order and the same order built from MiniLM"
+    ),
+    point=(
+        f"step {point} ({point / epoch:.0%} of the epoch, "
+        "chapter 4's reading point)"
+    ),
 )
 findings.verdict_table(found_orders, ["part", "measured", "p", "verdict"])
 

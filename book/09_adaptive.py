@@ -156,13 +156,14 @@ found = rules.order_parts(
     pairs=order_pairs,
     experiment="A",
     paper=findings.PAPER["A"]["text"],
-    claim="An order decided while training, from a validation set of the "
-          "held-out "
-    "tasks, beats "
-    "random order and the best static order",
-    point=f"step {point} ({point / epoch:.0%} of the epoch, chapter 4's "
-          "reading "
-    "point)",
+    claim=(
+        "An order decided while training, from a validation set of the "
+        "held-out tasks, beats random order and the best static order"
+    ),
+    point=(
+        f"step {point} ({point / epoch:.0%} of the epoch, "
+        "chapter 4's reading point)"
+    ),
 )
 findings.verdict_table(found, ["part", "measured", "p", "verdict"])
 
