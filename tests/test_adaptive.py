@@ -105,11 +105,23 @@ def test_gradient_aligned_takes_each_tasks_best_aligned_instances_in_turn():
     assert order.reranked_at == [0]
 
 
+def test_gradient_aligned_shares_its_picks_evenly_among_tasks_over_reranks():
+    """A re-rank of 4 picks over 3 tasks cannot split evenly; the next re-rank resumes the round
+    where it stopped, so that no task (the first by name) takes one more at every re-rank."""
+    probe = FakeProbe()
+    probe.grads = np.eye(3)[np.arange(N) % 3]  # instance i aligns with task i % 3 alone
+    probe.targets = {t: np.eye(3)[i] for i, t in enumerate(TASKS)}
+    order = GradientAligned(N, TASKS, B, every=1, candidates=None)
+    picks = [p for _ in range(3) for p in order.next_batch(probe)]
+    assert np.bincount(np.array(picks) % 3, minlength=3).tolist() == [4, 4, 4]
+
+
 def test_lookahead_trains_on_the_candidate_whose_step_lowers_the_validation_loss_most():
     order = Lookahead(N, B, candidates=3, seed=0)
     batches = hand_out(order, FakeProbe())
     assert all(min(tried) == pytest.approx(float(sum(b))) for tried, b in zip(order.tried, batches))
     assert order.reranked_at == list(range(len(batches)))
+    assert order.record() == {"reranked_at": order.reranked_at, "tried": order.tried}  # the run's manifest keeps them
 
 
 @pytest.mark.parametrize("name", ORDERS)

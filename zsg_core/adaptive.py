@@ -95,6 +95,10 @@ class AdaptiveOrder:
         self.used[position] = True
         self.queue.append(position)
 
+    def record(self) -> dict[str, Any]:
+        """What the run's manifest keeps of how the order decided."""
+        return {"reranked_at": list(self.reranked_at)}
+
     def _rerank(self, probe: Probe) -> None:
         raise NotImplementedError
 
@@ -166,6 +170,9 @@ class GradientAligned(AdaptiveOrder):
         self.tasks = sorted(tasks)
         self.candidates = candidates
         self.rng = np.random.default_rng(seed)
+        # the task whose turn comes next: each re-rank resumes the round robin where the last one
+        # stopped, or the first tasks by name would take one more pick at every re-rank
+        self.turn = 0
 
     def _rerank(self, probe: Probe) -> None:
         for position in self.queue:  # what the last re-rank decided and was not handed out goes back
@@ -182,24 +189,23 @@ class GradientAligned(AdaptiveOrder):
         picked = np.zeros(len(free), dtype=bool)
         want = min(self.every * self.batch_size, len(free))
         while len(self.queue) < want:
-            for j in range(len(self.tasks)):
-                while picked[order[pointer[j], j]]:
-                    pointer[j] += 1
-                picked[order[pointer[j], j]] = True
-                self._take(int(free[order[pointer[j], j]]))
-                if len(self.queue) == want:
-                    break
+            j = self.turn
+            while picked[order[pointer[j], j]]:
+                pointer[j] += 1
+            picked[order[pointer[j], j]] = True
+            self._take(int(free[order[pointer[j], j]]))
+            self.turn = (j + 1) % len(self.tasks)
 
     def _refill(self, probe: Probe) -> None:
         self._rerank(probe)  # the decided batches ran out before the next re-rank: decide more now
         self.reranked_at.append(self.steps)
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "rng": self.rng.bit_generator.state}
+        return {**super().state_dict(), "rng": self.rng.bit_generator.state, "turn": self.turn}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
-        self.rng.bit_generator.state = state["rng"]
+        self.rng.bit_generator.state, self.turn = state["rng"], state["turn"]
 
 
 class Lookahead(AdaptiveOrder):
@@ -226,6 +232,9 @@ class Lookahead(AdaptiveOrder):
         self.tried.append(losses)
         for position in options[int(np.argmin(losses))]:
             self._take(position)
+
+    def record(self) -> dict[str, Any]:
+        return {**super().record(), "tried": [list(t) for t in self.tried]}
 
     def _refill(self, probe: Probe) -> None:  # a batch is decided at every step: only the list's tail lands here
         for position in np.flatnonzero(~self.used).tolist():

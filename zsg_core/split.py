@@ -52,6 +52,10 @@ from .util import (
 )
 
 SPLIT_VERSION = 4  # bump when the split procedure changes, so cached splits are recomputed
+# bump when only the validation draw changes: it names the cached splits that have a validation set,
+# so the others (every static run's) are not recomputed
+VALIDATION_VERSION = 2
+VALIDATION_VISIT = 4  # a held-out task's validation draw visits up to this many times val_per_task instances
 
 SOURCES_ORDER = ("natural_instructions", "bigbench")
 
@@ -331,13 +335,13 @@ def make_split(records: list[Record], config: SplitConfig = SplitConfig(), token
         test = [r for t in sorted(test_tasks) for r in sample[t][: config.test_per_task]]
         candidates = [r for t in sorted(set(usable) - test_tasks) for r in pooled[t][:pool_k]]
     held = _held_out_texts(test)
-    validation = _validation(by_task, sorted(test_tasks), test, held, config, tokenizer) if config.val_per_task else []
     train, removed = [], defaultdict(int)
     for r in candidates:
         if _repeats(r, held):
             removed[r.task] += 1
         else:
             train.append(r)
+    validation = _validation(by_task, sorted(test_tasks), test, train, config, tokenizer) if config.val_per_task else []
     check_disjoint(train, test, by_family=config.family_blocked, by_task=config.held_out == "tasks")
     if validation:
         check_disjoint(train, validation, by_family=config.family_blocked, by_task=True)
@@ -355,24 +359,32 @@ def make_split(records: list[Record], config: SplitConfig = SplitConfig(), token
     return Split(train, test, pd.DataFrame(rows), config, validation)
 
 
-def _validation(by_task: dict[str, list[Record]], test_tasks: list[str], test: list[Record],
-                held: tuple[set[str], set[str]], config: SplitConfig, tokenizer) -> list[Record]:
-    """Up to `val_per_task` instances of each held-out task, none of them a held-out instance or a
-    repeat of one's text: the task's next instances in the same seeded visit order that drew its
-    held-out ones (`_sample_task`), so they come after them and the held-out set does not move."""
+def _validation(by_task: dict[str, list[Record]], test_tasks: list[str], test: list[Record], train: list[Record],
+                config: SplitConfig, tokenizer) -> list[Record]:
+    """Up to `val_per_task` instances of each held-out task: the task's next instances in the same
+    seeded visit order that drew its held-out ones (`_sample_task`), so they come after them and
+    neither the held-out set nor the training list moves. An instance that repeats the prompt or
+    the text of a held-out or a training instance is passed over (BIG-bench tasks repeat texts
+    across tasks), and so is one beyond the first `VALIDATION_VISIT` times `val_per_task` the visit
+    reaches: a task left with fewer has fewer."""
     tested = {r.id for r in test}
+    held, seen = _held_out_texts(test), _held_out_texts(train)
     out = []
     for task in test_tasks:
-        more, _, _ = _sample_task(by_task[task], config.test_per_task + config.val_per_task, config.max_len, tokenizer,
-                                  random.Random(f"{config.seed}:{task}"))
-        out += [r for r in more if r.id not in tested and not _repeats(r, held)][: config.val_per_task]
+        more, _, _ = _sample_task(by_task[task], config.test_per_task + VALIDATION_VISIT * config.val_per_task,
+                                  config.max_len, tokenizer, random.Random(f"{config.seed}:{task}"))
+        out += [r for r in more if r.id not in tested and not _repeats(r, held) and not _repeats(r, seen)][
+            : config.val_per_task]
     return out
 
 
 def _cached_folder(config: SplitConfig, model: str) -> tuple[Path, str]:
     """Where a split is cached, and the tokenizer that measures it (tiny models share SmolLM2's)."""
     tokens_of = "smollm2-135m" if model in TINY_MODELS else model
-    key = json.dumps({"config": config.identity(), "model": tokens_of, "version": SPLIT_VERSION}, sort_keys=True)
+    named = {"config": config.identity(), "model": tokens_of, "version": SPLIT_VERSION}
+    if config.val_per_task:
+        named["validation"] = VALIDATION_VERSION
+    key = json.dumps(named, sort_keys=True)
     return cache_dir() / "splits" / hashlib.sha1(key.encode()).hexdigest()[:16], tokens_of
 
 

@@ -459,8 +459,7 @@ def train(lm: TunedLM, arranged: Sequence[Record], test: Sequence[Record], confi
              "cache_seconds": round(cache_seconds, 2), "cache_entries_computed": computed,
              "evaluations": len([s for s in eval_steps if s > start_step or start_step == 0]), "held_out": len(test_items),
              "steps": steps, "epoch_steps": epoch, "processes": world,
-             **({"adapt_seconds": round(adapt_seconds, 2), "reranked_at": adaptive.order.reranked_at}
-                if adaptive is not None else {})}
+             **({"adapt_seconds": round(adapt_seconds, 2), **adaptive.order.record()} if adaptive is not None else {})}
     return TrainResult(**{t: pd.DataFrame(tables[t], columns=_COLUMNS[t]) for t in TABLES}, stats=stats)
 
 
