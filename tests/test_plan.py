@@ -145,6 +145,15 @@ def test_the_cost_model_recovers_the_parts_of_the_runs_it_is_fitted_on():
     assert model.predict(target, first_on_split=True) == pytest.approx(warm + 40.0)
     assert model.predict(run_config(**{**TINY, "max_steps": 30, "frozen_layers": 0})) is None  # never seen: no guess
     assert CostModel.fit([], f"cpu:{kind}").predict(target) is None
+    # an order decided while training adds its probing per step, a rate of its own method's runs
+    adaptive = {**TINY, "val_per_task": 1, "arrangement": "adaptive-loss"}
+    probing = _manifest(run_config(**adaptive, max_steps=10, eval_steps=[0, 10]), 10, rates, kind)
+    probing["adapt_seconds"] = 10 * 0.3
+    probing["wall_seconds"] += probing["adapt_seconds"]
+    model = CostModel.fit([*stored, probing], f"cpu:{kind}")
+    plain = model.predict(target)
+    assert model.predict(run_config(**{**adaptive, "max_steps": 30, "eval_steps": [0, 10, 30]})) == pytest.approx(plain + 30 * 0.3)
+    assert model.predict(run_config(**{**adaptive, "arrangement": "adaptive-gradient", "max_steps": 30})) is None
 
 
 def test_a_splits_first_missing_run_pays_for_what_its_runs_share(tmp_path):

@@ -406,16 +406,17 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("length-nft", _length_method, "nft's sequence of answer lengths (factors of 2), any task's instance of "
            "each length in random order", seeded=True, wsd=True),
     Method("ot", lambda a: (ot(a.train, a.test), None), "E9: cheapest to move to the test set first (optimal transport)"),
-    # Orders decided while training (zsg_core.adaptive), each a permutation of this seeded list
+    # Orders decided while training (zsg_core.adaptive), each a permutation of this seeded list;
+    # 2: the validation draw skips training repeats, the gradient round robin resumes where it stopped
     Method("adaptive-loss", lambda a: (random_order(len(a.tasks), a.seed), None),
            "TMA's rounds over the held-out tasks, the highest validation loss first, re-ranked every adapt_every steps",
-           features=False, adaptive=True),  # decided by the data and the model alone: one run, not one per seed
+           features=False, adaptive=True, version=2),  # decided by the data and the model alone: one run, not one per seed
     Method("adaptive-gradient", lambda a: (random_order(len(a.tasks), a.seed), None),
            "every adapt_every steps, the instances whose gradient aligns best with a held-out task's, round robin",
-           features=False, seeded=True, adaptive=True),
+           features=False, seeded=True, adaptive=True, version=2),
     Method("adaptive-lookahead", lambda a: (random_order(len(a.tasks), a.seed), None),
-           "each step, the one of lookahead_batches random batches whose step lowers validation loss most (a bound)",
-           features=False, seeded=True, adaptive=True),
+           "each step, the one of lookahead_batches random batches whose step lowers validation loss most",
+           features=False, seeded=True, adaptive=True, version=2),
     Method("coarse", lambda a: (coarse(a.train, a.test, a.tasks), None), "E5: whole tasks, nearest centroid first"),
     *[Method(f"tma-{v}", _tma_method(v), f"E6: Test-centric Multi-turn Arrangement, {_TMA_HELP[v]}",
              seeded=v == "rt", takes_tma_budget=True, takes_rounds=v in ("min", "max"), embed_text="first-turn",

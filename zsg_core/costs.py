@@ -7,7 +7,9 @@ A run's wall time is the sum of parts its manifest records: a fixed part (arrang
 model, writing the results), training steps, held-out evaluations, generations, the frozen-layer
 cache entries it computes (an instance's entry is computed by the first run that reads it: the
 model uses the share of reads that were new in the stored runs), and, for a split's first run,
-loading the split and embedding its texts. Each rate is the median over the manifests of runs set
+loading the split and embedding its texts; an order decided while training adds its probe of the
+model per step (`adapt_seconds`, a rate per set-up and method: its re-ranks' cost depends on the
+method). Each rate is the median over the manifests of runs set
 up the same way (model, frozen layers, batch size, precision), so one odd run does not move it. A set-up no stored run has is
 predicted from nothing: `predict` says None, and the plan counts it as unknown.
 """
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from .arrange import get_method
 from .config import RunConfig
 from .precision import capability
 from .runs import is_complete, runs_dir
@@ -98,6 +101,7 @@ class CostModel:
     # of the instances a run reads (its steps' and the held-out set), the share not cached by the runs before it
     cache_new: dict[SetUp, float] = field(default_factory=dict)
     first_on_split: dict[SetUp, float] = field(default_factory=dict)  # a split's first run's extra: loading, embedding
+    adapt: dict[tuple[SetUp, str], float] = field(default_factory=dict)  # (set-up, method) -> seconds of probing per step
 
     @classmethod
     def fit(cls, stored: list[dict[str, Any]], kind: str | None = None) -> "CostModel":
@@ -124,7 +128,10 @@ class CostModel:
             read = sum(_cache_reads(m["config"], m["steps"]) for m in ms)
             model.cache_new[key] = sum(m["cache_entries_computed"] for m in ms) / read if read else 0.0
             rest = {id(m): m["wall_seconds"] - m["train_seconds"] - m["eval_seconds"] - m["generate_seconds"]
-                    - m["cache_seconds"] for m in ms}
+                    - m["cache_seconds"] - m.get("adapt_seconds", 0.0) for m in ms}
+            for method in {m["config"].arrangement for m in ms if "adapt_seconds" in m}:
+                model.adapt[key, method] = _median(m["adapt_seconds"] / m["steps"] for m in ms
+                                                   if m["config"].arrangement == method and "adapt_seconds" in m)
             later = [m for m in ms if not m["texts_embedded"]]
             first = [m for m in ms if m["texts_embedded"]]
             model.fixed[key] = _median(rest[id(m)] for m in later) if later else _median(rest.values())
@@ -138,6 +145,10 @@ class CostModel:
         if steps is None or key not in self.step:
             return None
         seconds = self.fixed[key] + steps * self.step[key]
+        if get_method(config.arrangement).adaptive:
+            if (key, config.arrangement) not in self.adapt:
+                return None  # no stored run of this method: its probing cost is unknown
+            seconds += steps * self.adapt[key, config.arrangement]
         seconds += _evaluations(config, steps) * _held_out(config) * (self.evaluation.get(key) or 0.0)
         seconds += _cache_reads(config, steps) * self.cache_new.get(key, 0.0) * self.cache_entry.get(key, 0.0)
         if _generated(config):
