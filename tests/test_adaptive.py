@@ -122,6 +122,7 @@ def test_lookahead_trains_on_the_candidate_whose_step_lowers_the_validation_loss
     assert all(min(tried) == pytest.approx(float(sum(b))) for tried, b in zip(order.tried, batches))
     assert order.reranked_at == list(range(len(batches)))
     assert order.record() == {"reranked_at": order.reranked_at, "tried": order.tried}  # the run's manifest keeps them
+    assert all(len(t) > 1 for t in order.tried) and len(order.tried) < len(batches)  # the tail is not tried: no choice
 
 
 @pytest.mark.parametrize("name", ORDERS)

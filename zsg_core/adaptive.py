@@ -222,12 +222,14 @@ class Lookahead(AdaptiveOrder):
 
     def _rerank(self, probe: Probe) -> None:
         free = np.flatnonzero(~self.used)
-        if len(free) <= self.batch_size:  # the list's tail: one batch left, nothing to choose
-            options = [free.tolist()]
-        else:  # whole batches only, so that every step takes exactly `batch_size`
-            k = min(self.candidates, len(free) // self.batch_size)
-            drawn = self.rng.permutation(free)[: k * self.batch_size]
-            options = [sorted(drawn[i:i + self.batch_size].tolist()) for i in range(0, len(drawn), self.batch_size)]
+        k = min(self.candidates, len(free) // self.batch_size)
+        if k <= 1:  # one whole batch to draw (or only the list's tail): nothing to choose, nothing to try
+            for position in (self.rng.permutation(free)[: self.batch_size] if k else free).tolist():
+                self._take(int(position))
+            return
+        # whole batches only, so that every step takes exactly `batch_size`
+        drawn = self.rng.permutation(free)[: k * self.batch_size]
+        options = [sorted(drawn[i:i + self.batch_size].tolist()) for i in range(0, len(drawn), self.batch_size)]
         losses = [probe.lookahead(batch) for batch in options]
         self.tried.append(losses)
         for position in options[int(np.argmin(losses))]:
