@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # Early generalization: held-out loss falls in the first steps (E1)
+# # Early generalization: held-out loss in the first steps (E1)
 #
 # The paper's first finding: when a pretrained LM is instruction-tuned on many tasks in random
 # order, its performance on tasks it never trains on improves **at the very start** of training,
@@ -23,8 +23,8 @@
 # order on each of the other task splits of `side_split_seeds` (loss only), the held-out
 # loss of every test instance at step 0 and densely after, greedy generations scored with
 # ROUGE-1, ROUGE-L and exact match at a few steps, and the paper's own sampled generation
-# protocol (nucleus sampling on a fresh random subset per checkpoint) beside it, to show where
-# its noise came from. Then, per held-out task, which tasks generalize at once and which slowly,
+# protocol (nucleus sampling on a fresh random subset per checkpoint) beside it, to see whether
+# its sampling adds noise. Then, per held-out task, which tasks generalize at once and which slowly,
 # for the Natural Instructions and the BIG-bench tasks separately, like the paper's per-dataset
 # panels.
 #
@@ -175,7 +175,7 @@ display(Markdown(f"{(kinds.kind == 'rapid').sum()} of {len(kinds)} tasks are rap
 kinds.groupby(["group", "kind"]).size().unstack(fill_value=0)
 
 # %% [markdown]
-# ## Early, on every split
+# ## Early generalization, split by split
 #
 # The held-out loss of one random order on each task split, over the whole window (the first
 # split's line is the mean of its shuffles). Dotted: the two points E1's rule reads.
@@ -238,7 +238,8 @@ if paper_rows.jitter_mean.notna().any() and greedy.jitter_mean.notna().any():
     protocols = (f"the paper's sampled protocol is {noisier} than greedy decoding on fixed prompts (mean jitter "
                  f"{paper_rows.jitter_mean.mean():.2f} vs {greedy.jitter_mean.mean():.2f}).")
 else:
-    protocols = "the two generation protocols cannot be compared: their scores did not move."
+    protocols = ("the two generation protocols cannot be compared: no jitter could be measured for at least "
+                 "one of them (see the list below).")
 jitter_text = "; ".join(f"{m} {j:.2f}" for m, j in zip(rank, moved.jitter_mean))
 if len(still):
     jitter_text += "; no jitter measured (no change from step 0 to its plateau, or never 80% of it): " + ", ".join(

@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # Permutations and similarity measures: what the model has seen decides when a task improves (E2, E3)
+# # Permutations and similarity measures: does what the model has seen decide when a task improves? (E2, E3)
 #
 # The paper's preliminary experiment trains on the same instances in three orders: **round-robin**
 # (one instance of every task per sweep, so each batch mixes many tasks), **cluster** (each task's
@@ -26,7 +26,7 @@
 # every evaluation window counts: does a measure's change over a window predict the loss change
 # over the same window, and does it do better than chance and than the other measures? Both
 # claims are judged over task splits (`side_split_seeds`: cluster and random order on each), since
-# one split's tasks are not independent (a BIG-bench family drops together when its block arrives).
+# one split's tasks are not independent (a BIG-bench family can drop together when its block arrives).
 #
 # **What it takes to run**: on the cpu profile, 4 runs that do not generate besides chapter 2's,
 # and the prefix measures of every run on three splits (seconds); "What it took" at the end gives
@@ -106,7 +106,7 @@ mean.round(3)  # a row per step: a profile evaluates up to ~20 steps, too many c
 # %% [markdown]
 # ## Sudden drops under cluster order
 #
-# Nearly every held-out loss falls in the first steps whatever the order, so a drop counts as
+# Held-out losses can fall in the first steps whatever the order, so a drop counts as
 # *sudden* by how much more a task's loss fell under cluster order than under random order (mean
 # over shuffles) in the same window between two evaluations (from the first evaluation after
 # step 0 on: the measures below need a prefix). The tasks with the largest such
@@ -179,7 +179,7 @@ display(Markdown(f"The {len(chosen)} of {len(at_last)} held-out tasks whose mean
 #
 # Every (order, held-out task, window between consecutive evaluations) is one unit: the change of
 # a measure over the window against the change of the task's loss. Spearman's rho, **pooled** over
-# all units (rewards anything that moves with training time, since almost every loss falls early)
+# all units (rewards anything that moves with training time, where most losses fall early)
 # and **within-window** (at the same point of training, do the tasks whose measure fell more lose
 # more loss?), each with a 95% bootstrap interval over held-out tasks. Positive = predicts. The
 # random measure shows what chance looks like.

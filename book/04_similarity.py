@@ -21,7 +21,7 @@
 # held-out loss, from one run.
 #
 # What this chapter adds to the paper's single run:
-# - the comparison on several **task splits** (`split_seeds`, each its own 36 held-out tasks and
+# - the comparison on several **task splits** (`split_seeds`, each its own `test_tasks` held-out tasks and
 #   its own RT shuffle): the interval of every gap is over splits, which carries the noise of the
 #   held-out tasks, their instances and RT's shuffle at once (`zsg_core.stats` says why);
 # - the claim judged **part by part** (NFT < RT, RT < FFT, NFT < FFT), each with its own verdict;
@@ -159,8 +159,8 @@ planning.style.hide(axis="index").format(precision=3, na_rep=findings.MISSING)
 # ## What each order saw first
 #
 # BIG-bench groups near-identical subtasks into families (`list_functions/c001` ... `c250`). With
-# held-out tasks drawn at random, a held-out task often keeps siblings in training, and
-# nearest-first puts them first. For each order and split, over its first `sibling_steps` steps:
+# held-out tasks drawn at random, a held-out task can keep siblings in training; the table shows
+# whether nearest-first put them first. For each order and split, over its first `sibling_steps` steps:
 # the family that contributed most instances and its share, how many families contributed, and
 # the share of instances whose family also has a held-out task (RT's is the pool's own).
 

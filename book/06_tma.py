@@ -38,8 +38,9 @@
 # task name. NFT / FFT / RT run on every split of `split_seeds` (RT one shuffle per split); on the
 # first, they and MIN and MAX train the whole pass (the picture of the five orders below); on the
 # others, NFT / FFT / RT stop at the step where NFT leaves its near half, still under the whole
-# pass's schedule: this chapter reads them there and before (its reading point lies inside the near
-# half), and what a run does up to a step does not depend on where it stops (tested). The round
+# pass's schedule: this chapter reads them there and before (the verdict says where its reading
+# point lies against the near half), and what a run does up to a step does not depend on where it
+# stops (tested). The round
 # groups run on every split of `side_split_seeds`.
 #
 # **What it takes to run**: see the table at the end of the chapter ("What it took"); minutes once
@@ -188,7 +189,7 @@ gap_table.round(3)  # a row per step: too many steps for columns on the page
 # %% [markdown]
 # ## Against chapter 4, like with like
 #
-# "TMA removes nearest-first's penalty" would set this chapter's NFT - RT against chapter 4's. The
+# "TMA changes nearest-first's gap to random order" would set this chapter's NFT - RT against chapter 4's. The
 # two differ in more than the arrangement, so first what can be compared for free: both are
 # evaluated at chapter 4's reading point, so per split the difference of the two gaps there
 # (`stats.gap_difference`, splits as the unit). Then what still differs, per split:
@@ -212,8 +213,8 @@ display(Markdown(f"At step {e4_point}, (NFT - RT under TMA) - (NFT - RT by WSD, 
                  f"split against E4's {remaining.iloc[:, 2].mean():,.0f}; and its cosine schedule spans one pass of "
                  f"{remaining.iloc[:, 3].min()}-{remaining.iloc[:, 3].max()} steps against E4's "
                  f"{remaining.iloc[:, 4].min()}-{remaining.iloc[:, 4].max()}. Both have seen the same number of "
-                 f"instances ({e4_point * batch_size:,}) by the step. So the chapter can claim a difference between the "
-                 f"two experiments, not that TMA's arrangement alone makes it."))
+                 f"instances ({e4_point * batch_size:,}) by the step. So any difference belongs to the two experiments as "
+                 f"wholes, not to TMA's arrangement alone."))
 remaining.round(3)
 
 # %% [markdown]
@@ -274,8 +275,8 @@ rounds_table.round(3)  # a row per step, as the tables above
 #
 # UMAP of the MiniLM embeddings (first turn, cosine) of the first side split's pool and its
 # held-out instances (crosses): the instances each group of rounds picked are coloured (by the
-# earliest group, where several picked one, and drawn earliest on top), the rest grey. Early rounds
-# should sit on top of the crosses, later ones further out.
+# earliest group, where several picked one, and drawn earliest on top), the rest grey. If the rounds
+# work as designed, early rounds sit on top of the crosses and later ones further out.
 
 # %%
 split = run_split(groups[(labels[0], side_split_seeds[0])].config)
@@ -299,8 +300,8 @@ display(Markdown(f"Split {side_split_seeds[0]}: {counts['held-out']} held-out in
 # ## The verdicts, part by part
 #
 # TMA's NFT < RT < FFT, judged as chapter 4's, at the paper's reading point (quoted with the
-# verdict) at the same fraction of the shortest epoch here, which lies inside the near
-# half as the paper's does; and E8's "earlier rounds, lower loss", one part per pair of
+# verdict) at the same fraction of the shortest epoch here (the paper's lies inside its near
+# half; where ours lies is said with the verdict); and E8's "earlier rounds, lower loss", one part per pair of
 # neighbouring groups, at the groups' last step, over the side splits.
 
 # %% tags=["verdict"]
@@ -312,7 +313,8 @@ point = findings.relative_step(
 )
 relative = (
     f"step {point} ({point / epoch:.0%} of the shortest epoch, {epoch} "
-    f"steps; the near half ends at step {near_end} or later)"
+    f"steps; {'inside' if point <= near_end else 'after'} the near half, "
+    f"which ends at step {near_end} or later)"
 )
 found = rules.order_parts(
     tasks_split,

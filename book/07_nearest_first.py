@@ -15,7 +15,7 @@
 #
 # Chapter 4 compared nearest-first by WSD (NFT) with random order (RT) on several task splits;
 # the gap between them at its reading point is computed below. This chapter asks what in NFT's
-# order makes that gap. Each control below is a permutation of the same training list that keeps
+# order contributes to that gap. Each control below is a permutation of the same training list that keeps
 # one thing of NFT's order and drops the rest, so NFT - RT splits into parts that add up to it,
 # each the effect of one thing, in the same unit:
 #
@@ -23,7 +23,7 @@
 #    with a random instance of each task (*task-matched*), and NFT's sequence of task families with
 #    a random instance of each family (*family-matched*): NFT - task is what being the nearest
 #    instances adds, task - family what one task's template adds over its family's mix of tasks,
-#    family - RT what the families NFT puts first cost.
+#    family - RT what the families NFT puts first add.
 # 2. **Format and stopping.** An instance's loss is the mean over its answer tokens and its
 #    end-of-sequence token (EOS), so in a short answer the EOS weighs much (one over the answer's
 #    tokens), and any concentrated prefix teaches one family's answer length and where to stop. NFT's sequence of answer lengths with any task's instance of
@@ -33,12 +33,12 @@
 #    trained on first.
 # 3. **Concentration vs nearness.** A *coverage-balanced* nearest-first order, TMA's nearest rounds
 #    over the same list (every held-out point gets its nearest remaining instance in turn): NFT -
-#    balanced is what the concentration costs, balanced - RT what nearness itself costs (SIFT,
+#    balanced is what the concentration adds, balanced - RT what nearness itself adds (SIFT,
 #    Hübotter et al. 2024: nearest neighbours are redundant).
 # 4. **Regime.** The same NFT / FFT / RT under other set-ups (`regimes`): a 10x lower lr in the
 #    default profile; every layer trained, and a base (not instruction-tuned) model, in the
-#    `cpu-full` profile, whose runs stop at the reading point (step 30; the first 30 steps of the
-#    epoch's schedule are those of a longer run).
+#    `cpu-full` profile, whose runs stop at the reading point (computed below; a run's first steps
+#    under the epoch's schedule are those of a longer run).
 # 5. **From the stored runs** (no training): does the gap follow how concentrated NFT's first steps
 #    are, is it carried by held-out tasks with or without a training sibling, and does the paper's
 #    average over answer tokens tell another story?
@@ -194,7 +194,7 @@ DECOMPOSITIONS = {
             ),
             (
                 "Nearness itself (redundant neighbours)",
-                "coverage-balanced nearest-first still loses to RT",
+                "coverage-balanced nearest-first loses to RT",
                 ">",
             ),
         ],
@@ -276,9 +276,9 @@ display(Markdown(f"Over {len(per_task)} (split, held-out task) pairs, the coeffi
 # %% [markdown]
 # ## Other regimes
 #
-# NFT - RT and FFT - RT per step under each set-up, with the 95% interval over the task splits. A
-# gentler set-up moves every loss less and so shrinks every gap; what would show that the regime
-# is to blame is the paper's order coming back, NFT below RT, under it.
+# NFT - RT and FFT - RT per step under each set-up, with the 95% interval over the task splits. If
+# a gentler set-up moves every loss less, it shrinks every gap; so the test of the regime is the
+# sign of NFT - RT under it (the paper's order, NFT below RT, coming back), not a smaller gap.
 
 # %%
 setup_tasks = {name: compare.task_curves(runs) for name, runs in setups.items() if runs}
@@ -350,7 +350,7 @@ other = [
                       slopes["mismatch"], ">", contrast="coefficient of the mismatch (per factor of 2)"),
     rules.explanation("Short answers weigh the EOS more", "held-out tasks with shorter answers lose more",
                       slopes["held-out length"], "<", contrast="coefficient of log2 answer length"),
-    # A gentler regime moves every loss less, so it shrinks every gap: the test is the sign of
+    # A gentler regime can move every loss less and so shrink every gap: the test is the sign of
     # NFT - RT under it (does the paper's order come back?), not a smaller gap.
 ] + [rules.explanation(f"The regime: {name}", f"NFT beats RT under {name}", gap("NFT", "RT", table, level=ONE_SIDED), "<",
                        contrast=f"NFT - RT under {name}")

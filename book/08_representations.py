@@ -53,8 +53,9 @@
 # 3. **What each costs** to compute at the book's scale.
 #
 # **What it takes to run**: the features of each split's training list and held-out set (once,
-# cached: minutes per split for hidden, more for gradient; measured below), and 4 new runs per side
-# split (NFT and balanced for hidden and gradient; minilm's are chapters 4 and 7's runs, read back).
+# cached, once per split; their cost is measured below), and new runs on each side split (NFT and
+# balanced for hidden and gradient, and balanced by gradient from the prompts only; minilm's are
+# chapters 4 and 7's runs, read back): "What it took" at the end counts them.
 #
 # Rerun with other parameters, for example:
 # `papermill _build/cpu/book/08_representations.ipynb out.ipynb -p feature_kinds '["minilm", "hidden"]'`.

@@ -23,7 +23,7 @@
 #   nearest remaining training instance by MiniLM), the task whose validation loss is highest
 #   going first, re-ranked every `adapt_every` steps. Every task still takes one instance per
 #   round, so the losses decide the order within a round (and who wins an instance two tasks
-#   want), not which tasks are served: a difference from TMA-like rounds is small by design;
+#   want), not which tasks are served: the design limits how far it can differ from TMA-like rounds;
 # - **gradient-aligned**: every `adapt_every` steps, the next batches are the remaining instances
 #   whose sketched gradient at the current weights (chapter 8's LESS-like features, up to
 #   `adapt_pool` of them per re-rank) aligns best with a held-out task's validation gradient, taken
@@ -155,8 +155,8 @@ summary.style.format({"re-ranks": "{:.0f}", "leading family's share": "{:.0%}", 
 # %% [markdown]
 # Each order against RT and each adaptive order against the static order, judged by the order
 # rule at chapter 4's reading point (exploratory: a question of this book, not a claim of the
-# paper). The lookahead's gap to RT, where it ran, is what greedy one-step choice of batch could
-# gain here at all.
+# paper). The lookahead's gap to RT, where it ran, is what this greedy one-step choice of batch
+# gained here.
 
 # %% tags=["verdict"]
 display(Markdown(rules.RULES["order"]))
@@ -232,8 +232,8 @@ lines = [
     + "; ".join(f"{by_part[f'{a} < RT'].measured} → **{by_part[f'{a} < RT'].verdict}**" for a in labels[1:]) + ".",
     f"Against the static order ({experiments.BEST_STATIC}): " + "; ".join(f"{f.part}: {f.measured} → **{f.verdict}**" for f in found
                                                   if f.part.endswith(f"< {experiments.BEST_STATIC}")) + ".",
-    ("The lookahead ran on " + f"{len(lookahead_split_seeds)} split(s); its gap to RT is what one step's greedy "
-     "choice of batch could gain at this scale." if BOUND else
+    ("The lookahead ran on " + f"{len(lookahead_split_seeds)} split(s); its gap to RT is what this greedy one-step "
+     "choice of batch gained at this scale." if BOUND else
      "The lookahead did not run in this profile (`lookahead_split_seeds` is empty): what greedy choice of "
      "batch could gain here is left to `cpu-full`."),
     "Cost, wall time over RT's (mean over splits): " + ", ".join(

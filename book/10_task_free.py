@@ -27,9 +27,9 @@
 #
 # What it can show: whether TMA's order helps when the held-out set is defined without tasks and
 # the arrangement never looks at one. What it cannot show: anything about open-ended chat, and it
-# is *not* zero-shot at the task level: most held-out instances have training instances of their
-# own task, so the nearest neighbours TMA finds are often same-task instances (the table below
-# counts them). It is the paper's E7 setting in structure, not in kind of data.
+# is *not* zero-shot at the task level: held-out instances can have training instances of their
+# own task, and TMA's nearest neighbours can be same-task instances ("What we saw" gives the share
+# of held-out instances with one; the table below, what each order received from their tasks). It is the paper's E7 setting in structure, not in kind of data.
 #
 # The comparison runs on several instance draws (`side_split_seeds`, each its own held-out set
 # and RT shuffle), so its interval is over draws, as chapter 4's is over task splits.
@@ -99,8 +99,7 @@ curves.groupby(["label", "step"]).loss.mean().unstack(0).round(3).T
 # ## How often was the nearest neighbour a same-task instance?
 #
 # The arrangement never saw a task label, but the data still have tasks. The share of the
-# instances each order received in its first ten steps whose task also has a held-out instance,
-# and the share of held-out instances with a same-task instance in training:
+# instances each order received in its first ten steps whose task also has a held-out instance:
 
 # %%
 held_tasks = {r.task for r in split.test}

@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # Findings: what reproduced at this scale
+# # Findings: the paper's claims at this scale, part by part
 #
 # One row per *part* of each claim of the paper: a compound claim such as NFT < RT < FFT is
 # judged as NFT < RT, RT < FFT and NFT < FFT, each with its own interval and verdict. Each row
@@ -37,14 +37,14 @@
 # - **E4+** (chapter 4): E4's three orders on *family-blocked* splits, where no held-out task has a
 #   sibling task of the same family in training;
 # - **E5+** (chapter 5): each granularity against random order on E5's schedule, which tells
-#   whether a part of E5 is carried by granularity or by nearest-first's own penalty;
+#   whether a part of E5 is carried by granularity or by nearest-first's own gap to random order;
 # - **E9** (chapter 4): the optimal-transport order of the paper's code against random order;
 # - **S1** (chapter 8): which representation of "similar" (MiniLM, the model's hidden states, its
 #   gradients) predicts the held-out loss change, with and without the held-out answers;
 # - **S2** (chapter 8): nearest-first orders built from those representations against random order
 #   and against MiniLM's;
 # - **A** (chapter 9): orders decided while training, from a validation set of the held-out tasks,
-#   against random order and against the best static order.
+#   against random order and against a static order fixed in advance.
 #
 # **What it takes to run**: seconds; it reads the findings the chapters recorded (listed below).
 #
