@@ -167,7 +167,7 @@ def test_measures_rule_judges_against_chance_and_every_alternative():
     got = run([.3, .32, .31, .29], [.1, .12, .11, .1], [.05, .04, .06, .05])
     assert got == {"WSD > chance": REPRODUCED, "WSD > every alternative": REPRODUCED}
     # what the review found: Centroid above the paper's measure -> the second part is contradicted
-    got = run([.08, .09, .07, .08], [.16, .17, .15, .16], [.05, .04, .06, .05], null=(0.0, 0.02, -0.01, 0.01))
+    got = run([.08, .09, .07, .08], [.16, .18, .15, .17], [.05, .04, .06, .05], null=(0.0, 0.02, -0.01, 0.01))
     assert got == {"WSD > chance": REPRODUCED, "WSD > every alternative": CONTRADICTED}
     # the same with a chance column that makes every split's difference exactly .08: no spread, no interval
     got = run([.08, .09, .07, .08], [.16, .17, .15, .16], [.05, .04, .06, .05])
@@ -176,14 +176,24 @@ def test_measures_rule_judges_against_chance_and_every_alternative():
     assert got == {"WSD > chance": INCONCLUSIVE, "WSD > every alternative": INCONCLUSIVE}
     got = run([-.2, -.21, -.19, -.2], [.1, .1, .1, .1], [.0, .0, .0, .0])
     assert got["WSD > chance"] == CONTRADICTED
+    # one alternative without an interval (no spread) does not hide another wholly above WSD
+    got = run([.08, .09, .07, .08], [.16, .18, .15, .17], [.03, .04, .02, .03])
+    assert got["WSD > every alternative"] == CONTRADICTED
+    # reproduced needs every alternative below WSD, so its p is the largest of theirs
+    found = rules.measures(power({"WSD": [.3, .32, .31, .29], "Cosine-Centroid": [.1, .12, .11, .1],
+                                  "Cosine-Max": [.25, .3, .27, .24], "null": [0.0, 0.01, -0.01, 0.0]}), "WSD", alts, "null")[1]
+    each = rules.measure_differences(power({"WSD": [.3, .32, .31, .29], "Cosine-Centroid": [.1, .12, .11, .1],
+                                            "Cosine-Max": [.25, .3, .27, .24]}), ["WSD"], alts, findings.interval_level("E3"))
+    assert found.p == pytest.approx(each.p.max()) and each.p.max() > each.p.min()
 
 
 def test_representations_rule_pairs_kinds_by_split():
     def run(gradient, minilm):
         table = power({"gradient": gradient, "minilm": minilm}).rename(columns={"measure": "kind"})
         return rules.representations(table, [("gradient", "minilm")], experiment="S1", claim="c", paper="p")[0]
-    assert run([.3, .32, .31], [.1, .12, .11]).verdict == REPRODUCED
-    assert run([.1, .12, .11], [.3, .32, .31]).verdict == CONTRADICTED  # MiniLM predicts better
+    assert run([.3, .33, .31], [.1, .12, .11]).verdict == REPRODUCED
+    assert run([.1, .12, .11], [.3, .33, .31]).verdict == CONTRADICTED  # MiniLM predicts better
+    assert run([.3, .32, .31], [.1, .12, .11]).verdict == INCONCLUSIVE  # the same .2 on every split: no spread
     assert run([.3, .1, .2], [.2, .2, .2]).verdict == INCONCLUSIVE
     assert run([.3], [.1]).verdict == INCONCLUSIVE  # one split: no interval
     found = run([.3, .32, .31], [.1, .12, .11])
@@ -202,7 +212,7 @@ def test_granularity_rule_has_two_parts():
                     # coarse ahead early, fine ahead late: the paper's crossing
                     ahead = (-0.05 if label == "coarse" else 0) if s <= 40 else (-0.1 if label == "fine" else 0)
                     rows.append({"label": label, "split": split, "order_seed": 0, "task": f"t{t}", "step": s,
-                                 "loss": 1 + ahead + 0.003 * ((split + t) % 3)})
+                                 "loss": 1 + ahead + 0.003 * ((split + t + len(label)) % 3)})
     found = rules.granularity(pd.DataFrame(rows), 40, 225, 510)
     assert [f.part for f in found] == ["coarse < fine", "fine < coarse"]
     assert [f.verdict for f in found] == [REPRODUCED, REPRODUCED]
@@ -215,27 +225,31 @@ def test_e5s_early_part_says_whether_coarse_helps_or_fine_hurts():
     coarse level with it)."""
     steps = [0, 20, 40, 100, 225]
 
-    def world(early: dict[str, float]) -> pd.DataFrame:
+    def world(early: dict[str, float], rt_spread: float = 0.0) -> pd.DataFrame:
         rows = []
         for split in range(4):
             for label in ("fine", "coarse", "RT"):
                 for t in range(5):
                     for s in steps:
                         ahead = early[label] if s <= 40 else 0.0
+                        if label == "RT":  # RT's shuffle moves its level from split to split
+                            ahead += rt_spread * (1, -1, 0.6, -0.6)[split]
                         rows.append({"label": label, "split": split, "order_seed": 0, "task": f"t{t}", "step": s,
                                      "loss": 1 + ahead + 0.004 * math.sin(3 * split + 5 * t + len(label))})
         return pd.DataFrame(rows)
 
-    for early, carrier in (({"coarse": -0.05, "fine": 0.0, "RT": 0.0}, "granularity"),
-                           ({"coarse": 0.0, "fine": 0.05, "RT": 0.0}, "fine's penalty"),
-                           ({"coarse": 0.0, "fine": 0.0, "RT": 0.0}, "undecided")):
-        table = world(early)
+    for early, rt_spread, verdict, carrier in (
+            ({"coarse": -0.05, "fine": 0.0, "RT": 0.0}, 0.0, REPRODUCED, "granularity"),
+            ({"coarse": 0.0, "fine": 0.05, "RT": 0.0}, 0.0, REPRODUCED, "fine's penalty"),
+            ({"coarse": -0.02, "fine": 0.02, "RT": 0.0}, 0.05, REPRODUCED, "undecided"),  # RT too noisy to tell
+            ({"coarse": 0.0, "fine": 0.0, "RT": 0.0}, 0.0, INCONCLUSIVE, ""),  # nothing to carry
+            ({"coarse": 0.05, "fine": 0.0, "RT": 0.0}, 0.0, CONTRADICTED, "")):  # the review's case: coarse behind
+        table = world(early, rt_spread)
         part = rules.granularity(table, 40, 225, 510)[0]
         against = rules.granularity_against_random(table, 40, 225, 510)
         assert [f.part for f in against] == ["coarse < RT", "fine < RT"] * 2
         assert all(f.experiment == "E5+" and findings.family(f.experiment) == "exploratory" for f in against)
-        if carrier != "undecided":
-            assert part.verdict == REPRODUCED
+        assert part.verdict == verdict
         assert rules.carried_by(part, against) == carrier
     with pytest.raises(DataError, match="no E5\\+ parts"):
         rules.carried_by(part, against[2:])
@@ -336,6 +350,11 @@ def test_units_needed_follows_the_t_test_power():
         assert (decided >= 0.78) == expect, (units, decided)
     assert stats.units_needed(-0.10, 0.06) < n < stats.units_needed(-0.05, 0.06, level=1 - 0.05 / 20)
     assert stats.units_needed(0.001, 0.5, most=50) is None and stats.power(0.1, 0.1, 2) == 0.0
+    # large effects at the confirmatory level: scipy's far lower tail is NaN there; the power is not
+    level = 1 - 0.05 / 20
+    grid = [[stats.power(e, 1.0, k, level) for k in range(3, 30)] for e in (0.5, 1, 2, 3, 4, 8)]
+    assert all(np.isfinite(row).all() and np.all(np.diff(row) >= -1e-12) for row in grid)
+    assert stats.units_needed(3.0, 1.0, level=level) == 6  # 9 when the NaN powers were skipped
     with pytest.raises(DataError, match="positive spread"):
         stats.power(0.1, 0.0, 5)
 

@@ -101,8 +101,9 @@ RULES = {
     "granularity": ("E5 is judged in two parts, each at its relative point of the paper's run: coarse < fine early "
                     "(the paper's early step) and fine < coarse later (its late step), each by the order rule. "
                     "Each point is also read against random order on the same schedule (E5+, exploratory): coarse < "
-                    "RT and fine < RT. A part \"a < b\" is carried by granularity where a beats RT; where instead b "
-                    "loses to RT and a does not beat it, it is carried by b's own penalty (fine is chapter 4's NFT)."),
+                    "RT and fine < RT. A reproduced part \"a < b\" is carried by granularity where a beats RT; where "
+                    "instead b loses to RT and a does not beat it, it is carried by b's own gap to RT (fine is "
+                    "chapter 4's NFT)."),
 }
 
 
@@ -301,10 +302,16 @@ def measures(power: pd.DataFrame, combined: str, alternatives: Sequence[str], nu
                   f"within-window rho, {combined} - chance: {fmt(estimate, level=level)}")
     against = measure_differences(power, [combined], alternatives, level)
     worst = against.loc[against["diff"].idxmin()]
-    # every alternative: reproduced iff the lowest lower bound is above 0, contradicted iff some
-    # upper bound is below 0; so the shared rule on (lowest lo, lowest hi) decides it
-    closest = Estimate(float(worst["diff"]), float(worst.lo), float(worst.hi), int(worst.n), float(worst.p))
-    outcome = verdict(replace(closest, lo=float(against.lo.min(skipna=False)), hi=float(against.hi.min(skipna=False))), ">")
+    # every alternative: contradicted if one lies wholly above WSD (whatever the others' intervals),
+    # reproduced only if WSD lies wholly above each of them; its p is the largest of theirs (the
+    # intersection-union test: every one of the comparisons must reject)
+    closest = Estimate(float(worst["diff"]), float(worst.lo), float(worst.hi), int(worst.n), float(against.p.max(skipna=False)))
+    if (against.hi < 0).any():
+        outcome = CONTRADICTED
+    elif against.lo.notna().all() and (against.lo > 0).all():
+        outcome = REPRODUCED
+    else:
+        outcome = INCONCLUSIVE
     second = Finding("E3", claim, f"{combined} > every alternative", paper,
                      f"within-window rho, {combined} - {worst.other} (the closest of {len(against)} alternatives): "
                      f"{fmt(closest, level=level)}; wholly above {int((against.lo > 0).sum())}, wholly below "
@@ -357,13 +364,15 @@ def granularity_against_random(task_curves: pd.DataFrame, early_step: int, late_
 
 
 def carried_by(part: Finding, against_random: Sequence[Finding]) -> str:
-    """What carries an E5 part "a < b" (RULES["granularity"]): 'granularity' if a < RT is
+    """What carries a reproduced E5 part "a < b" (RULES["granularity"]): 'granularity' if a < RT is
     reproduced at the part's point, 'b's penalty' if b < RT is contradicted (b above RT) and a
-    < RT is not reproduced, else 'undecided'."""
+    < RT is not reproduced, else 'undecided'; a part that is not reproduced has nothing to carry ('')."""
     a, b = part.part.split(" < ")
     at_point = {f.part: f.verdict for f in against_random if f.step == part.step}
     if {f"{a} < RT", f"{b} < RT"} - set(at_point):
         raise DataError(f"no E5+ parts at {part.point!r} for {part.part!r}")
+    if part.verdict != REPRODUCED:
+        return ""
     if at_point[f"{a} < RT"] == REPRODUCED:
         return "granularity"
     if at_point[f"{b} < RT"] == CONTRADICTED:

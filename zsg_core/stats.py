@@ -60,7 +60,8 @@ def over_units(values: Sequence[float], null: float = 0.0, level: float = 0.95) 
         raise DataError("an estimate needs at least one finite value")
     mean = float(x.mean())
     sd = float(x.std(ddof=1)) if len(x) > 1 else 0.0
-    if len(x) < MIN_UNITS or np.ptp(x) == 0:
+    # no spread: the units agree to rounding (a difference computed from equal steps is not exact)
+    if len(x) < MIN_UNITS or np.ptp(x) <= 1e-12 * max(1.0, float(np.abs(x).max())):
         return Estimate(mean, math.nan, math.nan, len(x), math.nan, level)
     se = sd / math.sqrt(len(x))
     half = float(stats.t.ppf((1 + level) / 2, len(x) - 1) * se)
@@ -79,7 +80,9 @@ def power(effect: float, sd: float, n: int, level: float = 0.95) -> float:
         raise DataError(f"power needs a positive spread between units, got {sd}")
     critical = stats.t.ppf((1 + level) / 2, n - 1)
     shift = effect / (sd / math.sqrt(n))
-    return float(stats.nct.sf(critical, n - 1, shift) + stats.nct.cdf(-critical, n - 1, shift))
+    # both tails as upper tails (T < -c is -T > c, and -T is noncentral t with -shift): scipy's
+    # cdf of the far lower tail comes out NaN for large shifts, where the tail is ~0
+    return float(np.nan_to_num(stats.nct.sf(critical, n - 1, shift)) + np.nan_to_num(stats.nct.sf(critical, n - 1, -shift)))
 
 
 def units_needed(effect: float, sd: float, level: float = 0.95, power_wanted: float = 0.8,
