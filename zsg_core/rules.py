@@ -22,7 +22,6 @@ the one that contradicts the paper included.
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from itertools import combinations
 from typing import Sequence
 
