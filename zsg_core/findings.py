@@ -206,7 +206,11 @@ def collect(params: Mapping[str, Any], chapters: Sequence[str]) -> tuple[pd.Data
                         f"{over}: declare the family (findings.CONFIRMATORY) before the runs, not after")
     confirmatory = (table.family == "confirmatory").to_numpy()
     p_holm = np.full(len(table), np.nan)
-    p_holm[confirmatory] = holm(table.p.to_numpy(float)[confirmatory])  # the family only
+    # Holm over the declared family, as the Bonferroni intervals are: a part not in the table (its
+    # chapter not built) or without a p counts as one that rejects nothing (p = 1)
+    p = table.p.to_numpy(float)[confirmatory]
+    padded = np.concatenate([np.where(np.isfinite(p), p, 1.0), np.ones(FAMILY_SIZE - len(p))])
+    p_holm[confirmatory] = np.where(np.isfinite(p), holm(padded)[: len(p)], np.nan)
     return table.assign(p_holm=p_holm), pd.concat(curves, ignore_index=True)
 
 
