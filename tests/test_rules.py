@@ -127,6 +127,9 @@ def test_steadiest_rule():
     two_runs_each = rules.steadiest(jitters([.05, .07, .06, .04, .05, .06], [.3, .32, .35, .3, .32, .31],
                                             runs_per_split=2))
     assert two_runs_each.verdict == REPRODUCED and two_runs_each.n == 3
+    twice = jitters([.05, .06, .04], [.3, .35, .32])
+    with pytest.raises(DataError, match="share seed"):  # two runs under one (split, seed) are refused, not dropped
+        rules.steadiest(pd.concat([twice, twice.iloc[:3]]))
     with pytest.raises(DataError, match="split"):
         rules.steadiest(jitters([.1], [.3]).drop(columns="split"))
 

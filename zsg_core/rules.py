@@ -225,8 +225,11 @@ def steadiest(jitters: pd.DataFrame, *, paper: str = PAPER["E1b"]["text"]) -> Fi
     if missing:
         raise DataError(f"E1's jitters need columns {sorted(missing)}")
     per_run = []
-    for (split, _, _), g in jitters.groupby(["split", "seed", "protocol"]):
+    for (split, seed, protocol), g in jitters.groupby(["split", "seed", "protocol"]):
         loss = g[g.metric == "held-out loss"].jitter
+        if len(loss) > 1:  # two runs under one name would be paired with each other's metrics
+            raise DataError(f"{len(loss)} runs on split {split} share seed {seed} ({protocol}): E1 needs one run per "
+                            "split and seed")
         others = g[(g.metric != "held-out loss") & g.jitter.notna()].jitter
         if len(loss) == 1 and np.isfinite(loss.iloc[0]) and len(others):
             per_run.append({"split": split, "diff": float(loss.iloc[0] - others.min())})
