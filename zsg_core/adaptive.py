@@ -14,11 +14,11 @@ instances: `SplitConfig.val_per_task` per held-out task, never an instance the b
 - **gradient-aligned** (`adaptive-gradient`, `GradientAligned`): every `every` steps, the next
   `every` batches are the remaining instances whose sketched gradient at the current weights
   (chapter 8's LESS-like features) aligns best with a held-out task's validation gradient, taken
-  round robin over the tasks so that no family takes over (chapter 7's lesson);
+  round robin over the tasks so that no family takes over (the concentration chapter 7 measures);
 - **one-step lookahead** (`adaptive-lookahead`, `Lookahead`): at each step, among `candidates`
   batches drawn from the remaining instances, the one whose step lowers the validation loss most
-  (each tried from the current weights, then undone): an upper bound on what choosing the next
-  batch can gain.
+  (each tried from the current weights, then undone): a reference for greedy batch choice, not a
+  bound on every order (a longer horizon or more candidates could do better).
 
 Each order hands out every position of the list exactly once (a permutation: what is trained is
 the same multiset as any other order's, in another order), is reproducible from its seed given the

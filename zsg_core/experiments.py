@@ -453,7 +453,7 @@ def round_groups(params: Mapping[str, Any], plan: TmaPlan, width: int, starts: S
 
 
 ADAPTIVE_ORDERS = {"loss-driven": {"arrangement": "adaptive-loss"}, "gradient-aligned": {"arrangement": "adaptive-gradient"}}
-LOOKAHEAD = {"lookahead (bound)": {"arrangement": "adaptive-lookahead"}}
+LOOKAHEAD = {"lookahead (greedy)": {"arrangement": "adaptive-lookahead"}}
 # chapter 9's static reference, chosen before its runs as the strongest static candidate:
 # coverage-balanced nearest-first by gradients (chapter 8)
 BEST_STATIC = "balanced (gradient)"
