@@ -127,7 +127,8 @@ for s in (early_point, late_point, max(steps)):
                      "tasks seen, coarse": coarse.task.nunique(),
                      "shared prefix": len(set(fine.id) & set(coarse.id)) / len(set(fine.id))})
 prefix = pd.DataFrame(rows)
-prefix.groupby("step").mean(numeric_only=True).drop(columns="split").round(2)
+prefix.groupby("step").mean(numeric_only=True).drop(columns="split").style.format(
+    {"tasks seen, fine": "{:.1f}", "tasks seen, coarse": "{:.1f}", "shared prefix": "{:.0%}"})
 
 # %% [markdown]
 # ## The verdict, part by part
