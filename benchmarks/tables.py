@@ -163,9 +163,24 @@ def book_sittings(profile: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def profile_variants() -> str:
+    """benchmarks/README: the default profile's first build under smaller profiles, predicted."""
+    d = _load("profile_variants_cpu.json")
+    lines = ["| variant of cpu | runs | predicted (min) | not predicted yet | TMA runs not sized | gives up |",
+             "|---|---|---|---|---|---|"]
+    for name, v in d["variants"].items():
+        lines.append(f"| {name} | {v['runs']} | {v['predicted_seconds'] / 60:.0f} | {v['unpredicted']} | {v['unsized']} | "
+                     f"{v['gives_up']} |")
+    lines += ["", f"Predicted from an empty store by the cost model fitted on {d['fitted_on']} stored runs "
+                  f"({d['machine_kind']}), as `zsg plan` would before any run (`benchmarks/profile_variants.py`, "
+                  "`results/profile_variants_cpu.json`); a run of a set-up or method no stored run has is not "
+                  "predicted, and chapter 6's TMA runs are sized only once their pools are embedded."]
+    return "\n".join(lines) + "\n"
+
+
 TABLES = {"peer-speed": peer_speed, "peer-curves": peer_curves, "executors": executors, "embed-precision": embed_precision,
           "book-costs-smoke": lambda: book_costs("smoke"), "book-costs-cpu": lambda: book_costs("cpu"),
-          "book-sittings-cpu": lambda: book_sittings("cpu")}
+          "book-sittings-cpu": lambda: book_sittings("cpu"), "profile-variants": profile_variants}
 
 
 def rebuilt(text: str) -> str:
