@@ -17,8 +17,8 @@ import tempfile
 from pathlib import Path
 
 import yaml
-
 from report import report
+
 from zsg_core import config
 from zsg_core.costs import CostModel, machine_kind, manifests
 from zsg_core.plan import book_plan, predictions
