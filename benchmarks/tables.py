@@ -163,6 +163,22 @@ def book_sittings(profile: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plan_accuracy(profile: str) -> str:
+    """benchmarks/README: the plan's foresight, fitted on the runs before a moment, judged on those after."""
+    d = _load(f"plan_accuracy_{profile}.json")
+    runs = d["per_run"]
+    predicted = [r for r in runs if r["predicted"] is not None]
+    lines = ["| runs after the moment | predicted (min) | measured (min) | predicted / measured | not predicted |",
+             "|---|---|---|---|---|",
+             f"| {d['runs']} | {d['predicted_seconds'] / 60:.1f} | {sum(r['measured'] for r in predicted) / 60:.1f} | "
+             f"{d['predicted_seconds'] / sum(r['measured'] for r in predicted):.2f} | {d['unpredicted']} |"]
+    lines += ["", f"Fitted on the {d['fitted_on']} runs stored before {d['before'][:16].replace('T', ' ')} UTC, judged on "
+                  f"the plan's runs ({', '.join(d['chapters'] or ['every chapter'])}) trained after it; measured over "
+                  f"the runs it predicted ({d['machine_kind']}; `benchmarks/plan_accuracy.py`, "
+                  f"`results/plan_accuracy_{profile}.json`)."]
+    return "\n".join(lines) + "\n"
+
+
 def profile_variants() -> str:
     """benchmarks/README: the default profile's first build under smaller profiles, predicted."""
     d = _load("profile_variants_cpu.json")
@@ -180,7 +196,8 @@ def profile_variants() -> str:
 
 TABLES = {"peer-speed": peer_speed, "peer-curves": peer_curves, "executors": executors, "embed-precision": embed_precision,
           "book-costs-smoke": lambda: book_costs("smoke"), "book-costs-cpu": lambda: book_costs("cpu"),
-          "book-sittings-cpu": lambda: book_sittings("cpu"), "profile-variants": profile_variants}
+          "book-sittings-cpu": lambda: book_sittings("cpu"), "profile-variants": profile_variants,
+          "plan-accuracy-cpu": lambda: plan_accuracy("cpu")}
 
 
 def rebuilt(text: str) -> str:
