@@ -32,7 +32,9 @@
 # schedule, and the verdict says which carries each part.
 #
 # The runs are several times longer than the other chapters', so the comparison runs on the task
-# splits of `side_split_seeds` rather than on chapter 4's `split_seeds`.
+# splits of `side_split_seeds` rather than on chapter 4's `split_seeds`. On so few splits, at the
+# confirmatory family's level, only an effect many times the spread between splits can be
+# decided: chapter 11 gives, from these runs, how many splits each part would need.
 #
 # **What it takes to run**: on the cpu profile, 9 runs of 230 steps (three orders on three task
 # splits); "What it took" at the end gives the measured time. Seconds once the runs are stored.

@@ -67,7 +67,9 @@ frozen_layers = 26
 
 # %% tags=["hide-cell"]
 import matplotlib.pyplot as plt
+import numpy as np
 from IPython.display import Markdown, display
+from scipy.stats import t as student_t
 
 from zsg_core import findings, plots, toc
 from zsg_core.config import run_params
@@ -122,6 +124,31 @@ shown.style.hide(axis="index").format(
 # %% tags=["full-width"]
 claims = table.drop_duplicates(["claim", "point"])[["experiment", "claim", "point"]].rename(columns={"point": "read at"})
 claims.style.hide(axis="index").set_properties(**{"text-align": "left", "vertical-align": "top"})
+
+# %% [markdown]
+# ## How many units each part would need
+#
+# The splits of a build are fixed before it runs, and a part on few of them can only be decided
+# by a large effect (the sentence below gives how large). So for each part with an interval, the fewest units (of its own kind, at its own
+# level) that would decide an effect as large as the one seen here with 80% chance, at the spread
+# between units behind its interval (`zsg_core.findings.units_to_decide`). It plans the next
+# build's splits (a profile's `split_seeds`, `side_split_seeds`); it is never a reason to add
+# splits to this one because an interval happens to exclude the boundary.
+
+# %% tags=["full-width"]
+level = findings.interval_level("E4")
+reach = {n: student_t.ppf((1 + level) / 2, n - 1) / np.sqrt(n) for n in sorted(set(table.n[table.n >= 3]))}
+display(Markdown(f"At the family's level ({level:.2%}), an interval over n units excludes 0 only where the mean exceeds "
+                 + ", ".join(f"{r:.1f} times the spread between units for n = {n}" for n, r in reach.items()) + "."
+                 if reach else "No part has the three units an interval takes."))
+needed = findings.units_to_decide(table)
+planning = table.assign(needed=needed)[needed.notna()][["experiment", "part", "family", "unit", "n", "needed"]]
+planning = planning.rename(columns={"n": "units run", "needed": "units to decide"})
+display(Markdown(
+    f"{len(planning)} of {len(table)} parts have an interval to plan from; "
+    f"{int((planning['units to decide'] <= planning['units run']).sum())} of them had as many units as they need, "
+    f"{int(np.isinf(planning['units to decide']).sum())} would need more than 200 (an effect too small beside its spread)."))
+planning.style.hide(axis="index").format({"units to decide": lambda v: "more than 200" if np.isinf(v) else f"{v:.0f}"})
 
 # %% [markdown]
 # ## The headline comparisons side by side

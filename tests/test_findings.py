@@ -100,3 +100,32 @@ def test_no_shipped_profile_judges_more_parts_of_a_claim_than_the_family_declare
     for name in SHIPPED_PROFILES:
         starts = load_profile(name).get("round_starts", [])
         assert len(starts) - 1 <= findings.CONFIRMATORY["E8"], name  # E8: one part per neighbouring pair
+
+
+def test_units_to_decide_reads_the_spread_back_from_each_interval():
+    from zsg_core import stats
+
+    level = findings.interval_level("E4")
+    splits = [-0.01, -0.09, -0.05, 0.03, -0.13]  # mean -0.05, SD 0.063: undecided on 5 splits
+    wide = stats.over_units(splits, level=level)
+    sure = stats.over_units([-0.30, -0.31, -0.29], level=level)
+    early = stats.over_units([0.85, 0.95, 0.90, 0.88], level=level)
+    table = pd.DataFrame([
+        {"effect": e.value, "lo": e.lo, "hi": e.hi, "n": e.n, "level": level, "boundary": b}
+        for e, b in ((wide, 0.0), (sure, 0.0), (early, 0.8), (Estimate(-0.5, NAN, NAN, 1, NAN), 0.0))
+    ])
+    needed = findings.units_to_decide(table)
+    sd = float(pd.Series(splits).std())
+    assert stats.spread_from_interval(wide.lo, wide.hi, 5, level) == pytest.approx(sd)
+    assert needed[0] == stats.units_needed(-0.05, sd, level) > 5  # the spread, not the verdict, decides
+    assert needed[1] == 3  # already decided on the fewest units an interval takes
+    # measured from the claim's boundary, not from 0: the effect is early - 0.8
+    sd = stats.spread_from_interval(early.lo, early.hi, 4, level)
+    assert needed[2] == stats.units_needed(early.value - 0.8, sd, level)
+    assert math.isnan(needed[3])  # one unit: no spread to plan from
+    half = (wide.hi - wide.lo) / 2
+    tiny = table.iloc[:1].assign(effect=0.0005, lo=0.0005 - half, hi=0.0005 + half)
+    assert findings.units_to_decide(tiny)[0] == math.inf  # an effect this small is out of reach of 200 splits
+    assert math.isnan(findings.units_to_decide(tiny.assign(effect=0.01))[0])  # not a t-interval around the effect
+    no_boundary = table.assign(boundary=NAN)  # a record from before boundaries were kept
+    assert findings.units_to_decide(no_boundary).isna().all()

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .data import DataError
-from .stats import Estimate, holm
+from .stats import MIN_UNITS, Estimate, holm, spread_from_interval, units_needed
 from .util import atomic_file, build_dir
 
 # What the paper's figures show (paper.md section 4, [F]); steps are the paper's, epochs its own.
@@ -107,6 +107,7 @@ class Finding:
     verdict: str  # one of VERDICTS
     level: float = 1 - ALPHA  # the interval's coverage (`interval_level`: Bonferroni for the confirmatory family)
     step: int | None = None  # the training step it was read at, where it was read at one
+    boundary: float = 0.0  # the value the verdict compares the effect with (the claim: effect `side` boundary)
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -170,7 +171,7 @@ def record(chapter: str, params: Mapping[str, Any], findings: Sequence[Finding],
         json.dump(body, f, indent=1, allow_nan=True)
 
 
-NUMERIC = ("effect", "diff", "lo", "hi", "p")  # the columns of findings and curves that may hold NaN
+NUMERIC = ("effect", "diff", "lo", "hi", "p", "boundary")  # the columns of findings and curves that may hold NaN
 
 
 def _numeric(frame: pd.DataFrame) -> pd.DataFrame:
@@ -195,7 +196,10 @@ def collect(params: Mapping[str, Any], chapters: Sequence[str]) -> tuple[pd.Data
             diff = {k: (body.get("params", {}).get(k), v) for k, v in want.items() if body.get("params", {}).get(k) != v}
             raise DataError(f"chapter {chapter}'s findings were computed with other parameters (theirs, ours): {diff}; "
                             f"execute it with these parameters first")
-        tables.append(_numeric(pd.DataFrame(body["findings"])).assign(chapter=chapter))
+        rows = pd.DataFrame(body["findings"])
+        if "boundary" not in rows:  # recorded before findings kept it: no verdict changes, only planning lacks it
+            rows = rows.assign(boundary=np.nan)
+        tables.append(_numeric(rows).assign(chapter=chapter))
         curves.append(_numeric(pd.DataFrame(body["curves"])).assign(chapter=chapter))
     table = pd.concat(tables, ignore_index=True)
     table = table.assign(family=table.experiment.map(family))
@@ -212,6 +216,28 @@ def collect(params: Mapping[str, Any], chapters: Sequence[str]) -> tuple[pd.Data
     padded = np.concatenate([np.where(np.isfinite(p), p, 1.0), np.ones(FAMILY_SIZE - len(p))])
     p_holm[confirmatory] = np.where(np.isfinite(p), holm(padded)[: len(p)], np.nan)
     return table.assign(p_holm=p_holm), pd.concat(curves, ignore_index=True)
+
+
+def units_to_decide(table: pd.DataFrame, power_wanted: float = 0.8, most: int = 200) -> pd.Series:
+    """Per row of a findings table: the fewest units (of the row's own kind) whose interval at the
+    row's level would decide an effect as large as the one seen, with chance `power_wanted`, at
+    the spread between units behind its interval (`stats.units_needed`). NaN where the row has no
+    t-interval to read a spread from (fewer than MIN_UNITS units, no spread, an interval not
+    centred on the effect, or no recorded boundary); inf where `most` units are not enough.
+
+    For planning the next build's splits before it runs: never a reason to add units to this one
+    because an interval happens to exclude the boundary."""
+    def one(row: pd.Series) -> float:
+        lo, hi, effect, boundary = row["lo"], row["hi"], row["effect"], row.get("boundary", np.nan)
+        if not (np.isfinite([lo, hi, effect, boundary]).all() and row["n"] >= MIN_UNITS and hi > lo):
+            return np.nan
+        if abs((lo + hi) / 2 - effect) > 1e-9 * max(1.0, abs(effect)):  # not a t-interval around the effect
+            return np.nan
+        sd = spread_from_interval(lo, hi, int(row["n"]), float(row["level"]))
+        needed = units_needed(float(effect - boundary), sd, float(row["level"]), power_wanted, most)
+        return np.inf if needed is None else float(needed)
+
+    return table.apply(one, axis=1) if len(table) else pd.Series(dtype=float)
 
 
 def fmt(estimate: "Estimate", unit: str = "task splits", level: float = 1 - ALPHA) -> str:

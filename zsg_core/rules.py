@@ -165,7 +165,7 @@ def _part(experiment: str, claim: str, part: str, paper: str, estimate: Estimate
                    measured=measured or f"{part.replace(' < ', ' - ').replace(' > ', ' - ')} {fmt(estimate, unit, level)}",
                    effect=estimate.value, lo=estimate.lo, hi=estimate.hi, n=estimate.n, unit=unit, p=estimate.p,
                    point=point, verdict=verdict(estimate, side, boundary), level=level,
-                   step=None if step is None else int(step))
+                   step=None if step is None else int(step), boundary=float(boundary))
 
 
 def order_parts(task_curves: pd.DataFrame, step: int, chain: Sequence[str], *, experiment: str, claim: str,

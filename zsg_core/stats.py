@@ -97,6 +97,16 @@ def units_needed(effect: float, sd: float, level: float = 0.95, power_wanted: fl
     return None
 
 
+def spread_from_interval(lo: float, hi: float, n: int, level: float = 0.95) -> float:
+    """The standard deviation between units behind `over_units`' interval [lo, hi] at `level` over
+    `n` units (its inverse): what a table of findings keeps is enough to plan the next build."""
+    from scipy import stats
+
+    if n < MIN_UNITS or not hi >= lo:
+        raise DataError(f"no spread behind an interval [{lo}, {hi}] over {n} units")
+    return float((hi - lo) / 2 / stats.t.ppf((1 + level) / 2, n - 1) * math.sqrt(n))
+
+
 def holm(pvalues: Sequence[float]) -> np.ndarray:
     """Holm's step-down adjustment of a family of p-values (NaN stays NaN and is not counted)."""
     p = np.asarray(pvalues, dtype=float)
