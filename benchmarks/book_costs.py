@@ -20,7 +20,6 @@ import argparse
 import datetime
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 from zsg_core.costs import CostModel, machine_kind, manifests
@@ -57,8 +56,7 @@ def chapter_costs(profile: str) -> dict:
             row[p] += m[p]
         kinds.add(machine_kind(m["machine"]))
         threads.add(m["machine"].get("threads"))
-    with tempfile.TemporaryDirectory() as empty:  # the plan as `zsg plan` predicts it before any run
-        predicted = predictions(plan, CostModel.fit(manifests()), root=Path(empty))
+    predicted = predictions(plan, CostModel.fit(manifests()), stored=set())  # as `zsg plan` predicts it before any run
     return {"profile": profile, "machine_kinds": sorted(kinds), "threads": sorted(t for t in threads if t),
             "chapters": chapters, "sittings": sittings(stored),
             "predicted_from_empty": {"runs": len(predicted), "unpredicted": sum(v is None for v in predicted.values()),

@@ -18,7 +18,6 @@ from pathlib import Path
 
 from zsg_core.costs import CostModel, machine_kind, manifests
 from zsg_core.plan import book_plan, predictions
-from zsg_core.runs import runs_dir
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = book_plan(args.profile, args.chapters)
     later = {r.key for r in plan.runs if r.key in by_key and datetime.datetime.fromisoformat(by_key[r.key]["started"]) >= moment}
     # the store as it was then (the later runs missing), so `predictions` sees what `zsg plan` saw
-    predicted = predictions(plan, model, root=_without(later))
+    predicted = predictions(plan, model, stored=plan.stored() - later)
     rows = [{"key": k, "predicted": predicted.get(k), "measured": by_key[k]["wall_seconds"]} for k in sorted(later)]
     total_p = sum(r["predicted"] or 0.0 for r in rows)
     total_m = sum(r["measured"] for r in rows)
@@ -53,17 +52,6 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "per_run"}, indent=1))
     return 0
-
-
-def _without(keys: set[str]) -> Path:
-    """A view of the run store without `keys`: a folder of links to every other stored run."""
-    import tempfile
-
-    view = Path(tempfile.mkdtemp(prefix="zsg-store-then-"))
-    for folder in runs_dir().iterdir():
-        if folder.is_dir() and folder.name not in keys:
-            (view / folder.name).symlink_to(folder)
-    return view
 
 
 if __name__ == "__main__":

@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
-import yaml
 from report import report
 
-from zsg_core import config
 from zsg_core.costs import CostModel, machine_kind, manifests
 from zsg_core.plan import book_plan, predictions
 from zsg_core.precision import capability
@@ -38,18 +35,8 @@ VARIANTS: dict[str, tuple[dict, str]] = {
 
 def predict(changes: dict, model: CostModel) -> dict:
     """The variant's plan from an empty store: runs, predicted seconds, unpredicted and unsized runs."""
-    base = yaml.safe_load((config.PROFILES / "cpu.yaml").read_text())
-    with tempfile.TemporaryDirectory() as folder:
-        root = Path(folder)
-        (root / "cpu.yaml").write_text(yaml.safe_dump({**base, **changes}))
-        shipped, config.PROFILES = config.PROFILES, root
-        try:
-            plan = book_plan("cpu")
-        finally:
-            config.PROFILES = shipped
-        empty = root / "store"
-        empty.mkdir()
-        predicted = predictions(plan, model, root=empty)
+    plan = book_plan("cpu", changes=changes)
+    predicted = predictions(plan, model, stored=set())
     by_chapter: dict[str, float] = {}
     for r in plan.runs:
         by_chapter[r.chapter] = by_chapter.get(r.chapter, 0.0) + (predicted.get(r.key) or 0.0)

@@ -74,7 +74,10 @@ def test_pooled_hidden_is_the_mean_of_the_last_layer_over_the_item(tmp_path, fro
 def test_features_are_normalised_cached_and_see_the_prompt_only_when_asked(tmp_path, monkeypatch, kind):
     monkeypatch.setattr("zsg_core.model.cache_dir", lambda: tmp_path)  # the tiny model's bottom outputs
     source = LMSource("tiny-llama", frozen_layers=2, precision="fp32", batch_size=2)
+    before = features.seconds_computing().get(kind, 0.0)
     x, t = compute(RECORDS, TEST, kind, source=source, cache=tmp_path)
+    spent = features.seconds_computing()[kind]
+    assert spent > before  # what a run's manifest records as its features' seconds
     assert x.shape[0] == len(RECORDS) and t.shape[0] == len(TEST) and x.shape[1] == t.shape[1]
     assert np.allclose(np.linalg.norm(x, axis=1), 1, atol=1e-5) and np.allclose(np.linalg.norm(t, axis=1), 1, atol=1e-5)
     _, prompt_only = compute(RECORDS, TEST, kind, source=source, cache=tmp_path, test_view="prompt-only")
@@ -84,8 +87,10 @@ def test_features_are_normalised_cached_and_see_the_prompt_only_when_asked(tmp_p
         raise AssertionError("a second call must read its vectors back")
     monkeypatch.setattr(features, "pooled_hidden", computed)
     monkeypatch.setattr(features, "projected_gradients", computed)
+    spent = features.seconds_computing()[kind]
     again = compute(RECORDS, TEST, kind, source=source, cache=tmp_path)
     assert np.array_equal(again[0], x) and np.array_equal(again[1], t)
+    assert features.seconds_computing()[kind] == spent  # cached vectors cost nothing there
     other = compute(RECORDS, TEST, kind, source=source, cache=tmp_path, test_view="prompt-only")
     assert np.array_equal(other[1], prompt_only)
 

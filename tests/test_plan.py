@@ -88,6 +88,8 @@ def test_a_chapter_parameter_that_is_missing_is_named():
         experiments.chapter_runs("05_granularity", {**TINY, "side_split_seeds": [0]})
     with pytest.raises(DataError, match="no runs are declared"):
         experiments.chapter_runs("01_data", TINY)
+    with pytest.raises(DataError, match=r"no parameter\(s\) \['long_step'\]"):  # a variant's change is checked
+        book_plan("smoke", ["05_granularity"], changes={"long_step": 120})
 
 
 def test_every_chapter_with_runs_is_planned_and_each_run_counted_once():
@@ -154,6 +156,20 @@ def test_the_cost_model_recovers_the_parts_of_the_runs_it_is_fitted_on():
     plain = model.predict(target)
     assert model.predict(run_config(**{**adaptive, "max_steps": 30, "eval_steps": [0, 10, 30]})) == pytest.approx(plain + 30 * 0.3)
     assert model.predict(run_config(**{**adaptive, "arrangement": "adaptive-gradient", "max_steps": 30})) is None
+    # the first run of a split ordered on the LM's gradients computes them: a part of its own, not
+    # the fixed part of every run
+    on_gradients = {**TINY, "arrangement": "nft", "features": "gradient", "max_steps": 10, "eval_steps": [0, 10]}
+    computing = _manifest(run_config(**on_gradients), 10, rates, kind)
+    computing["features_seconds"] = {"gradient": 300.0}
+    computing["wall_seconds"] += 300.0
+    model = CostModel.fit([*stored, computing], f"cpu:{kind}")
+    assert model.features == {(("tiny-llama", 2, 4, "fp32"), "gradient"): 300.0}
+    assert model.predict(target) == pytest.approx(plain)  # the features' seconds are not in the fixed part
+    nft = run_config(**{**on_gradients, "max_steps": 30, "eval_steps": [0, 10, 30]})
+    assert model.predict(nft, computes_features=True) == pytest.approx(model.predict(nft) + 300.0)
+    assert model.predict(run_config(**{**on_gradients, "features": "hidden"}), computes_features=True) is None
+    assert model.predict(run_config(**{**on_gradients, "arrangement": "random"}), computes_features=True) == \
+        pytest.approx(model.predict(run_config(**{**on_gradients, "arrangement": "random"})))  # random measures nothing
 
 
 def test_a_splits_first_missing_run_pays_for_what_its_runs_share(tmp_path):
@@ -164,6 +180,17 @@ def test_a_splits_first_missing_run_pays_for_what_its_runs_share(tmp_path):
     model = CostModel("k", 1, fixed={setup: 1.0}, step={setup: 1.0}, first_on_split={setup: 100.0})
     got = predictions(plan, model, tmp_path)
     assert got == {a.key(): pytest.approx(105.0), b.key(): pytest.approx(5.0), c.key(): pytest.approx(105.0)}
+    # as if `a` were stored: its split's work is done
+    assert predictions(plan, model, tmp_path, stored={a.key()}) == {b.key(): pytest.approx(5.0), c.key(): pytest.approx(105.0)}
+    # the LM's gradient features of a split: computed by the first run ordered on them, read by the rest
+    g1, g2 = (run_config(**{**TINY, "max_steps": 4, "eval_steps": [0, 4], "arrangement": m, "features": "gradient"})
+              for m in ("nft", "fft"))
+    on_gradients = Plan("t", ["c"], [PlannedRun("c", "e", l, 0, "split_seed", x) for l, x in (("a", a), ("g1", g1), ("g2", g2))])
+    model.features[setup, "gradient"] = 1000.0
+    assert predictions(on_gradients, model, tmp_path) == {a.key(): pytest.approx(105.0), g1.key(): pytest.approx(1005.0),
+                                                  g2.key(): pytest.approx(5.0)}
+    assert predictions(on_gradients, model, tmp_path, stored={g1.key()}) == {a.key(): pytest.approx(5.0),  # g1 did the split's work
+                                                                             g2.key(): pytest.approx(5.0)}
     assert [[r.label for r in w] for w in waves(plan.runs)] == [["a", "c"], ["b"]]
 
 

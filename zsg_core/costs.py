@@ -9,7 +9,10 @@ cache entries it computes (an instance's entry is computed by the first run that
 model uses the share of reads that were new in the stored runs), and, for a split's first run,
 loading the split and embedding its texts; an order decided while training adds its probe of the
 model per step (`adapt_seconds`, a rate per set-up and method: its re-ranks' cost depends on the
-method). Each rate is the median over the manifests of runs set
+method); and the first run that measures similarity on the LM's own features (hidden states,
+gradients) of a split computes them (`features_seconds`, per set-up and kind; a later run of
+another held-out view computes only the held-out side, and is priced as if it computed none).
+Each rate is the median over the manifests of runs set
 up the same way (model, frozen layers, batch size, precision), so one odd run does not move it. A set-up no stored run has is
 predicted from nothing: `predict` says None, and the plan counts it as unknown.
 """
@@ -102,6 +105,7 @@ class CostModel:
     cache_new: dict[SetUp, float] = field(default_factory=dict)
     first_on_split: dict[SetUp, float] = field(default_factory=dict)  # a split's first run's extra: loading, embedding
     adapt: dict[tuple[SetUp, str], float] = field(default_factory=dict)  # (set-up, method) -> seconds of probing per step
+    features: dict[tuple[SetUp, str], float] = field(default_factory=dict)  # (set-up, kind) -> seconds computing a split's
 
     @classmethod
     def fit(cls, stored: list[dict[str, Any]], kind: str | None = None) -> "CostModel":
@@ -128,7 +132,11 @@ class CostModel:
             read = sum(_cache_reads(m["config"], m["steps"]) for m in ms)
             model.cache_new[key] = sum(m["cache_entries_computed"] for m in ms) / read if read else 0.0
             rest = {id(m): m["wall_seconds"] - m["train_seconds"] - m["eval_seconds"] - m["generate_seconds"]
-                    - m["cache_seconds"] - m.get("adapt_seconds", 0.0) for m in ms}
+                    - m["cache_seconds"] - m.get("adapt_seconds", 0.0) - sum(m.get("features_seconds", {}).values())
+                    for m in ms}
+            for kind in {k for m in ms for k in m.get("features_seconds", {})}:
+                model.features[key, kind] = _median(m["features_seconds"][kind] for m in ms
+                                                    if kind in m.get("features_seconds", {}))
             for method in {m["config"].arrangement for m in ms if "adapt_seconds" in m}:
                 model.adapt[key, method] = _median(m["adapt_seconds"] / m["steps"] for m in ms
                                                    if m["config"].arrangement == method and "adapt_seconds" in m)
@@ -139,8 +147,9 @@ class CostModel:
                 model.first_on_split[key] = _median(rest[id(m)] - model.fixed[key] for m in first)
         return model
 
-    def predict(self, config: RunConfig, first_on_split: bool = False) -> float | None:
-        """Predicted wall seconds of `config` on this machine kind; None where a part has no rate."""
+    def predict(self, config: RunConfig, first_on_split: bool = False, computes_features: bool = False) -> float | None:
+        """Predicted wall seconds of `config` on this machine kind; None where a part has no rate.
+        `computes_features`: no run before it computed its split's LM features (`needs_features`)."""
         key, steps = set_up(config), planned_steps(config)
         if steps is None or key not in self.step:
             return None
@@ -157,7 +166,16 @@ class CostModel:
             seconds += _generated(config) * self.generation[key]
         if first_on_split:
             seconds += self.first_on_split.get(key, 0.0)
+        if computes_features and needs_features(config):
+            if (key, config.features) not in self.features:
+                return None  # no stored run computed this kind's features: their cost is unknown
+            seconds += self.features[key, config.features]
         return seconds
+
+
+def needs_features(config: RunConfig) -> str | None:
+    """The kind of LM features (hidden, gradient) a run's arranging computes, if its split lacks them."""
+    return config.features if get_method(config.arrangement).features and config.features != "minilm" else None
 
 
 def _cache_reads(config: RunConfig, steps: int) -> int:

@@ -40,6 +40,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -58,6 +59,15 @@ PROJECTION_DIM = 8192  # gradient: LESS's dimension, split evenly over the train
 PROJECTION_SEED = 0
 WARMUP_SEED = 0  # gradient: the warm-up's random order (one for every arrangement built on them)
 FEATURES_VERSION = 1  # bump when a kind's vectors change for the same inputs (part of the cache folder)
+
+# Seconds this process has spent computing the LM's features, per kind (cached vectors cost
+# nothing here): a run's manifest records what its arranging spent, the cost model prices it.
+_COMPUTING: dict[str, float] = {}
+
+
+def seconds_computing() -> dict[str, float]:
+    """Seconds spent so far computing features that were not cached, per kind (hidden, gradient)."""
+    return dict(_COMPUTING)
 
 
 @dataclass(frozen=True)
@@ -105,11 +115,14 @@ def compute(train: Sequence[Record], test: Sequence[Record], kind: str = "minilm
         return x, encoder.encode([embed_text(r, text) for r in test])
     if source is None:
         raise DataError(f"{kind} features need the LM they come from (a model name or folder)")
+    started = time.perf_counter()
+    computed = _hidden if kind == "hidden" else _gradient
+    x, t, fresh = computed(train, test, source, test_view, cache, log)
+    if fresh:  # loading the LM to find everything cached is the run's fixed part, not the features'
+        _COMPUTING[kind] = _COMPUTING.get(kind, 0.0) + time.perf_counter() - started
     if kind == "hidden":
-        x, t = _hidden(train, test, source, test_view, cache, log)
         mean = x.mean(axis=0, keepdims=True)  # centred on the training pool: see the module's note
         return _normalised(x - mean), _normalised(t - mean)
-    x, t = _gradient(train, test, source, test_view, cache, log)
     return _normalised(x), _normalised(t)
 
 
@@ -138,17 +151,21 @@ def _keys(items, prompt_only: bool) -> list[str]:
 
 # -- hidden states ---------------------------------------------------------------------------------
 
-def _hidden(train, test, source: LMSource, test_view: str, cache, log) -> tuple[np.ndarray, np.ndarray]:
+def _hidden(train, test, source: LMSource, test_view: str, cache, log) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(training vectors, held-out vectors, whether any had to be computed)"""
     lm = _lm(source)
     store = _store(lm, "hidden", None, cache, log)
     sides = [(lm.items(train), False), (lm.items(test), test_view == "prompt-only")]
+    fresh = False
     for items, prompt_only in sides:
         keys = _keys(items, prompt_only)
         todo = set(store.missing(keys))
         chosen = [it for it, k in zip(items, keys) if k in todo]
         if chosen:
             store.add(_keys(chosen, prompt_only), pooled_hidden(lm, chosen, prompt_only))
-    return tuple(store.get(_keys(items, p)) for items, p in sides)
+            fresh = True
+    x, t = (store.get(_keys(items, p)) for items, p in sides)
+    return x, t, fresh
 
 
 def pooled_hidden(lm, items, prompt_only: bool = False) -> np.ndarray:
@@ -177,7 +194,8 @@ def pooled_hidden(lm, items, prompt_only: bool = False) -> np.ndarray:
 
 # -- gradients ---------------------------------------------------------------------------------------
 
-def _gradient(train, test, source: LMSource, test_view: str, cache, log) -> tuple[np.ndarray, np.ndarray]:
+def _gradient(train, test, source: LMSource, test_view: str, cache, log) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(training vectors, held-out vectors, whether any had to be computed)"""
     from .train import TrainConfig
     from .train import train as train_lm
 
@@ -206,7 +224,7 @@ def _gradient(train, test, source: LMSource, test_view: str, cache, log) -> tupl
             if prompt_only:  # the model's own greedy answer stands in for the missing reference
                 scored = lm.items(_self_answered(lm, [r for _, r in wanted]))
             store.add(_keys([it for it, _ in wanted], prompt_only), projected_gradients(lm, scored))
-    return store.get(_keys(train_items, False)), store.get(_keys(test_items, prompt_only))
+    return store.get(_keys(train_items, False)), store.get(_keys(test_items, prompt_only)), bool(todo)
 
 
 def _self_answered(lm, records: Sequence[Record], max_new_tokens: int = 64) -> list[Record]:

@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
 
 from . import toc
-from .config import load_profile
-from .costs import CostModel
+from .config import ProfileError, load_profile
+from .costs import CostModel, needs_features
 from .experiments import BOOK_RUNS, PlannedRun, Unsized, chapter_runs, planning
 from .runs import is_complete, runs_dir
 
@@ -38,10 +39,16 @@ class Plan:
         return [r for r in self.runs if r.key not in done]
 
 
-def book_plan(profile: str, chapters: list[str] | None = None, size: bool = False) -> Plan:
-    """The runs the book's chapters (or those named) read under `profile`. With `size`, work that
-    decides runs (embedding TMA's pools) is done now, so that every run is listed."""
+def book_plan(profile: str, chapters: list[str] | None = None, size: bool = False,
+              changes: Mapping[str, Any] | None = None) -> Plan:
+    """The runs the book's chapters (or those named) read under `profile`, with `changes` to its
+    parameters (a variant of it: each must name a parameter the profile has). With `size`, work
+    that decides runs (embedding TMA's pools) is done now, so that every run is listed."""
     params = load_profile(profile)
+    unknown = sorted(set(changes or {}) - set(params))
+    if unknown:
+        raise ProfileError(f"profile {profile!r} has no parameter(s) {unknown} to change")
+    params = {**params, **(changes or {})}
     names = [c for c in toc.chapters() if c in BOOK_RUNS]
     if chapters:
         unknown = sorted(set(chapters) - set(toc.chapters()))
@@ -64,18 +71,24 @@ def book_plan(profile: str, chapters: list[str] | None = None, size: bool = Fals
     return plan
 
 
-def predictions(plan: Plan, costs: CostModel, root: Path | None = None) -> dict[str, float | None]:
+def predictions(plan: Plan, costs: CostModel, root: Path | None = None,
+                stored: set[str] | None = None) -> dict[str, float | None]:
     """Predicted seconds of each missing run (key -> seconds, None where the model has no rate). A
-    split's first missing run pays for the work its runs share, unless a stored run did it."""
-    done = plan.stored(root)
+    split's first missing run pays for the work its runs share, unless a stored run did it. `stored`
+    replaces the store's runs with those keys (`set()`: the plan as predicted before any run)."""
+    done = plan.stored(root) if stored is None else set(stored) & {r.key for r in plan.runs}
     warm = {_split_of(r) for r in plan.runs if r.key in done}
+    computed = {_features_of(r) for r in plan.runs if r.key in done and _features_of(r)}
     out: dict[str, float | None] = {}
     for r in plan.runs:
         if r.key in done:
             continue
         first = _split_of(r) not in warm
         warm.add(_split_of(r))
-        out[r.key] = costs.predict(r.config, first_on_split=first)
+        features = _features_of(r)
+        out[r.key] = costs.predict(r.config, first_on_split=first, computes_features=bool(features) and features not in computed)
+        if features:
+            computed.add(features)
     return out
 
 
@@ -83,6 +96,12 @@ def _split_of(r: PlannedRun) -> tuple:
     """What a split's runs share: its texts' embeddings and frozen-layer cache entries."""
     c = r.config
     return json.dumps(c.split.identity(), sort_keys=True), c.model, c.train.frozen_layers, c.train.precision
+
+
+def _features_of(r: PlannedRun) -> tuple | None:
+    """What runs of a split measuring similarity on the same LM features share: those features."""
+    kind = needs_features(r.config)
+    return (*_split_of(r), kind) if kind else None
 
 
 def _hms(seconds: float | None) -> str:

@@ -41,7 +41,7 @@ from .arrange import apply, arrange_records, get_method
 from .config import RUN_VERSION, RunConfig
 from .data import DataError
 from .embed import Encoder, embed_records, texts_encoded
-from .features import LMSource, projected_gradients
+from .features import LMSource, projected_gradients, seconds_computing
 from .model import TunedLM, process_state
 from .precision import capability
 from .split import SplitConfig, load_split
@@ -288,6 +288,7 @@ class _Prepared:
     started: datetime.datetime  # when preparing began: a run's wall time counts arranging and loading too
     t0: float
     texts_embedded: int  # texts arranging had to embed (not cached yet)
+    features_seconds: dict  # kind -> seconds arranging spent computing the LM's features (not cached yet)
     adaptive: Adaptive | None = None  # an order decided while training, over `arranged`
 
 
@@ -295,14 +296,17 @@ def _prepare(config: RunConfig, root: Path) -> _Prepared:
     """Arrange the training list, load the model and check that the run fits its schedule and the
     disk: everything that can refuse a run, done before anything of it is written."""
     started, t0, encoded = datetime.datetime.now(datetime.timezone.utc), time.perf_counter(), texts_encoded()
+    computing = seconds_computing()
     arranged, test, summary = arranged_training_list(config)
     adaptive = adaptive_order(config, arranged)
     encoded = texts_encoded() - encoded  # a split's first run embeds its texts; the others read them
+    # the first run of a split that measures similarity on the LM's features computes them
+    features = {k: round(v - computing.get(k, 0.0), 2) for k, v in seconds_computing().items() if v > computing.get(k, 0.0)}
     lm = TunedLM(config.model, config.train.frozen_layers, config.split.max_len, seed=config.train.seed,
                  autocast=config.train.precision == "bf16")
     steps, _, eval_steps = step_plan(len(arranged), config.train, _world_size())
     _check_free_space(root, _expected_bytes(lm, steps, config.train.batch_size, len(eval_steps), len(test)))
-    return _Prepared(arranged, test, summary, lm, started, t0, encoded, adaptive)
+    return _Prepared(arranged, test, summary, lm, started, t0, encoded, features, adaptive)
 
 
 def _world_size() -> int:
@@ -355,7 +359,7 @@ def _train_and_store(config: RunConfig, folder: Path, state, work: _Prepared, lo
                 "started": started.isoformat(timespec="seconds"),
                 "ended": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "wall_seconds": round(time.perf_counter() - t0, 2), "prepare_seconds": round(prepare_seconds, 2),
-                "texts_embedded": work.texts_embedded,
+                "texts_embedded": work.texts_embedded, "features_seconds": work.features_seconds,
                 "cpu_count": os.cpu_count(),
                 "machine": capability(),  # CPU kind (or GPU), bf16 support, threads: what the timings mean
                 "model_fingerprint": lm.fingerprint, "arrangement": work.summary,
