@@ -192,6 +192,7 @@ def build_html(profile: str = DEFAULT_PROFILE) -> Path:
                         f"run `python -m zsg_core.book --profile {profile}` first")
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy2(toc.ROOT / name, build / name)
+    shutil.copytree(toc.ROOT / "_static", build / "_static", dirs_exist_ok=True)  # the book's stylesheet
     for page in toc.BOOK.glob("*.md"):
         shutil.copy2(page, build / toc.BOOK.name / page.name)
     jb = Path(sys.executable).with_name("jupyter-book")
