@@ -82,6 +82,8 @@ def test_features_are_normalised_cached_and_see_the_prompt_only_when_asked(tmp_p
     assert np.allclose(np.linalg.norm(x, axis=1), 1, atol=1e-5) and np.allclose(np.linalg.norm(t, axis=1), 1, atol=1e-5)
     _, prompt_only = compute(RECORDS, TEST, kind, source=source, cache=tmp_path, test_view="prompt-only")
     assert not np.allclose(t, prompt_only)
+    assert features.seconds_computing()[kind] == spent  # the pool was cached: only the held-out view was computed
+    assert features.seconds_computing()[f"{kind} (held-out only)"] > 0
 
     def computed(*a, **k):
         raise AssertionError("a second call must read its vectors back")

@@ -11,7 +11,8 @@ loading the split and embedding its texts; an order decided while training adds 
 model per step (`adapt_seconds`, a rate per set-up and method: its re-ranks' cost depends on the
 method); and the first run that measures similarity on the LM's own features (hidden states,
 gradients) of a split computes them (`features_seconds`, per set-up and kind; a later run of
-another held-out view computes only the held-out side, and is priced as if it computed none).
+another held-out view computes only the held-out side, recorded apart as "<kind> (held-out only)", and is
+priced as if it computed none).
 Each rate is the median over the manifests of runs set
 up the same way (model, frozen layers, batch size, precision), so one odd run does not move it. A set-up no stored run has is
 predicted from nothing: `predict` says None, and the plan counts it as unknown.

@@ -66,7 +66,8 @@ _COMPUTING: dict[str, float] = {}
 
 
 def seconds_computing() -> dict[str, float]:
-    """Seconds spent so far computing features that were not cached, per kind (hidden, gradient)."""
+    """Seconds spent so far computing features that were not cached: per kind (hidden, gradient)
+    where training vectors were computed, per "<kind> (held-out only)" where only held-out ones were."""
     return dict(_COMPUTING)
 
 
@@ -119,7 +120,9 @@ def compute(train: Sequence[Record], test: Sequence[Record], kind: str = "minilm
     computed = _hidden if kind == "hidden" else _gradient
     x, t, fresh = computed(train, test, source, test_view, cache, log)
     if fresh:  # loading the LM to find everything cached is the run's fixed part, not the features'
-        _COMPUTING[kind] = _COMPUTING.get(kind, 0.0) + time.perf_counter() - started
+        # the whole pool, or only a held-out view the pool's cached vectors lacked: priced apart
+        name = kind if fresh == "pool" else f"{kind} (held-out only)"
+        _COMPUTING[name] = _COMPUTING.get(name, 0.0) + time.perf_counter() - started
     if kind == "hidden":
         mean = x.mean(axis=0, keepdims=True)  # centred on the training pool: see the module's note
         return _normalised(x - mean), _normalised(t - mean)
@@ -151,21 +154,21 @@ def _keys(items, prompt_only: bool) -> list[str]:
 
 # -- hidden states ---------------------------------------------------------------------------------
 
-def _hidden(train, test, source: LMSource, test_view: str, cache, log) -> tuple[np.ndarray, np.ndarray, bool]:
-    """(training vectors, held-out vectors, whether any had to be computed)"""
+def _hidden(train, test, source: LMSource, test_view: str, cache, log) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """(training vectors, held-out vectors, what had to be computed: "pool", "held-out" or None)"""
     lm = _lm(source)
     store = _store(lm, "hidden", None, cache, log)
     sides = [(lm.items(train), False), (lm.items(test), test_view == "prompt-only")]
-    fresh = False
-    for items, prompt_only in sides:
+    fresh = []
+    for side, (items, prompt_only) in zip(("pool", "held-out"), sides):
         keys = _keys(items, prompt_only)
         todo = set(store.missing(keys))
         chosen = [it for it, k in zip(items, keys) if k in todo]
         if chosen:
             store.add(_keys(chosen, prompt_only), pooled_hidden(lm, chosen, prompt_only))
-            fresh = True
+            fresh.append(side)
     x, t = (store.get(_keys(items, p)) for items, p in sides)
-    return x, t, fresh
+    return x, t, fresh[0] if fresh else None
 
 
 def pooled_hidden(lm, items, prompt_only: bool = False) -> np.ndarray:
@@ -194,8 +197,8 @@ def pooled_hidden(lm, items, prompt_only: bool = False) -> np.ndarray:
 
 # -- gradients ---------------------------------------------------------------------------------------
 
-def _gradient(train, test, source: LMSource, test_view: str, cache, log) -> tuple[np.ndarray, np.ndarray, bool]:
-    """(training vectors, held-out vectors, whether any had to be computed)"""
+def _gradient(train, test, source: LMSource, test_view: str, cache, log) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """(training vectors, held-out vectors, what had to be computed: "pool", "held-out" or None)"""
     from .train import TrainConfig
     from .train import train as train_lm
 
@@ -208,6 +211,7 @@ def _gradient(train, test, source: LMSource, test_view: str, cache, log) -> tupl
     train_items, test_items = lm.items(train), lm.items(test)
     prompt_only = test_view == "prompt-only"
     todo = store.missing(_keys(train_items, False) + _keys(test_items, prompt_only))
+    fresh = None if not todo else "pool" if set(todo) & set(_keys(train_items, False)) else "held-out"
     if todo:
         todo = set(todo)
         steps = min(WARMUP_STEPS, math.ceil(len(warm) / source.batch_size))
@@ -224,7 +228,7 @@ def _gradient(train, test, source: LMSource, test_view: str, cache, log) -> tupl
             if prompt_only:  # the model's own greedy answer stands in for the missing reference
                 scored = lm.items(_self_answered(lm, [r for _, r in wanted]))
             store.add(_keys([it for it, _ in wanted], prompt_only), projected_gradients(lm, scored))
-    return store.get(_keys(train_items, False)), store.get(_keys(test_items, prompt_only)), bool(todo)
+    return store.get(_keys(train_items, False)), store.get(_keys(test_items, prompt_only)), fresh
 
 
 def _self_answered(lm, records: Sequence[Record], max_new_tokens: int = 64) -> list[Record]:
