@@ -112,7 +112,9 @@ def test_tma_runs_wait_on_their_pools_and_are_counted(monkeypatch):
     p = toc.chapter_parameters("06_tma", load_profile("smoke"))
     n = 3 * len(p["split_seeds"]) + 2 + len(p["round_starts"]) * len(p["side_split_seeds"])  # MIN, MAX: first split
     assert plan.unsized["06_tma"].runs == n
-    assert f"+{n} runs of tma_comparison, sized once the TMA pools" in render(plan, CostModel(machine_kind(capability()), 0))
+    shown = render(plan, CostModel(machine_kind(capability()), 0))
+    assert f"+{n} runs of tma_comparison, sized once the TMA pools" in shown
+    assert f"total to train: {n} runs without a prediction" in shown  # not "0m00s" for runs it cannot price
 
 
 def _manifest(config, steps, seconds, kind="AVX512", first=False, new_entries=0):

@@ -133,6 +133,7 @@ def render(plan: Plan, costs: CostModel, root: Path | None = None, every_run: bo
             for r in runs:
                 state = "stored" if r.key in done else _hms(predicted[r.key])
                 lines.append(f"      {r.key}  {r.experiment:22s} {r.label:22s} {r.seed_param} {r.seed:<3d} {state}")
-    lines.append(f"total to train: {_hms(total)}" + (f", and {unknown} runs without a prediction (no stored run "
-                                                       "set up like them on this machine kind)" if unknown else ""))
+    known = f"{_hms(total)}, and " if total or not unknown else ""  # never "0m00s" for runs it cannot price
+    lines.append(f"total to train: {known}{unknown} runs without a prediction (no stored run set up like them on "
+                 "this machine kind)" if unknown else f"total to train: {_hms(total)}")
     return "\n".join(lines)
