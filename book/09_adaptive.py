@@ -149,8 +149,15 @@ for (label, seed), r in runs.items():
 did = pd.DataFrame(rows)
 columns = ["re-ranks", "leading family's share", "families"] + (["choice worth"] if BOUND else [])
 summary = did.groupby("order", sort=False)[columns].mean().reindex(labels[1:])
-summary.style.format({"re-ranks": "{:.0f}", "leading family's share": "{:.0%}", "families": "{:.1f}",
-                      "choice worth": "{:.4f}"}, na_rep="–")
+display(summary.style.format({"re-ranks": "{:.0f}", "leading family's share": "{:.0%}", "families": "{:.1f}",
+                              "choice worth": "{:.4f}"}, na_rep="–"))
+lead = summary["leading family's share"]
+display(Markdown(
+    f"In its first {adapt_every} steps each order gave its leading family {lead.min():.0%}-{lead.max():.0%} of the batches "
+    f"(most: {lead.idxmax()})."
+    + (f" At each step the lookahead's chosen batch left a validation loss {summary.loc[BOUND[0], 'choice worth']:.4f} "
+       f"below the mean of the other {lookahead_batches - 1} candidates (mean over steps and splits)."
+       if BOUND and pd.notna(summary.loc[BOUND[0], "choice worth"]) else "")))
 
 # %% [markdown]
 # Each order against RT and each adaptive order against the static order, judged by the order
@@ -257,8 +264,9 @@ lines = [
     + "; ".join(f"{by_part[f'{a} < RT'].measured} → **{by_part[f'{a} < RT'].verdict}**" for a in labels[1:]) + ".",
     f"Against the static order ({experiments.BEST_STATIC}): " + "; ".join(f"{f.part}: {f.measured} → **{f.verdict}**" for f in found
                                                   if f.part.endswith(f"< {experiments.BEST_STATIC}")) + ".",
-    ("The lookahead ran on " + f"{len(lookahead_split_seeds)} split(s); its gap to RT is what this greedy one-step "
-     "choice of batch gained at this scale." if BOUND else
+    (f"The lookahead ran on {len(lookahead_split_seeds)} split(s): {by_part[f'{BOUND[0]} < RT'].measured} → "
+     f"**{by_part[f'{BOUND[0]} < RT'].verdict}**, what this greedy one-step choice of batch gained here (on the splits it "
+     "ran on; a longer horizon or more candidates could gain more)." if BOUND else
      "The lookahead did not run in this profile (`lookahead_split_seeds` is empty): what greedy choice of "
      "batch could gain here is left to `cpu-full`."),
     "Cost over RT's, on the same load (mean over splits): " + ", ".join(
