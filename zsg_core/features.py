@@ -339,7 +339,6 @@ def cost(train: Sequence[Record], test: Sequence[Record], kinds: Sequence[str], 
     fixed seconds, seconds per 1,000 (the part per instance), bytes on disk per instance; `cost_of`
     scales a row."""
     import tempfile
-    import time
 
     def timed(kind: str, sample: Sequence[Record], root: Path) -> float:
         fresh = None
