@@ -43,6 +43,7 @@ def test_a_grid_runs_each_config_once_and_curves_are_tidy(tmp_path, monkeypatch)
     cost = compare.run_costs({"grid": results}, results)  # nested and repeated: each run counted once
     assert cost.startswith("3 runs; ") and f"CPU kind {r.manifest['machine']['cpu_capability']}" in cost
     assert f"in {r.config.train.precision}." in cost and r.config.train.precision in ("bf16", "fp32")
+    assert " training, " in cost and "probing" not in cost  # a part no run spent time on is not named
     with pytest.raises(DataError, match="no runs"):
         compare.run_costs({})
     groups = {t: "even" if i % 2 else "odd" for i, t in enumerate(sorted(r.eval_loss.task.unique()))}

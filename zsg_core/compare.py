@@ -105,7 +105,9 @@ def run_costs(*groups) -> str:
     results = _runs_in(groups)
     if not results:
         raise DataError("no runs to cost")
-    minutes = {k: sum(r.manifest.get(k) or 0 for r in results) / 60 for k in ("wall_seconds", "train_seconds", "eval_seconds")}
+    parts = {"train_seconds": "training", "eval_seconds": "evaluating", "generate_seconds": "generating",
+             "adapt_seconds": "probing the model (orders that watch it)"}
+    minutes = {k: sum(r.manifest.get(k) or 0 for r in results) / 60 for k in ("wall_seconds", *parts)}
     def machine(m: dict | None) -> str:
         if not m:
             return "a machine not recorded (runs stored before manifests named it)"
@@ -114,9 +116,9 @@ def run_costs(*groups) -> str:
     machines = sorted({machine(r.manifest.get("machine")) for r in results})
     precisions = sorted({r.config.train.precision for r in results})
     shown = {k: f"{m:.1f}" if m < 10 else f"{m:.0f}" for k, m in minutes.items()}
+    spent = ", ".join(f"{shown[k]} {what}" for k, what in parts.items() if minutes[k] > 0)
     return (f"{len(results)} runs; {shown['wall_seconds']} minutes of wall time when they were trained "
-            f"({shown['train_seconds']} training, {shown['eval_seconds']} evaluating and generating, the rest "
-            f"arranging and caching), on {' and '.join(machines)}, in {' and '.join(precisions)}. "
+            f"({spent}, the rest arranging and caching), on {' and '.join(machines)}, in {' and '.join(precisions)}. "
             "Read back from the run store, they take seconds.")
 
 
