@@ -213,24 +213,12 @@ findings.record(
 # gradients, tried steps; `cache` is computing the frozen layers' outputs of instances no run on
 # the split had read, work done once per instance by whichever run reads it first), and its cost
 # over RT's on the same split. Every order trains the same `max_steps` steps and evaluates the
-# same held-out set, but RT's runs are chapter 4's, trained in another sitting, where the
-# machine's load differed (the table's raw seconds of RT are that sitting's); so the ratio is
-# taken inside each run first: a run's wall time without its cache part, over the time its own
-# training and evaluation took (which that load moves alike, if arranging and probing slow down
-# as training does), then the order's over RT's on the same split. An order whose batches are
-# longer trains longer, which lowers its ratio a little.
+# same held-out set, but RT's runs are chapter 4's, trained in another sitting under another
+# load; so the ratio is taken inside each run first, then over RT's (`compare.cost_over` says how
+# and what it assumes).
 
 # %%
-parts = ["train_seconds", "eval_seconds", "prepare_seconds", "adapt_seconds", "cache_seconds"]
-names = {"prepare_seconds": "arrange"}
-cost = pd.DataFrame([{"order": label, "split": seed, "wall": r.manifest["wall_seconds"],
-                      **{names.get(p, p.removesuffix("_seconds")): r.manifest.get(p, 0.0) for p in parts}}
-                     for (label, seed), r in runs.items()])
-# .eval is a DataFrame method: columns by name
-cost["per training"] = (cost["wall"] - cost["cache"]) / (cost["train"] + cost["eval"])
-cost["times RT"] = cost["per training"] / cost.split.map(cost[cost.order == "RT"].set_index("split")["per training"])
-costs = cost.groupby("order", sort=False)[["wall", *[names.get(p, p.removesuffix("_seconds")) for p in parts],
-                                            "times RT"]].mean().reindex(labels)
+costs = compare.cost_over(compare.cost_parts(runs), "RT").reindex(labels)
 trained = costs.train.drop("RT")
 display(Markdown(
     f"The same {max_steps} steps of training took {costs.train['RT']:.0f} s in RT's runs and {trained.min():.0f}-"
@@ -259,30 +247,23 @@ ahead_of_static = [a for a, v in against_static.items() if v == findings.REPRODU
 behind_static = [a for a, v in against_static.items() if v == findings.CONTRADICTED]
 watching = [a for a in ADAPTIVE + BOUND if a in beat_rt]
 
-
-def listed(names: list[str]) -> str:
-    return " and ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else "".join(names)
-
-
-
 answer = (f"The chapter's question: of the {len(ADAPTIVE + BOUND)} orders that watch the model, "
-          + (f"{listed(watching)} beat random order at step {point}" if watching else f"none beat random order at step {point}")
+          + (f"{findings.listed(watching)} beat random order at step {point}" if watching else f"none beat random order at step {point}")
           + f"; the static order {'beat it too' if experiments.BEST_STATIC in beat_rt else 'did not'}; "
-          + (f"{listed(ahead_of_static)} beat the static order" if ahead_of_static else "none of them beat the static order")
-          + (f", which beat {listed(behind_static)}" if behind_static else "")
+          + (f"{findings.listed(ahead_of_static)} beat the static order" if ahead_of_static else "none of them beat the static order")
+          + (f", which beat {findings.listed(behind_static)}" if behind_static else "")
           + f" (the static order is built from the held-out instances themselves, the others from {val_per_task} validation "
           "instances per held-out task). In a run this short each order also decides *which* instances are trained on, "
           "so each gap carries which instances were trained on as well as when.")
 # the parts are exploratory, each on its own 95% interval; which would stand within this chapter's
 # own family (Bonferroni over its parts) says which verdicts are robust and which marginal
-strict = 0.05 / len(found)
-robust = [f.part for f in found if f.verdict != findings.INCONCLUSIVE and f.p < strict]
-marginal = [f.part for f in found if f.verdict != findings.INCONCLUSIVE and not f.p < strict]
+together = rules.within_family(found)
 lines = [
     answer,
     f"Each part is judged on its own 95% interval. Within this chapter's {len(found)} parts (Bonferroni, p below "
-    f"{strict:.4f}), {len(robust)} decided part(s) would stand" + (f": {'; '.join(robust)}" if robust else "")
-    + (f"; {len(marginal)} would not: {'; '.join(marginal)}" if marginal else "") + ".",
+    f"{findings.ALPHA / len(found):.4f}), {len(together['stands'])} decided part(s) would stand"
+    + (f": {'; '.join(together['stands'])}" if together["stands"] else "")
+    + (f"; {len(together['falls'])} would not: {'; '.join(together['falls'])}" if together["falls"] else "") + ".",
     f"At step {point} ({len(split_seeds)} splits), against RT: "
     + "; ".join(f"{by_part[f'{a} < RT'].measured} → **{by_part[f'{a} < RT'].verdict}**" for a in labels[1:]) + ".",
     f"Against the static order ({experiments.BEST_STATIC}): " + "; ".join(f"{f.part}: {f.measured} → **{f.verdict}**" for f in found

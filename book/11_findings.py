@@ -69,9 +69,8 @@ frozen_layers = 26
 import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
-from scipy.stats import t as student_t
 
-from zsg_core import findings, plots, toc
+from zsg_core import findings, plots, stats, toc
 from zsg_core.config import run_params
 
 plots.use_style()
@@ -109,7 +108,8 @@ shown = table[
     columns={"p_holm": "p (Holm, family)", "paper": "the paper's figure"}
 )  # verdict first: a wide table scrolls
 shown.style.hide(axis="index").format(
-    {"p": "{:.3f}", "p (Holm, family)": "{:.3f}"}, na_rep=findings.MISSING
+    {"p": findings.p_cell, "p (Holm, family)": findings.p_cell},
+    na_rep=findings.MISSING,
 ).set_properties(
     **{
         "text-align": "left",
@@ -137,7 +137,7 @@ claims.style.hide(axis="index").set_properties(**{"text-align": "left", "vertica
 
 # %% tags=["full-width"]
 level = findings.interval_level("E4")
-reach = {n: student_t.ppf((1 + level) / 2, n - 1) / np.sqrt(n) for n in sorted(set(table.n[table.n >= 3]))}
+reach = {n: stats.decidable_ratio(n, level) for n in sorted(set(table.n[table.n >= stats.MIN_UNITS]))}
 display(Markdown(f"At the family's level ({level:.2%}), an interval over n units excludes 0 only where the mean exceeds "
                  + ", ".join(f"{r:.1f} times the spread between units for n = {n}" for n, r in reach.items()) + "."
                  if reach else "No part has the three units an interval takes."))

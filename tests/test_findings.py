@@ -137,3 +137,12 @@ def test_a_verdict_table_never_shows_a_p_of_zero_or_nan():
     html = findings.verdict_table(rows).to_html()
     assert "&lt;0.001" in html and "0.026" in html and findings.MISSING in html
     assert "0.000" not in html and "nan" not in html.lower()
+
+
+def test_listed_names_read_as_prose():
+    assert [findings.listed(n) for n in ([], ["a"], ["a", "b"], ["a", "b", "c"])] == ["", "a", "a and b", "a, b and c"]
+
+
+def test_a_p_cell_never_shows_zero_and_is_escaped_for_the_styler():
+    assert [findings.fmt_p(p) for p in (0.0, 0.0004, 0.0123, NAN)] == ["<0.001", "<0.001", "0.012", findings.MISSING]
+    assert findings.p_cell(0.0) == "&lt;0.001"

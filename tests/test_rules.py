@@ -397,3 +397,51 @@ def test_the_papers_claims_are_judged_on_the_familys_bonferroni_interval_the_res
     [f] = rules.order_parts(task_curves({"NFT": [-x for x in strong["NFT"]], "RT": [0] * 5}, noise=0.0), 30, ("NFT", "RT"),
                             experiment="E4", claim="c", paper="p", point="s")
     assert f.verdict == CONTRADICTED
+
+
+def test_within_family_says_which_decided_parts_would_stand_bonferroni_over_the_chapter():
+    """A chapter of exploratory parts, each judged at 95%: Bonferroni over its own parts keeps a
+    decided part whose p is below alpha / parts (either verdict), lets fall one that is not, and
+    never lists an inconclusive one."""
+    def part(name: str, p: float, verdict: str) -> findings.Finding:
+        return findings.Finding("A", "c", name, "p", "m", -0.1, -0.2, -0.05, 8, "task splits", p, "s", verdict)
+
+    found = [part("a < RT", 0.001, REPRODUCED), part("b < RT", 0.02, REPRODUCED),
+             part("c < RT", 0.004, CONTRADICTED), part("d < RT", 0.3, INCONCLUSIVE)]
+    assert rules.within_family(found) == {"stands": ["a < RT", "c < RT"], "falls": ["b < RT"]}  # threshold 0.0125
+    assert rules.within_family(found[:1]) == {"stands": ["a < RT"], "falls": []}
+    assert rules.within_family([part("b < RT", 0.02, REPRODUCED)] * 4)["stands"] == []
+    with pytest.raises(DataError, match="no parts"):
+        rules.within_family([])
+
+
+def test_decidable_ratio_is_where_over_units_interval_starts_to_exclude_zero():
+    """What n units can decide: a mean just above ratio x spread excludes 0, just below does not."""
+    from zsg_core import stats
+
+    rng = np.random.default_rng(1)
+    for n in (3, 5, 8):
+        noise = rng.normal(size=n)
+        noise = (noise - noise.mean()) / noise.std(ddof=1)  # spread exactly 1
+        ratio = stats.decidable_ratio(n)
+        assert stats.over_units(noise + 1.01 * ratio).lo > 0 > stats.over_units(noise + 0.99 * ratio).lo
+    assert stats.decidable_ratio(3) > stats.decidable_ratio(8) > stats.decidable_ratio(8, level=0.9)
+    with pytest.raises(DataError, match="at least 3"):
+        stats.decidable_ratio(2)
+
+
+def test_cost_over_a_baseline_is_corrected_for_the_sitting():
+    """A run's cost over the baseline's on the same split, each taken inside its own run first:
+    the same order run under twice the load (every part twice as long) costs the same over RT."""
+    from zsg_core import compare
+
+    rt = {"order": "RT", "wall": 200.0, "train": 100.0, "eval": 50.0, "arrange": 10.0, "adapt": 0.0, "cache": 20.0}
+    slow = {"order": "probe", "wall": 60.0, "train": 20.0, "eval": 10.0, "arrange": 2.0, "adapt": 25.0, "cache": 0.0}
+    loaded = {**slow, **{k: 2 * v for k, v in slow.items() if k != "order"}}
+    parts = pd.DataFrame([{**rt, "split": 0}, {**slow, "split": 0}, {**rt, "split": 1}, {**loaded, "split": 1}])
+    table = compare.cost_over(parts, "RT")
+    assert list(table.index) == ["RT", "probe"] and table.loc["RT", "times RT"] == pytest.approx(1.0)
+    assert table.loc["probe", "times RT"] == pytest.approx((60 / 30) / (180 / 150))  # on both splits alike
+    assert table.loc["probe", "wall"] == pytest.approx(90.0)  # raw seconds: the mean over splits
+    with pytest.raises(DataError, match="no RT run on split"):
+        compare.cost_over(parts[parts.split == 1].assign(split=[1, 2]), "RT")

@@ -122,6 +122,40 @@ def run_costs(*groups) -> str:
             "Read back from the run store, they take seconds.")
 
 
+COST_PARTS = {"train_seconds": "train", "eval_seconds": "eval", "prepare_seconds": "arrange",
+              "adapt_seconds": "adapt", "cache_seconds": "cache"}  # a run's wall time, by what it was spent on
+
+
+def cost_parts(runs: Mapping[tuple[str, int], RunResult]) -> pd.DataFrame:
+    """Per run: order (its label), split (the key seed), wall time and each of `COST_PARTS`, in
+    seconds from its manifest (0 where it spent none)."""
+    if not runs:
+        raise DataError("no runs to cost")
+    return pd.DataFrame([{"order": label, "split": seed, "wall": r.manifest["wall_seconds"],
+                          **{name: r.manifest.get(key) or 0.0 for key, name in COST_PARTS.items()}}
+                         for (label, seed), r in runs.items()])
+
+
+def cost_over(parts: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """Per order (in `parts`' order): the mean over splits of each part, and "times <baseline>":
+    its cost over the baseline's on the same split, corrected for the sitting, mean over splits.
+
+    Runs trained in different sittings ran under different loads, so their wall times are not
+    comparable. The ratio is taken inside each run first (wall time without its cache part, which
+    whichever run reads an instance first pays, over its own training and evaluation time, which
+    a load moves alike if arranging and probing slow down as training does), then the order's
+    over the baseline's on the same split. An order whose batches are longer trains longer, which
+    lowers its ratio a little."""
+    missing = set(parts.split) - set(parts.split[parts.order == baseline])
+    if missing:
+        raise DataError(f"no {baseline} run on split(s) {sorted(missing)} to compare costs with")
+    per_training = (parts["wall"] - parts["cache"]) / (parts["train"] + parts["eval"])  # .eval: a DataFrame method
+    base = per_training[parts.order == baseline].groupby(parts.split[parts.order == baseline]).mean()
+    column = f"times {baseline}"
+    table = parts.assign(**{column: per_training / parts.split.map(base)})
+    return table.groupby("order", sort=False)[["wall", *COST_PARTS.values(), column]].mean()
+
+
 # -- the shape of one curve ----------------------------------------------------------------------
 
 def plateau(steps: Sequence[int], values: Sequence[float], tail: int = 3) -> float:

@@ -27,6 +27,7 @@ from typing import Any, Iterable
 
 from .arrange import get_method
 from .config import RunConfig
+from .features import FEATURES
 from .precision import capability
 from .runs import is_complete, runs_dir
 from .train import dense_schedule
@@ -135,7 +136,8 @@ class CostModel:
             rest = {id(m): m["wall_seconds"] - m["train_seconds"] - m["eval_seconds"] - m["generate_seconds"]
                     - m["cache_seconds"] - m.get("adapt_seconds", 0.0) - sum(m.get("features_seconds", {}).values())
                     for m in ms}
-            for kind in {k for m in ms for k in m.get("features_seconds", {})}:
+            # a held-out view computed alone ("<kind> (held-out only)") is priced as none: not fitted
+            for kind in {k for m in ms for k in m.get("features_seconds", {})} & set(FEATURES):
                 model.features[key, kind] = _median(m["features_seconds"][kind] for m in ms
                                                     if kind in m.get("features_seconds", {}))
             for method in {m["config"].arrangement for m in ms if "adapt_seconds" in m}:

@@ -160,13 +160,18 @@ def verdict_table(findings: Sequence[Finding], columns: Sequence[str] = ("part",
     table = pd.DataFrame([asdict(f) for f in findings])[list(columns)]
     for name, values in (extra or {}).items():
         table[name] = list(values)
-    shown = {"p": lambda p: html.escape(fmt_p(p))} if "p" in table else {}  # the Styler writes a formatter's text as is
+    shown = {"p": p_cell} if "p" in table else {}
     return table.style.hide(axis="index").format(precision=3, na_rep=MISSING).format(shown, na_rep=MISSING)
 
 
 def fmt_p(p: float) -> str:
     """A p-value as a table shows it: 3 decimals, "<0.001" below that, MISSING where there is none."""
     return MISSING if not np.isfinite(p) else "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def p_cell(p: float) -> str:
+    """`fmt_p` for a Styler's cell, which writes a formatter's text as is ("<0.001" is escaped)."""
+    return html.escape(fmt_p(p))
 
 
 def record(chapter: str, params: Mapping[str, Any], findings: Sequence[Finding],
@@ -246,6 +251,12 @@ def units_to_decide(table: pd.DataFrame, power_wanted: float = 0.8, most: int = 
         return np.inf if needed is None else float(needed)
 
     return table.apply(one, axis=1) if len(table) else pd.Series(dtype=float)
+
+
+def listed(names: Sequence[str]) -> str:
+    """Names as prose: 'a', 'a and b', 'a, b and c'."""
+    names = list(names)
+    return " and ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else "".join(names)
 
 
 def fmt(estimate: "Estimate", unit: str = "task splits", level: float = 1 - ALPHA) -> str:

@@ -380,3 +380,16 @@ def carried_by(part: Finding, against_random: Sequence[Finding]) -> str:
     if at_point[f"{b} < RT"] == CONTRADICTED:
         return f"{b}'s penalty"
     return "undecided"
+
+
+def within_family(found: Sequence[Finding], alpha: float = ALPHA) -> dict[str, list[str]]:
+    """Which of a chapter's decided parts would stand on Bonferroni intervals over its own parts:
+    'stands' where the part's p is below alpha / (number of parts), 'falls' where it is decided
+    on its own interval but not there (inconclusive parts are in neither). For an exploratory
+    chapter, judged part by part at 95%, this says which verdicts are robust and which marginal."""
+    if not found:
+        raise DataError("no parts to judge together")
+    threshold = alpha / len(found)
+    decided = [f for f in found if f.verdict != INCONCLUSIVE]
+    return {"stands": [f.part for f in decided if f.p < threshold],
+            "falls": [f.part for f in decided if not f.p < threshold]}

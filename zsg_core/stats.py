@@ -97,6 +97,17 @@ def units_needed(effect: float, sd: float, level: float = 0.95, power_wanted: fl
     return None
 
 
+def decidable_ratio(n: int, level: float = 0.95) -> float:
+    """How large a mean must be, in standard deviations between units, for `over_units`' interval
+    over `n` units at `level` to exclude 0: the t quantile over sqrt(n). What a build with `n`
+    splits can decide, before it runs."""
+    from scipy import stats
+
+    if n < MIN_UNITS:
+        raise DataError(f"an interval needs at least {MIN_UNITS} units, got {n}")
+    return float(stats.t.ppf((1 + level) / 2, n - 1) / math.sqrt(n))
+
+
 def spread_from_interval(lo: float, hi: float, n: int, level: float = 0.95) -> float:
     """The standard deviation between units behind `over_units`' interval [lo, hi] at `level` over
     `n` units (its inverse): what a table of findings keeps is enough to plan the next build."""
