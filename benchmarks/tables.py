@@ -194,10 +194,143 @@ def profile_variants() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _cpu(d: dict) -> str:
+    """The machine of an older results file, which records its CPU kind and threads (or cores) only."""
+    m = d.get("machine", d)
+    count = f"{m['threads']} threads" if "threads" in m else f"{m['cores']} cores"
+    return f"{m['name'] + ', ' if 'name' in m else ''}CPU kind {m['cpu_capability']}, {count}"
+
+
+def integrity_assets(results: dict | None = None) -> str:
+    """README: what checking the default assets costs, every byte (`zsg prepare`) and sizes only (`--list`)."""
+    d = results or _load("bench_integrity_cpu.json")
+    a = d["assets"]
+    lines = ["| asset | files | MB | every byte (s) | sizes and times only (ms) |", "|---|---|---|---|---|"]
+    for name, x in a.items():
+        lines.append(f"| {name} | {x['files']:,} | {x['mb']:,.0f} | {x['full_check_s']:.2f} | {x['cheap_check_s'] * 1000:.1f} |")
+    lines.append(f"| all {len(a)} | {sum(x['files'] for x in a.values()):,} | {sum(x['mb'] for x in a.values()):,.0f} | "
+                 f"{sum(x['full_check_s'] for x in a.values()):.2f} | {sum(x['cheap_check_s'] for x in a.values()) * 1000:.1f} |")
+    lines += ["", f"{_cpu(d)}, files in the page cache (`benchmarks/bench_integrity.py`, `results/bench_integrity_cpu.json`)."]
+    return "\n".join(lines) + "\n"
+
+
+def integrity(results: dict | None = None) -> str:
+    """benchmarks/README: each integrity check against the same read without it."""
+    d = results or _load("bench_integrity_cpu.json")
+    a, r, h, e = d["assets"], d["run_load"], d["hidden_cache"], d["embedding_shard"]
+
+    def each(key: str, fmt: str, scale: float = 1.0) -> str:
+        return " / ".join(format(x[key] * scale, fmt) for x in a.values())
+    sizes = " / ".join(f"{n} {x['mb']:,.0f} MB" for n, x in a.items())
+    lines = ["| check | with the check | without | ratio |", "|---|---|---|---|",
+             f"| assets, every byte (`zsg prepare`, first load): {sizes} | {each('full_check_s', '.2f')} s | "
+             f"read only: {each('read_only_s', '.2f')} s | {each('full_vs_read', '.1f')} |",
+             f"| assets, cheap (`zsg prepare --list`: sizes and times) | {each('cheap_check_s', '.1f', 1000)} ms | | "
+             f"full / cheap: {each('full_vs_cheap', ',.0f')} |",
+             f"| `runs.load` of a run ({r['tables_kb']:.0f} kB of tables) | {r['load_verified_s'] * 1000:.1f} ms | "
+             f"parquet only {r['parquet_only_s'] * 1000:.1f} ms | {r['verified_vs_parquet_only']:.2f} |",
+             f"| frozen-layer cache entry ({h['mb'] * 1000 / h['entries']:.0f} kB) | {h['read_checked_ms_per_entry']:.2f} ms | "
+             f"bare safetensors {h['read_bare_ms_per_entry']:.2f} ms | {h['checked_vs_bare']:.1f} (computing it: "
+             f"{h['compute_ms_per_entry']:.0f} ms) |",
+             f"| embedding shard, {e['vectors']:,} vectors | {e['read_checked_s'] * 1000:.1f} ms | `np.load` "
+             f"{e['np_load_s'] * 1000:.1f} ms | {e['checked_vs_np_load']:.2f} |"]
+    lines += ["", f"Every byte of all {len(a)} assets: {sum(x['full_check_s'] for x in a.values()):.1f} s per process that "
+                  f"loads them; a cache entry's checksum is {h['read_checked_ms_per_entry'] / h['compute_ms_per_entry']:.2%} "
+                  f"of computing it. {_cpu(d)}, files in the page cache (`benchmarks/bench_integrity.py`, "
+                  "`results/bench_integrity_cpu.json`)."]
+    return "\n".join(lines) + "\n"
+
+
+def features(results: dict | None = None) -> str:
+    """README and benchmarks/README: seconds per 1,000 instances of each feature kind, next to its baseline."""
+    d = results or _load("bench_features_cpu.json")
+    lines = ["| kind | s per 1,000 | baseline s per 1,000 | ratio | bytes on disk per instance |", "|---|---|---|---|---|",
+             f"| minilm (encoding) | {d['minilm_s_per_1000']:.1f} | | | {d['minilm_disk_bytes_per_instance']:,} |",
+             f"| hidden | {d['hidden_s_per_1000']:.1f} | forward {d['forward_s_per_1000']:.1f} | {d['hidden_vs_forward']:.2f} | "
+             f"{d['hidden_disk_bytes_per_instance']:,} |",
+             f"| gradient ({d['gradient_dims']:,} dims) | {d['gradient_s_per_1000']:.1f} | forward + backward "
+             f"{d['forward_backward_s_per_1000']:.1f} | {d['gradient_vs_forward_backward']:.2f} | "
+             f"{d['gradient_disk_bytes_per_instance']:,} |"]
+    lines += ["", f"{_cpu(d)}, {d['precision']}; {d['model']} with {d['frozen_layers']} layers frozen and their outputs "
+                  f"cached, {d['instances']} training instances of split 0. The whole gradient call (warm-up included, "
+                  f"on a fresh feature store) {d['gradient_call_with_warmup_s']:.1f} s; a cached call of hidden "
+                  f"{d['hidden_cached_call_s']:.2f} s (`benchmarks/bench_features.py`, `results/bench_features_cpu.json`)."]
+    return "\n".join(lines) + "\n"
+
+
+def embed_speed(results: dict | None = None) -> str:
+    """README and benchmarks/README: MiniLM's encoding rate, one process against several and against its cache."""
+    d = results or _load("bench_embed_cpu.json")
+    lines = ["| MiniLM | texts/s | / one process | a 100k pool (h), best rate | a 1M pool (h), best rate |", "|---|---|---|---|---|",
+             f"| encoding, one process | {d['encode_texts_per_s']:,.1f} | 1 | "
+             f"{d['hours_100k_at_best']:.1f} | {d['hours_1m_at_best']:.1f} |",
+             f"| encoding, 2 processes (pool start included) | {d['encode_texts_per_s_2_processes']:,.1f} | "
+             f"{d['processes_speedup']:.2f} | | |",
+             f"| from the cache | {d['cached_texts_per_s']:,.0f} | {d['cache_speedup']:,.0f} | | |"]
+    lines += ["", f"{_cpu(d)}, {d['precision']}; {d['texts']} real training texts of the default split (\"all\" text, "
+                  f"truncated at MiniLM's 256 word pieces); a pool's hours are a straight extrapolation "
+                  "(`benchmarks/bench_embed.py`, `results/bench_embed_cpu.json`)."]
+    return "\n".join(lines) + "\n"
+
+
+def cache_history(results: dict | None = None) -> str:
+    """benchmarks/README: the history-independent frozen-layer cache against the packed one and one at a time."""
+    d = results or _load("bench_cache_cpu.json")
+    ways = {"before": "before: packed, shared prefixes", "now": "now: fixed-width rows, no sharing", "alone": "one at a time"}
+    lines = ["| computation | s per instance (median) | rounds | entries differing between histories | differing from alone |",
+             "|---|---|---|---|---|"]
+    for key, label in ways.items():
+        w = d[key]
+        alone = "0 (itself)" if key == "alone" else f"{w['differ_from_alone']} of {d['items']}"
+        lines.append(f"| {label} | {w['s_per_instance']:.4f} | {', '.join(f'{x:.4f}' for x in w['rounds'])} | "
+                     f"{w['differ_between_histories']} of {w['of']} | {alone} |")
+    lines += ["", f"Now / before {d['now_over_before']:.2f}x, one at a time / now {d['alone_over_now']:.2f}x. {_cpu(d)}; "
+                  f"{d['model']}, {d['frozen_layers']} layers, {d['items']} instances of split 0 in rows of "
+                  f"{d['pack_tokens']:,} tokens; medians of {len(d['now']['rounds'])} alternating rounds "
+                  "(`benchmarks/bench_cache.py`, `results/bench_cache_cpu.json`)."]
+    return "\n".join(lines) + "\n"
+
+
+def train_speed(results: dict | None = None) -> str:
+    """benchmarks/README: the engine's old path against its new one, training, evaluation, cache and generation."""
+    d = results or _load("bench_train_cpu.json")
+    m, t, e, c, g = d["machine"], d["train"], d["eval"], d["cache"], d["generation"]
+
+    def rounds(xs: list) -> str:
+        return " / ".join(f"{x:.2f}" for x in xs)
+    lines = ["| | old path | new path | speed-up, median (rounds) |", "|---|---|---|---|",
+             f"| training, bare loop ({t['steps']} steps, {t['tokens']:,} tokens) | {t['old']['tokens_per_s']:,.0f} tokens/s, "
+             f"{t['old']['share_of_peak']:.0%} of peak | {t['new']['tokens_per_s']:,.0f} tokens/s (rounds "
+             f"{min(t['new']['tokens_per_s_rounds']):,.0f}-{max(t['new']['tokens_per_s_rounds']):,.0f}), "
+             f"{t['new']['share_of_peak']:.0%} of peak | {t['speedup']:.2f}x ({rounds(t['speedup_rounds'])}) |",
+             f"| training, the real loop (`train`) | | {t['train_loop_tokens_per_s']:,.0f} tokens/s, loop overhead "
+             f"{t['loop_overhead']:+.1%} (rounds {min(t['loop_overhead_rounds']):+.1%} to {max(t['loop_overhead_rounds']):+.1%}) | |",
+             f"| one held-out evaluation ({e['instances']} instances, {e['tokens']:,} tokens) | {e['old']['seconds']:.2f} s, "
+             f"{e['old']['share_of_peak']:.0%} of peak | {e['new']['seconds']:.2f} s, {e['new']['share_of_peak']:.0%} of peak | "
+             f"{e['speedup']:.2f}x ({rounds(e['speedup_rounds'])}) |",
+             f"| frozen-layer cache ({c['instances']} instances through {d['frozen_layers']} layers) | "
+             f"{c['old']['seconds_per_instance']:.3f} s/instance, {c['old']['share_of_peak']:.0%} of peak | "
+             f"{c['new']['seconds_per_instance']:.3f} s/instance, {c['new']['share_of_peak']:.0%} of peak | "
+             f"{c['speedup']:.2f}x ({rounds(c['speedup_rounds'])}) |",
+             f"| generation ({g['prompts']} prompts, greedy, {g['max_new_tokens']} new tokens) | {g['old_seconds']:.1f} s | "
+             f"{g['new_seconds']:.1f} s | {g['speedup']:.2f}x |"]
+    profile = ", ".join(f"`{k}` {v:.0%}" for k, v in d["step_profile"].items())
+    lines += ["", f"{m['cpu']}, CPU kind {m['cpu_capability']}, {m['threads']} threads, {m['precision_why']}; {d['model']}, "
+                  f"the bottom {d['frozen_layers']} layers frozen and cached, batch {t['batch_size']}; medians of "
+                  f"{len(t['speedup_rounds'])} alternating rounds; peak: the {m['matmul_peak_tflops']:.2f} TFLOP/s of a "
+                  f"2048^2 matmul in the same process. FLOPs per training token {t['old']['flops_per_token'] / 1e6:.1f}M "
+                  f"(old), {t['new']['flops_per_token'] / 1e6:.1f}M (new). A new step's time (torch profiler): {profile}. "
+                  f"Peak memory {d['peak_rss_mib']:,.0f} MiB (`benchmarks/bench_train.py --profile {d['profile']}`, "
+                  "`results/bench_train_cpu.json`)."]
+    return "\n".join(lines) + "\n"
+
+
 TABLES = {"peer-speed": peer_speed, "peer-curves": peer_curves, "executors": executors, "embed-precision": embed_precision,
           "book-costs-smoke": lambda: book_costs("smoke"), "book-costs-cpu": lambda: book_costs("cpu"),
           "book-sittings-cpu": lambda: book_sittings("cpu"), "profile-variants": profile_variants,
-          "plan-accuracy-cpu": lambda: plan_accuracy("cpu")}
+          "plan-accuracy-cpu": lambda: plan_accuracy("cpu"), "integrity-assets": integrity_assets,
+          "integrity": integrity, "features": features, "embed-speed": embed_speed, "cache-history": cache_history,
+          "train-speed": train_speed}
 
 
 def rebuilt(text: str) -> str:

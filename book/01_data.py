@@ -52,7 +52,7 @@ from IPython.display import Markdown, display
 
 from zsg_core.data import task_family
 from zsg_core.embed import Encoder, embed_records, map_2d
-from zsg_core.plots import save, use_style
+from zsg_core.plots import save, table, use_style
 from zsg_core.config import run_config, run_params
 
 from zsg_core.runs import run_split
@@ -65,17 +65,19 @@ split = run_split(run_config(**params))
 blocked = run_split(run_config(**params, family_blocked=True))
 
 # %%
-pd.DataFrame({"default split": split.summary(), "family-blocked": blocked.summary()}).drop("config")
+sides = pd.DataFrame({"default split": split.summary(), "family-blocked": blocked.summary()}).drop("config")
+table(sides.rename(index=lambda key: key.replace("_", " ")), index=True)
 
 # %% [markdown]
 # ## The split
 #
 # Tasks per side and source, with the instances kept and those dropped because the prompt and
-# response did not fit in `max_len` tokens.
+# response did not fit in `max_len` tokens. A task none of whose examined instances fits is
+# **unused**: it is in neither the training pool nor the held-out set.
 
 # %%
 report = split.report
-(report.groupby(["side", "source"])
+table(report.groupby(["side", "source"])
        .agg(tasks=("task", "size"), families=("family", "nunique"), instances=("kept", "sum"),
             too_long=("too_long", "sum"))
        .reset_index())
@@ -85,8 +87,8 @@ report = split.report
 
 # %%
 families = (report[report.kept > 0].groupby(["family", "side"]).size().unstack(fill_value=0)
-            .sort_values("train", ascending=False))
-families.head(12)
+            .sort_values("train", ascending=False).rename_axis(columns=None))
+table(families.head(12), index=True)
 
 # %%
 from zsg_core.assets import load_tokenizer
@@ -151,9 +153,9 @@ def escaped(text: str) -> str:
 
 for i in rng.choice(len(split.test), size=min(examples, len(split.test)), replace=False):
     display(Markdown(f"**Held-out** `{split.test[i].task}`: {escaped(snippet(split.test[i].prompt, 160))}"))
-    display(pd.DataFrame([{"cosine": round(float(sims[i, j]), 3), "training task": split.train[j].task,
-                           "training prompt (end)": snippet(split.train[j].prompt, 70)}
-                          for j in np.argsort(-sims[i])[:3]]))
+    display(table(pd.DataFrame([{"cosine": float(sims[i, j]), "training task": split.train[j].task,
+                                 "training prompt (end)": snippet(split.train[j].prompt, 70)}
+                                for j in np.argsort(-sims[i])[:3]])))
 
 # %% [markdown]
 # ## How much of that closeness is a sibling task?
@@ -179,8 +181,9 @@ sns.histplot(both, x="nearest cosine", hue="split", bins=30, element="step", sta
 ax.set(title="Similarity of each held-out instance to its nearest training instance")
 save(fig, "01_nearest")
 plt.show()
-both.groupby("split").agg(median_nearest_cosine=("nearest cosine", "median"),
-                          share_nearest_in_same_family=("same family", "mean")).round(3)
+table(both.groupby("split").agg(median_nearest_cosine=("nearest cosine", "median"),
+                                share_nearest_in_same_family=("same family", "mean")),
+      formats={"share_nearest_in_same_family": "{:.0%}"}, index=True)
 
 # %% [markdown]
 # ## What we saw

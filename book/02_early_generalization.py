@@ -138,7 +138,7 @@ display(Markdown(f"At step {scores.step.max()}, mean over shuffles: " + "; ".joi
 # %%
 jitters = compare.metric_jitters(results, runs["generating"])
 summary = compare.metric_shapes(jitters)
-summary.style.format({"step_80": "{:.0f}", "jitter_mean": "{:.3f}"}, na_rep=findings.MISSING)
+plots.table(summary)
 
 # %% [markdown]
 # ## Reward model
@@ -149,7 +149,7 @@ summary.style.format({"step_80": "{:.0f}", "jitter_mean": "{:.3f}"}, na_rep=find
 # %%
 if reward_model:
     gens = pd.concat([r.generations for r in results.values()])
-    display(gens.dropna(subset=["reward"]).groupby(["protocol", "step"]).reward.mean().unstack(0))
+    display(plots.table(gens.dropna(subset=["reward"]).groupby(["protocol", "step"]).reward.mean().unstack(0), index=True))
 else:
     display(Markdown("*No reward model was given (`reward_model = None`): no reward scores in this run.*"))
 
@@ -167,12 +167,15 @@ kinds = compare.decline_kinds(task_mean, source, rapid_by)
 fig = plots.decline_panels(task_mean, kinds)
 plots.save(fig, "02_rapid_gradual")
 plt.show()
+ends = task_mean.sort_values("step").groupby("task").loss.agg(["first", "last"])
+relative = (ends["last"] / ends["first"]).sort_values()
 steepest = kinds.nlargest(1, "fall").iloc[0]
-ratio = task_mean[task_mean.task == steepest.task].sort_values("step").loss
-display(Markdown(f"{(kinds.kind == 'rapid').sum()} of {len(kinds)} tasks are rapid. The largest fall is "
-                 f"`{steepest.task}`'s ({steepest.kind}): to {ratio.iloc[-1] / ratio.iloc[0]:.1%} of its step-0 loss "
-                 f"at step {task_mean.step.max()}."))
-kinds.groupby(["group", "kind"]).size().unstack(fill_value=0)
+display(Markdown(
+    f"{(kinds.kind == 'rapid').sum()} of {len(kinds)} tasks are rapid. The largest fall in loss (from step 0 to the "
+    f"mean of the last three checkpoints) is that of {steepest.task} ({steepest.kind}), by {steepest.fall:.2f}; at "
+    f"step {task_mean.step.max()}, the task lowest against its step-0 loss (the figure's scale) is "
+    f"{relative.index[0]} ({kinds.set_index('task').kind[relative.index[0]]}), at {relative.iloc[0]:.0%} of it."))
+plots.table(kinds.groupby(["group", "kind"]).size().unstack(fill_value=0).rename_axis(columns=None), index=True)
 
 # %% [markdown]
 # ## Early generalization, split by split
@@ -185,13 +188,15 @@ epoch = next(iter(results.values())).manifest["epoch_steps"]
 fig, ax = plt.subplots(figsize=(7, 3.4))
 plots.band_plot(all_splits.assign(split="split " + all_splits.split.astype(str)), ax, hue="split",
                 title=f"Held-out loss, random order, {all_splits.split.nunique()} task splits")
-for fraction in (rules.EARLY_FRACTION, rules.REFERENCE_FRACTION):
-    ax.axvline(fraction * epoch, ls=":", color="grey")
+read_at = [findings.relative_step(f, epoch, sorted(all_splits.step.unique()))
+           for f in (rules.EARLY_FRACTION, rules.REFERENCE_FRACTION)]  # the evaluated steps the rule reads
+for step in read_at:
+    ax.axvline(step, ls=":", color="grey")
 plots.save(fig, "02_splits")
 plt.show()
 final = all_splits[all_splits.step == all_splits.step.max()].groupby("split").loss.mean().sort_values()
-display(Markdown(f"Dotted: steps {rules.EARLY_FRACTION * epoch:.1f} and {rules.REFERENCE_FRACTION * epoch:.1f} "
-                 f"({rules.EARLY_FRACTION:.0%} and {rules.REFERENCE_FRACTION:.0%} of the {epoch}-step epoch). At step "
+display(Markdown(f"Dotted: steps {read_at[0]} and {read_at[1]}, the evaluated steps nearest "
+                 f"{rules.EARLY_FRACTION:.0%} and {rules.REFERENCE_FRACTION:.0%} of the {epoch}-step epoch. At step "
                  f"{all_splits.step.max()}, split {final.index[0]} is lowest ({final.iloc[0]:.3f}) and split "
                  f"{final.index[-1]} highest ({final.iloc[-1]:.3f})."))
 
@@ -202,7 +207,7 @@ display(Markdown(f"Dotted: steps {rules.EARLY_FRACTION * epoch:.1f} and {rules.R
 # steadiest indicator) on every run that generated text, a task split being the unit.
 
 # %% tags=["verdict"]
-display(Markdown(rules.RULES["early"] + "\n\n" + rules.RULES["steadiest"]))
+display(Markdown(rules.stated("early", "steadiest")))
 found = [rules.early(all_splits, epoch), rules.steadiest(jitters)]
 findings.verdict_table(found, ["part", "point", "measured", "p", "verdict"])
 
@@ -256,8 +261,8 @@ lines = [
     f"Jitter after the change (mean |checkpoint-to-checkpoint change| / whole change), lowest first: {jitter_text}; "
     + protocols,
     f"Per held-out task: {(kinds.kind == 'rapid').sum()} of {len(kinds)} tasks made 80% of their drop by step "
-    f"{rapid_by} (rapid), {(kinds.kind == 'gradual').sum()} did not (gradual, including {(kinds.fall <= 0).sum()} "
-    f"whose loss did not fall at all).",
+    f"{rapid_by} (rapid), {(kinds.kind == 'gradual').sum()} did not (gradual"
+    + (f", including {(kinds.fall <= 0).sum()} whose loss did not fall at all)." if (kinds.fall <= 0).any() else ")."),
     *[f"{f.claim}: {f.part} ({f.point}): {f.measured} → **{f.verdict}**." for f in found],
 ]
 display(Markdown("\n".join("- " + line for line in lines)))

@@ -101,7 +101,7 @@ final = mean.iloc[-1].sort_values()
 display(Markdown(f"At step {mean.index[-1]}, {final.index[0]} order's mean loss is the lowest ({final.iloc[0]:.3f}), "
                  f"{final.iloc[1] - final.iloc[0]:.3f} below {final.index[1]} and {final.iloc[2] - final.iloc[0]:.3f} "
                  f"below {final.index[2]}."))
-mean.round(3)  # a row per step: a profile evaluates up to ~20 steps, too many columns for the page
+plots.table(mean.rename_axis(columns=None), index=True)  # a row per step: too many steps for columns
 
 # %% [markdown]
 # ## Sudden drops under cluster order
@@ -121,7 +121,7 @@ plt.show()
 display(Markdown("In the shaded windows, left to right, cluster order's loss fell "
                  + ", ".join(f"{excess:.3f}" for excess in sharpest.excess)
                  + " more than random order's (mean over its shuffles)."))
-sharpest
+plots.table(sharpest.rename(columns={"step": "window end", "start": "window start"}))
 
 # %% [markdown]
 # ## Nine measures of the prefix seen so far
@@ -197,7 +197,7 @@ display(Markdown(f"Highest rho within windows: {top['within'].measure} ({top['wi
                  f"{top['pooled'].measure} ({top['pooled'].rho_pooled:.2f}); the random measure: "
                  f"{noise['within']:.2f} within, {noise['pooled']:.2f} pooled."))
 # rho and its interval, within windows and pooled: the numbers the figure draws
-power.set_index("measure")[["rho_within", "within_lo", "within_hi", "rho_pooled", "pooled_lo", "pooled_hi"]].round(3)
+plots.table(power[["measure", "rho_within", "within_lo", "within_hi", "rho_pooled", "pooled_lo", "pooled_hi"]])
 
 # %% [markdown]
 # ## Over task splits: the paper's measures against every other
@@ -213,10 +213,10 @@ power_split = predict.power_by_split(changes_all)
 mine = [*rules.PAPER_MEASURES, predict.WSD_MEASURE]
 others = [m for m in power_split.measure.unique() if m not in mine]
 differences = rules.measure_differences(power_split, mine, others)
-power_split.pivot_table(index="measure", columns="split", values="rho").round(3)
+plots.table(power_split.pivot_table(index="measure", columns="split", values="rho"), index=True)
 
 # %%
-differences.style.hide(axis="index").format(precision=3, na_rep=findings.MISSING)
+plots.table(differences)
 
 # %% [markdown]
 # ## The verdicts
@@ -225,34 +225,22 @@ differences.style.hide(axis="index").format(precision=3, na_rep=findings.MISSING
 # fall over random order (below, per split) where a closer training instance arrived and where
 # none did.
 
+# %%
+windows = compare.excess_windows(compare.task_curves(results, runs["by_split"]), "cluster", "random").merge(
+    predict.arrivals(changes_all, "cluster"), on=["split", "task", "start", "end"])
+contrast = windows.groupby("split").apply(rules.window_contrast, include_groups=False).rename("arrived - not")
+by_kind = windows.groupby(["split", "arrived"]).excess.agg(["mean", "size"]).unstack("arrived")
+by_kind.columns = [f"{stat} excess, {'arrived' if arrived else 'none arrived'}" for stat, arrived in by_kind.columns]
+display(plots.table(by_kind.join(contrast), index=True))
+display(Markdown(
+    "\"arrived - not\" is taken inside each window and then averaged over windows, so it need not equal the "
+    "difference of the two pooled means beside it: windows differ in how much every loss falls. "
+    f"It lies above 0 on {int((contrast > 0).sum())} of {len(contrast)} splits."))
+# the alternatives E3 judges: the measures that are neither Min nor Avg nor chance (the rule's list)
+alternatives = [m for m in others if m not in (predict.NULL_MEASURE, "Euclidean-Min", "Euclidean-Avg")]
+
 # %% tags=["verdict"]
-windows = compare.excess_windows(
-    compare.task_curves(results, runs["by_split"]), "cluster", "random"
-).merge(
-    predict.arrivals(changes_all, "cluster"),
-    on=["split", "task", "start", "end"],
-)
-contrast = (
-    windows.groupby("split")
-    .apply(rules.window_contrast, include_groups=False)
-    .rename("arrived - not")
-)
-by_kind = (
-    windows.groupby(["split", "arrived"])
-    .excess.agg(["mean", "size"])
-    .unstack("arrived")
-)
-by_kind.columns = [
-    f"{stat} excess, {'arrived' if arrived else 'none arrived'}"
-    for stat, arrived in by_kind.columns
-]
-display(by_kind.join(contrast).round(3))
-display(Markdown(rules.RULES["sudden"] + "\n\n" + rules.RULES["measures"]))
-alternatives = [
-    m
-    for m in others
-    if m not in (predict.NULL_MEASURE, "Euclidean-Min", "Euclidean-Avg")
-]
+display(Markdown(rules.stated("sudden", "measures")))
 found = [rules.sudden(windows, point=f"every window, steps 0-{max_steps}")]
 found += rules.measures(
     power_split,

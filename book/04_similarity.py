@@ -100,7 +100,8 @@ plots.band_plot(curves_first, ax, order=ORDERS, title=f"Averaged held-out loss, 
 ax.axvline(point, ls=":", color="grey")
 plots.save(fig, "04_orders")
 plt.show()
-curves_first.groupby(["label", "step"]).loss.mean().unstack(0)[ORDERS].round(3).T
+plots.table(curves_first.groupby(["label", "step"]).loss.mean().unstack(0)[ORDERS].T.rename_axis(index="order",
+            columns="step"), index=True)
 
 # %% [markdown]
 # ## The gaps, over task splits
@@ -118,7 +119,7 @@ gap_blocked = stats.split_gaps(tasks_blocked, pairs) if tasks_blocked is not Non
 fig = plots.split_and_blocked(gap_split, gap_blocked, mark=point)
 plots.save(fig, "04_gaps")
 plt.show()
-gap_split.pivot_table(index="comparison", columns="step", values="diff").round(3)
+plots.table(gap_split.pivot_table(index="comparison", columns="step", values="diff"), index=True)
 
 # %% [markdown]
 # ## Where the noise is
@@ -131,7 +132,8 @@ gap_split.pivot_table(index="comparison", columns="step", values="diff").round(3
 # %%
 noise = stats.noise_sources(tasks_split, "NFT", "RT", point)
 sds = {k: v for k, v in noise.items() if k not in ("splits", "shuffles")}
-pd.Series(sds).to_frame(f"SD of NFT - RT at step {point} ({noise['splits']} splits, {noise['shuffles']} shuffles)").round(3)
+plots.table(pd.Series(sds).to_frame(f"SD of NFT - RT at step {point} ({noise['splits']} splits, "
+                                      f"{noise['shuffles']} shuffles)").rename_axis("source"), index=True)
 
 # %% [markdown]
 # How many task splits would decide each part: from the mean and the spread between splits seen
@@ -153,7 +155,7 @@ planning = pd.DataFrame([splits_needed(a, b) for a, b in (("NFT", "RT"), ("RT", 
 display(Markdown("At the spread seen between splits, deciding each part as large as seen would take: "
                  + "; ".join(f"{r['part']} {r['splits needed']}" for r in planning.to_dict("records")) + f" task splits (this chapter ran "
                  f"{len(split_seeds)})."))
-planning.style.hide(axis="index").format(precision=3, na_rep=findings.MISSING)
+plots.table(planning)
 
 # %% [markdown]
 # ## What each order saw first
@@ -161,18 +163,21 @@ planning.style.hide(axis="index").format(precision=3, na_rep=findings.MISSING)
 # BIG-bench groups near-identical subtasks into families (`list_functions/c001` ... `c250`). With
 # held-out tasks drawn at random, a held-out task can keep siblings in training; the table shows
 # whether nearest-first put them first. For each order and split, over its first `sibling_steps` steps:
-# the family that contributed most instances and its share, how many families contributed, and
-# the share of instances whose family also has a held-out task (RT's is the pool's own).
+# the family that contributed most instances and its share, how many families contributed, the
+# instances received, the share of the task that contributed most, and the share of instances
+# whose family also has a held-out task (RT's is the pool's own).
 
 # %%
 seen = pd.DataFrame([{"order": label, "split": seed, **compare.leading_family(r, sibling_steps),
                       "sibling share": compare.sibling_share(r, sibling_steps)}
                      for (label, seed), r in runs["by_split"].items()])
-seen.sort_values(["order", "split"]).set_index(["order", "split"]).round(2)
+plots.table(seen.sort_values(["order", "split"]), formats={"its share": "{:.0%}", "sibling share": "{:.0%}",
+                                                             "leading task's share": "{:.0%}"})
 
 # %% [markdown]
 # Per held-out task at the reading point, on every split: how many tasks each order beats RT on,
-# by family of the held-out task (the families with most wins first).
+# by family of the held-out task (the families with most wins first; `tasks` counts a held-out
+# task once per split it is held out in).
 
 # %%
 at_point = tasks_split[tasks_split.step == point].groupby(["label", "split", "task"]).loss.mean().unstack("label")
@@ -180,7 +185,7 @@ wins = pd.DataFrame({f"{o} below RT": at_point[o] < at_point["RT"] for o in ("NF
 wins = wins.assign(family=[task_family(t) for t in wins.index.get_level_values("task")])
 by_family = wins.groupby("family").agg(tasks=("NFT below RT", "size"), **{
     "NFT below RT": ("NFT below RT", "sum"), "FFT below RT": ("FFT below RT", "sum")})
-by_family.sort_values("NFT below RT", ascending=False).head(12)
+plots.table(by_family.sort_values("NFT below RT", ascending=False).head(12), index=True)
 
 # %% [markdown]
 # ## The verdict, part by part
@@ -188,77 +193,33 @@ by_family.sort_values("NFT below RT", ascending=False).head(12)
 # The paper read its figure early in its epoch (its step and epoch are quoted with the verdict
 # below); the reading point here is the evaluated step nearest the same fraction of our epoch.
 
-# %% tags=["verdict"]
-display(Markdown(rules.RULES["order"]))
+# %%
 paper = findings.PAPER["E4"]
-relative = (f"step {point} of {max_steps} ({point / epoch:.1%} of the "
-            f"{epoch}-step epoch)")
-claim = (
-    "Seeing high-similarity data earlier lowers held-out loss: NFT < RT < "
-    "FFT (claim 3)"
-)
-found = rules.order_parts(
-    tasks_split,
-    point,
-    CHAIN,
-    experiment="E4",
-    claim=claim,
-    paper=paper["text"],
-    point=relative,
-)
-found += (
-    rules.order_parts(
-        tasks_blocked,
-        point,
-        CHAIN,
-        experiment="E4+",
-        paper="not studied",
-        point=relative,
-        claim=(
-            "Beyond the paper: the same on family-blocked splits "
-            "(no sibling task in training)"
-        ),
-    )
-    if tasks_blocked is not None
-    else []
-)
-found += rules.order_parts(
-    pd.concat([tasks_split, compare.task_curves(runs["ot"])]),
-    point,
-    ("OT", "RT"),
-    experiment="E9",
-    claim=(
-        "Beyond the paper: the optimal-transport order of the paper's "
-        "code (cheapest first) beats RT"
-    ),
-    paper="not in the paper's figures",
-    point=relative,
-)
+relative = f"step {point} of {max_steps} ({point / epoch:.1%} of the {epoch}-step epoch)"
+claims = {"E4": "Seeing high-similarity data earlier lowers held-out loss: NFT < RT < FFT (claim 3)",
+          "E4+": "Beyond the paper: the same on family-blocked splits (no sibling task in training)",
+          "E9": "Beyond the paper: the optimal-transport order of the paper's code (cheapest first) beats RT"}
+papers = {"E4": paper["text"], "E4+": "not studied", "E9": "not in the paper's figures"}
+parts = {e: dict(experiment=e, claim=claims[e], paper=papers[e], point=relative) for e in claims}
+with_ot = pd.concat([tasks_split, compare.task_curves(runs["ot"])])
+gap_curves = pd.concat([gap_split.assign(experiment="E4", setting="random splits")]
+                       + ([gap_blocked.assign(experiment="E4+", setting="family-blocked splits")]
+                          if gap_blocked is not None else []))
+
+# %% tags=["verdict"]
+display(Markdown(rules.stated("order")))
+found = rules.order_parts(tasks_split, point, CHAIN, **parts["E4"])
+if tasks_blocked is not None:
+    found += rules.order_parts(tasks_blocked, point, CHAIN, **parts["E4+"])
+found += rules.order_parts(with_ot, point, ("OT", "RT"), **parts["E9"])
 findings.verdict_table(
-    found, ["experiment", "part", "measured", "p", "verdict"]
-)
+    found, ["experiment", "part", "point", "measured", "p", "verdict"])
 
 # %% [markdown]
 # The verdicts above go to the findings table (the last chapter), with the curves they were read on:
 
 # %% tags=["record"]
-findings.record(
-    "04_similarity",
-    params,
-    found,
-    pd.concat(
-        [gap_split.assign(experiment="E4", setting="random splits")]
-        + (
-            [
-                gap_blocked.assign(
-                    experiment="E4+", setting="family-blocked splits"
-                )
-            ]
-            if gap_blocked is not None
-            else []
-        )
-    ),
-)
+findings.record("04_similarity", params, found, gap_curves)
 
 # %% [markdown]
 # ## What it took

@@ -107,7 +107,7 @@ display(Markdown(
     + ("; the runs stop before the paper's late point, so the late part is read at their last evaluation"
        if late_point < 0.9 * findings.paper_fraction("E5") * epoch else "")
     + f"). At step {late_point}, fine - coarse is {findings.fmt(at_late, level=0.95)}."))
-gap.set_index("step")[["diff", "lo", "hi"]].T.style.format(precision=3, na_rep=findings.MISSING)
+plots.table(gap.set_index("step")[["diff", "lo", "hi"]].T.rename_axis(index="fine - coarse", columns="step"), index=True)
 
 # %% [markdown]
 # ## What the two orders had trained on
@@ -129,14 +129,14 @@ for s in (early_point, late_point, max(steps)):
                      "tasks seen, coarse": coarse.task.nunique(),
                      "shared prefix": len(set(fine.id) & set(coarse.id)) / len(set(fine.id))})
 prefix = pd.DataFrame(rows)
-prefix.groupby("step").mean(numeric_only=True).drop(columns="split").style.format(
-    {"tasks seen, fine": "{:.1f}", "tasks seen, coarse": "{:.1f}", "shared prefix": "{:.0%}"})
+plots.table(prefix.groupby("step").mean(numeric_only=True).drop(columns="split"), index=True,
+            formats={"tasks seen, fine": "{:.1f}", "tasks seen, coarse": "{:.1f}", "shared prefix": "{:.0%}"})
 
 # %% [markdown]
 # ## The verdict, part by part
 
 # %% tags=["verdict"]
-display(Markdown(rules.RULES["granularity"] + " " + rules.RULES["order"]))
+display(Markdown(rules.stated("granularity", "order")))
 found = rules.granularity(per_task, early_point, late_point, epoch)
 against_random = rules.granularity_against_random(
     per_task, early_point, late_point, epoch

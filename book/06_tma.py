@@ -126,7 +126,7 @@ display(Markdown(f"Pool: up to {tma_pool_per_task} instances per training task, 
                  f"FFT and RT received the same instances (from their batches) on {sum(same.values())} of {len(same)}; on "
                  f"the other {len(split_seeds) - len(whole)}, until NFT leaves its near half. Sizing it embeds {sum(plan.pool.values()):,} pool "
                  f"instances over {len(plan.pool)} splits (once: cached after) and runs Algorithm 1 over each pool."))
-layouts
+plots.table(layouts, index=True)
 
 # %% [markdown]
 # ## The five arrangements (first split)
@@ -162,7 +162,7 @@ display(Markdown(f"Dotted: step {layouts.loc[first, 'near half ends at step']} (
                  + ("Coinciding lines (closer than 0.5% of the loss range shown; the later order is drawn on top, the earlier "
                     "shows between its dashes): "
                     + "; ".join(coincide) + "." if coincide else "No two orders coincide after step 0.")))
-table.round(3)  # a row per step: too many steps for columns on the page
+plots.table(table.rename_axis(columns=None), index=True)  # a row per step: too many steps for columns
 
 # %% [markdown]
 # ## The gaps, over task splits
@@ -184,7 +184,7 @@ at_mark = gap_table.loc[:near_end].iloc[-1].round(3) + 0.0  # + 0.0: no "-0.000"
 display(Markdown(f"At step {gap_table.loc[:near_end].index[-1]}, the last evaluation up to the dotted line, mean over "
                  f"{gap_split.n.max()} splits: " + ", ".join(f"{c} {v:+.3f}" for c, v in at_mark.items())
                  + " (below 0: the first order's loss is lower)."))
-gap_table.round(3)  # a row per step: too many steps for columns on the page
+plots.table(gap_table.rename_axis(columns=None), index=True)  # a row per step, as above
 
 # %% [markdown]
 # ## Against chapter 4, like with like
@@ -215,7 +215,7 @@ display(Markdown(f"At step {e4_point}, (NFT - RT under TMA) - (NFT - RT by WSD, 
                  f"{remaining.iloc[:, 4].min()}-{remaining.iloc[:, 4].max()}. Both have seen the same number of "
                  f"instances ({e4_point * batch_size:,}) by the step. So any difference belongs to the two experiments as "
                  f"wholes, not to TMA's arrangement alone."))
-remaining.round(3)
+plots.table(remaining, index=True)
 
 # %% [markdown]
 # ## Rounds (E8): training on one group of rounds at a time
@@ -256,7 +256,7 @@ closeness_mean = closeness.groupby("group", sort=False)[["cosine to the nearest 
 display(Markdown("Mean over splits, from the earliest group to the latest: cosine to the nearest held-out instance "
                  + ", ".join(f"{v:.3f}" for v in closeness_mean["cosine to the nearest held-out"]) + "; sibling share "
                  + ", ".join(f"{v:.0%}" for v in closeness_mean["sibling share"]) + "."))
-closeness_mean.round(3)
+plots.table(closeness_mean, index=True, formats={"sibling share": "{:.0%}"})
 
 # %%
 curves_rounds = compare.loss_curves(groups)
@@ -268,7 +268,7 @@ rounds_table = curves_rounds.groupby(["label", "step"]).loss.mean().unstack(0)[l
 display(Markdown(f"At step {rounds_table.index[-1]}, mean over {len(side_split_seeds)} splits: "
                  + ", ".join(f"{label} {v:.3f}" for label, v in rounds_table.iloc[-1].items())
                  + f"; {rounds_table.iloc[-1].idxmin()} lowest."))
-rounds_table.round(3)  # a row per step, as the tables above
+plots.table(rounds_table.rename_axis(columns=None), index=True)  # a row per step, as above
 
 # %% [markdown]
 # ## Where the rounds reach, in a picture
@@ -305,7 +305,7 @@ display(Markdown(f"Split {side_split_seeds[0]}: {counts['held-out']} held-out in
 # neighbouring groups, at the groups' last step, over the side splits.
 
 # %% tags=["verdict"]
-display(Markdown(rules.RULES["order"]))
+display(Markdown(rules.stated("order")))
 epoch = int(layouts["steps"].min())
 paper = findings.PAPER["E6"]
 point = findings.relative_step(

@@ -137,8 +137,9 @@ display(Markdown(f"At step {point}, the mean held-out loss over splits is lowest
                  f"{seen_mean.loc['family', 'its share']:.0%} and {seen_mean.loc['task', 'its share']:.0%}, the "
                  f"length-matched order's {seen_mean.loc['length', 'its share']:.0%}, RT's "
                  f"{seen_mean.loc['RT', 'its share']:.0%}."))
-seen_mean.rename(columns={"its share": "leading family's share", "families": "families (mean over splits)"}).round(2) \
-    .style.format(precision=2)
+plots.table(seen_mean.rename(columns={"its share": "leading family's share", "families": "families (mean over splits)"}),
+            precision=2, index=True, formats={"leading family's share": "{:.0%}", "leading task's share": "{:.0%}",
+                                              "sibling share": "{:.0%}"})
 
 # %% [markdown]
 # ## NFT - RT in parts
@@ -146,83 +147,30 @@ seen_mean.rename(columns={"its share": "leading family's share", "families": "fa
 # Three ways to split the gap, each through controls that keep one thing of NFT's order; every
 # part predicts that the first order of its pair loses (its contrast > 0). The rule:
 
-# %% tags=["verdict"]
-display(Markdown(rules.RULES["explanation"]))
+# %%
+# each decomposition: its chain of orders, and per link the explanation it carries, what that
+# explanation predicts, and the side of 0 the link's contrast must lie on
 DECOMPOSITIONS = {
-    "what NFT's prefix holds": (
-        ("NFT", "task", "family", "RT"),
-        [
-            (
-                "The nearest instances within NFT's tasks",
-                "NFT loses to random instances of its own tasks",
-                ">",
-            ),
-            (
-                "One task's template",
-                "NFT's tasks lose to NFT's families (any of their tasks)",
-                ">",
-            ),
-            (
-                "The families NFT puts first",
-                "NFT's family mix with random instances loses to RT",
-                ">",
-            ),
-        ],
-    ),
-    "answer format": (
-        ("NFT", "length", "RT"),
-        [
-            (
-                "What NFT puts first, beyond answer length",
-                "NFT loses to its own answer lengths from any task",
-                ">",
-            ),
-            (
-                "Format and stopping",
-                "NFT's answer lengths alone lose to RT",
-                ">",
-            ),
-        ],
-    ),
-    "coverage": (
-        ("NFT", "balanced", "RT"),
-        [
-            (
-                "Concentration: one family first",
-                "coverage-balanced nearest-first beats WSD-NFT",
-                ">",
-            ),
-            (
-                "Nearness itself (redundant neighbours)",
-                "coverage-balanced nearest-first loses to RT",
-                ">",
-            ),
-        ],
-    ),
+    "what NFT's prefix holds": (("NFT", "task", "family", "RT"), [
+        ("The nearest instances within NFT's tasks", "NFT loses to random instances of its own tasks", ">"),
+        ("One task's template", "NFT's tasks lose to NFT's families (any of their tasks)", ">"),
+        ("The families NFT puts first", "NFT's family mix with random instances loses to RT", ">")]),
+    "answer format": (("NFT", "length", "RT"), [
+        ("What NFT puts first, beyond answer length", "NFT loses to its own answer lengths from any task", ">"),
+        ("Format and stopping", "NFT's answer lengths alone lose to RT", ">")]),
+    "coverage": (("NFT", "balanced", "RT"), [
+        ("Concentration: one family first", "coverage-balanced nearest-first beats WSD-NFT", ">"),
+        ("Nearness itself (redundant neighbours)", "coverage-balanced nearest-first loses to RT", ">")]),
 }
-parts = pd.concat(
-    [
-        rules.decomposition(tasks, point, chain, carries).assign(
-            decomposition=name
-        )
-        for name, (chain, carries) in DECOMPOSITIONS.items()
-    ],
-    ignore_index=True,
-)
-(
-    parts[
-        [
-            "decomposition",
-            "contrast",
-            "explanation",
-            "measured",
-            "share of the gap",
-            "evidence",
-        ]
-    ]
-    .style.hide(axis="index")
-    .format({"share of the gap": "{:.0%}"})
-)
+shown = ["decomposition", "contrast", "explanation", "measured", "share of the gap", "evidence"]
+
+# %% tags=["verdict"]
+display(Markdown(rules.stated("explanation")))
+parts = pd.concat([rules.decomposition(tasks, point, chain, carries)
+                   .assign(decomposition=name)
+                   for name, (chain, carries) in DECOMPOSITIONS.items()],
+                  ignore_index=True)
+plots.table(parts[shown], formats={"share of the gap": "{:.0%}"})
 
 # %%
 display(Markdown(
@@ -296,7 +244,7 @@ regime_gaps = pd.DataFrame({name: {f"{a} - {b}": findings.fmt(gap(a, b, table)) 
                             for name, table in setup_tasks.items()}).T
 display(Markdown("NFT - RT at step " + f"{point}: " + "; ".join(f"under {name} {regime_gaps.loc[name, 'NFT - RT']}"
                                                                for name in regime_gaps.index) + "."))
-regime_gaps
+plots.table(regime_gaps.rename_axis("set-up"), index=True)
 
 # %% [markdown]
 # ## Concentration and siblings, from the stored runs
@@ -356,8 +304,8 @@ other = [
                        contrast=f"NFT - RT under {name}")
      for name, table in setup_tasks.items() if name != "profile"]
 other_table = pd.DataFrame(other)
-other_table[["explanation", "prediction", "contrast", "measured", "p (one-sided)", "evidence"]] \
-    .style.hide(axis="index").format({"p (one-sided)": "{:.3f}"}, na_rep="-")
+plots.table(other_table[["explanation", "prediction", "contrast", "measured", "p (one-sided)", "evidence"]],
+            formats={"p (one-sided)": findings.p_cell})
 
 # %% [markdown]
 # ## What it took

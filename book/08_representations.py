@@ -133,7 +133,7 @@ power_all = pd.concat(power_rows, ignore_index=True)
 
 # %%
 shown = power_all[power_all.measure.isin([MEASURE, "Cosine-Min", "Cosine-Avg", predict.NULL_MEASURE])]
-summary = shown.groupby(["view", "measure", "kind"]).rho.agg(["mean", "min", "max"]).round(3)
+summary = shown.groupby(["view", "measure", "kind"]).rho.agg(["mean", "min", "max"])
 fig, axes = plt.subplots(1, len(test_views), figsize=(plots.PAGE_WIDTH / 2 * len(test_views), 3.6), sharey=True, squeeze=False)
 for ax, view in zip(axes[0], test_views):
     table = shown[(shown.view == view) & (shown.measure != predict.NULL_MEASURE)]
@@ -155,7 +155,7 @@ chance = shown[shown.measure == predict.NULL_MEASURE].groupby("view").rho.mean()
 display(Markdown("; ".join(f"Held-out side {view}: the highest bar is {kind} on {measure} ({bars[view].max():.2f}), "
                             f"chance {chance[view]:.2f}" for view in test_views for measure, kind in [bars[view].idxmax()]) + "."))
 # mean, min and max over splits, a row per view, measure and representation (narrow enough for the column)
-summary
+plots.table(summary, index=True)
 
 # %% [markdown]
 # The parts judged, for each view of the held-out side (with answers, the paper's; prompts only,
@@ -163,7 +163,7 @@ summary
 # representation against chance, and every pair.
 
 # %% tags=["verdict"]
-display(Markdown(rules.RULES["representations"]))
+display(Markdown(rules.stated("representations")))
 pairs = (
     [(k, "chance") for k in feature_kinds]
     + [(k, reference) for k in others]
@@ -234,7 +234,8 @@ lowest = {order: at_point[[label for label in labels if label.startswith(order)]
           for order in experiments.REPRESENTED_ORDERS}
 display(Markdown(f"At step {point} (dotted), RT {at_point['RT']:.3f}; the lowest of each panel: "
                  + ", ".join(f"{low.index[0]} {low.iloc[0]:.3f}" for low in lowest.values()) + "."))
-at_point.round(3).to_frame(f"loss at step {point}").join(leading.round(2))
+plots.table(at_point.to_frame(f"loss at step {point}").join(leading).rename_axis("order"), index=True,
+            formats={"its share": "{:.0%}", "families": "{:.1f}"})
 
 # %% [markdown]
 # Each order against RT, and each representation's order against the same order built from the
@@ -242,7 +243,7 @@ at_point.round(3).to_frame(f"loss at step {point}").join(leading.round(2))
 # rule at chapter 4's reading point:
 
 # %% tags=["verdict"]
-display(Markdown(rules.RULES["order"]))
+display(Markdown(rules.stated("order")))
 named = experiments.represented_label
 order_pairs = (
     [
@@ -305,7 +306,7 @@ split = run_split(next(iter(orders.values())).config)
 cost = representation_cost(split.train[:cost_instances], split.test, feature_kinds, lm_source(next(iter(orders.values())).config))
 per_split = len(split.train) + len(split.test)
 cost = cost.assign(**{"minutes per split (estimated)": [cost_of(row, per_split) / 60 for _, row in cost.iterrows()]})
-cost.style.hide(axis="index").format(precision=1)
+plots.table(cost, precision=1)
 
 # %% [markdown]
 # ## Against the literature

@@ -170,27 +170,16 @@ display(Markdown(
 # paper). The lookahead's gap to RT, where it ran, is what this greedy one-step choice of batch
 # gained here.
 
+# %%
+order_pairs = [(label, "RT") for label in labels[1:]] + [(label, experiments.BEST_STATIC) for label in ADAPTIVE + BOUND]
+part = dict(experiment="A", paper=findings.PAPER["A"]["text"],
+            claim="An order decided while training, from a validation set of the held-out tasks, beats random "
+                  "order and the static order",
+            point=f"step {point} ({point / epoch:.0%} of the epoch, chapter 4's reading point)")
+
 # %% tags=["verdict"]
-display(Markdown(rules.RULES["order"]))
-order_pairs = [(label, "RT") for label in labels[1:]] + [
-    (label, experiments.BEST_STATIC) for label in ADAPTIVE + BOUND
-]
-found = rules.order_parts(
-    tasks,
-    point,
-    labels,
-    pairs=order_pairs,
-    experiment="A",
-    paper=findings.PAPER["A"]["text"],
-    claim=(
-        "An order decided while training, from a validation set of the "
-        "held-out tasks, beats random order and the static order"
-    ),
-    point=(
-        f"step {point} ({point / epoch:.0%} of the epoch, "
-        "chapter 4's reading point)"
-    ),
-)
+display(Markdown(rules.stated("order")))
+found = rules.order_parts(tasks, point, labels, pairs=order_pairs, **part)
 findings.verdict_table(found, ["part", "measured", "p", "verdict"])
 
 # %% [markdown]
@@ -226,7 +215,7 @@ display(Markdown(
     "corrected for the sitting, mean over splits: " + "; ".join(
         f"{label} {row['times RT']:.1f}x (arranging {row.arrange:.0f} s, adapting {row.adapt:.0f} s of its {row.wall:.0f} s)"
         for label, row in costs.drop("RT").iterrows()) + "."))
-costs.style.format(precision=1)
+plots.table(costs.rename(columns=lambda c: c if c.startswith("times") else f"{c} (s)"), precision=1, index=True)
 
 # %% [markdown]
 # ## What it took
@@ -260,10 +249,12 @@ answer = (f"The chapter's question: of the {len(ADAPTIVE + BOUND)} orders that w
 together = rules.within_family(found)
 lines = [
     answer,
-    f"Each part is judged on its own 95% interval. Within this chapter's {len(found)} parts (Bonferroni, p below "
-    f"{findings.ALPHA / len(found):.4f}), {len(together['stands'])} decided part(s) would stand"
-    + (f": {'; '.join(together['stands'])}" if together["stands"] else "")
-    + (f"; {len(together['falls'])} would not: {'; '.join(together['falls'])}" if together["falls"] else "") + ".",
+    f"Each part is judged on its own 95% interval. On Bonferroni intervals over this chapter's {len(found)} parts "
+    f"(p below {findings.ALPHA / len(found):.4f}), "
+    + (f"these verdicts would hold: {'; '.join(f'{p} ({by_part[p].verdict})' for p in together['stands'])}"
+       if together["stands"] else "no verdict would hold")
+    + (f"; these would become inconclusive: {'; '.join(f'{p} ({by_part[p].verdict})' for p in together['falls'])}"
+       if together["falls"] else "") + ".",
     f"At step {point} ({len(split_seeds)} splits), against RT: "
     + "; ".join(f"{by_part[f'{a} < RT'].measured} → **{by_part[f'{a} < RT'].verdict}**" for a in labels[1:]) + ".",
     f"Against the static order ({experiments.BEST_STATIC}): " + "; ".join(f"{f.part}: {f.measured} → **{f.verdict}**" for f in found

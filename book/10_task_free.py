@@ -93,7 +93,8 @@ plots.band_plot(curves, axes[0], order=["NFT", "RT", "FFT"], title=f"Random-inst
 plots.gap_plot(gap, axes[1], title="NFT against RT and FFT")
 plots.save(fig, "10_task_free")
 plt.show()
-curves.groupby(["label", "step"]).loss.mean().unstack(0).round(3).T
+plots.table(curves.groupby(["label", "step"]).loss.mean().unstack(0).T.rename_axis(index="order", columns="step"),
+            index=True)
 
 # %% [markdown]
 # ## How often was the nearest neighbour a same-task instance?
@@ -107,7 +108,8 @@ train_tasks = {r.task for r in split.train}
 share = pd.DataFrame([{"order": label, "seed": seed,
                        "share": compare.received(r).query("step <= 10").task.isin(held_tasks).mean()}
                       for (label, seed), r in runs.items()]).groupby("order").share.mean()
-pd.DataFrame({"received in the first 10 steps from a held-out instance's task": share.round(2)})
+plots.table(pd.DataFrame({"received in the first 10 steps from a held-out instance's task": share}), index=True,
+            formats={"received in the first 10 steps from a held-out instance's task": "{:.0%}"})
 
 # %% [markdown]
 # ## The verdict, part by part
@@ -116,9 +118,7 @@ pd.DataFrame({"received in the first 10 steps from a held-out instance's task": 
 # its window; so the parts are NFT < RT and NFT < FFT at our last step.
 
 # %% tags=["verdict"]
-display(
-    Markdown(rules.RULES["order"].replace("task split", "instance draw"))
-)
+display(Markdown(rules.stated("order", unit="instance draw")))
 steps = sorted(per_task.step.unique())
 epoch = compare.epoch_steps(next(iter(runs.values())))
 last = steps[-1]

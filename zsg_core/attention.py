@@ -6,10 +6,10 @@ so no item sees another and there is no padding. Registered with transformers un
 `PACKED_ATTENTION` (`register`), it is the attention implementation every model zsg loads runs with;
 called without spans (generation, any plain forward) it is transformers' own sdpa attention.
 
-Training on CPU, torch's flash-attention backward costs ~6x its forward; a span's attention with
-a backward to follow is plain matmuls with the backward written out (`_SpanAttention`, fp32 scores
-and softmax as flash attention's). Evaluation and the frozen cache keep flash attention, whose
-forward is the faster one.
+Training on CPU, torch's flash-attention backward costs several times its forward; a span's
+attention with a backward to follow is plain matmuls with the backward written out (`_SpanAttention`,
+fp32 scores and softmax as flash attention's). Evaluation and the frozen cache keep flash attention,
+whose forward is the faster one (`benchmarks/bench_train.py` times both paths; benchmarks/README.md).
 """
 from __future__ import annotations
 

@@ -45,8 +45,9 @@ _last_input_cast: list = [None]  # (input, its version, its bf16 copy): the late
 def _input_in_bf16(x: torch.Tensor) -> torch.Tensor:
     """`x` in bf16, reusing the copy made for the previous linear when it read the same, unchanged
     tensor: q/k/v, and gate/up, read one normalised input, which autocast would cast once per
-    projection (3% of the frozen cache's time). Only for inputs outside autograd (the frozen
-    bottom, evaluation); the entry keeps its input alive, so a reused address cannot fool it."""
+    projection (a measurable share of the frozen cache's time: `benchmarks/bench_train.py`). Only
+    for inputs outside autograd (the frozen bottom, evaluation); the entry keeps its input alive, so
+    a reused address cannot fool it."""
     if x.dtype == torch.bfloat16 or x.requires_grad:
         return x.to(torch.bfloat16)
     last = _last_input_cast[0]

@@ -14,7 +14,8 @@ How the computation is laid out (exact for any F; the numbers equal one item at 
 - **Packing** (`packing`): the items of a step, an evaluation row or a cache row in one row, each
   attending only to itself (`attention.packed_attention`), with no padding.
 - **Attention by hand when training on CPU** (`attention`): plain matmuls with the backward
-  written out, where torch's flash-attention backward costs ~6x its forward.
+  written out, where torch's flash-attention backward costs several times its forward
+  (`benchmarks/bench_train.py`).
 - **Frozen weights cast once** (`cast_once`): a frozen linear keeps its bf16 copy under autocast.
 - **The LM head only where a label is predicted** (~5-7% of tokens in our data), and likewise the
   last layer's query projection, attention, attention output projection and MLP

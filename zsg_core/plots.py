@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any, Mapping
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -16,6 +17,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
+from .findings import MISSING
 from .util import atomic_file, build_dir
 
 # the paper's draw scripts' colours, in their order (paper.md section 7)
@@ -24,9 +26,10 @@ PAGE_WIDTH = 10.0  # inches: a figure this wide shows ~720 px wide, 1 pt of text
 
 
 def use_style() -> None:
-    sns.set_theme(context="notebook", style="whitegrid", palette=PAPER_COLORS)
+    # seaborn's notebook sizes, a fifth larger: a figure PAGE_WIDTH wide is shrunk to the column
+    sns.set_theme(context="notebook", style="whitegrid", palette=PAPER_COLORS, font_scale=1.2)
     plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 150, "savefig.bbox": "tight",
-                         "figure.constrained_layout.use": True, "axes.titlesize": 11, "legend.fontsize": 9})
+                         "figure.constrained_layout.use": True, "axes.titlesize": 13, "legend.fontsize": 11})
 
 
 def save(fig: plt.Figure, name: str) -> Path:
@@ -68,8 +71,9 @@ def panels(n: int, cols: int = 3, height: float = 2.9) -> tuple[plt.Figure, list
 
 
 def steps_axis(ax: plt.Axes) -> None:
-    """Steps on x, whole numbers only: there is no step 2.5."""
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    """Steps on x, whole numbers only (there is no step 2.5), in round multiples (1, 2, 5, 10 and
+    their powers of ten): a run of 60 steps is read at 0, 10, ..., 60, not at 8, 16, ..., 56."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
     ax.set_xlabel("step")
 
 
@@ -239,3 +243,34 @@ def rounds_map(points: pd.DataFrame, groups: list[str]) -> plt.Figure:
     ax.set(xticks=[], yticks=[], title="Which training instances each group of TMA rounds picked (UMAP of MiniLM)")
     ax.legend(markerscale=2, loc="best")
     return fig
+
+
+def table(frame: pd.DataFrame, precision: int = 3, formats: Mapping[str, Any] | None = None,
+          index: bool = False) -> "pd.io.formats.style.Styler":
+    """A table as a page shows it: one header row of column names in words ("step_80" shows as
+    "step 80"; a pivot's columns named after their axis, "split 0"), no index column unless
+    `index` (then as the first column), numbers to `precision` decimals and never as "-0.000",
+    whole numbers without decimals, a missing number as `findings.MISSING`. `formats` maps a
+    column (by its name in `frame`) to a format string or function, as `Styler.format` takes."""
+    shown = frame.copy()
+    if shown.columns.name is not None and not isinstance(shown.columns, pd.MultiIndex):
+        shown.columns = [f"{shown.columns.name} {c}" for c in shown.columns]
+    if index:  # an unnamed index heads its column with nothing, not "index"
+        shown = shown.rename_axis([n if n is not None else "" for n in shown.index.names]).reset_index()
+    names = {c: str(c).replace("_", " ") for c in shown.columns}
+    wanted = {names.get(c, str(c).replace("_", " ")): f for c, f in (formats or {}).items()}
+    shown = shown.rename(columns=names)
+
+    def rounded(v: float) -> str:
+        return f"{round(float(v), precision) + 0.0:.{precision}f}"  # + 0.0: -0.0 shows as 0
+
+    chosen: dict[str, Any] = {}
+    for name in shown.columns:
+        column = shown[name]
+        if name in wanted:
+            chosen[name] = wanted[name]
+        elif pd.api.types.is_float_dtype(column):
+            finite = column[np.isfinite(column)]
+            whole = len(finite) > 0 and bool((finite == finite.round()).all())
+            chosen[name] = (lambda v: f"{v:.0f}") if whole else rounded
+    return shown.style.hide(axis="index").format(chosen, na_rep=MISSING)

@@ -74,7 +74,7 @@ def capability() -> dict[str, Any]:
 
 def measure_speedup(device: str = "cpu", repeats: int = 5) -> float:
     """fp32 time / bf16-autocast time of the same product (576 x 1536, the shape of SmolLM2's MLP,
-    over 512 tokens): the best of `repeats`, after a warm-up. About 0.1 s where bf16 is native."""
+    over 512 tokens): the best of `repeats`, after a warm-up; a fraction of a second where bf16 is native."""
     a = torch.randn(512, 576, device=device)
     w = torch.randn(1536, 576, device=device)
 

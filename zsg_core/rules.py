@@ -48,7 +48,7 @@ EARLY_FRACTION = 0.02  # of an epoch: the paper's "~20 of ~1,800 steps" (1.1%), 
 REFERENCE_FRACTION = 0.10  # of an epoch: the horizon "early" is measured against
 EARLY_SHARE = 0.8  # "most of the drop": the share of the drop by the reference made by the early point
 
-# Said once under every rule that gives a verdict on the paper's claims or the book's own questions.
+# Said once under the rules a page states (`stated`), where any of them judges on an interval.
 LEVELS = (f" The interval is the Bonferroni one at {1 - ALPHA / FAMILY_SIZE:.2%} for a part of the paper's own claims "
           f"(the confirmatory family of {FAMILY_SIZE} parts, declared before the runs in `findings.CONFIRMATORY`), "
           f"so that all of them together are wrong with chance at most {ALPHA:.0%}; the 95% one for the book's other, "
@@ -58,32 +58,33 @@ RULES = {
     "order": ("Each part \"A < B\" compares the held-out loss under order A with order B at the reading point: per "
               "task split, the mean over its held-out tasks of A's loss minus B's (an order's shuffles averaged); "
               "**reproduced** if the t-interval over splits lies wholly below 0, **contradicted** if wholly "
-              "above, else **inconclusive** (also with a single split)." + LEVELS),
+              "above, else **inconclusive** (also with a single split)."),
     "early": (f"E1 reads each random-order run at {EARLY_FRACTION:.0%} and {REFERENCE_FRACTION:.0%} of an epoch "
               f"(fixed fractions of the epoch, so the rule does not move with `max_steps`): the share of the "
               f"held-out loss drop by {REFERENCE_FRACTION:.0%} that had happened by {EARLY_FRACTION:.0%}. "
-              f"**Reproduced** if the interval over task splits (each split's shuffles averaged) lies wholly "
-              f"above {EARLY_SHARE:.0%}, **contradicted** if wholly below (a straight-line decline scores "
-              f"{EARLY_FRACTION / REFERENCE_FRACTION:.0%}), else inconclusive; inconclusive too when the runs "
-              f"stop before {REFERENCE_FRACTION:.0%} of the epoch." + LEVELS),
+              f"**Reproduced** if the interval over task splits of that share (each split's shuffles averaged; "
+              f"a share, not clipped to [0, 1]) lies wholly above {EARLY_SHARE} ({EARLY_SHARE:.0%} of the drop), "
+              f"**contradicted** if wholly below (a straight-line decline scores "
+              f"{EARLY_FRACTION / REFERENCE_FRACTION:.1f}), else inconclusive; inconclusive too when the runs "
+              f"stop before {REFERENCE_FRACTION:.0%} of the epoch."),
     "steadiest": ("Claim 2 compares, run by run and protocol by protocol, the jitter of held-out loss after its "
                   "change with the jitter of the steadiest generation metric, both on the same checkpoints and the "
                   "same instances (those the protocol generated at each step); the differences are averaged per "
                   "task split: **reproduced** if the interval over task splits lies wholly below 0, "
-                  "**contradicted** if wholly above, else inconclusive." + LEVELS),
+                  "**contradicted** if wholly above, else inconclusive."),
     "sudden": ("E2 counts every (held-out task, window between evaluations) under cluster order, decided before "
                "looking: its excess fall (loss fall under cluster minus under random order in the same window) where "
                "a closer training instance arrived (Cosine-Min of the prefix fell) against where none did, compared "
                "inside each window and averaged over windows. **Reproduced** if the interval over task splits "
                "lies wholly above 0, **contradicted** if wholly below, else inconclusive. The split is the unit, so "
-               "tasks of one family dropping together cannot inflate the evidence." + LEVELS),
+               "tasks of one family dropping together cannot inflate the evidence."),
     "measures": ("E3 scores each measure by its within-window rank correlation with the loss change on each task "
                  "split, and compares the paper's measures with every other, paired by split. The WSD combination "
                  "of Min and Avg is **reproduced** as the better predictor if its interval over splits is wholly "
                  "above that of chance (first part) and wholly above every alternative (second part), "
                  "**contradicted** if wholly below chance or below some alternative, else inconclusive. The "
                  "alternatives are the measures that are neither Min nor Avg (Max, Centroid, KL); Euclidean Min "
-                 "and Avg are the paper's measures under another distance, shown but not judged." + LEVELS),
+                 "and Avg are the paper's measures under another distance, shown but not judged."),
     "explanation": ("NFT - RT at the reading point is split into parts that add up to it, each the difference "
                     "between two orders that differ in one thing, in the same unit (held-out loss; per task split "
                     "the mean over its held-out tasks, and a split's parts sum to its NFT - RT). Each explanation "
@@ -96,7 +97,7 @@ RULES = {
                         "with the loss change (E3's analysis) on each task split, with the prefix and the held-out set "
                         "represented by each feature kind; a part \"a > b\" is **reproduced** if the t-interval "
                         "over splits of rho(a) - rho(b), paired by split, lies wholly above 0, **contradicted** if "
-                        "wholly below, else inconclusive. \"chance\" is a measure of pure noise scored the same way." + LEVELS),
+                        "wholly below, else inconclusive. \"chance\" is a measure of pure noise scored the same way."),
     "granularity": ("E5 is judged in two parts, each at its relative point of the paper's run: coarse < fine early "
                     "(the paper's early step) and fine < coarse later (its late step), each by the order rule. "
                     "Each point is also read against random order on the same schedule (E5+, exploratory): coarse < "
@@ -104,6 +105,19 @@ RULES = {
                     "instead b loses to RT and a does not beat it, it is carried by b's own gap to RT (fine is "
                     "chapter 4's NFT)."),
 }
+
+INTERVAL_RULES = {"order", "early", "steadiest", "sudden", "measures", "representations"}  # judged on an interval
+
+
+def stated(*names: str, unit: str = "task split") -> str:
+    """The rules `names` as a page states them above their verdicts, each once, and which interval
+    they are judged on (`LEVELS`) once after them; `unit` names what the intervals are over where it
+    is not a task split (chapter 10: an instance draw)."""
+    unknown = [n for n in names if n not in RULES]
+    if unknown or not names:
+        raise DataError(f"unknown rule(s) {unknown}; the rules are {', '.join(RULES)}")
+    text = "\n\n".join(RULES[n] for n in names) + (LEVELS if INTERVAL_RULES & set(names) else "")
+    return text if unit == "task split" else text.replace("task split", unit)
 
 
 EVIDENCE = ("supported", "undecided", "refuted")  # the explanations' words
@@ -316,8 +330,8 @@ def measures(power: pd.DataFrame, combined: str, alternatives: Sequence[str], nu
         outcome = INCONCLUSIVE
     second = Finding("E3", claim, f"{combined} > every alternative", paper,
                      f"within-window rho, {combined} - {worst.other} (the closest of {len(against)} alternatives): "
-                     f"{fmt(closest, level=level)}; wholly above {int((against.lo > 0).sum())}, wholly below "
-                     f"{int((against.hi < 0).sum())}", closest.value, closest.lo, closest.hi, closest.n, "task splits",
+                     f"{fmt(closest, level=level)}; the interval lies wholly above 0 against {int((against.lo > 0).sum())} "
+                     f"and wholly below 0 against {int((against.hi < 0).sum())}", closest.value, closest.lo, closest.hi, closest.n, "task splits",
                      closest.p, point, outcome, level)
     return [first, second]
 

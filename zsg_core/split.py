@@ -184,7 +184,7 @@ def cap_families(records: list[Record], max_tasks_per_family: int) -> list[Recor
 
 def default_pool(max_tasks_per_family: int = SplitConfig.max_tasks_per_family, root: Path | None = None) -> list[Record]:
     """The default task pool: generative NI v1 + BIG-bench tasks from the prepared bigbench asset.
-    Parsed once per process (~30 s): a chapter that builds several splits pays for one."""
+    Parsed once per process (the slow part of a split): a chapter that builds several splits pays for one."""
     if root is None:
 
         root = asset_path("bigbench")
@@ -397,7 +397,7 @@ def load_split(config: SplitConfig = SplitConfig(), model: str = "smollm2-135m",
                log: Callable[[str], None] = print) -> Split:
     """The split of the default pool, measured with `model`'s tokenizer, cached on disk.
 
-    Computing it parses the whole bigbench sdist (~30 s); the cached copy loads in about a second.
+    Computing it parses the whole bigbench sdist (`default_pool`); the cached copy loads far faster.
     The cached files' sha256 are recorded in its summary.json: a damaged copy is named through
     `log`, removed and computed again.
     """
