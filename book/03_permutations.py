@@ -284,7 +284,7 @@ lines = [
     f"Cluster order, split {split_seed}: the most sudden drop fell {sharpest.excess.iloc[0]:.2f} more than under "
     f"random order (`{focus}`, steps {sharpest.start.iloc[0]:.0f}-{sharpest.step.iloc[0]:.0f}).",
     f"Over {windows.split.nunique()} task splits and {len(windows):,} (task, window) units, a closer instance arrived "
-    f"in {windows.arrived.mean():.0%} of them. {found[0].part}: {found[0].measured} → **{found[0].verdict}**.",
+    f"in {windows.arrived.mean():.0%} of them. E2 ({found[0].part}): {found[0].measured} → **{found[0].verdict}**.",
     f"Split {split_seed} alone: best predictor of the loss change within a window **{best.measure}** (rho "
     f"{best.rho_within:.2f}, 95% CI {best.within_lo:.2f} to {best.within_hi:.2f} over its tasks); the random measure "
     f"scores {null.rho_within:.2f}.",

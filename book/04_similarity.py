@@ -100,6 +100,9 @@ plots.band_plot(curves_first, ax, order=ORDERS, title=f"Averaged held-out loss, 
 ax.axvline(point, ls=":", color="grey")
 plots.save(fig, "04_orders")
 plt.show()
+on_first = curves_first[curves_first.step == point].groupby("label").loss.mean()[ORDERS].sort_values()
+display(Markdown(f"At step {point} (dotted) on split {first}: " + ", ".join(f"{o} {v:.3f}" for o, v in on_first.items())
+                 + f" (lowest first; RT the mean of its {curves_first[curves_first.label == 'RT'].seed.nunique()} shuffles)."))
 plots.table(curves_first.groupby(["label", "step"]).loss.mean().unstack(0)[ORDERS].T.rename_axis(index="order",
             columns="step"), index=True)
 
@@ -119,6 +122,10 @@ gap_blocked = stats.split_gaps(tasks_blocked, pairs) if tasks_blocked is not Non
 fig = plots.split_and_blocked(gap_split, gap_blocked, mark=point)
 plots.save(fig, "04_gaps")
 plt.show()
+gap_at = gap_split[gap_split.step == point].set_index("comparison")
+display(Markdown(f"At step {point}, over {int(gap_at.n.max())} splits: " + "; ".join(
+    f"{c} {r['diff']:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}]" for c, r in gap_at.iterrows())
+    + " (the bands and these intervals are 95%; the verdict below reads the paper's claim on the family's wider one)."))
 plots.table(gap_split.pivot_table(index="comparison", columns="step", values="diff"), index=True)
 
 # %% [markdown]
@@ -190,7 +197,7 @@ plots.table(by_family.sort_values("NFT below RT", ascending=False).head(12), ind
 # %% [markdown]
 # ## The verdict, part by part
 #
-# The paper read its figure early in its epoch (its step and epoch are quoted with the verdict
+# The paper read its figure early in its epoch (its step and epoch are quoted just before the verdict
 # below); the reading point here is the evaluated step nearest the same fraction of our epoch.
 
 # %%
@@ -201,6 +208,8 @@ claims = {"E4": "Seeing high-similarity data earlier lowers held-out loss: NFT <
           "E9": "Beyond the paper: the optimal-transport order of the paper's code (cheapest first) beats RT"}
 papers = {"E4": paper["text"], "E4+": "not studied", "E9": "not in the paper's figures"}
 parts = {e: dict(experiment=e, claim=claims[e], paper=papers[e], point=relative) for e in claims}
+display(Markdown(f"Every part is read at {relative}; the paper read its figure at step {paper['step']} of "
+                 f"{paper['epoch']:,}."))
 with_ot = pd.concat([tasks_split, compare.task_curves(runs["ot"])])
 gap_curves = pd.concat([gap_split.assign(experiment="E4", setting="random splits")]
                        + ([gap_blocked.assign(experiment="E4+", setting="family-blocked splits")]
@@ -213,7 +222,7 @@ if tasks_blocked is not None:
     found += rules.order_parts(tasks_blocked, point, CHAIN, **parts["E4+"])
 found += rules.order_parts(with_ot, point, ("OT", "RT"), **parts["E9"])
 findings.verdict_table(
-    found, ["experiment", "part", "point", "measured", "p", "verdict"])
+    found, ["experiment", "part", "measured", "p", "verdict"])
 
 # %% [markdown]
 # The verdicts above go to the findings table (the last chapter), with the curves they were read on:

@@ -139,30 +139,21 @@ plots.table(prefix.groupby("step").mean(numeric_only=True).drop(columns="split")
 display(Markdown(rules.stated("granularity", "order")))
 found = rules.granularity(per_task, early_point, late_point, epoch)
 against_random = rules.granularity_against_random(
-    per_task, early_point, late_point, epoch
-)
+    per_task, early_point, late_point, epoch)
 carriers = {f.part: rules.carried_by(f, against_random) for f in found}
+carried = [carriers[f.part] for f in found] + [""] * len(against_random)
 findings.verdict_table(
     found + against_random,
     ["experiment", "part", "point", "measured", "p", "verdict"],
-    extra={
-        "carried by": [
-            carriers.get(f.part, "") if f.experiment == "E5" else ""
-            for f in found + against_random
-        ]
-    },
-)
+    extra={"carried by": carried})
 
 # %% [markdown]
 # The verdicts above go to the findings table (the last chapter), with the curves they were read on:
 
 # %% tags=["record"]
-findings.record(
-    "05_granularity",
-    params,
-    found + against_random,
-    gap.assign(experiment="E5", setting="random splits"),
-)
+gap_curves = gap.assign(experiment="E5", setting="random splits")
+findings.record("05_granularity", params, found + against_random,
+                gap_curves)
 
 # %% [markdown]
 # ## What it took

@@ -304,56 +304,37 @@ display(Markdown(f"Split {side_split_seeds[0]}: {counts['held-out']} held-out in
 # half; where ours lies is said with the verdict); and E8's "earlier rounds, lower loss", one part per pair of
 # neighbouring groups, at the groups' last step, over the side splits.
 
-# %% tags=["verdict"]
-display(Markdown(rules.stated("order")))
+# %%
 epoch = int(layouts["steps"].min())
 paper = findings.PAPER["E6"]
-point = findings.relative_step(
-    findings.paper_fraction("E6"), epoch, common_steps
-)
-relative = (
-    f"step {point} ({point / epoch:.0%} of the shortest epoch, {epoch} "
-    f"steps; {'inside' if point <= near_end else 'after'} the near half, "
-    f"which ends at step {near_end} or later)"
-)
-found = rules.order_parts(
-    tasks_split,
-    point,
-    ("NFT", "RT", "FFT"),
-    experiment="E6",
-    paper=paper["text"],
-    claim=(
-        "TMA nearest-first lowers held-out loss: NFT < RT < FFT "
-        "(claim 5)"
-    ),
-    point=relative,
-)
+point = findings.relative_step(findings.paper_fraction("E6"), epoch, common_steps)
 tasks_rounds = compare.task_curves(groups)
 last = int(tasks_rounds.step.max())
-found += rules.order_parts(
-    tasks_rounds,
-    last,
-    labels,
-    pairs=list(zip(labels, labels[1:])),
-    experiment="E8",
-    claim="Data from earlier TMA rounds gives lower held-out loss",
-    paper=findings.PAPER["E8"]["text"],
-    point=f"step {last} (every group's last)",
-)
+parts = {
+    "E6": dict(experiment="E6", paper=paper["text"],
+               claim="TMA nearest-first lowers held-out loss: NFT < RT < FFT (claim 5)",
+               point=f"step {point} ({point / epoch:.0%} of the shortest epoch, {epoch} steps; "
+                     f"{'inside' if point <= near_end else 'after'} the near half, which ends at step {near_end} or later)"),
+    "E8": dict(experiment="E8", paper=findings.PAPER["E8"]["text"],
+               claim="Data from earlier TMA rounds gives lower held-out loss",
+               point=f"step {last} (every group's last)")}
+successive = list(zip(labels, labels[1:]))  # E8: each group of rounds against the next
+gap_curves = gap_split.assign(experiment="E6", setting="random splits")
+
+# %% tags=["verdict"]
+display(Markdown(rules.stated("order")))
+found = rules.order_parts(tasks_split, point, ("NFT", "RT", "FFT"),
+                          **parts["E6"])
+found += rules.order_parts(tasks_rounds, last, labels, pairs=successive,
+                           **parts["E8"])
 findings.verdict_table(
-    found, ["experiment", "part", "measured", "p", "verdict"]
-)
+    found, ["experiment", "part", "measured", "p", "verdict"])
 
 # %% [markdown]
 # The verdicts above go to the findings table (the last chapter), with the curves they were read on:
 
 # %% tags=["record"]
-findings.record(
-    "06_tma",
-    params,
-    found,
-    gap_split.assign(experiment="E6", setting="random splits"),
-)
+findings.record("06_tma", params, found, gap_curves)
 
 # %% [markdown]
 # ## What it took

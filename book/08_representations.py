@@ -162,45 +162,27 @@ plots.table(summary, index=True)
 # the fair one), on the WSD combination, the measure the paper built its orders on: every
 # representation against chance, and every pair.
 
+# %%
+pairs = ([(k, "chance") for k in feature_kinds] + [(k, reference) for k in others]
+         + [(a, b) for i, a in enumerate(others) for b in others[i + 1:]])
+judged_by_view = {}  # per view: rho of the WSD measure per split and kind, with chance as a kind of its own
+for view in test_views:
+    here = power_all[power_all.view == view]
+    chance = here[(here.measure == predict.NULL_MEASURE) & (here.kind == reference)]
+    judged_by_view[view] = pd.concat([here[here.measure == MEASURE][["split", "kind", "rho"]],
+                                      chance[["split", "rho"]].assign(kind="chance")], ignore_index=True)
+part = dict(experiment="S1", paper=findings.PAPER["S1"]["text"],
+            claim=f"Which representation predicts the held-out loss change ({MEASURE} of the prefix)")
+
+
+def named_for(view: str, f: findings.Finding) -> findings.Finding:
+    return f if view == "with-answer" else replace(f, part=f"{f.part} (prompts only)")
+
+
 # %% tags=["verdict"]
 display(Markdown(rules.stated("representations")))
-pairs = (
-    [(k, "chance") for k in feature_kinds]
-    + [(k, reference) for k in others]
-    + [(a, b) for i, a in enumerate(others) for b in others[i + 1 :]]
-)
-found = []
-for view in test_views:
-    judged = power_all[
-        (power_all.view == view) & (power_all.measure == MEASURE)
-    ][["split", "kind", "rho"]]
-    chance = power_all[
-        (power_all.view == view)
-        & (power_all.measure == predict.NULL_MEASURE)
-    ]
-    judged = pd.concat(
-        [
-            judged,
-            chance[chance.kind == reference][["split", "rho"]].assign(
-                kind="chance"
-            ),
-        ],
-        ignore_index=True,
-    )
-    for f in rules.representations(
-        judged,
-        pairs,
-        experiment="S1",
-        paper=findings.PAPER["S1"]["text"],
-        claim=f"Which representation predicts the held-out loss change "
-              f"({MEASURE} "
-        "of the prefix)",
-    ):
-        found.append(
-            f
-            if view == "with-answer"
-            else replace(f, part=f"{f.part} (prompts only)")
-        )
+found = [named_for(view, f) for view, judged in judged_by_view.items()
+         for f in rules.representations(judged, pairs, **part)]
 findings.verdict_table(found, ["part", "measured", "p", "verdict"])
 
 # %% [markdown]
@@ -242,55 +224,30 @@ plots.table(at_point.to_frame(f"loss at step {point}").join(leading).rename_axis
 # reference representation (the first of `feature_kinds`: MiniLM, the paper's), judged by the order
 # rule at chapter 4's reading point:
 
+# %%
+named = experiments.represented_label
+order_pairs = ([(named(o, k), "RT") for o in experiments.REPRESENTED_ORDERS for k in others]
+               + [(named(o, k), named(o, reference)) for o in experiments.REPRESENTED_ORDERS for k in others]
+               + [(label, "RT") for label in prompt_only_labels]
+               + [(label, named("balanced", reference)) for label in prompt_only_labels])
+order_part = dict(experiment="S2", paper=findings.PAPER["S2"]["text"],
+                  claim="A nearest-first order built from the model's own representation beats random order and the "
+                        "same order built from MiniLM",
+                  point=f"step {point} ({point / epoch:.0%} of the epoch, chapter 4's reading point)")
+gap_curves = stats.split_gaps(tasks, order_pairs).assign(experiment="S2", setting="orders by representation")
+
 # %% tags=["verdict"]
 display(Markdown(rules.stated("order")))
-named = experiments.represented_label
-order_pairs = (
-    [
-        (named(o, k), "RT")
-        for o in experiments.REPRESENTED_ORDERS
-        for k in others
-    ]
-    + [
-        (named(o, k), named(o, reference))
-        for o in experiments.REPRESENTED_ORDERS
-        for k in others
-    ]
-    + [(label, "RT") for label in prompt_only_labels]
-    + [
-        (label, named("balanced", reference))
-        for label in prompt_only_labels
-    ]
-)
-found_orders = rules.order_parts(
-    tasks,
-    point,
-    labels,
-    pairs=order_pairs,
-    experiment="S2",
-    paper=findings.PAPER["S2"]["text"],
-    claim=(
-        "A nearest-first order built from the model's own representation "
-        "beats random order and the same order built from MiniLM"
-    ),
-    point=(
-        f"step {point} ({point / epoch:.0%} of the epoch, "
-        "chapter 4's reading point)"
-    ),
-)
+found_orders = rules.order_parts(tasks, point, labels, pairs=order_pairs,
+                                 **order_part)
 findings.verdict_table(found_orders, ["part", "measured", "p", "verdict"])
 
 # %% [markdown]
 # The verdicts above go to the findings table (the last chapter), with the curves they were read on:
 
 # %% tags=["record"]
-gaps = stats.split_gaps(tasks, order_pairs)
-findings.record(
-    "08_representations",
-    params,
-    found + found_orders,
-    gaps.assign(experiment="S2", setting="orders by representation"),
-)
+findings.record("08_representations", params, found + found_orders,
+                gap_curves)
 
 # %% [markdown]
 # ## Experiment 3: what each representation costs

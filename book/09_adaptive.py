@@ -177,6 +177,8 @@ part = dict(experiment="A", paper=findings.PAPER["A"]["text"],
                   "order and the static order",
             point=f"step {point} ({point / epoch:.0%} of the epoch, chapter 4's reading point)")
 
+gap_curves = gaps.assign(experiment="A", setting="orders decided while training")
+
 # %% tags=["verdict"]
 display(Markdown(rules.stated("order")))
 found = rules.order_parts(tasks, point, labels, pairs=order_pairs, **part)
@@ -186,12 +188,7 @@ findings.verdict_table(found, ["part", "measured", "p", "verdict"])
 # The verdicts above go to the findings table (the last chapter), with the curves they were read on:
 
 # %% tags=["record"]
-findings.record(
-    "09_adaptive",
-    params,
-    found,
-    gaps.assign(experiment="A", setting="orders decided while training"),
-)
+findings.record("09_adaptive", params, found, gap_curves)
 
 # %% [markdown]
 # ## What each order costs

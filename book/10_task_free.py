@@ -117,35 +117,26 @@ plots.table(pd.DataFrame({"received in the first 10 steps from a held-out instan
 # The paper's E7 claim is that NFT is lowest (its RT and FFT curves coincide), read at the end of
 # its window; so the parts are NFT < RT and NFT < FFT at our last step.
 
-# %% tags=["verdict"]
-display(Markdown(rules.stated("order", unit="instance draw")))
+# %%
 steps = sorted(per_task.step.unique())
 epoch = compare.epoch_steps(next(iter(runs.values())))
 last = steps[-1]
-found = rules.order_parts(
-    per_task,
-    last,
-    ("NFT", "RT", "FFT"),
-    pairs=pairs,
-    experiment="E7",
-    claim="TMA's NFT advantage holds without any notion of task (analog: "
-    "random-instance hold-out)",
-    unit="instance draws",
-    paper=findings.PAPER["E7"]["text"],
-    point=f"step {last} of {max_steps} ({last / epoch:.1%} of the epoch)",
-)
+part = dict(experiment="E7", unit="instance draws", paper=findings.PAPER["E7"]["text"],
+            claim="TMA's NFT advantage holds without any notion of task (analog: random-instance hold-out)",
+            point=f"step {last} of {max_steps} ({last / epoch:.1%} of the epoch)")
+gap_curves = gap.assign(experiment="E7", setting="random-instance hold-out")
+
+# %% tags=["verdict"]
+display(Markdown(rules.stated("order", unit="instance draw")))
+found = rules.order_parts(per_task, last, ("NFT", "RT", "FFT"), pairs=pairs,
+                          **part)
 findings.verdict_table(found, ["part", "measured", "p", "verdict"])
 
 # %% [markdown]
 # The verdicts above go to the findings table (the last chapter), with the curves they were read on:
 
 # %% tags=["record"]
-findings.record(
-    "10_task_free",
-    params,
-    found,
-    gap.assign(experiment="E7", setting="random-instance hold-out"),
-)
+findings.record("10_task_free", params, found, gap_curves)
 
 # %% [markdown]
 # ## What it took

@@ -52,7 +52,8 @@ EARLY_SHARE = 0.8  # "most of the drop": the share of the drop by the reference 
 LEVELS = (f" The interval is the Bonferroni one at {1 - ALPHA / FAMILY_SIZE:.2%} for a part of the paper's own claims "
           f"(the confirmatory family of {FAMILY_SIZE} parts, declared before the runs in `findings.CONFIRMATORY`), "
           f"so that all of them together are wrong with chance at most {ALPHA:.0%}; the 95% one for the book's other, "
-          "exploratory questions.")
+          "exploratory questions. The p beside a verdict is the same t-test's two-sided p, not adjusted: a part of the "
+          f"paper's claims is decided only where it is below {ALPHA / FAMILY_SIZE:.4f}.")
 
 RULES = {
     "order": ("Each part \"A < B\" compares the held-out loss under order A with order B at the reading point: per "
@@ -330,8 +331,8 @@ def measures(power: pd.DataFrame, combined: str, alternatives: Sequence[str], nu
         outcome = INCONCLUSIVE
     second = Finding("E3", claim, f"{combined} > every alternative", paper,
                      f"within-window rho, {combined} - {worst.other} (the closest of {len(against)} alternatives): "
-                     f"{fmt(closest, level=level)}; the interval lies wholly above 0 against {int((against.lo > 0).sum())} "
-                     f"and wholly below 0 against {int((against.hi < 0).sum())}", closest.value, closest.lo, closest.hi, closest.n, "task splits",
+                     f"{fmt(closest, level=level)}; the difference is wholly above 0 for {int((against.lo > 0).sum())} of "
+                     f"the {len(against)} alternatives and wholly below 0 for {int((against.hi < 0).sum())}", closest.value, closest.lo, closest.hi, closest.n, "task splits",
                      closest.p, point, outcome, level)
     return [first, second]
 
