@@ -23,7 +23,10 @@
 # sibling task in disguise?* So the same numbers are computed for the family-blocked split too,
 # where no held-out task shares a family with any training task.
 #
-# Rerun with other parameters: `papermill _build/cpu/book/01_data.ipynb out.ipynb -p split_seed 1 -p max_len 256`.
+# **What it takes to run**: no training; it builds two task splits (tokenizing each sampled
+# instance once) and embeds their texts with MiniLM, both cached after the first time (a rerun
+# computes neither again). Rerun with other parameters:
+# `papermill _build/cpu/book/01_data.ipynb out.ipynb -p split_seed 1 -p max_len 256`.
 #
 # | parameter | meaning |
 # |---|---|
@@ -103,6 +106,10 @@ ax.set(xlabel="tokens per instance (prompt + response, paper format)", ylabel="i
        title="Instance lengths")
 save(fig, "01_lengths")
 plt.show()
+by_source = lengths.groupby("source").tokens
+display(Markdown("Median length in tokens: " + "; ".join(f"{src} {m:.0f} (longest {x})" for src, m, x in
+                                                        zip(by_source.median().index, by_source.median(), by_source.max()))
+                 + f", of at most {max_len}."))
 
 # %% [markdown]
 # ## A map of the embeddings
@@ -121,15 +128,17 @@ top = train_family.value_counts().index[:10]
 fig, ax = plt.subplots(figsize=(8, 6))
 other = ~train_family.isin(top).to_numpy()
 ax.scatter(*xy[: len(train_vecs)][other].T, s=4, c="#cccccc", label="other families")
-palette = sns.color_palette("tab10", len(top))
+palette = sns.color_palette("husl", len(top))  # no grey: grey is "other families"
 for colour, fam in zip(palette, top):
     sel = (train_family == fam).to_numpy()
     ax.scatter(*xy[: len(train_vecs)][sel].T, s=5, color=colour, label=fam)
 ax.scatter(*xy[len(train_vecs):].T, s=22, marker="x", c="black", linewidths=1, label="held-out")
 ax.set(xticks=[], yticks=[], title="UMAP of MiniLM embeddings: training (by family) and held-out instances")
-ax.legend(fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1, 0.5))
+ax.legend(fontsize=9, markerscale=2, loc="center left", bbox_to_anchor=(1, 0.5))
 save(fig, "01_umap")
 plt.show()
+display(Markdown(f"{len(train_vecs):,} training instances ({(~other).mean():.0%} of them in the ten largest "
+                 f"families, coloured) and {len(test_vecs)} held-out instances (crosses)."))
 
 # %% [markdown]
 # ## Nearest training neighbours
@@ -181,6 +190,9 @@ sns.histplot(both, x="nearest cosine", hue="split", bins=30, element="step", sta
 ax.set(title="Similarity of each held-out instance to its nearest training instance")
 save(fig, "01_nearest")
 plt.show()
+display(Markdown("Median cosine to the nearest training instance: " + "; ".join(
+    f"{name} {d['nearest cosine'].median():.2f}" for name, d in near.items()) + " (the table below adds how often "
+    "that neighbour is a sibling task)."))
 table(both.groupby("split").agg(median_nearest_cosine=("nearest cosine", "median"),
                                 share_nearest_in_same_family=("same family", "mean")),
       formats={"share_nearest_in_same_family": "{:.0%}"}, index=True)

@@ -130,7 +130,10 @@ plots.table(sharpest.rename(columns={"step": "window end", "start": "window star
 # far (the run's own record of its batches) and the task's held-out instances, embedded with
 # MiniLM as the paper's E3 scripts did (first user turn and response): cosine and Euclidean
 # Avg / Min / Max / Centroid and the bigram KL, plus Min and Avg combined as WSD weights them.
-# Shown here for the tasks with the sharpest cluster-order drops above, two figures each: its loss
+# A cosine "distance" is the negative cosine similarity, as in the paper's code: -1 for an
+# identical instance, lower is closer; WSD is Min + w Avg with the weight w of `similarity.wsd_weight`
+# (the paper's mean(Min) / mean(Avg) ratio over the pool), so it is on the same scale. The KL is
+# KL(prefix's bigram distribution || the held-out task's), as the paper's script computes it. Shown here for the tasks with the sharpest cluster-order drops above, two figures each: its loss
 # and the cosine measures, then the Euclidean measures, KL and WSD (the table `measures` holds
 # every task).
 

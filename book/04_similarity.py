@@ -123,8 +123,8 @@ fig = plots.split_and_blocked(gap_split, gap_blocked, mark=point)
 plots.save(fig, "04_gaps")
 plt.show()
 gap_at = gap_split[gap_split.step == point].set_index("comparison")
-display(Markdown(f"At step {point}, over {int(gap_at.n.max())} splits: " + "; ".join(
-    f"{c} {r['diff']:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}]" for c, r in gap_at.iterrows())
+display(Markdown(f"At step {point}: " + "; ".join(
+    f"{c} {findings.fmt(stats.Estimate(r['diff'], r.lo, r.hi, int(r.n), r.p))}" for c, r in gap_at.iterrows())
     + " (the bands and these intervals are 95%; the verdict below reads the paper's claim on the family's wider one)."))
 plots.table(gap_split.pivot_table(index="comparison", columns="step", values="diff"), index=True)
 
