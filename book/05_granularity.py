@@ -174,7 +174,8 @@ shared = prefix.groupby("step")["shared prefix"].mean()
 lines = [
     f"Our runs train {max(steps)} steps, {max(steps) / epoch:.1%} of the {epoch}-step epoch (the paper's first "
     f"~{round(max(steps) / epoch * paper['epoch'])} steps). Paper: {paper['text']}.",
-    *[f"{f.part} at {f.point}: {f.measured} → **{f.verdict}**; carried by {carriers[f.part]}." for f in found],
+    *[f"{f.part} at {f.point}: {f.measured} → **{f.verdict}**"
+      + (f"; carried by {carriers[f.part]}." if carriers[f.part] else ".") for f in found],
     "Against random order: " + "; ".join(f"at {f.point.split(' (')[0]}, {f.measured} ({f.verdict})"
                                          for f in against_random) + ".",
     "The mean gap (fine - coarse over splits) changes sign " + (f"at step{'s' * (len(switches) > 1)} "

@@ -85,7 +85,7 @@ table, curves = findings.collect(params, toc.recording_chapters())  # in _toc.ym
 # Each part with the paper's reading of its figure beside ours; where each was read (the relative
 # point of training) is in the claims table below.
 
-# %% tags=["verdict", "full-width"]
+# %% tags=["nbval-check-output", "full-width"]
 display(
     Markdown(
         "Recorded by: "

@@ -57,7 +57,9 @@ def convert(source: Path, notebook: Path) -> Path:
     """book/NN_name.py (py:percent) -> `notebook`, with each code cell's display decided here: a
     cell tagged `verdict` or `record` shows its code (a `verdict` cell's outputs are also checked
     on re-execution: `nbval-check-output`), the parameters cell shows the defaults, and every other
-    code cell folds its input away (`hide-input`) unless its tags fold more."""
+    code cell folds its input away (`hide-input`) unless its tags fold more (a table checked on
+    re-execution that is not a rule's call, as the findings chapter's, is tagged
+    `nbval-check-output` alone, and folds)."""
     import jupytext
 
     nb = jupytext.read(source)

@@ -331,10 +331,17 @@ def measures(power: pd.DataFrame, combined: str, alternatives: Sequence[str], nu
         outcome = INCONCLUSIVE
     second = Finding("E3", claim, f"{combined} > every alternative", paper,
                      f"within-window rho, {combined} - {worst.other} (the closest of {len(against)} alternatives): "
-                     f"{fmt(closest, level=level)}; the difference is wholly above 0 for {int((against.lo > 0).sum())} of "
-                     f"the {len(against)} alternatives and wholly below 0 for {int((against.hi < 0).sum())}", closest.value, closest.lo, closest.hi, closest.n, "task splits",
+                     f"{fmt(closest, level=level)}; {_sides(against)}", closest.value, closest.lo, closest.hi, closest.n, "task splits",
                      closest.p, point, outcome, level)
     return [first, second]
+
+
+def _sides(against: pd.DataFrame) -> str:
+    """Where E3's differences to the alternatives lie, in words."""
+    above, below = int((against.lo > 0).sum()), int((against.hi < 0).sum())
+    if not above and not below:
+        return f"against none of the {len(against)} alternatives does the difference lie wholly on one side of 0"
+    return f"the difference lies wholly above 0 against {above} of the {len(against)} alternatives, wholly below against {below}"
 
 
 def representations(power: pd.DataFrame, pairs: Sequence[tuple[str, str]], *, experiment: str, claim: str,
