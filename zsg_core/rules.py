@@ -137,11 +137,11 @@ def explanation(name: str, prediction: str, estimate: Estimate, side: str, *, co
                         f"{EVIDENCE_LEVEL:.2f}, not {estimate.level}")
     evidence = {REPRODUCED: "supported", CONTRADICTED: "refuted", INCONCLUSIVE: "undecided"}[verdict(estimate, side)]
     if estimate.has_interval:
-        bound = estimate.lo if side == ">" else estimate.hi
         leans = (estimate.value > 0) == (side == ">")
         p = estimate.p / 2 if leans else 1 - estimate.p / 2  # one-sided, in the predicted direction
-        measured = (f"{estimate.value:+.3f}, one-sided {1 - ALPHA:.0%} bound {'>' if side == '>' else '<'} "
-                    f"{bound:+.3f}, over {estimate.n} {unit}")
+        # both bounds: the one on the predicted side supports, the other refutes
+        measured = (f"{estimate.value:+.3f}, above {estimate.lo:+.3f} and below {estimate.hi:+.3f} (one-sided "
+                    f"{1 - ALPHA:.0%} bounds), over {estimate.n} {unit}")
     else:
         p, measured = float("nan"), fmt(estimate, unit)
     return {"explanation": name, "prediction": prediction, "contrast": contrast, "predicted": f"{side} 0",
