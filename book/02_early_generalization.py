@@ -124,6 +124,11 @@ final = scores[scores.step == scores.step.max()].groupby(["protocol", "metric"])
 display(Markdown(f"At step {scores.step.max()}, mean over shuffles: " + "; ".join(
     f"{protocol}: " + ", ".join(f"{metric} {v:.1f}" for metric, v in final[protocol].items())
     for protocol in final.index.unique("protocol")) + "."))
+generated = pd.concat([r.generations for r in results.values()])
+generated = generated[generated.step == generated.step.max()]
+words = generated.prediction.str.split().str.len().groupby(generated.protocol).median()
+display(Markdown("The answers themselves at that step, median length in words: "
+                 + ", ".join(f"{protocol} {n:.0f}" for protocol, n in words.items()) + "."))
 
 # %% [markdown]
 # ## When does the change happen, and how noisy is each metric?
