@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 # (zsg_core/execute.py; README, "Run it faster").
 BOOK_ARGS ?=
 
-.PHONY: book test test-fast venv prepare browser chapters clean
+.PHONY: book test test-fast check-html venv prepare browser chapters clean
 
 # Everything a build writes (executed notebooks, figures, findings, HTML) is in _build/$(PROFILE)/.
 # First the plan: every run the chapters read, stored or not, and the predicted time of the rest
@@ -33,6 +33,12 @@ test: prepare browser
 # pyproject.toml), in one process. `make test` still runs them all.
 test-fast: prepare
 	$(BIN)/python -m pytest -q -m "not slow" tests
+
+# The page tests (tests/test_book.py's HTML checks, tests/test_browser.py) on a built book of any
+# profile, e.g. after `make book`: make check-html PROFILE=cpu
+check-html: browser
+	ZSG_CHECK_HTML=$(CURDIR)/_build/$(PROFILE)/_build/html $(BIN)/python -m pytest -q tests/test_book.py tests/test_browser.py \
+		-k "test_book_builds_without_warnings or test_every_page_shows"
 
 venv: $(VENV)/.installed
 

@@ -121,7 +121,8 @@ plt.show()
 display(Markdown("In the shaded windows, left to right, cluster order's loss fell "
                  + ", ".join(f"{excess:.3f}" for excess in sharpest.excess)
                  + " more than random order's (mean over its shuffles)."))
-plots.table(sharpest.rename(columns={"step": "window end", "start": "window start"}))
+plots.table(sharpest.assign(window=[f"steps {a}-{b}" for a, b in zip(sharpest.start, sharpest.step)])
+            [["task", "window", "excess"]])
 
 # %% [markdown]
 # ## Nine measures of the prefix seen so far

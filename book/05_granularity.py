@@ -107,7 +107,7 @@ display(Markdown(
     + ("; the runs stop before the paper's late point, so the late part is read at their last evaluation"
        if late_point < 0.9 * findings.paper_fraction("E5") * epoch else "")
     + f"). At step {late_point}, fine - coarse is {findings.fmt(at_late, level=0.95)}."))
-plots.table(gap.set_index("step")[["diff", "lo", "hi"]].T.rename_axis(index="fine - coarse", columns="step"), index=True)
+plots.table(gap[["step", "diff", "lo", "hi"]].rename(columns={"diff": "fine - coarse"}))  # a row per step
 
 # %% [markdown]
 # ## What the two orders had trained on

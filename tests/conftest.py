@@ -143,10 +143,14 @@ def smoke_chapters() -> Path:
 @pytest.fixture(scope="session")
 def smoke_html(smoke_chapters: Path) -> Path:
     """The smoke book's HTML folder, built once per test run from the executed chapters (Jupyter
-    Book, warnings as errors)."""
+    Book, warnings as errors); or, where `ZSG_CHECK_HTML` names a built book's HTML folder (`make
+    check-html PROFILE=cpu`), that one, so the page tests read a real build too."""
     import subprocess
 
     from zsg_core import book
+
+    if os.environ.get("ZSG_CHECK_HTML"):
+        return Path(os.environ["ZSG_CHECK_HTML"]).resolve()
 
     def build() -> None:
         try:

@@ -248,13 +248,15 @@ def rounds_map(points: pd.DataFrame, groups: list[str]) -> plt.Figure:
 def table(frame: pd.DataFrame, precision: int = 3, formats: Mapping[str, Any] | None = None,
           index: bool = False) -> "pd.io.formats.style.Styler":
     """A table as a page shows it: one header row of column names in words ("step_80" shows as
-    "step 80"; a pivot's columns named after their axis, "split 0"), no index column unless
+    "step 80"; a pivot's columns that are values, not names, prefixed with their axis, "split 0"), no index column unless
     `index` (then as the first column), numbers to `precision` decimals and never as "-0.000",
     whole numbers without decimals, a missing number as `findings.MISSING`. `formats` maps a
     column (by its name in `frame`) to a format string or function, as `Styler.format` takes."""
     shown = frame.copy()
     if shown.columns.name is not None and not isinstance(shown.columns, pd.MultiIndex):
-        shown.columns = [f"{shown.columns.name} {c}" for c in shown.columns]
+        # a pivot's values as columns (split 0, step 5) carry their axis's name; names keep their own
+        named = all(isinstance(c, str) for c in shown.columns)
+        shown.columns = [str(c) if named else f"{shown.columns.name} {c}" for c in shown.columns]
     if index:  # an unnamed index heads its column with nothing, not "index"
         shown = shown.rename_axis([n if n is not None else "" for n in shown.index.names]).reset_index()
     names = {c: str(c).replace("_", " ") for c in shown.columns}

@@ -1,0 +1,38 @@
+"""plots.table: a table as a page shows it, whatever frame a chapter hands it."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from zsg_core import findings, plots
+
+
+def cells(styler) -> tuple[list[str], list[list[str]]]:
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(styler.to_html(), "html.parser")
+    header = [th.get_text() for th in soup.select("thead tr")[-1].select("th")]
+    rows = [[td.get_text() for td in tr.select("td")] for tr in soup.select("tbody tr")]
+    assert len(soup.select("thead tr")) == 1, "one header row"
+    return header, rows
+
+
+def test_a_table_shows_words_whole_numbers_no_negative_zero_and_no_index():
+    frame = pd.DataFrame({"step_80": [10.0, 20.0, np.nan], "jitter_mean": [-0.0001, 0.5, np.nan], "task": ["a", "b", "c"]},
+                         index=[5, 6, 7])
+    header, rows = cells(plots.table(frame))
+    assert header == ["step 80", "jitter mean", "task"]  # no index column, names in words
+    assert rows == [["10", "0.000", "a"], ["20", "0.500", "b"], [findings.MISSING, findings.MISSING, "c"]]
+    header, rows = cells(plots.table(frame, precision=1, formats={"jitter_mean": "{:.0%}"}))
+    assert rows[1][1] == "50%"  # a format named by the frame's own column name
+
+
+def test_a_pivot_names_its_value_columns_and_keeps_its_index_as_a_column():
+    long = pd.DataFrame({"measure": ["a", "a", "b"], "split": [0, 1, 0], "rho": [0.1, -0.00002, 0.3]})
+    header, rows = cells(plots.table(long.pivot_table(index="measure", columns="split", values="rho"), index=True))
+    assert header == ["measure", "split 0", "split 1"]
+    assert rows == [["a", "0.100", "0.000"], ["b", "0.300", findings.MISSING]]
+    named = pd.DataFrame({"task": ["x"], "excess": [0.25]}).rename_axis(columns="label")  # a leftover axis name
+    assert cells(plots.table(named))[0] == ["task", "excess"]
+    unnamed = pd.Series({"between splits": 0.4}).to_frame("SD")
+    assert cells(plots.table(unnamed, index=True))[0] == ["", "SD"]
