@@ -166,12 +166,10 @@ def book_sittings(profile: str) -> str:
 def plan_accuracy(profile: str) -> str:
     """benchmarks/README: the plan's foresight, fitted on the runs before a moment, judged on those after."""
     d = _load(f"plan_accuracy_{profile}.json")
-    runs = d["per_run"]
-    predicted = [r for r in runs if r["predicted"] is not None]
-    lines = ["| runs after the moment | predicted (min) | measured (min) | predicted / measured | not predicted |",
+    lines = ["| runs after the moment | predicted (min) | measured (min) | predicted / measured | not predicted (measured, min) |",
              "|---|---|---|---|---|",
-             f"| {d['runs']} | {d['predicted_seconds'] / 60:.1f} | {sum(r['measured'] for r in predicted) / 60:.1f} | "
-             f"{d['predicted_seconds'] / sum(r['measured'] for r in predicted):.2f} | {d['unpredicted']} |"]
+             f"| {d['runs']} | {d['predicted_seconds'] / 60:.1f} | {d['measured_seconds'] / 60:.1f} | "
+             f"{d['predicted_over_measured']:.2f} | {d['unpredicted']} ({d['unpredicted_measured_seconds'] / 60:.1f}) |"]
     lines += ["", f"Fitted on the {d['fitted_on']} runs stored before {d['before'][:16].replace('T', ' ')} UTC, judged on "
                   f"the plan's runs ({', '.join(d['chapters'] or ['every chapter'])}) trained after it; measured over "
                   f"the runs it predicted ({d['machine_kind']}; `benchmarks/plan_accuracy.py`, "

@@ -177,7 +177,9 @@ display(Markdown(
     f"Each decomposition's parts add up to NFT - RT ({to_explain.value:+.3f}); the largest part is "
     + "; ".join(f"{name}: {g.loc[g.estimate.abs().idxmax(), 'contrast']} "
                 f"({g.loc[g.estimate.abs().idxmax(), 'share of the gap']:.0%} of the gap)"
-                for name, g in parts.groupby("decomposition", sort=False)) + "."))
+                for name, g in parts.groupby("decomposition", sort=False)) + ". The three are alternative ways of "
+    "splitting one gap, not three pieces of evidence; a share above 100% means the other part of its split is "
+    "negative (that control beats RT). Each part is judged on one-sided 95% bounds (a 90% two-sided interval)."))
 
 # %% [markdown]
 # ## Format and stopping, read from the loss
@@ -187,7 +189,7 @@ display(Markdown(
 # format and stopping carry the gap, it sits in the EOS.
 
 # %%
-by_measure = {"whole": tasks, "answer tokens": compare.task_curves(orders, measure="answer"),
+by_measure = {"whole": tasks, "answer tokens, EOS excluded": compare.task_curves(orders, measure="answer"),
               "EOS alone": compare.task_curves(orders, measure="eos")}
 fig, axes = plt.subplots(1, 3, figsize=(11, 3.4), sharey=False)
 for ax, (name, table) in zip(axes, by_measure.items()):
@@ -242,8 +244,13 @@ plots.save(fig, "07_regimes")
 plt.show()
 regime_gaps = pd.DataFrame({name: {f"{a} - {b}": findings.fmt(gap(a, b, table)) for a, b in (("NFT", "RT"), ("FFT", "RT"))}
                             for name, table in setup_tasks.items()}).T
+last_step = {name: int(table.step.max()) for name, table in setup_tasks.items()}
 display(Markdown("NFT - RT at step " + f"{point}: " + "; ".join(f"under {name} {regime_gaps.loc[name, 'NFT - RT']}"
-                                                               for name in regime_gaps.index) + "."))
+                                                               for name in regime_gaps.index)
+                 + "; at each set-up's last step: " + "; ".join(
+                     f"under {name} (step {last_step[name]}) {findings.fmt(gap('NFT', 'RT', table, step=last_step[name]))}"
+                     for name, table in setup_tasks.items()) + " (95% intervals; the regime's part below is judged "
+                 f"at step {point})."))
 plots.table(regime_gaps.rename_axis("set-up"), index=True)
 
 # %% [markdown]
@@ -288,15 +295,15 @@ other = [
     # Every held-out task has the same number of instances, so an instance average equals the
     # per-task one; the paper's Trainer averages over answer tokens, which can differ: what would
     # make the loss an artefact is NFT winning under that average.
-    rules.explanation("An averaging artefact", "NFT beats RT under the paper's average over answer tokens",
-                      over_tokens, "<", contrast="NFT - RT over answer tokens"),
+    rules.explanation("An averaging artefact", "NFT beats RT under the paper's token-weighted average",
+                      over_tokens, "<", contrast="NFT - RT, token-weighted (every answer token and EOS weighs the same)"),
     rules.explanation("Stopping carries the gap", "NFT - RT is larger on the EOS than on the answer's own tokens",
-                      stats.gap_difference(by_measure["EOS alone"], by_measure["answer tokens"], "NFT", "RT", point,
+                      stats.gap_difference(by_measure["EOS alone"], by_measure["answer tokens, EOS excluded"], "NFT", "RT", point,
                                            level=ONE_SIDED),
                       ">", contrast="(NFT - RT, EOS) - (NFT - RT, answer tokens)"),
     rules.explanation("Answer-length mismatch", "held-out tasks whose answers differ more from NFT's first answers lose more",
                       slopes["mismatch"], ">", contrast="coefficient of the mismatch (per factor of 2)"),
-    rules.explanation("Short answers weigh the EOS more", "held-out tasks with shorter answers lose more",
+    rules.explanation("Shorter-answer tasks lose more", "held-out tasks with shorter answers lose more",
                       slopes["held-out length"], "<", contrast="coefficient of log2 answer length"),
     # A gentler regime can move every loss less and so shrink every gap: the test is the sign of
     # NFT - RT under it (does the paper's order come back?), not a smaller gap.
@@ -321,16 +328,18 @@ display(Markdown(compare.run_costs(orders, *setups.values())))
 # %%
 lines = [
     f"The gap to explain, NFT - RT at step {point}: {findings.fmt(to_explain)}.",
-    "Against RT at the same step: " + "; ".join(f"{o} - RT {findings.fmt(gap(o, 'RT'))}" for o in LABELS if o != "RT") + ".",
-    f"On the answer tokens alone NFT - RT is {findings.fmt(measure_gaps['answer tokens'])}; on the EOS alone "
-    f"{findings.fmt(measure_gaps['EOS alone'])}.",
+    "Against RT at the same step (95% intervals): " + "; ".join(f"{o} - RT {findings.fmt(gap(o, 'RT'))}"
+                                                               for o in LABELS if o not in ("RT", "NFT")) + ".",
+    f"On the answer tokens alone (EOS excluded) NFT - RT is {findings.fmt(measure_gaps['answer tokens, EOS excluded'])}; "
+    f"on the EOS alone {findings.fmt(measure_gaps['EOS alone'])} (95% intervals).",
 ]
 for name, g in parts.groupby("decomposition", sort=False):
-    lines.append(f"Split by {name}: " + "; ".join(f"{r.contrast} {r.estimate:+.3f} ({r.evidence})" for r in g.itertuples())
+    lines.append(f"Split by {name}: " + "; ".join(f"{r.contrast} {r.measured} ({r.evidence})" for r in g.itertuples())
                  + ".")
-judged = pd.concat([parts, other_table], ignore_index=True)
-for evidence in rules.EVIDENCE:
-    names = judged[judged.evidence == evidence].explanation.tolist()
-    if names:
-        lines.append(f"{evidence.capitalize()} ({len(names)} of {len(judged)}): " + "; ".join(names) + ".")
+# the three splits are alternatives over the same gap, not separate evidence: counted apart
+for what, table in (("Of the parts of the three splits", parts), ("Of the other evidence", other_table)):
+    counts = table.evidence.value_counts()
+    lines.append(f"{what} ({len(table)}): " + "; ".join(
+        f"{evidence} {counts[evidence]} ({'; '.join(table[table.evidence == evidence].explanation)})"
+        for evidence in rules.EVIDENCE if evidence in counts) + ".")
 display(Markdown("\n".join("- " + line for line in lines)))
