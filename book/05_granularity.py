@@ -91,7 +91,7 @@ late_point = findings.relative_step(findings.paper_fraction("E5"), epoch, steps)
 # Dotted: the paper's two reading points, each at the same fraction of our epoch.
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(13, 3.8))
+fig, axes = plt.subplots(1, 2, figsize=(plots.PAGE_WIDTH, 4))
 plots.band_plot(curves, axes[0], order=["fine", "coarse", "RT"], title=f"Averaged held-out loss ({len(side_split_seeds)} splits)")
 plots.gap_plot(gap, axes[1], title="fine - coarse over splits")
 for ax in axes:

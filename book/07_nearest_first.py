@@ -191,7 +191,7 @@ display(Markdown(
 # %%
 by_measure = {"whole": tasks, "answer tokens, EOS excluded": compare.task_curves(orders, measure="answer"),
               "EOS alone": compare.task_curves(orders, measure="eos")}
-fig, axes = plt.subplots(1, 3, figsize=(11, 3.4), sharey=False)
+fig, axes = plt.subplots(1, 3, figsize=(plots.PAGE_WIDTH, 3.6), sharey=False)
 for ax, (name, table) in zip(axes, by_measure.items()):
     plots.gap_plot(stats.split_gaps(table, [("NFT", "RT"), ("length", "RT")]), ax, title=f"held-out loss: {name}")
     ax.axvline(point, ls=":", color="grey")

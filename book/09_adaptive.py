@@ -114,7 +114,7 @@ labels = ["RT", experiments.BEST_STATIC, *ADAPTIVE, *BOUND]
 curves = compare.loss_curves(runs)
 pairs = [(label, "RT") for label in labels[1:]]
 gaps = stats.split_gaps(tasks, pairs)
-fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+fig, axes = plt.subplots(1, 2, figsize=(plots.PAGE_WIDTH, 4))
 # the lookahead's curves are over its own, fewer splits: its legend says how many
 fewer = {b: f"{b}, {len(lookahead_split_seeds)} splits" for b in BOUND}
 plots.band_plot(curves.replace({"label": fewer}), axes[0], order=[fewer.get(x, x) for x in labels],

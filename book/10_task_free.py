@@ -88,7 +88,7 @@ pd.Series({k: v for k, v in summary.items() if k != "config"}, name="instance-le
 # its held-out tasks), with a 95% t-interval over draws.
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+fig, axes = plt.subplots(1, 2, figsize=(plots.PAGE_WIDTH, 4))
 plots.band_plot(curves, axes[0], order=["NFT", "RT", "FFT"], title=f"Random-instance hold-out, TMA over the whole pool ({len(side_split_seeds)} draws)")
 plots.gap_plot(gap, axes[1], title="NFT against RT and FFT")
 plots.save(fig, "10_task_free")

@@ -161,7 +161,7 @@ planning.style.hide(axis="index").format({"units to decide": lambda v: "more tha
 panels = curves.groupby(["experiment", "setting"], sort=False)
 cols = 3
 rows = -(-panels.ngroups // cols)
-fig, axes = plt.subplots(rows, cols, figsize=(15, 3.4 * rows), sharey=True, squeeze=False)
+fig, axes = plt.subplots(rows, cols, figsize=(plots.PAGE_WIDTH, 3.2 * rows), sharey=True, squeeze=False)
 for ax, ((experiment, setting), g) in zip(axes.flat, panels):
     plots.gap_plot(g, ax, title=f"{experiment}, {setting}")
 for ax in axes.flat[panels.ngroups:]:
