@@ -121,9 +121,10 @@ display(Markdown(f"The gap to explain: NFT - RT {findings.fmt(to_explain)} at st
 # and how many families contributed, averaged over splits.
 
 # %%
-fig, ax = plt.subplots(figsize=(7.5, 3.8))
+fig, ax = plt.subplots(figsize=(7.5, 4.4))
 plots.band_plot(curves, ax, order=LABELS, title=f"Six orders of the same list, {len(split_seeds)} task splits")
 ax.axvline(point, ls=":", color="grey")
+plots.legend_below(fig, ax, ncols=3)  # outside the panel: NFT, family and task run together inside it
 plots.save(fig, "07_orders")
 plt.show()
 seen = pd.DataFrame([{"order": label, "split": seed, **compare.leading_family(r, sibling_steps)}
