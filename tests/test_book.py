@@ -186,7 +186,7 @@ def test_book_builds_without_warnings(smoke_html):
     # a computed sentence of each chapter's "What we saw": its outputs are on the page
     computed = {"01_data": "The default split has", "02_early_generalization": "Held-out loss fell from",
                 "03_permutations": "a closer instance arrived in", "04_similarity": "the leading family made up",
-                "05_granularity": "The mean gap (fine - coarse over splits)", "06_tma": "Rounds (E8)",
+                "05_granularity": "the mean gap (fine - coarse over splits)", "06_tma": "Rounds (E8)",
                 "07_nearest_first": "The gap to explain", "08_representations": "Within-window rho of the prefix",
                 "09_adaptive": "Cost over RT's, corrected for the sitting",
                 "10_task_free": "held-out instances from", "11_findings": "parts of the declared family of"}
