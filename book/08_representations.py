@@ -139,6 +139,7 @@ for ax, view in zip(axes[0], test_views):
     table = shown[(shown.view == view) & (shown.measure != predict.NULL_MEASURE)]
     means = table.groupby(["measure", "kind"]).rho.mean().unstack("kind")[feature_kinds]
     means.plot.bar(ax=ax, rot=0)
+    ax.set_xticklabels([m.replace(" (", "\n(") for m in means.index])  # "WSD (Min + w Avg)" on two lines
     width = 0.5 / len(feature_kinds)  # pandas' bars: 0.5 wide per group, one slot per kind
     for _, row in table.iterrows():  # each split's rho as a dot on its bar
         slot = feature_kinds.index(row.kind) - (len(feature_kinds) - 1) / 2
