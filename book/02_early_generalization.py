@@ -124,8 +124,8 @@ final = scores[scores.step == scores.step.max()].groupby(["protocol", "metric"])
 display(Markdown(f"At step {scores.step.max()}, mean over shuffles: " + "; ".join(
     f"{protocol}: " + ", ".join(f"{metric} {v:.1f}" for metric, v in final[protocol].items())
     for protocol in final.index.unique("protocol")) + "."))
-generated = pd.concat([r.generations for r in results.values()])
-generated = generated[generated.step == generated.step.max()]
+all_generations = pd.concat([r.generations for r in results.values()])  # read once: the reward cell uses it too
+generated = all_generations[all_generations.step == all_generations.step.max()]
 words = generated.prediction.str.split().str.len().groupby(generated.protocol).median()
 display(Markdown("The answers themselves at that step, median length in words: "
                  + ", ".join(f"{protocol} {n:.0f}" for protocol, n in words.items()) + "."))
@@ -153,7 +153,7 @@ plots.table(summary)
 
 # %%
 if reward_model:
-    gens = pd.concat([r.generations for r in results.values()])
+    gens = all_generations
     display(plots.table(gens.dropna(subset=["reward"]).groupby(["protocol", "step"]).reward.mean().unstack(0), index=True))
 else:
     display(Markdown("*No reward model was given (`reward_model = None`): no reward scores in this run.*"))
