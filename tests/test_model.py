@@ -221,6 +221,26 @@ def test_packed_attention_under_autocast_takes_mixed_dtypes_and_a_backward_calle
         assert got.isfinite().all() and (got - want).norm() <= 2 * (bf16 - want).norm() + 1e-3 * want.norm()
 
 
+def test_chosen_rows_come_back_in_the_dtype_attention_ran_in(monkeypatch):
+    """Under CUDA's autocast sdpa computes in bf16 while the queries stay fp32 (rotary embeddings
+    and norms upcast them): the chosen rows' outputs are laid out in bf16, as every other span's,
+    not refused (an H200 run found it). Here sdpa is made to answer in bf16 on the CPU."""
+    torch.manual_seed(0)
+    module = torch.nn.Module()
+    module.zsg_rows = torch.tensor([3, 8, 20])
+    spans = [(0, 9, 0, 0), (9, 30, 0, 0)]
+    q, k, v = (torch.randn(1, 2, 30, 8) for _ in range(3))
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
+                        lambda *a, **kw: sdpa(*a, **kw).to(torch.bfloat16))
+    out = attention.packed_attention(module, q, k, v, None, scaling=0.4, zsg_spans=spans)[0]
+    monkeypatch.undo()
+    full = attention.packed_attention(torch.nn.Module(), q, k, v, None, scaling=0.4, zsg_spans=spans)[0]
+    assert out.dtype == torch.bfloat16 and out.shape == full.shape
+    assert torch.allclose(out[:, [3, 8, 20]].float(), full[:, [3, 8, 20]], atol=2e-2)
+    assert (out[:, [0, 1, 2, 4, 29]] == 0).all()  # the rows not asked for feed nothing
+
+
 @pytest.mark.parametrize("model", ["tiny-llama", "tiny-gemma3"])
 def test_the_last_layer_runs_only_where_a_label_is_predicted(model, tmp_path, monkeypatch):
     """The loss runs the last layer's query projection, attention queries, output projection and

@@ -174,6 +174,23 @@ def test_the_cost_model_recovers_the_parts_of_the_runs_it_is_fitted_on():
         pytest.approx(model.predict(run_config(**{**on_gradients, "arrangement": "random"})))  # random measures nothing
 
 
+def test_a_whole_epoch_run_is_priced_from_its_cached_split_and_not_guessed_without_it(tmp_path, monkeypatch):
+    from zsg_core import costs
+    from zsg_core.split import load_split
+
+    monkeypatch.setenv("ZSG_CACHE", str(tmp_path))  # an empty cache: no split is cached yet
+    costs._epoch.cache_clear()
+    whole = run_config(**{**TINY, "max_steps": None})
+    assert costs.planned_steps(whole) is None  # only the split knows, and planning computes no split
+    monkeypatch.undo()
+    costs._epoch.cache_clear()
+    train = load_split(whole.split, whole.model, log=lambda m: None).train
+    assert costs.planned_steps(whole) == -(-len(train) // 4)  # batch 4: the epoch's steps, the last one partial
+    setup = ("tiny-llama", 2, 4, "fp32")
+    model = CostModel("k", 1, fixed={setup: 0.0}, step={setup: 1.0})
+    assert model.predict(whole) == pytest.approx(-(-len(train) // 4))
+
+
 def test_a_splits_first_missing_run_pays_for_what_its_runs_share(tmp_path):
     a, b = (run_config(**{**TINY, "max_steps": 4, "eval_steps": [0, 4], "arrangement": m}) for m in ("random", "cluster"))
     c = run_config(**{**TINY, "max_steps": 4, "eval_steps": [0, 4], "split_seed": 1})

@@ -129,9 +129,12 @@ def packed_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, 
                        else sdpa(q, k, v, attn_mask=allowed, dropout_p=dropout, scale=scaling))
     if query_rows is None:
         return torch.cat(outputs, 2).transpose(1, 2).contiguous(), None
-    out = query.new_zeros(query.shape[:3] + (value.shape[-1],))
-    if outputs:
-        out = out.index_copy(2, query_rows, torch.cat(outputs, 2))
+    if not outputs:
+        return query.new_zeros(query.shape[:3] + (value.shape[-1],)).transpose(1, 2).contiguous(), None
+    # in the dtype attention ran in: under CUDA's autocast sdpa computes in bf16 while the queries
+    # stay fp32 (the models' rotary embeddings and norms upcast them)
+    gathered = torch.cat(outputs, 2)
+    out = gathered.new_zeros(query.shape[:3] + (value.shape[-1],)).index_copy(2, query_rows, gathered)
     return out.transpose(1, 2).contiguous(), None
 
 
@@ -143,3 +146,9 @@ def register() -> None:
 
     AttentionInterface.register(PACKED_ATTENTION, packed_attention)
     ALL_MASK_ATTENTION_FUNCTIONS.register(PACKED_ATTENTION, sdpa_mask)
+    if torch.cuda.is_available():
+        # cuDNN's fused attention failed the first training step's backward on an H200 (torch 2.11,
+        # CUDA 13: "mha_graph.execute(...).is_good()"; pytorch/pytorch#190321 reports the same
+        # assertion there), leaving the CUDA context broken for every later run: sdpa picks among
+        # the flash and memory-efficient kernels instead
+        torch.backends.cuda.enable_cudnn_sdp(False)

@@ -19,7 +19,9 @@ predicted from nothing: `predict` says None, and the plan counts it as unknown.
 """
 from __future__ import annotations
 
+import functools
 import json
+import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +32,7 @@ from .config import RunConfig
 from .features import FEATURES
 from .precision import capability
 from .runs import is_complete, runs_dir
+from .split import SplitConfig, is_cached, load_split
 from .train import dense_schedule
 
 SetUp = tuple[str, int, int, str]  # model, frozen layers, batch size, precision
@@ -64,12 +67,22 @@ def manifests(root: Path | None = None) -> list[dict[str, Any]]:
 
 
 def planned_steps(config: RunConfig) -> int | None:
-    """Training steps of a run known from its config alone: `max_steps`, or the last evaluation of
-    a whole-epoch run that names its schedule (TMA's one-pass runs); None when only the split knows."""
+    """Training steps of a run: `max_steps`, or the last evaluation of a whole-epoch run that names
+    its schedule (TMA's one-pass runs), or for any other whole-epoch run its split's epoch (the
+    orders of such runs permute the split's training list), where the split is cached; else None."""
     t = config.train
     if t.max_steps is not None:
         return t.max_steps
-    return max(t.eval_steps) if t.eval_steps else None
+    if t.eval_steps:
+        return max(t.eval_steps)
+    return _epoch(config.split, config.model, t.batch_size)
+
+
+@functools.lru_cache(maxsize=None)
+def _epoch(split: SplitConfig, model: str, batch_size: int) -> int | None:
+    if not is_cached(split, model):
+        return None  # computing a split is the caller's choice (`load_split`), not a prediction's
+    return math.ceil(len(load_split(split, model, log=lambda m: None).train) / batch_size)
 
 
 def _evaluations(config: RunConfig, steps: int) -> int:
