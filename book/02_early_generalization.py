@@ -214,7 +214,7 @@ display(Markdown(f"Dotted: steps {read_at[0]} and {read_at[1]}, the evaluated st
 # %% tags=["verdict"]
 display(Markdown(rules.stated("early", "steadiest")))
 found = [rules.early(all_splits, epoch), rules.steadiest(jitters)]
-findings.verdict_table(found, ["part", "point", "measured", "p", "verdict"])
+plots.verdict_table(found, ["part", "point", "measured", "p", "verdict"])
 
 # %% [markdown]
 # The verdicts above go to the findings table (the last chapter), with the curves they were read on:

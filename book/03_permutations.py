@@ -253,7 +253,7 @@ found += rules.measures(
     predict.NULL_MEASURE,
     point=f"every window, steps 0-{max_steps}",
 )
-findings.verdict_table(
+plots.verdict_table(
     found, ["experiment", "part", "measured", "p", "verdict"]
 )
 

@@ -221,7 +221,7 @@ found = rules.order_parts(tasks_split, point, CHAIN, **parts["E4"])
 if tasks_blocked is not None:
     found += rules.order_parts(tasks_blocked, point, CHAIN, **parts["E4+"])
 found += rules.order_parts(with_ot, point, ("OT", "RT"), **parts["E9"])
-findings.verdict_table(
+plots.verdict_table(
     found, ["experiment", "part", "measured", "p", "verdict"])
 
 # %% [markdown]

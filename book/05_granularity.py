@@ -143,7 +143,7 @@ against_random = rules.granularity_against_random(
     per_task, early_point, late_point, epoch)
 carriers = {f.part: rules.carried_by(f, against_random) for f in found}
 carried = [carriers[f.part] for f in found] + [""] * len(against_random)
-findings.verdict_table(
+plots.verdict_table(
     found + against_random,
     ["experiment", "part", "point", "measured", "p", "verdict"],
     extra={"carried by": carried})

@@ -327,7 +327,7 @@ found = rules.order_parts(tasks_split, point, ("NFT", "RT", "FFT"),
                           **parts["E6"])
 found += rules.order_parts(tasks_rounds, last, labels, pairs=successive,
                            **parts["E8"])
-findings.verdict_table(
+plots.verdict_table(
     found, ["experiment", "part", "measured", "p", "verdict"])
 
 # %% [markdown]

@@ -184,7 +184,7 @@ def named_for(view: str, f: findings.Finding) -> findings.Finding:
 display(Markdown(rules.stated("representations")))
 found = [named_for(view, f) for view, judged in judged_by_view.items()
          for f in rules.representations(judged, pairs, **part)]
-findings.verdict_table(found, ["part", "measured", "p", "verdict"])
+plots.verdict_table(found, ["part", "measured", "p", "verdict"])
 
 # %% [markdown]
 # ## Experiment 2: which representation orders best?
@@ -241,7 +241,7 @@ gap_curves = stats.split_gaps(tasks, order_pairs).assign(experiment="S2", settin
 display(Markdown(rules.stated("order")))
 found_orders = rules.order_parts(tasks, point, labels, pairs=order_pairs,
                                  **order_part)
-findings.verdict_table(found_orders, ["part", "measured", "p", "verdict"])
+plots.verdict_table(found_orders, ["part", "measured", "p", "verdict"])
 
 # %% [markdown]
 # The verdicts above go to the findings table (the last chapter), with the curves they were read on:

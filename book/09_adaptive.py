@@ -182,7 +182,7 @@ gap_curves = gaps.assign(experiment="A", setting="orders decided while training"
 # %% tags=["verdict"]
 display(Markdown(rules.stated("order")))
 found = rules.order_parts(tasks, point, labels, pairs=order_pairs, **part)
-findings.verdict_table(found, ["part", "measured", "p", "verdict"])
+plots.verdict_table(found, ["part", "measured", "p", "verdict"])
 
 # %% [markdown]
 # The verdicts above go to the findings table (the last chapter), with the curves they were read on:

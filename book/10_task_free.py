@@ -130,7 +130,7 @@ gap_curves = gap.assign(experiment="E7", setting="random-instance hold-out")
 display(Markdown(rules.stated("order", unit="instance draw")))
 found = rules.order_parts(per_task, last, ("NFT", "RT", "FFT"), pairs=pairs,
                           **part)
-findings.verdict_table(found, ["part", "measured", "p", "verdict"])
+plots.verdict_table(found, ["part", "measured", "p", "verdict"])
 
 # %% [markdown]
 # The verdicts above go to the findings table (the last chapter), with the curves they were read on:

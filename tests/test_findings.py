@@ -131,14 +131,6 @@ def test_units_to_decide_reads_the_spread_back_from_each_interval():
     assert findings.units_to_decide(no_boundary).isna().all()
 
 
-def test_a_verdict_table_never_shows_a_p_of_zero_or_nan():
-    rows = [findings.Finding("A", "claim", name, "paper", "ours", -0.1, -0.2, -0.05, 8, "task splits", p, "step 30",
-                             "reproduced") for name, p in (("a < b", 0.0004), ("c < d", 0.0261), ("e < f", NAN))]
-    html = findings.verdict_table(rows).to_html()
-    assert "&lt;0.001" in html and "0.026" in html and findings.MISSING in html
-    assert "0.000" not in html and "nan" not in html.lower()
-
-
 def test_listed_names_read_as_prose():
     assert [findings.listed(n) for n in ([], ["a"], ["a", "b"], ["a", "b", "c"])] == ["", "a", "a and b", "a, b and c"]
 

@@ -1,4 +1,5 @@
-"""plots.table: a table as a page shows it, whatever frame a chapter hands it."""
+"""plots.table: a table as a page shows it, whatever frame a chapter hands it; plots.verdict_table
+the same for a chapter's verdicts."""
 from __future__ import annotations
 
 import numpy as np
@@ -36,3 +37,11 @@ def test_a_pivot_names_its_value_columns_and_keeps_its_index_as_a_column():
     assert cells(plots.table(named))[0] == ["task", "excess"]
     unnamed = pd.Series({"between splits": 0.4}).to_frame("SD")
     assert cells(plots.table(unnamed, index=True))[0] == ["", "SD"]
+
+
+def test_a_verdict_table_never_shows_a_p_of_zero_or_nan():
+    rows = [findings.Finding("A", "claim", name, "paper", "ours", -0.1, -0.2, -0.05, 8, "task splits", p, "step 30",
+                             "reproduced") for name, p in (("a < b", 0.0004), ("c < d", 0.0261), ("e < f", np.nan))]
+    html = plots.verdict_table(rows).to_html()
+    assert "&lt;0.001" in html and "0.026" in html and findings.MISSING in html
+    assert "0.000" not in html and "nan" not in html.lower()

@@ -152,18 +152,6 @@ def findings_dir() -> Path:
 MISSING = "–"  # how a table shows a number that does not exist (no interval, no p): never "nan"
 
 
-def verdict_table(findings: Sequence[Finding], columns: Sequence[str] = ("part", "measured", "p", "verdict"),
-                  extra: Mapping[str, Sequence[Any]] | None = None) -> "pd.io.formats.style.Styler":
-    """The verdicts as a chapter shows them: `columns` of each Finding (and `extra` columns, one
-    value per finding), numbers to 3 decimals, a p below 0.001 as "<0.001" (never "0.000"), a missing
-    number as MISSING."""
-    table = pd.DataFrame([asdict(f) for f in findings])[list(columns)]
-    for name, values in (extra or {}).items():
-        table[name] = list(values)
-    shown = {"p": p_cell} if "p" in table else {}
-    return table.style.hide(axis="index").format(precision=3, na_rep=MISSING).format(shown, na_rep=MISSING)
-
-
 def fmt_p(p: float) -> str:
     """A p-value as a table shows it: 3 decimals, "<0.001" below that, MISSING where there is none."""
     return MISSING if not np.isfinite(p) else "<0.001" if p < 0.001 else f"{p:.3f}"

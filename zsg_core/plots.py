@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -17,7 +18,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
-from .findings import MISSING
+from .findings import MISSING, Finding, p_cell
 from .util import atomic_file, build_dir
 
 # the paper's draw scripts' colours, in their order (paper.md section 7)
@@ -276,3 +277,13 @@ def table(frame: pd.DataFrame, precision: int = 3, formats: Mapping[str, Any] | 
             whole = len(finite) > 0 and bool((finite == finite.round()).all())
             chosen[name] = (lambda v: f"{v:.0f}") if whole else rounded
     return shown.style.hide(axis="index").format(chosen, na_rep=MISSING)
+
+
+def verdict_table(findings: Sequence[Finding], columns: Sequence[str] = ("part", "measured", "p", "verdict"),
+                  extra: Mapping[str, Sequence[Any]] | None = None) -> "pd.io.formats.style.Styler":
+    """The verdicts as a chapter shows them: `columns` of each Finding (and `extra` columns, one
+    value per finding) as `table` shows any table, a p below 0.001 as "<0.001" (never "0.000")."""
+    frame = pd.DataFrame([asdict(f) for f in findings])[list(columns)]
+    for name, values in (extra or {}).items():
+        frame[name] = list(values)
+    return table(frame, formats={"p": p_cell} if "p" in frame else None)
