@@ -50,10 +50,10 @@
 # 2. **Which representation orders best?** WSD's nearest-first (NFT) and the coverage-balanced
 #    nearest-first of chapter 7 (TMA's nearest rounds over the same list) built from each
 #    representation, against chapter 4's random order (RT), on the side task splits.
-# 3. **What each costs** to compute at the book's scale.
+# 3. **What each costs** to compute at the book's scale: what the runs that computed it spent.
 #
 # **What it takes to run**: the features of each split's training list and held-out set (once,
-# cached, once per split; their cost is measured below), and new runs on each side split (NFT and
+# cached, once per split; experiment 3 gives their cost), and new runs on each side split (NFT and
 # balanced for hidden and gradient, and balanced by gradient from the prompts only; minilm's are
 # chapters 4 and 7's runs, read back): "What it took" at the end counts them.
 #
@@ -68,7 +68,6 @@
 # | `feature_kinds` | the representations compared (`zsg_core.features.FEATURES`); the first is the reference |
 # | `test_views` | how held-out instances are represented in experiment 1 (`with-answer`, `prompt-only`) |
 # | `prompt_only_orders` | representations whose balanced order is also built from the prompt-only view (experiment 2) |
-# | `cost_instances` | training instances the cost of each representation is measured on |
 # | `sibling_steps` | the early window in which experiment 2 counts each order's leading task family (as chapter 7) |
 
 # %% tags=["parameters"]
@@ -87,7 +86,6 @@ side_split_seeds = [0, 1, 2]
 feature_kinds = ["minilm", "hidden", "gradient"]
 test_views = ["with-answer", "prompt-only"]
 prompt_only_orders = ["gradient"]
-cost_instances = 200
 sibling_steps = 20
 
 # %% tags=["hide-cell"]
@@ -98,10 +96,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from zsg_core import compare, experiments, findings, plots, predict, rules, stats
-from zsg_core.features import cost as representation_cost, cost_of  # not `features`: that name is a run parameter
 from zsg_core.config import run_params
-
-from zsg_core.runs import lm_source, run_split
 
 plots.use_style()
 
@@ -155,8 +150,10 @@ bars = shown[shown.measure != predict.NULL_MEASURE].groupby(["view", "measure", 
 chance = shown[shown.measure == predict.NULL_MEASURE].groupby("view").rho.mean().round(2) + 0.0  # + 0.0: no "-0.00"
 display(Markdown("; ".join(f"Held-out side {view}: the highest bar is {kind} on {measure} ({bars[view].max():.2f}), "
                             f"chance {chance[view]:.2f}" for view in test_views for measure, kind in [bars[view].idxmax()]) + "."))
-# mean, min and max over splits, a row per view, measure and representation (narrow enough for the column)
-plots.table(summary, index=True)
+# a row per view and measure, a column per representation: the mean over splits (lowest to highest)
+spread = summary.drop(index=predict.NULL_MEASURE, level="measure").apply(
+    lambda r: f"{r['mean']:+.3f} ({r['min']:+.2f} to {r['max']:+.2f})", axis=1)
+plots.table(spread.unstack("kind")[feature_kinds], index=True)
 
 # %% [markdown]
 # The parts judged, for each view of the held-out side (with answers, the paper's; prompts only,
@@ -253,18 +250,25 @@ findings.record("08_representations", params, found + found_orders,
 # %% [markdown]
 # ## Experiment 3: what each representation costs
 #
-# Computing each representation afresh (a temporary store) for the first `cost_instances`
-# training instances and the held-out set of the first side split, with the frozen bottom's outputs
-# cached as every run has them, and again on half as many training instances: the difference is
-# the cost per instance, the rest is fixed (loading the LM; gradient's warm-up). Scaled to a split's
-# whole training list and held-out set.
+# Each representation is computed once per split, by the first run that needs it, and cached;
+# that run's manifest records the seconds it took (`compare.feature_costs`): the LM's features
+# of the split's training list and held-out set (or of the held-out side alone, where an earlier
+# run had the training side), and MiniLM's vectors within the arranging of the split's first run.
+# Figures from the machine and load the runs had; `benchmarks/bench_features.py` times the kinds
+# side by side on one machine.
 
 # %%
-split = run_split(next(iter(orders.values())).config)
-cost = representation_cost(split.train[:cost_instances], split.test, feature_kinds, lm_source(next(iter(orders.values())).config))
-per_split = len(split.train) + len(split.test)
-cost = cost.assign(**{"minutes per split (estimated)": [cost_of(row, per_split) / 60 for _, row in cost.iterrows()]})
-plots.table(cost, precision=1)
+spent = compare.feature_costs(orders, stored_e3)
+spent = spent[spent.kind.isin(feature_kinds)]
+cost = spent.groupby(["kind", "part"], sort=False).agg(splits=("split", "nunique"), seconds=("seconds", "mean"),
+                                                      texts=("texts", "mean"))
+cost = cost.assign(minutes=cost.seconds / 60).drop(columns="seconds")
+plots.table(cost.rename(columns={"minutes": "minutes per split (mean)", "texts": "texts embedded"}),
+            precision=1, index=True, formats={"texts embedded": lambda v: f"{v:,.0f}" if v else ""})
+display(Markdown("Per split, as the runs computed them: " + "; ".join(
+    f"{kind} ({part}) {row.minutes:.1f} minutes" for (kind, part), row in cost.iterrows()) + "."
+    if len(cost) else "No manifest of the runs read here records computing a representation (earlier runs "
+    "computed them, or runs stored before manifests recorded it)."))
 
 # %% [markdown]
 # ## Against the literature
@@ -321,7 +325,7 @@ lines = [
     f"(RT {at_point['RT']:.3f}); the leading task family's share of the first {sibling_steps} steps: "
     + ", ".join(f"{label} {leading.loc[label, 'its share']:.0%}" for label in labels) + ".",
     f"Experiment 2 at step {point}: " + "; ".join(f"{f.part}: {f.measured} → **{f.verdict}**" for f in found_orders) + ".",
-    "Cost per split (estimated from the measured sample): " + ", ".join(
-        f"{row.kind} {row['minutes per split (estimated)']:.1f} minutes" for _, row in cost.iterrows()) + ".",
+    "What each representation cost the runs that computed it, per split: " + ("; ".join(
+        f"{kind} ({part}) {row.minutes:.1f} minutes" for (kind, part), row in cost.iterrows()) or "none recorded") + ".",
 ]
 display(Markdown("\n".join("- " + line for line in lines)))

@@ -78,8 +78,12 @@ pairs = [("NFT", "RT"), ("NFT", "FFT")]  # the paper: NFT lowest, RT and FFT ali
 gap = stats.split_gaps(per_task, pairs)
 summary = split.summary()
 
+# %% [markdown]
+# The first draw's hold-out, as the split reports it:
+
 # %%
-pd.Series({k: v for k, v in summary.items() if k != "config"}, name="instance-level hold-out").to_frame()
+plots.table(pd.DataFrame({"instance-level hold-out": {k.replace("_", " "): v for k, v in summary.items()
+                                                      if k != "config"}}), index=True)
 
 # %% [markdown]
 # ## Held-out loss under TMA's three orders
@@ -95,6 +99,10 @@ plots.save(fig, "10_task_free")
 plt.show()
 plots.table(curves.groupby(["label", "step"]).loss.mean().unstack(0).T.rename_axis(index="order", columns="step"),
             index=True)
+end = int(gap.step.max())
+display(Markdown(f"At step {end}, the last evaluated: " + "; ".join(
+    f"{a} - {b} " + findings.fmt(stats.over_units(stats.split_means(per_task, a, b, end)["diff"]), "instance draws")
+    for a, b in pairs) + "."))
 
 # %% [markdown]
 # ## How often was the nearest neighbour a same-task instance?
@@ -110,6 +118,8 @@ share = pd.DataFrame([{"order": label, "seed": seed,
                       for (label, seed), r in runs.items()]).groupby("order").share.mean()
 plots.table(pd.DataFrame({"received in the first 10 steps from a held-out instance's task": share}), index=True,
             formats={"received in the first 10 steps from a held-out instance's task": "{:.0%}"})
+display(Markdown(f"{share.idxmax()} received the most from the held-out instances' tasks ({share.max():.0%} of its "
+                 f"first ten steps), {share.idxmin()} the least ({share.min():.0%})."))
 
 # %% [markdown]
 # ## The verdict, part by part

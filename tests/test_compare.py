@@ -375,3 +375,25 @@ def test_tma_runs_train_the_same_instances_and_round_groups_the_same_steps(tmp_p
                 for r in (short, whole)]
         pd.testing.assert_frame_equal(*pair, check_exact=True)
     assert stop in set(cut["by_split"][("NFT", 0)].eval_loss.step)
+
+
+def test_feature_costs_read_what_the_runs_that_computed_each_representation_spent():
+    from pathlib import Path
+
+    from zsg_core.config import run_config
+    from zsg_core.runs import RunResult
+
+    def result(seed: int, features: str, manifest: dict) -> RunResult:
+        config = run_config(model="tiny-llama", split_seed=seed, arrangement="nft", features=features)
+        empty = pd.DataFrame()
+        return RunResult(config, Path("."), {"prepare_seconds": 1.0, **manifest}, empty, empty, empty, empty)
+
+    runs = {("NFT (hidden)", 0): result(0, "hidden", {"features_seconds": {"hidden": 90.0}}),
+            ("NFT (gradient)", 0): result(0, "gradient", {"features_seconds": {"gradient (held-out only)": 170.0}}),
+            ("NFT", 0): result(0, "minilm", {"texts_embedded": 2500, "prepare_seconds": 130.0}),
+            ("FFT", 0): result(0, "minilm", {"texts_embedded": 7, "prepare_seconds": 9.0})}  # a few new texts later
+    table = compare.feature_costs(runs, {("NFT", 0): runs[("NFT", 0)]})  # the same run twice is counted once
+    rows = {(r.kind, r.part): (r.seconds, r.texts) for r in table.itertuples()}
+    assert rows == {("hidden", "whole split"): (90.0, 0), ("gradient", "held-out side"): (170.0, 0),
+                    ("minilm", "whole split"): (130.0, 2500)}
+    assert compare.feature_costs({}).empty

@@ -126,6 +126,28 @@ COST_PARTS = {"train_seconds": "train", "eval_seconds": "eval", "prepare_seconds
               "adapt_seconds": "adapt", "cache_seconds": "cache"}  # a run's wall time, by what it was spent on
 
 
+def feature_costs(*groups) -> pd.DataFrame:
+    """What each representation cost the runs that computed it, from their manifests: per kind,
+    split and part (a split's whole training list and held-out set, or the held-out side alone
+    where another run had computed the training side), the seconds spent computing it. MiniLM's
+    vectors are computed while arranging a split's first run: its row is that run's arranging
+    (loading and embedding the split's texts), with the number of texts embedded. Columns kind,
+    part, split, seconds, texts (0 for the LM's features)."""
+    rows, embedded = [], {}
+    for r in _runs_in(groups):
+        split = r.config.split.seed
+        for key, seconds in (r.manifest.get("features_seconds") or {}).items():
+            kind, _, rest = key.partition(" (")
+            rows.append({"kind": kind, "part": "held-out side" if rest else "whole split", "split": split,
+                         "seconds": float(seconds), "texts": 0})
+        texts = r.manifest.get("texts_embedded") or 0
+        if texts > embedded.get(split, (0, 0.0))[0]:  # the split's first run; later ones embed a few new texts
+            embedded[split] = (texts, float(r.manifest["prepare_seconds"]))
+    rows += [{"kind": "minilm", "part": "whole split", "split": split, "seconds": seconds, "texts": texts}
+             for split, (texts, seconds) in embedded.items()]
+    return pd.DataFrame(rows, columns=["kind", "part", "split", "seconds", "texts"])
+
+
 def cost_parts(runs: Mapping[tuple[str, int], RunResult]) -> pd.DataFrame:
     """Per run: order (its label), split (the key seed), wall time and each of `COST_PARTS`, in
     seconds from its manifest (0 where it spent none)."""
