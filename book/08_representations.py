@@ -151,8 +151,12 @@ chance = shown[shown.measure == predict.NULL_MEASURE].groupby("view").rho.mean()
 display(Markdown("; ".join(f"Held-out side {view}: the highest bar is {kind} on {measure} ({bars[view].max():.2f}), "
                             f"chance {chance[view]:.2f}" for view in test_views for measure, kind in [bars[view].idxmax()]) + "."))
 # a row per view and measure, a column per representation: the mean over splits (lowest to highest)
+def signed(v: float, digits: int) -> str:
+    return f"{round(v, digits) + 0.0:+.{digits}f}"  # + 0.0: never "-0.00"
+
+
 spread = summary.drop(index=predict.NULL_MEASURE, level="measure").apply(
-    lambda r: f"{r['mean']:+.3f} ({r['min']:+.2f} to {r['max']:+.2f})", axis=1)
+    lambda r: f"{signed(r['mean'], 3)} ({signed(r['min'], 2)} to {signed(r['max'], 2)})", axis=1)
 plots.table(spread.unstack("kind")[feature_kinds], index=True)
 
 # %% [markdown]
@@ -263,12 +267,14 @@ spent = spent[spent.kind.isin(feature_kinds)]
 cost = spent.groupby(["kind", "part"], sort=False).agg(splits=("split", "nunique"), seconds=("seconds", "mean"),
                                                       texts=("texts", "mean"))
 cost = cost.assign(minutes=cost.seconds / 60).drop(columns="seconds")
-plots.table(cost.rename(columns={"minutes": "minutes per split (mean)", "texts": "texts embedded"}),
-            precision=1, index=True, formats={"texts embedded": lambda v: f"{v:,.0f}" if v else ""})
-display(Markdown("Per split, as the runs computed them: " + "; ".join(
-    f"{kind} ({part}) {row.minutes:.1f} minutes" for (kind, part), row in cost.iterrows()) + "."
-    if len(cost) else "No manifest of the runs read here records computing a representation (earlier runs "
-    "computed them, or runs stored before manifests recorded it)."))
+display(plots.table(cost.rename(columns={"minutes": "minutes per split (mean)", "texts": "texts embedded"}),
+                   precision=1, index=True, formats={"texts embedded": lambda v: f"{v:,.0f}" if v else ""}))
+unrecorded = [k for k in feature_kinds if k not in set(spent.kind)]
+display(Markdown(" ".join(filter(None, [
+    ("Per split, as the runs computed them: " + "; ".join(f"{kind} ({part}) {row.minutes:.1f} minutes"
+                                                          for (kind, part), row in cost.iterrows()) + ".") if len(cost) else "",
+    (f"No run read here records computing {findings.listed(unrecorded)}: it was in the cache before them "
+     "(computed by earlier chapters).") if unrecorded else ""]))))
 
 # %% [markdown]
 # ## Against the literature

@@ -97,8 +97,8 @@ plots.band_plot(curves, axes[0], order=["NFT", "RT", "FFT"], title=f"Random-inst
 plots.gap_plot(gap, axes[1], title="NFT against RT and FFT")
 plots.save(fig, "10_task_free")
 plt.show()
-plots.table(curves.groupby(["label", "step"]).loss.mean().unstack(0).T.rename_axis(index="order", columns="step"),
-            index=True)
+display(plots.table(curves.groupby(["label", "step"]).loss.mean().unstack(0).T.rename_axis(index="order", columns="step"),
+                   index=True))
 end = int(gap.step.max())
 display(Markdown(f"At step {end}, the last evaluated: " + "; ".join(
     f"{a} - {b} " + findings.fmt(stats.over_units(stats.split_means(per_task, a, b, end)["diff"]), "instance draws")
@@ -116,8 +116,8 @@ train_tasks = {r.task for r in split.train}
 share = pd.DataFrame([{"order": label, "seed": seed,
                        "share": compare.received(r).query("step <= 10").task.isin(held_tasks).mean()}
                       for (label, seed), r in runs.items()]).groupby("order").share.mean()
-plots.table(pd.DataFrame({"received in the first 10 steps from a held-out instance's task": share}), index=True,
-            formats={"received in the first 10 steps from a held-out instance's task": "{:.0%}"})
+display(plots.table(pd.DataFrame({"received in the first 10 steps from a held-out instance's task": share}), index=True,
+                   formats={"received in the first 10 steps from a held-out instance's task": "{:.0%}"}))
 display(Markdown(f"{share.idxmax()} received the most from the held-out instances' tasks ({share.max():.0%} of its "
                  f"first ten steps), {share.idxmin()} the least ({share.min():.0%})."))
 

@@ -84,6 +84,33 @@ def test_the_code_a_page_shows_fits_its_text_column():
     assert not long, long[:3]
 
 
+TABLE_CALLS = ("table", "verdict_table")  # plots' tables: a Styler, shown only as a cell's value or through display
+
+
+def dropped_tables(source: str) -> list[str]:
+    """The `plots.table` / `plots.verdict_table` calls of a chapter source that a page never shows:
+    a bare expression that is not its cell's last statement (Jupyter shows only the last)."""
+    import re
+
+    dropped = []
+    for cell in re.split(r"(?m)^(?=# %%)", source):
+        if "[markdown]" in cell.partition("\n")[0]:
+            continue
+        body = ast.parse(cell).body
+        for statement in body[:-1]:
+            call = statement.value if isinstance(statement, ast.Expr) else None
+            if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr in TABLE_CALLS:
+                dropped.append(ast.unparse(call)[:60])
+    return dropped
+
+
+def test_every_table_a_chapter_makes_reaches_its_page():
+    assert dropped_tables("# %%\nplots.table(a)\nplots.table(b)\n") == ["plots.table(a)"]  # the check finds one
+    assert dropped_tables("# %%\ndisplay(plots.table(a))\nx = 1\n# %%\nplots.table(b)\n") == []
+    dropped = [(src.stem, call) for src in toc.chapter_sources() for call in dropped_tables(src.read_text())]
+    assert not dropped, dropped
+
+
 def test_a_page_shows_only_the_code_that_decides_and_records_verdicts(tmp_path):
     source = tmp_path / "01_c.py"
     source.write_text(TINY + '\n# %% tags=["verdict"]\nfound = x\n\n# %% tags=["record"]\nrecorded = found\n'

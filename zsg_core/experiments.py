@@ -436,7 +436,8 @@ def _tma_schedule(params: Mapping[str, Any], plan: TmaPlan, split_seed: int, arr
 
 
 def round_label(start: int, width: int) -> str:
-    return f"rounds {start}-{start + width - 1}"
+    """A group of TMA rounds as a page names it: "rounds 0-4", or "round 2" for a group of one."""
+    return f"round {start}" if width == 1 else f"rounds {start}-{start + width - 1}"
 
 
 @_experiment
