@@ -93,30 +93,15 @@ display(
         + "."
     )
 )
-shown = table[
-    [
-        "experiment",
-        "part",
-        "verdict",
-        "family",
-        "paper",
-        "measured",
-        "p",
-        "p_holm",
-    ]
-].rename(
+shown = table[["experiment", "part", "verdict", "family", "paper", "measured", "p", "p_holm"]].rename(
     columns={"p_holm": "p (Holm, family)", "paper": "the paper's figure"}
 )  # verdict first: a wide table scrolls
-shown.style.hide(axis="index").format(
-    {"p": findings.p_cell, "p (Holm, family)": findings.p_cell},
-    na_rep=findings.MISSING,
-).set_properties(
-    **{
-        "text-align": "left",
-        "vertical-align": "top",
-        "padding-right": "1em",
-    }
-)
+# an experiment's parts share the paper's figure: written once, "as above" after
+repeated = shown["the paper's figure"].eq(shown["the paper's figure"].shift()) & shown.experiment.eq(
+    shown.experiment.shift())
+shown["the paper's figure"] = shown["the paper's figure"].mask(repeated, "as above")
+plots.table(shown, formats={"p": findings.p_cell, "p (Holm, family)": findings.p_cell}).set_properties(
+    **{"text-align": "left", "vertical-align": "top", "padding-right": "1em"})
 
 # %% [markdown]
 # The claims behind the parts, and what the paper's figures show:
