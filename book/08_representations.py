@@ -266,7 +266,7 @@ spent = compare.feature_costs(orders, stored_e3)
 spent = spent[spent.kind.isin(feature_kinds)]
 cost = spent.groupby(["kind", "part"], sort=False).agg(splits=("split", "nunique"), seconds=("seconds", "mean"),
                                                       texts=("texts", "mean"))
-cost = cost.assign(minutes=cost.seconds / 60).drop(columns="seconds")
+cost = cost.assign(minutes=cost.seconds / 60).drop(columns=["seconds"] + (["texts"] if not cost.texts.any() else []))
 display(plots.table(cost.rename(columns={"minutes": "minutes per split (mean)", "texts": "texts embedded"}),
                    precision=1, index=True, formats={"texts embedded": lambda v: f"{v:,.0f}" if v else ""}))
 unrecorded = [k for k in feature_kinds if k not in set(spent.kind)]
@@ -326,11 +326,11 @@ lines = [
     "held-out side with answers: " + ", ".join(f"{k} {means['with-answer', k]:+.3f}" for k in feature_kinds)
     + (("; prompts only: " + ", ".join(f"{k} {means['prompt-only', k]:+.3f}" for k in feature_kinds))
        if "prompt-only" in test_views else "") + ".",
-    "Experiment 1: " + "; ".join(f"{f.part} **{f.verdict}**" for f in found) + ".",
+    "Experiment 1: " + findings.tally(found) + ".",
     f"Experiment 2: the lowest mean held-out loss at step {point} is {at_point.idxmin()}'s, {at_point.min():.3f} "
     f"(RT {at_point['RT']:.3f}); the leading task family's share of the first {sibling_steps} steps: "
     + ", ".join(f"{label} {leading.loc[label, 'its share']:.0%}" for label in labels) + ".",
-    f"Experiment 2 at step {point}: " + "; ".join(f"{f.part}: {f.measured} → **{f.verdict}**" for f in found_orders) + ".",
+    f"Experiment 2 at step {point}: " + findings.tally(found_orders) + " (the table above gives each part's interval).",
     "What each representation cost the runs that computed it, per split: " + ("; ".join(
         f"{kind} ({part}) {row.minutes:.1f} minutes" for (kind, part), row in cost.iterrows()) or "none recorded") + ".",
 ]

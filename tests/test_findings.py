@@ -138,3 +138,14 @@ def test_listed_names_read_as_prose():
 def test_a_p_cell_never_shows_zero_and_is_escaped_for_the_styler():
     assert [findings.fmt_p(p) for p in (0.0, 0.0004, 0.0123, NAN)] == ["<0.001", "<0.001", "0.012", findings.MISSING]
     assert findings.p_cell(0.0) == "&lt;0.001"
+
+
+def test_a_tally_names_the_decided_parts_and_counts_the_rest():
+    def part(name: str, verdict: str) -> findings.Finding:
+        return findings.Finding("A", "claim", name, "paper", "ours", -0.1, -0.2, -0.05, 8, "task splits", 0.01,
+                                "step 30", verdict)
+
+    found = [part("a", findings.REPRODUCED), part("b", findings.INCONCLUSIVE), part("c", findings.CONTRADICTED),
+             part("d", findings.CONTRADICTED), part("e", findings.INCONCLUSIVE)]
+    assert findings.tally(found) == "**reproduced**: a; **contradicted**: c and d; 2 of 5 **inconclusive**"
+    assert findings.tally(found[1:2]) == "1 of 1 **inconclusive**"

@@ -247,6 +247,17 @@ def listed(names: Sequence[str]) -> str:
     return " and ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else "".join(names)
 
 
+def tally(found: Sequence[Finding]) -> str:
+    """The verdicts of many parts in one sentence a reader can take in: the decided parts named
+    under their verdict, the inconclusive ones counted ("reproduced: a; contradicted: b and c; 9
+    of 12 inconclusive")."""
+    by = {v: [f.part for f in found if f.verdict == v] for v in VERDICTS}
+    named = [f"**{v}**: {listed(parts)}" for v, parts in by.items() if parts and v != INCONCLUSIVE]
+    if by[INCONCLUSIVE]:
+        named.append(f"{len(by[INCONCLUSIVE])} of {len(found)} **{INCONCLUSIVE}**")
+    return "; ".join(named)
+
+
 def fmt(estimate: "Estimate", unit: str = "task splits", level: float = 1 - ALPHA) -> str:
     """'-0.120 [-0.200, -0.040] over 5 task splits' (the interval's coverage named when it is not
     95%), or '-0.120 (one task split only: no interval)'."""
