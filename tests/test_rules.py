@@ -445,3 +445,8 @@ def test_cost_over_a_baseline_is_corrected_for_the_sitting():
     assert table.loc["probe", "wall"] == pytest.approx(90.0)  # raw seconds: the mean over splits
     with pytest.raises(DataError, match="no RT run on split"):
         compare.cost_over(parts[parts.split == 1].assign(split=[1, 2]), "RT")
+
+
+def test_a_rule_stated_over_instance_draws_never_speaks_of_splits():
+    text = rules.stated("order", unit="instance draw")
+    assert "instance draw" in text and "split" not in text.replace("split_seed", "")

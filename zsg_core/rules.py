@@ -58,8 +58,8 @@ LEVELS = (f" The interval is the Bonferroni one at {1 - ALPHA / FAMILY_SIZE:.2%}
 RULES = {
     "order": ("Each part \"A < B\" compares the held-out loss under order A with order B at the reading point: per "
               "task split, the mean over its held-out tasks of A's loss minus B's (an order's shuffles averaged); "
-              "**reproduced** if the t-interval over splits lies wholly below 0, **contradicted** if wholly "
-              "above, else **inconclusive** (also with a single split)."),
+              "**reproduced** if the t-interval over task splits lies wholly below 0, **contradicted** if wholly "
+              "above, else **inconclusive** (also with a single task split)."),
     "early": (f"E1 reads each random-order run at {EARLY_FRACTION:.0%} and {REFERENCE_FRACTION:.0%} of an epoch "
               f"(fixed fractions of the epoch, so the rule does not move with `max_steps`): the share of the "
               f"held-out loss drop by {REFERENCE_FRACTION:.0%} that had happened by {EARLY_FRACTION:.0%}. "
