@@ -38,8 +38,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CARRY = ROOT / ".devcarry"
 PROFILES = ("cpu", "gpu")
-# files of each asset that travel; the weights are rebuilt there from config.json
-SMALL_FILES = {"smollm2-135m": None, "gemma-270m": None, "minilm-l6": None}  # None: all but *.safetensors
+# the assets whose files travel, all but their weights (*.safetensors), rebuilt there from config.json
+TWINS = ("smollm2-135m", "gemma-270m", "minilm-l6")
 MAX_PER_PROFILE = 12
 
 
@@ -104,7 +104,7 @@ def pack() -> None:
               else order.get(r["config"].get("features"), 0) if r["config"]["arrangement"] != "random" else 0)
     (CARRY / "runs.json").write_text(json.dumps(runs, indent=1))
     with tarfile.open(CARRY / "cache.tar.xz", "w:xz") as tar:
-        for name in SMALL_FILES:
+        for name in TWINS:
             folder = asset_path(name)
             for f in sorted(folder.rglob("*")):
                 if f.is_file() and f.suffix != ".safetensors" and f.name != "READY.json":
@@ -128,7 +128,7 @@ def _twins(cache: Path) -> None:
     from zsg_core import assets
     from zsg_core.util import file_digests
 
-    for name in SMALL_FILES:
+    for name in TWINS:
         folder = cache / "assets" / name
         config = AutoConfig.from_pretrained(folder)
         torch.manual_seed(0)
