@@ -222,6 +222,37 @@ def test_book_builds_without_warnings(smoke_html):
         page = (html / f"{name}.html").read_text()
         assert computed[name] in page and "Traceback" not in page, name
         assert not shown_leaks(page), (name, shown_leaks(page))
+        assert not unnamed_images(page), (name, unnamed_images(page))
+
+
+def unnamed_images(page: str) -> list[str]:
+    """The images of a page whose alt text is only their file name (myst-nb's default)."""
+    from bs4 import BeautifulSoup
+
+    return [img.get("src", "") for img in BeautifulSoup(page, "html.parser").select("img")
+            if not img.get("alt") or img["alt"].endswith((".png", ".svg", ".jpg"))]
+
+
+def test_a_figure_is_described_by_the_prose_above_it(tmp_path):
+    cells = [nbformat.v4.new_markdown_cell("## Held-out loss\n\nLeft: the **curves** over "
+                                           "[splits](https://x.org); `side_split_seeds` draws."),
+             nbformat.v4.new_code_cell("plt.show()", outputs=[nbformat.v4.new_output(
+                 "display_data", data={"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"})]),
+             nbformat.v4.new_markdown_cell("| a table |\n|---|"),
+             nbformat.v4.new_code_cell("x = 1"),
+             nbformat.v4.new_markdown_cell("word " * 100),
+             nbformat.v4.new_code_cell("plt.show()", outputs=[nbformat.v4.new_output(
+                 "display_data", data={"image/png": "iVBORw0KGgo="})])]
+    path = tmp_path / "01_c.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
+    book.describe_figures(path)
+    described = nbformat.read(path, 4).cells
+    assert described[1].metadata["mystnb"]["image"]["alt"] == "Left: the curves over splits; side_split_seeds draws."
+    assert "mystnb" not in described[3].metadata  # no figure, no alt
+    alt = described[5].metadata["mystnb"]["image"]["alt"]
+    assert len(alt) <= book.ALT_CHARS + 4 and alt.endswith(" ...") and alt.startswith("word word")
+    img = '<img alt="../_images/ab.png" src="../_images/ab.png"/><img alt="Left: the curves" src="c.png"/>'
+    assert unnamed_images(img) == ["../_images/ab.png"]
 
 
 LEAKS = {"a missing number shown raw": r"\bnan\b|\bNaN\b", "a negative zero": r"-0\.0+\b",
@@ -250,11 +281,9 @@ def test_the_leak_check_finds_what_it_looks_for():
     assert shown_leaks(folded) == {}
 
 
-# Chapters nbval does not execute again, and why: chapter 8 measures what each representation costs
-# afresh every time it runs (a temporary store; most of its time in the smoke build), which is the
-# point of that table and would double this test's time; its verdicts come from stored runs like
-# every other chapter's.
-NBVAL_SKIPS = {"08_representations"}
+# Chapters nbval does not execute again, and why (none now: chapter 8 read its representations' costs
+# by measuring them afresh, and now reads them from the runs' manifests like everything else).
+NBVAL_SKIPS: set[str] = set()
 
 
 @pytest.mark.slow

@@ -127,6 +127,34 @@ def _show_what_ran(notebook: Path, profile: str, injected: dict) -> None:
     nbformat.write(nb, notebook)
 
 
+ALT_CHARS = 300  # an image's alt text: the first sentences of the prose above it, cut at a word
+
+
+def describe_figures(notebook: Path) -> None:
+    """Give each figure an alt text: the paragraph above its cell, which says what it shows (the
+    chapters write one above every figure), as plain text. Without it myst-nb writes the image's
+    file name, which tells a screen reader nothing. Set in the cell's `mystnb.image.alt`."""
+    import re
+
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    above = ""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            paragraphs = [p for p in cell.source.split("\n\n") if p.strip() and not p.lstrip().startswith("|")]
+            above = paragraphs[-1] if paragraphs else above
+            continue
+        if not any("image/png" in o.get("data", {}) for o in cell.get("outputs", [])) or not above:
+            continue
+        text = re.sub(r"\[([^]]*)\]\([^)]*\)", r"\1", above)  # a link's words, not its address
+        text = " ".join(re.sub(r"[#*`>]", "", text).split())  # underscores stay: they are in names
+        if len(text) > ALT_CHARS:
+            text = text[:ALT_CHARS].rsplit(" ", 1)[0] + " ..."
+        cell.metadata.setdefault("mystnb", {}).setdefault("image", {})["alt"] = text
+    nbformat.write(nb, notebook)
+
+
 def train_plan(profile: str, only: list[str] | None = None, executor=None, log=print) -> None:
     """Print the plan of the chapters' runs (`zsg plan`), then train the ones the store lacks
     with `executor` (default: one after another, in this process), so that the chapters only read."""
@@ -180,6 +208,7 @@ def run(profile: str = DEFAULT_PROFILE, log=print, only: list[str] | None = None
             except papermill.PapermillExecutionError as e:
                 raise BookError(f"{nb.name} failed in cell {e.exec_count}: {e.ename}: {e.evalue}") from None
             _show_what_ran(nb, profile, {k: v for k, v in params.items() if k in declared[nb.stem]})
+            describe_figures(nb)
             log(f"  done in {time.perf_counter() - start:.0f} s")
     return executed
 
