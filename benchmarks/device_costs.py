@@ -198,6 +198,7 @@ def predict(path: Path) -> None:
     from zsg_core.costs import CostModel, machine_kind, manifests
     from zsg_core.plan import book_plan, predictions
     from zsg_core.precision import capability
+    from zsg_core.split import load_split
 
     done = json.loads(path.read_text())
     device = []
@@ -213,6 +214,9 @@ def predict(path: Path) -> None:
                           "so its rate is an upper bound", "profiles": {}}
     for profile in PROFILES:
         plan = book_plan(profile)
+        # a whole-epoch run (the gpu profile's) is priced from its split's size: compute the splits first
+        for split, model in {(r.config.split, r.config.model) for r in plan.runs if r.config.train.max_steps is None}:
+            load_split(split, model, log=lambda m: None)
         row = {"runs": len(plan.runs) + sum(w.runs for w in plan.unsized.values()),
                "unsized": sum(w.runs for w in plan.unsized.values())}
         for name, model in (("device", there), ("here", here)):

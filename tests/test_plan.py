@@ -179,11 +179,9 @@ def test_a_whole_epoch_run_is_priced_from_its_cached_split_and_not_guessed_witho
     from zsg_core.split import load_split
 
     monkeypatch.setenv("ZSG_CACHE", str(tmp_path))  # an empty cache: no split is cached yet
-    costs._epoch.cache_clear()
     whole = run_config(**{**TINY, "max_steps": None})
     assert costs.planned_steps(whole) is None  # only the split knows, and planning computes no split
     monkeypatch.undo()
-    costs._epoch.cache_clear()
     train = load_split(whole.split, whole.model, log=lambda m: None).train
     assert costs.planned_steps(whole) == -(-len(train) // 4)  # batch 4: the epoch's steps, the last one partial
     setup = ("tiny-llama", 2, 4, "fp32")

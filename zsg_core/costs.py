@@ -19,7 +19,6 @@ predicted from nothing: `predict` says None, and the plan counts it as unknown.
 """
 from __future__ import annotations
 
-import functools
 import json
 import math
 import statistics
@@ -34,6 +33,7 @@ from .precision import capability
 from .runs import is_complete, runs_dir
 from .split import SplitConfig, is_cached, load_split
 from .train import dense_schedule
+from .util import cache_dir
 
 SetUp = tuple[str, int, int, str]  # model, frozen layers, batch size, precision
 
@@ -78,11 +78,16 @@ def planned_steps(config: RunConfig) -> int | None:
     return _epoch(config.split, config.model, t.batch_size)
 
 
-@functools.lru_cache(maxsize=None)
+_EPOCHS: dict[tuple, int] = {}  # (cache folder, split, model, batch size) -> steps: a split is read once
+
+
 def _epoch(split: SplitConfig, model: str, batch_size: int) -> int | None:
-    if not is_cached(split, model):
-        return None  # computing a split is the caller's choice (`load_split`), not a prediction's
-    return math.ceil(len(load_split(split, model, log=lambda m: None).train) / batch_size)
+    key = (cache_dir(), split, model, batch_size)
+    if key not in _EPOCHS:
+        if not is_cached(split, model):
+            return None  # computing a split is the caller's choice (`load_split`), not a prediction's
+        _EPOCHS[key] = math.ceil(len(load_split(split, model, log=lambda m: None).train) / batch_size)
+    return _EPOCHS[key]
 
 
 def _evaluations(config: RunConfig, steps: int) -> int:
