@@ -219,20 +219,16 @@ def predict(path: Path) -> None:
             load_split(split, model, log=lambda m: None)
         row = {"runs": len(plan.runs) + sum(w.runs for w in plan.unsized.values()),
                "unsized": sum(w.runs for w in plan.unsized.values())}
-        for name, model in (("device", there), ("here", here)):
-            seconds = predictions(plan, model, stored=set())
-            known = [s for s in seconds.values() if s is not None]
+        seconds = {name: predictions(plan, model, stored=set()) for name, model in (("device", there), ("here", here))}
+        for name, predicted in seconds.items():
+            known = [s for s in predicted.values() if s is not None]
             row[name] = {"predicted_seconds": round(sum(known)), "priced_runs": len(known),
-                         "unpriced_runs": len(seconds) - len(known)}
-        if row["device"]["priced_runs"] and row["here"]["priced_runs"]:
-            both = [k for k, s in predictions(plan, there, stored=set()).items() if s is not None]
-            here_s = predictions(plan, here, stored=set())
-            common = [k for k in both if here_s.get(k) is not None]
-            there_s = predictions(plan, there, stored=set())
-            if common:
-                row["common_runs"] = len(common)
-                row["here_over_device_on_common"] = round(sum(here_s[k] for k in common)
-                                                          / sum(there_s[k] for k in common), 1)
+                         "unpriced_runs": len(predicted) - len(known)}
+        common = [k for k, s in seconds["device"].items() if s is not None and seconds["here"].get(k) is not None]
+        if common:  # the same runs priced on both kinds: how much faster the device is
+            row["common_runs"] = len(common)
+            row["here_over_device_on_common"] = round(sum(seconds["here"][k] for k in common)
+                                                      / sum(seconds["device"][k] for k in common), 1)
         figures["profiles"][profile] = row
     rates = {}
     for setup, step in there.step.items():

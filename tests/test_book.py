@@ -243,10 +243,9 @@ def test_a_figure_is_described_by_the_prose_above_it(tmp_path):
              nbformat.v4.new_markdown_cell("word " * 100),
              nbformat.v4.new_code_cell("plt.show()", outputs=[nbformat.v4.new_output(
                  "display_data", data={"image/png": "iVBORw0KGgo="})])]
-    path = tmp_path / "01_c.ipynb"
-    nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
-    book.describe_figures(path)
-    described = nbformat.read(path, 4).cells
+    nb = nbformat.v4.new_notebook(cells=cells)
+    book.describe_figures(nb)
+    described = nb.cells
     assert described[1].metadata["mystnb"]["image"]["alt"] == "Left: the curves over splits; side_split_seeds draws."
     assert "mystnb" not in described[3].metadata  # no figure, no alt
     alt = described[5].metadata["mystnb"]["image"]["alt"]

@@ -100,7 +100,8 @@ def set_env(name: str, value: str) -> Iterator[None]:
 
 
 def _show_what_ran(notebook: Path, profile: str, injected: dict) -> None:
-    """Fold the injected-parameters cell away and say instead, in a sentence above the parameters
+    """Give the figures their alt texts (`describe_figures`), fold the injected-parameters cell away
+    and say instead, in a sentence above the parameters
     cell (which shows the chapter's defaults), which profile built the page and every value it
     ran with that differs from them; a page built on a tiny random-init model says its numbers mean
     nothing."""
@@ -113,6 +114,7 @@ def _show_what_ran(notebook: Path, profile: str, injected: dict) -> None:
         if "injected-parameters" in tags and "hide-input" not in tags:
             tags.append("hide-input")
     position = next((i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    describe_figures(nb)
     if position is None or any("what-ran" in c.get("metadata", {}).get("tags", []) for c in nb.cells):
         nbformat.write(nb, notebook)
         return
@@ -130,15 +132,13 @@ def _show_what_ran(notebook: Path, profile: str, injected: dict) -> None:
 ALT_CHARS = 300  # an image's alt text: the first sentences of the prose above it, cut at a word
 
 
-def describe_figures(notebook: Path) -> None:
-    """Give each figure an alt text: the paragraph above its cell, which says what it shows (the
-    chapters write one above every figure), as plain text. Without it myst-nb writes the image's
-    file name, which tells a screen reader nothing. Set in the cell's `mystnb.image.alt`."""
+def describe_figures(nb) -> None:
+    """Give each figure of a notebook (an nbformat node) an alt text: the paragraph above its cell,
+    which says what it shows (the chapters write one above every figure), as plain text. Without it
+    myst-nb writes the image's file name, which tells a screen reader nothing. Set in the cell's
+    `mystnb.image.alt`."""
     import re
 
-    import nbformat
-
-    nb = nbformat.read(notebook, as_version=4)
     above = ""
     for cell in nb.cells:
         if cell.cell_type == "markdown":
@@ -152,7 +152,6 @@ def describe_figures(notebook: Path) -> None:
         if len(text) > ALT_CHARS:
             text = text[:ALT_CHARS].rsplit(" ", 1)[0] + " ..."
         cell.metadata.setdefault("mystnb", {}).setdefault("image", {})["alt"] = text
-    nbformat.write(nb, notebook)
 
 
 def train_plan(profile: str, only: list[str] | None = None, executor=None, log=print) -> None:
@@ -208,7 +207,6 @@ def run(profile: str = DEFAULT_PROFILE, log=print, only: list[str] | None = None
             except papermill.PapermillExecutionError as e:
                 raise BookError(f"{nb.name} failed in cell {e.exec_count}: {e.ename}: {e.evalue}") from None
             _show_what_ran(nb, profile, {k: v for k, v in params.items() if k in declared[nb.stem]})
-            describe_figures(nb)
             log(f"  done in {time.perf_counter() - start:.0f} s")
     return executed
 

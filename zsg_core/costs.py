@@ -20,7 +20,6 @@ predicted from nothing: `predict` says None, and the plan counts it as unknown.
 from __future__ import annotations
 
 import json
-import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ from .features import FEATURES
 from .precision import capability
 from .runs import is_complete, runs_dir
 from .split import SplitConfig, is_cached, load_split
-from .train import dense_schedule
+from .train import dense_schedule, epoch_steps
 from .util import cache_dir
 
 SetUp = tuple[str, int, int, str]  # model, frozen layers, batch size, precision
@@ -86,7 +85,7 @@ def _epoch(split: SplitConfig, model: str, batch_size: int) -> int | None:
     if key not in _EPOCHS:
         if not is_cached(split, model):
             return None  # computing a split is the caller's choice (`load_split`), not a prediction's
-        _EPOCHS[key] = math.ceil(len(load_split(split, model, log=lambda m: None).train) / batch_size)
+        _EPOCHS[key] = epoch_steps(len(load_split(split, model, log=lambda m: None).train), batch_size)
     return _EPOCHS[key]
 
 

@@ -150,13 +150,18 @@ class TrainResult:
 TABLES = ("train_log", "eval_loss", "generations", "batches")
 
 
+def epoch_steps(n_items: int, batch_size: int) -> int:
+    """Steps in one epoch of `n_items` in batches of `batch_size`, the last one partial."""
+    return math.ceil(n_items / batch_size)
+
+
 def step_plan(n_items: int, config: TrainConfig, world_size: int = 1) -> tuple[int, int, tuple[int, ...]]:
     """(steps to run, steps in the epoch = the schedule's horizon, evaluation steps)."""
     if n_items == 0:
         raise DataError("nothing to train on: the arranged list is empty")
     if config.batch_size % world_size:
         raise DataError(f"batch_size {config.batch_size} is not divisible by the {world_size} processes")
-    epoch = math.ceil(n_items / config.batch_size)
+    epoch = epoch_steps(n_items, config.batch_size)
     if world_size > 1 and n_items % config.batch_size:
         epoch -= 1  # processes cannot share a partial last batch; it is dropped
         if epoch == 0:
