@@ -153,7 +153,7 @@ for rank, drop in enumerate(sharpest.itertuples()):
         seen = measures[(measures.task == drop.task) & (measures.label == "cluster")].groupby(["measure", "step"]).value.mean()
         moved = {m: round(seen[m, drop.step] - seen[m, drop.start], 3) + 0.0 for m in names}  # + 0.0: no "-0.000"
         display(Markdown(f"Cluster order, over its sudden drop (steps {drop.start}-{drop.step}): "
-                         + ", ".join(f"{m} {v:+.3f}" for m, v in moved.items()) + "."))
+                         + ", ".join(f"{m} {findings.signed(v)}" for m, v in moved.items()) + "."))
 
 # %% [markdown]
 # Held-out tasks the same way, in small: the loss under the three orders and, on the right axis,

@@ -251,7 +251,7 @@ lines = [
     f"paper's reading point (step {paper['step']} of {paper['epoch']:,}) is step {point} here. Paper: {paper['text']}.",
     "At that step, over " + f"{len(split_seeds)} task splits: "
     + "; ".join(f"{f.part}: {f.measured} → **{f.verdict}**" for f in found if f.experiment == "E4") + ".",
-    "Averaged over the first half of the run: " + ", ".join(f"{c} {v:+.3f}" for c, v in mean_early.items()) + ".",
+    "Averaged over the first half of the run: " + ", ".join(f"{c} {findings.signed(v)}" for c, v in mean_early.items()) + ".",
     f"Noise of one split's NFT - RT at step {point}: {noise['between splits']:.3f} between splits, "
     f"{noise['tasks within a split']:.3f} from its held-out tasks, {noise['shuffles within a split']:.3f} from RT's "
     f"{noise['shuffles']} shuffles on split {first}.",

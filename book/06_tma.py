@@ -182,7 +182,7 @@ plt.show()
 gap_table = gap_split.pivot_table(index="step", columns="comparison", values="diff")[[f"{a} - {b}" for a, b in pairs]]
 at_mark = gap_table.loc[:near_end].iloc[-1].round(3) + 0.0  # + 0.0: no "-0.000"
 display(Markdown(f"At step {gap_table.loc[:near_end].index[-1]}, the last evaluation up to the dotted line, mean over "
-                 f"{gap_split.n.max()} splits: " + ", ".join(f"{c} {v:+.3f}" for c, v in at_mark.items())
+                 f"{gap_split.n.max()} splits: " + ", ".join(f"{c} {findings.signed(v)}" for c, v in at_mark.items())
                  + " (below 0: the first order's loss is lower)."))
 plots.table(gap_table.rename_axis(columns=None), index=True)  # a row per step, as above
 
@@ -358,15 +358,15 @@ lines = [
     f"At step {point}, over {len(split_seeds)} task splits: "
     + "; ".join(f"{f.part}: {f.measured} → **{f.verdict}**" for f in found if f.experiment == "E6") + ".",
     f"Averaged over every evaluation inside the near half (after step 0, up to step {near_end}): "
-    + ", ".join(f"{c} {v:+.3f}" for c, v in inside.items()) + ".",
+    + ", ".join(f"{c} {findings.signed(v)}" for c, v in inside.items()) + ".",
 ]
 if {"MAX", "FFT"} <= set(mean_first):  # the paper saw FFT hidden under MAX, then falling away
     before = [s for s in mean_first.index if 0 < s < fft_near]
     after = [s for s in mean_first.index if s >= fft_near]
     gap = mean_first.FFT - mean_first.MAX
     lines.append(f"FFT reaches its near half at step {fft_near} (split {first}). FFT - MAX averaged "
-                 f"{round(gap.loc[before].mean(), 3) + 0.0:+.3f} before it and "  # + 0.0: no "-0.000"
-                 f"{round(gap.loc[after].mean(), 3) + 0.0:+.3f} from then on.")
+                 f"{findings.signed(gap.loc[before].mean())} before it and "
+                 f"{findings.signed(gap.loc[after].mean())} from then on.")
 final = tasks_rounds[tasks_rounds.step == last].groupby("label").loss.mean().reindex(labels)
 lines.append(f"Rounds (E8), loss at step {last} (mean over {len(side_split_seeds)} splits): "
              + ", ".join(f"{k} {v:.3f}" for k, v in final.items()) + "; "

@@ -175,7 +175,7 @@ plots.table(parts[shown], formats={"share of the gap": "{:.0%}"})
 
 # %%
 display(Markdown(
-    f"Each decomposition's parts add up to NFT - RT ({to_explain.value:+.3f}); the largest part is "
+    f"Each decomposition's parts add up to NFT - RT ({findings.signed(to_explain.value)}); the largest part is "
     + "; ".join(f"{name}: {g.loc[g.estimate.abs().idxmax(), 'contrast']} "
                 f"({g.loc[g.estimate.abs().idxmax(), 'share of the gap']:.0%} of the gap)"
                 for name, g in parts.groupby("decomposition", sort=False)) + ". The three are alternative ways of "
@@ -221,8 +221,8 @@ ax.set(xlabel=f"|log2 answer length - NFT's first {sibling_steps} steps'|", ylab
 plots.save(fig, "07_format")
 plt.show()
 display(Markdown(f"Over {len(per_task)} (split, held-out task) pairs, the coefficient of the mismatch is "
-                 f"{slopes['mismatch'].value:+.3f} per factor of 2 and that of the held-out answers' length "
-                 f"{slopes['held-out length'].value:+.3f} (their one-sided bounds are in the table below)."))
+                 f"{findings.signed(slopes['mismatch'].value)} per factor of 2 and that of the held-out answers' length "
+                 f"{findings.signed(slopes['held-out length'].value)} (their one-sided bounds are in the table below)."))
 
 # %% [markdown]
 # ## Other regimes
@@ -275,7 +275,7 @@ concentration = stats.correlation(by_split["leading share"], by_split["NFT - RT"
 with_sibling = {s: compare.held_out_with_sibling(orders[("NFT", s)]) for s in split_seeds}
 has_sibling = pd.Series([t in with_sibling[s] for s, t in zip(tasks.split, tasks.task)], index=tasks.index)
 display(Markdown(f"Across {len(by_split)} splits, Pearson r between the leading family's share and NFT - RT is "
-                 f"{concentration.value:+.2f}; {sum(len(v) for v in with_sibling.values())} of the "
+                 f"{findings.signed(concentration.value, 2)}; {sum(len(v) for v in with_sibling.values())} of the "
                  f"{tasks.groupby('split').task.nunique().sum()} held-out tasks have a training sibling."))
 
 # %% [markdown]

@@ -151,12 +151,8 @@ chance = shown[shown.measure == predict.NULL_MEASURE].groupby("view").rho.mean()
 display(Markdown("; ".join(f"Held-out side {view}: the highest bar is {kind} on {measure} ({bars[view].max():.2f}), "
                             f"chance {chance[view]:.2f}" for view in test_views for measure, kind in [bars[view].idxmax()]) + "."))
 # a row per view and measure, a column per representation: the mean over splits (lowest to highest)
-def signed(v: float, digits: int) -> str:
-    return f"{round(v, digits) + 0.0:+.{digits}f}"  # + 0.0: never "-0.00"
-
-
 spread = summary.drop(index=predict.NULL_MEASURE, level="measure").apply(
-    lambda r: f"{signed(r['mean'], 3)} ({signed(r['min'], 2)} to {signed(r['max'], 2)})", axis=1)
+    lambda r: f"{findings.signed(r['mean'])} ({findings.signed(r['min'], 2)} to {findings.signed(r['max'], 2)})", axis=1)
 plots.table(spread.unstack("kind")[feature_kinds], index=True)
 
 # %% [markdown]
@@ -323,8 +319,8 @@ display(Markdown(compare.run_costs(orders, stored_e3)))
 means = power_all[power_all.measure == MEASURE].groupby(["view", "kind"]).rho.mean()
 lines = [
     f"Within-window rho of the prefix's {MEASURE} with the loss change, mean over {len(side_split_seeds)} splits, "
-    "held-out side with answers: " + ", ".join(f"{k} {means['with-answer', k]:+.3f}" for k in feature_kinds)
-    + (("; prompts only: " + ", ".join(f"{k} {means['prompt-only', k]:+.3f}" for k in feature_kinds))
+    "held-out side with answers: " + ", ".join(f"{k} {findings.signed(means['with-answer', k])}" for k in feature_kinds)
+    + (("; prompts only: " + ", ".join(f"{k} {findings.signed(means['prompt-only', k])}" for k in feature_kinds))
        if "prompt-only" in test_views else "") + ".",
     "Experiment 1: " + findings.tally(found) + ".",
     f"Experiment 2: the lowest mean held-out loss at step {point} is {at_point.idxmin()}'s, {at_point.min():.3f} "

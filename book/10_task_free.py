@@ -168,7 +168,7 @@ lines = [
     f"them have instances of their own task in training. Paper: {findings.PAPER['E7']['text']}.",
     f"At step {last} ({last / epoch:.1%} of the {epoch}-step epoch), over {len(side_split_seeds)} draws: "
     + "; ".join(f"{f.part}: {f.measured} → **{f.verdict}**" for f in found) + ".",
-    "Averaged over all evaluations after step 0: " + ", ".join(f"{c} {v:+.3f}" for c, v in mean_gap.items())
+    "Averaged over all evaluations after step 0: " + ", ".join(f"{c} {findings.signed(v)}" for c, v in mean_gap.items())
     + f". NFT was below RT (mean over draws) at {int((below['diff'] < 0).sum())} of {len(below)} evaluations.",
 ]
 display(Markdown("\n".join("- " + line for line in lines)))

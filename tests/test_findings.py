@@ -149,3 +149,10 @@ def test_a_tally_names_the_decided_parts_and_counts_the_rest():
              part("d", findings.CONTRADICTED), part("e", findings.INCONCLUSIVE)]
     assert findings.tally(found) == "**reproduced**: a; **contradicted**: c and d; 2 of 5 **inconclusive**"
     assert findings.tally(found[1:2]) == "1 of 1 **inconclusive**"
+
+
+def test_a_signed_number_never_reads_minus_zero_in_prose_or_an_interval():
+    assert findings.signed(-0.0001) == "+0.000" and findings.signed(0.12) == "+0.120"
+    assert findings.signed(-0.004, 2) == "+0.00" and findings.signed(-0.006, 2) == "-0.01"
+    text = findings.fmt(Estimate(value=-0.0002, lo=-0.0004, hi=0.3, p=0.5, n=4))
+    assert "-0.000" not in text and text.startswith("+0.000 [+0.000, +0.300]")

@@ -152,6 +152,12 @@ def findings_dir() -> Path:
 MISSING = "–"  # how a table shows a number that does not exist (no interval, no p): never "nan"
 
 
+def signed(value: float, digits: int = 3) -> str:
+    """A signed number as prose and tables write it: "+0.120", "-0.040", and never "-0.000" (a
+    value that rounds to zero is zero, whatever side it came from)."""
+    return f"{round(float(value), digits) + 0.0:+.{digits}f}"  # + 0.0 turns -0.0 into 0.0
+
+
 def fmt_p(p: float) -> str:
     """A p-value as a table shows it: 3 decimals, "<0.001" below that, MISSING where there is none."""
     return MISSING if not np.isfinite(p) else "<0.001" if p < 0.001 else f"{p:.3f}"
@@ -263,7 +269,8 @@ def fmt(estimate: "Estimate", unit: str = "task splits", level: float = 1 - ALPH
     95%), or '-0.120 (one task split only: no interval)'."""
     if not estimate.has_interval:
         one = {"task splits": "task split", "instance draws": "instance draw", "runs": "run"}.get(unit, unit)
-        return f"{estimate.value:+.3f} (one {one} only: no interval)" if estimate.n == 1 else \
-            f"{estimate.value:+.3f} ({estimate.n} {unit}: no interval)"
+        return f"{signed(estimate.value)} (one {one} only: no interval)" if estimate.n == 1 else \
+            f"{signed(estimate.value)} ({estimate.n} {unit}: no interval)"
     coverage = "" if abs(level - (1 - ALPHA)) < 1e-12 else f" ({level:.2%})"
-    return f"{estimate.value:+.3f} [{estimate.lo:+.3f}, {estimate.hi:+.3f}]{coverage} over {estimate.n} {unit}"
+    return (f"{signed(estimate.value)} [{signed(estimate.lo)}, {signed(estimate.hi)}]{coverage} "
+            f"over {estimate.n} {unit}")

@@ -40,6 +40,7 @@ from .findings import (
     fmt,
     interval_level,
     relative_step,
+    signed,
     verdict,
 )
 from .stats import Estimate, over_units, split_means
@@ -140,7 +141,7 @@ def explanation(name: str, prediction: str, estimate: Estimate, side: str, *, co
         leans = (estimate.value > 0) == (side == ">")
         p = estimate.p / 2 if leans else 1 - estimate.p / 2  # one-sided, in the predicted direction
         # both bounds: the one on the predicted side supports, the other refutes
-        measured = (f"{estimate.value:+.3f}, above {estimate.lo:+.3f} and below {estimate.hi:+.3f} (one-sided "
+        measured = (f"{signed(estimate.value)}, above {signed(estimate.lo)} and below {signed(estimate.hi)} (one-sided "
                     f"{1 - ALPHA:.0%} bounds), over {estimate.n} {unit}")
     else:
         p, measured = float("nan"), fmt(estimate, unit)
