@@ -383,17 +383,21 @@ def test_feature_costs_read_what_the_runs_that_computed_each_representation_spen
     from zsg_core.config import run_config
     from zsg_core.runs import RunResult
 
-    def result(seed: int, features: str, manifest: dict) -> RunResult:
-        config = run_config(model="tiny-llama", split_seed=seed, arrangement="nft", features=features)
+    def result(seed: int, features: str, manifest: dict, arrangement: str = "nft", **split) -> RunResult:
+        config = run_config(model="tiny-llama", split_seed=seed, arrangement=arrangement, features=features, **split)
         empty = pd.DataFrame()
         return RunResult(config, Path("."), {"prepare_seconds": 1.0, **manifest}, empty, empty, empty, empty)
 
     runs = {("NFT (hidden)", 0): result(0, "hidden", {"features_seconds": {"hidden": 90.0}}),
             ("NFT (gradient)", 0): result(0, "gradient", {"features_seconds": {"gradient (held-out only)": 170.0}}),
             ("NFT", 0): result(0, "minilm", {"texts_embedded": 2500, "prepare_seconds": 130.0}),
-            ("FFT", 0): result(0, "minilm", {"texts_embedded": 7, "prepare_seconds": 9.0})}  # a few new texts later
+            ("FFT", 0): result(0, "minilm", {"texts_embedded": 7, "prepare_seconds": 9.0}, arrangement="fft")}  # a few new texts later
     table = compare.feature_costs(runs, {("NFT", 0): runs[("NFT", 0)]})  # the same run twice is counted once
     rows = {(r.kind, r.part): (r.seconds, r.texts) for r in table.itertuples()}
     assert rows == {("hidden", "whole split"): (90.0, 0), ("gradient", "held-out side"): (170.0, 0),
                     ("minilm", "whole split"): (130.0, 2500)}
     assert compare.feature_costs({}).empty
+    # a split with the same seed but another pool is another split: its embedding is its own row
+    pool = {("NFT", 0): result(0, "minilm", {"texts_embedded": 9000, "prepare_seconds": 400.0}, pool_per_task=60)}
+    both = compare.feature_costs(runs, pool)
+    assert sorted(both[both.kind == "minilm"].texts) == [2500, 9000]

@@ -17,7 +17,7 @@ import pytest
 
 from zsg_core import experiments, toc
 from zsg_core.config import load_profile, run_config
-from zsg_core.costs import CostModel, machine_kind
+from zsg_core.costs import CostModel, machine_kind, manifests
 from zsg_core.data import DataError
 from zsg_core.execute import Executor, train_missing, waves
 from zsg_core.experiments import PlannedRun
@@ -209,6 +209,30 @@ def test_a_splits_first_missing_run_pays_for_what_its_runs_share(tmp_path):
     assert predictions(on_gradients, model, tmp_path, stored={g1.key()}) == {a.key(): pytest.approx(5.0),  # g1 did the split's work
                                                                              g2.key(): pytest.approx(5.0)}
     assert [[r.label for r in w] for w in waves(plan.runs)] == [["a", "c"], ["b"]]
+
+
+def test_the_time_left_is_the_cost_model_refitted_on_what_is_stored_so_far(tmp_path):
+    from zsg_core.execute import _Progress
+
+    rates = {"step": 0.5, "eval": 0.01, "fixed": 20.0, "entry": 0.0, "split": 40.0}
+    configs = [run_config(**{**TINY, "max_steps": 10, "eval_steps": [0, 10], "arrangement": m, "split_seed": seed})
+               for m, seed in (("random", 0), ("cluster", 0), ("random", 1))]
+    plan = Plan("t", ["c"], [PlannedRun("c", "e", c.arrangement, 0, "split_seed", c) for c in configs])
+    progress = _Progress(plan, plan.runs, tmp_path, 1, log=lambda m: None)
+    assert progress.left()[1] == 3  # a fresh machine: nothing stored, nothing priced
+    kind = capability().get("cpu_capability")
+    for config, first in zip(configs[:2], (True, False)):  # as if the first two had just been trained here
+        folder = tmp_path / config.key()
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps(config.to_dict()))
+        manifest = {k: v for k, v in _manifest(config, 10, rates, kind, first=first).items() if k != "config"}
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        (folder / "complete").touch()
+    seconds, blind = progress.left()
+    expected = predictions(plan, CostModel.fit(manifests(tmp_path)), tmp_path)
+    assert blind == 0 and list(expected) == [configs[2].key()]  # the third, on a split of its own, is priced
+    assert seconds == pytest.approx(expected[configs[2].key()]) and seconds > 40.0  # with its split's work
+    assert _Progress(plan, plan.runs, tmp_path, 2, log=lambda m: None).left()[0] == pytest.approx(seconds / 2)
 
 
 def _tiny_plan(steps: int = 6) -> Plan:

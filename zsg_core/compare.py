@@ -141,9 +141,10 @@ def feature_costs(*groups) -> pd.DataFrame:
             rows.append({"kind": kind, "part": "held-out side" if rest else "whole split", "split": split,
                          "seconds": float(seconds), "texts": 0})
         texts = r.manifest.get("texts_embedded") or 0
-        if texts > embedded.get(split, (0, 0.0))[0]:  # the split's first run; later ones embed a few new texts
-            embedded[split] = (texts, float(r.manifest["prepare_seconds"]))
-    rows += [{"kind": "minilm", "part": "whole split", "split": split, "seconds": seconds, "texts": texts}
+        # keyed by the whole split, not its seed: a TMA pool or a family-blocked split can share a seed
+        if texts > embedded.get(r.config.split, (0, 0.0))[0]:  # its first run; later ones embed a few new texts
+            embedded[r.config.split] = (texts, float(r.manifest["prepare_seconds"]))
+    rows += [{"kind": "minilm", "part": "whole split", "split": split.seed, "seconds": seconds, "texts": texts}
              for split, (texts, seconds) in embedded.items()]
     return pd.DataFrame(rows, columns=["kind", "part", "split", "seconds", "texts"])
 

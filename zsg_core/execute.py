@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .config import RunConfig
+from .costs import CostModel, manifests
 from .data import DataError
 from .experiments import PlannedRun
-from .plan import Plan, _split_of
+from .plan import Plan, _split_of, duration, predictions
 from .runs import run, runs_dir
 from .util import atomic_file, cache_dir, progress_bar
 
@@ -80,7 +81,7 @@ def train_missing(plan: Plan, executor: Executor = Executor(), log: Callable[[st
     if not todo:
         log(f"all {len(plan.runs)} runs of the plan are stored")
         return {}
-    bar = _Progress(len(todo), log)
+    bar = _Progress(plan, todo, root, executor.workers if executor.kind != "inprocess" else 1, log)
     walls: dict[str, float] = {}
     if executor.kind == "inprocess":
         for wave in waves(todo):
@@ -174,22 +175,35 @@ def _on_ray(todo: list[PlannedRun], executor: Executor, root: Path, bar: "_Progr
 
 
 class _Progress:
-    """Runs done of the total, elapsed, and the time left at the rate so far: a tqdm bar on a
-    terminal, a line per run otherwise."""
-    def __init__(self, total: int, log: Callable[[str], None]):
+    """Runs done of the total, elapsed, and the time left: a tqdm bar on a terminal, a line per run
+    otherwise. The time left is the cost model's, refitted after every run on the manifests stored
+    so far (on a fresh machine the plan prices nothing; after a set-up's first run it prices its
+    kind), and the rate so far for the runs it cannot price yet; divided among the workers."""
+    def __init__(self, plan: Plan, todo: list[PlannedRun], root: Path, workers: int, log: Callable[[str], None]):
+        self.plan, self.todo, self.root, self.workers, self.log = plan, todo, root, workers, log
+        self.count, self.t0 = 0, time.perf_counter()
+        self.bar = progress_bar(len(todo), "runs", unit="run")
 
-        self.total, self.count, self.log, self.t0 = total, 0, log, time.perf_counter()
-        self.bar = progress_bar(total, "runs", unit="run")
+    def left(self) -> tuple[float, int]:
+        """Predicted seconds until the plan is trained, and how many of its runs that counts at the
+        rate so far because the refitted cost model cannot price them yet."""
+        predicted = predictions(self.plan, CostModel.fit(manifests(self.root)), self.root)
+        waiting = [predicted[r.key] for r in self.todo if r.key in predicted]
+        rate = (time.perf_counter() - self.t0) / max(self.count, 1)
+        blind = sum(s is None for s in waiting)
+        return (sum(s for s in waiting if s is not None) + blind * rate) / self.workers, blind
 
     def done(self, r: PlannedRun) -> None:
         self.count += 1
+        seconds, blind = self.left()
+        left = f"about {duration(seconds)} left" + (f" ({blind} runs at the rate so far)" if blind else "")
         if self.bar is not None:
+            self.bar.set_postfix_str(left, refresh=False)
             self.bar.update(1)
             return
         elapsed = time.perf_counter() - self.t0
-        left = elapsed / self.count * (self.total - self.count)
-        self.log(f"run {self.count}/{self.total} done ({r.chapter}, {r.label}, {r.seed_param} {r.seed}): "
-                 f"{elapsed / 60:.1f} min elapsed, about {left / 60:.1f} min left")
+        self.log(f"run {self.count}/{len(self.todo)} done ({r.chapter}, {r.label}, {r.seed_param} {r.seed}): "
+                 f"{duration(elapsed)} elapsed, {left}")
 
     def close(self) -> None:
         if self.bar is not None:

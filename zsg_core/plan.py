@@ -104,7 +104,8 @@ def _features_of(r: PlannedRun) -> tuple | None:
     return (*_split_of(r), kind) if kind else None
 
 
-def _hms(seconds: float | None) -> str:
+def duration(seconds: float | None) -> str:
+    """"1h05m", "4m30s", or "?" for a time nobody can predict."""
     if seconds is None:
         return "?"
     seconds = int(round(seconds))
@@ -123,7 +124,7 @@ def render(plan: Plan, costs: CostModel, root: Path | None = None, every_run: bo
         todo = [predicted[r.key] for r in runs if r.key not in done]
         known, blind = sum(s for s in todo if s is not None), sum(s is None for s in todo)
         total, unknown = total + known, unknown + blind
-        cost = "-" if not todo else "?" if blind == len(todo) else _hms(known) + (f" + {blind} unpredicted" if blind else "")
+        cost = "-" if not todo else "?" if blind == len(todo) else duration(known) + (f" + {blind} unpredicted" if blind else "")
         lines.append(f"  {chapter:26s} {len(runs):3d} runs, {len(runs) - len(todo):3d} stored, {len(todo):3d} to train: {cost}")
         if chapter in plan.unsized:
             wait = plan.unsized[chapter]
@@ -131,9 +132,9 @@ def render(plan: Plan, costs: CostModel, root: Path | None = None, every_run: bo
             lines.append(f"  {'':26s} +{wait.runs} runs of {wait.experiment}, sized once {wait.work}")
         if every_run:
             for r in runs:
-                state = "stored" if r.key in done else _hms(predicted[r.key])
+                state = "stored" if r.key in done else duration(predicted[r.key])
                 lines.append(f"      {r.key}  {r.experiment:22s} {r.label:22s} {r.seed_param} {r.seed:<3d} {state}")
-    known = f"{_hms(total)}, and " if total or not unknown else ""  # never "0m00s" for runs it cannot price
+    known = f"{duration(total)}, and " if total or not unknown else ""  # never "0m00s" for runs it cannot price
     lines.append(f"total to train: {known}{unknown} runs without a prediction (no stored run set up like them on "
-                 "this machine kind)" if unknown else f"total to train: {_hms(total)}")
+                 "this machine kind)" if unknown else f"total to train: {duration(total)}")
     return "\n".join(lines)
