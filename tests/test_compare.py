@@ -44,6 +44,9 @@ def test_a_grid_runs_each_config_once_and_curves_are_tidy(tmp_path, monkeypatch)
     assert cost.startswith("3 runs; ") and f"CPU kind {r.manifest['machine']['cpu_capability']}" in cost
     assert f"in {r.config.train.precision}." in cost and r.config.train.precision in ("bf16", "fp32")
     assert " training, " in cost and "probing" not in cost  # a part no run spent time on is not named
+    threads = r.manifest["machine"]["threads"]
+    assert f"{threads} thread{'s' if threads != 1 else ''}," in cost and "1 threads" not in cost
+    assert compare.run_costs(r).startswith("1 run; ")  # one run, named in the singular
     with pytest.raises(DataError, match="no runs"):
         compare.run_costs({})
     groups = {t: "even" if i % 2 else "odd" for i, t in enumerate(sorted(r.eval_loss.task.unique()))}

@@ -5,6 +5,7 @@ interrupted plan resumes. On the tiny random-init Llama over the real data."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -334,6 +335,7 @@ from zsg_core.plan import Plan
 from zsg_core.experiments import PlannedRun
 from zsg_core.config import RunConfig
 import json
+import re
 
 runs = [PlannedRun("t", "e", str(i), 0, "split_seed", RunConfig.from_dict(c)) for i, c in enumerate(json.load(open(sys.argv[1])))]
 train_missing(Plan("t", ["t"], runs), log=lambda m: print(m, flush=True))
@@ -387,3 +389,23 @@ def test_a_chapter_that_reads_another_chapters_runs_back_plans_none_of_its_own()
         assert not own, (profile, own[:3])
         chapter9 = {r.label for r in plan.runs if r.chapter == "09_adaptive"}
         assert "RT" not in chapter9, profile  # chapter 4's RT, read back
+
+
+def test_make_books_plan_is_printed_again_once_the_waiting_runs_are_sized(tmp_path, monkeypatch):
+    """A fresh machine's first plan cannot list chapter 6's runs (its pools are not embedded): the
+    plan is printed again after sizing, so every run and its price is seen before it trains."""
+    from zsg_core import book
+    from zsg_core.experiments import Unsized
+
+    monkeypatch.setenv("ZSG_RUNS", str(tmp_path))
+    sized = run_config(**{**TINY, "max_steps": 4, "eval_steps": [0, 4]})
+    waiting = Plan("t", ["06_tma"], [], unsized={"06_tma": Unsized("tma_comparison", 1, "the pools are embedded")})
+    ready = Plan("t", ["06_tma"], [PlannedRun("06_tma", "tma_comparison", "NFT", 0, "split_seed", sized)])
+    monkeypatch.setattr(book, "book_plan", lambda profile, only=None, size=False: ready if size else waiting)
+    trained: list[Plan] = []
+    monkeypatch.setattr(book, "train_missing", lambda plan, *a, **k: trained.append(plan))
+    lines: list[str] = []
+    book.train_plan("t", log=lines.append)
+    renders = [line for line in lines if line.startswith("plan for profile t")]
+    assert len(renders) == 2 and "+1 runs of tma_comparison" in renders[0]
+    assert re.search(r"06_tma +1 runs, +0 stored, +1 to train", renders[1]) and trained == [ready]

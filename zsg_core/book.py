@@ -162,6 +162,7 @@ def train_plan(profile: str, only: list[str] | None = None, executor=None, log=p
     if plan.unsized:
         log("sizing the runs that wait on it (embedding the TMA pools; cached after)")
         plan = book_plan(profile, only, size=True)
+        log(render(plan, CostModel.fit(manifests())))  # now with every run, priced where it can be
     if executor is None:
         train_missing(plan, log=log)
     else:
