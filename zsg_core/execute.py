@@ -178,7 +178,8 @@ class _Progress:
     """Runs done of the total, elapsed, and the time left: a tqdm bar on a terminal, a line per run
     otherwise. The time left is the cost model's, refitted after every run on the manifests stored
     so far (on a fresh machine the plan prices nothing; after a set-up's first run it prices its
-    kind), and the rate so far for the runs it cannot price yet; divided among the workers."""
+    kind) and divided among the workers, plus the wall time per run so far for the runs it cannot
+    price yet."""
     def __init__(self, plan: Plan, todo: list[PlannedRun], root: Path, workers: int, log: Callable[[str], None]):
         self.plan, self.todo, self.root, self.workers, self.log = plan, todo, root, workers, log
         self.count, self.t0 = 0, time.perf_counter()
@@ -189,9 +190,9 @@ class _Progress:
         rate so far because the refitted cost model cannot price them yet."""
         predicted = predictions(self.plan, CostModel.fit(manifests(self.root)), self.root)
         waiting = [predicted[r.key] for r in self.todo if r.key in predicted]
-        rate = (time.perf_counter() - self.t0) / max(self.count, 1)
+        rate = (time.perf_counter() - self.t0) / max(self.count, 1)  # wall per run done: the workers already in it
         blind = sum(s is None for s in waiting)
-        return (sum(s for s in waiting if s is not None) + blind * rate) / self.workers, blind
+        return sum(s for s in waiting if s is not None) / self.workers + blind * rate, blind
 
     def done(self, r: PlannedRun) -> None:
         self.count += 1
