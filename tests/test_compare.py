@@ -335,6 +335,14 @@ def test_tma_runs_train_the_same_instances_and_round_groups_the_same_steps(tmp_p
     monkeypatch.setenv("ZSG_RUNS", str(tmp_path))
     params = {**SMOKE, "split_seed": 0, "batch_size": 16}  # one pass is a few steps
     plan = experiments.tma_plan(params, [0], pool_per_task=4, near_rounds=1, round_width=1, round_starts=[0, 2])
+    said: list[str] = []  # sizing again from cached embeddings embeds nothing, and says nothing
+    assert experiments.tma_plan(params, [0], 4, 1, 1, [0, 2], log=said.append) == plan and said == []
+    cold = tmp_path / "cold"  # from an empty embedding cache, each split says where sizing is
+    monkeypatch.setattr(experiments, "Encoder", lambda: Encoder(cache=cold))
+    assert experiments.tma_plan(params, [0], 4, 1, 1, [0, 2], log=said.append) == plan
+    assert len(said) == 1 and said[0].startswith(f"TMA pool of split 0 (1 of 1): {plan.pool[0]} instances, ")
+    monkeypatch.undo()
+    monkeypatch.setenv("ZSG_RUNS", str(tmp_path))
     runs = experiments.tma_comparison(params, plan, [0], [0], log=lambda m: None)  # split 0 whole: with MIN and MAX
     assert sorted(runs["extremes"]) == [("MAX", 0), ("MIN", 0)]
     assert compare.same_instances(runs["by_split"], ["NFT", "FFT", "RT"]) == {0: True}

@@ -343,7 +343,7 @@ def _tma_params(params: Mapping[str, Any], pool_per_task: int) -> dict[str, Any]
 
 
 def tma_plan(params: Mapping[str, Any], split_seeds: Sequence[int], pool_per_task: int, near_rounds: int,
-             round_width: int = 0, round_starts: Sequence[int] = ()) -> TmaPlan:
+             round_width: int = 0, round_starts: Sequence[int] = (), log: Log = print) -> TmaPlan:
     """Size E6 and E8 on `split_seeds` from TMA's min rounds over each split's pool (embeddings
     are cached, so the runs' own arrangements compute nothing again).
 
@@ -359,10 +359,14 @@ def tma_plan(params: Mapping[str, Any], split_seeds: Sequence[int], pool_per_tas
                         f"{params['train_per_task']}: the TMA pool holds the other orders' training list")
     encoder = Encoder()
     rounds, pool, embedded = {}, {}, {}
-    for seed in split_seeds:
+    for i, seed in enumerate(split_seeds):
         split = run_split(run_config(**{**_tma_params(params, pool_per_task), "split_seed": seed,
                                         "arrangement": "tma-min"}))
+        before = encoder.n_encoded
         x, t = embed_records(split.train, "first-turn", encoder), embed_records(split.test, "first-turn", encoder)
+        if encoder.n_encoded > before:  # sizing from cold caches takes long: say where it is (silent once cached)
+            log(f"TMA pool of split {seed} ({i + 1} of {len(split_seeds)}): {len(split.train)} instances, "
+                f"{encoder.n_encoded - before} texts embedded")
         embedded[seed] = x, t
         rounds[seed] = pool_rounds(x, t, "min", None, TMA_POOL_SEED)
         pool[seed] = len(split.train)
@@ -497,7 +501,7 @@ def tma_chapter(params: Mapping[str, Any], split_seeds: Sequence[int], side_spli
     if recorder is not None and not recorder.size and not _pools_embedded(params, seeds, pool_per_task):
         runs = 3 * len(split_seeds) + 2 + len(round_starts) * len(side_split_seeds)
         raise Unsized("tma_comparison", runs, f"the TMA pools of splits {seeds} are embedded")
-    plan = tma_plan(params, seeds, pool_per_task, near_rounds, round_width, round_starts)
+    plan = tma_plan(params, seeds, pool_per_task, near_rounds, round_width, round_starts, log)
     return (plan, tma_comparison(params, plan, split_seeds, arrangement_seeds, log=log),
             round_groups(params, plan, round_width, round_starts, side_split_seeds, log))
 
