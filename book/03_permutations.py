@@ -151,7 +151,7 @@ for rank, drop in enumerate(sharpest.itertuples()):
         plots.save(fig, f"03_nine_measures_{rank}_{part}")
         plt.show()
         seen = measures[(measures.task == drop.task) & (measures.label == "cluster")].groupby(["measure", "step"]).value.mean()
-        moved = {m: round(seen[m, drop.step] - seen[m, drop.start], 3) + 0.0 for m in names}  # + 0.0: no "-0.000"
+        moved = {m: seen[m, drop.step] - seen[m, drop.start] for m in names}
         display(Markdown(f"Cluster order, over its sudden drop (steps {drop.start}-{drop.step}): "
                          + ", ".join(f"{m} {findings.signed(v)}" for m, v in moved.items()) + "."))
 

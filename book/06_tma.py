@@ -180,7 +180,7 @@ fig = plots.split_and_blocked(gap_split, None, mark=near_end)
 plots.save(fig, "06_tma_gaps")
 plt.show()
 gap_table = gap_split.pivot_table(index="step", columns="comparison", values="diff")[[f"{a} - {b}" for a, b in pairs]]
-at_mark = gap_table.loc[:near_end].iloc[-1].round(3) + 0.0  # + 0.0: no "-0.000"
+at_mark = gap_table.loc[:near_end].iloc[-1]
 display(Markdown(f"At step {gap_table.loc[:near_end].index[-1]}, the last evaluation up to the dotted line, mean over "
                  f"{gap_split.n.max()} splits: " + ", ".join(f"{c} {findings.signed(v)}" for c, v in at_mark.items())
                  + " (below 0: the first order's loss is lower)."))

@@ -184,6 +184,8 @@ class _Progress:
         self.plan, self.todo, self.root, self.workers, self.log = plan, todo, root, workers, log
         self.count, self.t0 = 0, time.perf_counter()
         self.bar = progress_bar(len(todo), "runs", unit="run")
+        if self.bar is not None:  # tqdm's own estimate (the rate so far) would be a second, different one
+            self.bar.bar_format = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
 
     def left(self) -> tuple[float, int]:
         """Predicted seconds until the plan is trained, and how many of its runs that counts at the
@@ -192,12 +194,17 @@ class _Progress:
         waiting = [predicted[r.key] for r in self.todo if r.key in predicted]
         rate = (time.perf_counter() - self.t0) / max(self.count, 1)  # wall per run done: the workers already in it
         blind = sum(s is None for s in waiting)
-        return sum(s for s in waiting if s is not None) / self.workers + blind * rate, blind
+        at_once = max(1, min(self.workers, len(waiting)))  # one run left is not done faster by two workers
+        return sum(s for s in waiting if s is not None) / at_once + blind * rate, blind
 
     def done(self, r: PlannedRun) -> None:
         self.count += 1
-        seconds, blind = self.left()
-        left = f"about {duration(seconds)} left" + (f" ({blind} runs at the rate so far)" if blind else "")
+        try:
+            seconds, blind = self.left()
+            left = f"about {duration(seconds)} left" + (
+                f" ({blind} run{'s' if blind != 1 else ''} at the rate so far)" if blind else "")
+        except Exception as e:  # an estimate never stops training: a manifest it cannot read costs only the estimate
+            left = f"time left unknown ({type(e).__name__})"
         if self.bar is not None:
             self.bar.set_postfix_str(left, refresh=False)
             self.bar.update(1)
