@@ -146,8 +146,8 @@ def feature_costs(*groups) -> pd.DataFrame:
         # keyed by the whole split, not its seed: a TMA pool or a family-blocked split can share a seed
         if texts > embedded.get(r.config.split, (0, 0.0))[0]:  # its first run; later ones embed a few new texts
             embedded[r.config.split] = (texts, float(r.manifest["prepare_seconds"]))
-    rows += [{"kind": "minilm", "part": "whole split", "split": split.seed, "seconds": seconds, "texts": texts}
-             for split, (texts, seconds) in embedded.items()]
+    rows += [{"kind": "minilm", "part": "whole split", "split": config.seed, "seconds": seconds, "texts": texts}
+             for config, (texts, seconds) in embedded.items()]
     return pd.DataFrame(rows, columns=["kind", "part", "split", "seconds", "texts"])
 
 
