@@ -151,6 +151,10 @@ def test_a_tally_names_the_decided_parts_and_counts_the_rest():
     assert findings.tally(found[1:2]) == "1 of 1 **inconclusive**"
 
 
+def test_a_count_reads_in_the_singular_only_for_one():
+    assert [findings.counted(n, "run") for n in (0, 1, 2, 11)] == ["0 runs", "1 run", "2 runs", "11 runs"]
+
+
 def test_a_signed_number_never_reads_minus_zero_in_prose_or_an_interval():
     assert findings.signed(-0.0001) == "+0.000" and findings.signed(0.12) == "+0.120"
     assert findings.signed(-0.004, 2) == "+0.00" and findings.signed(-0.006, 2) == "-0.01"

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -137,8 +138,6 @@ def describe_figures(nb) -> None:
     which says what it shows (the chapters write one above every figure), as plain text. Without it
     myst-nb writes the image's file name, which tells a screen reader nothing. Set in the cell's
     `mystnb.image.alt`."""
-    import re
-
     above = ""
     for cell in nb.cells:
         if cell.cell_type == "markdown":

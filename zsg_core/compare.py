@@ -19,6 +19,7 @@ import pandas as pd
 
 from .config import RunConfig
 from .data import DataError, task_family
+from .findings import counted
 from .runs import RunResult, run_split
 from .split import SplitConfig
 
@@ -111,15 +112,13 @@ def run_costs(*groups) -> str:
     def machine(m: dict | None) -> str:
         if not m:
             return "a machine not recorded (runs stored before manifests named it)"
-        threads = f"{m['threads']} thread" + ("s" if m["threads"] != 1 else "")
-        return f"CPU kind {m['cpu_capability']}, {threads}" if m["device"] == "cpu" else m["name"]
+        return f"CPU kind {m['cpu_capability']}, {counted(m['threads'], 'thread')}" if m["device"] == "cpu" else m["name"]
 
     machines = sorted({machine(r.manifest.get("machine")) for r in results})
     precisions = sorted({r.config.train.precision for r in results})
     shown = {k: f"{m:.1f}" if m < 10 else f"{m:.0f}" for k, m in minutes.items()}
     spent = ", ".join(f"{shown[k]} {what}" for k, what in parts.items() if minutes[k] > 0)
-    runs = f"{len(results)} run" + ("s" if len(results) != 1 else "")
-    return (f"{runs}; {shown['wall_seconds']} minutes of wall time when they were trained "
+    return (f"{counted(len(results), 'run')}; {shown['wall_seconds']} minutes of wall time when they were trained "
             f"({spent}, the rest arranging and caching), on {' and '.join(machines)}, in {' and '.join(precisions)}. "
             "Read back from the run store, they take seconds.")
 

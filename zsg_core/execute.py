@@ -32,6 +32,7 @@ from .config import RunConfig
 from .costs import CostModel, manifests
 from .data import DataError
 from .experiments import PlannedRun
+from .findings import counted
 from .plan import Plan, _split_of, duration, predictions
 from .runs import run, runs_dir
 from .util import atomic_file, cache_dir, progress_bar
@@ -201,8 +202,7 @@ class _Progress:
         self.count += 1
         try:
             seconds, blind = self.left()
-            left = f"about {duration(seconds)} left" + (
-                f" ({blind} run{'s' if blind != 1 else ''} at the rate so far)" if blind else "")
+            left = f"about {duration(seconds)} left" + (f" ({counted(blind, 'run')} at the rate so far)" if blind else "")
         except Exception as e:  # an estimate never stops training: a manifest it cannot read costs only the estimate
             left = f"time left unknown ({type(e).__name__})"
         if self.bar is not None:

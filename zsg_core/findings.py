@@ -247,6 +247,11 @@ def units_to_decide(table: pd.DataFrame, power_wanted: float = 0.8, most: int = 
     return table.apply(one, axis=1) if len(table) else pd.Series(dtype=float)
 
 
+def counted(n: int, noun: str) -> str:
+    """A count as prose: '1 run', '2 runs' (a regular plural)."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def listed(names: Sequence[str]) -> str:
     """Names as prose: 'a', 'a and b', 'a, b and c'."""
     names = list(names)
