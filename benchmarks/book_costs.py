@@ -1,8 +1,11 @@
 """Where the book's time goes, chapter by chapter, from the stored runs' own manifests.
 
-    .venv/bin/python benchmarks/book_costs.py [--profile cpu] [--out results/book_costs_cpu.json]
+    .venv/bin/python benchmarks/book_costs.py [--profile cpu] [--out results/book_costs_cpu_avx2.json]
 
-For every run of the profile's plan (`zsg plan`; each counted in the first chapter that reads it)
+One file per profile and machine kind (`results/book_costs_<profile>_<kind>.json`, the kind this
+machine is: `costs.machine_kind`), since a run's parts take several times longer on one kind than on
+another (an AVX2 CPU emulates bf16) and the plan's runs on a kind are its own (their precision is the
+kind's). For every run of the profile's plan (`zsg plan`; each counted in the first chapter that reads it)
 that the run store holds, its manifest's parts: loading the split and embedding its texts
 (`prepare_seconds`, with arranging and loading the model), filling the frozen-layer cache, training, evaluating, generating, and the rest
 (arranging, loading the model, writing). Prints the JSON and writes it; `tables.py` builds the
@@ -19,24 +22,31 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import re
 import sys
 from pathlib import Path
 
 from zsg_core.costs import CostModel, machine_kind, manifests
 from zsg_core.plan import book_plan, predictions
+from zsg_core.precision import capability
 from zsg_core.runs import is_complete, runs_dir
 
 SITTING_GAP = 20 * 60  # longer than any one run's start-up, shorter than the breaks between sessions
 PARTS = ("prepare_seconds", "cache_seconds", "train_seconds", "eval_seconds", "generate_seconds")
 
 
+def kind_slug(kind: str) -> str:
+    """A machine kind as a file name's part: 'cpu:AVX2' -> 'avx2', 'cuda:NVIDIA H200' -> 'nvidia-h200'."""
+    return re.sub(r"[^a-z0-9]+", "-", kind.split(":", 1)[-1].lower()).strip("-")
+
+
 def chapter_costs(profile: str) -> dict:
     plan = book_plan(profile)  # a chapter whose runs are not sized yet counts them as missing
-
+    kind = machine_kind(capability())
     root = runs_dir()
     chapters: dict[str, dict] = {c: {"runs": 0, "stored": 0, "wall_seconds": 0.0, **{p: 0.0 for p in PARTS}}
                                  for c in plan.chapters}
-    kinds: set[str] = set()
+    other_kinds = 0  # stored from another machine kind (same key, same precision): its timings mean nothing here
     threads: set[int] = set()
     stored: list[dict] = []
     for chapter, wait in plan.unsized.items():
@@ -49,15 +59,18 @@ def chapter_costs(profile: str) -> dict:
         m = json.loads((root / r.key / "manifest.json").read_text())
         if "prepare_seconds" not in m:  # stored before the manifests recorded every part
             continue
+        if machine_kind(m["machine"]) != kind:
+            other_kinds += 1
+            continue
         row["stored"] += 1
         stored.append(m)
         row["wall_seconds"] += m["wall_seconds"]
         for p in PARTS:
             row[p] += m[p]
-        kinds.add(machine_kind(m["machine"]))
         threads.add(m["machine"].get("threads"))
-    predicted = predictions(plan, CostModel.fit(manifests()), stored=set())  # as `zsg plan` predicts it before any run
-    return {"profile": profile, "machine_kinds": sorted(kinds), "threads": sorted(t for t in threads if t),
+    predicted = predictions(plan, CostModel.fit(manifests(), kind), stored=set())  # as `zsg plan` predicts it before any run
+    return {"profile": profile, "machine_kind": kind, "stored_on_other_kinds": other_kinds,
+            "threads": sorted(t for t in threads if t),
             "chapters": chapters, "sittings": sittings(stored),
             "predicted_from_empty": {"runs": len(predicted), "unpredicted": sum(v is None for v in predicted.values()),
                                      "unsized": sum(w.runs for w in plan.unsized.values()),
@@ -85,10 +98,11 @@ def sittings(stored: list[dict], gap: float = SITTING_GAP) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="cpu")
-    parser.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/book_costs_<profile>.json")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: benchmarks/results/book_costs_<profile>_<this machine's kind>.json")
     args = parser.parse_args(argv)
     result = chapter_costs(args.profile)
-    out = args.out or Path(__file__).parent / "results" / f"book_costs_{args.profile}.json"
+    out = args.out or Path(__file__).parent / "results" / f"book_costs_{args.profile}_{kind_slug(result['machine_kind'])}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
     return 0

@@ -122,45 +122,61 @@ COST_PARTS = {"prepare_seconds": "preparing (split, embedding, arranging)", "cac
               "eval_seconds": "evaluation", "generate_seconds": "generation"}
 
 
+def _per_kind(profile: str) -> list[tuple[str, dict]]:
+    """(file name, figures) of each machine kind's `book_costs_<profile>_<kind>.json`, AVX512 before AVX2."""
+    files = sorted(RESULTS.glob(f"book_costs_{profile}_*.json"), reverse=True)
+    return [(f.name, json.loads(f.read_text())) for f in files]
+
+
 def book_costs(profile: str) -> str:
-    """benchmarks/README: where each chapter's time goes, summed from its runs' manifests."""
-    d = _load(f"book_costs_{profile}.json")
-    lines = ["| chapter | runs (stored) | wall (min) | " + " | ".join(COST_PARTS.values()) + " | other |",
-             "|---|---|---|" + "---|" * (len(COST_PARTS) + 1)]
-    total = {"runs": 0, "stored": 0, "wall_seconds": 0.0, **{p: 0.0 for p in COST_PARTS}}
-    for chapter, c in d["chapters"].items():
-        for k in total:
-            total[k] += c[k]
-    for chapter, c in [*d["chapters"].items(), ("all", total)]:
-        other = c["wall_seconds"] - sum(c[p] for p in COST_PARTS)
-        lines.append(f"| {chapter} | {c['runs']} ({c['stored']}) | {c['wall_seconds'] / 60:.1f} | "
-                     + " | ".join(f"{c[p] / 60:.1f}" for p in COST_PARTS) + f" | {other / 60:.1f} |")
-    lines += ["", f"Minutes, summed over the stored runs' manifests (`benchmarks/book_costs.py --profile {profile}`, "
-                  f"`results/book_costs_{profile}.json`); each run counted in the first chapter that reads it; machine "
-                  f"kind {', '.join(d['machine_kinds']) or 'none'}, {', '.join(map(str, d['threads']))} threads."]
-    return "\n".join(lines) + "\n"
+    """benchmarks/README: where each chapter's time goes, summed from its runs' manifests, per machine kind."""
+    out = []
+    for name, d in _per_kind(profile):
+        lines = [f"On CPU kind {d['machine_kind'].split(':', 1)[-1]}:" if d["machine_kind"].startswith("cpu:")
+                 else f"On {d['machine_kind']}:", "",
+                 "| chapter | runs (stored) | wall (min) | " + " | ".join(COST_PARTS.values()) + " | other |",
+                 "|---|---|---|" + "---|" * (len(COST_PARTS) + 1)]
+        total = {"runs": 0, "stored": 0, "wall_seconds": 0.0, **{p: 0.0 for p in COST_PARTS}}
+        for chapter, c in d["chapters"].items():
+            for k in total:
+                total[k] += c[k]
+        for chapter, c in [*d["chapters"].items(), ("all", total)]:
+            other = c["wall_seconds"] - sum(c[p] for p in COST_PARTS)
+            lines.append(f"| {chapter} | {c['runs']} ({c['stored']}) | {c['wall_seconds'] / 60:.1f} | "
+                         + " | ".join(f"{c[p] / 60:.1f}" for p in COST_PARTS) + f" | {other / 60:.1f} |")
+        lines += ["", f"Minutes, summed over the stored runs' manifests (`benchmarks/book_costs.py --profile {profile}`, "
+                      f"`results/{name}`); each run counted in the first chapter that reads it; "
+                      f"{', '.join(map(str, d['threads'])) or 'no'} threads."]
+        out.append("\n".join(lines))
+    return "\n\n".join(out) + "\n"
 
 
 def book_sittings(profile: str) -> str:
-    """benchmarks/README: the first build of the profile's book, sitting by sitting, against the plan."""
-    d = _load(f"book_costs_{profile}.json")
-    lines = ["| sitting | started (UTC) | runs | wall (min) | runs' own (min) |", "|---|---|---|---|---|"]
-    for i, s in enumerate(d["sittings"], 1):
-        lines.append(f"| {i} | {s['started'][:16].replace('T', ' ')} | {s['runs']} | {s['wall_seconds'] / 60:.1f} | "
-                     f"{s['run_seconds'] / 60:.1f} |")
-    wall = sum(s["wall_seconds"] for s in d["sittings"])
-    own = sum(s["run_seconds"] for s in d["sittings"])
-    lines.append(f"| all | | {sum(s['runs'] for s in d['sittings'])} | {wall / 60:.1f} | {own / 60:.1f} |")
-    p = d["predicted_from_empty"]
-    n = sum(s["runs"] for s in d["sittings"])
-    lines += ["", f"From an empty store the plan predicts {p['seconds'] / 60:.1f} min for {p['runs'] - p['unpredicted']} of "
-                  f"its {p['runs']} listed runs ({p['unpredicted']} with no rate yet, {p['unsized']} more listed once "
-                  f"chapter 6's pools are embedded), and {p['stored_seconds'] / 60:.1f} min for the {n} runs the "
-                  f"sittings trained ({own / p['stored_seconds']:.2f}x measured over predicted; the cost model is "
-                  "fitted on these same manifests, so this is its fit; `plan_accuracy.py` measures its foresight). "
-                  "A sitting ends where no run started for 20 minutes; runs that shared the cores with tests or "
-                  "helpers are counted as they ran."]
-    return "\n".join(lines) + "\n"
+    """benchmarks/README: the first build of the profile's book, sitting by sitting, against the plan, per machine kind."""
+    out = []
+    for name, d in _per_kind(profile):
+        if "predicted_from_empty" not in d:  # written before the sittings were counted
+            continue
+        lines = [f"On CPU kind {d['machine_kind'].split(':', 1)[-1]}:" if d["machine_kind"].startswith("cpu:")
+                 else f"On {d['machine_kind']}:", "",
+                 "| sitting | started (UTC) | runs | wall (min) | runs' own (min) |", "|---|---|---|---|---|"]
+        for i, s in enumerate(d["sittings"], 1):
+            lines.append(f"| {i} | {s['started'][:16].replace('T', ' ')} | {s['runs']} | {s['wall_seconds'] / 60:.1f} | "
+                         f"{s['run_seconds'] / 60:.1f} |")
+        wall = sum(s["wall_seconds"] for s in d["sittings"])
+        own = sum(s["run_seconds"] for s in d["sittings"])
+        n = sum(s["runs"] for s in d["sittings"])
+        lines.append(f"| all | | {n} | {wall / 60:.1f} | {own / 60:.1f} |")
+        p = d["predicted_from_empty"]
+        ratio = f"{own / p['stored_seconds']:.2f}x measured over predicted" if p["stored_seconds"] else "none of them predicted"
+        lines += ["", f"From an empty store the plan predicts {p['seconds'] / 60:.1f} min for {p['runs'] - p['unpredicted']} of "
+                      f"its {p['runs']} listed runs ({p['unpredicted']} with no rate yet, {p['unsized']} more listed once "
+                      f"chapter 6's pools are embedded), and {p['stored_seconds'] / 60:.1f} min for the {n} runs the "
+                      f"sittings trained ({ratio}; the cost model is fitted on these same manifests, so this is its fit; "
+                      f"`plan_accuracy.py` measures its foresight; `results/{name}`). A sitting ends where no run started "
+                      "for 20 minutes; runs that shared the cores with tests or helpers are counted as they ran."]
+        out.append("\n".join(lines))
+    return "\n\n".join(out) + "\n"
 
 
 def plan_accuracy(profile: str) -> str:

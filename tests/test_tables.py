@@ -31,3 +31,22 @@ def test_the_build_splits_into_sittings_at_a_pause_and_sums_each():
     got = book_costs.sittings([run("10:00", "10:05", 300), run("01:00", "01:02", 120), run("01:12", "01:15", 180)])
     assert [(s["runs"], s["run_seconds"], s["wall_seconds"]) for s in got] == [(2, 300.0, 900.0), (1, 300.0, 300.0)]
     assert book_costs.sittings([]) == []
+
+
+def test_each_machine_kind_gets_its_own_file_and_table(tmp_path, monkeypatch):
+    import json
+
+    import book_costs
+    assert [book_costs.kind_slug(k) for k in ("cpu:AVX2", "cpu:AVX512", "cuda:NVIDIA H200")] == \
+        ["avx2", "avx512", "nvidia-h200"]
+    chapter = {"runs": 2, "stored": 1, "wall_seconds": 600.0, **{p: 60.0 for p in tables.COST_PARTS}}
+    for kind, wall in (("cpu:AVX512", 600.0), ("cpu:AVX2", 1800.0)):
+        figures = {"profile": "cpu", "machine_kind": kind, "stored_on_other_kinds": 0, "threads": [2],
+                   "chapters": {"02_early_generalization": {**chapter, "wall_seconds": wall}}}
+        (tmp_path / f"book_costs_cpu_{book_costs.kind_slug(kind)}.json").write_text(json.dumps(figures))
+    monkeypatch.setattr(tables, "RESULTS", tmp_path)
+    text = tables.book_costs("cpu")
+    avx512, avx2 = text.index("On CPU kind AVX512:"), text.index("On CPU kind AVX2:")
+    assert avx512 < avx2  # one table per kind, never summed together
+    assert "| 10.0 |" in text[avx512:avx2] and "| 30.0 |" in text[avx2:] and "| 40.0 |" not in text
+    assert "book_costs_cpu_avx2.json" in text[avx2:]
