@@ -118,13 +118,15 @@ def test_tma_runs_wait_on_their_pools_and_are_counted(monkeypatch):
     assert f"total to train: {n} runs without a prediction" in shown  # not "0m00s" for runs it cannot price
 
 
-def _manifest(config, steps, seconds, kind="AVX512", first=False, new_entries=0):
-    """A manifest as runs._train_and_store writes it, with chosen parts."""
+def _manifest(config, steps, seconds, kind: str | dict = "AVX512", first=False, new_entries=0):
+    """A manifest as runs._train_and_store writes it, with chosen parts; `kind` a CPU capability or a
+    whole machine record (`precision.capability()`: this machine, whatever it is)."""
     evals = len(config.train.eval_steps)
     held = config.split.test_tasks * config.split.test_per_task
     parts = {"train_seconds": steps * seconds["step"], "eval_seconds": evals * held * seconds["eval"],
              "generate_seconds": 0.0, "cache_seconds": new_entries * seconds["entry"]}
-    return {"config": config, "machine": {"device": "cpu", "cpu_capability": kind}, "steps": steps,
+    machine = kind if isinstance(kind, dict) else {"device": "cpu", "cpu_capability": kind}
+    return {"config": config, "machine": machine, "steps": steps,
             "evaluations": evals, "held_out": held, "processes": 1, "cache_entries_computed": new_entries,
             "texts_embedded": 500 if first else 0, "prepare_seconds": seconds["fixed"], **parts,
             "wall_seconds": seconds["fixed"] + sum(parts.values()) + (seconds["split"] if first else 0.0)}
@@ -221,12 +223,12 @@ def test_the_time_left_is_the_cost_model_refitted_on_what_is_stored_so_far(tmp_p
     plan = Plan("t", ["c"], [PlannedRun("c", "e", c.arrangement, 0, "split_seed", c) for c in configs])
     progress = _Progress(plan, plan.runs, tmp_path, 1, log=lambda m: None)
     assert progress.left()[1] == 3  # a fresh machine: nothing stored, nothing priced
-    kind = capability().get("cpu_capability")
+    here = capability()  # the progress line prices on this machine's kind, a CPU's or a GPU's
     for config, first in zip(configs[:2], (True, False)):  # as if the first two had just been trained here
         folder = tmp_path / config.key()
         folder.mkdir()
         (folder / "config.json").write_text(json.dumps(config.to_dict()))
-        manifest = {k: v for k, v in _manifest(config, 10, rates, kind, first=first).items() if k != "config"}
+        manifest = {k: v for k, v in _manifest(config, 10, rates, here, first=first).items() if k != "config"}
         (folder / "manifest.json").write_text(json.dumps(manifest))
         (folder / "complete").touch()
     seconds, blind = progress.left()
