@@ -1,18 +1,20 @@
 """Speed of the arrangement library against the paper's algorithm and the bare product, same process.
 
-    .venv/bin/python benchmarks/bench_arrange.py [--sizes 20000 200000 1300000] [--paper-max 200000]
+    .venv/bin/python benchmarks/bench_arrange.py [--sizes 20000 60000 200000 1300000] [--paper-max 200000] [--out FILE]
 
 Synthetic unit vectors (d=384, float32, seed 0), M=1,125 test points (Flan-mini's 225 x 5).
-For each N it prints one JSON line with the time of
+Prints a JSON line per N as it goes, then one JSON object (written to `--out`, default
+results/bench_arrange_cpu.json; `tables.py` builds benchmarks/README's "arrange-speed" table from it):
+the machine, then a row per N with the time of
   - product_s: one bare N x M product, chunked and discarded: the floor no exact method beats;
   - wsd_s, tma_budget_s (budget = min(30k, N)), tma_full_s (budget=None, Algorithm 1 as written);
   - paper_* : the paper code's algorithm (full N x M distance matrix, per-round argmin over
     axis 0, picked rows set to a sentinel), and paper_tm_*: the same with the matrix stored
-    test-major (argmin over contiguous memory, ~10x faster per round), where each finishes in
+    test-major (argmin over contiguous memory, much faster per round), where each finishes in
     reasonable time; their rounds are checked equal to ours (*_equal);
   - peak_mb: the peak traced allocation of our tma_rounds(budget=None) (tracemalloc), next to
     input_mb, the training embeddings themselves.
-Last lines extrapolate each baseline's whole-pool time to the largest N from its growth between
+`extrapolated` estimates each baseline's whole-pool time at the largest N from its growth between
 the two largest N where it ran (an estimate, labelled as such).
 """
 from __future__ import annotations
@@ -23,11 +25,15 @@ import math
 import os
 import time
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
+from report import report  # noqa: E402
+
+from zsg_core.precision import capability  # noqa: E402
 from zsg_core.similarity import chunks, wsd  # noqa: E402
 from zsg_core.tma import tma_rounds  # noqa: E402
 
@@ -82,13 +88,16 @@ def bare_product(train: np.ndarray, test: np.ndarray) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 200_000, 1_300_000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 60_000, 200_000, 1_300_000])
     parser.add_argument("--paper-max", type=int, default=200_000,
                         help="largest N for the test-major paper algorithm on the whole pool")
     parser.add_argument("--code-max", type=int, default=200_000, help="largest N for the paper code with a budget")
     parser.add_argument("--code-full-max", type=int, default=60_000,
                         help="largest N for the paper code on the whole pool (O(N^2 M), strided argmin)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "bench_arrange_cpu.json")
     args = parser.parse_args()
+    figures: dict = {"machine": {**capability(), "cores": os.cpu_count(), "numpy": np.__version__},
+                     "sizes": [], "extrapolated": []}
     rng = np.random.default_rng(0)
     test = unit(rng, M)
     paper_full = {}
@@ -126,16 +135,20 @@ def main() -> None:
             for kind in ("budget", "full"):
                 if f"{tag}_{kind}_s" in row:
                     row[f"{tag}_{kind}_over_tma"] = round(row[f"{tag}_{kind}_s"] / row[f"tma_{kind}_s"], 1)
-        print(json.dumps(row), flush=True)
+        print(json.dumps(row), flush=True)  # as it goes: the largest N takes minutes
+        figures["sizes"].append(row)
         last = row
     for tag, times in paper_full.items():
         if len(times) >= 2 and last["N"] not in times:
             (n0, t0), (n1, t1) = sorted(times.items())[-2:]
             exponent = math.log(t1 / t0) / math.log(n1 / n0)
             est = t1 * (last["N"] / n1) ** exponent
-            print(json.dumps({"extrapolated": tag, "N": last["N"], "from_N": [n0, n1],
-                              "growth_exponent": round(exponent, 2), "full_s_estimate": round(est),
-                              "tma_full_s": last["tma_full_s"], "speedup_estimate": round(est / last["tma_full_s"])}))
+            figures["extrapolated"].append({"baseline": tag, "N": last["N"], "from_N": [n0, n1],
+                                            "growth_exponent": round(exponent, 2), "full_s_estimate": round(est),
+                                            "tma_full_s": last["tma_full_s"],
+                                            "speedup_estimate": round(est / last["tma_full_s"])})
+    report(figures, args.out)
+
 
 if __name__ == "__main__":
     main()

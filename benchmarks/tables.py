@@ -29,6 +29,12 @@ def _machine(m: dict) -> str:
     return f"{m['name']}, CPU kind {m['cpu_capability']}, {m['threads']} threads, {m['precision']}"
 
 
+def _sci(x: float) -> str:
+    """A small number as 3e-4 or 1.2e-4, not 0.0003 or 1.2e-04."""
+    mantissa, exponent = f"{x:.1e}".split("e")
+    return f"{mantissa.removesuffix('.0')}e{int(exponent)}"
+
+
 def _versions(setup: dict) -> str:
     return ", ".join(f"{k} {v}" for k, v in setup["versions"].items())
 
@@ -120,6 +126,41 @@ def embed_precision(results: dict | None = None) -> str:
 
 COST_PARTS = {"prepare_seconds": "preparing (split, embedding, arranging)", "cache_seconds": "frozen cache", "train_seconds": "training",
               "eval_seconds": "evaluation", "generate_seconds": "generation"}
+
+
+def arrange_speed(results: dict | None = None) -> str:
+    """benchmarks/README: the arrangement library against the bare product and the paper's algorithm, per N."""
+    d = results or _load("bench_arrange_cpu.json")
+    estimated = {(e["baseline"], e["N"]): e["full_s_estimate"] for e in d["extrapolated"]}
+
+    def seconds(row: dict, key: str, tag: str) -> str:
+        if key in row:
+            return f"{row[key]:,.3g}" if row[key] < 100 else f"{row[key]:,.0f}"
+        if (tag, row["N"]) in estimated and key.endswith("_full_s"):
+            return f"~{estimated[tag, row['N']]:,} (est.)"
+        return "not run"
+
+    lines = ["| N | product | wsd | TMA, budget | / product | TMA, whole pool | / product | peak MB (input MB) | "
+             "paper code, budget | paper code, whole | paper test-major, budget | paper test-major, whole |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in d["sizes"]:
+        budget = f"{r['tma_budget_s']:.3g}" + (" (budget = N)" if r["budget"] >= r["N"] else "")
+        lines.append(f"| {r['N']:,} | {r['product_s']:.3g} | {r['wsd_s']:.3g} | {budget} | "
+                     f"{r['tma_budget_over_product']:.2f} | {r['tma_full_s']:.3g} | {r['tma_full_over_product']:.2f} | "
+                     f"{r['peak_mb']:,} ({r['input_mb']:,}) | "
+                     + " | ".join(seconds(r, f"{tag}_{kind}_s", tag) for tag in ("paper", "paper_tm")
+                                  for kind in ("budget", "full")) + " |")
+    unequal = [f"{r['N']:,} ({k})" for r in d["sizes"] for k, v in r.items() if k.endswith("_equal") and not v]
+    m = d["machine"]
+    last = d["sizes"][-1]
+    lines += ["", f"Seconds; synthetic unit vectors, d = {last['d']}, M = {last['M']:,} held-out points, budget "
+                  f"{max(r['budget'] for r in d['sizes']):,} where N allows ({last['rounds_budget']} rounds at the "
+                  f"largest N). "
+                  + ("Every baseline run gave exactly our rounds. " if not unequal
+                     else f"Baseline rounds differing from ours: {', '.join(unequal)}. ")
+                  + f"{m['name']}, CPU kind {m['cpu_capability']}, {m['cores']} cores, numpy {m['numpy']} "
+                  "(`benchmarks/bench_arrange.py`, `results/bench_arrange_cpu.json`)."]
+    return "\n".join(lines) + "\n"
 
 
 def _per_kind(profile: str) -> list[tuple[str, dict]]:
@@ -335,11 +376,41 @@ def train_speed(results: dict | None = None) -> str:
                   f"2048^2 matmul in the same process. FLOPs per training token {t['old']['flops_per_token'] / 1e6:.1f}M "
                   f"(old), {t['new']['flops_per_token'] / 1e6:.1f}M (new). A new step's time (torch profiler): {profile}. "
                   f"Peak memory {d['peak_rss_mib']:,.0f} MiB (`benchmarks/bench_train.py --profile {d['profile']}`, "
-                  "`results/bench_train_cpu.json`)."]
+                  "`results/bench_train_cpu.json`).",
+              "", f"The numbers do not move: the two paths' per-step training losses differ by at most "
+                  f"{t['step_loss_max_abs_diff']:.4f} over the {t['steps']} steps (step 1: {t['step_losses_old'][0]:.4f} old, "
+                  f"{t['step_losses_new'][0]:.4f} new); per-instance held-out losses against each instance run alone by at "
+                  f"most {e['new_vs_alone_max_abs_diff']:.3f} (new) and {e['old_vs_alone_max_abs_diff']:.3f} (old), mean "
+                  f"new {e['mean_loss_new']:.4f} against old {e['mean_loss_old']:.4f}; the cache's values from one at a "
+                  f"time by at most {_sci(c['max_rel_diff'])} of the largest value; the old and new paths gave the same "
+                  f"greedy answer for {g['same_answers']} of the {g['prompts']} prompts (in {m['precision']}; in fp32 the tests find packed = "
+                  "alone = transformers' own forward)."]
     return "\n".join(lines) + "\n"
 
 
-TABLES = {"peer-speed": peer_speed, "peer-curves": peer_curves, "executors": executors, "embed-precision": embed_precision,
+def lr_sweep(results: dict | None = None) -> str:
+    """benchmarks/README: held-out loss of random order at a few steps for each learning rate, and the pick."""
+    d = results or _load("lr_sweep_cpu.json")
+    shown = ["0", "10", "20", "30"]
+    last = max(d["sweep"][0]["heldout_loss"], key=int)
+    shown.append(last)
+    lines = ["| lr | " + " | ".join(f"step {s}" for s in shown) + " | train loss, last 5 steps |",
+             "|---|" + "---|" * (len(shown) + 1)]
+    for r in d["sweep"]:
+        bold = "**" if r["lr"] == d["pick"] else ""
+        lines.append(f"| {bold}{_sci(r['lr'])}{bold} | " + " | ".join(f"{r['heldout_loss'][s]:.3f}" for s in shown)
+                     + f" | {r['final_train_loss_last5']:.3f} |")
+    pick = next(r["heldout_loss"] for r in d["sweep"] if r["lr"] == d["pick"])
+    steps = sorted(pick, key=int)
+    half = next(s for s in steps if pick["0"] - pick[s] >= 0.5 * (pick["0"] - pick[last]))
+    lines += ["", f"Held-out loss (the mean over the held-out instances), random order, profile {d['profile']}. "
+                  f"Rule: the {d['rule']}: {_sci(d['pick'])} (the profile's: {_sci(d['profile_lr'])}). With it, half of the "
+                  f"fall from step 0 to step {last} is made by step {half}, so an early phase stays visible "
+                  "(`benchmarks/lr_sweep.py`, `results/lr_sweep_cpu.json`)."]
+    return "\n".join(lines) + "\n"
+
+
+TABLES = {"arrange-speed": arrange_speed, "lr-sweep": lr_sweep, "peer-speed": peer_speed, "peer-curves": peer_curves, "executors": executors, "embed-precision": embed_precision,
           "book-costs-smoke": lambda: book_costs("smoke"), "book-costs-cpu": lambda: book_costs("cpu"),
           "book-sittings-cpu": lambda: book_sittings("cpu"), "profile-variants": profile_variants,
           "plan-accuracy-cpu": lambda: plan_accuracy("cpu"), "integrity-assets": integrity_assets,

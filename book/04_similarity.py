@@ -33,7 +33,7 @@
 # **What it takes to run**: on the cpu profile, the runs of 60 steps listed by `zsg plan --chapters
 # 04_similarity` (with its predicted time), the first on each new split also embedding it and
 # filling its frozen-layer cache; "What it took" at the end gives this build's time. Seconds once
-# the runs are stored; several times longer on a CPU without native bf16. It needs the prepared
+# the runs are stored. It needs the prepared
 # assets (`make book` fetches them).
 #
 # Rerun with other parameters, for example:

@@ -50,3 +50,27 @@ def test_each_machine_kind_gets_its_own_file_and_table(tmp_path, monkeypatch):
     assert avx512 < avx2  # one table per kind, never summed together
     assert "| 10.0 |" in text[avx512:avx2] and "| 30.0 |" in text[avx2:] and "| 40.0 |" not in text
     assert "book_costs_cpu_avx2.json" in text[avx2:]
+
+
+def test_the_arrangement_table_says_what_was_estimated_skipped_or_unequal():
+    machine = {"name": "CPU", "cpu_capability": "AVX2", "cores": 2, "numpy": "2"}
+    row = {"N": 1000, "M": 10, "d": 4, "budget": 1000, "product_s": 0.1, "wsd_s": 0.1, "tma_budget_s": 0.2,
+           "tma_full_s": 0.2, "peak_mb": 1, "input_mb": 1, "rounds_budget": 3, "rounds_full": 5,
+           "tma_budget_over_product": 2.0, "tma_full_over_product": 2.0, "paper_budget_s": 1.5, "paper_budget_equal": True}
+    big = {**row, "N": 5000, "budget": 3000, "paper_budget_equal": False}
+    text = tables.arrange_speed({"machine": machine, "sizes": [row, big],
+                                 "extrapolated": [{"baseline": "paper", "N": 5000, "full_s_estimate": 1234}]})
+    lines = text.splitlines()
+    assert "(budget = N)" in lines[2] and "(budget = N)" not in lines[3]
+    assert "~1,234 (est.)" in lines[3] and "~1,234" not in lines[2]  # an estimate only where it was made
+    assert lines[2].count("not run") == 3  # the test-major runs and the paper code's whole pool
+    assert "differing from ours: 5,000 (paper_budget_equal)" in text
+
+
+def test_the_learning_rate_table_bolds_the_rule_s_pick_and_computes_the_early_phase():
+    curve = {"0": 4.0, "10": 3.0, "20": 2.5, "30": 2.2, "60": 2.0}
+    sweep = [{"lr": 1e-4, "heldout_loss": curve, "final_train_loss_last5": 2.5},
+             {"lr": 3e-4, "heldout_loss": {**curve, "10": 2.9}, "final_train_loss_last5": 2.4}]
+    text = tables.lr_sweep({"profile": "cpu", "rule": "a rule", "pick": 3e-4, "profile_lr": 3e-4, "sweep": sweep})
+    assert "| **3e-4** |" in text and "| 1e-4 |" in text
+    assert "made by step 10," in text  # 4.0 - 2.9 >= half of the fall 4.0 - 2.0

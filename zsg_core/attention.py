@@ -6,7 +6,7 @@ so no item sees another and there is no padding. Registered with transformers un
 `PACKED_ATTENTION` (`register`), it is the attention implementation every model zsg loads runs with;
 called without spans (generation, any plain forward) it is transformers' own sdpa attention.
 
-Training on CPU, torch's flash-attention backward costs several times its forward; a span's
+Training on CPU, torch's flash-attention backward is slow on short spans; a span's
 attention with a backward to follow is plain matmuls with the backward written out (`_SpanAttention`,
 fp32 scores and softmax as flash attention's). Evaluation and the frozen cache keep flash attention,
 whose forward is the faster one (`benchmarks/bench_train.py` times both paths; benchmarks/README.md).
@@ -28,8 +28,9 @@ class ModelError(ValueError):
 
 class _SpanAttention(torch.autograd.Function):
     """Softmax attention of one span written as plain matmuls, with its backward by hand; for
-    training on CPU, where torch's flash-attention backward costs several times its forward and
-    dominated a training step's attention (benchmarks/README, "Training speed", has the figures).
+    training on CPU, where torch's flash-attention backward is slow on short spans and
+    dominated a training step's attention (measured when written; `benchmarks/bench_train.py`
+    times whole steps, old path against new).
     Scores and softmax are fp32 as in flash attention, the probabilities enter P @ V in the
     inputs' dtype as flash attention's do; the backward's products run in the inputs' dtype. In
     fp32 it is exact."""

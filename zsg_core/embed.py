@@ -168,7 +168,7 @@ class Encoder:
     def _encode(self, texts: list[str], pool: dict | None) -> np.ndarray:
         vectors = self._st().encode(texts, pool=pool, batch_size=self.batch_size, normalize_embeddings=True,
                                     convert_to_numpy=True, show_progress_bar=show_progress() and len(texts) > 256)
-        if self.precision != "fp32":  # normalised in bf16, the norms are off by up to ~0.5%: again in float32
+        if self.precision != "fp32":  # normalised in bf16 the norms carry bf16's rounding: again in float32
             vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors
 
@@ -204,7 +204,7 @@ def embed_records(records: Sequence[Record], mode: EmbedText = "all", encoder: E
 
 def map_2d(vectors: np.ndarray, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1) -> np.ndarray:
     """UMAP (cosine) of `vectors` to 2-D, seeded, cached in `$ZSG_CACHE/maps/` by a hash of the
-    vectors and the settings: a pool is mapped once (tens of seconds on 2 cores), then loaded."""
+    vectors and the settings: a pool is mapped once, then loaded (UMAP is the slow part)."""
     import hashlib
     import json
 

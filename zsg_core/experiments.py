@@ -164,8 +164,9 @@ def run_arrangements(params: Mapping[str, Any], variants: Mapping[str, Mapping[s
 def compared(params: Mapping[str, Any], max_steps: int | None = None) -> dict[str, Any]:
     """A comparison's runs: no generation, and evaluated where a comparison reads them
     (`train.comparison_schedule`: 9 points in 60 steps instead of 19). Power comes from task
-    splits (between-split spread ~0.4 in NFT - RT against ~0.02-0.1 from RT's shuffles), not from
-    dense evaluation. With `max_steps` the runs train that long instead of the profile's."""
+    splits (chapter 4's "Where the noise is" compares the spread between splits with that between
+    RT's shuffles), not from dense evaluation. With `max_steps` the runs train that long instead of
+    the profile's."""
     steps = max_steps if max_steps is not None else params.get("max_steps")
     out = {**params, **QUIET, "max_steps": steps}
     if steps is not None:  # a whole-epoch run (None) keeps the dense schedule: its length is known late

@@ -14,14 +14,13 @@ How the computation is laid out (exact for any F; the numbers equal one item at 
 - **Packing** (`packing`): the items of a step, an evaluation row or a cache row in one row, each
   attending only to itself (`attention.packed_attention`), with no padding.
 - **Attention by hand when training on CPU** (`attention`): plain matmuls with the backward
-  written out, where torch's flash-attention backward costs several times its forward
+  written out, where torch's flash-attention backward is slow on short spans
   (`benchmarks/bench_train.py`).
 - **Frozen weights cast once** (`cast_once`): a frozen linear keeps its bf16 copy under autocast.
-- **The LM head only where a label is predicted** (~5-7% of tokens in our data), and likewise the
+- **The LM head only where a label is predicted** (a small share of the tokens), and likewise the
   last layer's query projection, attention, attention output projection and MLP
   (`_at_label_rows`, `packed_attention`): a position's output of the last layer feeds nothing but
-  its own prediction, so only its keys and values are needed elsewhere. About a fifth of the
-  trained top's work in the cpu profile.
+  its own prediction, so only its keys and values are needed elsewhere.
 
 `ResponseLoss` is that computation as one module (what DDP wraps); `TunedLM` holds the model, its
 tokenizer and the cache. `check` proves at start-up that bottom + top reproduce the whole
@@ -297,8 +296,8 @@ class TunedLM:
     @property
     def cache_folder(self) -> Path:
         """Where the bottom outputs live: one folder per starting weights, cut and precision. An
-        output computed under bf16 autocast differs from the fp32 one (enough to move one
-        instance's loss by up to ~0.05), so the two are never mixed. Outputs stored in fp32 (a model
+        output computed under bf16 autocast differs from the fp32 one (enough to move an instance's
+        loss visibly), so the two are never mixed. Outputs stored in fp32 (a model
         whose residual stream does not fit fp16) have a folder of their own."""
         stored = "" if self.cache_dtype in (None, torch.float16) else "-stored-fp32"
         return self._hidden_root / f"{self.fingerprint[:16]}-c{CACHE_VERSION}-f{self.frozen_layers}-{self.precision_name}{stored}"
@@ -429,12 +428,13 @@ class TunedLM:
     def check(self, items: Sequence[Item], tolerance: float = 0.01) -> float:
         """Start-up checks on a few items, both in fp32 (`ModelError` if one fails):
         - the whole model's loss is finite;
-        - bottom + top reproduce the whole model's loss, with the cut stored as the cache stores it (~1e-3; above `tolerance` the architecture does not fit the cut);
-        - a packed row reproduces each item run alone (~1e-6; above 1e-3 the model's attention
+        - bottom + top reproduce the whole model's loss, with the cut stored as the cache stores it
+          (above `tolerance` the architecture does not fit the cut);
+        - a packed row reproduces each item run alone (above 1e-3 the model's attention
           does not honour zsg's per-item attention and packing would mix items).
         The bottom is computed afresh, not read from the cache: a cached entry was computed under
-        bf16 autocast, which alone moves one instance's loss by up to ~0.05. Returns the largest
-        split gap (0 without a frozen bottom)."""
+        bf16 autocast, which alone moves an instance's loss more than these checks allow. Returns the
+        largest split gap (0 without a frozen bottom)."""
         items = list(items)[:3]
         was_training = self.model.training
         self.model.eval()

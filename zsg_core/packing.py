@@ -1,8 +1,8 @@
 """Packing: the items of a step, an evaluation row or a cache row laid end to end in one row.
 
-Every matmul then sees ~1,000-2,000 tokens instead of one item's ~170. Each item keeps its own
-positions (0, 1, ...) and attention runs item by item (`attention.packed_attention`), so there is
-no padding and no item sees another. A step still consumes exactly the items [kB, (k+1)B) of the
+Every matmul then sees a row of many items' tokens instead of one short item's. Each item keeps
+its own positions (0, 1, ...) and attention runs item by item (`attention.packed_attention`), so
+there is no padding and no item sees another. A step still consumes exactly the items [kB, (k+1)B) of the
 arranged list; only the layout of the matmul changes (tests check the targets each forward got).
 """
 from __future__ import annotations
@@ -41,8 +41,8 @@ MIN_SHARED_PREFIX = 16  # tokens; shorter common prefixes are not worth a span o
 class Pack:
     """Items laid end to end in one row: the arguments of one `ResponseLoss` forward.
 
-    Items that begin with the same tokens (instances of one task share its definition: 41% of the
-    held-out tokens of the cpu profile's split) share one copy of that prefix: it is computed once
+    Items that begin with the same tokens (instances of one task share its definition, a large share
+    of a split's tokens) share one copy of that prefix: it is computed once
     and each item's own tokens attend to it. The prefix stops before the first position that
     predicts a label, so every loss term still comes from an item's own tokens."""
     inputs: torch.Tensor     # (1, T) token ids, or (1, T, hidden) frozen-bottom outputs

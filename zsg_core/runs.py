@@ -314,7 +314,7 @@ def _world_size() -> int:
     return process_state().num_processes
 
 
-TABLE_ROW_BYTES = 200  # a generous upper bound on one row of a run's parquet tables (measured ~30-60)
+TABLE_ROW_BYTES = 200  # a generous upper bound on one row of a run's parquet tables
 
 
 def _expected_bytes(lm, steps: int, batch_size: int, evaluations: int, n_test: int) -> int:

@@ -3,8 +3,8 @@
 The paper's code (convert_flan_data_job.py, select_min / select_max) computes the whole N x M
 distance matrix, then per round takes each test column's argmin (argmax), dedupes the picks
 (np.unique: within a round they come in ascending training index, not by distance), and sets
-the picked rows to a sentinel. That is O(rounds x N x M): fine for a 30k budget (~27 rounds),
-O(N^2 M) when Algorithm 1 arranges the whole pool as written.
+the picked rows to a sentinel. That is O(rounds x N x M): fine for a 30k budget (few rounds:
+benchmarks/README, arrange-speed), O(N^2 M) when Algorithm 1 arranges the whole pool as written.
 
 Here the same rounds come from per-test candidate lists. Test j's pick in a round is the first
 entry of its list (best score first, ties by lowest index, as argmin/argmax break them) that no
