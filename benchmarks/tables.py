@@ -151,20 +151,24 @@ def arrange_speed(results: dict | None = None) -> str:
                      + " | ".join(seconds(r, f"{tag}_{kind}_s", tag) for tag in ("paper", "paper_tm")
                                   for kind in ("budget", "full")) + " |")
     unequal = [f"{r['N']:,} ({k})" for r in d["sizes"] for k, v in r.items() if k.endswith("_equal") and not v]
-    m = d["machine"]
     last = d["sizes"][-1]
     lines += ["", f"Seconds; synthetic unit vectors, d = {last['d']}, M = {last['M']:,} held-out points, budget "
                   f"{max(r['budget'] for r in d['sizes']):,} where N allows ({last['rounds_budget']} rounds at the "
                   f"largest N). "
                   + ("Every baseline run gave exactly our rounds. " if not unequal
                      else f"Baseline rounds differing from ours: {', '.join(unequal)}. ")
-                  + f"{m['name']}, CPU kind {m['cpu_capability']}, {m['cores']} cores, numpy {m['numpy']} "
+                  + f"{_cpu(d)}, numpy {d['machine']['numpy']} "
                   "(`benchmarks/bench_arrange.py`, `results/bench_arrange_cpu.json`)."]
     return "\n".join(lines) + "\n"
 
 
+def _kind_heading(kind: str) -> str:
+    """The line above a machine kind's table: 'On CPU kind AVX2:', 'On cuda:NVIDIA H200:'."""
+    return f"On CPU kind {kind.removeprefix('cpu:')}:" if kind.startswith("cpu:") else f"On {kind}:"
+
+
 def _per_kind(profile: str) -> list[tuple[str, dict]]:
-    """(file name, figures) of each machine kind's `book_costs_<profile>_<kind>.json`, AVX512 before AVX2."""
+    """(file name, figures) of each machine kind's `book_costs_<profile>_<kind>.json`, in reverse name order."""
     files = sorted(RESULTS.glob(f"book_costs_{profile}_*.json"), reverse=True)
     return [(f.name, json.loads(f.read_text())) for f in files]
 
@@ -173,8 +177,7 @@ def book_costs(profile: str) -> str:
     """benchmarks/README: where each chapter's time goes, summed from its runs' manifests, per machine kind."""
     out = []
     for name, d in _per_kind(profile):
-        lines = [f"On CPU kind {d['machine_kind'].split(':', 1)[-1]}:" if d["machine_kind"].startswith("cpu:")
-                 else f"On {d['machine_kind']}:", "",
+        lines = [_kind_heading(d["machine_kind"]), "",
                  "| chapter | runs (stored) | wall (min) | " + " | ".join(COST_PARTS.values()) + " | other |",
                  "|---|---|---|" + "---|" * (len(COST_PARTS) + 1)]
         total = {"runs": 0, "stored": 0, "wall_seconds": 0.0, **{p: 0.0 for p in COST_PARTS}}
@@ -198,8 +201,7 @@ def book_sittings(profile: str) -> str:
     for name, d in _per_kind(profile):
         if "predicted_from_empty" not in d:  # written before the sittings were counted
             continue
-        lines = [f"On CPU kind {d['machine_kind'].split(':', 1)[-1]}:" if d["machine_kind"].startswith("cpu:")
-                 else f"On {d['machine_kind']}:", "",
+        lines = [_kind_heading(d["machine_kind"]), "",
                  "| sitting | started (UTC) | runs | wall (min) | runs' own (min) |", "|---|---|---|---|---|"]
         for i, s in enumerate(d["sittings"], 1):
             lines.append(f"| {i} | {s['started'][:16].replace('T', ' ')} | {s['runs']} | {s['wall_seconds'] / 60:.1f} | "
