@@ -120,12 +120,17 @@ def smoke_chapters() -> Path:
 
     if os.environ.get("ZSG_TEST_BOOK") == "execute":
         def execute() -> None:
-            # The chapters' kernels may use every core (this file gives each worker one thread): the
-            # other worker's tests end well before the book, which then has the machine to itself.
+            # The book may use every core (this file gives each worker one thread): the other worker's
+            # tests end well before the book, which then has the machine to itself. So its runs train in a
+            # worker process per core (one thread each: the tiny model gains nothing from a second), and
+            # the chapters' kernels inherit every core.
+            from zsg_core.execute import Executor
+
             threads = os.environ.get("OMP_NUM_THREADS")
             os.environ["OMP_NUM_THREADS"] = str(os.cpu_count() or 1)
             try:
-                book.run("smoke")  # a chapter that fails raises BookError, naming it and its cell: the test errors
+                # a chapter that fails raises BookError, naming it and its cell: the test errors
+                book.run("smoke", executor=Executor("processes", workers=os.cpu_count() or 1, threads=1))
             finally:
                 if threads is None:
                     os.environ.pop("OMP_NUM_THREADS")

@@ -295,7 +295,9 @@ def test_re_executed_chapters_reproduce_their_verdicts(smoke_chapters, tmp_path)
                if any("nbval-check-output" in c.get("metadata", {}).get("tags", []) for c in nbformat.read(nb, 4).cells)]
     assert len(checked) >= 8, [nb.stem for nb in checked]
     env = {**os.environ, "ZSG_BUILD": str(book.build_dir("smoke")), PLANNED_ENV: "1"}
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+    # a worker per core, each taking whole notebooks (nbval's cells run in order in one kernel: loadscope)
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", str(os.cpu_count() or 1),
+                             "--dist", "loadscope", "--nbval-lax",
                              "--nbval-current-env", "--nbval-sanitize-with", str(Path(__file__).parent / "nbval_sanitize.cfg"),
                              "--nbval-cell-timeout", "900", *map(str, checked)],
                             cwd=tmp_path, env=env, capture_output=True, text=True)
