@@ -190,7 +190,7 @@ def book_costs(profile: str) -> str:
                          + " | ".join(f"{c[p] / 60:.1f}" for p in COST_PARTS) + f" | {other / 60:.1f} |")
         lines += ["", f"Minutes, summed over the stored runs' manifests (`benchmarks/book_costs.py --profile {profile}`, "
                       f"`results/{name}`); each run counted in the first chapter that reads it; "
-                      f"{', '.join(map(str, d['threads'])) or 'no'} threads."]
+                      f"{', '.join(map(str, d['threads'])) or 'no'} thread{'' if d['threads'] == [1] else 's'} per run."]
         out.append("\n".join(lines))
     return "\n\n".join(out) + "\n"
 
