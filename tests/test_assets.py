@@ -94,8 +94,8 @@ def test_a_version_the_registry_stopped_serving_can_be_placed_by_hand(local_inde
     """A registry can drop a pinned version (it happened to bigbench==1.0.0): the error says so with pip's
     own ERROR lines (not the warnings before them) and the sha256 a copy must have; a copy with that sha256
     placed in the downloads folder is then used without the registry, and any other copy is refused."""
-    wheel_bytes = local_index.read_bytes()
-    a = _register(monkeypatch, _sha(local_index))
+    wheel_bytes, sha = local_index.read_bytes(), _sha(local_index)
+    a = _register(monkeypatch, sha)
     local_index.unlink()  # the registry no longer serves zsgfake 1.0
     # and a location pip skips with a warning, as a machine's configured extra index can
     monkeypatch.setattr(assets, "PIP_OPTIONS", [*assets.PIP_OPTIONS, "--find-links", (tmp_path / "gone").as_uri()])
@@ -103,7 +103,7 @@ def test_a_version_the_registry_stopped_serving_can_be_placed_by_hand(local_inde
         assets.prepare("fake", log=lambda s: None)
     message = str(e.value)
     assert "ERROR: " in message and "WARNING" not in message
-    assert f"sha256 {_sha_bytes(wheel_bytes)}" in message and "zsg prepare fake" in message
+    assert f"sha256 {sha}" in message and "zsg prepare fake" in message
     downloads = assets.cache_dir() / "downloads"
     (downloads / "zsgfake-1.0-py3-none-any.whl").write_bytes(wheel_bytes[:-1] + b"x")  # the wrong copy
     with pytest.raises(AssetError, match="could not fetch"):  # refused, then the registry is asked again
@@ -111,10 +111,6 @@ def test_a_version_the_registry_stopped_serving_can_be_placed_by_hand(local_inde
     (downloads / "zsgfake-1.0-py3-none-any.whl").write_bytes(wheel_bytes)  # the right copy
     assert (assets.prepare("fake", log=lambda s: None) / "payload.txt").read_text() == "real bytes"
     assert assets.is_ready("fake") and a.path.exists()
-
-
-def _sha_bytes(b: bytes) -> str:
-    return hashlib.sha256(b).hexdigest()
 
 
 def test_failed_conversion_leaves_nothing_that_looks_complete(local_index, monkeypatch):
