@@ -122,8 +122,8 @@ def smoke_chapters() -> Path:
         def execute() -> None:
             # The book may use every core (this file gives each worker one thread): the other worker's
             # tests end well before the book, which then has the machine to itself. So its runs train in a
-            # worker process per core (one thread each: the tiny model gains nothing from a second), and
-            # the chapters' kernels inherit every core.
+            # worker process per core, one thread each (the cores shared, not oversubscribed), and the
+            # chapters' kernels inherit every core.
             from zsg_core.execute import Executor
 
             threads = os.environ.get("OMP_NUM_THREADS")
