@@ -81,6 +81,8 @@ def test_truncated_cached_download_is_fetched_again(local_index, monkeypatch):
     path = assets.prepare("fake", log=lines.append)
     assert any("fails its sha256 check" in line for line in lines)
     assert (path / "payload.txt").exists() and _sha(downloads / local_index.name) == _sha(local_index)
+    # the bad copy is kept aside, not deleted: nothing a user placed is lost
+    assert (downloads / f"{local_index.name}.rejected").read_bytes() == local_index.read_bytes()[:50]
 
 
 def test_unreachable_registry_names_the_artifact(local_index, monkeypatch):

