@@ -81,8 +81,10 @@ def test_truncated_cached_download_is_fetched_again(local_index, monkeypatch):
     path = assets.prepare("fake", log=lines.append)
     assert any("fails its sha256 check" in line for line in lines)
     assert (path / "payload.txt").exists() and _sha(downloads / local_index.name) == _sha(local_index)
-    # the bad copy is kept aside, not deleted: nothing a user placed is lost
-    assert (downloads / f"{local_index.name}.rejected").read_bytes() == local_index.read_bytes()[:50]
+    # the bad copy is kept aside, named by its digest, not deleted: nothing a user placed is lost
+    cut = local_index.read_bytes()[:50]
+    aside = downloads / f"{local_index.name}.{hashlib.sha256(cut).hexdigest()[:12]}.rejected"
+    assert aside.read_bytes() == cut
 
 
 def test_unreachable_registry_names_the_artifact(local_index, monkeypatch):
@@ -107,9 +109,12 @@ def test_a_version_the_registry_stopped_serving_can_be_placed_by_hand(local_inde
     assert "ERROR: " in message and "WARNING" not in message
     assert f"sha256 {sha}" in message and "zsg prepare fake" in message
     downloads = assets.cache_dir() / "downloads"
-    (downloads / "zsgfake-1.0-py3-none-any.whl").write_bytes(wheel_bytes[:-1] + b"x")  # the wrong copy
-    with pytest.raises(AssetError, match="could not fetch"):  # refused, then the registry is asked again
-        assets.prepare("fake", log=lambda s: None)
+    for wrong in (wheel_bytes[:-1] + b"x", wheel_bytes[:-1] + b"y"):  # two different wrong copies
+        (downloads / "zsgfake-1.0-py3-none-any.whl").write_bytes(wrong)
+        with pytest.raises(AssetError, match="could not fetch"):  # refused, then the registry is asked again
+            assets.prepare("fake", log=lambda s: None)
+    # each refused copy is kept aside, the second beside the first, not over it
+    assert len(list(downloads.glob("zsgfake-1.0-py3-none-any.whl.*.rejected"))) == 2
     (downloads / "zsgfake-1.0-py3-none-any.whl").write_bytes(wheel_bytes)  # the right copy
     assert (assets.prepare("fake", log=lambda s: None) / "payload.txt").read_text() == "real bytes"
     assert assets.is_ready("fake") and a.path.exists()

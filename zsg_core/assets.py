@@ -299,10 +299,12 @@ def _fetch(asset: Asset, dl: Download, log: Callable[[str], None]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / dl.filename
     if target.exists():
-        if sha256_file(target) == dl.sha256:
+        digest = sha256_file(target)
+        if digest == dl.sha256:
             return target
-        # Moved aside, not deleted: it may be someone's only copy of a version the registry no longer serves.
-        aside = target.with_name(f"{dl.filename}.rejected")
+        # Moved aside, not deleted: it may be someone's only copy of a version the registry no longer
+        # serves. Named by its own digest, so a second rejected copy never overwrites the first.
+        aside = target.with_name(f"{dl.filename}.{digest[:12]}.rejected")
         target.replace(aside)
         log(f"{asset.name}: cached {dl.filename} fails its sha256 check (truncated?); kept as {aside.name}, "
             f"fetching it again")
