@@ -194,8 +194,10 @@ by_measure = {"whole": tasks, "answer tokens, EOS excluded": compare.task_curves
               "EOS alone": compare.task_curves(orders, measure="eos")}
 fig, axes = plt.subplots(1, 3, figsize=(plots.PAGE_WIDTH, 3.6), sharey=False)
 for ax, (name, table) in zip(axes, by_measure.items()):
-    plots.gap_plot(stats.split_gaps(table, [("NFT", "RT"), ("length", "RT")]), ax, title=f"held-out loss: {name}")
+    plots.gap_plot(stats.split_gaps(table, [("NFT", "RT"), ("length", "RT")]), ax, title=name)
     ax.axvline(point, ls=":", color="grey")
+for ax in axes[1:]:  # one y label for the row: three would crowd the panels at page width
+    ax.set_ylabel("")
 plots.save(fig, "07_eos")
 plt.show()
 measure_gaps = {name: gap("NFT", "RT", table) for name, table in by_measure.items()}

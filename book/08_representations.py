@@ -190,6 +190,10 @@ plots.verdict_table(found, ["part", "measured", "p", "verdict"])
 # the side splits (the band spans them); the dotted line is chapter 4's reading point. Below the
 # figure, each order's loss there and, as in chapter 7, what it received in its first
 # `sibling_steps` steps: the task family that contributed most and its share, averaged over splits.
+# Last, the weight WSD gave Avg in each order: the paper's mean(MD) / mean(AD) where the mean of
+# Avg is bounded away from 0, else the scale-free spread ratio (`similarity.wsd_weight`). The
+# hidden states are centred on the pool, so their mean Avg can sit near that threshold, and the
+# rule can then differ from split to split.
 
 # %%
 curves = compare.loss_curves(orders)
@@ -216,6 +220,15 @@ display(Markdown(f"At step {point} (dotted), RT {at_point['RT']:.3f}; the lowest
                  + ", ".join(f"{low.index[0]} {low.iloc[0]:.3f}" for low in lowest.values()) + "."))
 plots.table(at_point.to_frame(f"loss at step {point}").join(leading).rename_axis("order"), index=True,
             formats={"its share": "{:.0%}", "families": "{:.1f}"})
+# WSD's weight of Avg is chosen per split from the distances (`similarity.wsd_weight`): say which
+# rule each WSD order used, since one order may mix the paper's mean ratio and the spread ratio
+weights = pd.DataFrame([{"order": label, "split": split, "w": r.manifest["arrangement"]["wsd_w_avg"],
+                         "rule": r.manifest["arrangement"]["wsd_weight_rule"]}
+                        for (label, split), r in orders.items()  # RT shuffles NFT's list: its weight orders nothing
+                        if "wsd_w_avg" in r.manifest["arrangement"] and r.manifest["arrangement"]["method"] != "rt"])
+display(Markdown("WSD's weight of Avg, per order and split (`similarity.wsd_weight`): " + "; ".join(
+    f"{order}: " + ", ".join(f"split {row.split} {row.w:.3g} ({row.rule})" for row in rows.itertuples())
+    for order, rows in weights.sort_values(["order", "split"]).groupby("order", sort=False)) + "."))
 
 # %% [markdown]
 # Each order against RT, and each representation's order against the same order built from the
