@@ -163,7 +163,7 @@ DECOMPOSITIONS = {
         ("Concentration: one family first", "coverage-balanced nearest-first beats WSD-NFT", ">"),
         ("Nearness itself (redundant neighbours)", "coverage-balanced nearest-first loses to RT", ">")]),
 }
-shown = ["decomposition", "contrast", "explanation", "measured", "share of the gap", "evidence"]
+shown = ["decomposition", "contrast", "explanation", "estimate", "lo", "hi", "share of the gap", "evidence"]
 
 # %% tags=["verdict"]
 display(Markdown(rules.stated("explanation")))
@@ -171,7 +171,8 @@ parts = pd.concat([rules.decomposition(tasks, point, chain, carries)
                    .assign(decomposition=name)
                    for name, (chain, carries) in DECOMPOSITIONS.items()],
                   ignore_index=True)
-plots.table(parts[shown], formats={"share of the gap": "{:.0%}"})
+display(Markdown(f"Each part's mean over {to_explain.n} task splits, with its one-sided 95% bounds:"))
+plots.evidence_table(parts.assign(**{"share of the gap": parts["share of the gap"].map("{:.0%}".format)}), shown)
 
 # %%
 display(Markdown(
@@ -314,8 +315,10 @@ other = [
                        contrast=f"NFT - RT under {name}")
      for name, table in setup_tasks.items() if name != "profile"]
 other_table = pd.DataFrame(other)
-plots.table(other_table[["explanation", "prediction", "contrast", "measured", "p (one-sided)", "evidence"]],
-            formats={"p (one-sided)": findings.p_cell})
+display(Markdown("Each contrast over the task splits (its unit in the contrast column), with its one-sided 95% "
+                 "bounds and the one-sided p in the predicted direction:"))
+plots.evidence_table(other_table, ["explanation", "prediction", "contrast", "estimate", "lo", "hi", "p (one-sided)",
+                                   "evidence"])
 
 # %% [markdown]
 # ## What it took

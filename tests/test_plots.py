@@ -45,3 +45,18 @@ def test_a_verdict_table_never_shows_a_p_of_zero_or_nan():
     html = plots.verdict_table(rows).to_html()
     assert "&lt;0.001" in html and "0.026" in html and findings.MISSING in html
     assert "0.000" not in html and "nan" not in html.lower()
+
+
+def test_an_evidence_table_shows_each_bound_in_a_signed_column_of_its_own():
+    from zsg_core import rules, stats
+
+    units = pd.Series([0.30, 0.25, 0.41, 0.28, -0.0001])
+    supported = rules.explanation("x", "x loses", stats.over_units(units, level=rules.EVIDENCE_LEVEL), ">", contrast="a - b")
+    tiny = rules.explanation("y", "y loses", stats.over_units(units * -1e-5, level=rules.EVIDENCE_LEVEL), "<", contrast="c - d")
+    header, rows = cells(plots.evidence_table(pd.DataFrame([supported, tiny]),
+                                              ["explanation", "estimate", "lo", "hi", "p (one-sided)", "evidence"]))
+    assert header == ["explanation", "measured", "lower bound", "upper bound", "p (one-sided)", "evidence"]
+    assert rows[0][1].startswith("+") and rows[0][2].startswith("+") and rows[0][5] == "supported"
+    assert rows[0][1:4] == ["+0.248", "+0.104", "+0.392"]
+    assert rows[1][1:4] == ["+0.000"] * 3  # tiny negatives: never "-0.000"
+    assert all("bounds" not in cell for row in rows for cell in row)  # the level is said once, above the table

@@ -18,7 +18,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
-from .findings import MISSING, Finding, p_cell
+from .findings import MISSING, Finding, p_cell, signed
 from .util import atomic_file, build_dir
 
 # the paper's draw scripts' colours, in their order (paper.md section 7)
@@ -277,6 +277,19 @@ def table(frame: pd.DataFrame, precision: int = 3, formats: Mapping[str, Any] | 
             whole = len(finite) > 0 and bool((finite == finite.round()).all())
             chosen[name] = (lambda v: f"{v:.0f}") if whole else rounded
     return shown.style.hide(axis="index").format(chosen, na_rep=MISSING)
+
+
+EVIDENCE_BOUNDS = {"estimate": "measured", "lo": "lower bound", "hi": "upper bound"}
+
+
+def evidence_table(rows: pd.DataFrame, columns: Sequence[str]) -> "pd.io.formats.style.Styler":
+    """An explanations table (`rules.explanation` rows) as a page shows it: `columns`, where
+    "estimate", "lo" and "hi" show as the measured contrast and its one-sided bounds, signed, in
+    columns of their own. The rule's `measured` sentence repeats the level and unit in every row
+    and wraps to six lines in the text column; the sentence above a table says them once."""
+    shown = rows[list(columns)].rename(columns=EVIDENCE_BOUNDS)
+    signed_cells = {name: signed for name in EVIDENCE_BOUNDS.values() if name in shown}
+    return table(shown, formats=signed_cells | ({"p (one-sided)": p_cell} if "p (one-sided)" in shown else {}))
 
 
 def verdict_table(findings: Sequence[Finding], columns: Sequence[str] = ("part", "measured", "p", "verdict"),
