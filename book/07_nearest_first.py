@@ -163,7 +163,10 @@ DECOMPOSITIONS = {
         ("Concentration: one family first", "coverage-balanced nearest-first beats WSD-NFT", ">"),
         ("Nearness itself (redundant neighbours)", "coverage-balanced nearest-first loses to RT", ">")]),
 }
-shown = ["decomposition", "contrast", "explanation", "estimate", "lo", "hi", "share of the gap", "evidence"]
+shown = ["contrast", "explanation", "estimate", "lo", "hi", "share", "evidence"]  # the chains say the decomposition
+chains = "; ".join(f"{name} ({' - '.join(chain)})" for name, (chain, _) in DECOMPOSITIONS.items())
+above_parts = (f"Each part's mean over {to_explain.n} task splits, its one-sided 95% bounds and its share of "
+               f"the gap, split by split in this order: {chains}.")
 
 # %% tags=["verdict"]
 display(Markdown(rules.stated("explanation")))
@@ -171,8 +174,9 @@ parts = pd.concat([rules.decomposition(tasks, point, chain, carries)
                    .assign(decomposition=name)
                    for name, (chain, carries) in DECOMPOSITIONS.items()],
                   ignore_index=True)
-display(Markdown(f"Each part's mean over {to_explain.n} task splits, with its one-sided 95% bounds:"))
-plots.evidence_table(parts.assign(**{"share of the gap": parts["share of the gap"].map("{:.0%}".format)}), shown)
+display(Markdown(above_parts))
+shares = parts["share of the gap"].map("{:.0%}".format)
+plots.evidence_table(parts.assign(share=shares), shown)
 
 # %%
 display(Markdown(
@@ -315,10 +319,12 @@ other = [
                        contrast=f"NFT - RT under {name}")
      for name, table in setup_tasks.items() if name != "profile"]
 other_table = pd.DataFrame(other)
-display(Markdown("Each contrast over the task splits (its unit in the contrast column), with its one-sided 95% "
-                 "bounds and the one-sided p in the predicted direction:"))
-plots.evidence_table(other_table, ["explanation", "prediction", "contrast", "estimate", "lo", "hi", "p (one-sided)",
-                                   "evidence"])
+display(Markdown("What each explanation predicts: " + "; ".join(f"*{row['explanation']}*: {row['prediction']}"
+                                                               for row in other) + ". Each contrast over the task "
+                 "splits (its unit in the contrast column), with its one-sided 95% bounds and the one-sided p in "
+                 "the predicted direction:"))
+plots.evidence_table(other_table, ["explanation", "contrast", "predicted", "estimate", "lo", "hi",
+                                   "p (one-sided)", "evidence"])
 
 # %% [markdown]
 # ## What it took
