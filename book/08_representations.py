@@ -218,8 +218,8 @@ lowest = {order: at_point[[label for label in labels if label.startswith(order)]
           for order in experiments.REPRESENTED_ORDERS}
 display(Markdown(f"At step {point} (dotted), RT {at_point['RT']:.3f}; the lowest of each panel: "
                  + ", ".join(f"{low.index[0]} {low.iloc[0]:.3f}" for low in lowest.values()) + "."))
-plots.table(at_point.to_frame(f"loss at step {point}").join(leading).rename_axis("order"), index=True,
-            formats={"its share": "{:.0%}", "families": "{:.1f}"})
+display(plots.table(at_point.to_frame(f"loss at step {point}").join(leading).rename_axis("order"), index=True,
+                    formats={"its share": "{:.0%}", "families": "{:.1f}"}))
 # WSD's weight of Avg is chosen per split from the distances (`similarity.wsd_weight`): say which
 # rule each WSD order used, since one order may mix the paper's mean ratio and the spread ratio
 weights = pd.DataFrame([{"order": label, "split": split, "w": r.manifest["arrangement"]["wsd_w_avg"],
