@@ -175,8 +175,8 @@ parts = pd.concat([rules.decomposition(tasks, point, chain, carries)
                    for name, (chain, carries) in DECOMPOSITIONS.items()],
                   ignore_index=True)
 display(Markdown(above_parts))
-shares = parts["share of the gap"].map("{:.0%}".format)
-plots.evidence_table(parts.assign(share=shares), shown)
+named = parts.rename(columns={"share of the gap": "share"})
+plots.evidence_table(named, shown, formats={"share": "{:.0%}"})
 
 # %%
 display(Markdown(

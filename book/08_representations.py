@@ -222,10 +222,10 @@ display(plots.table(at_point.to_frame(f"loss at step {point}").join(leading).ren
                     formats={"its share": "{:.0%}", "families": "{:.1f}"}))
 # WSD's weight of Avg is chosen per split from the distances (`similarity.wsd_weight`): say which
 # rule each WSD order used, since one order may mix the paper's mean ratio and the spread ratio
-weights = pd.DataFrame([{"order": label, "split": split, "w": r.manifest["arrangement"]["wsd_w_avg"],
-                         "rule": r.manifest["arrangement"]["wsd_weight_rule"]}
-                        for (label, split), r in orders.items()  # RT shuffles NFT's list: its weight orders nothing
-                        if "wsd_w_avg" in r.manifest["arrangement"] and r.manifest["arrangement"]["method"] != "rt"])
+summaries = {key: r.manifest["arrangement"] for key, r in orders.items()}
+weights = pd.DataFrame([{"order": label, "split": split, "w": a["wsd_w_avg"], "rule": a["wsd_weight_rule"]}
+                        for (label, split), a in summaries.items()  # RT shuffles NFT's list: its weight orders nothing
+                        if "wsd_w_avg" in a and a["method"] != "rt"])
 display(Markdown("WSD's weight of Avg, per order and split (`similarity.wsd_weight`): " + "; ".join(
     f"{order}: " + ", ".join(f"split {row.split} {row.w:.3g} ({row.rule})" for row in rows.itertuples())
     for order, rows in weights.sort_values(["order", "split"]).groupby("order", sort=False)) + "."))

@@ -84,7 +84,8 @@ def test_the_code_a_page_shows_fits_its_text_column():
     assert not long, long[:3]
 
 
-TABLE_CALLS = ("table", "verdict_table", "evidence_table")  # plots' tables: a Styler, shown only as a cell's value or through display
+# plots' tables: a Styler, shown only as a cell's value or through display
+TABLE_CALLS = ("table", "verdict_table", "evidence_table")
 
 
 def dropped_tables(source: str) -> list[str]:

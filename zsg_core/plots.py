@@ -282,14 +282,16 @@ def table(frame: pd.DataFrame, precision: int = 3, formats: Mapping[str, Any] | 
 EVIDENCE_BOUNDS = {"estimate": "measured", "lo": "lower bound", "hi": "upper bound"}
 
 
-def evidence_table(rows: pd.DataFrame, columns: Sequence[str]) -> "pd.io.formats.style.Styler":
+def evidence_table(rows: pd.DataFrame, columns: Sequence[str],
+                   formats: Mapping[str, Any] | None = None) -> "pd.io.formats.style.Styler":
     """An explanations table (`rules.explanation` rows) as a page shows it: `columns`, where
     "estimate", "lo" and "hi" show as the measured contrast and its one-sided bounds, signed, in
-    columns of their own. The rule's `measured` sentence repeats the level and unit in every row
-    and wraps to six lines in the text column; the sentence above a table says them once."""
+    columns of their own (other columns' `formats` as `table` takes them). The rule's `measured`
+    sentence repeats the level and unit in every row and wraps to six lines in the text column;
+    the sentence above a table says them once."""
     shown = rows[list(columns)].rename(columns=EVIDENCE_BOUNDS)
-    signed_cells = {name: signed for name in EVIDENCE_BOUNDS.values() if name in shown}
-    return table(shown, formats=signed_cells | ({"p (one-sided)": p_cell} if "p (one-sided)" in shown else {}))
+    chosen = {name: signed for name in EVIDENCE_BOUNDS.values() if name in shown} | {"p (one-sided)": p_cell}
+    return table(shown, formats={name: f for name, f in (chosen | dict(formats or {})).items() if name in shown})
 
 
 def verdict_table(findings: Sequence[Finding], columns: Sequence[str] = ("part", "measured", "p", "verdict"),
