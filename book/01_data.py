@@ -69,7 +69,18 @@ blocked = run_split(run_config(**params, family_blocked=True))
 
 # %%
 sides = pd.DataFrame({"default split": split.summary(), "family-blocked": blocked.summary()}).drop("config")
-table(sides.rename(index=lambda key: key.replace("_", " ")), index=True)
+
+
+def with_sibling(split_) -> int:
+    """Held-out tasks whose family also has a task in the training pool."""
+    trained = {task_family(r.task) for r in split_.train}
+    return len({r.task for r in split_.test if task_family(r.task) in trained})
+
+
+display(table(sides.rename(index=lambda key: key.replace("_", " ")), index=True))
+display(Markdown("Held-out tasks that keep a sibling task (same family) in training: "
+                 f"{with_sibling(split)} of {split.summary()['test_tasks']} in the default split, "
+                 f"{with_sibling(blocked)} of {blocked.summary()['test_tasks']} in the family-blocked one."))
 
 # %% [markdown]
 # ## The split
@@ -80,10 +91,15 @@ table(sides.rename(index=lambda key: key.replace("_", " ")), index=True)
 
 # %%
 report = split.report
-table(report.groupby(["side", "source"])
-       .agg(tasks=("task", "size"), families=("family", "nunique"), instances=("kept", "sum"),
-            too_long=("too_long", "sum"))
-       .reset_index())
+display(table(report.groupby(["side", "source"])
+               .agg(tasks=("task", "size"), families=("family", "nunique"), instances=("kept", "sum"),
+                    too_long=("too_long", "sum"))
+               .reset_index()))
+too_long = report.groupby("source").too_long.sum() / (report.groupby("source").too_long.sum()
+                                                      + report.groupby("source").kept.sum())
+display(Markdown(f"{(report.side == 'unused').sum()} tasks are unused. Longer than {max_len} tokens: "
+                 + ", ".join(f"{share:.0%} of the {source} instances examined" for source, share in too_long.items())
+                 + "."))
 
 # %% [markdown]
 # The largest families on each side (BIG-bench families are capped at 40 tasks in the pool):
@@ -91,7 +107,11 @@ table(report.groupby(["side", "source"])
 # %%
 families = (report[report.kept > 0].groupby(["family", "side"]).size().unstack(fill_value=0)
             .sort_values("train", ascending=False).rename_axis(columns=None))
-table(families.head(12), index=True)
+display(table(families.head(12), index=True))
+largest = families.index[0]
+display(Markdown(f"The largest family, `{largest}`, has {families.loc[largest, 'train']} tasks in the training pool "
+                 f"and {families.loc[largest, 'test']} held out; {(families.test > 0).sum()} of the "
+                 f"{len(families)} families used have a held-out task."))
 
 # %%
 from zsg_core.assets import load_tokenizer
@@ -128,7 +148,8 @@ top = train_family.value_counts().index[:10]
 fig, ax = plt.subplots(figsize=(8, 6))
 other = ~train_family.isin(top).to_numpy()
 ax.scatter(*xy[: len(train_vecs)][other].T, s=4, c="#cccccc", label="other families")
-palette = sns.color_palette("husl", len(top))  # no grey: grey is "other families"
+# tab10's nine colours that are not grey (grey is "other families") and navy: ten a reader tells apart
+palette = [c for i, c in enumerate(sns.color_palette("tab10")) if i != 7] + ["#000075"]
 for colour, fam in zip(palette, top):
     sel = (train_family == fam).to_numpy()
     ax.scatter(*xy[: len(train_vecs)][sel].T, s=5, color=colour, label=fam)
@@ -162,9 +183,13 @@ def escaped(text: str) -> str:
 
 for i in rng.choice(len(split.test), size=min(examples, len(split.test)), replace=False):
     display(Markdown(f"**Held-out** `{split.test[i].task}`: {escaped(snippet(split.test[i].prompt, 160))}"))
+    nearest_three = np.argsort(-sims[i])[:3]
     display(table(pd.DataFrame([{"cosine": float(sims[i, j]), "training task": split.train[j].task,
                                  "training prompt (end)": snippet(split.train[j].prompt, 70)}
-                                for j in np.argsort(-sims[i])[:3]])))
+                                for j in nearest_three])))
+    siblings = sum(task_family(split.train[j].task) == task_family(split.test[i].task) for j in nearest_three)
+    display(Markdown(f"{siblings} of these 3 neighbours {'comes' if siblings == 1 else 'come'} from the held-out task's own family "
+                     f"(cosine {sims[i, nearest_three[0]]:.2f} to the nearest)."))
 
 # %% [markdown]
 # ## How much of that closeness is a sibling task?
@@ -191,11 +216,12 @@ ax.set(title="Similarity of each held-out instance to its nearest training insta
 save(fig, "01_nearest")
 plt.show()
 display(Markdown("Median cosine to the nearest training instance: " + "; ".join(
-    f"{name} {d['nearest cosine'].median():.2f}" for name, d in near.items()) + " (the table below adds how often "
-    "that neighbour is a sibling task)."))
-table(both.groupby("split").agg(median_nearest_cosine=("nearest cosine", "median"),
-                                share_nearest_in_same_family=("same family", "mean")),
-      formats={"share_nearest_in_same_family": "{:.0%}"}, index=True)
+    f"{name} {d['nearest cosine'].median():.2f}" for name, d in near.items()) + "."))
+display(table(both.groupby("split").agg(median_nearest_cosine=("nearest cosine", "median"),
+                                        share_nearest_in_same_family=("same family", "mean")),
+              formats={"share_nearest_in_same_family": "{:.0%}"}, index=True))
+display(Markdown("Held-out instances whose nearest training instance is a sibling task's: " + "; ".join(
+    f"{d['same family'].mean():.0%} in the {name}" for name, d in near.items()) + "."))
 
 # %% [markdown]
 # ## What we saw

@@ -143,7 +143,11 @@ display(Markdown("The answers themselves at that step, median length in words: "
 # %%
 jitters = compare.metric_jitters(results, runs["generating"])
 summary = compare.metric_shapes(jitters)
-plots.table(summary)
+display(plots.table(summary))
+steadiest = summary.iloc[0]
+display(Markdown(f"Least jittery: {steadiest.metric} ({steadiest.protocol}), jitter {steadiest.jitter_mean:.3f} of its "
+                 f"whole change; most jittery: {summary.iloc[-1].metric} ({summary.iloc[-1].protocol}), "
+                 f"{summary.iloc[-1].jitter_mean:.3f}."))
 
 # %% [markdown]
 # ## Reward model
@@ -154,7 +158,10 @@ plots.table(summary)
 # %%
 if reward_model:
     gens = all_generations
-    display(plots.table(gens.dropna(subset=["reward"]).groupby(["protocol", "step"]).reward.mean().unstack(0), index=True))
+    rewards = gens.dropna(subset=["reward"]).groupby(["protocol", "step"]).reward.mean().unstack(0)
+    display(plots.table(rewards, index=True))
+    display(Markdown("Mean reward from the first to the last evaluated step: " + "; ".join(
+        f"{protocol} {rewards[protocol].iloc[0]:.3f} to {rewards[protocol].iloc[-1]:.3f}" for protocol in rewards) + "."))
 else:
     display(Markdown("*No reward model was given (`reward_model = None`): no reward scores in this run.*"))
 
@@ -180,7 +187,10 @@ display(Markdown(
     f"mean of the last three checkpoints) is that of {steepest.task} ({steepest.kind}), by {steepest.fall:.2f}; at "
     f"step {task_mean.step.max()}, the task lowest against its step-0 loss (the figure's scale) is "
     f"{relative.index[0]} ({kinds.set_index('task').kind[relative.index[0]]}), at {relative.iloc[0]:.0%} of it."))
-plots.table(kinds.groupby(["group", "kind"]).size().unstack(fill_value=0).rename_axis(columns=None), index=True)
+kind_counts = kinds.groupby(["group", "kind"]).size().unstack(fill_value=0).rename_axis(columns=None)
+display(plots.table(kind_counts, index=True))
+rapid_share = (kinds.kind == "rapid").groupby(kinds.group).mean()
+display(Markdown("Share of rapid tasks: " + "; ".join(f"{group} {share:.0%}" for group, share in rapid_share.items()) + "."))
 
 # %% [markdown]
 # ## Early generalization, split by split

@@ -101,7 +101,10 @@ final = mean.iloc[-1].sort_values()
 display(Markdown(f"At step {mean.index[-1]}, {final.index[0]} order's mean loss is the lowest ({final.iloc[0]:.3f}), "
                  f"{final.iloc[1] - final.iloc[0]:.3f} below {final.index[1]} and {final.iloc[2] - final.iloc[0]:.3f} "
                  f"below {final.index[2]}."))
-plots.table(mean.rename_axis(columns=None), index=True)  # a row per step: too many steps for columns
+display(plots.table(mean.rename_axis(columns=None), index=True))  # a row per step: too many steps for columns
+lowest = mean.iloc[1:].idxmin(axis=1).value_counts()
+display(Markdown(f"Lowest mean loss at the {len(mean) - 1} evaluations after step 0: "
+                 + ", ".join(f"{order} at {n}" for order, n in lowest.items()) + "."))
 
 # %% [markdown]
 # ## Sudden drops under cluster order
@@ -118,11 +121,9 @@ sharpest = drops.head(sudden_tasks)
 fig = plots.sudden_panels(per_task, sharpest, ORDERS)
 plots.save(fig, "03_sudden_drops")
 plt.show()
-display(Markdown("In the shaded windows, left to right, cluster order's loss fell "
-                 + ", ".join(f"{excess:.3f}" for excess in sharpest.excess)
-                 + " more than random order's (mean over its shuffles)."))
-plots.table(sharpest.assign(window=[f"steps {a}-{b}" for a, b in zip(sharpest.start, sharpest.step)])
-            [["task", "window", "excess"]])
+display(Markdown("In the shaded windows, left to right, cluster order's loss fell more than random order's (mean "
+                 "over its shuffles): " + "; ".join(f"`{d.task}` by {d.excess:.3f} over steps {d.start}-{d.step}"
+                                                    for d in sharpest.itertuples()) + "."))
 
 # %% [markdown]
 # ## Nine measures of the prefix seen so far
@@ -201,7 +202,17 @@ display(Markdown(f"Highest rho within windows: {top['within'].measure} ({top['wi
                  f"{top['pooled'].measure} ({top['pooled'].rho_pooled:.2f}); the random measure: "
                  f"{noise['within']:.2f} within, {noise['pooled']:.2f} pooled."))
 # rho and its interval, within windows and pooled: the numbers the figure draws
-plots.table(power[["measure", "rho_within", "within_lo", "within_hi", "rho_pooled", "pooled_lo", "pooled_hi"]])
+display(plots.table(power[["measure", "rho_within", "within_lo", "within_hi", "rho_pooled", "pooled_lo", "pooled_hi"]]))
+above = power[power.within_lo > 0].measure.tolist()
+max_moved = (changes[changes.measure == "Cosine-Max"].d_measure != 0).mean()
+rho = power.set_index("measure").rho_within
+display(Markdown(
+    f"Within windows, {len(above)} of {len(power)} measures have an interval above 0. Cosine and Euclidean distances "
+    "of the unit-length MiniLM embeddings are monotone functions of each other (|a - b|² = 2 - 2 cos), so each "
+    "Cosine-Min or -Max measure moves in the same direction as its Euclidean twin, by a different amount. The Max "
+    f"measures moved in only {max_moved:.0%} of the units (the rest tie at 0): their rho are "
+    f"{rho['Cosine-Max']:.3f} and {rho['Euclidean-Max']:.3f}; the Min measures' {rho['Cosine-Min']:.3f} and "
+    f"{rho['Euclidean-Min']:.3f}."))
 
 # %% [markdown]
 # ## Over task splits: the paper's measures against every other
@@ -217,10 +228,18 @@ power_split = predict.power_by_split(changes_all)
 mine = [*rules.PAPER_MEASURES, predict.WSD_MEASURE]
 others = [m for m in power_split.measure.unique() if m not in mine]
 differences = rules.measure_differences(power_split, mine, others)
-plots.table(power_split.pivot_table(index="measure", columns="split", values="rho"), index=True)
+by_split = power_split.pivot_table(index="measure", columns="split", values="rho")
+display(plots.table(by_split, index=True))
+best = by_split.idxmax()
+display(Markdown("Highest within-window rho on each split: " + "; ".join(
+    f"split {split} {measure} ({by_split.loc[measure, split]:.3f})" for split, measure in best.items()) + "."))
 
 # %%
-plots.table(differences)
+display(plots.table(differences))
+display(Markdown(
+    f"Of these {len(differences)} differences (over {int(differences.n.max())} splits), "
+    f"{(differences.lo > 0).sum()} lie above 0 (the paper's measure predicts better) and "
+    f"{(differences.hi < 0).sum()} below (the other does)."))
 
 # %% [markdown]
 # ## The verdicts

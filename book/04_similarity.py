@@ -103,8 +103,11 @@ plt.show()
 on_first = curves_first[curves_first.step == point].groupby("label").loss.mean()[ORDERS].sort_values()
 display(Markdown(f"At step {point} (dotted) on split {first}: " + ", ".join(f"{o} {v:.3f}" for o, v in on_first.items())
                  + f" (lowest first; RT the mean of its {curves_first[curves_first.label == 'RT'].seed.nunique()} shuffles)."))
-plots.table(curves_first.groupby(["label", "step"]).loss.mean().unstack(0)[ORDERS].T.rename_axis(index="order",
-            columns="step"), index=True)
+by_step = curves_first.groupby(["label", "step"]).loss.mean().unstack(0)[ORDERS]
+display(plots.table(by_step.T.rename_axis(index="order", columns="step"), index=True))
+lowest = by_step[by_step.index > 0].idxmin(axis=1).value_counts()
+display(Markdown(f"Lowest mean loss at the {int((by_step.index > 0).sum())} evaluations after step 0 on split {first}: "
+                 + ", ".join(f"{order} at {n}" for order, n in lowest.items()) + "."))
 
 # %% [markdown]
 # ## The gaps, over task splits
@@ -125,8 +128,12 @@ plt.show()
 gap_at = gap_split[gap_split.step == point].set_index("comparison")
 display(Markdown(f"At step {point}: " + "; ".join(
     f"{c} {findings.fmt(stats.Estimate(r['diff'], r.lo, r.hi, int(r.n), r.p))}" for c, r in gap_at.iterrows())
-    + " (the bands and these intervals are 95%; the verdict below reads the paper's claim on the family's wider one)."))
-plots.table(gap_split.pivot_table(index="comparison", columns="step", values="diff"), index=True)
+    + " (the bands are 95% too; the verdict below reads the paper's claim on the family's wider interval)."))
+gap_steps = gap_split.pivot_table(index="comparison", columns="step", values="diff")
+display(plots.table(gap_steps, index=True))
+after = gap_steps.loc[:, gap_steps.columns > 0]
+display(Markdown("Over the evaluations after step 0, the mean gap is above 0 at: " + "; ".join(
+    f"{c} {int((row > 0).sum())} of {len(row)}" for c, row in after.iterrows()) + " (above 0: the first order's loss is higher)."))
 
 # %% [markdown]
 # ## Where the noise is
@@ -139,8 +146,11 @@ plots.table(gap_split.pivot_table(index="comparison", columns="step", values="di
 # %%
 noise = stats.noise_sources(tasks_split, "NFT", "RT", point)
 sds = {k: v for k, v in noise.items() if k not in ("splits", "shuffles")}
-plots.table(pd.Series(sds).to_frame(f"SD of NFT - RT at step {point} ({noise['splits']} splits, "
-                                      f"{noise['shuffles']} shuffles)").rename_axis("source"), index=True)
+display(plots.table(pd.Series(sds).to_frame(f"SD of NFT - RT at step {point} ({noise['splits']} splits, "
+                                              f"{noise['shuffles']} shuffles)").rename_axis("source"), index=True))
+largest, smallest = max(sds, key=sds.get), min(sds, key=sds.get)
+display(Markdown(f"The largest source, {largest} ({sds[largest]:.3f}), is {sds[largest] / sds[smallest]:.0f} times "
+                 f"the smallest, {smallest} ({sds[smallest]:.3f})."))
 
 # %% [markdown]
 # How many task splits would decide each part: from the mean and the spread between splits seen
@@ -159,10 +169,10 @@ def splits_needed(a: str, b: str) -> dict[str, object]:
 
 
 planning = pd.DataFrame([splits_needed(a, b) for a, b in (("NFT", "RT"), ("RT", "FFT"), ("NFT", "FFT"))])
+display(plots.table(planning))
 display(Markdown("At the spread seen between splits, deciding each part as large as seen would take: "
-                 + "; ".join(f"{r['part']} {r['splits needed']}" for r in planning.to_dict("records")) + f" task splits (this chapter ran "
-                 f"{len(split_seeds)})."))
-plots.table(planning)
+                 + "; ".join(f"{r['part']} {r['splits needed']}" for r in planning.to_dict("records"))
+                 + f" task splits (this chapter ran {len(split_seeds)})."))
 
 # %% [markdown]
 # ## What each order saw first
@@ -178,8 +188,11 @@ plots.table(planning)
 seen = pd.DataFrame([{"order": label, "split": seed, **compare.leading_family(r, sibling_steps),
                       "sibling share": compare.sibling_share(r, sibling_steps)}
                      for (label, seed), r in runs["by_split"].items()])
-plots.table(seen.sort_values(["order", "split"]), formats={"its share": "{:.0%}", "sibling share": "{:.0%}",
-                                                             "leading task's share": "{:.0%}"})
+display(plots.table(seen.sort_values(["order", "split"]), formats={"its share": "{:.0%}", "sibling share": "{:.0%}",
+                                                                     "leading task's share": "{:.0%}"}))
+share = seen.groupby("order")["its share"]
+display(Markdown("The leading family's share of the first steps, lowest to highest over splits: " + "; ".join(
+    f"{order} {share.min()[order]:.0%} to {share.max()[order]:.0%}" for order in ORDERS if order in share.groups) + "."))
 
 # %% [markdown]
 # Per held-out task at the reading point, on every split: how many tasks each order beats RT on,
@@ -192,7 +205,11 @@ wins = pd.DataFrame({f"{o} below RT": at_point[o] < at_point["RT"] for o in ("NF
 wins = wins.assign(family=[task_family(t) for t in wins.index.get_level_values("task")])
 by_family = wins.groupby("family").agg(tasks=("NFT below RT", "size"), **{
     "NFT below RT": ("NFT below RT", "sum"), "FFT below RT": ("FFT below RT", "sum")})
-plots.table(by_family.sort_values("NFT below RT", ascending=False).head(12), index=True)
+shown_families = by_family.sort_values("NFT below RT", ascending=False).head(12)
+display(plots.table(shown_families, index=True))
+display(Markdown(f"NFT is below RT on {int(by_family['NFT below RT'].sum())} of {int(by_family.tasks.sum())} "
+                 f"(split, held-out task) pairs, FFT on {int(by_family['FFT below RT'].sum())}; the "
+                 f"{len(shown_families)} families shown hold {int(shown_families['NFT below RT'].sum())} of NFT's."))
 
 # %% [markdown]
 # ## The verdict, part by part

@@ -107,8 +107,11 @@ display(Markdown(
     + ("; the runs stop before the paper's late point, so the late part is read at their last evaluation"
        if late_point < 0.9 * findings.paper_fraction("E5") * epoch else "")
     + f"). At step {late_point}, fine - coarse is {findings.fmt(at_late, level=0.95)}."))
-plots.table(gap[gap.step > 0][["step", "diff", "lo", "hi"]].rename(  # a row per step
-    columns={"diff": "fine - coarse", "lo": "95% low", "hi": "95% high"}))
+after = gap[gap.step > 0]
+display(plots.table(after[["step", "diff", "lo", "hi"]].rename(  # a row per step
+    columns={"diff": "fine - coarse", "lo": "95% low", "hi": "95% high"})))
+display(Markdown(f"Of the {len(after)} evaluations after step 0, the interval lies below 0 (fine lower) at "
+                 f"{int((after.hi < 0).sum())} and above 0 (coarse lower) at {int((after.lo > 0).sum())}."))
 
 # %% [markdown]
 # ## What the two orders had trained on
@@ -130,8 +133,12 @@ for s in (early_point, late_point, max(steps)):
                      "tasks seen, coarse": coarse.task.nunique(),
                      "shared prefix": len(set(fine.id) & set(coarse.id)) / len(set(fine.id))})
 prefix = pd.DataFrame(rows)
-plots.table(prefix.groupby("step").mean(numeric_only=True).drop(columns="split"), index=True,
-            formats={"tasks seen, fine": "{:.1f}", "tasks seen, coarse": "{:.1f}", "shared prefix": "{:.0%}"})
+by_point = prefix.groupby("step").mean(numeric_only=True).drop(columns="split")
+display(plots.table(by_point, index=True,
+                    formats={"tasks seen, fine": "{:.1f}", "tasks seen, coarse": "{:.1f}", "shared prefix": "{:.0%}"}))
+display(Markdown(f"At step {early_point}, fine order had received instances of {by_point.loc[early_point, 'tasks seen, fine']:.1f} "
+                 f"tasks and coarse order of {by_point.loc[early_point, 'tasks seen, coarse']:.1f} (mean over splits); "
+                 f"the two prefixes shared {by_point.loc[early_point, 'shared prefix']:.0%} of fine's instances."))
 
 # %% [markdown]
 # ## The verdict, part by part
@@ -143,10 +150,15 @@ against_random = rules.granularity_against_random(
     per_task, early_point, late_point, epoch)
 carriers = {f.part: rules.carried_by(f, against_random) for f in found}
 carried = [carriers[f.part] for f in found] + [""] * len(against_random)
-plots.verdict_table(
+display(plots.verdict_table(
     found + against_random,
     ["experiment", "part", "point", "measured", "p", "verdict"],
-    extra={"carried by": carried})
+    extra={"carried by": carried} if any(carried) else None))
+
+# %%
+reproduced = {part: carrier for part, carrier in carriers.items() if carrier}
+display(Markdown("What carries each reproduced E5 part: " + "; ".join(f"{part}: {c}" for part, c in reproduced.items()) + "."
+                 if reproduced else f"No E5 part is reproduced ({findings.tally(found)}), so none has a carrier to name."))
 
 # %% [markdown]
 # The verdicts above go to the findings table (the last chapter), with the curves they were read on:
@@ -168,7 +180,6 @@ display(Markdown(compare.run_costs(runs)))
 # ## What we saw
 
 # %%
-after = gap[gap.step > 0]
 shared = prefix.groupby("step")["shared prefix"].mean()
 lines = [
     f"Our runs train {max(steps)} steps, {max(steps) / epoch:.1%} of the {epoch}-step epoch (the paper's first "

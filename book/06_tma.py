@@ -126,7 +126,10 @@ display(Markdown(f"Pool: up to {tma_pool_per_task} instances per training task, 
                  f"FFT and RT received the same instances (from their batches) on {sum(same.values())} of {len(same)}; on "
                  f"the other {len(split_seeds) - len(whole)}, until NFT leaves its near half. Sizing it embeds {sum(plan.pool.values()):,} pool "
                  f"instances over {len(plan.pool)} splits (once: cached after) and runs Algorithm 1 over each pool."))
-plots.table(layouts, index=True)
+display(plots.table(layouts, index=True))
+display(Markdown(f"Over the {len(layouts)} splits, the near half spans {layouts['near rounds'].min()} to "
+                 f"{layouts['near rounds'].max()} rounds, and NFT leaves it between steps "
+                 f"{layouts['near half ends at step'].min()} and {layouts['near half ends at step'].max()}."))
 
 # %% [markdown]
 # ## The five arrangements (first split)
@@ -162,7 +165,10 @@ display(Markdown(f"Dotted: step {layouts.loc[first, 'near half ends at step']} (
                  + ("Coinciding lines (closer than 0.5% of the loss range shown; the later order is drawn on top, the earlier "
                     "shows between its dashes): "
                     + "; ".join(coincide) + "." if coincide else "No two orders coincide after step 0.")))
-plots.table(table.rename_axis(columns=None), index=True)  # a row per step: too many steps for columns
+display(plots.table(table.rename_axis(columns=None), index=True))  # a row per step: too many steps for columns
+lowest = table[table.index > 0][shown].idxmin(axis=1).value_counts()
+display(Markdown(f"Lowest mean loss at the {int((table.index > 0).sum())} evaluations after step 0 on split {first}: "
+                 + ", ".join(f"{order} at {n}" for order, n in lowest.items()) + "."))
 
 # %% [markdown]
 # ## The gaps, over task splits
@@ -184,7 +190,10 @@ at_mark = gap_table.loc[:near_end].iloc[-1]
 display(Markdown(f"At step {gap_table.loc[:near_end].index[-1]}, the last evaluation up to the dotted line, mean over "
                  f"{gap_split.n.max()} splits: " + ", ".join(f"{c} {findings.signed(v)}" for c, v in at_mark.items())
                  + " (below 0: the first order's loss is lower)."))
-plots.table(gap_table.rename_axis(columns=None), index=True)  # a row per step, as above
+display(plots.table(gap_table.rename_axis(columns=None), index=True))  # a row per step, as above
+after = gap_table[gap_table.index > 0]
+display(Markdown("Over the evaluations after step 0, the mean gap is above 0 at: " + "; ".join(
+    f"{c} {int((after[c] > 0).sum())} of {len(after)}" for c in after) + " (above 0: the first order's loss is higher)."))
 
 # %% [markdown]
 # ## Against chapter 4, like with like
@@ -215,7 +224,10 @@ display(Markdown(f"At step {e4_point}, (NFT - RT under TMA) - (NFT - RT by WSD, 
                  f"{remaining.iloc[:, 4].min()}-{remaining.iloc[:, 4].max()}. Both have seen the same number of "
                  f"instances ({e4_point * batch_size:,}) by the step. So any difference belongs to the two experiments as "
                  f"wholes, not to TMA's arrangement alone."))
-plots.table(remaining, index=True)
+display(plots.table(remaining, index=True))
+display(Markdown(f"Per split, the far share of E6's RT list runs from {remaining.iloc[:, 0].min():.0%} to "
+                 f"{remaining.iloc[:, 0].max():.0%}; E6's pool is {(remaining.iloc[:, 1] / remaining.iloc[:, 2]).mean():.1f} "
+                 "times E4's training list on average."))
 
 # %% [markdown]
 # ## Rounds (E8): training on one group of rounds at a time
@@ -256,7 +268,10 @@ closeness_mean = closeness.groupby("group", sort=False)[["cosine to the nearest 
 display(Markdown("Mean over splits, from the earliest group to the latest: cosine to the nearest held-out instance "
                  + ", ".join(f"{v:.3f}" for v in closeness_mean["cosine to the nearest held-out"]) + "; sibling share "
                  + ", ".join(f"{v:.0%}" for v in closeness_mean["sibling share"]) + "."))
-plots.table(closeness_mean, index=True, formats={"sibling share": "{:.0%}"})
+display(plots.table(closeness_mean, index=True, formats={"sibling share": "{:.0%}"}))
+nearest_cosine = closeness_mean["cosine to the nearest held-out"]
+display(Markdown(f"Closest to the held-out set: {nearest_cosine.idxmax()} ({nearest_cosine.max():.3f}); farthest: "
+                 f"{nearest_cosine.idxmin()} ({nearest_cosine.min():.3f})."))
 
 # %%
 curves_rounds = compare.loss_curves(groups)
@@ -268,7 +283,10 @@ rounds_table = curves_rounds.groupby(["label", "step"]).loss.mean().unstack(0)[l
 display(Markdown(f"At step {rounds_table.index[-1]}, mean over {len(side_split_seeds)} splits: "
                  + ", ".join(f"{label} {v:.3f}" for label, v in rounds_table.iloc[-1].items())
                  + f"; {rounds_table.iloc[-1].idxmin()} lowest."))
-plots.table(rounds_table.rename_axis(columns=None), index=True)  # a row per step, as above
+display(plots.table(rounds_table.rename_axis(columns=None), index=True))  # a row per step, as above
+lowest_group = rounds_table[rounds_table.index > 0].idxmin(axis=1).value_counts()
+display(Markdown(f"Lowest mean loss at the {int((rounds_table.index > 0).sum())} evaluations after step 0: "
+                 + ", ".join(f"{group} at {n}" for group, n in lowest_group.items()) + "."))
 
 # %% [markdown]
 # ## Where the rounds reach, in a picture

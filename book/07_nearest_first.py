@@ -133,14 +133,15 @@ seen_mean = seen.groupby("order", sort=False)[["its share", "leading task's shar
 at_point = tasks[tasks.step == point].groupby("label").loss.mean()
 display(Markdown(f"At step {point}, the mean held-out loss over splits is lowest under "
                  f"{at_point.idxmin()} ({at_point.min():.3f}) and highest under {at_point.idxmax()} "
-                 f"({at_point.max():.3f}); NFT's leading family made up {seen_mean.loc['NFT', 'its share']:.0%} of its "
+                 f"({at_point.max():.3f})."))
+shares = {"its share": "leading family's share", "families": "families (mean over splits)"}
+display(plots.table(seen_mean.rename(columns=shares), precision=2, index=True,
+                    formats={"leading family's share": "{:.0%}", "leading task's share": "{:.0%}"}))
+display(Markdown(f"NFT's leading family made up {seen_mean.loc['NFT', 'its share']:.0%} of its "
                  f"first {sibling_steps} steps, the family-matched and task-matched orders' "
                  f"{seen_mean.loc['family', 'its share']:.0%} and {seen_mean.loc['task', 'its share']:.0%}, the "
                  f"length-matched order's {seen_mean.loc['length', 'its share']:.0%}, RT's "
                  f"{seen_mean.loc['RT', 'its share']:.0%}."))
-plots.table(seen_mean.rename(columns={"its share": "leading family's share", "families": "families (mean over splits)"}),
-            precision=2, index=True, formats={"leading family's share": "{:.0%}", "leading task's share": "{:.0%}",
-                                              "sibling share": "{:.0%}"})
 
 # %% [markdown]
 # ## NFT - RT in parts
@@ -253,13 +254,12 @@ plt.show()
 regime_gaps = pd.DataFrame({name: {f"{a} - {b}": findings.fmt(gap(a, b, table)) for a, b in (("NFT", "RT"), ("FFT", "RT"))}
                             for name, table in setup_tasks.items()}).T
 last_step = {name: int(table.step.max()) for name, table in setup_tasks.items()}
-display(Markdown("NFT - RT at step " + f"{point}: " + "; ".join(f"under {name} {regime_gaps.loc[name, 'NFT - RT']}"
-                                                               for name in regime_gaps.index)
-                 + "; at each set-up's last step: " + "; ".join(
-                     f"under {name} (step {last_step[name]}) {findings.fmt(gap('NFT', 'RT', table, step=last_step[name]))}"
-                     for name, table in setup_tasks.items()) + " (95% intervals; the regime's part below is judged "
-                 f"at step {point})."))
-plots.table(regime_gaps.rename_axis("set-up"), index=True)
+display(Markdown("NFT - RT at each set-up's last step: " + "; ".join(
+    f"under {name} (step {last_step[name]}) {findings.fmt(gap('NFT', 'RT', table, step=last_step[name]))}"
+    for name, table in setup_tasks.items()) + f" (the regime's part below is judged at step {point})."))
+display(plots.table(regime_gaps.rename_axis("set-up"), index=True))
+display(Markdown(f"At step {point}, NFT - RT is " + "; ".join(f"{regime_gaps.loc[name, 'NFT - RT']} under {name}"
+                                                              for name in regime_gaps.index) + "."))
 
 # %% [markdown]
 # ## Concentration and siblings, from the stored runs
@@ -323,8 +323,10 @@ display(Markdown("What each explanation predicts: " + "; ".join(f"*{row['explana
                                                                for row in other) + ". Each contrast over the task "
                  "splits (its unit in the contrast column), with its one-sided 95% bounds and the one-sided p in "
                  "the predicted direction:"))
-plots.evidence_table(other_table, ["explanation", "contrast", "predicted", "estimate", "lo", "hi",
-                                   "p (one-sided)", "evidence"])
+display(plots.evidence_table(other_table, ["explanation", "contrast", "predicted", "estimate", "lo", "hi",
+                                           "p (one-sided)", "evidence"]))
+display(Markdown(f"Of these {len(other_table)} explanations: " + ", ".join(
+    f"{n} {word}" for word, n in other_table.evidence.value_counts().items()) + " (not adjusted for multiplicity)."))
 
 # %% [markdown]
 # ## What it took
@@ -340,10 +342,10 @@ display(Markdown(compare.run_costs(orders, *setups.values())))
 # %%
 lines = [
     f"The gap to explain, NFT - RT at step {point}: {findings.fmt(to_explain)}.",
-    "Against RT at the same step (95% intervals): " + "; ".join(f"{o} - RT {findings.fmt(gap(o, 'RT'))}"
+    "Against RT at the same step: " + "; ".join(f"{o} - RT {findings.fmt(gap(o, 'RT'))}"
                                                                for o in LABELS if o not in ("RT", "NFT")) + ".",
     f"On the answer tokens alone (EOS excluded) NFT - RT is {findings.fmt(measure_gaps['answer tokens, EOS excluded'])}; "
-    f"on the EOS alone {findings.fmt(measure_gaps['EOS alone'])} (95% intervals).",
+    f"on the EOS alone {findings.fmt(measure_gaps['EOS alone'])}.",
 ]
 for name, g in parts.groupby("decomposition", sort=False):
     lines.append(f"Split by {name}: " + "; ".join(f"{r.contrast} {r.measured} ({r.evidence})" for r in g.itertuples())

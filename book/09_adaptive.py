@@ -206,13 +206,13 @@ findings.record("09_adaptive", params, found, gap_curves)
 # %%
 costs = compare.cost_over(compare.cost_parts(runs), "RT").reindex(labels)
 trained = costs.train.drop("RT")
+display(plots.table(costs.rename(columns=lambda c: c if c.startswith("times") else f"{c} (s)"), precision=1, index=True))
 display(Markdown(
     f"The same {max_steps} steps of training took {costs.train['RT']:.0f} s in RT's runs and {trained.min():.0f}-"
     f"{trained.max():.0f} s in the others' (mean over splits): the sittings differed. Cost over RT's on the same split, "
     "corrected for the sitting, mean over splits: " + "; ".join(
         f"{label} {row['times RT']:.1f}x (arranging {row.arrange:.0f} s, adapting {row.adapt:.0f} s of its {row.wall:.0f} s)"
         for label, row in costs.drop("RT").iterrows()) + "."))
-plots.table(costs.rename(columns=lambda c: c if c.startswith("times") else f"{c} (s)"), precision=1, index=True)
 
 # %% [markdown]
 # ## What it took

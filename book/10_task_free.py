@@ -82,8 +82,11 @@ summary = split.summary()
 # The first draw's hold-out, as the split reports it:
 
 # %%
-plots.table(pd.DataFrame({"instance-level hold-out": {k.replace("_", " "): v for k, v in summary.items()
-                                                      if k != "config"}}), index=True)
+display(plots.table(pd.DataFrame({"instance-level hold-out": {k.replace("_", " "): v for k, v in summary.items()
+                                                              if k != "config"}}), index=True))
+in_both = {r.task for r in split.test} & {r.task for r in split.train}
+display(Markdown(f"{len(in_both)} of the {len({r.task for r in split.test})} tasks with a held-out instance also have "
+                 "instances in training: the hold-out draws instances, not tasks."))
 
 # %% [markdown]
 # ## Held-out loss under TMA's three orders
@@ -97,12 +100,15 @@ plots.band_plot(curves, axes[0], order=["NFT", "RT", "FFT"], title=f"Random-inst
 plots.gap_plot(gap, axes[1], title="NFT against RT and FFT")
 plots.save(fig, "10_task_free")
 plt.show()
-display(plots.table(curves.groupby(["label", "step"]).loss.mean().unstack(0).T.rename_axis(index="order", columns="step"),
-                   index=True))
 end = int(gap.step.max())
 display(Markdown(f"At step {end}, the last evaluated: " + "; ".join(
     f"{a} - {b} " + findings.fmt(stats.over_units(stats.split_means(per_task, a, b, end)["diff"]), "instance draws")
     for a, b in pairs) + "."))
+by_step = curves.groupby(["label", "step"]).loss.mean().unstack(0)
+display(plots.table(by_step.T.rename_axis(index="order", columns="step"), index=True))
+lowest = by_step[by_step.index > 0].idxmin(axis=1).value_counts()
+display(Markdown(f"Lowest mean loss at the {int((by_step.index > 0).sum())} evaluations after step 0: "
+                 + ", ".join(f"{order} at {n}" for order, n in lowest.items()) + "."))
 
 # %% [markdown]
 # ## How often was the nearest neighbour a same-task instance?

@@ -99,15 +99,17 @@ shown = table[["experiment", "part", "verdict", "family", "paper", "measured", "
 repeated = shown["the paper's figure"].eq(shown["the paper's figure"].shift()) & shown.experiment.eq(
     shown.experiment.shift())
 shown["the paper's figure"] = shown["the paper's figure"].mask(repeated, "as above")
-plots.table(shown, formats={"p": findings.p_cell, "p (Holm, family)": findings.p_cell}).set_properties(
-    **{"text-align": "left", "vertical-align": "top", "padding-right": "1em"})
+display(plots.table(shown, formats={"p": findings.p_cell, "p (Holm, family)": findings.p_cell}).set_properties(
+    **{"text-align": "left", "vertical-align": "top", "padding-right": "1em"}))
+display(Markdown(f"{len(table)} parts: " + ", ".join(f"{n} {v}" for v, n in table.verdict.value_counts().items()) + "."))
 
 # %% [markdown]
 # The claims behind the parts, and what the paper's figures show:
 
 # %% tags=["full-width"]
 claims = table.drop_duplicates(["claim", "point"])[["experiment", "claim", "point"]].rename(columns={"point": "read at"})
-claims.style.hide(axis="index").set_properties(**{"text-align": "left", "vertical-align": "top"})
+display(claims.style.hide(axis="index").set_properties(**{"text-align": "left", "vertical-align": "top"}))
+display(Markdown(f"{len(claims)} claims from {claims.experiment.nunique()} experiments."))
 
 # %% [markdown]
 # ## How many units each part would need
@@ -128,11 +130,11 @@ display(Markdown(f"At the family's level ({level:.2%}), an interval over n units
 needed = findings.units_to_decide(table)
 planning = table.assign(needed=needed)[needed.notna()][["experiment", "part", "family", "unit", "n", "needed"]]
 planning = planning.rename(columns={"n": "units run", "needed": "units to decide"})
+display(planning.style.hide(axis="index").format({"units to decide": lambda v: "more than 200" if np.isinf(v) else f"{v:.0f}"}))
 display(Markdown(
     f"{len(planning)} of {len(table)} parts have an interval to plan from; "
     f"{int((planning['units to decide'] <= planning['units run']).sum())} of them had as many units as they need, "
     f"{int(np.isinf(planning['units to decide']).sum())} would need more than 200 (an effect too small beside its spread)."))
-planning.style.hide(axis="index").format({"units to decide": lambda v: "more than 200" if np.isinf(v) else f"{v:.0f}"})
 
 # %% [markdown]
 # ## The headline comparisons side by side
@@ -150,8 +152,11 @@ for ax, ((experiment, setting), g) in zip(axes.flat, panels):
     plots.gap_plot(g, ax, title=f"{experiment}, {setting}")
 for ax in axes.flat[panels.ngroups:]:
     ax.axis("off")
-plots.save(fig, "08_headline")
+plots.save(fig, "11_headline")
 plt.show()
+last = curves[curves.step == curves.groupby(["experiment", "setting"]).step.transform("max")]
+display(Markdown(f"At each panel's last step, {int((last.hi < 0).sum())} of the {len(last)} comparisons lie wholly below 0 "
+                 f"(the first-named order ahead) and {int((last.lo > 0).sum())} wholly above it."))
 
 # %% [markdown]
 # ## Nearest-first against random, taken apart

@@ -281,6 +281,61 @@ def test_the_leak_check_finds_what_it_looks_for():
     assert shown_leaks(folded) == {}
 
 
+HIDDEN_OUTPUTS = {"hide-cell", "hide-output", "remove-cell", "remove-output"}  # tags whose outputs a reader does not see
+
+
+def undescribed(nb: nbformat.NotebookNode) -> list[str]:
+    """The figures and tables of an executed chapter with no computed sentence right under them
+    (issue 33): the next thing a reader meets must be text a cell computed (a Markdown display),
+    not typed prose, another figure or table, or the page's end. A verdict cell's table is the
+    verdict itself, said in words by the rule stated above it; streams and hidden outputs are
+    not on the page."""
+    flow = []
+    for i, cell in enumerate(nb.cells):
+        tags = set(cell.metadata.get("tags", []))
+        if cell.cell_type == "markdown":
+            flow.append(("prose", i))
+        elif not tags & HIDDEN_OUTPUTS:
+            for output in cell.get("outputs", []):
+                data = output.get("data", {})
+                if "image/png" in data:
+                    flow.append(("figure", i))
+                elif "<table" in data.get("text/html", ""):
+                    flow.append(("verdict table" if "verdict" in tags else "table", i))
+                elif "text/markdown" in data:
+                    flow.append(("sentence", i))
+    return [f"{kind} of cell {i}" for (kind, i), (after, _) in zip(flow, flow[1:] + [("end", -1)])
+            if kind in ("figure", "table") and after != "sentence"]
+
+
+def test_the_sentence_check_finds_a_figure_or_table_with_none_under_it():
+    def output(kind: str) -> nbformat.NotebookNode:
+        data = {"figure": {"image/png": "iVBORw0KGgo="}, "table": {"text/html": "<table></table>"},
+                "sentence": {"text/markdown": "At step 30, NFT is 0.8 above RT."}}[kind]
+        return nbformat.v4.new_output("display_data", data=data)
+
+    def notebook(*cells: tuple[list[str], list[str]]) -> nbformat.NotebookNode:
+        return nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x", outputs=[output(k) for k in kinds],
+                                                                         metadata={"tags": tags}) for kinds, tags in cells])
+
+    assert undescribed(notebook((["figure", "sentence", "table", "sentence"], []))) == []
+    assert undescribed(notebook((["figure", "table", "sentence"], []))) == ["figure of cell 0"]
+    assert undescribed(notebook((["table"], []), (["sentence"], []))) == []
+    assert undescribed(notebook((["table"], []))) == ["table of cell 0"]  # the page's end
+    assert undescribed(notebook((["table"], ["verdict"]), (["table"], ["hide-cell"]))) == []
+    typed = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x", outputs=[output("table")]),
+                                            nbformat.v4.new_markdown_cell("## Next"), nbformat.v4.new_code_cell(
+                                                "y", outputs=[output("sentence")])])
+    assert undescribed(typed) == ["table of cell 0"]
+
+
+@pytest.mark.slow
+def test_every_figure_and_table_a_page_shows_has_a_computed_sentence_under_it(smoke_chapters):
+    missing = {name: found for name in toc.chapters()
+               if (found := undescribed(nbformat.read(smoke_chapters / f"{name}.ipynb", 4)))}
+    assert not missing, missing
+
+
 # Chapters nbval does not execute again, and why (none now: chapter 8 read its representations' costs
 # by measuring them afresh, and now reads them from the runs' manifests like everything else).
 NBVAL_SKIPS: set[str] = set()

@@ -159,4 +159,5 @@ def test_a_signed_number_never_reads_minus_zero_in_prose_or_an_interval():
     assert findings.signed(-0.0001) == "+0.000" and findings.signed(0.12) == "+0.120"
     assert findings.signed(-0.004, 2) == "+0.00" and findings.signed(-0.006, 2) == "-0.01"
     text = findings.fmt(Estimate(value=-0.0002, lo=-0.0004, hi=0.3, p=0.5, n=4))
-    assert "-0.000" not in text and text.startswith("+0.000 [+0.000, +0.300]")
+    assert "-0.000" not in text and text == "+0.000 [+0.000, +0.300] (95%) over 4 task splits"
+    assert findings.fmt(Estimate(value=0.1, lo=0.05, hi=0.3, p=0.01, n=8), level=0.9975).endswith("] (99.75%) over 8 task splits")
