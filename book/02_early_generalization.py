@@ -144,10 +144,13 @@ display(Markdown("The answers themselves at that step, median length in words: "
 jitters = compare.metric_jitters(results, runs["generating"])
 summary = compare.metric_shapes(jitters)
 display(plots.table(summary))
-steadiest = summary.iloc[0]
-display(Markdown(f"Least jittery: {steadiest.metric} ({steadiest.protocol}), jitter {steadiest.jitter_mean:.3f} of its "
-                 f"whole change; most jittery: {summary.iloc[-1].metric} ({summary.iloc[-1].protocol}), "
-                 f"{summary.iloc[-1].jitter_mean:.3f}."))
+ranked = summary.dropna(subset=["jitter_mean"])  # `compare.jitter`: none without a change, or with one checkpoint after it
+unranked = len(summary) - len(ranked)
+display(Markdown(f"Least jittery: {ranked.iloc[0].metric} ({ranked.iloc[0].protocol}), jitter {ranked.iloc[0].jitter_mean:.3f} "
+                 f"of its whole change; most jittery: {ranked.iloc[-1].metric} ({ranked.iloc[-1].protocol}), "
+                 f"{ranked.iloc[-1].jitter_mean:.3f}."
+                 + (f" {findings.counted(unranked, 'metric')} {'has' if unranked == 1 else 'have'} none: no change from "
+                    "step 0 to the plateau, or fewer than two checkpoints after it." if unranked else "")))
 
 # %% [markdown]
 # ## Reward model
