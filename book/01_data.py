@@ -136,7 +136,7 @@ display(Markdown("Median length in tokens: " + "; ".join(f"{src} {m:.0f} (longes
 #
 # Every instance embedded as the paper does for its similarity arrangements (all messages
 # joined), then projected to 2-D with UMAP. Training instances are coloured by family (the ten
-# largest, the rest grey); held-out instances are black crosses.
+# with most training instances, the rest grey); held-out instances are black crosses.
 
 # %%
 encoder = Encoder()
@@ -158,8 +158,8 @@ ax.set(xticks=[], yticks=[], title="UMAP of MiniLM embeddings: training (by fami
 ax.legend(fontsize=9, markerscale=2, loc="center left", bbox_to_anchor=(1, 0.5))
 save(fig, "01_umap")
 plt.show()
-display(Markdown(f"{len(train_vecs):,} training instances ({(~other).mean():.0%} of them in the ten largest "
-                 f"families, coloured) and {len(test_vecs)} held-out instances (crosses)."))
+display(Markdown(f"{len(train_vecs):,} training instances ({(~other).mean():.0%} of them in the ten families with most "
+                 f"instances, coloured) and {len(test_vecs)} held-out instances (crosses)."))
 
 # %% [markdown]
 # ## Nearest training neighbours

@@ -102,9 +102,7 @@ display(Markdown(f"At step {mean.index[-1]}, {final.index[0]} order's mean loss 
                  f"{final.iloc[1] - final.iloc[0]:.3f} below {final.index[1]} and {final.iloc[2] - final.iloc[0]:.3f} "
                  f"below {final.index[2]}."))
 display(plots.table(mean.rename_axis(columns=None), index=True))  # a row per step: too many steps for columns
-lowest = mean.iloc[1:].idxmin(axis=1).value_counts()
-display(Markdown(f"Lowest mean loss at the {len(mean) - 1} evaluations after step 0: "
-                 + ", ".join(f"{order} at {n}" for order, n in lowest.items()) + "."))
+display(Markdown(f"Mean loss: {findings.lowest_by_step(mean)}."))
 
 # %% [markdown]
 # ## Sudden drops under cluster order
@@ -175,8 +173,8 @@ every = plots.task_grid(per_task, measures, ORDERS, "Cosine-Min", measured="clus
 path = plots.save(every, "03_all_tasks")
 plt.close(every)  # saved, not shown: the page links it
 display(Markdown(f"The {len(chosen)} of {len(at_last)} held-out tasks whose mean loss at step {last} differs most between "
-                 f"cluster and random order, largest first ({difference[chosen].abs().min():.3f} to "
-                 f"{difference[chosen].abs().max():.3f}; cluster lower on {(difference[chosen] < 0).sum()} of them). "
+                 f"cluster and random order, largest first ({difference[chosen].abs().max():.3f} down to "
+                 f"{difference[chosen].abs().min():.3f}; cluster lower on {(difference[chosen] < 0).sum()} of them). "
                  f"All {len(at_last)}: {plots.page_link(path)}."))
 
 # %% [markdown]
@@ -210,8 +208,8 @@ display(Markdown(
     f"Within windows, {len(above)} of {len(power)} measures have an interval above 0. Cosine and Euclidean distances "
     "of the unit-length MiniLM embeddings are monotone functions of each other (|a - b|² = 2 - 2 cos), so each "
     "Cosine-Min or -Max measure moves in the same direction as its Euclidean twin, by a different amount. The Max "
-    f"measures moved in only {max_moved:.0%} of the units (the rest tie at 0): their rho are "
-    f"{rho['Cosine-Max']:.3f} and {rho['Euclidean-Max']:.3f}; the Min measures' {rho['Cosine-Min']:.3f} and "
+    f"measures moved in only {max_moved:.0%} of the units (the rest tie at 0): rho {rho['Cosine-Max']:.3f} (cosine) "
+    f"and {rho['Euclidean-Max']:.3f} (Euclidean); for the Min measures {rho['Cosine-Min']:.3f} and "
     f"{rho['Euclidean-Min']:.3f}."))
 
 # %% [markdown]

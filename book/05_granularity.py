@@ -17,7 +17,7 @@
 # **Fine** granularity is chapter 4's NFT: every instance placed by its own WSD, task boundaries
 # ignored. **Coarse** granularity scores each training task by the WSD of its centroid (the mean
 # of its instances' embeddings) and keeps each task's instances together, nearest task first, as
-# the paper's `split_data_coarse_job.py` does. Both order the same training list. The paper found
+# the paper's `split_data_coarse_job.py` does. Both orders arrange the same training list. The paper found
 # coarse slightly ahead for the first ~150 of its ~1,800-step epoch, the curves crossing at
 # 250-350 steps and fine ahead at step 800, where it reads the claim.
 #

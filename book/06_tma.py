@@ -166,9 +166,7 @@ display(Markdown(f"Dotted: step {layouts.loc[first, 'near half ends at step']} (
                     "shows between its dashes): "
                     + "; ".join(coincide) + "." if coincide else "No two orders coincide after step 0.")))
 display(plots.table(table.rename_axis(columns=None), index=True))  # a row per step: too many steps for columns
-lowest = table[table.index > 0][shown].idxmin(axis=1).value_counts()
-display(Markdown(f"Lowest mean loss at the {int((table.index > 0).sum())} evaluations after step 0 on split {first}: "
-                 + ", ".join(f"{order} at {n}" for order, n in lowest.items()) + "."))
+display(Markdown(f"Mean loss on split {first}: {findings.lowest_by_step(table[shown])}."))
 
 # %% [markdown]
 # ## The gaps, over task splits
@@ -284,9 +282,7 @@ display(Markdown(f"At step {rounds_table.index[-1]}, mean over {len(side_split_s
                  + ", ".join(f"{label} {v:.3f}" for label, v in rounds_table.iloc[-1].items())
                  + f"; {rounds_table.iloc[-1].idxmin()} lowest."))
 display(plots.table(rounds_table.rename_axis(columns=None), index=True))  # a row per step, as above
-lowest_group = rounds_table[rounds_table.index > 0].idxmin(axis=1).value_counts()
-display(Markdown(f"Lowest mean loss at the {int((rounds_table.index > 0).sum())} evaluations after step 0: "
-                 + ", ".join(f"{group} at {n}" for group, n in lowest_group.items()) + "."))
+display(Markdown(f"Mean loss over {len(side_split_seeds)} splits: {findings.lowest_by_step(rounds_table)}."))
 
 # %% [markdown]
 # ## Where the rounds reach, in a picture

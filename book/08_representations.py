@@ -149,13 +149,14 @@ plt.show()
 bars = shown[shown.measure != predict.NULL_MEASURE].groupby(["view", "measure", "kind"]).rho.mean()
 chance = shown[shown.measure == predict.NULL_MEASURE].groupby("view").rho.mean().round(2) + 0.0  # + 0.0: no "-0.00"
 display(Markdown("; ".join(f"Held-out side {view}: the highest bar is {kind} on {measure} ({bars[view].max():.2f}), "
-                            f"chance {chance[view]:.2f}" for view in test_views for measure, kind in [bars[view].idxmax()]) + "."))
+                            f"chance {chance[view]:.2f}" for view in test_views for measure, kind in [bars[view].idxmax()]).replace("; Held", "; held") + "."))
 # a row per view and measure, a column per representation: the mean over splits (lowest to highest)
 spread = summary.drop(index=predict.NULL_MEASURE, level="measure").apply(
     lambda r: f"{findings.signed(r['mean'])} ({findings.signed(r['min'], 2)} to {findings.signed(r['max'], 2)})", axis=1)
 display(plots.table(spread.unstack("kind")[feature_kinds], index=True))
 wsd = summary.xs(MEASURE, level="measure")["mean"]
-display(Markdown(f"On {MEASURE}, the measure the orders are built on, the mean rho over splits: " + "; ".join(
+display(Markdown("Each cell: the mean rho over splits, and in brackets the lowest and highest split's (not an interval). "
+                 f"On {MEASURE}, the measure the orders are built on, the means: " + "; ".join(
     f"held-out side {view}: " + ", ".join(f"{kind} {wsd[view, kind]:.3f}" for kind in feature_kinds) for view in test_views)
     + "."))
 
@@ -316,7 +317,9 @@ literature = pd.DataFrame([{"work": work, "their claim": claim, "our test": test
                            for work, claim, test, tests in claims])
 display(plots.table(literature))
 tested = [parts[name] for *_, tests in claims for name in tests if name in parts]
-display(Markdown(f"Of the {len(tested)} parts run here that test these works' claims: {findings.tally(tested)}."))
+display(Markdown(f"Of the {len(tested)} parts run here that test these works' claims: {findings.tally(tested)}. Each verdict "
+                 "is our test's, as the \"our test\" column words it, not the work's: where a work claims that something "
+                 "does *not* hold, our test reproduced goes against it."))
 
 # %% [markdown]
 # Their claims are about *selecting* a subset at scale (thousands to millions of instances, 7B+

@@ -106,9 +106,7 @@ display(Markdown(f"At step {end}, the last evaluated: " + "; ".join(
     for a, b in pairs) + "."))
 by_step = curves.groupby(["label", "step"]).loss.mean().unstack(0)
 display(plots.table(by_step.T.rename_axis(index="order", columns="step"), index=True))
-lowest = by_step[by_step.index > 0].idxmin(axis=1).value_counts()
-display(Markdown(f"Lowest mean loss at the {int((by_step.index > 0).sum())} evaluations after step 0: "
-                 + ", ".join(f"{order} at {n}" for order, n in lowest.items()) + "."))
+display(Markdown(f"Mean loss over the draws: {findings.lowest_by_step(by_step)}."))
 
 # %% [markdown]
 # ## How often was the nearest neighbour a same-task instance?

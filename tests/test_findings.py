@@ -161,3 +161,11 @@ def test_a_signed_number_never_reads_minus_zero_in_prose_or_an_interval():
     text = findings.fmt(Estimate(value=-0.0002, lo=-0.0004, hi=0.3, p=0.5, n=4))
     assert "-0.000" not in text and text == "+0.000 [+0.000, +0.300] (95%) over 4 task splits"
     assert findings.fmt(Estimate(value=0.1, lo=0.05, hi=0.3, p=0.01, n=8), level=0.9975).endswith("] (99.75%) over 8 task splits")
+
+
+def test_the_lowest_order_by_step_reads_all_or_counts():
+    loss = pd.DataFrame({"NFT": [3.9, 2.0, 2.1, 1.5], "RT": [3.9, 2.5, 2.0, 1.9]}, index=[0, 5, 10, 15])
+    assert findings.lowest_by_step(loss) == "NFT lowest at 2 of the 3 evaluations after step 0, RT at 1"
+    assert findings.lowest_by_step(loss[["NFT"]]) == "NFT lowest at all 3 evaluations after step 0"
+    with pytest.raises(DataError, match="no evaluation after step 0"):
+        findings.lowest_by_step(loss.loc[[0]])

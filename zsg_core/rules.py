@@ -219,8 +219,8 @@ def early(curves: pd.DataFrame, epoch: int, *, paper: str = PAPER["E1"]["text"])
     shares = pd.DataFrame([{"split": split, "share": early_share(c.step, c.loss, epoch)}
                            for (split, _), c in curves.sort_values("step").groupby(["split", "order_seed"])])
     claim = "Zero-shot generalization appears very early in instruction tuning (claim 1)"
-    part = (f"{EARLY_SHARE:.0%} of the drop by {REFERENCE_FRACTION:.0%} of the epoch made by "
-            f"{EARLY_FRACTION:.0%}")
+    part = (f"share of the drop by {REFERENCE_FRACTION:.0%} of the epoch made by {EARLY_FRACTION:.0%} "
+            f"> {EARLY_SHARE:.0%}")
     point = f"{EARLY_FRACTION:.0%} against {REFERENCE_FRACTION:.0%} of the {epoch}-step epoch"
     if shares.share.isna().any():
         reached = int(curves.step.max())
