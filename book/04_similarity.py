@@ -136,9 +136,8 @@ display(Markdown(f"At step {point}, random splits (left): {gaps_at_point(gap_spl
                  "confirmatory family of claims."))
 gap_steps = gap_split.pivot_table(index="comparison", columns="step", values="diff")
 display(plots.table(gap_steps, index=True))
-after = gap_steps.loc[:, gap_steps.columns > 0]
-display(Markdown("Over the evaluations after step 0, the mean gap is above 0 at: " + "; ".join(
-    f"{c} {int((row > 0).sum())} of {len(row)}" for c, row in after.iterrows()) + " (above 0: the first order's loss is higher)."))
+display(Markdown(f"Over the evaluations after step 0, the mean gap is above 0 at: {findings.above_zero_by_step(gap_steps.T)} "
+                 "(above 0: the first order's loss is higher)."))
 
 # %% [markdown]
 # ## Where the noise is

@@ -189,9 +189,8 @@ display(Markdown(f"At step {gap_table.loc[:near_end].index[-1]}, the last evalua
                  f"{gap_split.n.max()} splits: " + ", ".join(f"{c} {findings.signed(v)}" for c, v in at_mark.items())
                  + " (below 0: the first order's loss is lower)."))
 display(plots.table(gap_table.rename_axis(columns=None), index=True))  # a row per step, as above
-after = gap_table[gap_table.index > 0]
-display(Markdown("Over the evaluations after step 0, the mean gap is above 0 at: " + "; ".join(
-    f"{c} {int((after[c] > 0).sum())} of {len(after)}" for c in after) + " (above 0: the first order's loss is higher)."))
+display(Markdown(f"Over the evaluations after step 0, the mean gap is above 0 at: {findings.above_zero_by_step(gap_table)} "
+                 "(above 0: the first order's loss is higher)."))
 
 # %% [markdown]
 # ## Against chapter 4, like with like

@@ -169,3 +169,10 @@ def test_the_lowest_order_by_step_reads_all_or_counts():
     assert findings.lowest_by_step(loss[["NFT"]]) == "NFT lowest at all 3 evaluations after step 0"
     with pytest.raises(DataError, match="no evaluation after step 0"):
         findings.lowest_by_step(loss.loc[[0]])
+
+
+def test_a_gap_above_zero_is_counted_per_comparison_after_step_0():
+    gaps = pd.DataFrame({"NFT - RT": [0.0, 0.2, -0.1, 0.3], "RT - FFT": [0.0, -0.2, -0.3, -0.1]}, index=[0, 5, 10, 15])
+    assert findings.above_zero_by_step(gaps) == "NFT - RT 2 of 3; RT - FFT 0 of 3"
+    with pytest.raises(DataError, match="no evaluation after step 0"):
+        findings.above_zero_by_step(gaps.loc[[0]])

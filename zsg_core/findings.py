@@ -259,12 +259,20 @@ def lowest_by_step(loss: pd.DataFrame) -> str:
     after = loss[loss.index > 0].dropna(how="all")
     if after.empty:
         raise DataError("no evaluation after step 0 to read the lowest loss at")
-    counts = after.idxmin(axis=1).value_counts()
-    (first, n), rest = next(iter(counts.items())), list(counts.items())[1:]
+    (first, n), *rest = after.idxmin(axis=1).value_counts().items()
     if not rest:
         return f"{first} lowest at all {len(after)} evaluations after step 0"
     return (f"{first} lowest at {n} of the {len(after)} evaluations after step 0, "
             + ", ".join(f"{label} at {k}" for label, k in rest))
+
+
+def above_zero_by_step(gaps: pd.DataFrame) -> str:
+    """How often each gap (columns "A - B", rows steps) was above 0 after step 0, as prose under a
+    per-step gap table: 'NFT - RT 8 of 8; RT - FFT 0 of 8'."""
+    after = gaps[gaps.index > 0]
+    if after.empty:
+        raise DataError("no evaluation after step 0 to read the gaps at")
+    return "; ".join(f"{c} {int((after[c] > 0).sum())} of {len(after)}" for c in after)
 
 
 def listed(names: Sequence[str]) -> str:
